@@ -1,0 +1,582 @@
+/**
+ * One client connection and its upstream connection (1:1, session mode), driven by an explicit
+ * state machine. Bytes are relayed as the original ranges; only the messages the query log and
+ * the session bookkeeping need are looked into.
+ */
+import * as net from 'node:net';
+import { Backend, Frontend, MAX_STARTUP_PACKET_LENGTH, SqlState, TxStatus } from './protocol/codes';
+import { Framer } from './protocol/framer';
+import {
+  NEGOTIATION_REFUSED,
+  ProtocolError,
+  TERMINATE,
+  decodeBind,
+  decodeClose,
+  decodeExecute,
+  decodeParse,
+  decodeQuery,
+  decodeStartup,
+  encodeErrorResponse,
+  isFatalError,
+  type ErrorFields,
+} from './protocol/messages';
+import { Outbox } from './outbox';
+import type { SessionInfo } from './log/format';
+import type { Server } from './server';
+
+/**
+ * Client states. The field `state` changes only in `transition()`.
+ */
+export const ClientState = {
+  /** Waiting for the startup packet: SSL/GSS negotiation, CancelRequest or StartupMessage. */
+  Startup: 'startup',
+  /** StartupMessage accepted; the upstream connection is being opened. */
+  Connecting: 'connecting',
+  /** StartupMessage relayed; authentication runs between client and server until ReadyForQuery. */
+  Authenticating: 'authenticating',
+  /** Nothing outstanding: the last Query/Sync has been answered by ReadyForQuery. */
+  Idle: 'idle',
+  /** The client has sent messages that the server has not started answering. */
+  Request: 'request',
+  /** The server is answering; lasts until the ReadyForQuery that answers the last Query/Sync. */
+  Response: 'response',
+  /** COPY FROM STDIN: the client streams CopyData until CopyDone or CopyFail. */
+  CopyIn: 'copy-in',
+  /** COPY TO STDOUT: the server streams CopyData until CopyDone. */
+  CopyOut: 'copy-out',
+  /** Replication streaming: CopyData both ways. */
+  CopyBoth: 'copy-both',
+  /** Being torn down; terminal. */
+  Closing: 'closing',
+} as const;
+export type ClientState = (typeof ClientState)[keyof typeof ClientState];
+
+const S = ClientState;
+const ALLOWED: Record<ClientState, readonly ClientState[]> = {
+  [S.Startup]: [S.Connecting, S.Closing],
+  [S.Connecting]: [S.Authenticating, S.Closing],
+  [S.Authenticating]: [S.Idle, S.Closing],
+  [S.Idle]: [S.Request, S.Response, S.Closing],
+  [S.Request]: [S.Response, S.Idle, S.CopyIn, S.CopyOut, S.CopyBoth, S.Closing],
+  [S.Response]: [S.Idle, S.CopyIn, S.CopyOut, S.CopyBoth, S.Closing],
+  [S.CopyIn]: [S.Response, S.Closing],
+  [S.CopyOut]: [S.Response, S.Closing],
+  [S.CopyBoth]: [S.Response, S.Closing],
+  [S.Closing]: [],
+};
+
+/** Backend messages the proxy looks inside; everything else may stream through in pieces. */
+const SERVER_INSPECT = [
+  Backend.ReadyForQuery,
+  Backend.BackendKeyData,
+  Backend.CopyInResponse,
+  Backend.CopyOutResponse,
+  Backend.CopyBothResponse,
+  Backend.CopyDone,
+  Backend.ErrorResponse,
+  Backend.Authentication,
+  Backend.ParameterStatus,
+];
+/** Frontend messages the proxy looks inside (for the log and statement/portal tracking). */
+const CLIENT_INSPECT = [Frontend.Query, Frontend.Parse, Frontend.Bind, Frontend.Execute, Frontend.Close];
+/** Server messages are trusted more than client ones, but an inspected one is still bounded. */
+const SERVER_MAX_LENGTH = 0x7fffffff;
+const SERVER_MAX_INSPECT_ALLOC = 64 << 20;
+
+// Reasons the client socket's reads are paused (bit flags).
+const PAUSE_UPSTREAM_FULL = 1;
+const PAUSE_LOG_FULL = 2;
+const PAUSE_CONNECTING = 4;
+
+/** How long a closing client gets to read its final ErrorResponse before the socket is destroyed. */
+const CLOSE_LINGER_MS = 5000;
+
+interface Portal {
+  statement: string;
+  sql: string | null;
+}
+
+export class Client {
+  readonly id: number;
+  readonly address: string;
+  state: ClientState = S.Startup;
+  /** Transaction status from the last ReadyForQuery ('I', 'T' or 'E'). */
+  txStatus: TxStatus = TxStatus.Idle;
+  session: SessionInfo | null = null;
+  /** Startup parameters as the client sent them. */
+  startupParams: Map<string, string> | null = null;
+  /** BackendKeyData of the upstream session: the key a CancelRequest must carry. */
+  backendKey: { pid: number; secret: number } | null = null;
+  /** Prepared statements by name ('' is the unnamed one) -> SQL, as the client defined them. */
+  readonly statements = new Map<string, string>();
+  /** Portals by name -> their statement. */
+  readonly portals = new Map<string, Portal>();
+  /** Query/Sync/FunctionCall messages sent upstream and not yet answered by ReadyForQuery. */
+  private pendingSyncs = 0;
+
+  private readonly server: Server;
+  private readonly socket: net.Socket;
+  private upstream: net.Socket | null = null;
+  private readonly clientFramer: Framer;
+  private serverFramer: Framer | null = null;
+  private readonly toUpstream = new Outbox();
+  private readonly toClient = new Outbox();
+  private clientPaused = 0;
+  private upstreamPaused = false;
+  private awaitingLogDrain = false;
+  private clientTerminated = false;
+  private upstreamSaidFatal = false;
+  private shutdownRequested = false;
+  private timer: NodeJS.Timeout | null = null;
+  private counted = false;
+
+  constructor(server: Server, socket: net.Socket, id: number) {
+    this.server = server;
+    this.socket = socket;
+    this.id = id;
+    this.address = formatAddress(socket.remoteAddress, socket.remotePort);
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 60_000);
+    this.clientFramer = new Framer(
+      {
+        onMessage: (type, buf, start, end) => this.onClientMessage(type, buf, start, end),
+        onPassthrough: (type, buf, start, end) => this.onClientPassthrough(type, buf, start, end),
+        onFramingError: (reason) => this.protocolViolation(reason),
+      },
+      {
+        maxLength: server.config.maxMessageBytes,
+        maxStartupLength: MAX_STARTUP_PACKET_LENGTH,
+        inspect: CLIENT_INSPECT,
+        startup: true,
+      },
+    );
+    socket.on('data', (chunk: Buffer) => this.onClientData(chunk));
+    socket.on('drain', () => this.setUpstreamPaused(false));
+    socket.on('error', (err: NodeJS.ErrnoException) => this.onSocketError('client', err));
+    socket.on('close', () => this.onClientClose());
+    this.timer = setTimeout(() => this.onStartupTimeout(), server.config.startupTimeoutMs);
+  }
+
+  // ---- state ---------------------------------------------------------------------------------
+
+  /** The only place `state` changes. */
+  private transition(next: ClientState): void {
+    const from = this.state;
+    if (from === next) return;
+    if (!ALLOWED[from].includes(next)) {
+      this.server.ops.error('internal error: illegal client state transition; closing the client', {
+        conn: this.id,
+        client: this.address,
+        from,
+        to: next,
+      });
+      this.state = S.Closing;
+      this.teardown();
+      return;
+    }
+    this.state = next;
+    if (next === S.Closing) this.teardown();
+  }
+
+  get isIdle(): boolean {
+    return this.state === S.Idle && this.txStatus === TxStatus.Idle && this.pendingSyncs === 0;
+  }
+
+  // ---- client -> proxy -----------------------------------------------------------------------
+
+  private onClientData(chunk: Buffer): void {
+    this.server.bytesFromClients += chunk.length;
+    this.clientFramer.push(chunk);
+    this.flushToUpstream();
+  }
+
+  private onClientMessage(type: number, buf: Buffer, start: number, end: number): void {
+    if (this.state === S.Startup) {
+      this.onStartupPacket(buf, start, end);
+      return;
+    }
+    if (this.state === S.Closing) return;
+    try {
+      switch (type) {
+        case Frontend.Query:
+          this.pendingSyncs++;
+          this.logQuery({ type: 'Q', statement: null, portal: null, sql: decodeQuery(buf, start, end), params: null });
+          break;
+        case Frontend.Parse: {
+          const m = decodeParse(buf, start, end);
+          this.statements.set(m.statement, m.sql);
+          this.logQuery({ type: 'P', statement: m.statement, portal: null, sql: m.sql, params: null });
+          break;
+        }
+        case Frontend.Bind: {
+          const m = decodeBind(buf, start, end);
+          const sql = this.statements.get(m.statement) ?? null;
+          this.portals.set(m.portal, { statement: m.statement, sql });
+          this.logQuery({
+            type: 'B',
+            statement: m.statement,
+            portal: m.portal,
+            sql,
+            params: { formats: m.paramFormats, values: m.params },
+          });
+          break;
+        }
+        case Frontend.Execute: {
+          const portal = decodeExecute(buf, start, end);
+          const p = this.portals.get(portal);
+          this.logQuery({ type: 'E', statement: p ? p.statement : null, portal, sql: p ? p.sql : null, params: null });
+          break;
+        }
+        case Frontend.Close: {
+          const m = decodeClose(buf, start, end);
+          if (m.kind === 'S') this.statements.delete(m.name);
+          else this.portals.delete(m.name);
+          break;
+        }
+        case Frontend.Sync:
+        case Frontend.FunctionCall:
+          this.pendingSyncs++;
+          break;
+        case Frontend.Terminate:
+          this.clientTerminated = true;
+          break;
+        case Frontend.CopyDone:
+        case Frontend.CopyFail:
+          if (this.state === S.CopyIn) this.transition(S.Response);
+          break;
+      }
+    } catch (err) {
+      if (err instanceof ProtocolError) {
+        this.protocolViolation(err.message);
+        return;
+      }
+      throw err;
+    }
+    if (this.state === S.Idle && type !== Frontend.Terminate) this.transition(S.Request);
+    this.toUpstream.push(buf, start, end);
+  }
+
+  private onClientPassthrough(_type: number, buf: Buffer, start: number, end: number): void {
+    if (this.state === S.Closing) return;
+    if (this.state === S.Idle) this.transition(S.Request);
+    this.toUpstream.push(buf, start, end);
+  }
+
+  private logQuery(record: Parameters<Server['logger']['log']>[1]): void {
+    const logger = this.server.logger;
+    if (!logger.enabled) return;
+    if (!logger.log(this.session!, record) && !this.awaitingLogDrain) {
+      // The log writer is behind: stop reading from this client until it catches up.
+      this.awaitingLogDrain = true;
+      this.setClientPaused(PAUSE_LOG_FULL, true);
+      logger.onDrain(() => {
+        this.awaitingLogDrain = false;
+        this.setClientPaused(PAUSE_LOG_FULL, false);
+      });
+    }
+  }
+
+  private flushToUpstream(): void {
+    if (this.toUpstream.empty || this.upstream === null) return;
+    if (!this.toUpstream.flush(this.upstream)) this.setClientPaused(PAUSE_UPSTREAM_FULL, true);
+  }
+
+  // ---- startup -------------------------------------------------------------------------------
+
+  private onStartupPacket(buf: Buffer, start: number, end: number): void {
+    let packet;
+    try {
+      packet = decodeStartup(buf, start, end);
+    } catch (err) {
+      this.protocolViolation((err as Error).message);
+      return;
+    }
+    switch (packet.kind) {
+      case 'ssl':
+      case 'gssenc':
+        // No TLS/GSS encryption on the client side yet: 'N' lets the client carry on in plaintext.
+        this.socket.write(NEGOTIATION_REFUSED);
+        return;
+      case 'cancel':
+        this.clearTimer();
+        this.server.cancel(packet.pid, packet.secret, this.address);
+        this.clientFramer.stop();
+        this.transition(S.Closing);
+        return;
+      case 'unsupported':
+        this.fail({
+          severity: 'FATAL',
+          code: SqlState.FeatureNotSupported,
+          message: `pgscribe: unsupported frontend protocol ${packet.code >>> 16}.${packet.code & 0xffff}: only protocol 3 is supported`,
+        });
+        return;
+      case 'startup':
+        break;
+    }
+    this.clearTimer();
+    const params = packet.params;
+    const user = params.get('user');
+    if (user === undefined || user === '') {
+      this.fail({ severity: 'FATAL', code: SqlState.InvalidAuthorizationSpecification, message: 'pgscribe: no PostgreSQL user name specified in startup packet' });
+      return;
+    }
+    this.startupParams = params;
+    this.session = { id: this.id, user, database: params.get('database') || user, client: this.address };
+    if (!this.server.admitSession(this)) {
+      this.fail({ severity: 'FATAL', code: SqlState.TooManyConnections, message: 'pgscribe: sorry, too many clients already' });
+      return;
+    }
+    this.counted = true;
+    this.clientFramer.setStartup(false);
+    this.transition(S.Connecting);
+    this.connectUpstream(buf.subarray(start, end));
+  }
+
+  private connectUpstream(startupPacket: Buffer): void {
+    const { host, port } = this.server.config.upstream;
+    const up = net.connect({ host, port });
+    this.upstream = up;
+    up.setNoDelay(true);
+    up.setKeepAlive(true, 60_000);
+    this.serverFramer = new Framer(
+      {
+        onMessage: (type, b, s, e) => this.onServerMessage(type, b, s, e),
+        onPassthrough: (_type, b, s, e) => this.onServerPassthrough(b, s, e),
+        onFramingError: (reason) => this.upstreamProtocolViolation(reason),
+      },
+      { maxLength: SERVER_MAX_LENGTH, maxInspectLength: SERVER_MAX_INSPECT_ALLOC, inspect: SERVER_INSPECT },
+    );
+    // Until the upstream answers, what the client sends waits in the socket's own write queue.
+    up.write(Buffer.from(startupPacket));
+    this.setClientPaused(PAUSE_CONNECTING, true);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.server.ops.warn('upstream connect timed out', { conn: this.id, client: this.address, upstream: `${host}:${port}`, timeout_ms: this.server.config.connectTimeoutMs });
+      this.fail({
+        severity: 'FATAL',
+        code: SqlState.SqlclientUnableToEstablishSqlconnection,
+        message: `pgscribe: could not connect to upstream server ${host}:${port}: timeout after ${this.server.config.connectTimeoutMs} ms`,
+        hint: 'Check that PostgreSQL is running and reachable at the --upstream address.',
+      });
+    }, this.server.config.connectTimeoutMs);
+    up.on('connect', () => {
+      this.clearTimer();
+      if (this.state !== S.Connecting) return;
+      this.transition(S.Authenticating);
+      this.setClientPaused(PAUSE_CONNECTING, false);
+    });
+    up.on('data', (chunk: Buffer) => this.onServerData(chunk));
+    up.on('drain', () => this.setClientPaused(PAUSE_UPSTREAM_FULL, false));
+    up.on('error', (err: NodeJS.ErrnoException) => this.onSocketError('upstream', err));
+    up.on('close', () => this.onUpstreamClose());
+  }
+
+  private onStartupTimeout(): void {
+    this.timer = null;
+    if (this.state !== S.Startup) return;
+    this.server.ops.warn('client did not send a startup packet in time; dropping it', {
+      conn: this.id,
+      client: this.address,
+      timeout_ms: this.server.config.startupTimeoutMs,
+    });
+    this.fail({
+      severity: 'FATAL',
+      code: SqlState.ProtocolViolation,
+      message: `pgscribe: startup packet not received within ${this.server.config.startupTimeoutMs} ms`,
+    });
+  }
+
+  // ---- server -> proxy -----------------------------------------------------------------------
+
+  private onServerData(chunk: Buffer): void {
+    this.server.bytesFromServers += chunk.length;
+    this.serverFramer!.push(chunk);
+    if (!this.toClient.empty && !this.toClient.flush(this.socket)) this.setUpstreamPaused(true);
+    if (this.shutdownRequested && this.isIdle) this.closeForShutdown();
+  }
+
+  private onServerMessage(type: number, buf: Buffer, start: number, end: number): void {
+    if (this.state === S.Closing) return;
+    switch (type) {
+      case Backend.ReadyForQuery:
+        if (end - start < 6) {
+          this.upstreamProtocolViolation('ReadyForQuery without a transaction status');
+          return;
+        }
+        this.txStatus = buf[start + 5] as TxStatus;
+        if (this.pendingSyncs > 0) this.pendingSyncs--;
+        if (this.txStatus === TxStatus.Idle) this.portals.clear();
+        if (this.state === S.Authenticating || this.pendingSyncs === 0) this.transition(S.Idle);
+        else this.transition(S.Response);
+        break;
+      case Backend.BackendKeyData:
+        if (end - start >= 13) {
+          this.backendKey = { pid: buf.readInt32BE(start + 5), secret: buf.readInt32BE(start + 9) };
+          this.server.registerKey(this);
+        }
+        break;
+      case Backend.CopyInResponse:
+        this.transition(S.CopyIn);
+        break;
+      case Backend.CopyOutResponse:
+        this.transition(S.CopyOut);
+        break;
+      case Backend.CopyBothResponse:
+        this.transition(S.CopyBoth);
+        break;
+      case Backend.CopyDone:
+        if (this.state === S.CopyOut || this.state === S.CopyBoth) this.transition(S.Response);
+        break;
+      case Backend.ErrorResponse:
+        if (isFatalError(buf, start, end)) this.upstreamSaidFatal = true;
+        if (this.state === S.CopyIn || this.state === S.CopyOut || this.state === S.CopyBoth || this.state === S.Request) {
+          this.transition(S.Response);
+        }
+        break;
+      default:
+        if (this.state === S.Request) this.transition(S.Response);
+    }
+    this.toClient.push(buf, start, end);
+  }
+
+  private onServerPassthrough(buf: Buffer, start: number, end: number): void {
+    if (this.state === S.Closing) return;
+    if (this.state === S.Request) this.transition(S.Response);
+    this.toClient.push(buf, start, end);
+  }
+
+  // ---- flow control --------------------------------------------------------------------------
+
+  private setClientPaused(reason: number, on: boolean): void {
+    const before = this.clientPaused;
+    this.clientPaused = on ? before | reason : before & ~reason;
+    if (before === 0 && this.clientPaused !== 0) this.socket.pause();
+    else if (before !== 0 && this.clientPaused === 0 && this.state !== S.Closing) this.socket.resume();
+  }
+
+  private setUpstreamPaused(on: boolean): void {
+    if (this.upstream === null || on === this.upstreamPaused) return;
+    this.upstreamPaused = on;
+    if (on) this.upstream.pause();
+    else if (this.state !== S.Closing) this.upstream.resume();
+  }
+
+  // ---- errors and teardown -------------------------------------------------------------------
+
+  private protocolViolation(reason: string): void {
+    this.server.ops.warn('client protocol violation; closing it', { conn: this.id, client: this.address, reason });
+    this.fail({ severity: 'FATAL', code: SqlState.ProtocolViolation, message: `pgscribe: protocol violation: ${reason}` });
+  }
+
+  private upstreamProtocolViolation(reason: string): void {
+    this.server.ops.error('upstream sent an invalid message; closing the session', { conn: this.id, client: this.address, reason });
+    this.fail({ severity: 'FATAL', code: SqlState.ConnectionFailure, message: `pgscribe: upstream server sent an invalid message: ${reason}` });
+  }
+
+  private onSocketError(side: 'client' | 'upstream', err: NodeJS.ErrnoException): void {
+    if (side === 'upstream' && this.state === S.Connecting) {
+      const { host, port } = this.server.config.upstream;
+      this.server.ops.warn('cannot connect to upstream', { conn: this.id, client: this.address, upstream: `${host}:${port}`, error: err.code ?? err.message });
+      this.fail({
+        severity: 'FATAL',
+        code: SqlState.SqlclientUnableToEstablishSqlconnection,
+        message: `pgscribe: could not connect to upstream server ${host}:${port}: ${err.message}`,
+        hint: 'Check that PostgreSQL is running and reachable at the --upstream address.',
+      });
+      return;
+    }
+    // Resets are how many clients say goodbye; 'close' follows and does the work.
+    if (err.code !== 'ECONNRESET' && err.code !== 'EPIPE') {
+      this.server.ops.warn(`${side} socket error`, { conn: this.id, client: this.address, error: err.code ?? err.message });
+    }
+  }
+
+  private onClientClose(): void {
+    this.clientFramer.stop();
+    if (this.state !== S.Closing) this.transition(S.Closing);
+    this.clearTimer();
+    if (this.counted) {
+      this.counted = false;
+      this.server.releaseSession(this);
+    }
+    this.server.removeClient(this);
+  }
+
+  private onUpstreamClose(): void {
+    if (this.state === S.Closing || this.state === S.Connecting) return;
+    if (this.clientTerminated || this.upstreamSaidFatal) {
+      // The server said why (FATAL) or the client asked for it (Terminate): nothing to add.
+      this.transition(S.Closing);
+      return;
+    }
+    this.server.ops.warn('upstream closed the session unexpectedly', { conn: this.id, client: this.address, state: this.state });
+    this.fail({
+      severity: 'FATAL',
+      code: SqlState.ConnectionFailure,
+      message: 'pgscribe: upstream server closed the connection unexpectedly',
+      hint: 'The PostgreSQL server may have restarted or terminated this backend; reconnect.',
+    });
+  }
+
+  /** Send a FATAL ErrorResponse (when the client stream is at a message boundary) and close. */
+  fail(error: ErrorFields): void {
+    if (this.state === S.Closing) return;
+    const canSpeak = this.serverFramer === null || !this.serverFramer.midPassthrough;
+    if (!this.toClient.empty) this.toClient.flush(this.socket);
+    if (canSpeak && !this.socket.destroyed && this.socket.writable) this.socket.write(encodeErrorResponse(error));
+    this.transition(S.Closing);
+  }
+
+  /** Server shutdown: close now if idle, else as soon as the session is idle again. */
+  requestShutdown(): void {
+    this.shutdownRequested = true;
+    if (this.state === S.Startup || this.state === S.Connecting || this.isIdle) this.closeForShutdown();
+  }
+
+  closeForShutdown(): void {
+    this.fail({ severity: 'FATAL', code: SqlState.AdminShutdown, message: 'pgscribe: terminating connection because the proxy is shutting down' });
+  }
+
+  /** Entered once, from transition(Closing): release both sockets. */
+  private teardown(): void {
+    this.clearTimer();
+    this.clientFramer.stop();
+    this.serverFramer?.stop();
+    this.server.unregisterKey(this);
+    const up = this.upstream;
+    if (up !== null && !up.destroyed) {
+      this.flushToUpstream();
+      if (!this.clientFramer.midPassthrough && !this.clientTerminated && up.writable) up.end(TERMINATE);
+      else up.end();
+      up.resume();
+      setTimeout(() => up.destroy(), CLOSE_LINGER_MS).unref();
+    }
+    this.toUpstream.clear();
+    this.toClient.clear();
+    const sock = this.socket;
+    if (!sock.destroyed) {
+      sock.end();
+      sock.resume(); // drain and discard whatever the client still sends
+      setTimeout(() => sock.destroy(), CLOSE_LINGER_MS).unref();
+    }
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+  }
+
+  /** Destroy both sockets now (process exit after the grace period). */
+  destroy(): void {
+    this.upstream?.destroy();
+    this.socket.destroy();
+  }
+}
+
+function formatAddress(addr: string | undefined, port: number | undefined): string {
+  if (addr === undefined) return 'unknown';
+  const a = addr.startsWith('::ffff:') ? addr.slice(7) : addr;
+  return a.includes(':') ? `[${a}]:${port}` : `${a}:${port}`;
+}

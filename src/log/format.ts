@@ -1,0 +1,181 @@
+/**
+ * Turning one query message into one log line. A line never contains a raw newline or control
+ * character, so `tail -f` and `wc -l` see one query per line.
+ */
+
+/** Who sent a query: fixed for the lifetime of a client connection. */
+export interface SessionInfo {
+  readonly id: number;
+  readonly user: string;
+  readonly database: string;
+  /** "host:port" of the client socket. */
+  readonly client: string;
+}
+
+export type QueryType = 'Q' | 'P' | 'B' | 'E';
+
+/** Bind parameters as views of the message; the formatter copies what it prints. */
+export interface BindParams {
+  formats: readonly number[];
+  values: readonly (Buffer | null)[];
+}
+
+export interface QueryRecord {
+  type: QueryType;
+  /** Prepared statement name; null when the message has none ('Q'). '' is the unnamed statement. */
+  statement: string | null;
+  /** Portal name for 'B' and 'E'; null otherwise. '' is the unnamed portal. */
+  portal: string | null;
+  /** The SQL text; null when a Bind/Execute names a statement or portal pgscribe never saw. */
+  sql: string | null;
+  params: BindParams | null;
+}
+
+export interface FormatOptions {
+  /** Print Bind parameter values (false: only their count). */
+  params: boolean;
+  /** Parameter values longer than this many bytes are cut, with a marker saying how much was cut. */
+  paramMaxBytes: number;
+}
+
+export type LineFormatter = (s: SessionInfo, r: QueryRecord, now: number) => string;
+
+let cachedMs = -1;
+let cachedIso = '';
+/** ISO-8601 UTC timestamp with milliseconds; formatted once per millisecond. */
+export function isoTime(ms: number): string {
+  if (ms !== cachedMs) {
+    cachedMs = ms;
+    cachedIso = new Date(ms).toISOString();
+  }
+  return cachedIso;
+}
+
+// eslint-disable-next-line no-control-regex
+const NEEDS_ESCAPE = /[\x00-\x1f\x7f\\]/;
+// eslint-disable-next-line no-control-regex
+const ESCAPE_ALL = /[\x00-\x1f\x7f\\]/g;
+
+function escapeChar(c: string): string {
+  switch (c) {
+    case '\\':
+      return '\\\\';
+    case '\n':
+      return '\\n';
+    case '\r':
+      return '\\r';
+    case '\t':
+      return '\\t';
+    default:
+      return '\\x' + c.charCodeAt(0).toString(16).padStart(2, '0');
+  }
+}
+
+/** Backslash-escape backslashes and control characters so the text stays on one line. */
+export function escapeText(s: string): string {
+  return NEEDS_ESCAPE.test(s) ? s.replace(ESCAPE_ALL, escapeChar) : s;
+}
+
+/** A statement or portal name as a single token: bare when plain, JSON-quoted otherwise. */
+function nameToken(name: string): string {
+  return name !== '' && /^[\w.$-]+$/.test(name) ? name : JSON.stringify(name);
+}
+
+interface ParamValue {
+  /** Text (format 0) or lowercase hex (format 1) of at most paramMaxBytes bytes. */
+  value: string;
+  binary: boolean;
+  /** Bytes cut off the end, 0 when whole. */
+  cut: number;
+}
+
+function paramValue(v: Buffer, format: number, max: number): ParamValue {
+  const cut = v.length > max ? v.length - max : 0;
+  const shown = cut > 0 ? v.subarray(0, max) : v;
+  if (format === 1) return { value: shown.toString('hex'), binary: true, cut };
+  // A cut may split a UTF-8 sequence; toString() then ends in U+FFFD, which is honest enough.
+  return { value: shown.toString('utf8'), binary: false, cut };
+}
+
+function formatOf(p: BindParams, i: number): number {
+  const f = p.formats;
+  return f.length === 0 ? 0 : f.length === 1 ? f[0]! : (f[i] ?? 0);
+}
+
+function textParams(p: BindParams, max: number): string {
+  let out = '(';
+  for (let i = 0; i < p.values.length; i++) {
+    if (i > 0) out += ', ';
+    const v = p.values[i];
+    if (v === null || v === undefined) {
+      out += 'NULL';
+      continue;
+    }
+    const pv = paramValue(v, formatOf(p, i), max);
+    out += pv.binary ? `x'${pv.value}'` : `'${escapeText(pv.value).replace(/'/g, "''")}'`;
+    if (pv.cut > 0) out += `...(+${pv.cut} bytes)`;
+  }
+  return out + ')';
+}
+
+/**
+ * Text format:
+ * `2026-11-23T10:15:02.345Z conn=17 app@shop 127.0.0.1:53422 B stmt=s1 params=('42', NULL) sql=SELECT ...`
+ */
+export function textFormatter(opts: FormatOptions): LineFormatter {
+  return (s, r, now) => {
+    let line = isoTime(now) + ' conn=' + s.id + ' ' + s.user + '@' + s.database + ' ' + s.client + ' ' + r.type;
+    if (r.statement !== null && r.statement !== '') line += ' stmt=' + nameToken(r.statement);
+    if (r.portal !== null && r.portal !== '') line += ' portal=' + nameToken(r.portal);
+    if (r.params !== null) {
+      line += opts.params ? ' params=' + textParams(r.params, opts.paramMaxBytes) : ' params=' + r.params.values.length + ':hidden';
+    }
+    line += r.sql === null ? ' sql=?' : ' sql=' + escapeText(r.sql);
+    return line + '\n';
+  };
+}
+
+type JsonParam = string | null | { text?: string; hex?: string; truncatedBytes?: number };
+
+function jsonParams(p: BindParams, max: number): JsonParam[] {
+  const out: JsonParam[] = [];
+  for (let i = 0; i < p.values.length; i++) {
+    const v = p.values[i];
+    if (v === null || v === undefined) {
+      out.push(null);
+      continue;
+    }
+    const pv = paramValue(v, formatOf(p, i), max);
+    if (!pv.binary && pv.cut === 0) out.push(pv.value);
+    else if (pv.binary) out.push(pv.cut > 0 ? { hex: pv.value, truncatedBytes: pv.cut } : { hex: pv.value });
+    else out.push({ text: pv.value, truncatedBytes: pv.cut });
+  }
+  return out;
+}
+
+/**
+ * JSON lines format, one object per line with the same fields as the text format:
+ * `{"ts":"...","conn":17,"user":"app","db":"shop","client":"127.0.0.1:53422","type":"B","stmt":"s1","portal":"","params":["42",null],"sql":"SELECT ..."}`
+ * Text parameters are strings; binary ones {"hex":...}; cut ones carry "truncatedBytes".
+ */
+export function jsonFormatter(opts: FormatOptions): LineFormatter {
+  return (s, r, now) => {
+    const o: Record<string, unknown> = {
+      ts: isoTime(now),
+      conn: s.id,
+      user: s.user,
+      db: s.database,
+      client: s.client,
+      type: r.type,
+    };
+    if (r.statement !== null) o['stmt'] = r.statement;
+    if (r.portal !== null) o['portal'] = r.portal;
+    if (r.params !== null) {
+      if (opts.params) o['params'] = jsonParams(r.params, opts.paramMaxBytes);
+      else o['paramCount'] = r.params.values.length;
+    }
+    o['sql'] = r.sql;
+    // JSON.stringify escapes every control character, so the object stays on one line.
+    return JSON.stringify(o) + '\n';
+  };
+}

@@ -1,0 +1,128 @@
+#!/usr/bin/env node
+/**
+ * pgscribe entry point: parse the command line, open the query log, start the Server, and wire
+ * the signals (SIGHUP reopens the log, SIGTERM/SIGINT shut down gracefully).
+ */
+import { ConfigError, describe, helpText, parseCommandLine, type Command, type Config } from './config';
+import { NoopLogger, SinkLogger, type ClientLogger } from './log/client-logger';
+import { FileSink, StdoutSink } from './log/file-sink';
+import { jsonFormatter, textFormatter } from './log/format';
+import { streamOpsLog, type OpsLog } from './log/ops';
+import { Server } from './server';
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+/** The version in the package.json above this file (dist/ in production, build/src/ in tests). */
+function readVersion(): string {
+  for (let dir = __dirname; ; dir = path.dirname(dir)) {
+    const p = path.join(dir, 'package.json');
+    if (fs.existsSync(p)) return (JSON.parse(fs.readFileSync(p, 'utf8')) as { version: string }).version;
+    if (path.dirname(dir) === dir) return 'unknown';
+  }
+}
+const VERSION = readVersion();
+
+export function createLogger(cfg: Config, ops: OpsLog): ClientLogger {
+  if (cfg.log === 'none') return new NoopLogger();
+  const fmtOpts = { params: cfg.logParams, paramMaxBytes: cfg.logParamMaxBytes };
+  const format = cfg.logFormat === 'json' ? jsonFormatter(fmtOpts) : textFormatter(fmtOpts);
+  const onError = (err: NodeJS.ErrnoException, context: string) =>
+    ops.error('query log write problem; lines are kept in memory and client reads pause until it clears', {
+      log: cfg.log,
+      context,
+      error: err.code ?? err.message,
+    });
+  const sink =
+    cfg.log === '-'
+      ? new StdoutSink({ highWaterMark: cfg.logBufferBytes, onError })
+      : new FileSink({ path: cfg.log, mode: 0o600, highWaterMark: cfg.logBufferBytes, onError });
+  return new SinkLogger(sink, format);
+}
+
+async function run(cfg: Config): Promise<void> {
+  const ops = streamOpsLog();
+  let logger: ClientLogger;
+  try {
+    logger = createLogger(cfg, ops);
+  } catch (err) {
+    ops.error('cannot open the query log', { log: cfg.log, error: (err as Error).message });
+    process.exit(1);
+  }
+  const server = new Server(cfg, logger, ops);
+  let addr;
+  try {
+    addr = await server.listen();
+  } catch (err) {
+    ops.error('cannot listen', { listen: `${cfg.listen.host}:${cfg.listen.port}`, error: (err as Error).message });
+    process.exit(1);
+  }
+  ops.info('listening', {
+    listen: `${addr.address}:${addr.port}`,
+    upstream: `${cfg.upstream.host}:${cfg.upstream.port}`,
+    log: cfg.log,
+    version: VERSION,
+  });
+
+  process.on('SIGHUP', () => {
+    ops.info('SIGHUP: reopening the query log', { log: cfg.log });
+    logger.reopen();
+  });
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) {
+      ops.warn(`${signal} again while shutting down; still waiting for sessions`, { sessions: server.clients.size });
+      return;
+    }
+    stopping = true;
+    ops.info(`${signal}: shutting down`, { sessions: server.clients.size, grace_ms: cfg.shutdownGraceMs });
+    server
+      .shutdown(cfg.shutdownGraceMs)
+      .then(() => logger.close())
+      .then(() => {
+        ops.info('shutdown complete', { query_log_lines: logger.lines });
+        process.exit(0);
+      })
+      .catch((err: Error) => {
+        ops.error('shutdown failed', { error: err.message });
+        logger.flushSync();
+        process.exit(1);
+      });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('uncaughtException', (err) => {
+    // A bug, not bad input: say so loudly, keep what the log holds, and exit non-zero.
+    ops.error('internal error; exiting', { error: err.stack ?? err.message });
+    logger.flushSync();
+    process.exit(70);
+  });
+}
+
+export function main(argv: string[]): void {
+  let cmd: Command;
+  try {
+    cmd = parseCommandLine(argv);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`pgscribe: invalid setting ${err.message}\nTry 'pgscribe --help'.\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  switch (cmd.kind) {
+    case 'help':
+      process.stdout.write(helpText(VERSION));
+      return;
+    case 'version':
+      process.stdout.write(`pgscribe ${VERSION}\n`);
+      return;
+    case 'check':
+      process.stdout.write(JSON.stringify(describe(cmd.config), null, 2) + '\n');
+      return;
+    case 'run':
+      void run(cmd.config);
+  }
+}
+
+if (require.main === module) main(process.argv.slice(2));

@@ -1,0 +1,258 @@
+/**
+ * Decoders for the few messages pgscribe looks inside, and encoders for the ones it makes itself.
+ * Every decoder takes a whole message as buf[start, end) with its header and validates bounds:
+ * a malformed message throws ProtocolError, never reads past end.
+ *
+ * @see https://www.postgresql.org/docs/15/protocol-message-formats.html
+ */
+import { StartupCode } from './codes';
+
+export class ProtocolError extends Error {
+  readonly code = 'PGSCRIBE_PROTOCOL';
+}
+
+/** Index of the NUL ending the C string at off; throws when it runs past end. */
+function cstringEnd(buf: Buffer, off: number, end: number, what: string): number {
+  const nul = buf.indexOf(0, off);
+  if (nul < 0 || nul >= end) throw new ProtocolError(`${what}: missing string terminator`);
+  return nul;
+}
+
+function need(off: number, n: number, end: number, what: string): void {
+  if (off + n > end) throw new ProtocolError(`${what}: message too short`);
+}
+
+/**
+ * Query ('Q'): the SQL text.
+ * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (Query)
+ */
+export function decodeQuery(buf: Buffer, start: number, end: number): string {
+  const nul = cstringEnd(buf, start + 5, end, 'Query');
+  return buf.toString('utf8', start + 5, nul);
+}
+
+export interface ParseMessage {
+  statement: string;
+  sql: string;
+}
+
+/**
+ * Parse ('P'): statement name and SQL; parameter type OIDs are not needed.
+ * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (Parse)
+ */
+export function decodeParse(buf: Buffer, start: number, end: number): ParseMessage {
+  const n1 = cstringEnd(buf, start + 5, end, 'Parse');
+  const n2 = cstringEnd(buf, n1 + 1, end, 'Parse');
+  need(n2 + 1, 2, end, 'Parse');
+  const nTypes = buf.readInt16BE(n2 + 1);
+  if (nTypes < 0) throw new ProtocolError('Parse: negative parameter type count');
+  need(n2 + 3, nTypes * 4, end, 'Parse');
+  return {
+    statement: n1 === start + 5 ? '' : buf.toString('utf8', start + 5, n1),
+    sql: buf.toString('utf8', n1 + 1, n2),
+  };
+}
+
+export interface BindMessage {
+  portal: string;
+  statement: string;
+  /** Parameter format codes as sent: empty (all text), one (applies to all) or one per parameter. */
+  paramFormats: number[];
+  /** Parameter values as views of the message buffer (null for SQL NULL): copy what you keep. */
+  params: (Buffer | null)[];
+  resultFormats: number[];
+}
+
+/**
+ * Bind ('B'): portal, statement, parameters (as views) and result formats.
+ * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (Bind)
+ */
+export function decodeBind(buf: Buffer, start: number, end: number): BindMessage {
+  const n1 = cstringEnd(buf, start + 5, end, 'Bind');
+  const n2 = cstringEnd(buf, n1 + 1, end, 'Bind');
+  let off = n2 + 1;
+  need(off, 2, end, 'Bind');
+  const nFormats = buf.readInt16BE(off);
+  off += 2;
+  if (nFormats < 0) throw new ProtocolError('Bind: negative format count');
+  need(off, nFormats * 2, end, 'Bind');
+  const paramFormats = new Array<number>(nFormats);
+  for (let i = 0; i < nFormats; i++, off += 2) paramFormats[i] = buf.readInt16BE(off);
+  need(off, 2, end, 'Bind');
+  const nParams = buf.readInt16BE(off);
+  off += 2;
+  if (nParams < 0) throw new ProtocolError('Bind: negative parameter count');
+  const params = new Array<Buffer | null>(nParams);
+  for (let i = 0; i < nParams; i++) {
+    need(off, 4, end, 'Bind');
+    const len = buf.readInt32BE(off);
+    off += 4;
+    if (len === -1) {
+      params[i] = null;
+      continue;
+    }
+    if (len < 0) throw new ProtocolError('Bind: invalid parameter length');
+    need(off, len, end, 'Bind');
+    params[i] = buf.subarray(off, off + len);
+    off += len;
+  }
+  need(off, 2, end, 'Bind');
+  const nResult = buf.readInt16BE(off);
+  off += 2;
+  if (nResult < 0) throw new ProtocolError('Bind: negative result format count');
+  need(off, nResult * 2, end, 'Bind');
+  const resultFormats = new Array<number>(nResult);
+  for (let i = 0; i < nResult; i++, off += 2) resultFormats[i] = buf.readInt16BE(off);
+  return {
+    portal: n1 === start + 5 ? '' : buf.toString('utf8', start + 5, n1),
+    statement: n2 === n1 + 1 ? '' : buf.toString('utf8', n1 + 1, n2),
+    paramFormats,
+    params,
+    resultFormats,
+  };
+}
+
+/**
+ * Execute ('E'): the portal name (the row limit is not needed).
+ * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (Execute)
+ */
+export function decodeExecute(buf: Buffer, start: number, end: number): string {
+  const nul = cstringEnd(buf, start + 5, end, 'Execute');
+  need(nul + 1, 4, end, 'Execute');
+  return nul === start + 5 ? '' : buf.toString('utf8', start + 5, nul);
+}
+
+export interface CloseMessage {
+  /** 'S' for a prepared statement, 'P' for a portal. */
+  kind: 'S' | 'P';
+  name: string;
+}
+
+/**
+ * Close ('C'): which statement or portal to forget.
+ * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (Close)
+ */
+export function decodeClose(buf: Buffer, start: number, end: number): CloseMessage {
+  need(start + 5, 1, end, 'Close');
+  const k = buf[start + 5];
+  if (k !== 0x53 && k !== 0x50) throw new ProtocolError('Close: invalid target type');
+  const nul = cstringEnd(buf, start + 6, end, 'Close');
+  return { kind: k === 0x53 ? 'S' : 'P', name: buf.toString('utf8', start + 6, nul) };
+}
+
+export type StartupPacket =
+  | { kind: 'ssl' }
+  | { kind: 'gssenc' }
+  | { kind: 'cancel'; pid: number; secret: number }
+  | { kind: 'startup'; major: number; minor: number; params: Map<string, string> }
+  | { kind: 'unsupported'; code: number };
+
+/**
+ * An untyped startup-phase packet: SSLRequest, GSSENCRequest, CancelRequest or StartupMessage.
+ * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (StartupMessage)
+ */
+export function decodeStartup(buf: Buffer, start: number, end: number): StartupPacket {
+  need(start, 8, end, 'startup packet');
+  const code = buf.readUInt32BE(start + 4);
+  switch (code) {
+    case StartupCode.SSLRequest:
+      return { kind: 'ssl' };
+    case StartupCode.GSSENCRequest:
+      return { kind: 'gssenc' };
+    case StartupCode.CancelRequest:
+      need(start, 16, end, 'CancelRequest');
+      return { kind: 'cancel', pid: buf.readInt32BE(start + 8), secret: buf.readInt32BE(start + 12) };
+  }
+  const major = code >>> 16;
+  if (major !== 3) return { kind: 'unsupported', code };
+  const params = new Map<string, string>();
+  let off = start + 8;
+  while (off < end) {
+    if (buf[off] === 0) break; // terminator
+    const k = cstringEnd(buf, off, end, 'StartupMessage');
+    const v = cstringEnd(buf, k + 1, end, 'StartupMessage');
+    params.set(buf.toString('utf8', off, k), buf.toString('utf8', k + 1, v));
+    off = v + 1;
+  }
+  if (off >= end) throw new ProtocolError('StartupMessage: missing terminator');
+  return { kind: 'startup', major, minor: code & 0xffff, params };
+}
+
+/** Field values of an ErrorResponse or NoticeResponse, by field code ('S', 'V', 'C', 'M', ...). */
+export function decodeFields(buf: Buffer, start: number, end: number): Map<string, string> {
+  const fields = new Map<string, string>();
+  let off = start + 5;
+  while (off < end && buf[off] !== 0) {
+    const code = String.fromCharCode(buf[off]!);
+    const nul = cstringEnd(buf, off + 1, end, 'ErrorResponse');
+    fields.set(code, buf.toString('utf8', off + 1, nul));
+    off = nul + 1;
+  }
+  return fields;
+}
+
+/** True when an ErrorResponse carries severity FATAL or PANIC (the server is about to close). */
+export function isFatalError(buf: Buffer, start: number, end: number): boolean {
+  try {
+    const f = decodeFields(buf, start, end);
+    const sev = f.get('V') ?? f.get('S');
+    return sev === 'FATAL' || sev === 'PANIC';
+  } catch {
+    return false;
+  }
+}
+
+export interface ErrorFields {
+  severity: 'ERROR' | 'FATAL';
+  code: string;
+  message: string;
+  detail?: string;
+  hint?: string;
+}
+
+/**
+ * ErrorResponse ('E') made by the proxy itself.
+ * @see https://www.postgresql.org/docs/15/protocol-error-fields.html
+ */
+export function encodeErrorResponse(e: ErrorFields): Buffer {
+  const parts: [string, string][] = [
+    ['S', e.severity],
+    ['V', e.severity],
+    ['C', e.code],
+    ['M', e.message],
+  ];
+  if (e.detail !== undefined) parts.push(['D', e.detail]);
+  if (e.hint !== undefined) parts.push(['H', e.hint]);
+  let size = 4 + 1;
+  for (const [, v] of parts) size += 1 + Buffer.byteLength(v) + 1;
+  const out = Buffer.allocUnsafe(1 + size);
+  out[0] = 0x45;
+  out.writeUInt32BE(size, 1);
+  let off = 5;
+  for (const [k, v] of parts) {
+    out[off++] = k.charCodeAt(0);
+    off += out.write(v, off, 'utf8');
+    out[off++] = 0;
+  }
+  out[off] = 0;
+  return out;
+}
+
+/** The single-byte answer to SSLRequest/GSSENCRequest meaning "not supported, carry on in plaintext". */
+export const NEGOTIATION_REFUSED = Buffer.from('N');
+
+/** Terminate ('X'), sent upstream when a client vanishes without saying goodbye. */
+export const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4]);
+
+/**
+ * CancelRequest packet for the upstream.
+ * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (CancelRequest)
+ */
+export function encodeCancelRequest(pid: number, secret: number): Buffer {
+  const b = Buffer.allocUnsafe(16);
+  b.writeInt32BE(16, 0);
+  b.writeInt32BE(StartupCode.CancelRequest, 4);
+  b.writeInt32BE(pid, 8);
+  b.writeInt32BE(secret, 12);
+  return b;
+}

@@ -1,0 +1,149 @@
+/**
+ * The Server owns the listening socket and the set of Clients, routes CancelRequests to the
+ * session they belong to, enforces the connection limit and runs the graceful shutdown.
+ */
+import * as net from 'node:net';
+import { Client } from './client';
+import type { Config } from './config';
+import type { ClientLogger } from './log/client-logger';
+import type { OpsLog } from './log/ops';
+import { encodeCancelRequest } from './protocol/messages';
+
+/** Sockets still in their startup phase beyond the session limit get this much headroom. */
+const STARTUP_HEADROOM = 64;
+
+export class Server {
+  readonly config: Config;
+  readonly logger: ClientLogger;
+  readonly ops: OpsLog;
+  readonly clients = new Set<Client>();
+  bytesFromClients = 0;
+  bytesFromServers = 0;
+  private sessions = 0;
+  private nextId = 1;
+  private readonly byKey = new Map<string, Client>();
+  private listener: net.Server | null = null;
+  private shuttingDown = false;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(config: Config, logger: ClientLogger, ops: OpsLog) {
+    this.config = config;
+    this.logger = logger;
+    this.ops = ops;
+  }
+
+  /** Start listening; resolves with the bound address (port 0 picks a free one). */
+  listen(): Promise<net.AddressInfo> {
+    const { host, port } = this.config.listen;
+    const srv = net.createServer({ noDelay: true }, (sock) => this.accept(sock));
+    this.listener = srv;
+    return new Promise((resolve, reject) => {
+      srv.once('error', reject);
+      srv.listen({ host, port }, () => {
+        srv.off('error', reject);
+        srv.on('error', (err) => this.ops.error('listener error', { error: err.message }));
+        resolve(srv.address() as net.AddressInfo);
+      });
+    });
+  }
+
+  private accept(sock: net.Socket): void {
+    if (this.shuttingDown || this.clients.size >= this.config.maxConnections + STARTUP_HEADROOM) {
+      // Far over the limit (or stopping): refuse before reading anything.
+      sock.on('error', () => {});
+      sock.destroy();
+      return;
+    }
+    const client = new Client(this, sock, this.nextId++);
+    this.clients.add(client);
+  }
+
+  /** Called when a client's StartupMessage arrives: false when the session limit is reached. */
+  admitSession(client: Client): boolean {
+    if (this.sessions >= this.config.maxConnections) {
+      this.ops.warn('connection limit reached; refusing client with 53300', {
+        conn: client.id,
+        client: client.address,
+        max_connections: this.config.maxConnections,
+      });
+      return false;
+    }
+    this.sessions++;
+    return true;
+  }
+
+  releaseSession(_client: Client): void {
+    this.sessions--;
+  }
+
+  get sessionCount(): number {
+    return this.sessions;
+  }
+
+  removeClient(client: Client): void {
+    this.clients.delete(client);
+    if (this.clients.size === 0 && this.idleWaiters.length > 0) {
+      const w = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const f of w) f();
+    }
+  }
+
+  registerKey(client: Client): void {
+    const k = client.backendKey;
+    if (k) this.byKey.set(`${k.pid}.${k.secret}`, client);
+  }
+
+  unregisterKey(client: Client): void {
+    const k = client.backendKey;
+    if (k && this.byKey.get(`${k.pid}.${k.secret}`) === client) this.byKey.delete(`${k.pid}.${k.secret}`);
+  }
+
+  /**
+   * Forward a CancelRequest to the upstream of the session it names, on a fresh connection.
+   * Keys that belong to no session of this proxy are ignored, as PostgreSQL ignores unknown keys.
+   */
+  cancel(pid: number, secret: number, from: string): void {
+    const target = this.byKey.get(`${pid}.${secret}`);
+    if (target === undefined) {
+      this.ops.warn('cancel request for an unknown session ignored', { client: from, pid });
+      return;
+    }
+    const { host, port } = this.config.upstream;
+    const sock = net.connect({ host, port });
+    const timer = setTimeout(() => sock.destroy(), this.config.connectTimeoutMs).unref();
+    sock.on('connect', () => sock.end(encodeCancelRequest(pid, secret)));
+    sock.on('error', (err) => this.ops.warn('could not forward cancel request', { conn: target.id, client: from, error: err.message }));
+    sock.on('close', () => clearTimeout(timer));
+    sock.resume();
+    this.ops.info('cancel request forwarded', { conn: target.id, client: from, pid });
+  }
+
+  /**
+   * Stop accepting; close sessions as they become idle outside a transaction; after graceMs
+   * close the rest with 57P01. Resolves when every client is gone.
+   */
+  async shutdown(graceMs: number): Promise<void> {
+    if (this.shuttingDown) return;
+    this.shuttingDown = true;
+    const listener = this.listener;
+    if (listener) await new Promise<void>((r) => listener.close(() => r()));
+    for (const c of this.clients) c.requestShutdown();
+    if (this.clients.size === 0) return;
+    const gone = new Promise<void>((r) => this.idleWaiters.push(r));
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((r) => {
+      timer = setTimeout(() => r(true), graceMs);
+    });
+    const late = await Promise.race([gone.then(() => false), timedOut]);
+    clearTimeout(timer);
+    if (!late) return;
+    this.ops.info('grace period over; closing remaining sessions with 57P01', { sessions: this.clients.size });
+    for (const c of this.clients) c.closeForShutdown();
+    const hard = setTimeout(() => {
+      for (const c of this.clients) c.destroy();
+    }, 2000);
+    await gone;
+    clearTimeout(hard);
+  }
+}
