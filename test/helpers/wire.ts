@@ -1,0 +1,178 @@
+// A slow, obvious PostgreSQL protocol encoder and a raw-socket client, used only by tests.
+// Deliberately independent of src/protocol so that tests compare two implementations.
+
+import * as net from 'net';
+
+function msg(type: string, body: Buffer): Buffer {
+  const h = Buffer.alloc(5);
+  h.write(type, 0, 'latin1');
+  h.writeUInt32BE(body.length + 4, 1);
+  return Buffer.concat([h, body]);
+}
+const cstr = (s: string) => Buffer.concat([Buffer.from(s, 'utf8'), Buffer.from([0])]);
+const i16 = (n: number) => {
+  const b = Buffer.alloc(2);
+  b.writeInt16BE(n);
+  return b;
+};
+const i32 = (n: number) => {
+  const b = Buffer.alloc(4);
+  b.writeInt32BE(n);
+  return b;
+};
+
+export const enc = {
+  startup(params: Record<string, string>, version = 0x00030000): Buffer {
+    const parts = [i32(version)];
+    for (const [k, v] of Object.entries(params)) parts.push(cstr(k), cstr(v));
+    parts.push(Buffer.from([0]));
+    const body = Buffer.concat(parts);
+    return Buffer.concat([i32(body.length + 4), body]);
+  },
+  sslRequest: () => Buffer.concat([i32(8), i32(80877103)]),
+  gssencRequest: () => Buffer.concat([i32(8), i32(80877104)]),
+  cancel: (pid: number, secret: number) => Buffer.concat([i32(16), i32(80877102), i32(pid), i32(secret)]),
+  query: (sql: string) => msg('Q', cstr(sql)),
+  parse: (name: string, sql: string, types: number[] = []) => msg('P', Buffer.concat([cstr(name), cstr(sql), i16(types.length), ...types.map(i32)])),
+  bind: (portal: string, stmt: string, params: (string | Buffer | null)[], paramFormats: number[] = [], resultFormats: number[] = []) =>
+    msg(
+      'B',
+      Buffer.concat([
+        cstr(portal),
+        cstr(stmt),
+        i16(paramFormats.length),
+        ...paramFormats.map(i16),
+        i16(params.length),
+        ...params.flatMap((p) => (p === null ? [i32(-1)] : [i32(Buffer.byteLength(p)), Buffer.from(p)])),
+        i16(resultFormats.length),
+        ...resultFormats.map(i16),
+      ]),
+    ),
+  execute: (portal = '', maxRows = 0) => msg('E', Buffer.concat([cstr(portal), i32(maxRows)])),
+  describe: (kind: 'S' | 'P', name: string) => msg('D', Buffer.concat([Buffer.from(kind), cstr(name)])),
+  close: (kind: 'S' | 'P', name: string) => msg('C', Buffer.concat([Buffer.from(kind), cstr(name)])),
+  sync: () => msg('S', Buffer.alloc(0)),
+  flush: () => msg('H', Buffer.alloc(0)),
+  terminate: () => msg('X', Buffer.alloc(0)),
+  copyData: (data: string | Buffer) => msg('d', Buffer.from(data)),
+  copyDone: () => msg('c', Buffer.alloc(0)),
+  raw: msg,
+};
+
+export interface BackendMessage {
+  type: string;
+  body: Buffer;
+}
+
+/** Decode the fields of an ErrorResponse/NoticeResponse body. */
+export function errorFields(body: Buffer): Record<string, string> {
+  const out: Record<string, string> = {};
+  let off = 0;
+  while (off < body.length && body[off] !== 0) {
+    const code = String.fromCharCode(body[off]!);
+    const end = body.indexOf(0, off + 1);
+    out[code] = body.toString('utf8', off + 1, end);
+    off = end + 1;
+  }
+  return out;
+}
+
+/** A raw protocol client: write bytes, read whole backend messages. */
+export class RawClient {
+  readonly sock: net.Socket;
+  private buf = Buffer.alloc(0);
+  private waiters: (() => void)[] = [];
+  closed = false;
+  /** Single bytes received before any typed message (answers to SSLRequest/GSSENCRequest). */
+  constructor(sock: net.Socket) {
+    this.sock = sock;
+    sock.on('data', (d: Buffer) => {
+      this.buf = Buffer.concat([this.buf, d]);
+      this.wake();
+    });
+    sock.on('close', () => {
+      this.closed = true;
+      this.wake();
+    });
+    sock.on('error', () => {});
+  }
+  static connect(port: number, host = '127.0.0.1'): Promise<RawClient> {
+    return new Promise((resolve, reject) => {
+      const s = net.connect({ port, host }, () => resolve(new RawClient(s)));
+      s.once('error', reject);
+    });
+  }
+  private wake(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+  private async waitData(deadline: number): Promise<void> {
+    if (this.closed) throw new Error('connection closed');
+    const left = deadline - Date.now();
+    if (left <= 0) throw new Error('timed out waiting for data');
+    await new Promise<void>((r) => {
+      const t = setTimeout(r, left);
+      this.waiters.push(() => {
+        clearTimeout(t);
+        r();
+      });
+    });
+  }
+  write(b: Buffer): void {
+    this.sock.write(b);
+  }
+  /** Read exactly one byte (the answer to SSLRequest/GSSENCRequest). */
+  async readByte(timeoutMs = 5000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.buf.length < 1) await this.waitData(deadline);
+    const c = String.fromCharCode(this.buf[0]!);
+    this.buf = this.buf.subarray(1);
+    return c;
+  }
+  /** Read one backend message. */
+  async read(timeoutMs = 5000): Promise<BackendMessage> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (this.buf.length >= 5) {
+        const len = this.buf.readUInt32BE(1);
+        if (this.buf.length >= len + 1) {
+          const m = { type: String.fromCharCode(this.buf[0]!), body: Buffer.from(this.buf.subarray(5, len + 1)) };
+          this.buf = this.buf.subarray(len + 1);
+          return m;
+        }
+      }
+      await this.waitData(deadline);
+    }
+  }
+  /** Read messages up to and including the next ReadyForQuery (or an ErrorResponse when the peer closes). */
+  async readUntilReady(timeoutMs = 5000): Promise<BackendMessage[]> {
+    const out: BackendMessage[] = [];
+    for (;;) {
+      let m: BackendMessage;
+      try {
+        m = await this.read(timeoutMs);
+      } catch (e) {
+        if (this.closed) return out;
+        throw e;
+      }
+      out.push(m);
+      if (m.type === 'Z') return out;
+    }
+  }
+  /** Startup with trust auth; returns messages through the first ReadyForQuery. */
+  async startup(user: string, database = 'postgres', extra: Record<string, string> = {}): Promise<BackendMessage[]> {
+    this.write(enc.startup({ user, database, ...extra }));
+    return this.readUntilReady();
+  }
+  /** Resolves when the peer has closed the connection. */
+  async waitClosed(timeoutMs = 5000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.closed) await this.waitData(deadline).catch((e) => {
+      if (!this.closed) throw e;
+    });
+  }
+  end(): void {
+    this.sock.end();
+  }
+}
