@@ -1,0 +1,479 @@
+/**
+ * Non-blocking, never-dropping line writers (in the spirit of pino's sonic-boom).
+ *
+ * Model
+ * -----
+ * - `write()` only appends the text to an in-memory queue of "chunks" (strings of at most
+ *   `maxWrite` UTF-8 bytes, built by concatenation, split only between write() calls) and
+ *   updates a byte counter. It never touches fs.
+ * - A single pump performs the I/O: at most ONE `fs.write` is in flight at any time. The first
+ *   write after an idle period is started from `setImmediate`, so every line queued during the
+ *   current event-loop turn is coalesced into one write. When a write completes the next one is
+ *   started right away with whatever accumulated meanwhile.
+ * - The buffer being written ("in-flight" buffer) is kept until all of its bytes are confirmed;
+ *   after a partial write the remainder (`subarray(n)`) is written before anything else.
+ * - Nothing is ever dropped. On EAGAIN/EINTR the same bytes are retried with a bounded backoff
+ *   (10 ms doubling up to 1 s). On any other error (ENOSPC, EIO, EBADF, ...) `onError` is called
+ *   once per failure episode (until the next successful write) and the write is retried every
+ *   second. The producer sees backpressure because `write()` keeps returning false once more
+ *   than `highWaterMark` bytes are buffered.
+ * - Timers exist only while data is queued and a retry is pending; an idle sink holds no timer
+ *   and no pending I/O, so it never keeps the process alive on its own.
+ */
+import * as fs from 'node:fs';
+
+/** Where formatted log lines go. Lines are complete, each ending with '\n'. */
+export interface LineSink {
+  /**
+   * Queue text (one or more complete lines). Returns false when the buffered bytes exceed
+   * highWaterMark: the producer should pause until onDrain fires. Never drops.
+   */
+  write(text: string): boolean;
+  /**
+   * Register a one-shot callback, called once buffered bytes fall to lowWaterMark or below
+   * (only meaningful after write() returned false). If that is already the case when
+   * registering, the callback is called on the next tick.
+   */
+  onDrain(cb: () => void): void;
+  /**
+   * Reopen the file at the same path (logrotate/SIGHUP). Deferred until the write in flight
+   * completes; no line is lost or written twice; lines queued after the call go to the new file.
+   */
+  reopen(): void;
+  /** Resolves when everything queued before the call is written to the OS. */
+  flush(): Promise<void>;
+  /**
+   * Synchronous flush for process exit paths (fs.writeSync loop). If an asynchronous write is
+   * in flight at that moment nothing is written (see FdSink.flushSync); check `bufferedBytes`
+   * afterwards to know whether everything went out.
+   */
+  flushSync(): void;
+  /** Flush then close; further writes are a programming error (throw). */
+  close(): Promise<void>;
+  /** Bytes queued and not yet written. */
+  readonly bufferedBytes: number;
+}
+
+export interface SinkOptions {
+  /** Default 8 MiB. */
+  highWaterMark?: number;
+  /** Default highWaterMark / 4. */
+  lowWaterMark?: number;
+  /** Max bytes per fs.write call, default 1 MiB (a single longer line is written whole). */
+  maxWrite?: number;
+  /**
+   * Operational reporting (default: no-op). Called once per distinct failure episode, not per
+   * retry. `context` is one of 'write', 'flushSync', 'reopen', 'close'.
+   */
+  onError?: (err: NodeJS.ErrnoException, context: string) => void;
+}
+
+export interface FileSinkOptions extends SinkOptions {
+  path: string;
+  /** Mode for a newly created file, default 0o600. An existing file's mode is left alone. */
+  mode?: number;
+}
+
+export interface StdoutSinkOptions extends SinkOptions {
+  /** File descriptor to write to; default 1. Meant for tests. */
+  fd?: number;
+}
+
+const DEFAULT_HIGH_WATER_MARK = 8 * 1024 * 1024;
+const DEFAULT_MAX_WRITE = 1024 * 1024;
+const RETRY_MIN_MS = 10;
+const RETRY_MAX_MS = 1000;
+/** Failures (not EAGAIN) are retried at this interval. */
+const FAILURE_RETRY_MS = 1000;
+/** How long flushSync keeps retrying EAGAIN before giving up (e.g. a stalled stdout pipe). */
+const SYNC_EAGAIN_BUDGET_MS = 5000;
+
+function isTransient(err: NodeJS.ErrnoException): boolean {
+  return err.code === 'EAGAIN' || err.code === 'EWOULDBLOCK' || err.code === 'EINTR';
+}
+
+function errnoError(code: string, message: string): NodeJS.ErrnoException {
+  const err: NodeJS.ErrnoException = new Error(`${code}: ${message}`);
+  err.code = code;
+  return err;
+}
+
+let sleepCell: Int32Array | undefined;
+function sleepSync(ms: number): void {
+  sleepCell ??= new Int32Array(new SharedArrayBuffer(4));
+  Atomics.wait(sleepCell, 0, 0, ms);
+}
+
+function noop(): void {}
+
+interface ResolvedOptions {
+  highWaterMark: number;
+  lowWaterMark: number;
+  maxWrite: number;
+  onError: (err: NodeJS.ErrnoException, context: string) => void;
+}
+
+function resolveOptions(opts: SinkOptions): ResolvedOptions {
+  const highWaterMark = opts.highWaterMark ?? DEFAULT_HIGH_WATER_MARK;
+  const lowWaterMark = opts.lowWaterMark ?? Math.floor(highWaterMark / 4);
+  const maxWrite = opts.maxWrite ?? DEFAULT_MAX_WRITE;
+  if (!(highWaterMark > 0)) throw new RangeError(`highWaterMark must be > 0, got ${highWaterMark}`);
+  if (!(lowWaterMark >= 0 && lowWaterMark <= highWaterMark)) {
+    throw new RangeError(`lowWaterMark must be between 0 and highWaterMark, got ${lowWaterMark}`);
+  }
+  if (!(maxWrite >= 1)) throw new RangeError(`maxWrite must be >= 1, got ${maxWrite}`);
+  return { highWaterMark, lowWaterMark, maxWrite, onError: opts.onError ?? noop };
+}
+
+interface FlushWaiter {
+  target: number;
+  resolve: () => void;
+}
+
+abstract class FdSink implements LineSink {
+  protected fd: number;
+  protected readonly onError: (err: NodeJS.ErrnoException, context: string) => void;
+  private readonly highWaterMark: number;
+  private readonly lowWaterMark: number;
+  private readonly maxWrite: number;
+
+  /** Queued text not yet handed to fs, as chunks of at most maxWrite bytes (unless one line is longer). */
+  private readonly chunks: string[] = [];
+  /** UTF-8 byte length of each entry of `chunks`. */
+  private readonly chunkBytes: number[] = [];
+  /** Sum of chunkBytes. */
+  private pendingBytes = 0;
+
+  /** Bytes of the current chunk not yet confirmed written (null: none). */
+  private inflight: Buffer | null = null;
+  /** Accounted size of the chunk `inflight` came from (for the flush counters). */
+  private inflightAccounted = 0;
+  /** An fs.write callback is outstanding. */
+  private writing = false;
+  /** setImmediate kick scheduled. */
+  private scheduled = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private backoffMs = 0;
+  /** In a (non-transient) failure episode: onError already called. */
+  private failing = false;
+
+  /** Cumulative accounted bytes queued / fully written; used for flush(). */
+  private queuedTotal = 0;
+  private writtenTotal = 0;
+  private flushWaiters: FlushWaiter[] = [];
+  private drainCallbacks: Array<() => void> = [];
+
+  protected reopenPending = false;
+  protected reopening = false;
+  private reopenWaiters: Array<() => void> = [];
+
+  private closed = false;
+  private closePromise: Promise<void> | null = null;
+
+  private readonly kick = (): void => {
+    this.scheduled = false;
+    this.pump();
+  };
+
+  private readonly retry = (): void => {
+    this.retryTimer = null;
+    this.pump();
+  };
+
+  private readonly onWriteDone = (err: NodeJS.ErrnoException | null, n: number): void => {
+    this.writing = false;
+    if (err) {
+      this.onWriteFailed(err, 'write');
+      return;
+    }
+    this.backoffMs = 0;
+    this.failing = false;
+    this.consumed(n);
+    this.pump();
+    this.maybeDrain();
+  };
+
+  protected constructor(fd: number, opts: ResolvedOptions) {
+    this.fd = fd;
+    this.highWaterMark = opts.highWaterMark;
+    this.lowWaterMark = opts.lowWaterMark;
+    this.maxWrite = opts.maxWrite;
+    this.onError = opts.onError;
+  }
+
+  get bufferedBytes(): number {
+    return this.pendingBytes + (this.inflight === null ? 0 : this.inflight.length);
+  }
+
+  write(text: string): boolean {
+    if (this.closed) throw new Error('log sink: write() after close()');
+    if (text.length > 0) {
+      const n = Buffer.byteLength(text, 'utf8');
+      const last = this.chunks.length - 1;
+      if (last >= 0 && this.chunkBytes[last]! + n <= this.maxWrite) {
+        this.chunks[last] += text;
+        this.chunkBytes[last]! += n;
+      } else {
+        this.chunks.push(text);
+        this.chunkBytes.push(n);
+      }
+      this.pendingBytes += n;
+      this.queuedTotal += n;
+      if (!this.scheduled && !this.writing && this.retryTimer === null && !this.reopening) {
+        this.scheduled = true;
+        setImmediate(this.kick);
+      }
+    }
+    return this.bufferedBytes <= this.highWaterMark;
+  }
+
+  onDrain(cb: () => void): void {
+    if (this.bufferedBytes <= this.lowWaterMark) {
+      process.nextTick(cb);
+    } else {
+      this.drainCallbacks.push(cb);
+    }
+  }
+
+  reopen(): void {
+    // No-op by default (stdout); FileSink overrides.
+  }
+
+  flush(): Promise<void> {
+    if (this.writtenTotal >= this.queuedTotal) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      this.flushWaiters.push({ target: this.queuedTotal, resolve });
+    });
+  }
+
+  /**
+   * Write everything still queued with fs.writeSync, for process-exit paths.
+   *
+   * Decision: if an asynchronous fs.write is in flight, flushSync writes NOTHING and returns
+   * (the data stays queued; `bufferedBytes` > 0 tells the caller). Reason: we cannot know how
+   * much of the in-flight buffer the thread pool has written (or whether it has started), so
+   *  - rewriting the in-flight buffer could duplicate lines, and
+   *  - writing the later queued data now could land it before the in-flight bytes (reordering,
+   *    or a line torn by a partial in-flight write).
+   * Order and no-duplication win over completeness in that rare case. The normal exit path is
+   * `await sink.flush()` (or close()) first, after which nothing is in flight and flushSync
+   * writes whatever was queued since, completely and in order.
+   *
+   * When no write is in flight (idle, scheduled, waiting for a retry timer, or while a reopen's
+   * fs.open is pending, in which case the old fd is used) it writes the remainder of the
+   * in-flight buffer and then all queued chunks, handling partial writes and retrying
+   * EAGAIN/EINTR (bounded to a few seconds). On another error it reports via onError (once per
+   * episode), leaves the rest queued and lets the asynchronous retry loop take over.
+   */
+  flushSync(): void {
+    if (this.writing) return;
+    if (this.inflight === null && this.chunks.length === 0) return;
+    if (this.retryTimer !== null) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+    }
+    let eagainSince = 0;
+    for (;;) {
+      if (this.inflight === null) {
+        if (!this.takeChunk()) break;
+      }
+      const buf = this.inflight!;
+      let n: number;
+      try {
+        n = fs.writeSync(this.fd, buf, 0, buf.length, null);
+        if (n === 0) throw errnoError('EAGAIN', 'write() wrote 0 bytes');
+      } catch (e) {
+        const err = e as NodeJS.ErrnoException;
+        if (isTransient(err)) {
+          const now = Date.now();
+          if (eagainSince === 0) eagainSince = now;
+          if (now - eagainSince < SYNC_EAGAIN_BUDGET_MS) {
+            sleepSync(1);
+            continue;
+          }
+        }
+        this.onWriteFailed(err, 'flushSync');
+        return;
+      }
+      eagainSince = 0;
+      this.backoffMs = 0;
+      this.failing = false;
+      this.consumed(n);
+    }
+    if (this.drainCallbacks.length > 0) process.nextTick(() => this.maybeDrain());
+  }
+
+  close(): Promise<void> {
+    if (this.closePromise === null) {
+      this.closed = true;
+      this.closePromise = this.doClose();
+    }
+    return this.closePromise;
+  }
+
+  private async doClose(): Promise<void> {
+    await this.flush();
+    while (this.reopening || this.reopenPending) {
+      await new Promise<void>((resolve) => this.reopenWaiters.push(resolve));
+    }
+    await this.closeFd();
+  }
+
+  /** Close the underlying fd at close() time. */
+  protected abstract closeFd(): Promise<void>;
+
+  /** Start the reopen (FileSink). Must eventually call reopenFinished(). */
+  protected startReopen(): void {
+    this.reopenPending = false;
+  }
+
+  protected reopenFinished(): void {
+    this.reopening = false;
+    const waiters = this.reopenWaiters;
+    this.reopenWaiters = [];
+    for (const w of waiters) w();
+    this.pump();
+  }
+
+  /** Reopen requested: start it now unless a write/open is outstanding (then pump() does it). */
+  protected requestReopen(): void {
+    if (this.closePromise !== null && !this.reopening && !this.writing && this.bufferedBytes === 0) {
+      return; // closing and nothing left to write: nothing would go to the new file
+    }
+    this.reopenPending = true;
+    if (this.writing || this.reopening) return;
+    if (this.retryTimer !== null) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+    }
+    this.pump();
+  }
+
+  /** Start the next fs.write if possible. */
+  private pump(): void {
+    if (this.writing || this.reopening || this.retryTimer !== null) return;
+    // A reopen waits for the in-flight buffer to be fully written (so a line is never torn
+    // across the two files), except during a failure episode on the old fd, where waiting
+    // could mean waiting forever (the reopen may be the operator's fix).
+    if (this.reopenPending && (this.inflight === null || this.failing)) {
+      this.reopening = true;
+      this.startReopen();
+      return;
+    }
+    if (this.inflight === null && !this.takeChunk()) return; // idle
+    const buf = this.inflight!;
+    this.writing = true;
+    fs.write(this.fd, buf, 0, buf.length, null, this.onWriteDone);
+  }
+
+  /** Move the first queued chunk into the in-flight buffer. */
+  private takeChunk(): boolean {
+    if (this.chunks.length === 0) return false;
+    const text = this.chunks.shift()!;
+    const bytes = this.chunkBytes.shift()!;
+    this.pendingBytes -= bytes;
+    this.inflight = Buffer.from(text, 'utf8');
+    this.inflightAccounted = bytes;
+    return true;
+  }
+
+  /** `n` bytes of the in-flight buffer were written. */
+  private consumed(n: number): void {
+    const buf = this.inflight!;
+    if (n < buf.length) {
+      this.inflight = buf.subarray(n);
+      return;
+    }
+    this.inflight = null;
+    this.writtenTotal += this.inflightAccounted;
+    this.inflightAccounted = 0;
+    while (this.flushWaiters.length > 0 && this.flushWaiters[0]!.target <= this.writtenTotal) {
+      this.flushWaiters.shift()!.resolve();
+    }
+  }
+
+  private onWriteFailed(err: NodeJS.ErrnoException, context: string): void {
+    let report = false;
+    if (isTransient(err)) {
+      this.backoffMs = this.backoffMs === 0 ? RETRY_MIN_MS : Math.min(this.backoffMs * 2, RETRY_MAX_MS);
+    } else {
+      this.backoffMs = FAILURE_RETRY_MS;
+      report = !this.failing;
+      this.failing = true;
+    }
+    if (this.reopenPending && this.failing) {
+      // Reopen may be what fixes the failure: do it now rather than after the retry delay.
+      this.pump();
+    } else {
+      this.retryTimer = setTimeout(this.retry, this.backoffMs);
+    }
+    if (report) this.onError(err, context);
+  }
+
+  private maybeDrain(): void {
+    if (this.drainCallbacks.length === 0 || this.bufferedBytes > this.lowWaterMark) return;
+    const cbs = this.drainCallbacks;
+    this.drainCallbacks = [];
+    for (const cb of cbs) cb();
+  }
+}
+
+/** Appends lines to a file; reopen() supports logrotate (rename + SIGHUP). */
+export class FileSink extends FdSink {
+  readonly path: string;
+  private readonly mode: number;
+
+  constructor(opts: FileSinkOptions) {
+    const mode = opts.mode ?? 0o600;
+    // Synchronous so that startup fails fast; the error message contains the path
+    // (e.g. "ENOENT: no such file or directory, open '/x/y.log'"). Parent dirs are not created.
+    const resolved = resolveOptions(opts);
+    const fd = fs.openSync(opts.path, 'a', mode);
+    super(fd, resolved);
+    this.path = opts.path;
+    this.mode = mode;
+  }
+
+  override reopen(): void {
+    this.requestReopen();
+  }
+
+  protected override startReopen(): void {
+    super.startReopen();
+    fs.open(this.path, 'a', this.mode, (err, newFd) => {
+      if (err) {
+        // Keep writing to the old fd; the next reopen() call tries again.
+        this.reopenFinished();
+        this.onError(err, 'reopen');
+        return;
+      }
+      const oldFd = this.fd;
+      this.fd = newFd;
+      fs.close(oldFd, (closeErr) => {
+        if (closeErr) this.onError(closeErr, 'close');
+      });
+      this.reopenFinished();
+    });
+  }
+
+  protected closeFd(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      fs.close(this.fd, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+}
+
+/**
+ * Same contract on fd 1 (stdout). Writes with fs.write directly (EAGAIN on non-blocking pipes is
+ * retried); do not mix with process.stdout.write() or lines may interleave. reopen() is a no-op
+ * and close() flushes but leaves fd 1 open.
+ */
+export class StdoutSink extends FdSink {
+  constructor(opts: StdoutSinkOptions = {}) {
+    super(opts.fd ?? 1, resolveOptions(opts));
+  }
+
+  protected closeFd(): Promise<void> {
+    return Promise.resolve();
+  }
+}
