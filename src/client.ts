@@ -346,7 +346,7 @@ export class Client {
       },
       { maxLength: SERVER_MAX_LENGTH, maxInspectLength: SERVER_MAX_INSPECT_ALLOC, inspect: SERVER_INSPECT },
     );
-    // Until the upstream answers, what the client sends waits in the socket's own write queue.
+    // net queues this write until the connection is up; the client is not read until then.
     up.write(Buffer.from(startupPacket));
     this.setClientPaused(PAUSE_CONNECTING, true);
     this.timer = setTimeout(() => {

@@ -4,6 +4,7 @@
  * Unknown flags and keys are errors naming the offender.
  */
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 
 export interface HostPort {
@@ -210,4 +211,25 @@ export function describe(cfg: Config): Record<string, unknown> {
     out[n] = typeof v === 'object' ? `${v.host.includes(':') ? `[${v.host}]` : v.host}:${v.port}` : v;
   }
   return out;
+}
+
+/**
+ * Checks that need the file system, for --check and start-up: the query log must be writable
+ * (its directory must exist). Throws ConfigError naming the key.
+ */
+export function checkEnvironment(cfg: Config): void {
+  if (cfg.log === '-' || cfg.log === 'none') return;
+  const dir = path.dirname(path.resolve(cfg.log));
+  try {
+    fs.accessSync(dir, fs.constants.W_OK);
+  } catch (err) {
+    throw new ConfigError('log', `directory ${dir} of the query log is not writable: ${(err as Error).message}`);
+  }
+  if (fs.existsSync(cfg.log)) {
+    try {
+      fs.accessSync(cfg.log, fs.constants.W_OK);
+    } catch (err) {
+      throw new ConfigError('log', `${cfg.log} is not writable: ${(err as Error).message}`);
+    }
+  }
 }

@@ -3,7 +3,7 @@
  * pgscribe entry point: parse the command line, open the query log, start the Server, and wire
  * the signals (SIGHUP reopens the log, SIGTERM/SIGINT shut down gracefully).
  */
-import { ConfigError, describe, helpText, parseCommandLine, type Command, type Config } from './config';
+import { ConfigError, checkEnvironment, describe, helpText, parseCommandLine, type Command, type Config } from './config';
 import { NoopLogger, SinkLogger, type ClientLogger } from './log/client-logger';
 import { FileSink, StdoutSink } from './log/file-sink';
 import { jsonFormatter, textFormatter } from './log/format';
@@ -103,6 +103,7 @@ export function main(argv: string[]): void {
   let cmd: Command;
   try {
     cmd = parseCommandLine(argv);
+    if (cmd.kind === 'run' || cmd.kind === 'check') checkEnvironment(cmd.config);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`pgscribe: invalid setting ${err.message}\nTry 'pgscribe --help'.\n`);
