@@ -74,8 +74,6 @@ const SERVER_INSPECT = [
   Backend.CopyBothResponse,
   Backend.CopyDone,
   Backend.ErrorResponse,
-  Backend.Authentication,
-  Backend.ParameterStatus,
 ];
 /** Frontend messages the proxy looks inside (for the log and statement/portal tracking). */
 const CLIENT_INSPECT = [Frontend.Query, Frontend.Parse, Frontend.Bind, Frontend.Execute, Frontend.Close];

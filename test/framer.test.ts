@@ -178,8 +178,13 @@ function runChunks(s: Stream, sizes: number[], opts: Partial<FramerOptions> = {}
   return res;
 }
 
+/** The one assertion sweep() makes (structural, so any tap Test fits). */
+interface Asserter {
+  strictSame(found: unknown, wanted: unknown, msg?: string): unknown;
+}
+
 /** Runs many chunkings, keeps the first few problems and totals, and asserts once. */
-function sweep(tt: Tap.Test, s: Stream, chunkings: Iterable<number[]>, opts: Partial<FramerOptions> = {}) {
+function sweep(tt: Asserter, s: Stream, chunkings: Iterable<number[]>, opts: Partial<FramerOptions> = {}) {
   const problems: string[] = [];
   let runs = 0;
   const total = { viewMessages: 0, copiedMessages: 0, passthroughPieces: 0, passthroughMessages: 0 };
@@ -197,14 +202,6 @@ function sweep(tt: Tap.Test, s: Stream, chunkings: Iterable<number[]>, opts: Par
   }
   tt.strictSame(problems, [], `all ${runs} chunkings deliver the input exactly`);
   return total;
-}
-
-// tap's Test type, without importing tap's internals by name.
-declare namespace Tap {
-  type Test = Parameters<Parameters<typeof t.test>[1] & ((t: never) => unknown)>[0] extends never ? never : TestLike;
-  interface TestLike {
-    strictSame(found: unknown, wanted: unknown, msg?: string): boolean;
-  }
 }
 
 function* everySplit(n: number): Generator<number[]> {
