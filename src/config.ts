@@ -116,7 +116,7 @@ const NAMES = Object.keys(SETTINGS) as SettingName[];
 
 export function defaults(): Config {
   const c: Partial<Record<keyof Config, unknown>> = {};
-  for (const n of NAMES) c[SETTINGS[n].field] = SETTINGS[n].default;
+  for (const n of NAMES) c[SETTINGS[n].field] = structuredClone(SETTINGS[n].default);
   return c as Config;
 }
 
@@ -221,6 +221,7 @@ export function checkEnvironment(cfg: Config): void {
   if (cfg.log === '-' || cfg.log === 'none') return;
   const dir = path.dirname(path.resolve(cfg.log));
   try {
+    if (!fs.statSync(dir).isDirectory()) throw new Error('not a directory');
     fs.accessSync(dir, fs.constants.W_OK);
   } catch (err) {
     throw new ConfigError('log', `directory ${dir} of the query log is not writable: ${(err as Error).message}`);

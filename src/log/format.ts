@@ -52,9 +52,12 @@ export function isoTime(ms: number): string {
 }
 
 // eslint-disable-next-line no-control-regex
-const NEEDS_ESCAPE = /[\x00-\x1f\x7f\\]/;
+const NEEDS_ESCAPE = /[\x00-\x1f\x7f-\x9f\\]/;
 // eslint-disable-next-line no-control-regex
-const ESCAPE_ALL = /[\x00-\x1f\x7f\\]/g;
+const ESCAPE_ALL = /[\x00-\x1f\x7f-\x9f\\]/g;
+/** What JSON.stringify leaves raw but terminals and line splitters may act on: DEL, C1, U+2028/9. */
+// eslint-disable-next-line no-control-regex
+const JSON_UNSAFE = /[\x7f-\x9f\u2028\u2029]/g;
 
 function escapeChar(c: string): string {
   switch (c) {
@@ -71,14 +74,14 @@ function escapeChar(c: string): string {
   }
 }
 
-/** Backslash-escape backslashes and control characters so the text stays on one line. */
+/** Backslash-escape backslashes and control characters (C0, DEL, C1) so the text stays on one line. */
 export function escapeText(s: string): string {
   return NEEDS_ESCAPE.test(s) ? s.replace(ESCAPE_ALL, escapeChar) : s;
 }
 
-/** A statement or portal name as a single token: bare when plain, JSON-quoted otherwise. */
+/** A name (statement, portal, user, database) as a single token: bare when plain, quoted otherwise. */
 function nameToken(name: string): string {
-  return name !== '' && /^[\w.$-]+$/.test(name) ? name : JSON.stringify(name);
+  return name !== '' && /^[\w.$-]+$/.test(name) ? name : JSON.stringify(name).replace(JSON_UNSAFE, jsonEscape);
 }
 
 interface ParamValue {
@@ -124,7 +127,8 @@ function textParams(p: BindParams, max: number): string {
  */
 export function textFormatter(opts: FormatOptions): LineFormatter {
   return (s, r, now) => {
-    let line = isoTime(now) + ' conn=' + s.id + ' ' + s.user + '@' + s.database + ' ' + s.client + ' ' + r.type;
+    // User and database come straight from the client's startup packet: never print them raw.
+    let line = isoTime(now) + ' conn=' + s.id + ' ' + nameToken(s.user) + '@' + nameToken(s.database) + ' ' + s.client + ' ' + r.type;
     if (r.statement !== null && r.statement !== '') line += ' stmt=' + nameToken(r.statement);
     if (r.portal !== null && r.portal !== '') line += ' portal=' + nameToken(r.portal);
     if (r.params !== null) {
@@ -133,6 +137,10 @@ export function textFormatter(opts: FormatOptions): LineFormatter {
     line += r.sql === null ? ' sql=?' : ' sql=' + escapeText(r.sql);
     return line + '\n';
   };
+}
+
+function jsonEscape(c: string): string {
+  return '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0');
 }
 
 type JsonParam = string | null | { text?: string; hex?: string; truncatedBytes?: number };
@@ -175,7 +183,7 @@ export function jsonFormatter(opts: FormatOptions): LineFormatter {
       else o['paramCount'] = r.params.values.length;
     }
     o['sql'] = r.sql;
-    // JSON.stringify escapes every control character, so the object stays on one line.
-    return JSON.stringify(o) + '\n';
+    // JSON.stringify escapes C0 controls and quotes; DEL, C1 and U+2028/9 are escaped here.
+    return JSON.stringify(o).replace(JSON_UNSAFE, jsonEscape) + '\n';
   };
 }

@@ -188,6 +188,7 @@ export function decodeFields(buf: Buffer, start: number, end: number): Map<strin
     fields.set(code, buf.toString('utf8', off + 1, nul));
     off = nul + 1;
   }
+  if (off >= end) throw new ProtocolError('ErrorResponse: missing terminator');
   return fields;
 }
 

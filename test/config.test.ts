@@ -1,0 +1,465 @@
+// Settings from flags and a JSON file, and the real CLI's --check/--help/--version.
+import t from 'tap';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { ConfigError, SETTINGS, checkEnvironment, defaults, describe, fromFile, parseCommandLine, parseHostPort, type Config } from '../src/config';
+
+const ROOT = path.resolve(__dirname, '../..');
+const MAIN = path.resolve(__dirname, '../../dist/main.js');
+const PKG_VERSION = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+
+/** The defaults as documented, written out by hand (not read from SETTINGS). */
+const DEFAULTS: Config = {
+  listen: { host: '127.0.0.1', port: 6000 },
+  upstream: { host: '127.0.0.1', port: 5432 },
+  log: 'logs/queries.log',
+  logFormat: 'text',
+  logParams: true,
+  logParamMaxBytes: 256,
+  logBufferBytes: 8 * 1024 * 1024,
+  maxConnections: 100,
+  maxMessageBytes: 64 * 1024 * 1024,
+  connectTimeoutMs: 5000,
+  startupTimeoutMs: 10000,
+  shutdownGraceMs: 10000,
+};
+
+const DEFAULTS_DESCRIBED = {
+  listen: '127.0.0.1:6000',
+  upstream: '127.0.0.1:5432',
+  log: 'logs/queries.log',
+  'log-format': 'text',
+  'log-params': true,
+  'log-param-max-bytes': 256,
+  'log-buffer-bytes': 8388608,
+  'max-connections': 100,
+  'max-message-bytes': 67108864,
+  'connect-timeout': 5000,
+  'startup-timeout': 10000,
+  'shutdown-grace': 10000,
+};
+
+function tmpDir(tt: { teardown(fn: () => void): void }): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgscribe-config-'));
+  tt.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function configOf(argv: string[]): Config {
+  const cmd = parseCommandLine(argv);
+  if (cmd.kind !== 'run' && cmd.kind !== 'check') throw new Error(`expected run/check, got ${cmd.kind}`);
+  return cmd.config;
+}
+
+/** The ConfigError fn throws (fails the test when it throws something else or nothing). */
+function configError(tt: { fail(m: string): unknown }, fn: () => unknown, what: string): ConfigError | null {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof ConfigError && err.code === 'PGSCRIBE_CONFIG') return err;
+    tt.fail(`${what}: threw ${String(err)} instead of a ConfigError`);
+    return null;
+  }
+  tt.fail(`${what}: did not throw`);
+  return null;
+}
+
+/** Asserts a ConfigError naming `key` (its .key and the start of its message). */
+function rejects(tt: { fail(m: string): unknown; equal(a: unknown, b: unknown, m: string): unknown; ok(v: unknown, m: string): unknown }, fn: () => unknown, key: string, what: string): void {
+  const err = configError(tt, fn, what);
+  if (err === null) return;
+  tt.equal(err.key, key, `${what}: names ${key}`);
+  tt.ok(err.message.startsWith(`${key}: `), `${what}: message "${err.message}" starts with the key`);
+}
+
+// ---- defaults and flags ------------------------------------------------------------------------
+
+t.test('defaults', async (tt) => {
+  tt.strictSame(defaults(), DEFAULTS);
+  tt.strictSame(parseCommandLine([]), { kind: 'run', config: DEFAULTS });
+  tt.strictSame(parseCommandLine(['--check']), { kind: 'check', config: DEFAULTS });
+  tt.strictSame(describe(defaults()), DEFAULTS_DESCRIBED);
+});
+
+t.test('defaults() hands out independent objects: changing one Config leaves the defaults alone', async (tt) => {
+  const a = defaults();
+  const saved = { listen: a.listen.port, upstream: a.upstream.host };
+  a.listen.port = 1;
+  a.upstream.host = 'changed';
+  try {
+    tt.equal(defaults().listen.port, 6000, 'listen default untouched');
+    tt.equal(configOf([]).upstream.host, '127.0.0.1', 'upstream default untouched');
+  } finally {
+    // Undo through the same reference, so that if they are shared the other tests still see the real defaults.
+    a.listen.port = saved.listen;
+    a.upstream.host = saved.upstream;
+  }
+});
+
+t.test('commands: --help/-h, --version/-V', async (tt) => {
+  tt.strictSame(parseCommandLine(['--help']), { kind: 'help' });
+  tt.strictSame(parseCommandLine(['-h']), { kind: 'help' });
+  tt.strictSame(parseCommandLine(['--version']), { kind: 'version' });
+  tt.strictSame(parseCommandLine(['-V']), { kind: 'version' });
+});
+
+t.test('every flag parses', async (tt) => {
+  const argv = [
+    '--listen', '[::1]:6001',
+    '--upstream', 'db.internal:5433',
+    '--log', '-',
+    '--log-format', 'json',
+    '--log-params', 'false',
+    '--log-param-max-bytes', '0',
+    '--log-buffer-bytes', '4096',
+    '--max-connections', '1',
+    '--max-message-bytes', '1024',
+    '--connect-timeout', '1',
+    '--startup-timeout', '3600000',
+    '--shutdown-grace', '0',
+  ];
+  tt.strictSame(configOf(argv), {
+    listen: { host: '::1', port: 6001 },
+    upstream: { host: 'db.internal', port: 5433 },
+    log: '-',
+    logFormat: 'json',
+    logParams: false,
+    logParamMaxBytes: 0,
+    logBufferBytes: 4096,
+    maxConnections: 1,
+    maxMessageBytes: 1024,
+    connectTimeoutMs: 1,
+    startupTimeoutMs: 3600000,
+    shutdownGraceMs: 0,
+  });
+  tt.equal(argv.filter((a) => a.startsWith('--')).length, Object.keys(SETTINGS).length, 'the test sets every setting');
+  tt.strictSame(configOf(['--listen=0.0.0.0:7000']).listen, { host: '0.0.0.0', port: 7000 }, '--name=value form');
+  tt.strictSame(configOf(['--log-params', 'true']).logParams, true);
+  tt.strictSame(configOf(['--log', 'none']).log, 'none');
+  tt.strictSame(configOf(['--log-format', 'text']).logFormat, 'text');
+  tt.strictSame(configOf(['--max-connections', '5', '--max-connections', '7']).maxConnections, 7, 'last flag wins');
+});
+
+t.test('host:port forms', async (tt) => {
+  const ok: [string, string, number][] = [
+    ['127.0.0.1:6000', '127.0.0.1', 6000],
+    ['localhost:5432', 'localhost', 5432],
+    ['[::1]:6000', '::1', 6000],
+    ['[::]:0', '::', 0],
+    ['[fe80::1%eth0]:5432', 'fe80::1%eth0', 5432],
+    [':6000', '0.0.0.0', 6000],
+    ['host:65535', 'host', 65535],
+    ['  10.0.0.1:1  ', '10.0.0.1', 1],
+  ];
+  for (const [raw, host, port] of ok) {
+    tt.strictSame(parseHostPort(raw, 'listen'), { host, port }, raw);
+    tt.strictSame(configOf(['--upstream', raw]).upstream, { host, port }, `--upstream ${raw}`);
+  }
+  const bad = ['127.0.0.1', '127.0.0.1:', 'host:65536', 'host:99999999999', 'host:-1', 'host:abc', 'host:12ab', '::1:6000', '[::1]6000', '', ':', 'a b:1', 'host:1.5'];
+  for (const raw of bad) rejects(tt, () => configOf(['--listen', raw]), '--listen', `--listen ${JSON.stringify(raw)}`);
+  rejects(tt, () => parseHostPort(6000, 'upstream'), 'upstream', 'a number is not HOST:PORT');
+});
+
+t.test('integers: ranges and syntax', async (tt) => {
+  const ranges: [string, keyof Config, number, number][] = [
+    ['log-param-max-bytes', 'logParamMaxBytes', 0, 1 << 20],
+    ['log-buffer-bytes', 'logBufferBytes', 4096, 1 << 30],
+    ['max-connections', 'maxConnections', 1, 100000],
+    ['max-message-bytes', 'maxMessageBytes', 1024, 0x3fffffff],
+    ['connect-timeout', 'connectTimeoutMs', 1, 3_600_000],
+    ['startup-timeout', 'startupTimeoutMs', 1, 3_600_000],
+    ['shutdown-grace', 'shutdownGraceMs', 0, 3_600_000],
+  ];
+  for (const [flag, field, min, max] of ranges) {
+    tt.equal(configOf([`--${flag}`, String(min)])[field], min, `--${flag} ${min}`);
+    tt.equal(configOf([`--${flag}`, String(max)])[field], max, `--${flag} ${max}`);
+    rejects(tt, () => configOf([`--${flag}`, String(max + 1)]), `--${flag}`, `--${flag} ${max + 1}`);
+    if (min > 0) rejects(tt, () => configOf([`--${flag}`, String(min - 1)]), `--${flag}`, `--${flag} ${min - 1}`);
+    for (const raw of ['-1', '1.5', '1e3', '0x10', 'ten', '', '12abc']) rejects(tt, () => configOf([`--${flag}`, raw]), `--${flag}`, `--${flag} ${JSON.stringify(raw)}`);
+  }
+  tt.equal(configOf(['--max-connections', ' 42 ']).maxConnections, 42, 'surrounding spaces tolerated');
+  const err = configError(tt, () => configOf(['--max-connections', '0']), 'max-connections 0');
+  tt.equal(err?.message, '--max-connections: 0 is out of range 1-100000');
+});
+
+t.test('booleans and enums', async (tt) => {
+  for (const raw of ['yes', 'no', '1', '0', 'TRUE', 'False', '']) rejects(tt, () => configOf(['--log-params', raw]), '--log-params', `--log-params ${JSON.stringify(raw)}`);
+  for (const raw of ['JSON', 'csv', '', 'text ']) rejects(tt, () => configOf(['--log-format', raw]), '--log-format', `--log-format ${JSON.stringify(raw)}`);
+  rejects(tt, () => configOf(['--log', '']), '--log', 'empty --log');
+});
+
+t.test('unknown flags, positionals and missing values are ConfigErrors naming the offender', async (tt) => {
+  for (const [argv, key] of [
+    [['--bogus', '1'], '--bogus'],
+    [['--listen', '127.0.0.1:1', '--max-conections', '5'], '--max-conections'],
+    [['--constructor', 'x'], '--constructor'],
+    [['--__proto__', 'x'], '--__proto__'],
+    [['-x'], '-x'],
+    [['stray'], 'stray'],
+  ] as [string[], string][]) {
+    const err = configError(tt, () => parseCommandLine(argv), argv.join(' '));
+    tt.ok(err !== null && err.key.includes(key) && err.message.includes(key), `${argv.join(' ')}: names ${key} (${err?.message})`);
+  }
+  const missing = configError(tt, () => parseCommandLine(['--listen']), '--listen without a value');
+  tt.ok(missing !== null && missing.message.includes('--listen'), `missing value names the flag (${missing?.message})`);
+});
+
+// ---- config file -------------------------------------------------------------------------------
+
+t.test('config file: all keys, JSON types, and flags win', async (tt) => {
+  const dir = tmpDir(tt);
+  const file = path.join(dir, 'pgscribe.json');
+  fs.writeFileSync(
+    file,
+    JSON.stringify({
+      listen: '[::1]:7000',
+      upstream: 'pg:5433',
+      log: '/var/log/q.log',
+      'log-format': 'json',
+      'log-params': false,
+      'log-param-max-bytes': 16,
+      'log-buffer-bytes': '65536',
+      'max-connections': 3,
+      'max-message-bytes': 2048,
+      'connect-timeout': 100,
+      'startup-timeout': 200,
+      'shutdown-grace': 300,
+    }),
+  );
+  const fromJson: Config = {
+    listen: { host: '::1', port: 7000 },
+    upstream: { host: 'pg', port: 5433 },
+    log: '/var/log/q.log',
+    logFormat: 'json',
+    logParams: false,
+    logParamMaxBytes: 16,
+    logBufferBytes: 65536,
+    maxConnections: 3,
+    maxMessageBytes: 2048,
+    connectTimeoutMs: 100,
+    startupTimeoutMs: 200,
+    shutdownGraceMs: 300,
+  };
+  tt.strictSame(fromFile(file), fromJson);
+  tt.strictSame(configOf(['--config', file]), fromJson);
+  tt.strictSame(configOf(['-c', file]), fromJson, '-c short form');
+  tt.strictSame(
+    configOf(['--max-connections', '9', '--config', file, '--log-params', 'true', '--listen', '127.0.0.1:1']),
+    { ...fromJson, maxConnections: 9, logParams: true, listen: { host: '127.0.0.1', port: 1 } },
+    'flags win over the file wherever they appear',
+  );
+
+  const partial = path.join(dir, 'partial.json');
+  fs.writeFileSync(partial, '{"max-connections": 5}');
+  tt.strictSame(configOf(['--config', partial]), { ...DEFAULTS, maxConnections: 5 }, 'unset keys keep their defaults');
+  fs.writeFileSync(partial, '{}');
+  tt.strictSame(configOf(['--config', partial]), DEFAULTS, 'empty object');
+});
+
+t.test('config file: bad keys and values name the key', async (tt) => {
+  const dir = tmpDir(tt);
+  const file = path.join(dir, 'c.json');
+  const cases: [unknown, string][] = [
+    [{ 'max-conections': 5 }, 'max-conections'],
+    [{ maxConnections: 5 }, 'maxConnections'],
+    [{ listen: '127.0.0.1:1', bogus: true }, 'bogus'],
+    [{ config: 'other.json' }, 'config'],
+    [{ toString: 'x' }, 'toString'],
+    [{ 'max-connections': 0 }, 'max-connections'],
+    [{ 'max-connections': 1.5 }, 'max-connections'],
+    [{ 'max-connections': '1.5' }, 'max-connections'],
+    [{ 'max-connections': null }, 'max-connections'],
+    [{ 'log-params': 'yes' }, 'log-params'],
+    [{ 'log-params': 1 }, 'log-params'],
+    [{ listen: 6000 }, 'listen'],
+    [{ listen: { host: 'a', port: 1 } }, 'listen'],
+    [{ 'log-format': ['json'] }, 'log-format'],
+    [{ log: '' }, 'log'],
+  ];
+  for (const [obj, key] of cases) {
+    fs.writeFileSync(file, JSON.stringify(obj));
+    rejects(tt, () => fromFile(file), key, `file ${JSON.stringify(obj)}`);
+  }
+  fs.writeFileSync(file, '{"__proto__": {"max-connections": 1}}');
+  rejects(tt, () => fromFile(file), '__proto__', 'a "__proto__" key is unknown, not a prototype');
+});
+
+t.test('config file: unreadable, invalid JSON, not an object -> ConfigError(config)', async (tt) => {
+  const dir = tmpDir(tt);
+  const file = path.join(dir, 'c.json');
+  for (const content of ['{"listen": ', 'not json', '', '{"a":1,}']) {
+    fs.writeFileSync(file, content);
+    const err = configError(tt, () => fromFile(file), `content ${JSON.stringify(content)}`);
+    tt.equal(err?.key, 'config', `invalid JSON ${JSON.stringify(content)}`);
+    tt.ok(err?.message.includes(file), 'message names the file');
+  }
+  for (const content of ['[]', 'null', '42', '"x"', 'true']) {
+    fs.writeFileSync(file, content);
+    tt.equal(configError(tt, () => fromFile(file), content)?.key, 'config', `not an object: ${content}`);
+  }
+  const missing = path.join(dir, 'missing.json');
+  const err = configError(tt, () => parseCommandLine(['--config', missing]), 'missing file');
+  tt.equal(err?.key, 'config');
+  tt.ok(err?.message.includes(missing));
+  tt.equal(configError(tt, () => fromFile(dir), 'a directory')?.key, 'config', 'a directory is unreadable');
+});
+
+// ---- describe ----------------------------------------------------------------------------------
+
+t.test('describe: public names, HOST:PORT strings, IPv6 bracketed', async (tt) => {
+  const cfg = configOf(['--listen', '[::1]:6001', '--upstream', ':5433', '--log-format', 'json', '--log-params', 'false']);
+  tt.strictSame(describe(cfg), { ...DEFAULTS_DESCRIBED, listen: '[::1]:6001', upstream: '0.0.0.0:5433', 'log-format': 'json', 'log-params': false });
+  tt.strictSame(Object.keys(describe(cfg)), Object.keys(SETTINGS), 'one entry per setting, in table order');
+});
+
+t.test('describe output fed back as a config file gives the same config', async (tt) => {
+  const dir = tmpDir(tt);
+  const file = path.join(dir, 'round.json');
+  for (const argv of [[], ['--listen', '[fe80::1%eth0]:1', '--upstream', 'db:2', '--log', '-', '--log-format', 'json', '--log-params', 'false', '--shutdown-grace', '0']]) {
+    const cfg = configOf(argv);
+    fs.writeFileSync(file, JSON.stringify(describe(cfg)));
+    tt.strictSame(fromFile(file), cfg, `round trip of ${argv.join(' ') || 'defaults'}`);
+  }
+});
+
+// ---- checkEnvironment ----------------------------------------------------------------------------
+
+t.test('checkEnvironment: the query log directory must exist and be writable', async (tt) => {
+  const dir = tmpDir(tt);
+  const cfg = (log: string): Config => ({ ...defaults(), log });
+  tt.doesNotThrow(() => checkEnvironment(cfg('-')), "'-' is stdout");
+  tt.doesNotThrow(() => checkEnvironment(cfg('none')), "'none' is no log");
+  tt.doesNotThrow(() => checkEnvironment(cfg(path.join(dir, 'q.log'))), 'new file in an existing directory');
+  fs.writeFileSync(path.join(dir, 'old.log'), 'x\n');
+  tt.doesNotThrow(() => checkEnvironment(cfg(path.join(dir, 'old.log'))), 'existing writable file');
+  const missing = path.join(dir, 'nope', 'q.log');
+  const err = configError(tt, () => checkEnvironment(cfg(missing)), 'missing directory');
+  tt.equal(err?.key, 'log');
+  tt.ok(err?.message.includes(path.join(dir, 'nope')), `names the directory (${err?.message})`);
+});
+
+t.test('checkEnvironment: a log whose parent is a regular file fails naming log', async (tt) => {
+  const dir = tmpDir(tt);
+  const file = path.join(dir, 'plain');
+  fs.writeFileSync(file, '');
+  tt.equal(configError(tt, () => checkEnvironment({ ...defaults(), log: path.join(file, 'q.log') }), 'ENOTDIR')?.key, 'log');
+});
+
+t.test('CLI --check: read-only log file or directory fails naming log', async (tt) => {
+  // root passes every access(W_OK) check, so as root the check runs as user nobody.
+  if (!fs.existsSync(MAIN)) execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: ROOT, stdio: 'inherit' });
+  const asRoot = process.getuid?.() === 0;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgscribe-ro-'));
+  tt.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.chmodSync(dir, 0o755);
+  const file = path.join(dir, 'ro.log');
+  fs.writeFileSync(file, '');
+  fs.chmodSync(file, 0o444);
+  const roDir = path.join(dir, 'ro');
+  fs.mkdirSync(roDir);
+  fs.chmodSync(roDir, 0o555);
+  const check = (log: string) =>
+    spawnSync(process.execPath, [MAIN, '--check', '--log', log], {
+      encoding: 'utf8',
+      timeout: 30_000,
+      cwd: dir,
+      ...(asRoot ? { uid: 65534, gid: 65534 } : {}),
+    });
+  for (const log of [file, path.join(roDir, 'q.log')]) {
+    const r = check(log);
+    tt.equal(r.status, 1, `${log}: exit 1 (${r.stderr.trim()})`);
+    tt.match(r.stderr, /invalid setting log: /, `${log}: names the log setting`);
+  }
+  const ok = check(path.join(dir, 'new.log'));
+  tt.equal(ok.status, 1, 'a new file in a directory nobody cannot write to fails too');
+});
+
+// ---- the real CLI ------------------------------------------------------------------------------
+
+/** Runs the CLI in `cwd` (a temp dir with a logs/ directory, so the default query log path is writable). */
+function cli(args: string[], cwd: string): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', timeout: 30_000, cwd });
+  if (r.error) throw r.error;
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+t.test('CLI', async (tt) => {
+  if (!fs.existsSync(MAIN)) execFileSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: ROOT, stdio: 'inherit' });
+  tt.ok(fs.existsSync(MAIN), `${MAIN} exists`);
+  const cwd = tmpDir(tt);
+  fs.mkdirSync(path.join(cwd, 'logs'));
+
+  tt.test('--check prints the effective settings as JSON', async (t2) => {
+    const r = cli(['--check'], cwd);
+    t2.equal(r.status, 0);
+    t2.strictSame(JSON.parse(r.stdout), DEFAULTS_DESCRIBED);
+    t2.equal(r.stderr, '');
+  });
+
+  tt.test('--check with a config file and flags', async (t2) => {
+    const dir = tmpDir(t2);
+    const file = path.join(dir, 'c.json');
+    fs.writeFileSync(file, JSON.stringify({ upstream: 'pg.example:5433', 'max-connections': 3, 'log-format': 'json' }));
+    const r = cli(['--config', file, '--check', '--max-connections', '7', '--listen', '[::1]:7000'], cwd);
+    t2.equal(r.status, 0, r.stderr);
+    t2.strictSame(JSON.parse(r.stdout), { ...DEFAULTS_DESCRIBED, upstream: 'pg.example:5433', 'max-connections': 7, 'log-format': 'json', listen: '[::1]:7000' });
+  });
+
+  tt.test('--check --max-connections 0 fails naming the setting', async (t2) => {
+    const r = cli(['--check', '--max-connections', '0'], cwd);
+    t2.equal(r.status, 1);
+    t2.equal(r.stdout, '');
+    t2.match(r.stderr, /max-connections/);
+    t2.match(r.stderr, /out of range 1-100000/);
+  });
+
+  tt.test('--check: a query log in a missing directory fails naming log; - and none need no directory', async (t2) => {
+    const missing = path.join(cwd, 'no-such-dir', 'q.log');
+    const r = cli(['--check', '--log', missing], cwd);
+    t2.equal(r.status, 1);
+    t2.equal(r.stdout, '');
+    t2.match(r.stderr, /invalid setting log: /);
+    t2.ok(r.stderr.includes(path.dirname(missing)), 'names the directory');
+    for (const log of ['-', 'none']) {
+      const ok = cli(['--check', '--log', log], path.join(cwd, 'logs'));
+      t2.equal(ok.status, 0, `--log ${log} in a directory without logs/: ${ok.stderr}`);
+      t2.equal((JSON.parse(ok.stdout) as { log: string }).log, log);
+    }
+  });
+
+  tt.test('invalid config file fails naming config', async (t2) => {
+    const dir = tmpDir(t2);
+    const file = path.join(dir, 'bad.json');
+    fs.writeFileSync(file, '{oops');
+    const r = cli(['--config', file, '--check'], cwd);
+    t2.equal(r.status, 1);
+    t2.equal(r.stdout, '');
+    t2.match(r.stderr, /config: /);
+  });
+
+  tt.test('unknown flag exits 1', async (t2) => {
+    const r = cli(['--bogus-flag', 'x'], cwd);
+    t2.equal(r.status, 1);
+    t2.equal(r.stdout, '');
+    t2.match(r.stderr, /--bogus-flag/);
+  });
+
+  tt.test('--help lists every setting', async (t2) => {
+    const r = cli(['--help'], cwd);
+    t2.equal(r.status, 0);
+    for (const name of Object.keys(SETTINGS)) t2.match(r.stdout, new RegExp(`^  --${name} `, 'm'), `--${name} listed`);
+    t2.match(r.stdout, /--config FILE/);
+    t2.match(r.stdout, /--check/);
+    t2.match(r.stdout, /\(default 127\.0\.0\.1:6000\)/, 'defaults shown');
+    t2.strictSame(cli(['-h'], cwd).stdout, r.stdout, '-h is the same');
+  });
+
+  tt.test('--version prints the package.json version', async (t2) => {
+    const r = cli(['--version'], cwd);
+    t2.equal(r.status, 0);
+    t2.equal(r.stdout, `pgscribe ${PKG_VERSION}\n`);
+    t2.equal(cli(['-V'], cwd).stdout, r.stdout);
+  });
+});
