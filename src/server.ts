@@ -126,8 +126,8 @@ export class Server {
   async shutdown(graceMs: number): Promise<void> {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
-    const listener = this.listener;
-    if (listener) await new Promise<void>((r) => listener.close(() => r()));
+    // close() stops accepting at once; its callback would wait for every client, so don't.
+    this.listener?.close();
     for (const c of this.clients) c.requestShutdown();
     if (this.clients.size === 0) return;
     const gone = new Promise<void>((r) => this.idleWaiters.push(r));
