@@ -75,8 +75,43 @@ const SERVER_INSPECT = [
   Backend.CopyDone,
   Backend.ErrorResponse,
 ];
-/** Frontend messages the proxy looks inside (for the log and statement/portal tracking). */
-const CLIENT_INSPECT = [Frontend.Query, Frontend.Parse, Frontend.Bind, Frontend.Execute, Frontend.Close];
+/**
+ * Frontend messages the proxy looks inside or acts on (log, statement/portal tracking, counting
+ * Sync/Query for ReadyForQuery, copy and terminate bookkeeping). Each must arrive whole even when
+ * it straddles two reads, so all of them are listed; the rest may stream through.
+ */
+const CLIENT_INSPECT = [
+  Frontend.Query,
+  Frontend.Parse,
+  Frontend.Bind,
+  Frontend.Execute,
+  Frontend.Close,
+  Frontend.Sync,
+  Frontend.FunctionCall,
+  Frontend.Terminate,
+  Frontend.CopyDone,
+  Frontend.CopyFail,
+];
+
+/**
+ * Frontend messages that ask the server for something, moving an idle session to `request`.
+ * CopyData/CopyDone/CopyFail are not among them: outside COPY the server ignores them (e.g. the
+ * rest of a COPY stream after the server rejected a row), so they must not make a session busy.
+ */
+const STARTS_REQUEST = new Uint8Array(256);
+for (const t of [
+  Frontend.Query,
+  Frontend.Parse,
+  Frontend.Bind,
+  Frontend.Execute,
+  Frontend.Describe,
+  Frontend.Close,
+  Frontend.Sync,
+  Frontend.Flush,
+  Frontend.FunctionCall,
+]) {
+  STARTS_REQUEST[t] = 1;
+}
 /** Server messages are trusted more than client ones, but an inspected one is still bounded. */
 const SERVER_MAX_LENGTH = 0x7fffffff;
 const SERVER_MAX_INSPECT_ALLOC = 64 << 20;
@@ -250,13 +285,13 @@ export class Client {
       }
       throw err;
     }
-    if (this.state === S.Idle && type !== Frontend.Terminate) this.transition(S.Request);
+    if (this.state === S.Idle && STARTS_REQUEST[type] === 1) this.transition(S.Request);
     this.toUpstream.push(buf, start, end);
   }
 
-  private onClientPassthrough(_type: number, buf: Buffer, start: number, end: number): void {
+  private onClientPassthrough(type: number, buf: Buffer, start: number, end: number): void {
     if (this.state === S.Closing) return;
-    if (this.state === S.Idle) this.transition(S.Request);
+    if (this.state === S.Idle && STARTS_REQUEST[type] === 1) this.transition(S.Request);
     this.toUpstream.push(buf, start, end);
   }
 

@@ -1,6 +1,7 @@
 // Real psql through pgscribe, compared with psql straight against the same cluster.
 //
-// One cluster and one proxy for the whole file. Every psql runs with -X (no ~/.psqlrc) and -w
+// One cluster and one shared proxy for the whole file (the SIGTERM test starts two short-lived
+// proxies of its own, since it shuts them down). Every psql runs with -X (no ~/.psqlrc) and -w
 // (never prompt). Outputs that do not depend on the path (proxy or direct) must be byte-for-byte
 // identical; the only things that may differ are backend PIDs and the port in error messages.
 
@@ -8,12 +9,18 @@ import t from 'tap';
 import { spawn } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { startCluster, run, USERS, PG_BIN, type PgCluster, type RunResult } from './helpers/pg-cluster';
 import { startProxy, type Proxy } from './helpers/proxy';
 import { RawClient, enc, errorFields, type BackendMessage } from './helpers/wire';
 
-const PSQL = fs.existsSync(path.join(PG_BIN, 'psql')) ? path.join(PG_BIN, 'psql') : 'psql';
+/** A PostgreSQL client program from the server's bin dir, else from $PATH. */
+function pgTool(name: string): string {
+  const p = path.join(PG_BIN, name);
+  return fs.existsSync(p) ? p : name;
+}
+const PSQL = pgTool('psql');
 
 let pg: PgCluster;
 let proxy: Proxy;
@@ -144,9 +151,12 @@ t.test('authentication is relayed: trust, SCRAM-SHA-256, md5', async (t) => {
     t.equal(r.proxy.stdout, `${u}|${u}|postgres\n`, `${u} is logged in through the proxy`);
     t.equal(r.proxy.stdout, r.direct.stdout, `${u}: identical to direct`);
     // The server itself ran the authentication exchange (the proxy knows no secrets).
-    const authLines = serverLog()
-      .split('\n')
-      .filter((l) => l.includes(` ${app} LOG:  connection authenticated:`));
+    // %a is not known yet when the server logs the authentication: match by backend PID.
+    const log = serverLog().split('\n');
+    const pidOf = (l: string) => /^\S+ \S+ \S+ \[(\d+)\]/.exec(l)?.[1];
+    const pids = new Set(log.filter((l) => l.includes(`LOG:  connection authorized: user=${u} database=postgres application_name=${app}`)).map(pidOf));
+    t.equal(pids.size, 2, `${u}: two sessions (proxy, direct) in the server log`);
+    const authLines = log.filter((l) => pids.has(pidOf(l)) && l.includes('LOG:  connection authenticated:'));
     if (u === USERS.trust.user) {
       t.equal(authLines.length, 0, 'trust: no authenticated identity');
     } else {
@@ -257,7 +267,6 @@ const COPY_EXPECTED_MD5 = md5(
 // A psql script (fed on stdin, so COPY FROM STDIN data is read inline from the script).
 const SCRIPT = [
   '\\set VERBOSITY verbose',
-  'drop table if exists copy_t;',
   'create table copy_t (id int primary key, v text);',
   'COPY copy_t FROM STDIN;',
   COPY_DATA + '\\.',
@@ -286,8 +295,10 @@ const SCRIPT = [
 ].join('\n');
 
 t.test('psql script: COPY in/out, LISTEN/NOTIFY, errors in a transaction, notices', async (t) => {
-  const viaProxy = await psql(['-f', '-'], { input: SCRIPT });
+  await pg.psql('drop table if exists copy_t');
   const direct = await psql(['-f', '-'], { input: SCRIPT, via: 'direct' });
+  await pg.psql('drop table copy_t');
+  const viaProxy = await psql(['-f', '-'], { input: SCRIPT });
   t.equal(viaProxy.code, 0, 'script exits 0 through the proxy');
   t.equal(direct.code, 0, 'script exits 0 directly');
 
@@ -361,6 +372,44 @@ t.test('multi-statement simple query: three results, one Q line in the log', asy
 function escapeRe(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
+
+t.test('psql meta-commands that use the extended protocol or extra queries: \\gdesc, \\gset, \\gexec', async (t) => {
+  // \gdesc prepares the query (Parse/Sync, then Describe/Sync) instead of running it.
+  const input = [
+    "select 1 as a, 'x'::text as b, now() as c \\gdesc",
+    'select 42 as v \\gset',
+    '\\echo v is :v',
+    "select format('select %s * 2 as doubled', :v) \\gexec",
+    'prepare s(int) as select $1 + 1 as plus_one;',
+    'execute s(41);',
+    '',
+  ].join('\n');
+  const r = await both(['-v', 'ON_ERROR_STOP=1'], { input });
+  t.equal(r.proxy.code, 0, r.proxy.stderr);
+  t.equal(r.proxy.stdout, r.direct.stdout, 'stdout identical to direct');
+  t.equal(r.proxy.stderr, r.direct.stderr, 'stderr identical to direct');
+  t.match(r.proxy.stdout, / a +\| integer\n b +\| text\n c +\| timestamp with time zone\n/, '\\gdesc describes the columns');
+  t.match(r.proxy.stdout, /\nv is 42\n/, '\\gset');
+  t.match(r.proxy.stdout, / doubled \n-+\n +84\n/, '\\gexec');
+  t.match(r.proxy.stdout, / plus_one \n-+\n +42\n/, 'PREPARE/EXECUTE');
+  const p = await waitLog((l) => / P sql=select 1 as a, 'x'::text as b, now\(\) as c ?$/.test(l));
+  t.equal(p.length, 1, 'the \\gdesc Parse is logged as one P line (unnamed statement: no stmt=)');
+  await waitLog((l) => l.endsWith(' Q sql=select 42 * 2 as doubled'));
+});
+
+t.test('startup parameters are relayed (PGOPTIONS, application_name, database)', async (t) => {
+  const r = await psql(['-At', '-c', "show work_mem; show application_name; select current_database(); show search_path"], {
+    user: USERS.trust.user,
+    env: { PGOPTIONS: '-c work_mem=7MB -c search_path=pg_catalog', PGAPPNAME: 'relay check', PGDATABASE: 'template1' },
+  });
+  t.equal(r.code, 0, r.stderr);
+  t.equal(r.stdout, '7MB\nrelay check\ntemplate1\npg_catalog\n');
+  await waitLog((l) => / trust_user@template1 127\.0\.0\.1:\d+ Q sql=show work_mem; /.test(l));
+  // A database that does not exist: the server's FATAL reaches psql unchanged.
+  const bad = await psql(['-At', '-c', 'select 1'], { env: { PGDATABASE: 'no_such_db' } });
+  t.not(bad.code, 0);
+  t.match(bad.stderr, /FATAL:  database "no_such_db" does not exist/);
+});
 
 t.test('a 1e6-row result is identical through the proxy and directly', async (t) => {
   const sql = 'select g, md5(g::text) from generate_series(1,1000000) g';
@@ -444,13 +493,88 @@ t.test('replication connection: IDENTIFY_SYSTEM through the proxy', async (t) =>
   await waitLog((l) => / postgres@postgres .* Q sql=IDENTIFY_SYSTEM$/.test(l));
 });
 
+t.test('pg_basebackup -X stream through the proxy (CopyOut and CopyBoth streams)', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgscribe-basebackup-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const target = path.join(dir, 'backup');
+  const r = await run(pgTool('pg_basebackup'), ['-D', target, '-X', 'stream', '-c', 'fast', '--no-sync', '-w'], {
+    env: envFor('proxy'),
+    timeoutMs: 60_000,
+  });
+  t.equal(r.code, 0, `pg_basebackup exits 0: ${r.stderr}`);
+  t.equal(fs.readFileSync(path.join(target, 'PG_VERSION'), 'utf8'), fs.readFileSync(path.join(pg.dataDir, 'PG_VERSION'), 'utf8'));
+  const v = await run(pgTool('pg_verifybackup'), [target], { timeoutMs: 60_000 });
+  t.equal(v.code, 0, `pg_verifybackup: ${v.stderr}`);
+  t.match(v.stdout, /backup successfully verified/);
+  await waitLog((l) => / Q sql=BASE_BACKUP \(/.test(l));
+  await waitLog((l) => / Q sql=START_REPLICATION SLOT "pg_basebackup_\d+" /.test(l));
+  t.notMatch(proxy.stderr(), /protocol violation|internal error|illegal client state/);
+});
+
+t.test('SIGTERM closes an idle psql session at once, also right after a failed COPY FROM STDIN', async (t) => {
+  // psql sits idle, waiting for more script on stdin (it does not read its socket meanwhile, so
+  // the proxy's close completes when its linger timer destroys the socket, about 5 s).
+  // The grace period is far longer: a session the proxy still thinks is busy would wait for it.
+  const GRACE_MS = 30_000;
+  const PROMPT_MS = 9_000;
+  // A COPY whose first row is bad: the server answers ErrorResponse + ReadyForQuery at once and
+  // ignores the CopyData/CopyDone that psql keeps streaming afterwards (about 2 MB here).
+  const failedCopy =
+    'COPY copy_sigterm FROM STDIN;\nnot-a-number\tbad\n' +
+    Array.from({ length: 150_000 }, (_, i) => `${i}\tvalue ${i}`).join('\n') +
+    '\n\\.\n';
+  await pg.psql('create table copy_sigterm (id int, v text)');
+  t.teardown(() => pg.psql('drop table copy_sigterm'));
+  const cases: [string, string][] = [
+    ['after a query', 'select 1;\n'],
+    ['after a failed COPY FROM STDIN', failedCopy],
+  ];
+  await Promise.all(
+    cases.map(async ([name, sql]) => {
+      const p = await startProxy({ upstreamPort: pg.port, args: ['--shutdown-grace', String(GRACE_MS)] });
+      const child = spawn(PSQL, ['-X', '-w', '-v', 'VERBOSITY=verbose'], {
+        env: { ...pg.env(), PGHOST: p.host, PGPORT: String(p.port) },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      let err = '';
+      child.stdout.resume();
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+      child.stdin.on('error', () => {});
+      const closed = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+      // \warn writes to stderr, unbuffered: psql has finished everything before it.
+      child.stdin.write(sql + '\\warn READY\n');
+      const deadline = Date.now() + 30_000;
+      while (!err.includes('READY') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      t.match(err, /READY/, `${name}: psql is idle`);
+
+      const start = Date.now();
+      const stopped = p.stop('SIGTERM');
+      const winner = await Promise.race([stopped.then(() => 'exited'), new Promise((r) => setTimeout(() => r('still running'), PROMPT_MS))]);
+      const took = Date.now() - start;
+      t.equal(winner, 'exited', `${name}: the proxy exits within ${PROMPT_MS} ms of SIGTERM (took ${took} ms; grace is ${GRACE_MS} ms)`);
+      t.notMatch(p.stderr(), /grace period over/, `${name}: the session was not left for the grace period`);
+
+      // psql's next query finds the connection closed, with the proxy's 57P01 FATAL.
+      child.stdin.end('select 2;\n');
+      const code = await closed;
+      t.not(code, 0, `${name}: psql fails its next query`);
+      t.match(err, /FATAL:  57P01: pgscribe: terminating connection because the proxy is shutting down/, `${name}: 57P01 reached psql`);
+      const exit = await Promise.race([stopped, new Promise((r) => setTimeout(() => r(null), 10_000))]);
+      if (exit === null) p.proc.kill('SIGKILL');
+      await stopped;
+    }),
+  );
+});
+
 t.test('every query log line is well formed; the proxy reported no errors', async (t) => {
   const lines = await logSettled();
   t.ok(lines.length > 40, `${lines.length} lines`);
   const bad = lines.filter((l) => !LINE_RE.test(l));
   t.same(bad, [], 'all lines match the text format');
-  // Only simple-protocol queries come from psql 15.
-  t.same(lines.filter((l) => !/ 127\.0\.0\.1:\d+ Q /.test(l)), [], 'psql sent only Q messages');
+  // psql 15 uses the simple protocol, except for the Parse of \gdesc.
+  const notQ = lines.filter((l) => !/ 127\.0\.0\.1:\d+ Q /.test(l));
+  t.equal(notQ.length, 1, 'psql sent only Q messages, and one P for \\gdesc');
+  t.match(notQ[0] ?? '', / P sql=select 1 as a, /);
   const users = new Set(lines.map((l) => / conn=\d+ ([^ ]+) /.exec(l)![1]));
   for (const u of ['postgres@postgres', `${USERS.trust.user}@postgres`, `${USERS.scram.user}@postgres`, `${USERS.md5.user}@postgres`]) {
     t.ok(users.has(u), `lines for ${u}`);
