@@ -26,6 +26,7 @@ export interface Config {
   connectTimeoutMs: number;
   startupTimeoutMs: number;
   shutdownGraceMs: number;
+  statsIntervalMs: number;
 }
 
 export class ConfigError extends Error {
@@ -109,6 +110,7 @@ export const SETTINGS = {
   'connect-timeout': setting('connectTimeoutMs', int(1, 3_600_000), 5000, 'upstream connect timeout, ms; then 08001'),
   'startup-timeout': setting('startupTimeoutMs', int(1, 3_600_000), 10000, 'ms a client may take to send its startup packet'),
   'shutdown-grace': setting('shutdownGraceMs', int(0, 3_600_000), 10000, 'ms sessions get to finish on SIGTERM/SIGINT before 57P01'),
+  'stats-interval': setting('statsIntervalMs', int(0, 86_400_000), 0, 'ms between stats lines on stderr; 0: only on SIGUSR2'),
 } as const;
 
 type SettingName = keyof typeof SETTINGS;

@@ -64,6 +64,10 @@ async function run(cfg: Config): Promise<void> {
     version: VERSION,
   });
 
+  const printStats = () => ops.info('stats', server.stats());
+  process.on('SIGUSR2', printStats);
+  if (cfg.statsIntervalMs > 0) setInterval(printStats, cfg.statsIntervalMs).unref();
+
   process.on('SIGHUP', () => {
     ops.info('SIGHUP: reopening the query log', { log: cfg.log });
     logger.reopen();

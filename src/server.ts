@@ -80,6 +80,22 @@ export class Server {
     return this.sessions;
   }
 
+  /** Counters and gauges for the periodic/SIGUSR2 stats line (and the stress harness). */
+  stats(): Record<string, number> {
+    const mem = process.memoryUsage();
+    return {
+      clients: this.clients.size,
+      sessions: this.sessions,
+      connections_total: this.nextId - 1,
+      bytes_from_clients: this.bytesFromClients,
+      bytes_from_servers: this.bytesFromServers,
+      log_lines: this.logger.lines,
+      rss: mem.rss,
+      heap_used: mem.heapUsed,
+      external: mem.external,
+    };
+  }
+
   removeClient(client: Client): void {
     this.clients.delete(client);
     if (this.clients.size === 0 && this.idleWaiters.length > 0) {

@@ -24,6 +24,7 @@ const DEFAULTS: Config = {
   connectTimeoutMs: 5000,
   startupTimeoutMs: 10000,
   shutdownGraceMs: 10000,
+  statsIntervalMs: 0,
 };
 
 const DEFAULTS_DESCRIBED = {
@@ -39,6 +40,7 @@ const DEFAULTS_DESCRIBED = {
   'connect-timeout': 5000,
   'startup-timeout': 10000,
   'shutdown-grace': 10000,
+  'stats-interval': 0,
 };
 
 function tmpDir(tt: { teardown(fn: () => void): void }): string {
@@ -119,6 +121,7 @@ t.test('every flag parses', async (tt) => {
     '--connect-timeout', '1',
     '--startup-timeout', '3600000',
     '--shutdown-grace', '0',
+    '--stats-interval', '250',
   ];
   tt.strictSame(configOf(argv), {
     listen: { host: '::1', port: 6001 },
@@ -133,6 +136,7 @@ t.test('every flag parses', async (tt) => {
     connectTimeoutMs: 1,
     startupTimeoutMs: 3600000,
     shutdownGraceMs: 0,
+    statsIntervalMs: 250,
   });
   tt.equal(argv.filter((a) => a.startsWith('--')).length, Object.keys(SETTINGS).length, 'the test sets every setting');
   tt.strictSame(configOf(['--listen=0.0.0.0:7000']).listen, { host: '0.0.0.0', port: 7000 }, '--name=value form');
@@ -171,6 +175,7 @@ t.test('integers: ranges and syntax', async (tt) => {
     ['connect-timeout', 'connectTimeoutMs', 1, 3_600_000],
     ['startup-timeout', 'startupTimeoutMs', 1, 3_600_000],
     ['shutdown-grace', 'shutdownGraceMs', 0, 3_600_000],
+    ['stats-interval', 'statsIntervalMs', 0, 86_400_000],
   ];
   for (const [flag, field, min, max] of ranges) {
     tt.equal(configOf([`--${flag}`, String(min)])[field], min, `--${flag} ${min}`);
@@ -226,6 +231,7 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
       'connect-timeout': 100,
       'startup-timeout': 200,
       'shutdown-grace': 300,
+      'stats-interval': 400,
     }),
   );
   const fromJson: Config = {
@@ -241,6 +247,7 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
     connectTimeoutMs: 100,
     startupTimeoutMs: 200,
     shutdownGraceMs: 300,
+    statsIntervalMs: 400,
   };
   tt.strictSame(fromFile(file), fromJson);
   tt.strictSame(configOf(['--config', file]), fromJson);
