@@ -5,14 +5,14 @@ import t from 'tap';
 import * as net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startCluster, USERS, type PgCluster } from './helpers/pg-cluster';
-import { startProxy, type Proxy } from './helpers/proxy';
-import { enc, errorFields, RawClient, type BackendMessage } from './helpers/wire';
+import { proxyFixture } from './helpers/fixture';
+import { type Proxy } from './helpers/proxy';
+import { describeMessages as describe, enc, errorsIn as errs, type BackendMessage, type RawClient } from './helpers/wire';
 
 const USER = USERS.trust.user;
 
 let pg: PgCluster;
-const proxies = new Set<Proxy>();
-const clients = new Set<RawClient>();
+const { launch, session, cleanup } = proxyFixture({ upstreamPort: () => pg.port, user: USER });
 
 t.before(async () => {
   pg = await startCluster();
@@ -20,10 +20,7 @@ t.before(async () => {
 });
 
 t.teardown(async () => {
-  for (const c of clients) c.sock.destroy();
-  for (const p of proxies) {
-    if (p.proc.exitCode === null && p.proc.signalCode === null) await p.stop('SIGKILL');
-  }
+  await cleanup('SIGKILL');
   await pg?.stop();
 });
 
@@ -32,60 +29,15 @@ t.teardown(async () => {
 type Tap = Pick<typeof t, 'equal' | 'ok' | 'match' | 'same'>;
 type Exit = { code: number | null; signal: NodeJS.Signals | null };
 
-async function launch(args: string[] = []): Promise<Proxy> {
-  const p = await startProxy({ upstreamPort: pg.port, args });
-  proxies.add(p);
-  return p;
-}
-
-async function session(port: number): Promise<RawClient> {
-  const c = await RawClient.connect(port);
-  c.sock.setNoDelay(true);
-  clients.add(c);
-  c.sock.on('close', () => clients.delete(c));
-  const msgs = await c.startup(USER);
-  if (msgs[msgs.length - 1]?.type !== 'Z') throw new Error('startup failed');
-  return c;
-}
-
-async function readZ(c: RawClient, n: number, timeoutMs = 10000): Promise<BackendMessage[]> {
-  const out: BackendMessage[] = [];
-  let z = 0;
-  while (z < n) {
-    const m = await c.read(timeoutMs);
-    out.push(m);
-    if (m.type === 'Z') z++;
-  }
-  return out;
-}
-
-async function query(c: RawClient, sql: string): Promise<BackendMessage[]> {
-  c.write(enc.query(sql));
-  return readZ(c, 1);
-}
-
 const txStatus = (msgs: BackendMessage[]) => {
   const z = msgs[msgs.length - 1];
   return z?.type === 'Z' ? String.fromCharCode(z.body[0]!) : '?';
 };
-const errs = (msgs: BackendMessage[]) => msgs.filter((m) => m.type === 'E').map((m) => errorFields(m.body));
-const describe = (msgs: BackendMessage[]) =>
-  msgs.map((m) => (m.type === 'E' ? `E${JSON.stringify(errorFields(m.body))}` : m.type)).join(' ');
 
 /** Everything until the peer closes; null when it did not close within timeoutMs. */
 async function readUntilClosed(c: RawClient, timeoutMs: number): Promise<BackendMessage[] | null> {
-  const out: BackendMessage[] = [];
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const left = deadline - Date.now();
-    if (left <= 0) return null;
-    try {
-      out.push(await c.read(left));
-    } catch {
-      if (c.closed) return out;
-      return null;
-    }
-  }
+  const r = await c.readUntilClosed(timeoutMs);
+  return r.closed ? r.msgs : null;
 }
 
 /** Expect the proxy's 57P01 as the last message and then the close. */
@@ -136,7 +88,7 @@ t.test('SIGTERM with an idle session: 57P01, exit 0, log flushed', async (t) => 
   const qs: Buffer[] = [];
   for (let i = 0; i < N; i++) qs.push(enc.query(`select ${i} as ${'x'.repeat(200)}`));
   c.write(Buffer.concat(qs));
-  const msgs = await readZ(c, N, 30000);
+  const msgs = await c.readZ(N, 30000);
   t.equal(errs(msgs).length, 0, 'all queries answered');
   t.equal(txStatus(msgs), 'I', 'idle outside a transaction');
 
@@ -158,16 +110,16 @@ t.test('SIGTERM during a transaction: the grace period', async (t) => {
     const p = await launch(['--shutdown-grace', '1000']);
     const inTx = await session(p.port);
     const idle = await session(p.port);
-    let m = await query(inTx, 'begin');
+    let m = await inTx.query('begin');
     t.equal(txStatus(m), 'T');
-    m = await query(inTx, 'insert into lc_t values (1)');
+    m = await inTx.query('insert into lc_t values (1)');
     t.same(errs(m), []);
 
     const exit = sigterm(p);
     await p.waitStderr(/SIGTERM: shutting down/);
     await expectShutdownError(t, idle, 'idle session next to the transaction');
 
-    m = await query(inTx, "select 'inside'");
+    m = await inTx.query("select 'inside'");
     t.same(errs(m), [], 'a query inside the transaction still works after the signal');
     t.equal(txStatus(m), 'T', 'still in the transaction');
     const d = m.find((x) => x.type === 'D');
@@ -182,8 +134,8 @@ t.test('SIGTERM during a transaction: the grace period', async (t) => {
     // A long grace: the close must come from the COMMIT, not from the timer.
     const p = await launch(['--shutdown-grace', '60000']);
     const c = await session(p.port);
-    let m = await query(c, 'begin');
-    m = await query(c, 'insert into lc_t values (2)');
+    let m = await c.query('begin');
+    m = await c.query('insert into lc_t values (2)');
     t.same(errs(m), []);
     t.equal(txStatus(m), 'T');
 
@@ -191,7 +143,7 @@ t.test('SIGTERM during a transaction: the grace period', async (t) => {
     await p.waitStderr(/SIGTERM: shutting down/);
     await sleep(100);
     t.notOk(c.closed, 'the session in a transaction is left alone');
-    m = await query(c, 'insert into lc_t values (3)');
+    m = await c.query('insert into lc_t values (3)');
     t.same(errs(m), [], 'still works');
 
     c.write(enc.query('commit'));
@@ -230,7 +182,7 @@ t.test('SIGTERM during a transaction: the grace period', async (t) => {
   await t.test('extended protocol: COMMIT via Parse/Bind/Execute/Sync', async (t) => {
     const p = await launch(['--shutdown-grace', '60000']);
     const c = await session(p.port);
-    await query(c, 'begin');
+    await c.query('begin');
     const exit = sigterm(p);
     await p.waitStderr(/SIGTERM: shutting down/);
     c.write(Buffer.concat([enc.parse('', 'commit'), enc.bind('', '', []), enc.execute(''), enc.sync()]));
@@ -244,7 +196,7 @@ t.test('SIGTERM during a transaction: the grace period', async (t) => {
 t.test('after SIGTERM the listener is closed', async (t) => {
   const p = await launch(['--shutdown-grace', '60000']);
   const c = await session(p.port);
-  await query(c, 'begin');
+  await c.query('begin');
   t.equal(await refused(p.port), 'accepted', 'accepting before the signal');
   const exit = sigterm(p);
   await p.waitStderr(/SIGTERM: shutting down/);
@@ -252,7 +204,7 @@ t.test('after SIGTERM the listener is closed', async (t) => {
   const deadline = Date.now() + 3000;
   while ((r = await refused(p.port)) !== 'refused' && Date.now() < deadline) await sleep(20);
   t.equal(r, 'refused', 'new connections are refused');
-  t.equal((await query(c, 'select 1')).filter((m) => m.type === 'D').length, 1, 'the open session still works');
+  t.equal((await c.query('select 1')).filter((m) => m.type === 'D').length, 1, 'the open session still works');
   c.write(enc.terminate());
   c.end();
   await c.waitClosed();

@@ -17,7 +17,7 @@ import {
   encodeErrorResponse,
   isFatalError,
 } from '../src/protocol/messages';
-import { enc, errorFields } from './helpers/wire';
+import { cstr, enc, errorFields, i16, i32 } from './helpers/wire';
 
 const PRE = Buffer.from([0x51, 0, 0, 0, 9, 0x41, 0]); // looks like the tail of another message
 const JUNK = Buffer.from([0, 0, 0, 0, 0x53, 0, 0x50, 0, 0xff, 0xff, 0xff, 0xff, 0, 1, 0, 0, 0, 0]);
@@ -78,18 +78,6 @@ const call = <T>(decode: (buf: Buffer, start: number, end: number) => T, msg: Bu
   const v = embed(msg);
   return decode(v.buf, v.start, v.end);
 };
-
-const i16 = (n: number) => {
-  const b = Buffer.alloc(2);
-  b.writeInt16BE(n);
-  return b;
-};
-const i32 = (n: number) => {
-  const b = Buffer.alloc(4);
-  b.writeInt32BE(n);
-  return b;
-};
-const cstr = (s: string) => Buffer.from(s + '\0', 'utf8');
 
 /** An ErrorResponse/NoticeResponse built by hand: code byte, value, NUL ... then a final NUL. */
 function fieldsMessage(type: string, fields: [string, string][]): Buffer {

@@ -5,16 +5,17 @@ import * as crypto from 'node:crypto';
 import * as net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startCluster, freePort, USERS, type PgCluster } from './helpers/pg-cluster';
-import { startProxy, type Proxy } from './helpers/proxy';
-import { enc, errorFields, RawClient, type BackendMessage } from './helpers/wire';
+import { proxyFixture } from './helpers/fixture';
+import { type Proxy } from './helpers/proxy';
+import { describeMessages as describe, enc, errorsIn as errors, i32, type BackendMessage, type RawClient } from './helpers/wire';
 
 const USER = USERS.trust.user;
 
 let pg: PgCluster;
 let proxy: Proxy;
 /** Every proxy and raw client a test starts, so teardown can release them whatever happened. */
-const proxies = new Set<Proxy>();
-const clients = new Set<RawClient>();
+const fx = proxyFixture({ upstreamPort: () => pg.port, user: USER });
+const { launch, stopProxy, connect, sessionWithKey: session } = fx;
 
 t.before(async () => {
   pg = await startCluster();
@@ -22,63 +23,11 @@ t.before(async () => {
 });
 
 t.teardown(async () => {
-  for (const c of clients) c.sock.destroy();
-  for (const p of proxies) await stopProxy(p);
+  await fx.cleanup();
   await pg?.stop();
 });
 
 // ---- helpers --------------------------------------------------------------------------------
-
-async function launch(args: string[], upstreamPort = pg.port): Promise<Proxy> {
-  const p = await startProxy({ upstreamPort, args });
-  proxies.add(p);
-  return p;
-}
-
-/** SIGTERM, and SIGKILL if the proxy has not exited 5 s later. */
-async function stopProxy(p: Proxy): Promise<void> {
-  proxies.delete(p);
-  if (p.proc.exitCode !== null || p.proc.signalCode !== null) return;
-  const killer = setTimeout(() => p.proc.kill('SIGKILL'), 5000);
-  await p.stop('SIGTERM');
-  clearTimeout(killer);
-}
-
-async function connect(port: number): Promise<RawClient> {
-  const c = await RawClient.connect(port);
-  c.sock.setNoDelay(true);
-  clients.add(c);
-  c.sock.on('close', () => clients.delete(c));
-  return c;
-}
-
-/** Connect and complete a trust startup; fails the test if it does not end in ReadyForQuery. */
-async function session(port: number): Promise<{ c: RawClient; startup: BackendMessage[]; pid: number; secret: number }> {
-  const c = await connect(port);
-  const startup = await c.startup(USER);
-  const last = startup[startup.length - 1];
-  if (!last || last.type !== 'Z') throw new Error(`startup did not finish: ${describe(startup)}`);
-  const k = startup.find((m) => m.type === 'K');
-  return { c, startup, pid: k ? k.body.readInt32BE(0) : 0, secret: k ? k.body.readInt32BE(4) : 0 };
-}
-
-/** Read messages until `n` ReadyForQuery have arrived. */
-async function readZ(c: RawClient, n: number, timeoutMs = 10000): Promise<BackendMessage[]> {
-  const out: BackendMessage[] = [];
-  let z = 0;
-  while (z < n) {
-    const m = await c.read(timeoutMs);
-    out.push(m);
-    if (m.type === 'Z') z++;
-  }
-  return out;
-}
-
-/** Simple query; returns the messages through ReadyForQuery. */
-async function query(c: RawClient, sql: string, timeoutMs = 10000): Promise<BackendMessage[]> {
-  c.write(enc.query(sql));
-  return readZ(c, 1, timeoutMs);
-}
 
 /** First column of the first DataRow, as text. */
 function firstValue(msgs: BackendMessage[]): string | null {
@@ -88,24 +37,11 @@ function firstValue(msgs: BackendMessage[]): string | null {
   return len < 0 ? null : d.body.toString('utf8', 6, 6 + len);
 }
 
-function errors(msgs: BackendMessage[]): Record<string, string>[] {
-  return msgs.filter((m) => m.type === 'E').map((m) => errorFields(m.body));
-}
-
 /** Everything the peer sends until it closes the connection. */
 async function readUntilClosed(c: RawClient, timeoutMs = 8000): Promise<BackendMessage[]> {
-  const out: BackendMessage[] = [];
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const left = deadline - Date.now();
-    if (left <= 0) throw new Error(`connection not closed in ${timeoutMs} ms; got ${describe(out)}`);
-    try {
-      out.push(await c.read(left));
-    } catch (e) {
-      if (c.closed) return out;
-      throw e;
-    }
-  }
+  const r = await c.readUntilClosed(timeoutMs);
+  if (!r.closed) throw new Error(`connection not closed in ${timeoutMs} ms; got ${describe(r.msgs)}`);
+  return r.msgs;
 }
 
 /** Expect exactly one ErrorResponse and then the close; returns its fields. */
@@ -122,12 +58,6 @@ async function expectFatalAndClose(t: Tap, c: RawClient, code: string, what: str
   return f;
 }
 
-function describe(msgs: BackendMessage[]): string {
-  return msgs
-    .map((m) => (m.type === 'E' || m.type === 'N' ? `${m.type}${JSON.stringify(errorFields(m.body))}` : m.type))
-    .join(' ');
-}
-
 /** Type + body, with per-session values (BackendKeyData, ParameterStatus values) blanked. */
 function normalize(msgs: BackendMessage[]): string[] {
   return msgs.map((m) => {
@@ -138,15 +68,9 @@ function normalize(msgs: BackendMessage[]): string[] {
 }
 
 async function assertUsable(t: Tap, c: RawClient, what: string): Promise<void> {
-  const r = await query(c, "select 'still here'");
+  const r = await c.query("select 'still here'");
   t.equal(firstValue(r), 'still here', `${what}: other client still works`);
 }
-
-const i32 = (n: number) => {
-  const b = Buffer.alloc(4);
-  b.writeInt32BE(n);
-  return b;
-};
 
 type Tap = Pick<typeof t, 'equal' | 'ok' | 'match' | 'same' | 'notMatch'>;
 
@@ -162,7 +86,7 @@ t.test('startup negotiation', async (t) => {
     t.equal(msgs[0]?.body.readInt32BE(0), 0, 'AuthenticationOk');
     t.equal(msgs[msgs.length - 1]?.type, 'Z');
     t.equal(errors(msgs).length, 0);
-    t.equal(firstValue(await query(c, 'select 1')), '1');
+    t.equal(firstValue(await c.query('select 1')), '1');
     c.end();
   });
 
@@ -172,7 +96,7 @@ t.test('startup negotiation', async (t) => {
     t.equal(await c.readByte(), 'N');
     const msgs = await c.startup(USER);
     t.equal(msgs[msgs.length - 1]?.type, 'Z');
-    t.equal(firstValue(await query(c, 'select 2')), '2');
+    t.equal(firstValue(await c.query('select 2')), '2');
     c.end();
   });
 
@@ -209,7 +133,7 @@ t.test('startup negotiation', async (t) => {
 
   t.equal(proxy.proc.exitCode, null, 'proxy still running');
   const { c } = await session(proxy.port);
-  t.equal(firstValue(await query(c, 'select 3')), '3', 'proxy still serves');
+  t.equal(firstValue(await c.query('select 3')), '3', 'proxy still serves');
   c.end();
 });
 
@@ -251,15 +175,15 @@ t.test('pipelined extended batch: same answer through the proxy as directly', as
   );
 
   direct.c.write(batch);
-  const expected = await readZ(direct.c, 3);
+  const expected = await direct.c.readZ(3);
   via.c.write(batch);
-  const got = await readZ(via.c, 3);
+  const got = await via.c.readZ(3);
 
   t.match(expected.map((m) => m.type).join(''), /^12TDC3Z12TDDsDDCZTDCTDCEZ$/, 'direct answer has the expected shape');
   t.same(normalize(got), normalize(expected), 'identical message sequence, types and bodies');
 
   // Nothing extra arrives afterwards.
-  t.equal(firstValue(await query(via.c, 'select 42')), '42');
+  t.equal(firstValue(await via.c.query('select 42')), '42');
   direct.c.end();
   via.c.end();
 
@@ -272,7 +196,7 @@ t.test('the batch split at every byte offset gives the same answer', async (t) =
   const batch = pipelinedBatch();
   const direct = await session(pg.port);
   direct.c.write(batch);
-  const expected = normalize(await readZ(direct.c, 3));
+  const expected = normalize(await direct.c.readZ(3));
   direct.c.end();
 
   const { c } = await session(proxy.port);
@@ -283,7 +207,7 @@ t.test('the batch split at every byte offset gives the same answer', async (t) =
     if (off % 2 === 0) await sleep(1);
     else await new Promise((r) => setImmediate(r));
     c.write(batch.subarray(off));
-    const got = normalize(await readZ(c, 3));
+    const got = normalize(await c.readZ(3));
     if (JSON.stringify(got) !== JSON.stringify(expected)) {
       mismatches++;
       if (mismatches <= 3) t.same(got, expected, `split at offset ${off}`);
@@ -307,7 +231,7 @@ t.test('the batch split at every byte offset gives the same answer', async (t) =
       c.write(batch.subarray(x, y));
       await sleep(1);
       c.write(batch.subarray(y));
-      t.same(normalize(await readZ(c, 3)), expected, `three pieces at ${x}/${y}`);
+      t.same(normalize(await c.readZ(3)), expected, `three pieces at ${x}/${y}`);
     }
   }
   c.end();
@@ -330,7 +254,7 @@ t.test('messages larger than one socket read', async (t) => {
         enc.sync(),
       ]),
     );
-    const msgs = await readZ(c, 1, 30000);
+    const msgs = await c.readZ(1, 30000);
     t.same(errors(msgs), []);
     const d = msgs.find((m) => m.type === 'D');
     t.ok(d, 'a DataRow');
@@ -346,7 +270,7 @@ t.test('messages larger than one socket read', async (t) => {
 
   await t.test('5 MB result row', async (t) => {
     const n = 655360; // 8 bytes each: 5 MiB
-    const msgs = await query(c, `select string_agg(lpad(i::text, 8, '0'), '' order by i) from generate_series(1, ${n}) i`, 30000);
+    const msgs = await c.query(`select string_agg(lpad(i::text, 8, '0'), '' order by i) from generate_series(1, ${n}) i`, 30000);
     t.same(errors(msgs), []);
     const v = firstValue(msgs);
     t.equal(v?.length, n * 8, 'whole value');
@@ -362,7 +286,7 @@ t.test('messages larger than one socket read', async (t) => {
 
   await t.test('5 MB result row then a small query in the same write', async (t) => {
     c.write(Buffer.concat([enc.query("select repeat('y', 5242880)"), enc.query("select 'after'")]));
-    const msgs = await readZ(c, 2, 30000);
+    const msgs = await c.readZ(2, 30000);
     const d = msgs.filter((m) => m.type === 'D');
     t.equal(d.length, 2);
     t.equal(d[0]?.body.length, 2 + 4 + 5242880);
@@ -377,7 +301,7 @@ t.test('malformed and oversized client messages', async (t) => {
   await t.test('message length 2 after a good session: 08P01, others unaffected', async (t) => {
     const other = await session(proxy.port);
     const bad = await session(proxy.port);
-    t.equal(firstValue(await query(bad.c, 'select 5')), '5', 'bad client had a good session first');
+    t.equal(firstValue(await bad.c.query('select 5')), '5', 'bad client had a good session first');
     bad.c.write(Buffer.concat([Buffer.from('Q'), i32(2)]));
     await expectFatalAndClose(t, bad.c, '08P01', 'length 2');
     await assertUsable(t, other.c, 'length 2');
@@ -387,7 +311,7 @@ t.test('malformed and oversized client messages', async (t) => {
   await t.test('message over --max-message-bytes: 08P01, others unaffected', async (t) => {
     const small = await launch(['--max-message-bytes', '100000']);
     const other = await session(small.port);
-    const fine = await query(other.c, `select length('${'a'.repeat(90000)}')`);
+    const fine = await other.c.query(`select length('${'a'.repeat(90000)}')`);
     t.equal(firstValue(fine), '90000', 'a message under the limit passes');
     const bad = await session(small.port);
     bad.c.write(enc.query(`select '${'z'.repeat(200 * 1024)}'`));
@@ -407,7 +331,7 @@ t.test('malformed and oversized client messages', async (t) => {
     const other = await session(proxy.port);
     const bad = await session(proxy.port);
     bad.c.write(Buffer.concat([enc.parse('', 'select $1::text'), enc.sync()]));
-    await readZ(bad.c, 1);
+    await bad.c.readZ(1);
     // portal "", statement "", 0 formats, 1 parameter of declared length 10 with only 3 bytes.
     const body = Buffer.concat([Buffer.from([0, 0]), Buffer.from([0, 0]), Buffer.from([0, 1]), i32(10), Buffer.from('abc')]);
     bad.c.write(Buffer.concat([enc.raw('B', body), enc.execute(''), enc.sync()]));
@@ -454,8 +378,8 @@ t.test('connection limit', async (t) => {
   const c = await connect(p.port);
   c.write(enc.startup({ user: USER, database: 'postgres' }));
   await expectFatalAndClose(t, c, '53300', 'third session');
-  t.equal(firstValue(await query(a.c, 'select 1')), '1', 'first session unaffected');
-  t.equal(firstValue(await query(b.c, 'select 2')), '2', 'second session unaffected');
+  t.equal(firstValue(await a.c.query('select 1')), '1', 'first session unaffected');
+  t.equal(firstValue(await b.c.query('select 2')), '2', 'second session unaffected');
 
   a.c.write(enc.terminate());
   a.c.end();
@@ -475,7 +399,7 @@ t.test('connection limit', async (t) => {
     await sleep(50);
   }
   t.ok(d, 'a new session succeeds after one closed');
-  if (d) t.equal(firstValue(await query(d, 'select 3')), '3');
+  if (d) t.equal(firstValue(await d.query('select 3')), '3');
   d?.end();
   b.c.end();
   await stopProxy(p);
@@ -495,9 +419,9 @@ t.test('startup timeout', async (t) => {
   t.equal(await ssl.readByte(), 'N');
   await expectFatalAndClose(t, ssl, '08P01', 'silent after SSLRequest');
   const ok = await session(p.port);
-  t.equal(firstValue(await query(ok.c, 'select 7')), '7', 'proxy keeps working');
+  t.equal(firstValue(await ok.c.query('select 7')), '7', 'proxy keeps working');
   await sleep(500);
-  t.equal(firstValue(await query(ok.c, 'select 8')), '8', 'the timeout does not hit established sessions');
+  t.equal(firstValue(await ok.c.query('select 8')), '8', 'the timeout does not hit established sessions');
   ok.c.end();
   await stopProxy(p);
 });
@@ -534,7 +458,7 @@ t.test('upstream lost mid-session', async (t) => {
   await t.test('pg_terminate_backend: the server FATAL 57P01 and nothing from the proxy', async (t) => {
     const s = await session(proxy.port);
     t.ok(s.pid > 0, 'BackendKeyData relayed');
-    t.equal(firstValue(await query(s.c, 'select pg_backend_pid()')), String(s.pid), 'relayed key is the real backend pid');
+    t.equal(firstValue(await s.c.query('select pg_backend_pid()')), String(s.pid), 'relayed key is the real backend pid');
     const other = await session(proxy.port);
     t.equal(await pg.psql(`select pg_terminate_backend(${s.pid})`), 't');
     const f = await expectFatalAndClose(t, s.c, '57P01', 'terminated backend');
@@ -560,7 +484,7 @@ t.test('upstream lost mid-session', async (t) => {
 
     // FIN from upstream while idle.
     const idle = await session(p.port);
-    t.equal(firstValue(await query(idle.c, 'select 1')), '1');
+    t.equal(firstValue(await idle.c.query('select 1')), '1');
     t.equal(relay.pairs.length, 2);
     relay.pairs[1]!.down.destroy();
     await expectFatalAndClose(t, idle.c, '08006', 'upstream FIN while idle');
@@ -614,12 +538,12 @@ t.test('CancelRequest through the proxy', async (t) => {
     canceller.write(enc.cancel(s.pid, s.secret));
     const none = await readUntilClosed(canceller);
     t.same(none.map((m) => m.type), [], 'no reply on the cancel connection');
-    const msgs = await readZ(s.c, 1, 5000);
+    const msgs = await s.c.readZ(1, 5000);
     const errs = errors(msgs);
     t.equal(errs.length, 1);
     t.equal(errs[0]?.['C'], '57014', 'query cancelled');
     t.equal(errs[0]?.['S'], 'ERROR');
-    t.equal(firstValue(await query(s.c, 'select 9')), '9', 'session usable after the cancel');
+    t.equal(firstValue(await s.c.query('select 9')), '9', 'session usable after the cancel');
   });
 
   await t.test('wrong key does nothing', async (t) => {
@@ -634,7 +558,7 @@ t.test('CancelRequest through the proxy', async (t) => {
       canceller.write(enc.cancel(pid, secret));
       await readUntilClosed(canceller);
     }
-    const msgs = await readZ(s.c, 1, 10000);
+    const msgs = await s.c.readZ(1, 10000);
     t.same(errors(msgs), [], 'no error');
     t.same(
       msgs.map((m) => m.type),

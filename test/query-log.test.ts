@@ -4,71 +4,35 @@ import t from 'tap';
 import * as fs from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startCluster, USERS, type PgCluster } from './helpers/pg-cluster';
-import { startProxy, type Proxy } from './helpers/proxy';
-import { enc, errorFields, RawClient, type BackendMessage } from './helpers/wire';
+import { proxyFixture } from './helpers/fixture';
+import { type Proxy } from './helpers/proxy';
+import { enc, errorsIn, type BackendMessage, type RawClient } from './helpers/wire';
 
 const USER = USERS.trust.user;
 const TS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
 let pg: PgCluster;
-const proxies = new Set<Proxy>();
-const clients = new Set<RawClient>();
+const { launch, stopProxy, session, cleanup } = proxyFixture({ upstreamPort: () => pg.port, user: USER });
 
 t.before(async () => {
   pg = await startCluster();
 });
 
 t.teardown(async () => {
-  for (const c of clients) c.sock.destroy();
-  for (const p of proxies) await stopProxy(p);
+  await cleanup();
   await pg?.stop();
 });
 
 // ---- helpers --------------------------------------------------------------------------------
 
-async function launch(args: string[] = []): Promise<Proxy> {
-  const p = await startProxy({ upstreamPort: pg.port, args });
-  proxies.add(p);
-  return p;
-}
-
-async function stopProxy(p: Proxy): Promise<void> {
-  proxies.delete(p);
-  if (p.proc.exitCode !== null || p.proc.signalCode !== null) return;
-  const killer = setTimeout(() => p.proc.kill('SIGKILL'), 5000);
-  await p.stop('SIGTERM');
-  clearTimeout(killer);
-}
-
-async function session(port: number): Promise<RawClient> {
-  const c = await RawClient.connect(port);
-  c.sock.setNoDelay(true);
-  clients.add(c);
-  c.sock.on('close', () => clients.delete(c));
-  const msgs = await c.startup(USER);
-  if (msgs[msgs.length - 1]?.type !== 'Z') throw new Error('startup failed');
-  return c;
-}
-
-async function readZ(c: RawClient, n: number, timeoutMs = 10000): Promise<BackendMessage[]> {
-  const out: BackendMessage[] = [];
-  let z = 0;
-  while (z < n) {
-    const m = await c.read(timeoutMs);
-    out.push(m);
-    if (m.type === 'Z') z++;
-  }
-  return out;
-}
-
 function errorsOf(msgs: BackendMessage[]): string[] {
-  return msgs.filter((m) => m.type === 'E').map((m) => `${errorFields(m.body)['C']} ${errorFields(m.body)['M']}`);
+  return errorsIn(msgs).map((f) => `${f['C']} ${f['M']}`);
 }
 
 /** Send bytes that end in Sync/Query messages and read `z` ReadyForQuery; the answer must hold no error. */
 async function roundTrip(tt: Tap, c: RawClient, bytes: Buffer, z = 1): Promise<BackendMessage[]> {
   c.write(bytes);
-  const msgs = await readZ(c, z);
+  const msgs = await c.readZ(z);
   tt.same(errorsOf(msgs), [], 'no error from the server');
   return msgs;
 }
@@ -97,6 +61,23 @@ function textRest(tt: Tap, line: string, conn: number | null, port: number): { c
 }
 
 type Tap = Pick<typeof t, 'equal' | 'ok' | 'match' | 'same' | 'notMatch' | 'has'>;
+
+/** Lines of a log file that may not exist yet. */
+function fileLines(f: string): string[] {
+  if (!fs.existsSync(f)) return [];
+  const s = fs.readFileSync(f, 'utf8');
+  return s === '' ? [] : s.replace(/\n$/, '').split('\n');
+}
+
+/** sqls must equal want; when it does not, also name (up to 10) queries missing or duplicated. */
+function eachOnceInOrder(tt: Tap, sqls: (string | undefined)[], want: string[], what: string): void {
+  tt.ok(JSON.stringify(sqls) === JSON.stringify(want), what);
+  if (JSON.stringify(sqls) !== JSON.stringify(want)) {
+    const seen = new Map<string, number>();
+    for (const s of sqls) seen.set(String(s), (seen.get(String(s)) ?? 0) + 1);
+    tt.same(want.filter((w) => seen.get(w) !== 1).slice(0, 10), [], 'queries missing or duplicated');
+  }
+}
 
 // ---- tests ------------------------------------------------------------------------------------
 
@@ -283,7 +264,7 @@ t.test('--log-format json', async (t) => {
   );
   // Execute of a portal the proxy never saw: the server errors, the line has sql null.
   c.write(Buffer.concat([enc.execute('nope'), enc.sync()]));
-  const err = await readZ(c, 1);
+  const err = await c.readZ(1);
   t.match(errorsOf(err)[0], /^34000 /, 'server: portal does not exist');
 
   const lines = await exactLines(p, 8);
@@ -395,22 +376,16 @@ t.test('SIGHUP reopen loses no line', async (t) => {
       p.proc.kill('SIGHUP');
     }
     if (i === 2000) await p.waitStderr(/SIGHUP: reopening/);
-    c.write(enc.query(`select ${i}`));
-    const msgs = await readZ(c, 1);
+    const msgs = await c.query(`select ${i}`);
     if (msgs.some((m) => m.type === 'E') && bad.length < 5) bad.push(`query ${i}: ${errorsOf(msgs).join()}`);
   }
   t.same(bad, [], 'every query answered');
 
-  const read = (f: string) => {
-    if (!fs.existsSync(f)) return [];
-    const s = fs.readFileSync(f, 'utf8');
-    return s === '' ? [] : s.replace(/\n$/, '').split('\n');
-  };
   const deadline = Date.now() + 15000;
-  while (read(rotated).length + read(p.logPath).length < N && Date.now() < deadline) await sleep(50);
+  while (fileLines(rotated).length + fileLines(p.logPath).length < N && Date.now() < deadline) await sleep(50);
   await sleep(300);
-  const oldLines = read(rotated);
-  const newLines = read(p.logPath);
+  const oldLines = fileLines(rotated);
+  const newLines = fileLines(p.logPath);
   t.equal(oldLines.length + newLines.length, N, `old (${oldLines.length}) + new (${newLines.length}) = ${N} lines`);
   t.ok(oldLines.length > 0, 'the old file holds what was written before the rename');
   t.ok(newLines.length > 0, 'the new file is not empty');
@@ -418,16 +393,7 @@ t.test('SIGHUP reopen loses no line', async (t) => {
 
   const sqls = [...oldLines, ...newLines].map((l) => /sql=(.*)$/.exec(l)?.[1]);
   const want = Array.from({ length: N }, (_, i) => `select ${i}`);
-  t.ok(JSON.stringify(sqls) === JSON.stringify(want), 'each query exactly once, old file a prefix, new file the rest, in order');
-  if (JSON.stringify(sqls) !== JSON.stringify(want)) {
-    const seen = new Map<string, number>();
-    for (const s of sqls) seen.set(String(s), (seen.get(String(s)) ?? 0) + 1);
-    t.same(
-      want.filter((w) => seen.get(w) !== 1).slice(0, 10),
-      [],
-      'queries missing or duplicated',
-    );
-  }
+  eachOnceInOrder(t, sqls, want, 'each query exactly once, old file a prefix, new file the rest, in order');
   t.ok(
     [...oldLines, ...newLines].every((l) => / Q sql=select \d+$/.test(l)),
     'no torn line',
@@ -456,32 +422,22 @@ t.test('SIGHUP twice while pipelined lines are queued', async (t) => {
       p.proc.kill('SIGHUP');
       hups++;
     }
-    const msgs = await readZ(c, BATCH, 20000);
+    const msgs = await c.readZ(BATCH, 20000);
     errorsSeen += msgs.filter((m) => m.type === 'E').length;
     if (b === 20) await p.waitStderr(/SIGHUP: reopening/);
   }
   t.equal(errorsSeen, 0, 'every query answered');
-  const read = (f: string) => {
-    if (!fs.existsSync(f)) return [];
-    const s = fs.readFileSync(f, 'utf8');
-    return s === '' ? [] : s.replace(/\n$/, '').split('\n');
-  };
-  const all = () => [...read(files[0]!), ...read(files[1]!), ...read(p.logPath)];
+  const all = () => [...fileLines(files[0]!), ...fileLines(files[1]!), ...fileLines(p.logPath)];
   const deadline = Date.now() + 15000;
   while (all().length < N && Date.now() < deadline) await sleep(50);
   await sleep(300);
-  const counts = [read(files[0]!).length, read(files[1]!).length, read(p.logPath).length];
+  const counts = [fileLines(files[0]!).length, fileLines(files[1]!).length, fileLines(p.logPath).length];
   const lines = all();
   t.equal(lines.length, N, `${counts.join(' + ')} = ${N} lines`);
   t.ok(counts[0]! > 0 && counts[2]! > 0, 'first and last file non-empty');
   const sqls = lines.map((l) => /sql=(.*)$/.exec(l)?.[1]);
   const want = Array.from({ length: N }, (_, i) => `select ${i}`);
-  t.ok(JSON.stringify(sqls) === JSON.stringify(want), 'each query exactly once, files in rotation order, in order');
-  if (JSON.stringify(sqls) !== JSON.stringify(want)) {
-    const seen = new Map<string, number>();
-    for (const s of sqls) seen.set(String(s), (seen.get(String(s)) ?? 0) + 1);
-    t.same(want.filter((w) => seen.get(w) !== 1).slice(0, 10), [], 'queries missing or duplicated');
-  }
+  eachOnceInOrder(t, sqls, want, 'each query exactly once, files in rotation order, in order');
   c.end();
   await stopProxy(p);
 });

@@ -9,13 +9,13 @@ function msg(type: string, body: Buffer): Buffer {
   h.writeUInt32BE(body.length + 4, 1);
   return Buffer.concat([h, body]);
 }
-const cstr = (s: string) => Buffer.concat([Buffer.from(s, 'utf8'), Buffer.from([0])]);
-const i16 = (n: number) => {
+export const cstr = (s: string) => Buffer.concat([Buffer.from(s, 'utf8'), Buffer.from([0])]);
+export const i16 = (n: number) => {
   const b = Buffer.alloc(2);
   b.writeInt16BE(n);
   return b;
 };
-const i32 = (n: number) => {
+export const i32 = (n: number) => {
   const b = Buffer.alloc(4);
   b.writeInt32BE(n);
   return b;
@@ -75,6 +75,18 @@ export function errorFields(body: Buffer): Record<string, string> {
     off = end + 1;
   }
   return out;
+}
+
+/** The fields of every ErrorResponse among msgs, in order. */
+export function errorsIn(msgs: BackendMessage[]): Record<string, string>[] {
+  return msgs.filter((m) => m.type === 'E').map((m) => errorFields(m.body));
+}
+
+/** Message types in order, with the fields of ErrorResponse/NoticeResponse: for assertion messages. */
+export function describeMessages(msgs: BackendMessage[]): string {
+  return msgs
+    .map((m) => (m.type === 'E' || m.type === 'N' ? `${m.type}${JSON.stringify(errorFields(m.body))}` : m.type))
+    .join(' ');
 }
 
 /** A raw protocol client: write bytes, read whole backend messages. */
@@ -158,6 +170,39 @@ export class RawClient {
       }
       out.push(m);
       if (m.type === 'Z') return out;
+    }
+  }
+  /** Read messages until `n` ReadyForQuery have arrived; throws on a close or a timeout before that. */
+  async readZ(n: number, timeoutMs = 10000): Promise<BackendMessage[]> {
+    const out: BackendMessage[] = [];
+    let z = 0;
+    while (z < n) {
+      const m = await this.read(timeoutMs);
+      out.push(m);
+      if (m.type === 'Z') z++;
+    }
+    return out;
+  }
+  /** Simple query; returns the messages through ReadyForQuery. */
+  async query(sql: string, timeoutMs = 10000): Promise<BackendMessage[]> {
+    this.write(enc.query(sql));
+    return this.readZ(1, timeoutMs);
+  }
+  /**
+   * Everything the peer sends until it closes the connection. `closed` is false when it did not
+   * close within timeoutMs (or a read failed otherwise); `msgs` then holds what arrived so far.
+   */
+  async readUntilClosed(timeoutMs: number): Promise<{ msgs: BackendMessage[]; closed: boolean }> {
+    const msgs: BackendMessage[] = [];
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const left = deadline - Date.now();
+      if (left <= 0) return { msgs, closed: false };
+      try {
+        msgs.push(await this.read(left));
+      } catch {
+        return { msgs, closed: this.closed };
+      }
     }
   }
   /** Startup with trust auth; returns messages through the first ReadyForQuery. */

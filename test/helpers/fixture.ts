@@ -1,0 +1,82 @@
+// Bookkeeping for tests that start proxies and open raw sessions: everything started through a
+// fixture is tracked, so that `cleanup()` (from t.teardown) releases it whatever happened.
+// The functions are plain closures, so a test file may destructure them.
+
+import { startProxy, type Proxy } from './proxy';
+import { describeMessages, RawClient, type BackendMessage } from './wire';
+
+export interface Session {
+  c: RawClient;
+  /** Messages of the startup, through the first ReadyForQuery. */
+  startup: BackendMessage[];
+  /** From BackendKeyData (0 when there was none). */
+  pid: number;
+  secret: number;
+}
+
+export interface ProxyFixture {
+  /** Start a proxy in front of upstreamPort (default: the fixture's upstream). */
+  launch(args?: string[], upstreamPort?: number): Promise<Proxy>;
+  /** SIGTERM, and SIGKILL if the proxy has not exited 5 s later. */
+  stopProxy(p: Proxy): Promise<void>;
+  /** A raw connection with Nagle off. */
+  connect(port: number): Promise<RawClient>;
+  /** Connect and complete a trust startup; throws unless it ends in ReadyForQuery. */
+  sessionWithKey(port: number): Promise<Session>;
+  /** sessionWithKey, the client alone. */
+  session(port: number): Promise<RawClient>;
+  /**
+   * Destroy every client still open and stop every proxy still tracked: with stopProxy, or with
+   * `signal` straight away when given.
+   */
+  cleanup(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/** `upstreamPort` is read at each launch (the cluster usually starts in t.before). */
+export function proxyFixture(opts: { upstreamPort: () => number; user: string }): ProxyFixture {
+  const proxies = new Set<Proxy>();
+  const clients = new Set<RawClient>();
+
+  const launch = async (args: string[] = [], upstreamPort = opts.upstreamPort()): Promise<Proxy> => {
+    const p = await startProxy({ upstreamPort, args });
+    proxies.add(p);
+    return p;
+  };
+
+  const stopProxy = async (p: Proxy): Promise<void> => {
+    proxies.delete(p);
+    if (p.proc.exitCode !== null || p.proc.signalCode !== null) return;
+    const killer = setTimeout(() => p.proc.kill('SIGKILL'), 5000);
+    await p.stop('SIGTERM');
+    clearTimeout(killer);
+  };
+
+  const connect = async (port: number): Promise<RawClient> => {
+    const c = await RawClient.connect(port);
+    c.sock.setNoDelay(true);
+    clients.add(c);
+    c.sock.on('close', () => clients.delete(c));
+    return c;
+  };
+
+  const sessionWithKey = async (port: number): Promise<Session> => {
+    const c = await connect(port);
+    const startup = await c.startup(opts.user);
+    const last = startup[startup.length - 1];
+    if (!last || last.type !== 'Z') throw new Error(`startup did not finish: ${describeMessages(startup)}`);
+    const k = startup.find((m) => m.type === 'K');
+    return { c, startup, pid: k ? k.body.readInt32BE(0) : 0, secret: k ? k.body.readInt32BE(4) : 0 };
+  };
+
+  const session = async (port: number): Promise<RawClient> => (await sessionWithKey(port)).c;
+
+  const cleanup = async (signal?: NodeJS.Signals): Promise<void> => {
+    for (const c of clients) c.sock.destroy();
+    for (const p of proxies) {
+      if (signal === undefined) await stopProxy(p);
+      else if (p.proc.exitCode === null && p.proc.signalCode === null) await p.stop(signal);
+    }
+  };
+
+  return { launch, stopProxy, connect, sessionWithKey, session, cleanup };
+}
