@@ -6,7 +6,7 @@ ARGS ?=
 # Test files to run (default: all); e.g. make test TESTS=build/test/framer.test.js
 TESTS ?= build/test/*.test.js
 
-.PHONY: all install build test run clean
+.PHONY: all install build compile test run clean bench bench-log stress
 
 all: build
 
@@ -19,10 +19,26 @@ build: install
 	npx tsc -p tsconfig.json
 	chmod +x dist/main.js
 
-test: build
+# Tests and benchmarks are compiled together (src, test, bench) into build/.
+compile: build
 	rm -rf build
 	npx tsc -p tsconfig.test.json
+
+test: compile
 	npx tap --disable-coverage --timeout=300 --jobs=2 $(TESTS)
+
+# Throughput/latency/CPU through pgscribe vs direct vs a bare Node relay vs pgbouncer.
+# Knobs: DURATION (s per run), CLIENTS, REPEATS, WORKLOADS, TARGETS (see bench/run.ts).
+bench: compile
+	$(NODE) build/bench/run.js
+
+# File logger lines/s and MB/s vs fs.createWriteStream.
+bench-log: compile
+	$(NODE) build/bench/log-writer.js
+
+# sysbench oltp_read_write + pgbench through pgscribe; DURATION in seconds (default 300).
+stress: compile
+	$(NODE) build/bench/stress.js
 
 run: build
 	$(NODE) dist/main.js $(ARGS)
