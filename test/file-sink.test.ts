@@ -440,3 +440,26 @@ t.test('an idle sink keeps no timers or I/O: the process exits without close()',
   tt.ok(text.startsWith('0\n1\n') && text.includes('\n999\n'), 'lines flushed before exit');
   tt.ok(text.endsWith('\n999\nlast\n'), 'queued data kept the process alive until written');
 });
+
+t.test('batching delay: a small batch waits for the timer or flush(); a full one is written at once', async (tt) => {
+  const p = path.join(tmpDir(tt), 'q.log');
+  let writes = 0;
+  patchWrite(tt, (real, ...args) => {
+    writes++;
+    real(...args);
+  });
+  const sink = new FileSink({ path: p, minWrite: 4096, maxDelayMs: 60_000 });
+  tt.teardown(() => sink.close());
+  for (let i = 0; i < 10; i++) sink.write(line(i));
+  for (let i = 0; i < 5; i++) await tick();
+  tt.equal(writes, 0, 'under minWrite: nothing written yet (the 60 s timer has not fired)');
+  await sink.flush();
+  tt.equal(fs.readFileSync(p, 'utf8'), expected(0, 10), 'flush() does not wait for the timer');
+  tt.equal(writes, 1, 'one write for the batch');
+
+  let n = 10;
+  while (Buffer.byteLength(expected(10, n)) < 4096) sink.write(line(n++));
+  // Over minWrite: written without waiting for the 60 s timer.
+  for (let i = 0; i < 200 && fs.statSync(p).size < Buffer.byteLength(expected(0, n)); i++) await new Promise((r) => setTimeout(r, 10));
+  tt.equal(fs.readFileSync(p, 'utf8'), expected(0, n), 'a full batch goes out at once');
+});

@@ -62,6 +62,13 @@ export interface SinkOptions {
   /** Max bytes per fs.write call, default 1 MiB (a single longer line is written whole). */
   maxWrite?: number;
   /**
+   * Batching: an idle writer waits until this many bytes are queued (default 64 KiB) or
+   * maxDelayMs passed since the first of them (default 20 ms), so a busy proxy makes a few large
+   * writes rather than one per event-loop turn. flush()/close()/flushSync() do not wait.
+   */
+  minWrite?: number;
+  maxDelayMs?: number;
+  /**
    * Operational reporting (default: no-op). Called once per distinct failure episode, not per
    * retry. `context` is one of 'write', 'flushSync', 'reopen', 'close'.
    */
@@ -81,6 +88,8 @@ export interface StdoutSinkOptions extends SinkOptions {
 
 const DEFAULT_HIGH_WATER_MARK = 8 * 1024 * 1024;
 const DEFAULT_MAX_WRITE = 1024 * 1024;
+const DEFAULT_MIN_WRITE = 64 * 1024;
+const DEFAULT_MAX_DELAY_MS = 20;
 const RETRY_MIN_MS = 10;
 const RETRY_MAX_MS = 1000;
 /** Failures (not EAGAIN) are retried at this interval. */
@@ -110,6 +119,8 @@ interface ResolvedOptions {
   highWaterMark: number;
   lowWaterMark: number;
   maxWrite: number;
+  minWrite: number;
+  maxDelayMs: number;
   onError: (err: NodeJS.ErrnoException, context: string) => void;
 }
 
@@ -122,7 +133,11 @@ function resolveOptions(opts: SinkOptions): ResolvedOptions {
     throw new RangeError(`lowWaterMark must be between 0 and highWaterMark, got ${lowWaterMark}`);
   }
   if (!(maxWrite >= 1)) throw new RangeError(`maxWrite must be >= 1, got ${maxWrite}`);
-  return { highWaterMark, lowWaterMark, maxWrite, onError: opts.onError ?? noop };
+  const minWrite = opts.minWrite ?? Math.min(DEFAULT_MIN_WRITE, maxWrite);
+  const maxDelayMs = opts.maxDelayMs ?? DEFAULT_MAX_DELAY_MS;
+  if (!(minWrite >= 0 && minWrite <= maxWrite)) throw new RangeError(`minWrite must be between 0 and maxWrite, got ${minWrite}`);
+  if (!(maxDelayMs >= 0)) throw new RangeError(`maxDelayMs must be >= 0, got ${maxDelayMs}`);
+  return { highWaterMark, lowWaterMark, maxWrite, minWrite, maxDelayMs, onError: opts.onError ?? noop };
 }
 
 interface FlushWaiter {
@@ -136,6 +151,10 @@ abstract class FdSink implements LineSink {
   private readonly highWaterMark: number;
   private readonly lowWaterMark: number;
   private readonly maxWrite: number;
+  private readonly minWrite: number;
+  private readonly maxDelayMs: number;
+  /** Batching timer: armed while fewer than minWrite bytes wait and nothing is in flight. */
+  private delayTimer: NodeJS.Timeout | null = null;
 
   /** Queued text not yet handed to fs, as chunks of at most maxWrite bytes (unless one line is longer). */
   private readonly chunks: string[] = [];
@@ -172,7 +191,11 @@ abstract class FdSink implements LineSink {
 
   private readonly kick = (): void => {
     this.scheduled = false;
-    this.pump();
+    if (this.delayTimer !== null) {
+      clearTimeout(this.delayTimer);
+      this.delayTimer = null;
+    }
+    this.pump(true);
   };
 
   private readonly retry = (): void => {
@@ -198,6 +221,8 @@ abstract class FdSink implements LineSink {
     this.highWaterMark = opts.highWaterMark;
     this.lowWaterMark = opts.lowWaterMark;
     this.maxWrite = opts.maxWrite;
+    this.minWrite = opts.minWrite;
+    this.maxDelayMs = opts.maxDelayMs;
     this.onError = opts.onError;
   }
 
@@ -220,8 +245,12 @@ abstract class FdSink implements LineSink {
       this.pendingBytes += n;
       this.queuedTotal += n;
       if (!this.scheduled && !this.writing && this.retryTimer === null && !this.reopening) {
-        this.scheduled = true;
-        setImmediate(this.kick);
+        if (this.pendingBytes >= this.minWrite) {
+          this.scheduled = true;
+          setImmediate(this.kick);
+        } else if (this.delayTimer === null) {
+          this.delayTimer = setTimeout(this.kick, this.maxDelayMs);
+        }
       }
     }
     return this.bufferedBytes <= this.highWaterMark;
@@ -243,6 +272,11 @@ abstract class FdSink implements LineSink {
     if (this.writtenTotal >= this.queuedTotal) return Promise.resolve();
     return new Promise<void>((resolve) => {
       this.flushWaiters.push({ target: this.queuedTotal, resolve });
+      // Don't wait for the batching delay.
+      if (!this.scheduled && !this.writing) {
+        this.scheduled = true;
+        setImmediate(this.kick);
+      }
     });
   }
 
@@ -271,6 +305,10 @@ abstract class FdSink implements LineSink {
     if (this.retryTimer !== null) {
       clearTimeout(this.retryTimer);
       this.retryTimer = null;
+    }
+    if (this.delayTimer !== null) {
+      clearTimeout(this.delayTimer);
+      this.delayTimer = null;
     }
     let eagainSince = 0;
     for (;;) {
@@ -349,9 +387,24 @@ abstract class FdSink implements LineSink {
     this.pump();
   }
 
-  /** Start the next fs.write if possible. */
-  private pump(): void {
+  /**
+   * Start the next fs.write if possible. Unless forced (batching timer, flush, close), a partial
+   * batch (under minWrite bytes, nothing half-written) waits for the batching timer.
+   */
+  private pump(force = false): void {
     if (this.writing || this.reopening || this.retryTimer !== null) return;
+    if (
+      !force &&
+      !this.reopenPending &&
+      this.inflight === null &&
+      this.pendingBytes > 0 &&
+      this.pendingBytes < this.minWrite &&
+      this.flushWaiters.length === 0 &&
+      this.closePromise === null
+    ) {
+      if (this.delayTimer === null && !this.scheduled) this.delayTimer = setTimeout(this.kick, this.maxDelayMs);
+      return;
+    }
     // A reopen waits for the in-flight buffer to be fully written (so a line is never torn
     // across the two files), except during a failure episode on the old fd, where waiting
     // could mean waiting forever (the reopen may be the operator's fix).
