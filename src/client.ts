@@ -230,18 +230,22 @@ export class Client {
     }
     if (this.state === S.Closing) return;
     try {
+      // Statements and portals are tracked for the log only: with the log off, nothing to decode.
+      const logging = this.server.logger.enabled;
       switch (type) {
         case Frontend.Query:
           this.pendingSyncs++;
-          this.logQuery({ type: 'Q', statement: null, portal: null, sql: decodeQuery(buf, start, end), params: null });
+          if (logging) this.logQuery({ type: 'Q', statement: null, portal: null, sql: decodeQuery(buf, start, end), params: null });
           break;
         case Frontend.Parse: {
+          if (!logging) break;
           const m = decodeParse(buf, start, end);
           this.statements.set(m.statement, m.sql);
           this.logQuery({ type: 'P', statement: m.statement, portal: null, sql: m.sql, params: null });
           break;
         }
         case Frontend.Bind: {
+          if (!logging) break;
           const m = decodeBind(buf, start, end);
           const sql = this.statements.get(m.statement) ?? null;
           this.portals.set(m.portal, { statement: m.statement, sql });
@@ -255,12 +259,14 @@ export class Client {
           break;
         }
         case Frontend.Execute: {
+          if (!logging) break;
           const portal = decodeExecute(buf, start, end);
           const p = this.portals.get(portal);
           this.logQuery({ type: 'E', statement: p ? p.statement : null, portal, sql: p ? p.sql : null, params: null });
           break;
         }
         case Frontend.Close: {
+          if (!logging) break;
           const m = decodeClose(buf, start, end);
           if (m.kind === 'S') this.statements.delete(m.name);
           else this.portals.delete(m.name);
@@ -297,7 +303,6 @@ export class Client {
 
   private logQuery(record: Parameters<Server['logger']['log']>[1]): void {
     const logger = this.server.logger;
-    if (!logger.enabled) return;
     if (!logger.log(this.session!, record) && !this.awaitingLogDrain) {
       // The log writer is behind: stop reading from this client until it catches up.
       this.awaitingLogDrain = true;
