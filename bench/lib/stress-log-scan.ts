@@ -1,0 +1,313 @@
+/**
+ * Incremental reader of a pgscribe text query log for bench/stress.ts: counts lines per phase,
+ * database and message type, and the SQL statements inside simple-query (Q) lines, without
+ * holding the (possibly multi-GB) file in memory.
+ *
+ * Text line format (README, "The query log"):
+ *   <timestamp> conn=<id> <user>@<database> <client addr> <type> [stmt=..] [portal=..] [params=(..)] sql=<SQL>
+ */
+import * as fs from 'node:fs';
+
+export interface TypeCounts {
+  Q: number;
+  P: number;
+  B: number;
+  E: number;
+  /** Statements inside Q lines (a multi-statement simple query counts each one). */
+  qStatements: number;
+  /** Q lines holding more than one statement. */
+  qMulti: number;
+  /**
+   * Executes of a transaction-control statement (BEGIN, COMMIT, ...) through a prepared statement
+   * that was already executed since its Parse on that connection (see stress.ts: PostgreSQL 15's
+   * pg_stat_statements counts only the first execution of such a cached plan).
+   */
+  txnRepeats: number;
+  /** The same for other utility statements (their plan may be rebuilt: counted 0 or 1 times). */
+  utilityRepeats: number;
+  /** Executes of an empty statement (EmptyQueryResponse: not a call). */
+  emptyE: number;
+}
+
+const emptyCounts = (): TypeCounts => ({ Q: 0, P: 0, B: 0, E: 0, qStatements: 0, qMulti: 0, txnRepeats: 0, utilityRepeats: 0, emptyE: 0 });
+
+export class QueryLogScanner {
+  /** Complete lines read so far (all phases). */
+  lines = 0;
+  /** Lines that do not have the documented shape (should stay 0). */
+  malformed = 0;
+  malformedExamples: string[] = [];
+  /** Bytes consumed (up to and including the last complete line). */
+  offset = 0;
+  /** phase -> database -> counts */
+  readonly counts = new Map<string, Map<string, TypeCounts>>();
+  phase = 'default';
+  private carry: Buffer = Buffer.alloc(0);
+  /** "conn stmt" -> executions since its Parse, for prepared utility statements. */
+  private readonly utilityExecs = new Map<string, number>();
+
+  constructor(private readonly file: string) {}
+
+  /** Read from where the last call stopped to the current end of the file. */
+  scan(): void {
+    let fd: number;
+    try {
+      fd = fs.openSync(this.file, 'r');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw e;
+    }
+    try {
+      const chunk = Buffer.allocUnsafe(16 << 20);
+      let pos = this.offset + this.carry.length;
+      for (;;) {
+        const n = fs.readSync(fd, chunk, 0, chunk.length, pos);
+        if (n <= 0) break;
+        pos += n;
+        const buf = this.carry.length ? Buffer.concat([this.carry, chunk.subarray(0, n)]) : chunk.subarray(0, n);
+        const lastNl = buf.lastIndexOf(10);
+        if (lastNl < 0) {
+          this.carry = Buffer.from(buf);
+          continue;
+        }
+        this.processLines(buf, lastNl);
+        this.offset += lastNl + 1;
+        this.carry = Buffer.from(buf.subarray(lastNl + 1));
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  countsFor(phase: string): Map<string, TypeCounts> {
+    let m = this.counts.get(phase);
+    if (!m) this.counts.set(phase, (m = new Map()));
+    return m;
+  }
+
+  private processLines(buf: Buffer, end: number): void {
+    const byDb = this.countsFor(this.phase);
+    let start = 0;
+    while (start <= end) {
+      const nl = buf.indexOf(10, start);
+      const stop = nl < 0 || nl > end ? end : nl;
+      this.processLine(buf, start, stop, byDb);
+      this.lines++;
+      start = stop + 1;
+    }
+  }
+
+  private processLine(buf: Buffer, start: number, stop: number, byDb: Map<string, TypeCounts>): void {
+    const sp1 = buf.indexOf(32, start);
+    const sp2 = sp1 < 0 ? -1 : buf.indexOf(32, sp1 + 1);
+    const sp3 = sp2 < 0 ? -1 : buf.indexOf(32, sp2 + 1);
+    const sp4 = sp3 < 0 ? -1 : buf.indexOf(32, sp3 + 1);
+    const ok =
+      sp4 > 0 &&
+      sp4 + 2 < stop &&
+      buf[sp4 + 2] === 32 &&
+      buf[sp1 + 1] === 0x63 /* c of conn= */ &&
+      buf[start + 4] === 0x2d; /* - of the date */
+    if (!ok) {
+      this.bad(buf, start, stop);
+      return;
+    }
+    const who = buf.toString('latin1', sp2 + 1, sp3);
+    const at = who.lastIndexOf('@');
+    const db = at < 0 ? '?' : who.slice(at + 1);
+    let c = byDb.get(db);
+    if (!c) byDb.set(db, (c = emptyCounts()));
+    switch (buf[sp4 + 1]) {
+      case 0x51 /* Q */: {
+        c.Q++;
+        const sqlAt = sp4 + 3;
+        if (buf.toString('latin1', sqlAt, sqlAt + 4) !== 'sql=') {
+          this.bad(buf, start, stop);
+          return;
+        }
+        const n = countStatements(unescapeLogText(buf.toString('utf8', sqlAt + 4, stop)));
+        c.qStatements += n;
+        if (n > 1) c.qMulti++;
+        break;
+      }
+      case 0x50 /* P */: {
+        c.P++;
+        const [key, kind] = this.stmtKeyAndKind(buf, sp1, sp2, sp4, stop);
+        if (kind === 'txn' || kind === 'utility') this.utilityExecs.set(key, 0);
+        else this.utilityExecs.delete(key);
+        break;
+      }
+      case 0x42 /* B */:
+        c.B++;
+        break;
+      case 0x45 /* E */: {
+        c.E++;
+        const [key, kind] = this.stmtKeyAndKind(buf, sp1, sp2, sp4, stop);
+        if (kind === 'empty') c.emptyE++;
+        else if (kind === 'txn' || kind === 'utility') {
+          const n = this.utilityExecs.get(key) ?? 0;
+          if (n > 0) {
+            if (kind === 'txn') c.txnRepeats++;
+            else c.utilityRepeats++;
+          }
+          this.utilityExecs.set(key, n + 1);
+        }
+        break;
+      }
+      default:
+        this.bad(buf, start, stop);
+    }
+  }
+
+  /** For P and E lines: "conn stmt" and the kind of the SQL (from its first keyword). */
+  private stmtKeyAndKind(buf: Buffer, sp1: number, sp2: number, sp4: number, stop: number): [string, SqlKind | 'unknown'] {
+    const conn = buf.toString('latin1', sp1 + 1, sp2);
+    let stmt = '';
+    if (buf.toString('latin1', sp4 + 3, sp4 + 8) === 'stmt=') {
+      const sp = buf.indexOf(32, sp4 + 8);
+      stmt = buf.toString('utf8', sp4 + 8, sp < 0 || sp > stop ? stop : sp);
+    }
+    const at = buf.indexOf(' sql=', sp4 + 2);
+    if (at < 0 || at >= stop) return [conn + ' ' + stmt, 'unknown'];
+    const sqlStart = at + 5;
+    if (stop - sqlStart === 1 && buf[sqlStart] === 0x3f /* ? */) return [conn + ' ' + stmt, 'unknown'];
+    return [conn + ' ' + stmt, classifySql(unescapeLogText(buf.toString('utf8', sqlStart, Math.min(stop, sqlStart + 200))))];
+  }
+
+  private bad(buf: Buffer, start: number, stop: number): void {
+    this.malformed++;
+    if (this.malformedExamples.length < 5) this.malformedExamples.push(buf.toString('utf8', start, Math.min(stop, start + 300)));
+  }
+}
+
+/** Undo the log's escaping of SQL text: \n \r \t \\ \xHH. */
+export function unescapeLogText(s: string): string {
+  if (!s.includes('\\')) return s;
+  return s.replace(/\\(n|r|t|\\|x[0-9a-fA-F]{2})/g, (_m, e: string) => {
+    switch (e) {
+      case 'n':
+        return '\n';
+      case 'r':
+        return '\r';
+      case 't':
+        return '\t';
+      case '\\':
+        return '\\';
+      default:
+        return String.fromCharCode(Number.parseInt(e.slice(1), 16));
+    }
+  });
+}
+
+export type SqlKind = 'dml' | 'txn' | 'utility' | 'empty';
+
+const TXN = new Set(['BEGIN', 'START', 'COMMIT', 'END', 'ROLLBACK', 'ABORT', 'SAVEPOINT', 'RELEASE']);
+const DML = new Set(['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'WITH', 'VALUES', 'TABLE', 'MERGE']);
+
+/**
+ * What a statement is, from its first keyword: a transaction-control statement (BEGIN, COMMIT,
+ * ... PREPARE TRANSACTION), an optimizable one (SELECT, INSERT, ...), another utility statement,
+ * or empty.
+ */
+export function classifySql(sql: string): SqlKind {
+  const m = /^(?:\s+|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/|\()*([A-Za-z]+)(?:\s+([A-Za-z]+))?/.exec(sql);
+  if (!m) return /^(?:\s+|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/|;)*$/.test(sql) ? 'empty' : 'utility';
+  const w = m[1]!.toUpperCase();
+  if (TXN.has(w)) return 'txn';
+  if (w === 'PREPARE' && m[2]?.toUpperCase() === 'TRANSACTION') return 'txn';
+  if (DML.has(w)) return 'dml';
+  return 'utility';
+}
+
+const IDENT = /[A-Za-z0-9_]/;
+
+/**
+ * Number of non-empty statements in a simple-query string, as PostgreSQL splits it: semicolons
+ * outside quotes ('..', E'..', "..", $tag$..$tag$) and comments (-- .., nested /* .. *\/).
+ */
+export function countStatements(sql: string): number {
+  let count = 0;
+  let hasToken = false;
+  const n = sql.length;
+  let i = 0;
+  while (i < n) {
+    const ch = sql[i]!;
+    if (ch === '-' && sql[i + 1] === '-') {
+      const j = sql.indexOf('\n', i);
+      i = j < 0 ? n : j + 1;
+      continue;
+    }
+    if (ch === '/' && sql[i + 1] === '*') {
+      let depth = 1;
+      i += 2;
+      while (i < n && depth > 0) {
+        if (sql[i] === '/' && sql[i + 1] === '*') {
+          depth++;
+          i += 2;
+        } else if (sql[i] === '*' && sql[i + 1] === '/') {
+          depth--;
+          i += 2;
+        } else i++;
+      }
+      continue;
+    }
+    if (ch === ';') {
+      if (hasToken) count++;
+      hasToken = false;
+      i++;
+      continue;
+    }
+    if (ch === ' ' || ch === '\n' || ch === '\t' || ch === '\r' || ch === '\f' || ch === '\v') {
+      i++;
+      continue;
+    }
+    hasToken = true;
+    if (ch === "'") {
+      const prev = sql[i - 1];
+      const escaped = (prev === 'E' || prev === 'e') && (i < 2 || !IDENT.test(sql[i - 2]!));
+      i++;
+      while (i < n) {
+        if (escaped && sql[i] === '\\') {
+          i += 2;
+          continue;
+        }
+        if (sql[i] === "'") {
+          if (sql[i + 1] === "'") {
+            i += 2;
+            continue;
+          }
+          i++;
+          break;
+        }
+        i++;
+      }
+      continue;
+    }
+    if (ch === '"') {
+      i++;
+      while (i < n) {
+        if (sql[i] === '"') {
+          if (sql[i + 1] === '"') {
+            i += 2;
+            continue;
+          }
+          i++;
+          break;
+        }
+        i++;
+      }
+      continue;
+    }
+    if (ch === '$' && !(i > 0 && IDENT.test(sql[i - 1]!))) {
+      const m = /^\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$/.exec(sql.slice(i, i + 64));
+      if (m) {
+        const end = sql.indexOf(m[0], i + m[0].length);
+        i = end < 0 ? n : end + m[0].length;
+        continue;
+      }
+    }
+    i++;
+  }
+  if (hasToken) count++;
+  return count;
+}
