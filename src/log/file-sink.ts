@@ -156,11 +156,21 @@ abstract class FdSink implements LineSink {
   /** Batching timer: armed while fewer than minWrite bytes wait and nothing is in flight. */
   private delayTimer: NodeJS.Timeout | null = null;
 
-  /** Queued text not yet handed to fs, as chunks of at most maxWrite bytes (unless one line is longer). */
-  private readonly chunks: string[] = [];
-  /** UTF-8 byte length of each entry of `chunks`. */
-  private readonly chunkBytes: number[] = [];
-  /** Sum of chunkBytes. */
+  /**
+   * Queued bytes not yet handed to fs: sealed chunks of at most maxWrite bytes (a single longer
+   * line is a chunk of its own), then the chunk being filled. Text is UTF-8 encoded straight into
+   * the chunk with buf.write(), which measures and encodes in one pass (bench/log-writer.ts: about
+   * 2.5x faster than Buffer.byteLength per line plus Buffer.from of the concatenated text).
+   */
+  private readonly chunks: Buffer[] = [];
+  /** The chunk being filled (maxWrite bytes) and how much of it is used. */
+  private fill: Buffer | null = null;
+  private fillLen = 0;
+  /** A written fill buffer kept for reuse, so a steady stream of lines does not allocate. */
+  private spare: Buffer | null = null;
+  /** Backing stores of the fill buffers (their own, never Node's shared pool): safe to reuse. */
+  private readonly fillBuffers = new WeakSet<ArrayBufferLike>();
+  /** Bytes in `chunks` plus fillLen. */
   private pendingBytes = 0;
 
   /** Bytes of the current chunk not yet confirmed written (null: none). */
@@ -233,14 +243,30 @@ abstract class FdSink implements LineSink {
   write(text: string): boolean {
     if (this.closed) throw new Error('log sink: write() after close()');
     if (text.length > 0) {
-      const n = Buffer.byteLength(text, 'utf8');
-      const last = this.chunks.length - 1;
-      if (last >= 0 && this.chunkBytes[last]! + n <= this.maxWrite) {
-        this.chunks[last] += text;
-        this.chunkBytes[last]! += n;
+      let n: number;
+      // A UTF-16 code unit takes at most 3 UTF-8 bytes: with that much room the text fits whole.
+      const worst = text.length * 3;
+      if (this.fill !== null && this.fill.length - this.fillLen >= worst) {
+        n = this.fill.write(text, this.fillLen);
+        this.fillLen += n;
+      } else if (worst <= this.maxWrite) {
+        this.seal();
+        this.fill = this.spare ?? this.newFill();
+        this.spare = null;
+        n = this.fill.write(text, 0);
+        this.fillLen = n;
       } else {
-        this.chunks.push(text);
-        this.chunkBytes.push(n);
+        // Possibly longer than a chunk: encode exactly and queue it as its own chunk (or add it to
+        // the current one when it turns out to fit).
+        const b = Buffer.from(text, 'utf8');
+        n = b.length;
+        if (this.fill !== null && this.fill.length - this.fillLen >= n) {
+          b.copy(this.fill, this.fillLen);
+          this.fillLen += n;
+        } else {
+          this.seal();
+          this.chunks.push(b);
+        }
       }
       this.pendingBytes += n;
       this.queuedTotal += n;
@@ -301,7 +327,7 @@ abstract class FdSink implements LineSink {
    */
   flushSync(): void {
     if (this.writing) return;
-    if (this.inflight === null && this.chunks.length === 0) return;
+    if (this.inflight === null && this.chunks.length === 0 && this.fillLen === 0) return;
     if (this.retryTimer !== null) {
       clearTimeout(this.retryTimer);
       this.retryTimer = null;
@@ -419,14 +445,29 @@ abstract class FdSink implements LineSink {
     fs.write(this.fd, buf, 0, buf.length, null, this.onWriteDone);
   }
 
+  private newFill(): Buffer {
+    const b = Buffer.allocUnsafeSlow(this.maxWrite);
+    this.fillBuffers.add(b.buffer);
+    return b;
+  }
+
+  /** Queue the chunk being filled (if it holds anything) behind the sealed ones. */
+  private seal(): void {
+    if (this.fill !== null && this.fillLen > 0) {
+      this.chunks.push(this.fill.subarray(0, this.fillLen));
+      this.fill = null;
+      this.fillLen = 0;
+    }
+  }
+
   /** Move the first queued chunk into the in-flight buffer. */
   private takeChunk(): boolean {
-    if (this.chunks.length === 0) return false;
-    const text = this.chunks.shift()!;
-    const bytes = this.chunkBytes.shift()!;
-    this.pendingBytes -= bytes;
-    this.inflight = Buffer.from(text, 'utf8');
-    this.inflightAccounted = bytes;
+    if (this.chunks.length === 0) this.seal();
+    const chunk = this.chunks.shift();
+    if (chunk === undefined) return false;
+    this.pendingBytes -= chunk.length;
+    this.inflight = chunk;
+    this.inflightAccounted = chunk.length;
     return true;
   }
 
@@ -437,6 +478,8 @@ abstract class FdSink implements LineSink {
       this.inflight = buf.subarray(n);
       return;
     }
+    // A fully written fill buffer is free again: keep one for the next lines.
+    if (this.spare === null && this.fillBuffers.has(buf.buffer)) this.spare = Buffer.from(buf.buffer, 0, this.maxWrite);
     this.inflight = null;
     this.writtenTotal += this.inflightAccounted;
     this.inflightAccounted = 0;

@@ -126,9 +126,16 @@ function textParams(p: BindParams, max: number): string {
  * `2026-11-23T10:15:02.345Z conn=17 app@shop 127.0.0.1:53422 B stmt=s1 params=('42', NULL) sql=SELECT ...`
  */
 export function textFormatter(opts: FormatOptions): LineFormatter {
+  // The part of a line fixed for a session, made once per session rather than once per line.
+  const prefixes = new WeakMap<SessionInfo, string>();
   return (s, r, now) => {
-    // User and database come straight from the client's startup packet: never print them raw.
-    let line = isoTime(now) + ' conn=' + s.id + ' ' + nameToken(s.user) + '@' + nameToken(s.database) + ' ' + s.client + ' ' + r.type;
+    let prefix = prefixes.get(s);
+    if (prefix === undefined) {
+      // User and database come straight from the client's startup packet: never print them raw.
+      prefix = ' conn=' + s.id + ' ' + nameToken(s.user) + '@' + nameToken(s.database) + ' ' + s.client + ' ';
+      prefixes.set(s, prefix);
+    }
+    let line = isoTime(now) + prefix + r.type;
     if (r.statement !== null && r.statement !== '') line += ' stmt=' + nameToken(r.statement);
     if (r.portal !== null && r.portal !== '') line += ' portal=' + nameToken(r.portal);
     if (r.params !== null) {
