@@ -25,6 +25,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { startCluster, run, PG_BIN, type PgCluster, type RunResult } from './helpers/pg-cluster';
 import { startProxy, type Proxy } from './helpers/proxy';
+import { unescapeText } from '../src/log/format';
 
 const PGBENCH = fs.existsSync(path.join(PG_BIN, 'pgbench')) ? path.join(PG_BIN, 'pgbench') : 'pgbench';
 
@@ -62,23 +63,6 @@ function add(tally: Tally, type: QType, name: string, sql: string): void {
   tally.keys.set(k, (tally.keys.get(k) ?? 0) + 1);
 }
 
-/** Undo the query log's escaping (\\, \n, \r, \t, \xNN). */
-function unescapeLog(s: string): string {
-  return s.replace(/\\(\\|n|r|t|x[0-9a-f]{2})/g, (_, c: string) => {
-    switch (c) {
-      case '\\':
-        return '\\';
-      case 'n':
-        return '\n';
-      case 'r':
-        return '\r';
-      case 't':
-        return '\t';
-      default:
-        return String.fromCharCode(parseInt(c.slice(1), 16));
-    }
-  });
-}
 
 /** "<ts> conn=N user@db host:port TYPE [stmt=..] [portal=..] [params=...] sql=..." */
 const PROXY_LINE = /^\S+Z conn=(\d+) \S+@\S+ 127\.0\.0\.1:\d+ ([QPBE])( stmt=(\S+))?( portal=\S+)?( params=.*?)? sql=(.*)$/;
@@ -97,7 +81,7 @@ function tallyProxy(lines: string[]): { tally: Tally; bad: string[]; conns: Set<
     const type = m[2] as QType;
     let name = m[4] ?? '';
     if (name.startsWith('"')) name = JSON.parse(name) as string;
-    add(tally, type, type === 'Q' ? '' : name, unescapeLog(m[7]!));
+    add(tally, type, type === 'Q' ? '' : name, unescapeText(m[7]!));
   }
   return { tally, bad, conns };
 }

@@ -1,7 +1,7 @@
 // Query log line formats: exact lines for each message type, escaping, parameter cutting, and
 // the one-line-per-query invariant ("a line never contains a raw newline or control character").
 import t from 'tap';
-import { isoTime, jsonFormatter, textFormatter, type QueryRecord, type SessionInfo } from '../src/log/format';
+import { isoTime, jsonFormatter, textFormatter, unescapeText as srcUnescape, type QueryRecord, type SessionInfo } from '../src/log/format';
 
 const S: SessionInfo = { id: 17, user: 'app', database: 'shop', client: '127.0.0.1:53422' };
 const NOW = Date.UTC(2026, 10, 23, 10, 15, 2, 345);
@@ -96,7 +96,7 @@ t.test('text: SQL and parameter escaping keeps one line', async (tt) => {
   tt.equal(newlines(pline), 1);
 });
 
-t.test('text: escaping round-trips random strings', async (tt) => {
+t.test('text: escaping round-trips random strings (test oracle and src unescapeText agree)', async (tt) => {
   const pool = ['a', 'Z', '0', 'x', '1', 'f', ' ', "'", '"', '\\', '\n', '\r', '\t', '\x00', '\x01', '\x1b', '\x1f', '\x7f', 'é', '日', '😀', '\\x41', '\\n'];
   let seed = 12345;
   const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
@@ -107,7 +107,7 @@ t.test('text: escaping round-trips random strings', async (tt) => {
     for (let j = 0; j < n; j++) sql += pool[Math.floor(rnd() * pool.length)];
     const line = text(S, q(sql), NOW);
     const body = line.slice(PREFIX.length + ' Q sql='.length, -1);
-    if (!line.startsWith(`${PREFIX} Q sql=`) || newlines(line) !== 1 || !line.endsWith('\n') || RAW_CONTROL.test(body) || unescapeText(body) !== sql) {
+    if (!line.startsWith(`${PREFIX} Q sql=`) || newlines(line) !== 1 || !line.endsWith('\n') || RAW_CONTROL.test(body) || unescapeText(body) !== sql || srcUnescape(body) !== sql) {
       bad.push(JSON.stringify(sql));
       if (bad.length >= 5) break;
     }

@@ -7,6 +7,7 @@
  *   <timestamp> conn=<id> <user>@<database> <client addr> <type> [stmt=..] [portal=..] [params=(..)] sql=<SQL>
  */
 import * as fs from 'node:fs';
+import { unescapeText } from '../../src/log/format';
 
 export interface TypeCounts {
   Q: number;
@@ -125,7 +126,7 @@ export class QueryLogScanner {
           this.bad(buf, start, stop);
           return;
         }
-        const n = countStatements(unescapeLogText(buf.toString('utf8', sqlAt + 4, stop)));
+        const n = countStatements(unescapeText(buf.toString('utf8', sqlAt + 4, stop)));
         c.qStatements += n;
         if (n > 1) c.qMulti++;
         break;
@@ -171,7 +172,7 @@ export class QueryLogScanner {
     if (at < 0 || at >= stop) return [conn + ' ' + stmt, 'unknown'];
     const sqlStart = at + 5;
     if (stop - sqlStart === 1 && buf[sqlStart] === 0x3f /* ? */) return [conn + ' ' + stmt, 'unknown'];
-    return [conn + ' ' + stmt, classifySql(unescapeLogText(buf.toString('utf8', sqlStart, Math.min(stop, sqlStart + 200))))];
+    return [conn + ' ' + stmt, classifySql(unescapeText(buf.toString('utf8', sqlStart, Math.min(stop, sqlStart + 200))))];
   }
 
   private bad(buf: Buffer, start: number, stop: number): void {
@@ -180,24 +181,6 @@ export class QueryLogScanner {
   }
 }
 
-/** Undo the log's escaping of SQL text: \n \r \t \\ \xHH. */
-export function unescapeLogText(s: string): string {
-  if (!s.includes('\\')) return s;
-  return s.replace(/\\(n|r|t|\\|x[0-9a-fA-F]{2})/g, (_m, e: string) => {
-    switch (e) {
-      case 'n':
-        return '\n';
-      case 'r':
-        return '\r';
-      case 't':
-        return '\t';
-      case '\\':
-        return '\\';
-      default:
-        return String.fromCharCode(Number.parseInt(e.slice(1), 16));
-    }
-  });
-}
 
 export type SqlKind = 'dml' | 'txn' | 'utility' | 'empty';
 

@@ -79,6 +79,25 @@ export function escapeText(s: string): string {
   return NEEDS_ESCAPE.test(s) ? s.replace(ESCAPE_ALL, escapeChar) : s;
 }
 
+/** The inverse of escapeText, for tools that read the text log back (\n \r \t \\ \xHH). */
+export function unescapeText(s: string): string {
+  if (!s.includes('\\')) return s;
+  return s.replace(/\\(n|r|t|\\|x[0-9a-fA-F]{2})/g, (_m, e: string) => {
+    switch (e) {
+      case 'n':
+        return '\n';
+      case 'r':
+        return '\r';
+      case 't':
+        return '\t';
+      case '\\':
+        return '\\';
+      default:
+        return String.fromCharCode(Number.parseInt(e.slice(1), 16));
+    }
+  });
+}
+
 /** A name (statement, portal, user, database) as a single token: bare when plain, quoted otherwise. */
 function nameToken(name: string): string {
   return name !== '' && /^[\w.$-]+$/.test(name) ? name : JSON.stringify(name).replace(JSON_UNSAFE, jsonEscape);
