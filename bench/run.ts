@@ -14,11 +14,10 @@
  * node-relay, pgbouncer).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import * as net from 'node:net';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PG_BIN, run, startCluster, type PgCluster } from '../test/helpers/pg-cluster';
+import { PG_BIN, freePort, run, startCluster, type PgCluster } from '../test/helpers/pg-cluster';
 
 const ROOT = findRoot();
 const env = process.env;
@@ -73,9 +72,9 @@ interface Cell {
   cpuUsPerTxn: number | null;
 }
 
-const CLK_TCK = Number(run_sync('getconf', ['CLK_TCK']) || 100);
+const CLK_TCK = Number(runSync('getconf', ['CLK_TCK']) || 100);
 
-function run_sync(cmd: string, args: string[]): string {
+function runSync(cmd: string, args: string[]): string {
   try {
     return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   } catch {
@@ -148,13 +147,13 @@ async function startRelay(pgPort: number): Promise<Target> {
 
 function findPgbouncer(): string | null {
   for (const p of ['/usr/sbin/pgbouncer', '/usr/bin/pgbouncer', '/usr/local/bin/pgbouncer']) if (fs.existsSync(p)) return p;
-  return run_sync('sh', ['-c', 'command -v pgbouncer']) || null;
+  return runSync('sh', ['-c', 'command -v pgbouncer']) || null;
 }
 
 async function startPgbouncer(pgPort: number, dir: string): Promise<Target | null> {
   const bin = findPgbouncer();
   if (bin === null) return null;
-  const port = await freePortLocal();
+  const port = await freePort();
   const bdir = path.join(dir, 'pgbouncer');
   fs.mkdirSync(bdir);
   fs.writeFileSync(path.join(bdir, 'userlist.txt'), '"postgres" ""\n');
@@ -182,9 +181,9 @@ async function startPgbouncer(pgPort: number, dir: string): Promise<Target | nul
   // PgBouncer refuses to run as root: run it as the postgres user, like the cluster.
   let ids: { uid?: number; gid?: number } = {};
   if (process.getuid?.() === 0) {
-    ids = { uid: Number(run_sync('id', ['-u', 'postgres'])), gid: Number(run_sync('id', ['-g', 'postgres'])) };
+    ids = { uid: Number(runSync('id', ['-u', 'postgres'])), gid: Number(runSync('id', ['-g', 'postgres'])) };
     fs.chmodSync(dir, 0o755);
-    run_sync('chown', ['-R', 'postgres:postgres', bdir]);
+    runSync('chown', ['-R', 'postgres:postgres', bdir]);
   }
   const proc = spawn(bin, [path.join(bdir, 'pgbouncer.ini')], { stdio: ['ignore', 'ignore', 'pipe'], ...ids });
   // Wait until it accepts connections.
@@ -201,16 +200,6 @@ async function startPgbouncer(pgPort: number, dir: string): Promise<Target | nul
   return null;
 }
 
-function freePortLocal(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
-}
 
 function workloadArgs(w: Workload, dir: string): string[] {
   switch (w) {
@@ -430,7 +419,7 @@ async function main(): Promise<void> {
       memGiB: Math.round(os.totalmem() / 2 ** 30),
       node: process.version,
       postgres: pgVersion(),
-      pgbouncer: targets.some((t) => t.name === 'pgbouncer') ? run_sync(findPgbouncer()!, ['--version']).split('\n')[0] : 'not installed',
+      pgbouncer: targets.some((t) => t.name === 'pgbouncer') ? runSync(findPgbouncer()!, ['--version']).split('\n')[0] : 'not installed',
     };
     const settings = { DURATION, CLIENTS, THREADS, REPEATS, SCALE, WORKLOADS, TARGETS: targets.map((t) => t.name) };
     const md = markdown(rows);
@@ -450,7 +439,7 @@ async function main(): Promise<void> {
 }
 
 function pgVersion(): string {
-  return run_sync(path.join(PG_BIN, 'postgres'), ['--version']) || 'postgres ?';
+  return runSync(path.join(PG_BIN, 'postgres'), ['--version']) || 'postgres ?';
 }
 
 main().catch((err: Error) => {
