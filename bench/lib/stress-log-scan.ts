@@ -245,32 +245,18 @@ export function countStatements(sql: string): number {
       continue;
     }
     hasToken = true;
-    if (ch === "'") {
+    if (ch === "'" || ch === '"') {
+      // A string or quoted identifier: a doubled quote stays inside; E'...' also has \ escapes.
       const prev = sql[i - 1];
-      const escaped = (prev === 'E' || prev === 'e') && (i < 2 || !IDENT.test(sql[i - 2]!));
+      const escaped = ch === "'" && (prev === 'E' || prev === 'e') && (i < 2 || !IDENT.test(sql[i - 2]!));
       i++;
       while (i < n) {
         if (escaped && sql[i] === '\\') {
           i += 2;
           continue;
         }
-        if (sql[i] === "'") {
-          if (sql[i + 1] === "'") {
-            i += 2;
-            continue;
-          }
-          i++;
-          break;
-        }
-        i++;
-      }
-      continue;
-    }
-    if (ch === '"') {
-      i++;
-      while (i < n) {
-        if (sql[i] === '"') {
-          if (sql[i + 1] === '"') {
+        if (sql[i] === ch) {
+          if (sql[i + 1] === ch) {
             i += 2;
             continue;
           }
