@@ -136,8 +136,6 @@ export class Client {
   /** Transaction status from the last ReadyForQuery ('I', 'T' or 'E'). */
   txStatus: TxStatus = TxStatus.Idle;
   session: SessionInfo | null = null;
-  /** Startup parameters as the client sent them. */
-  startupParams: Map<string, string> | null = null;
   /** BackendKeyData of the upstream session: the key a CancelRequest must carry. */
   backendKey: { pid: number; secret: number } | null = null;
   /** Prepared statements by name ('' is the unnamed one) -> SQL, as the client defined them. */
@@ -358,7 +356,6 @@ export class Client {
       this.fail({ severity: 'FATAL', code: SqlState.InvalidAuthorizationSpecification, message: 'pgscribe: no PostgreSQL user name specified in startup packet' });
       return;
     }
-    this.startupParams = params;
     this.session = { id: this.id, user, database: params.get('database') || user, client: this.address };
     if (!this.server.admitSession(this)) {
       this.fail({ severity: 'FATAL', code: SqlState.TooManyConnections, message: 'pgscribe: sorry, too many clients already' });
@@ -535,7 +532,7 @@ export class Client {
     this.clearTimer();
     if (this.counted) {
       this.counted = false;
-      this.server.releaseSession(this);
+      this.server.releaseSession();
     }
     this.server.removeClient(this);
   }

@@ -72,12 +72,9 @@ export class Server {
     return true;
   }
 
-  releaseSession(_client: Client): void {
+  /** A client admitted by admitSession() is gone. */
+  releaseSession(): void {
     this.sessions--;
-  }
-
-  get sessionCount(): number {
-    return this.sessions;
   }
 
   /** Counters and gauges for the periodic/SIGUSR2 stats line (and the stress harness). */
