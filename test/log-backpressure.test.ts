@@ -7,19 +7,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execFileSync } from 'node:child_process';
-import { startCluster, USERS, type PgCluster } from './helpers/pg-cluster';
-import { proxyFixture } from './helpers/fixture';
+import { clusterAndProxies } from './helpers/fixture';
 import { enc } from './helpers/wire';
 
-let pg: PgCluster;
-const fx = proxyFixture({ upstreamPort: () => pg.port, user: USERS.trust.user });
-t.before(async () => {
-  pg = await startCluster();
-});
-t.teardown(async () => {
-  await fx.cleanup('SIGKILL');
-  await pg?.stop();
-});
+const { fx } = clusterAndProxies(t);
 
 t.test('a stalled log pauses the client; no line is lost when it drains', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgscribe-fifo-'));

@@ -4,19 +4,10 @@
 import t from 'tap';
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startCluster, USERS, type PgCluster } from './helpers/pg-cluster';
-import { proxyFixture } from './helpers/fixture';
+import { clusterAndProxies } from './helpers/fixture';
 import { enc } from './helpers/wire';
 
-let pg: PgCluster;
-const fx = proxyFixture({ upstreamPort: () => pg.port, user: USERS.trust.user });
-t.before(async () => {
-  pg = await startCluster();
-});
-t.teardown(async () => {
-  await fx.cleanup('SIGKILL');
-  await pg?.stop();
-});
+const { fx } = clusterAndProxies(t);
 
 t.test('a stuttering reader gets every byte of a 10 MB result, half of it trickling, intact', async (t) => {
   const p = await fx.launch(['--log', 'none']);

@@ -2,6 +2,7 @@
 // fixture is tracked, so that `cleanup()` (from t.teardown) releases it whatever happened.
 // The functions are plain closures, so a test file may destructure them.
 
+import { startCluster, USERS, type PgCluster } from './pg-cluster';
 import { startProxy, type Proxy } from './proxy';
 import { describeMessages, RawClient, type BackendMessage } from './wire';
 
@@ -79,4 +80,24 @@ export function proxyFixture(opts: { upstreamPort: () => number; user: string })
   };
 
   return { launch, stopProxy, connect, sessionWithKey, session, cleanup };
+}
+
+/**
+ * The usual file setup: one throwaway cluster started in `tap.before`, a proxy fixture in front
+ * of it for the trust user, and both torn down (proxies with SIGKILL) in `tap.teardown`.
+ */
+export function clusterAndProxies(tap: {
+  before(fn: () => Promise<void>): void;
+  teardown(fn: () => Promise<void>): void;
+}): { pg: () => PgCluster; fx: ProxyFixture } {
+  let pg: PgCluster | undefined;
+  const fx = proxyFixture({ upstreamPort: () => pg!.port, user: USERS.trust.user });
+  tap.before(async () => {
+    pg = await startCluster();
+  });
+  tap.teardown(async () => {
+    await fx.cleanup('SIGKILL');
+    await pg?.stop();
+  });
+  return { pg: () => pg!, fx };
 }
