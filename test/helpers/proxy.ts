@@ -33,8 +33,15 @@ export interface ProxyOptions {
   args?: string[];
 }
 
+/** Temp dirs of the proxies this process started: tests read logs after stop(), so they go at exit. */
+const tempDirs = new Set<string>();
+process.on('exit', () => {
+  for (const d of tempDirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
 export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgscribe-proxy-'));
+  tempDirs.add(dir);
   const args = opts.args ?? [];
   const logPath = args.includes('--log') ? '' : path.join(dir, 'queries.log');
   const full = [
