@@ -780,6 +780,22 @@ const TX: ReadonlyMap<string, string> = new Map([
 ]);
 
 /** Classifies the statement [a, b) of s (a < b). */
+/** `[TABLE] [ONLY] name [*], ...` of LOCK and TRUNCATE from token j: the names and the index after them. */
+function relationList(s: Stmt, j: number): [string[], number] | null {
+  if (s.w(j) === 'table') j++;
+  const names: string[] = [];
+  for (;;) {
+    if (s.w(j) === 'only') j++;
+    const nm = s.name(j);
+    if (nm === null) return null;
+    addUnique(names, nm[0]);
+    j = nm[1];
+    if (s.k(j) === OP && s.t[j]!.v === '*') j++;
+    if (s.k(j) !== COMMA) return [names, j];
+    j++;
+  }
+}
+
 function classifyRange(s: Stmt, a: number, b: number): SqlClass {
   if (!s.balanced) return UNKNOWN_TAINT();
   let p = a;
@@ -834,39 +850,16 @@ function classifyRange(s: Stmt, a: number, b: number): SqlClass {
       return result(false, 'utility', false, [], false);
     case 'explain': return classifyExplain(s, p, b);
     case 'lock': {
-      let j = p + 1;
-      if (s.w(j) === 'table') j++;
-      const names: string[] = [];
-      for (;;) {
-        if (s.w(j) === 'only') j++;
-        const nm = s.name(j);
-        if (nm === null) return result(false, 'locking', false, null, false);
-        addUnique(names, nm[0]);
-        j = nm[1];
-        if (s.k(j) === OP && s.t[j]!.v === '*') j++;
-        if (s.k(j) !== COMMA) break;
-        j++;
-      }
-      return result(false, 'locking', false, names, false);
+      const list = relationList(s, p + 1);
+      return result(false, 'locking', false, list === null ? null : list[0], false);
     }
     case 'call': case 'do':
       return result(false, 'write', false, null, true);
     case 'truncate': {
-      let j = p + 1;
-      if (s.w(j) === 'table') j++;
-      const names: string[] = [];
-      for (;;) {
-        if (s.w(j) === 'only') j++;
-        const nm = s.name(j);
-        if (nm === null) return result(false, 'write', false, null, true);
-        addUnique(names, nm[0]);
-        j = nm[1];
-        if (s.k(j) === OP && s.t[j]!.v === '*') j++;
-        if (s.k(j) !== COMMA) break;
-        j++;
-      }
-      for (; j < b; j++) if (s.w(j) === 'cascade') return result(false, 'write', false, null, true);
-      return result(false, 'write', false, names, true);
+      const list = relationList(s, p + 1);
+      if (list === null) return result(false, 'write', false, null, true);
+      for (let j = list[1]; j < b; j++) if (s.w(j) === 'cascade') return result(false, 'write', false, null, true);
+      return result(false, 'write', false, list[0], true);
     }
     case 'copy': return classifyCopy(s, p);
     case 'create': case 'alter': case 'drop': case 'grant': case 'revoke': case 'comment':
