@@ -249,8 +249,8 @@ const CASES: Array<[string, SqlClass]> = [
   ['PREPARE p(int) AS SELECT * FROM t WHERE id = $1', S(false)],
   ['prepare p as select * into temp x from t', S(true)],
   ['EXECUTE p(1)', { ...W(null, 'unknown'), taintsSession: false }],
-  ['DEALLOCATE p', S(false)],
-  ['deallocate all', S(false)],
+  ['DEALLOCATE p', N('deallocate', [])],
+  ['deallocate all', N('deallocate', [])],
 
   // temporary tables
   ['CREATE TEMP TABLE tmp (id int)', TEMP(['tmp'])],
@@ -262,6 +262,12 @@ const CASES: Array<[string, SqlClass]> = [
   ['create temp sequence s', TEMP(['s'])],
   ['select * from pg_temp.t', N('temp-table', ['pg_temp.t'])],
   ['select * from t join pg_temp_3.u on true', N('temp-table', ['t', 'pg_temp_3.u'])],
+
+  // system catalogs: live or per-session state, never cached
+  ['select * from pg_stat_activity', N('catalog', ['pg_stat_activity'])],
+  ['select name from pg_catalog.pg_prepared_statements', N('catalog', ['pg_catalog.pg_prepared_statements'])],
+  ['select relname from pg_class c join t on true', N('catalog', ['pg_class', 't'])],
+  ['select * from information_schema.tables', N('catalog', ['information_schema.tables'])],
 
   // DDL
   ['CREATE TABLE t (id int primary key, ts timestamptz default now())', W(['t'], 'ddl')],

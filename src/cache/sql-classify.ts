@@ -71,11 +71,14 @@
  *     CREATE TEMP/TEMPORARY/LOCAL TEMP/GLOBAL TEMP TABLE|VIEW|SEQUENCE, CREATE TABLE pg_temp.x,
  *       SELECT INTO TEMP                             -> taints, reason 'temp-table', writes
  *     PREPARE name AS stmt                           -> taints only when stmt would
- *     DEALLOCATE                                     -> does not taint
+ *     DEALLOCATE                                     -> does not taint; reason 'deallocate' (the
+ *       cache's statement ledger forgets the session's prepared statements)
  *     DECLARE c CURSOR ... FOR query, FETCH, MOVE, CLOSE -> 'utility', do not taint
  *   A statement calling set_config() taints. A text the tokeniser rejects (unterminated quote or
  *   comment, U&'...' escapes) or whose first word is unknown is 'unknown', a write with tables
  *   null, and taints (it might be a session command we do not parse).
+ * - Reads of `pg_*` relations (system catalogs and views, some per-session or live state such as
+ *   pg_prepared_statements and pg_stat_activity) and of `information_schema.*`: 'catalog'.
  * - Reads of `pg_temp.x` (or `pg_temp_N.x`): 'temp-table'. Unqualified reads of a temp table are
  *   covered by the session taint of the CREATE TEMP that made it.
  * - SHOW, EXPLAIN (without ANALYZE), VACUUM, ANALYZE, CLUSTER, REINDEX, CHECKPOINT, NOTIFY,
@@ -111,7 +114,8 @@ export interface SqlClass {
   /** A single read-only statement that may be served from cache / shared by singleflight. */
   cacheable: boolean;
   /** Why not: 'write' | 'ddl' | 'locking' | 'volatile' | 'multi-statement' | 'transaction-control' |
-   * 'session-state' | 'temp-table' | 'utility' | 'empty' | 'unknown'; null when cacheable. */
+   * 'session-state' | 'deallocate' | 'temp-table' | 'catalog' | 'utility' | 'empty' | 'unknown'; null
+   * when cacheable. */
   reason: string | null;
   /** The statement changes session state that makes the session uncacheable from now on. */
   taintsSession: boolean;
@@ -774,12 +778,20 @@ function isTempName(name: string): boolean {
   return name.startsWith('pg_temp.') || /^pg_temp_\d+\./.test(name);
 }
 
+/**
+ * System catalogs and views (pg_class, pg_stat_activity, pg_locks, pg_prepared_statements, ...)
+ * and information_schema: some show live or per-session state (which a cached copy would hand
+ * to another session), and DDL changes the rest; none is worth caching.
+ */
+function isCatalogName(name: string): boolean {
+  return name.startsWith('pg_') || name.startsWith('information_schema.') || /(^|\.)pg_[^.]*$/.test(name);
+}
+
 const TX: ReadonlyMap<string, string> = new Map([
   ['begin', 'begin'], ['start', 'begin'], ['commit', 'commit'], ['end', 'commit'], ['savepoint', 'savepoint'],
   ['release', 'release'],
 ]);
 
-/** Classifies the statement [a, b) of s (a < b). */
 /** `[TABLE] [ONLY] name [*], ...` of LOCK and TRUNCATE from token j: the names and the index after them. */
 function relationList(s: Stmt, j: number): [string[], number] | null {
   if (s.w(j) === 'table') j++;
@@ -796,6 +808,7 @@ function relationList(s: Stmt, j: number): [string[], number] | null {
   }
 }
 
+/** Classifies the statement [a, b) of s (a < b). */
 function classifyRange(s: Stmt, a: number, b: number): SqlClass {
   if (!s.balanced) return UNKNOWN_TAINT();
   let p = a;
@@ -827,8 +840,10 @@ function classifyRange(s: Stmt, a: number, b: number): SqlClass {
     }
     case 'reset': case 'discard': case 'listen': case 'load':
       return result(false, 'session-state', true, [], false);
-    case 'unlisten': case 'deallocate':
+    case 'unlisten':
       return result(false, 'session-state', false, [], false);
+    case 'deallocate':
+      return result(false, 'deallocate', false, [], false);
     case 'prepare': {
       let j = p + 1;
       while (j < b && s.w(j) !== 'as') j = s.k(j) === LP ? s.match[j]! + 1 : j + 1;
@@ -1084,6 +1099,7 @@ function classifyDml(s: Stmt, kw: string, p: number, a: number, b: number): SqlC
   if (f.locking) reason = 'locking';
   else if (f.volatile) reason = 'volatile';
   else if (f.reads.some(isTempName)) reason = 'temp-table';
+  else if (f.reads.some(isCatalogName)) reason = 'catalog';
   else if (f.uncertain) reason = 'unknown';
   return result(reason === null, reason, f.taints, tables, false);
 }
