@@ -1,0 +1,128 @@
+/**
+ * What the cache layer may do with one SQL text: the classifier's verdict (sql-classify.ts), the
+ * operator's per-pattern rules (`cache-rules`), and the relation names used for invalidation,
+ * memoised per text because the answer depends on the text only.
+ *
+ * Texts are handled as latin1 strings of the bytes the client sent (one char per byte): no UTF-8
+ * decoding on the hot path, and the classifier sees every non-ASCII byte as an identifier
+ * character, so names compare consistently between reads and writes. The cache only serves
+ * sessions whose client_encoding is UTF8, where no ASCII byte (quote, backslash) can hide inside
+ * a multi-byte character.
+ */
+import { classifySql, type SqlClass } from './sql-classify';
+
+/** One `cache-rules` entry: the first rule whose pattern matches the SQL decides its TTL. */
+export interface CacheRule {
+  readonly pattern: RegExp;
+  /** TTL for answers of matching statements; null: never cache nor share them. */
+  readonly ttlMs: number | null;
+}
+
+export interface StatementPolicy {
+  readonly cls: SqlClass;
+  /** A read that may be answered from the cache or shared by a flight (classifier and rules agree). */
+  readonly cacheable: boolean;
+  /** How long a stored answer lives (0: not stored; a flight may still share it). */
+  readonly ttlMs: number;
+  /** Relation names (last name component) a cacheable read depends on. */
+  readonly reads: readonly string[];
+  /** Relation names (last component) a write may change; null: unknown, the whole database. */
+  readonly writeTables: readonly string[] | null;
+  /** The statement may drop the session's prepared statements (DEALLOCATE, or a multi-statement text). */
+  readonly dropsStatements: boolean;
+}
+
+/** A memo is dropped whole when it reaches this many texts (ORMs produce a bounded set of texts). */
+const MEMO_MAX = 20_000;
+/** Texts longer than this are classified each time and never cached (keys stay small). */
+export const MAX_CACHEABLE_SQL = 64 * 1024;
+
+/**
+ * The relation name a qualified name ends with: `public.t` -> `t`, `"s"."a.b"` -> `"a.b"`.
+ * Reads and writes are matched by this part only (search_path decides the schema, and a
+ * superset of invalidations is always safe).
+ */
+export function relationName(name: string): string {
+  if (name.indexOf('.') < 0) return name;
+  let inQuote = false;
+  let last = 0;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c === 34) inQuote = !inQuote; // '"'; a doubled quote toggles twice
+    else if (c === 46 && !inQuote) last = i + 1; // '.'
+  }
+  return name.slice(last);
+}
+
+function relationNames(names: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const n of names) {
+    const r = relationName(n);
+    if (!out.includes(r)) out.push(r);
+  }
+  return out;
+}
+
+export class CachePolicy {
+  private readonly rules: readonly CacheRule[];
+  private readonly defaultTtlMs: number;
+  private readonly memo = new Map<string, StatementPolicy>();
+  private readonly memoNonStandard = new Map<string, StatementPolicy>();
+
+  constructor(opts: { rules: readonly CacheRule[]; ttlMs: number }) {
+    this.rules = opts.rules;
+    this.defaultTtlMs = opts.ttlMs;
+  }
+
+  /**
+   * The policy for a SQL text (latin1 string of its bytes). standardConformingStrings is the
+   * session's reported setting: it changes how backslashes in string literals tokenise.
+   */
+  forSql(sql: string, standardConformingStrings = true): StatementPolicy {
+    const memo = standardConformingStrings ? this.memo : this.memoNonStandard;
+    let p = memo.get(sql);
+    if (p === undefined) {
+      p = this.compute(sql, standardConformingStrings);
+      if (sql.length <= MAX_CACHEABLE_SQL) {
+        if (memo.size >= MEMO_MAX) memo.clear();
+        memo.set(sql, p);
+      }
+    }
+    return p;
+  }
+
+  private compute(sql: string, scs: boolean): StatementPolicy {
+    const cls = classifySql(sql, { standardConformingStrings: scs });
+    let cacheable = cls.cacheable && sql.length <= MAX_CACHEABLE_SQL;
+    let ttlMs = this.defaultTtlMs;
+    if (cacheable && this.rules.length > 0) {
+      const text = Buffer.from(sql, 'latin1').toString('utf8');
+      for (const r of this.rules) {
+        if (!r.pattern.test(text)) continue;
+        if (r.ttlMs === null) cacheable = false;
+        else ttlMs = r.ttlMs;
+        break;
+      }
+    }
+    return {
+      cls,
+      cacheable,
+      ttlMs,
+      reads: cacheable && cls.tables !== null ? relationNames(cls.tables) : [],
+      writeTables: cls.writes ? (cls.tables === null ? null : relationNames(cls.tables)) : [],
+      dropsStatements: cls.reason === 'deallocate' || cls.reason === 'multi-statement',
+    };
+  }
+}
+
+const VOLATILE_INPUTS = new Set(['now', 'today', 'tomorrow', 'yesterday']);
+
+/**
+ * True when a text-format parameter value is one of the date/time inputs that PostgreSQL resolves
+ * at execution time ('now', 'today', ...): `SELECT $1::timestamptz` with 'now' must not be cached.
+ */
+export function isVolatileInput(buf: Buffer, start: number, end: number): boolean {
+  const n = end - start;
+  if (n < 3 || n > 12) return false;
+  return VOLATILE_INPUTS.has(buf.toString('latin1', start, end).trim().toLowerCase());
+}
