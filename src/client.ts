@@ -8,11 +8,13 @@ import { Backend, Frontend, MAX_STARTUP_PACKET_LENGTH, SqlState, TxStatus } from
 import { Framer } from './protocol/framer';
 import {
   NEGOTIATION_REFUSED,
+  READY_IDLE,
   ProtocolError,
   TERMINATE,
   decodeBind,
   decodeClose,
   decodeExecute,
+  decodeParameterStatus,
   decodeParse,
   decodeQuery,
   decodeStartup,
@@ -21,8 +23,12 @@ import {
   type ErrorFields,
 } from './protocol/messages';
 import { Outbox } from './outbox';
-import type { SessionInfo } from './log/format';
+import type { CacheOutcome, FlightRole, QueryRecord, SessionInfo } from './log/format';
 import type { Server } from './server';
+import type { FlightClient, SharedAnswer, Verdict } from './cache/layer';
+import { judgeResponse, replayAnswer } from './cache/response';
+import { CacheSession, type Lead, type Request } from './cache/session';
+import { COMPLETE, MORE, REJECT, Unit } from './cache/unit';
 
 /**
  * Client states. The field `state` changes only in `transition()`.
@@ -36,6 +42,11 @@ export const ClientState = {
   Authenticating: 'authenticating',
   /** Nothing outstanding: the last Query/Sync has been answered by ReadyForQuery. */
   Idle: 'idle',
+  /**
+   * A cacheable request waits for the cache layer (a lookup in a worker thread, or another
+   * client's identical query in flight); nothing of it went upstream. Later client messages wait too.
+   */
+  Waiting: 'waiting',
   /** The client has sent messages that the server has not started answering. */
   Request: 'request',
   /** The server is answering; lasts until the ReadyForQuery that answers the last Query/Sync. */
@@ -56,7 +67,8 @@ const ALLOWED: Record<ClientState, readonly ClientState[]> = {
   [S.Startup]: [S.Connecting, S.Closing],
   [S.Connecting]: [S.Authenticating, S.Closing],
   [S.Authenticating]: [S.Idle, S.Closing],
-  [S.Idle]: [S.Request, S.Response, S.Closing],
+  [S.Idle]: [S.Request, S.Response, S.Waiting, S.Closing],
+  [S.Waiting]: [S.Idle, S.Closing],
   [S.Request]: [S.Response, S.Idle, S.CopyIn, S.CopyOut, S.CopyBoth, S.Closing],
   [S.Response]: [S.Idle, S.CopyIn, S.CopyOut, S.CopyBoth, S.Closing],
   [S.CopyIn]: [S.Response, S.Closing],
@@ -92,6 +104,10 @@ const CLIENT_INSPECT = [
   Frontend.CopyDone,
   Frontend.CopyFail,
 ];
+/** With the cache on, a request unit also needs its Describe and Flush whole (unit.ts). */
+const CLIENT_INSPECT_CACHE = [...CLIENT_INSPECT, Frontend.Describe, Frontend.Flush];
+/** With the cache on: the statement ledger's completions and the session parameters of the key. */
+const SERVER_INSPECT_CACHE = [...SERVER_INSPECT, Backend.ParseComplete, Backend.CloseComplete, Backend.ParameterStatus];
 
 /**
  * Frontend messages that ask the server for something, moving an idle session to `request`.
@@ -120,6 +136,8 @@ const SERVER_MAX_INSPECT_ALLOC = 64 << 20;
 const PAUSE_UPSTREAM_FULL = 1;
 const PAUSE_LOG_FULL = 2;
 const PAUSE_CONNECTING = 4;
+const PAUSE_CACHE_WAIT = 8;
+const PAUSE_CLIENT_FULL = 16;
 
 /** How long a closing client gets to read its final ErrorResponse before the socket is destroyed. */
 const CLOSE_LINGER_MS = 5000;
@@ -129,7 +147,22 @@ interface Portal {
   sql: string | null;
 }
 
-export class Client {
+/** How the log lines of a request unit describe the cache's part in it. */
+interface Annotation {
+  cache?: CacheOutcome;
+  flight?: FlightRole;
+}
+/** forward() without a log line: the message was logged when its unit was decided. */
+const NO_LOG = 0;
+
+/** A client message that arrived while the session was Waiting: a copy, whole or a streamed piece. */
+interface Deferred {
+  type: number;
+  buf: Buffer;
+  whole: boolean;
+}
+
+export class Client implements FlightClient {
   readonly id: number;
   readonly address: string;
   state: ClientState = S.Startup;
@@ -161,6 +194,21 @@ export class Client {
   private timer: NodeJS.Timeout | null = null;
   private counted = false;
 
+  // Cache/singleflight (null/unused unless --cache or --singleflight).
+  private cs: CacheSession | null = null;
+  private unit: Unit | null = null;
+  /** The complete unit handed to the cache layer, until it is answered or sent upstream. */
+  private request: Request | null = null;
+  /** lookup() has not called back yet (worker threads answer later). */
+  private verdictPending = false;
+  /** The unit's log lines are written (once, when the cache first decided). */
+  private unitLogged = false;
+  /** The flight this client waits for (0: none). */
+  private flightId = 0;
+  /** Client messages received while Waiting, in order. */
+  private backlog: Deferred[] = [];
+  private draining = false;
+
   constructor(server: Server, socket: net.Socket, id: number) {
     this.server = server;
     this.socket = socket;
@@ -177,12 +225,15 @@ export class Client {
       {
         maxLength: server.config.maxMessageBytes,
         maxStartupLength: MAX_STARTUP_PACKET_LENGTH,
-        inspect: CLIENT_INSPECT,
+        inspect: server.cache === null ? CLIENT_INSPECT : CLIENT_INSPECT_CACHE,
         startup: true,
       },
     );
     socket.on('data', (chunk: Buffer) => this.onClientData(chunk));
-    socket.on('drain', () => this.setUpstreamPaused(false));
+    socket.on('drain', () => {
+      this.setUpstreamPaused(false);
+      this.setClientPaused(PAUSE_CLIENT_FULL, false);
+    });
     socket.on('error', (err: NodeJS.ErrnoException) => this.onSocketError('client', err));
     socket.on('close', () => this.onClientClose());
     this.timer = setTimeout(() => this.onStartupTimeout(), server.config.startupTimeoutMs);
@@ -218,7 +269,9 @@ export class Client {
   private onClientData(chunk: Buffer): void {
     this.server.bytesFromClients += chunk.length;
     this.clientFramer.push(chunk);
+    if (this.unit !== null && this.unit.active) this.unit.keep();
     this.flushToUpstream();
+    this.flushToClient();
   }
 
   private onClientMessage(type: number, buf: Buffer, start: number, end: number): void {
@@ -227,61 +280,33 @@ export class Client {
       return;
     }
     if (this.state === S.Closing) return;
-    try {
-      // Statements and portals are tracked for the log only: with the log off, nothing to decode.
-      const logging = this.server.logger.enabled;
-      switch (type) {
-        case Frontend.Query:
-          this.pendingSyncs++;
-          if (logging) this.logQuery({ type: 'Q', statement: null, portal: null, sql: decodeQuery(buf, start, end), params: null });
-          break;
-        case Frontend.Parse: {
-          if (!logging) break;
-          const m = decodeParse(buf, start, end);
-          this.statements.set(m.statement, m.sql);
-          this.logQuery({ type: 'P', statement: m.statement, portal: null, sql: m.sql, params: null });
-          break;
-        }
-        case Frontend.Bind: {
-          if (!logging) break;
-          const m = decodeBind(buf, start, end);
-          const sql = this.statements.get(m.statement) ?? null;
-          this.portals.set(m.portal, { statement: m.statement, sql });
-          this.logQuery({
-            type: 'B',
-            statement: m.statement,
-            portal: m.portal,
-            sql,
-            params: { formats: m.paramFormats, values: m.params },
-          });
-          break;
-        }
-        case Frontend.Execute: {
-          if (!logging) break;
-          const portal = decodeExecute(buf, start, end);
-          const p = this.portals.get(portal);
-          this.logQuery({ type: 'E', statement: p ? p.statement : null, portal, sql: p ? p.sql : null, params: null });
-          break;
-        }
-        case Frontend.Close: {
-          if (!logging) break;
-          const m = decodeClose(buf, start, end);
-          if (m.kind === 'S') this.statements.delete(m.name);
-          else this.portals.delete(m.name);
-          break;
-        }
-        case Frontend.Sync:
-        case Frontend.FunctionCall:
-          this.pendingSyncs++;
-          break;
-        case Frontend.Terminate:
-          this.clientTerminated = true;
-          break;
-        case Frontend.CopyDone:
-        case Frontend.CopyFail:
-          if (this.state === S.CopyIn) this.transition(S.Response);
-          break;
+    if (this.cs === null) this.forward(type, buf, start, end, null);
+    else if (this.state === S.Waiting || (this.backlog.length > 0 && !this.draining)) this.defer(type, buf, start, end, true);
+    else this.intake(type, buf, start, end);
+  }
+
+  private onClientPassthrough(type: number, buf: Buffer, start: number, end: number): void {
+    if (this.state === S.Closing) return;
+    if (this.cs !== null) {
+      if (this.state === S.Waiting || (this.backlog.length > 0 && !this.draining)) {
+        this.defer(type, buf, start, end, false);
+        return;
       }
+      // A streamed message is never part of a cacheable unit.
+      if (this.unit!.active) this.releaseUnit(null);
+    }
+    if (this.state === S.Idle && STARTS_REQUEST[type] === 1) this.transition(S.Request);
+    this.toUpstream.push(buf, start, end);
+  }
+
+  /**
+   * Log (unless ann is NO_LOG), keep the books, and queue one client message for the upstream.
+   * ann: null for a plain line, an Annotation for a line of a cacheable unit.
+   */
+  private forward(type: number, buf: Buffer, start: number, end: number, ann: Annotation | null | typeof NO_LOG): void {
+    try {
+      if (ann !== NO_LOG && this.server.logger.enabled) this.logMessage(type, buf, start, end, ann);
+      if (this.cs !== null) this.cs.beforeForward(type, buf, start, end, this.toUpstream);
     } catch (err) {
       if (err instanceof ProtocolError) {
         this.protocolViolation(err.message);
@@ -289,14 +314,263 @@ export class Client {
       }
       throw err;
     }
+    switch (type) {
+      case Frontend.Query:
+      case Frontend.Sync:
+      case Frontend.FunctionCall:
+        this.pendingSyncs++;
+        break;
+      case Frontend.Terminate:
+        this.clientTerminated = true;
+        break;
+      case Frontend.CopyDone:
+      case Frontend.CopyFail:
+        if (this.state === S.CopyIn) this.transition(S.Response);
+        break;
+    }
     if (this.state === S.Idle && STARTS_REQUEST[type] === 1) this.transition(S.Request);
     this.toUpstream.push(buf, start, end);
   }
 
-  private onClientPassthrough(type: number, buf: Buffer, start: number, end: number): void {
-    if (this.state === S.Closing) return;
-    if (this.state === S.Idle && STARTS_REQUEST[type] === 1) this.transition(S.Request);
-    this.toUpstream.push(buf, start, end);
+  /**
+   * One line per Q/P/B/E, and the statement/portal names the lines show. Statements and portals
+   * are tracked for the log only: with the log off, nothing is decoded here.
+   */
+  private logMessage(type: number, buf: Buffer, start: number, end: number, ann: Annotation | null): void {
+    let r: QueryRecord;
+    switch (type) {
+      case Frontend.Query:
+        r = { type: 'Q', statement: null, portal: null, sql: decodeQuery(buf, start, end), params: null };
+        break;
+      case Frontend.Parse: {
+        const m = decodeParse(buf, start, end);
+        this.statements.set(m.statement, m.sql);
+        r = { type: 'P', statement: m.statement, portal: null, sql: m.sql, params: null };
+        break;
+      }
+      case Frontend.Bind: {
+        const m = decodeBind(buf, start, end);
+        const sql = this.statements.get(m.statement) ?? null;
+        this.portals.set(m.portal, { statement: m.statement, sql });
+        r = { type: 'B', statement: m.statement, portal: m.portal, sql, params: { formats: m.paramFormats, values: m.params } };
+        break;
+      }
+      case Frontend.Execute: {
+        const portal = decodeExecute(buf, start, end);
+        const p = this.portals.get(portal);
+        r = { type: 'E', statement: p ? p.statement : null, portal, sql: p ? p.sql : null, params: null };
+        break;
+      }
+      case Frontend.Close: {
+        const m = decodeClose(buf, start, end);
+        if (m.kind === 'S') this.statements.delete(m.name);
+        else this.portals.delete(m.name);
+        return;
+      }
+      default:
+        return;
+    }
+    if (ann !== null) {
+      if (ann.cache !== undefined) r.cache = ann.cache;
+      if (ann.flight !== undefined) r.flight = ann.flight;
+    }
+    this.logQuery(r);
+  }
+
+  // ---- cache and singleflight ----------------------------------------------------------------
+
+  /** A client message with the cache on, when the session is not Waiting. */
+  private intake(type: number, buf: Buffer, start: number, end: number): void {
+    const u = this.unit!;
+    if (!u.active && !(this.state === S.Idle && this.pendingSyncs === 0 && this.txStatus === TxStatus.Idle && this.cs!.usable)) {
+      this.forward(type, buf, start, end, null);
+      return;
+    }
+    let v;
+    try {
+      v = u.add(type, buf, start, end);
+    } catch (err) {
+      if (err instanceof ProtocolError) {
+        this.protocolViolation(err.message);
+        return;
+      }
+      throw err;
+    }
+    if (v === MORE) return;
+    const req = v === COMPLETE ? this.cs!.request(u) : null;
+    if (v === REJECT || req === null) {
+      this.releaseUnit(null);
+      return;
+    }
+    this.request = req;
+    this.lookup();
+  }
+
+  /** Ask the cache layer about the pending request; enter Waiting if it answers later. */
+  private lookup(): void {
+    this.verdictPending = true;
+    this.cs!.ctx.layer.lookup(this.request!, this);
+    if (this.verdictPending) this.startWaiting();
+  }
+
+  private startWaiting(): void {
+    this.unit!.keep();
+    if (this.state !== S.Waiting) {
+      this.transition(S.Waiting);
+      this.setClientPaused(PAUSE_CACHE_WAIT, true);
+    }
+  }
+
+  /** FlightClient: what the cache layer decided for the pending request. */
+  onVerdict(v: Verdict, flightId: number): void {
+    this.verdictPending = false;
+    const ctx = this.cs!.ctx;
+    if (this.state === S.Closing || this.request === null) {
+      // Gone while a worker thread was deciding: give back what it handed out.
+      if (v.kind === 'lead') ctx.layer.complete(flightId, null, 0, 0);
+      else if (v.kind === 'wait') ctx.layer.leave(v.flightId, this);
+      return;
+    }
+    const miss: CacheOutcome | undefined = ctx.cache ? 'miss' : undefined;
+    switch (v.kind) {
+      case 'hit':
+        this.logUnit({ cache: 'hit' });
+        this.answerLocally(v);
+        break;
+      case 'wait':
+        this.flightId = v.flightId;
+        this.logUnit({ cache: miss, flight: 'waiter' });
+        this.startWaiting();
+        break;
+      case 'lead':
+        this.cs!.lead(flightId, this.request);
+        this.releaseUnit({ cache: miss, flight: ctx.singleflight ? 'leader' : undefined });
+        break;
+      case 'bypass':
+        this.releaseUnit({ cache: 'bypass' });
+        break;
+    }
+    this.flushToUpstream();
+    this.flushToClient();
+  }
+
+  /** FlightClient: the flight this client waited for is over. */
+  onFlightDone(answer: SharedAnswer | null): void {
+    this.flightId = 0;
+    if (this.state === S.Closing || this.request === null) return;
+    if (answer !== null) {
+      this.answerLocally(answer);
+      this.flushToClient();
+      return;
+    }
+    // The leader failed, went away or was cancelled: not this client's fate. Ask again (it may
+    // lead now, or join a newer flight).
+    this.lookup();
+  }
+
+  /** Write the lines of the pending unit, once. */
+  private logUnit(ann: Annotation): void {
+    if (this.unitLogged) return;
+    this.unitLogged = true;
+    if (!this.server.logger.enabled) return;
+    try {
+      for (const h of this.unit!.held) this.logMessage(h.type, h.buf, h.start, h.end, ann);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      // The unit assembler validated these messages: unreachable, but never fatal to the process.
+    }
+  }
+
+  /** Send the held unit upstream (ann for its log lines, unless they are written already). */
+  private releaseUnit(ann: Annotation | null): void {
+    const u = this.unit!;
+    const held = u.held;
+    const logged = this.unitLogged;
+    u.reset();
+    this.request = null;
+    this.unitLogged = false;
+    const wasWaiting = this.state === S.Waiting;
+    if (wasWaiting) this.transition(S.Idle);
+    for (const h of held) {
+      if (this.state === S.Closing) return;
+      this.forward(h.type, h.buf, h.start, h.end, logged ? NO_LOG : ann);
+    }
+    if (wasWaiting) this.resumeAfterWait();
+  }
+
+  /** The pending unit is answered by the proxy (cache hit, flight answer): reply in its own shape. */
+  private answerLocally(a: SharedAnswer): void {
+    const u = this.unit!;
+    replayAnswer(this.toClient, a, u.hasParse);
+    this.cs!.answeredLocally(u);
+    this.finishLocal();
+  }
+
+  private finishLocal(): void {
+    this.unit!.reset();
+    this.request = null;
+    this.unitLogged = false;
+    if (this.state === S.Waiting) {
+      this.transition(S.Idle);
+      this.resumeAfterWait();
+    }
+  }
+
+  /** Back from Waiting: take the messages that arrived meanwhile, then read the client again. */
+  private resumeAfterWait(): void {
+    this.flushToClient();
+    if (this.draining) return;
+    this.draining = true;
+    while (this.backlog.length > 0 && this.state !== S.Waiting && this.state !== S.Closing) {
+      const d = this.backlog.shift()!;
+      if (d.whole) this.intake(d.type, d.buf, 0, d.buf.length);
+      else this.onClientPassthrough(d.type, d.buf, 0, d.buf.length);
+    }
+    this.draining = false;
+    if (this.state === S.Waiting || this.state === S.Closing) return;
+    this.setClientPaused(PAUSE_CACHE_WAIT, false);
+    this.flushToUpstream();
+    this.flushToClient();
+    if (this.shutdownRequested && this.isIdle) this.closeForShutdown();
+  }
+
+  private defer(type: number, buf: Buffer, start: number, end: number, whole: boolean): void {
+    this.backlog.push({ type, buf: Buffer.from(buf.subarray(start, end)), whole });
+  }
+
+  /**
+   * A CancelRequest for this session: if it waits for another client's flight, answer what
+   * PostgreSQL answers a cancelled statement and stop waiting. False when it does not wait (the
+   * cancel goes to the server as usual).
+   */
+  cancelWait(): boolean {
+    if (this.state !== S.Waiting || this.flightId === 0 || this.cs === null) return false;
+    this.cs.ctx.layer.leave(this.flightId, this);
+    this.flightId = 0;
+    const err = encodeErrorResponse({
+      severity: 'ERROR',
+      code: SqlState.QueryCanceled,
+      message: 'canceling statement due to user request',
+      detail: 'pgscribe: the statement was waiting for the same query of another client (singleflight).',
+    });
+    this.toClient.push(err, 0, err.length);
+    this.toClient.push(READY_IDLE, 0, READY_IDLE.length);
+    this.cs.cancelledLocally(this.unit!);
+    this.finishLocal();
+    this.flushToClient();
+    return true;
+  }
+
+  /** The leader's answer is complete: share it with the waiters and offer it to the cache. */
+  private finishLead(lead: Lead): void {
+    const ctx = this.cs!.ctx;
+    if (lead.capture.overflow) {
+      ctx.layer.complete(lead.flightId, null, 0, ctx.bypassMs);
+      return;
+    }
+    const bytes = lead.capture.finish();
+    const j = judgeResponse(bytes, lead.kind, lead.hasParse, lead.hasDescribe);
+    ctx.layer.complete(lead.flightId, j.shareable ? { bytes, hasParse: lead.hasParse } : null, j.storable ? lead.ttlMs : 0, 0);
   }
 
   private logQuery(record: Parameters<Server['logger']['log']>[1]): void {
@@ -315,6 +589,15 @@ export class Client {
   private flushToUpstream(): void {
     if (this.toUpstream.empty || this.upstream === null) return;
     if (!this.toUpstream.flush(this.upstream)) this.setClientPaused(PAUSE_UPSTREAM_FULL, true);
+  }
+
+  /** Write what the proxy answered itself (cache replays); a slow client stops being read. */
+  private flushToClient(): void {
+    if (this.toClient.empty) return;
+    if (!this.toClient.flush(this.socket)) {
+      this.setUpstreamPaused(true);
+      this.setClientPaused(PAUSE_CLIENT_FULL, true);
+    }
   }
 
   // ---- startup -------------------------------------------------------------------------------
@@ -357,6 +640,10 @@ export class Client {
       return;
     }
     this.session = { id: this.id, user, database: params.get('database') || user, client: this.address };
+    if (this.server.cache !== null) {
+      this.cs = new CacheSession(this.server.cache, params, user, this.session.database);
+      this.unit = new Unit();
+    }
     if (!this.server.admitSession(this)) {
       this.fail({ severity: 'FATAL', code: SqlState.TooManyConnections, message: 'pgscribe: sorry, too many clients already' });
       return;
@@ -379,7 +666,7 @@ export class Client {
         onPassthrough: (_type, b, s, e) => this.onServerPassthrough(b, s, e),
         onFramingError: (reason) => this.upstreamProtocolViolation(reason),
       },
-      { maxLength: SERVER_MAX_LENGTH, maxInspectLength: SERVER_MAX_INSPECT_ALLOC, inspect: SERVER_INSPECT },
+      { maxLength: SERVER_MAX_LENGTH, maxInspectLength: SERVER_MAX_INSPECT_ALLOC, inspect: this.cs === null ? SERVER_INSPECT : SERVER_INSPECT_CACHE },
     );
     // net queues this write until the connection is up; the client is not read until then.
     up.write(Buffer.from(startupPacket));
@@ -426,23 +713,46 @@ export class Client {
   private onServerData(chunk: Buffer): void {
     this.server.bytesFromServers += chunk.length;
     this.serverFramer!.push(chunk);
+    this.cs?.capturing?.capture.settle();
     if (!this.toClient.empty && !this.toClient.flush(this.socket)) this.setUpstreamPaused(true);
     if (this.shutdownRequested && this.isIdle) this.closeForShutdown();
   }
 
   private onServerMessage(type: number, buf: Buffer, start: number, end: number): void {
     if (this.state === S.Closing) return;
+    let lead: Lead | null = null;
+    const cs = this.cs;
+    if (cs !== null) {
+      // Completions of messages the proxy injected (statement ledger repair) are not the client's.
+      if ((type === Backend.ParseComplete || type === Backend.CloseComplete) && !cs.completion(type)) return;
+      if (cs.capturing !== null) cs.capturing.capture.add(buf, start, end);
+    }
     switch (type) {
-      case Backend.ReadyForQuery:
+      case Backend.ReadyForQuery: {
         if (end - start < 6) {
           this.upstreamProtocolViolation('ReadyForQuery without a transaction status');
           return;
         }
+        const prev = this.txStatus;
         this.txStatus = buf[start + 5] as TxStatus;
         if (this.pendingSyncs > 0) this.pendingSyncs--;
         if (this.txStatus === TxStatus.Idle) this.portals.clear();
+        if (cs !== null) lead = cs.readyForQuery(prev, this.txStatus);
         if (this.state === S.Authenticating || this.pendingSyncs === 0) this.transition(S.Idle);
         else this.transition(S.Response);
+        break;
+      }
+      case Backend.ParameterStatus:
+        if (cs !== null) {
+          try {
+            const p = decodeParameterStatus(buf, start, end);
+            cs.parameterStatus(p.name, p.value);
+          } catch (err) {
+            if (!(err instanceof ProtocolError)) throw err;
+            this.upstreamProtocolViolation(err.message);
+            return;
+          }
+        }
         break;
       case Backend.BackendKeyData:
         if (end - start >= 13) {
@@ -472,11 +782,13 @@ export class Client {
         if (this.state === S.Request) this.transition(S.Response);
     }
     this.toClient.push(buf, start, end);
+    if (lead !== null) this.finishLead(lead);
   }
 
   private onServerPassthrough(buf: Buffer, start: number, end: number): void {
     if (this.state === S.Closing) return;
     if (this.state === S.Request) this.transition(S.Response);
+    this.cs?.capturing?.capture.add(buf, start, end);
     this.toClient.push(buf, start, end);
   }
 
@@ -578,6 +890,7 @@ export class Client {
     this.clientFramer.stop();
     this.serverFramer?.stop();
     this.server.unregisterKey(this);
+    if (this.cs !== null) this.leaveCache();
     const up = this.upstream;
     if (up !== null && !up.destroyed) {
       this.flushToUpstream();
@@ -594,6 +907,33 @@ export class Client {
       sock.resume(); // drain and discard whatever the client still sends
       setTimeout(() => sock.destroy(), CLOSE_LINGER_MS).unref();
     }
+  }
+
+  /** Closing: hand back flights, invalidate writes that may have committed, log what never went anywhere. */
+  private leaveCache(): void {
+    const cs = this.cs!;
+    const lead = cs.close();
+    if (lead !== null) cs.ctx.layer.complete(lead.flightId, null, 0, 0);
+    if (this.flightId !== 0) {
+      cs.ctx.layer.leave(this.flightId, this);
+      this.flightId = 0;
+    }
+    // Every Q/P/B/E the client sent gets its line, answered or not.
+    if (this.unit!.active) this.logUnit({});
+    const backlog = this.backlog;
+    this.backlog = [];
+    if (this.server.logger.enabled) {
+      for (const d of backlog) {
+        if (!d.whole) continue;
+        try {
+          this.logMessage(d.type, d.buf, 0, d.buf.length, null);
+        } catch (err) {
+          if (!(err instanceof ProtocolError)) throw err;
+        }
+      }
+    }
+    this.request = null;
+    this.unit!.reset();
   }
 
   private clearTimer(): void {

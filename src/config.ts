@@ -6,6 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import type { CacheRule } from './cache/policy';
 
 export interface HostPort {
   host: string;
@@ -27,6 +28,29 @@ export interface Config {
   startupTimeoutMs: number;
   shutdownGraceMs: number;
   statsIntervalMs: number;
+  /** L1 result cache on. */
+  cache: boolean;
+  /** Concurrent identical reads run once. */
+  singleflight: boolean;
+  cacheMaxBytes: number;
+  cacheMaxEntries: number;
+  cacheTtlMs: number;
+  cacheMaxEntryBytes: number;
+  cacheRules: CacheRuleSpec[];
+  /** worker_threads holding the cache/singleflight shards; 0: the event loop thread. */
+  workers: number;
+}
+
+/** A `cache-rules` entry as written (kept for --check), with its compiled form. */
+export interface CacheRuleSpec {
+  pattern: string;
+  flags: string;
+  ttl: number | 'never';
+}
+
+/** The compiled rules of a config. */
+export function compileRules(specs: readonly CacheRuleSpec[]): CacheRule[] {
+  return specs.map((r) => ({ pattern: new RegExp(r.pattern, r.flags), ttlMs: r.ttl === 'never' ? null : r.ttl }));
 }
 
 export class ConfigError extends Error {
@@ -79,6 +103,41 @@ function oneOf<T extends string>(...values: T[]): Parser<T> {
   };
 }
 
+/**
+ * `cache-rules`: a JSON array (a string of JSON on the command line) of
+ * `{"pattern": REGEX, "flags": "i", "ttl": MS | "never"}`; the first matching rule applies.
+ */
+function cacheRules(raw: unknown, key: string): CacheRuleSpec[] {
+  let v = raw;
+  if (typeof v === 'string') {
+    try {
+      v = JSON.parse(v);
+    } catch (err) {
+      throw new ConfigError(key, `expected a JSON array of rules: ${(err as Error).message}`);
+    }
+  }
+  if (!Array.isArray(v)) throw new ConfigError(key, `expected an array of {"pattern", "ttl"} rules, got ${JSON.stringify(raw)}`);
+  return v.map((r: unknown, i) => {
+    const where = `rule ${i}`;
+    if (r === null || typeof r !== 'object' || Array.isArray(r)) throw new ConfigError(key, `${where}: expected an object, got ${JSON.stringify(r)}`);
+    const o = r as Record<string, unknown>;
+    for (const k of Object.keys(o)) if (k !== 'pattern' && k !== 'flags' && k !== 'ttl') throw new ConfigError(key, `${where}: unknown field ${JSON.stringify(k)} (known: pattern, flags, ttl)`);
+    if (typeof o['pattern'] !== 'string' || o['pattern'] === '') throw new ConfigError(key, `${where}: "pattern" must be a non-empty string (a regular expression over the SQL text)`);
+    const flags = o['flags'] === undefined ? 'i' : o['flags'];
+    if (typeof flags !== 'string' || !/^[imsu]*$/.test(flags)) throw new ConfigError(key, `${where}: "flags" must be made of i, m, s, u, got ${JSON.stringify(flags)}`);
+    const ttl = o['ttl'];
+    if (!(ttl === 'never' || (typeof ttl === 'number' && Number.isInteger(ttl) && ttl >= 0 && ttl <= 86_400_000))) {
+      throw new ConfigError(key, `${where}: "ttl" must be milliseconds (0-86400000) or "never", got ${JSON.stringify(ttl)}`);
+    }
+    try {
+      new RegExp(o['pattern'], flags);
+    } catch (err) {
+      throw new ConfigError(key, `${where}: bad regular expression: ${(err as Error).message}`);
+    }
+    return { pattern: o['pattern'], flags, ttl };
+  });
+}
+
 function nonEmpty(raw: unknown, key: string): string {
   const s = str(raw, key);
   if (s === '') throw new ConfigError(key, 'must not be empty');
@@ -90,10 +149,12 @@ interface Setting<K extends keyof Config> {
   parse: Parser<Config[K]>;
   default: Config[K];
   help: string;
+  /** A switch: `--name` alone means true (`--name false` and `--name=false` also work). */
+  switch?: boolean;
 }
 
-function setting<K extends keyof Config>(field: K, parse: Parser<Config[K]>, def: Config[K], help: string): Setting<K> {
-  return { field, parse, default: def, help };
+function setting<K extends keyof Config>(field: K, parse: Parser<Config[K]>, def: Config[K], help: string, isSwitch = false): Setting<K> {
+  return isSwitch ? { field, parse, default: def, help, switch: true } : { field, parse, default: def, help };
 }
 
 /** Every setting: flag/key name -> field, parser, default, help. The one table of truth. */
@@ -111,6 +172,14 @@ export const SETTINGS = {
   'startup-timeout': setting('startupTimeoutMs', int(1, 3_600_000), 10000, 'ms a client may take to send its startup packet'),
   'shutdown-grace': setting('shutdownGraceMs', int(0, 3_600_000), 10000, 'ms sessions get to finish on SIGTERM/SIGINT before 57P01'),
   'stats-interval': setting('statsIntervalMs', int(0, 86_400_000), 0, 'ms between stats lines on stderr; 0: only on SIGUSR2'),
+  cache: setting('cache', bool, false, 'answer repeated reads from an in-memory cache (switch)', true),
+  singleflight: setting('singleflight', bool, false, 'identical concurrent reads run once upstream (switch)', true),
+  'cache-max-bytes': setting('cacheMaxBytes', int(4096, 2 ** 40), 64 << 20, 'cache size bound in bytes'),
+  'cache-max-entries': setting('cacheMaxEntries', int(1, 100_000_000), 1_000_000, 'cache size bound in entries'),
+  'cache-ttl': setting('cacheTtlMs', int(0, 86_400_000), 1000, 'ms a cached answer may be served (0: singleflight only)'),
+  'cache-max-entry-bytes': setting('cacheMaxEntryBytes', int(64, 1 << 30), 1 << 20, 'larger answers are neither cached nor shared'),
+  'cache-rules': setting('cacheRules', cacheRules, [], 'JSON array of {"pattern": REGEX, "ttl": MS|"never"}; first match wins'),
+  workers: setting('workers', int(0, 64), 0, 'worker threads holding the cache shards (0: in the event loop thread)'),
 } as const;
 
 type SettingName = keyof typeof SETTINGS;
@@ -162,7 +231,7 @@ export function parseCommandLine(argv: string[]): Command {
   for (const n of NAMES) options[n] = { type: 'string' };
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: false });
+    parsed = parseArgs({ args: expandSwitches(argv), options, strict: true, allowPositionals: false });
   } catch (err) {
     const m = /'([^']+)'/.exec((err as Error).message);
     throw new ConfigError(m?.[1] ?? 'command line', (err as Error).message.replace(/\. To specify.*$/s, ''));
@@ -178,6 +247,36 @@ export function parseCommandLine(argv: string[]): Command {
   return { kind: v['check'] ? 'check' : 'run', config: cfg };
 }
 
+/** `--cache` -> `--cache=true`, `--cache false` -> `--cache=false`, for the settings that are switches. */
+function expandSwitches(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const name = a.startsWith('--') ? a.slice(2) : '';
+    if (a === '--') {
+      out.push(...argv.slice(i));
+      break;
+    }
+    if (Object.prototype.hasOwnProperty.call(SETTINGS, name) && (SETTINGS[name as SettingName] as Setting<keyof Config>).switch) {
+      const next = argv[i + 1];
+      if (next === 'true' || next === 'false') {
+        out.push(`${a}=${next}`);
+        i++;
+      } else out.push(`${a}=true`);
+      continue;
+    }
+    out.push(a);
+  }
+  return out;
+}
+
+/** A setting value as shown by --help and --check. */
+function shown(v: Config[keyof Config]): unknown {
+  if (Array.isArray(v)) return v;
+  if (typeof v === 'object') return `${v.host.includes(':') ? `[${v.host}]` : v.host}:${v.port}`;
+  return v;
+}
+
 export function helpText(version: string): string {
   const lines = [
     `pgscribe ${version}: a PostgreSQL proxy that logs every query, one per line`,
@@ -188,9 +287,8 @@ export function helpText(version: string): string {
   ];
   for (const n of NAMES) {
     const s = SETTINGS[n];
-    const d = s.default;
-    const shown = typeof d === 'object' ? `${d.host}:${d.port}` : String(d);
-    lines.push(`  --${n.padEnd(20)} ${s.help} (default ${shown})`);
+    const d = shown(s.default);
+    lines.push(`  --${n.padEnd(22)} ${s.help} (default ${typeof d === 'string' ? d : JSON.stringify(d)})`);
   }
   lines.push(
     '',
@@ -200,7 +298,8 @@ export function helpText(version: string): string {
     '  --help, -h            this text',
     '  --version, -V         print the version',
     '',
-    'Signals: SIGHUP reopens the query log; SIGTERM/SIGINT shut down gracefully.',
+    'Signals: SIGHUP reopens the query log; SIGUSR2 prints a stats line (with cache counters);',
+    'SIGTERM/SIGINT shut down gracefully.',
   );
   return lines.join('\n') + '\n';
 }
@@ -209,17 +308,20 @@ export function helpText(version: string): string {
 export function describe(cfg: Config): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const n of NAMES) {
-    const v = cfg[SETTINGS[n].field];
-    out[n] = typeof v === 'object' ? `${v.host.includes(':') ? `[${v.host}]` : v.host}:${v.port}` : v;
+    out[n] = shown(cfg[SETTINGS[n].field]);
   }
   return out;
 }
 
 /**
- * Checks that need the file system, for --check and start-up: the query log must be writable
- * (its directory must exist). Throws ConfigError naming the key.
+ * Checks for --check and start-up that look across settings or at the file system: workers need
+ * the cache or singleflight; the query log must be writable (its directory must exist). Throws
+ * ConfigError naming the key.
  */
 export function checkEnvironment(cfg: Config): void {
+  if (cfg.workers > 0 && !cfg.cache && !cfg.singleflight) {
+    throw new ConfigError('workers', `${cfg.workers} worker threads would hold nothing: they need --cache or --singleflight`);
+  }
   if (cfg.log === '-' || cfg.log === 'none') return;
   const dir = path.dirname(path.resolve(cfg.log));
   try {

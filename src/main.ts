@@ -3,7 +3,10 @@
  * pgscribe entry point: parse the command line, open the query log, start the Server, and wire
  * the signals (SIGHUP reopens the log, SIGTERM/SIGINT shut down gracefully).
  */
-import { ConfigError, checkEnvironment, describe, helpText, parseCommandLine, type Command, type Config } from './config';
+import { ConfigError, checkEnvironment, compileRules, describe, helpText, parseCommandLine, type Command, type Config } from './config';
+import { createCacheLayer } from './cache/create';
+import { CachePolicy } from './cache/policy';
+import { fingerprintInterner, type CacheContext } from './cache/session';
 import { NoopLogger, SinkLogger, type ClientLogger } from './log/client-logger';
 import { FileSink, StdoutSink } from './log/file-sink';
 import { jsonFormatter, textFormatter } from './log/format';
@@ -40,6 +43,27 @@ export function createLogger(cfg: Config, ops: OpsLog): ClientLogger {
   return new SinkLogger(sink, format);
 }
 
+/** The cache/singleflight layer the settings ask for, or null. */
+export function createCacheContext(cfg: Config): CacheContext | null {
+  if (!cfg.cache && !cfg.singleflight) return null;
+  const layer = createCacheLayer({
+    cache: cfg.cache,
+    singleflight: cfg.singleflight,
+    maxBytes: cfg.cacheMaxBytes,
+    maxEntries: cfg.cacheMaxEntries,
+    workers: cfg.workers,
+  });
+  return {
+    layer,
+    policy: new CachePolicy({ rules: compileRules(cfg.cacheRules), ttlMs: cfg.cache ? cfg.cacheTtlMs : 0 }),
+    cache: cfg.cache,
+    singleflight: cfg.singleflight,
+    maxEntryBytes: cfg.cacheMaxEntryBytes,
+    bypassMs: Math.max(cfg.cacheTtlMs, 1000),
+    intern: fingerprintInterner(),
+  };
+}
+
 async function run(cfg: Config): Promise<void> {
   const ops = streamOpsLog();
   let logger: ClientLogger;
@@ -49,7 +73,8 @@ async function run(cfg: Config): Promise<void> {
     ops.error('cannot open the query log', { log: cfg.log, error: (err as Error).message });
     process.exit(1);
   }
-  const server = new Server(cfg, logger, ops);
+  const cache = createCacheContext(cfg);
+  const server = new Server(cfg, logger, ops, cache);
   let addr;
   try {
     addr = await server.listen();
@@ -61,6 +86,9 @@ async function run(cfg: Config): Promise<void> {
     listen: `${addr.address}:${addr.port}`,
     upstream: `${cfg.upstream.host}:${cfg.upstream.port}`,
     log: cfg.log,
+    cache: cfg.cache,
+    singleflight: cfg.singleflight,
+    workers: cache === null ? undefined : cfg.workers,
     version: VERSION,
   });
 
@@ -80,11 +108,17 @@ async function run(cfg: Config): Promise<void> {
     }
     stopping = true;
     ops.info(`${signal}: shutting down`, { sessions: server.clients.size, grace_ms: cfg.shutdownGraceMs });
+    const cacheCounters: Record<string, number> = {};
     server
       .shutdown(cfg.shutdownGraceMs)
-      .then(() => logger.close())
+      .then(async () => {
+        if (cache !== null) {
+          for (const [k, v] of Object.entries(await cache.layer.close())) cacheCounters[`cache_${k}`] = v;
+        }
+        await logger.close();
+      })
       .then(() => {
-        ops.info('shutdown complete', { query_log_lines: logger.lines });
+        ops.info('shutdown complete', { query_log_lines: logger.lines, ...cacheCounters });
         process.exit(0);
       })
       .catch((err: Error) => {

@@ -7,6 +7,7 @@ import { Client } from './client';
 import type { Config } from './config';
 import type { ClientLogger } from './log/client-logger';
 import type { OpsLog } from './log/ops';
+import type { CacheContext } from './cache/session';
 import { encodeCancelRequest } from './protocol/messages';
 
 /** Sockets still in their startup phase beyond the session limit get this much headroom. */
@@ -16,6 +17,8 @@ export class Server {
   readonly config: Config;
   readonly logger: ClientLogger;
   readonly ops: OpsLog;
+  /** The cache/singleflight layer, null when both are off. */
+  readonly cache: CacheContext | null;
   readonly clients = new Set<Client>();
   bytesFromClients = 0;
   bytesFromServers = 0;
@@ -26,10 +29,11 @@ export class Server {
   private shuttingDown = false;
   private idleWaiters: (() => void)[] = [];
 
-  constructor(config: Config, logger: ClientLogger, ops: OpsLog) {
+  constructor(config: Config, logger: ClientLogger, ops: OpsLog, cache: CacheContext | null = null) {
     this.config = config;
     this.logger = logger;
     this.ops = ops;
+    this.cache = cache;
   }
 
   /** Start listening; resolves with the bound address (port 0 picks a free one). */
@@ -80,6 +84,8 @@ export class Server {
   /** Counters and gauges for the periodic/SIGUSR2 stats line (and the stress harness). */
   stats(): Record<string, number> {
     const mem = process.memoryUsage();
+    const cache: Record<string, number> = {};
+    if (this.cache !== null) for (const [k, v] of Object.entries(this.cache.layer.counters())) cache[`cache_${k}`] = v;
     return {
       clients: this.clients.size,
       sessions: this.sessions,
@@ -90,6 +96,7 @@ export class Server {
       rss: mem.rss,
       heap_used: mem.heapUsed,
       external: mem.external,
+      ...cache,
     };
   }
 
@@ -120,6 +127,10 @@ export class Server {
     const target = this.byKey.get(`${pid}.${secret}`);
     if (target === undefined) {
       this.ops.warn('cancel request for an unknown session ignored', { client: from, pid });
+      return;
+    }
+    if (target.cancelWait()) {
+      this.ops.info('cancel request answered by pgscribe: the session was waiting for another client\'s identical query', { conn: target.id, client: from, pid });
       return;
     }
     const { host, port } = this.config.upstream;

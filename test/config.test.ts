@@ -25,6 +25,14 @@ const DEFAULTS: Config = {
   startupTimeoutMs: 10000,
   shutdownGraceMs: 10000,
   statsIntervalMs: 0,
+  cache: false,
+  singleflight: false,
+  cacheMaxBytes: 64 * 1024 * 1024,
+  cacheMaxEntries: 1_000_000,
+  cacheTtlMs: 1000,
+  cacheMaxEntryBytes: 1024 * 1024,
+  cacheRules: [],
+  workers: 0,
 };
 
 const DEFAULTS_DESCRIBED = {
@@ -41,6 +49,14 @@ const DEFAULTS_DESCRIBED = {
   'startup-timeout': 10000,
   'shutdown-grace': 10000,
   'stats-interval': 0,
+  cache: false,
+  singleflight: false,
+  'cache-max-bytes': 67108864,
+  'cache-max-entries': 1000000,
+  'cache-ttl': 1000,
+  'cache-max-entry-bytes': 1048576,
+  'cache-rules': [],
+  workers: 0,
 };
 
 function tmpDir(tt: { teardown(fn: () => void): void }): string {
@@ -122,6 +138,14 @@ t.test('every flag parses', async (tt) => {
     '--startup-timeout', '3600000',
     '--shutdown-grace', '0',
     '--stats-interval', '250',
+    '--cache',
+    '--singleflight', 'true',
+    '--cache-max-bytes', '4096',
+    '--cache-max-entries', '7',
+    '--cache-ttl', '0',
+    '--cache-max-entry-bytes', '64',
+    '--cache-rules', '[{"pattern": "^select now", "ttl": "never"}, {"pattern": "FROM t$", "flags": "", "ttl": 50}]',
+    '--workers', '2',
   ];
   tt.strictSame(configOf(argv), {
     listen: { host: '::1', port: 6001 },
@@ -137,6 +161,17 @@ t.test('every flag parses', async (tt) => {
     startupTimeoutMs: 3600000,
     shutdownGraceMs: 0,
     statsIntervalMs: 250,
+    cache: true,
+    singleflight: true,
+    cacheMaxBytes: 4096,
+    cacheMaxEntries: 7,
+    cacheTtlMs: 0,
+    cacheMaxEntryBytes: 64,
+    cacheRules: [
+      { pattern: '^select now', flags: 'i', ttl: 'never' },
+      { pattern: 'FROM t$', flags: '', ttl: 50 },
+    ],
+    workers: 2,
   });
   tt.equal(argv.filter((a) => a.startsWith('--')).length, Object.keys(SETTINGS).length, 'the test sets every setting');
   tt.strictSame(configOf(['--listen=0.0.0.0:7000']).listen, { host: '0.0.0.0', port: 7000 }, '--name=value form');
@@ -176,6 +211,11 @@ t.test('integers: ranges and syntax', async (tt) => {
     ['startup-timeout', 'startupTimeoutMs', 1, 3_600_000],
     ['shutdown-grace', 'shutdownGraceMs', 0, 3_600_000],
     ['stats-interval', 'statsIntervalMs', 0, 86_400_000],
+    ['cache-max-bytes', 'cacheMaxBytes', 4096, 2 ** 40],
+    ['cache-max-entries', 'cacheMaxEntries', 1, 100_000_000],
+    ['cache-ttl', 'cacheTtlMs', 0, 86_400_000],
+    ['cache-max-entry-bytes', 'cacheMaxEntryBytes', 64, 1 << 30],
+    ['workers', 'workers', 0, 64],
   ];
   for (const [flag, field, min, max] of ranges) {
     tt.equal(configOf([`--${flag}`, String(min)])[field], min, `--${flag} ${min}`);
@@ -187,6 +227,39 @@ t.test('integers: ranges and syntax', async (tt) => {
   tt.equal(configOf(['--max-connections', ' 42 ']).maxConnections, 42, 'surrounding spaces tolerated');
   const err = configError(tt, () => configOf(['--max-connections', '0']), 'max-connections 0');
   tt.equal(err?.message, '--max-connections: 0 is out of range 1-100000');
+});
+
+t.test('switches: --cache alone, --cache true|false, --cache=false', async (tt) => {
+  tt.equal(configOf(['--cache']).cache, true, '--cache alone');
+  tt.equal(configOf(['--cache', '--singleflight']).singleflight, true, 'a switch followed by another flag');
+  tt.equal(configOf(['--cache', 'false']).cache, false, '--cache false');
+  tt.equal(configOf(['--cache=false']).cache, false, '--cache=false');
+  tt.equal(configOf(['--singleflight', 'true', '--workers', '1']).workers, 1, 'a consumed value does not eat the next flag');
+  rejects(tt, () => configOf(['--cache=yes']), '--cache', '--cache=yes');
+  const err = configError(tt, () => configOf(['--cache', 'yes']), '--cache yes');
+  tt.ok(err !== null && err.message.includes('yes'), `--cache yes: the stray value is named (${err?.message})`);
+});
+
+t.test('cache-rules: shape, flags, ttl and regular expressions are checked', async (tt) => {
+  const bad: [string, RegExp][] = [
+    ['{"pattern": "x", "ttl": 1}', /array/],
+    ['[{"pattern": "x"}]', /"ttl" must be/],
+    ['[{"pattern": "", "ttl": 1}]', /"pattern" must be/],
+    ['[{"pattern": "(", "ttl": 1}]', /bad regular expression/],
+    ['[{"pattern": "x", "ttl": -1}]', /"ttl" must be/],
+    ['[{"pattern": "x", "ttl": 1.5}]', /"ttl" must be/],
+    ['[{"pattern": "x", "ttl": "forever"}]', /"ttl" must be/],
+    ['[{"pattern": "x", "ttl": 1, "flags": "g"}]', /"flags"/],
+    ['[{"pattern": "x", "ttl": 1, "tll": 2}]', /unknown field "tll"/],
+    ['[42]', /rule 0: expected an object/],
+    ['not json', /JSON array/],
+  ];
+  for (const [raw, re] of bad) {
+    const err = configError(tt, () => configOf(['--cache-rules', raw]), raw);
+    tt.equal(err?.key, '--cache-rules', `${raw}: names --cache-rules`);
+    tt.match(err?.message ?? '', re, `${raw}: ${err?.message}`);
+  }
+  tt.strictSame(configOf(['--cache-rules', '[]']).cacheRules, [], 'empty list');
 });
 
 t.test('booleans and enums', async (tt) => {
@@ -232,6 +305,14 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
       'startup-timeout': 200,
       'shutdown-grace': 300,
       'stats-interval': 400,
+      cache: true,
+      singleflight: false,
+      'cache-max-bytes': 1048576,
+      'cache-max-entries': 10,
+      'cache-ttl': 250,
+      'cache-max-entry-bytes': 4096,
+      'cache-rules': [{ pattern: 'from sessions', ttl: 5000 }],
+      workers: 1,
     }),
   );
   const fromJson: Config = {
@@ -248,6 +329,14 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
     startupTimeoutMs: 200,
     shutdownGraceMs: 300,
     statsIntervalMs: 400,
+    cache: true,
+    singleflight: false,
+    cacheMaxBytes: 1048576,
+    cacheMaxEntries: 10,
+    cacheTtlMs: 250,
+    cacheMaxEntryBytes: 4096,
+    cacheRules: [{ pattern: 'from sessions', flags: 'i', ttl: 5000 }],
+    workers: 1,
   };
   tt.strictSame(fromFile(file), fromJson);
   tt.strictSame(configOf(['--config', file]), fromJson);
@@ -284,6 +373,9 @@ t.test('config file: bad keys and values name the key', async (tt) => {
     [{ listen: { host: 'a', port: 1 } }, 'listen'],
     [{ 'log-format': ['json'] }, 'log-format'],
     [{ log: '' }, 'log'],
+    [{ cache: 'yes' }, 'cache'],
+    [{ 'cache-rules': [{ pattern: '[', ttl: 1 }] }, 'cache-rules'],
+    [{ workers: 65 }, 'workers'],
   ];
   for (const [obj, key] of cases) {
     fs.writeFileSync(file, JSON.stringify(obj));
@@ -324,7 +416,11 @@ t.test('describe: public names, HOST:PORT strings, IPv6 bracketed', async (tt) =
 t.test('describe output fed back as a config file gives the same config', async (tt) => {
   const dir = tmpDir(tt);
   const file = path.join(dir, 'round.json');
-  for (const argv of [[], ['--listen', '[fe80::1%eth0]:1', '--upstream', 'db:2', '--log', '-', '--log-format', 'json', '--log-params', 'false', '--shutdown-grace', '0']]) {
+  for (const argv of [
+    [],
+    ['--listen', '[fe80::1%eth0]:1', '--upstream', 'db:2', '--log', '-', '--log-format', 'json', '--log-params', 'false', '--shutdown-grace', '0'],
+    ['--cache', '--workers', '3', '--cache-rules', '[{"pattern": "a[0-9]+", "ttl": "never"}, {"pattern": "b", "flags": "", "ttl": 9}]'],
+  ]) {
     const cfg = configOf(argv);
     fs.writeFileSync(file, JSON.stringify(describe(cfg)));
     tt.strictSame(fromFile(file), cfg, `round trip of ${argv.join(' ') || 'defaults'}`);
@@ -332,6 +428,12 @@ t.test('describe output fed back as a config file gives the same config', async 
 });
 
 // ---- checkEnvironment ----------------------------------------------------------------------------
+
+t.test('checkEnvironment: workers need the cache or singleflight', async (tt) => {
+  rejects(tt, () => checkEnvironment(configOf(['--workers', '2', '--log', 'none'])), 'workers', 'workers without cache');
+  tt.doesNotThrow(() => checkEnvironment(configOf(['--workers', '2', '--singleflight', '--log', 'none'])), 'with singleflight');
+  tt.doesNotThrow(() => checkEnvironment(configOf(['--workers', '2', '--cache', '--log', 'none'])), 'with cache');
+});
 
 t.test('checkEnvironment: the query log directory must exist and be writable', async (tt) => {
   const dir = tmpDir(tt);

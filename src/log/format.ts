@@ -29,7 +29,16 @@ export interface QueryRecord {
   /** The SQL text; null when a Bind/Execute names a statement or portal pgscribe never saw. */
   sql: string | null;
   params: BindParams | null;
+  /** How the cache answered the query this message belongs to (absent: not a cacheable read, or no cache). */
+  cache?: CacheOutcome;
+  /** Its part in a singleflight (absent: none). */
+  flight?: FlightRole;
 }
+
+/** hit: answered from the cache; miss: not in it, run upstream; bypass: too large to cache or share. */
+export type CacheOutcome = 'hit' | 'miss' | 'bypass';
+/** leader: ran it upstream for everyone waiting; waiter: answered with the leader's result. */
+export type FlightRole = 'leader' | 'waiter';
 
 export interface FormatOptions {
   /** Print Bind parameter values (false: only their count). */
@@ -160,6 +169,8 @@ export function textFormatter(opts: FormatOptions): LineFormatter {
     if (r.params !== null) {
       line += opts.params ? ' params=' + textParams(r.params, opts.paramMaxBytes) : ' params=' + r.params.values.length + ':hidden';
     }
+    if (r.cache !== undefined) line += ' cache=' + r.cache;
+    if (r.flight !== undefined) line += ' flight=' + r.flight;
     line += r.sql === null ? ' sql=?' : ' sql=' + escapeText(r.sql);
     return line + '\n';
   };
@@ -208,6 +219,8 @@ export function jsonFormatter(opts: FormatOptions): LineFormatter {
       if (opts.params) o['params'] = jsonParams(r.params, opts.paramMaxBytes);
       else o['paramCount'] = r.params.values.length;
     }
+    if (r.cache !== undefined) o['cache'] = r.cache;
+    if (r.flight !== undefined) o['flight'] = r.flight;
     o['sql'] = r.sql;
     // JSON.stringify escapes C0 controls and quotes; DEL, C1 and U+2028/9 are escaped here.
     return JSON.stringify(o).replace(JSON_UNSAFE, jsonEscape) + '\n';

@@ -73,6 +73,7 @@ export const SqlState = {
   AdminShutdown: '57P01',
   InvalidAuthorizationSpecification: '28000',
   FeatureNotSupported: '0A000',
+  QueryCanceled: '57014',
 } as const;
 export type SqlState = (typeof SqlState)[keyof typeof SqlState];
 

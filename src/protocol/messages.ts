@@ -178,6 +178,19 @@ export function decodeStartup(buf: Buffer, start: number, end: number): StartupP
   return { kind: 'startup', major, minor: code & 0xffff, params };
 }
 
+/**
+ * ParameterStatus ('S' from the server): a run-time parameter's name and current value.
+ * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (ParameterStatus)
+ */
+export function decodeParameterStatus(buf: Buffer, start: number, end: number): { name: string; value: string } {
+  const n1 = cstringEnd(buf, start + 5, end, 'ParameterStatus');
+  const n2 = cstringEnd(buf, n1 + 1, end, 'ParameterStatus');
+  return { name: buf.toString('utf8', start + 5, n1), value: buf.toString('utf8', n1 + 1, n2) };
+}
+
+/** ReadyForQuery ('Z') with status idle, as the cache replays it. */
+export const READY_IDLE = Buffer.from([0x5a, 0, 0, 0, 5, 0x49]);
+
 /** Field values of an ErrorResponse or NoticeResponse, by field code ('S', 'V', 'C', 'M', ...). */
 export function decodeFields(buf: Buffer, start: number, end: number): Map<string, string> {
   const fields = new Map<string, string>();

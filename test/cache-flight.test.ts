@@ -1,0 +1,186 @@
+// Singleflight against a real PostgreSQL: identical concurrent reads run once, every client gets
+// the leader's answer in its own protocol shape, and the leader's fate (killed, cancelled) is not
+// the waiters'.
+//
+// The reads are held back deterministically: a direct session holds an ACCESS EXCLUSIVE lock on
+// the table, so the leader's query blocks inside PostgreSQL (visible in pg_stat_activity) while
+// the other clients arrive and join its flight (visible as `flight=waiter` log lines). Releasing
+// the lock lets the leader finish.
+import t from 'tap';
+import { USERS } from './helpers/pg-cluster';
+import { clusterAndProxies } from './helpers/fixture';
+import type { Proxy } from './helpers/proxy';
+import {
+  WORKER_MODES, calls, column, extUnit, firstRow, linesWith, lockWaitersSql, proxyStats, value, waitLines, waitUntilCount,
+  wireBytes, workerArgs,
+} from './helpers/cache';
+import { RawClient, describeMessages, enc, errorsIn, type BackendMessage } from './helpers/wire';
+
+
+const { pg, fx } = clusterAndProxies(t);
+const CLIENTS = 50;
+const ROWS = 1000;
+const READ = 'SELECT count(*), sum(v) FROM sf_t';
+const EXPECTED_SUM = String((ROWS * (ROWS + 1)) / 2);
+
+t.before(async () => {
+  await pg().psql(`CREATE TABLE sf_t (id int PRIMARY KEY, v int); INSERT INTO sf_t SELECT g, g FROM generate_series(1, ${ROWS}) g; GRANT SELECT ON sf_t TO ${USERS.trust.user};`);
+});
+
+/** A direct session that holds an ACCESS EXCLUSIVE lock on sf_t until release(). */
+async function lockTable(): Promise<{ release(): Promise<void> }> {
+  const c = await RawClient.connect(pg().port);
+  await c.startup('postgres');
+  const r = await c.query('BEGIN; LOCK TABLE sf_t IN ACCESS EXCLUSIVE MODE');
+  if (errorsIn(r).length > 0) throw new Error(`lock failed: ${describeMessages(r)}`);
+  return {
+    async release() {
+      await c.query('COMMIT');
+      c.sock.destroy();
+    },
+  };
+}
+
+/** `n` sessions through the proxy, opened before the test starts so connecting takes no part in it. */
+async function sessions(p: Proxy, n: number): Promise<RawClient[]> {
+  return Promise.all(Array.from({ length: n }, () => fx.session(p.port)));
+}
+
+async function resetStatements(): Promise<void> {
+  await pg().psql('SELECT pg_stat_statements_reset()');
+}
+
+for (const workers of WORKER_MODES) {
+  const mode = `workers=${workers}`;
+
+  t.test(`${mode}: ${CLIENTS} simple-query clients, one execution, identical answers`, async (t) => {
+    const p = await fx.launch(['--singleflight', ...workerArgs(workers)]);
+    const cs = await sessions(p, CLIENTS);
+    await resetStatements();
+    const lock = await lockTable();
+    cs[0]!.write(enc.query(READ));
+    await waitUntilCount(pg(), lockWaitersSql(READ), 1);
+    for (const c of cs.slice(1)) c.write(enc.query(READ));
+    await waitLines(p, 'flight=waiter', CLIENTS - 1);
+    await waitUntilCount(pg(), lockWaitersSql(READ), 1); // still only the leader reached PostgreSQL
+    await lock.release();
+    const answers = await Promise.all(cs.map((c) => c.readZ(1)));
+    const first = wireBytes(answers[0]!);
+    t.strictSame(firstRow(answers[0]!), [String(ROWS), EXPECTED_SUM], 'the leader counts and sums every row');
+    t.match(describeMessages(answers[0]!), /^T D C Z$/, 'T D C Z');
+    for (const [i, a] of answers.entries()) t.ok(wireBytes(a).equals(first), `client ${i} got the same bytes`);
+    t.equal(await calls(pg(), READ), 1, 'pg_stat_statements: PostgreSQL executed it once');
+    t.equal(linesWith(p, 'flight=leader').length, 1, 'one flight=leader line');
+    t.equal(linesWith(p, 'flight=waiter').length, CLIENTS - 1, `${CLIENTS - 1} flight=waiter lines`);
+    const s = await proxyStats(p);
+    t.equal(s['cache_waiters'], CLIENTS - 1, 'waiters counter');
+    t.equal(s['cache_leaders'], 1, 'leaders counter');
+    t.equal(s['cache_hits'], 0, 'nothing served from a cache (singleflight only)');
+    // The sessions carry on normally afterwards.
+    for (const c of cs.slice(0, 3)) t.equal(value(await c.query('SELECT 41 + 1')), '42', 'session usable after the flight');
+  });
+
+  t.test(`${mode}: ${CLIENTS} extended-protocol clients, each answered in its own shape`, async (t) => {
+    const p = await fx.launch(['--singleflight', ...workerArgs(workers)]);
+    const cs = await sessions(p, CLIENTS);
+    // Odd clients use a named prepared statement (Bind without Parse, like pgbench -M prepared),
+    // even ones Parse the unnamed statement each time (like -M extended).
+    for (const [i, c] of cs.entries()) {
+      if (i % 2 === 0) continue;
+      c.write(Buffer.concat([enc.parse('s1', `${READ} WHERE id <= $1`), enc.sync()]));
+      const r = await c.readZ(1);
+      t.equal(describeMessages(r), '1 Z', `client ${i}: statement prepared`);
+    }
+    await resetStatements();
+    const lock = await lockTable();
+    const unit = (i: number) =>
+      i % 2 === 0 ? extUnit({ sql: `${READ} WHERE id <= $1`, params: ['500'] }) : extUnit({ sql: null, statement: 's1', params: ['500'] });
+    cs[0]!.write(unit(0));
+    await waitUntilCount(pg(), lockWaitersSql(READ), 1);
+    for (const [i, c] of cs.entries()) if (i > 0) c.write(unit(i));
+    await waitLines(p, 'flight=waiter', 3 * (CLIENTS - 1) - Math.floor(CLIENTS / 2)); // P+B+E lines or B+E lines
+    await lock.release();
+    const answers = await Promise.all(cs.map((c) => c.readZ(1)));
+    for (const [i, a] of answers.entries()) {
+      t.equal(describeMessages(a), i % 2 === 0 ? '1 2 T D C Z' : '2 T D C Z', `client ${i}: its own shape`);
+      t.strictSame(column(a), ['500'], `client ${i}: the right count`);
+    }
+    const tail = (a: BackendMessage[]) => wireBytes(a.filter((m) => m.type !== '1'));
+    for (const [i, a] of answers.entries()) t.ok(tail(a).equals(tail(answers[0]!)), `client ${i}: same bytes after ParseComplete`);
+    t.equal(await calls(pg(), `${READ} WHERE id <= $1`), 1, 'pg_stat_statements: executed once');
+  });
+
+  t.test(`${mode}: killing the leader's client mid-flight, every waiter still gets a correct answer`, async (t) => {
+    const p = await fx.launch(['--singleflight', ...workerArgs(workers)]);
+    const cs = await sessions(p, 20);
+    const lock = await lockTable();
+    cs[0]!.write(enc.query(READ));
+    await waitUntilCount(pg(), lockWaitersSql(READ), 1);
+    for (const c of cs.slice(1)) c.write(enc.query(READ));
+    await waitLines(p, 'flight=waiter', cs.length - 1);
+    cs[0]!.sock.destroy();
+    // The first waiter becomes the new leader: its query reaches PostgreSQL too.
+    await waitUntilCount(pg(), lockWaitersSql(READ), 2);
+    await lock.release();
+    const answers = await Promise.all(cs.slice(1).map((c) => c.readZ(1)));
+    for (const [i, a] of answers.entries()) {
+      t.strictSame(errorsIn(a), [], `waiter ${i + 1}: no error`);
+      t.strictSame(column(a), [String(ROWS)], `waiter ${i + 1}: correct count`);
+    }
+    t.equal((await proxyStats(p))['clients'], cs.length - 1, 'the proxy dropped only the killed client');
+  });
+
+  t.test(`${mode}: a cancelled waiter gets 57014 and its session carries on; the flight goes on`, async (t) => {
+    const p = await fx.launch(['--singleflight', ...workerArgs(workers)]);
+    const leader = await fx.session(p.port);
+    const waiter = await fx.sessionWithKey(p.port);
+    const lock = await lockTable();
+    leader.write(enc.query(READ));
+    await waitUntilCount(pg(), lockWaitersSql(READ), 1);
+    waiter.c.write(enc.query(READ));
+    await waitLines(p, 'flight=waiter', 1);
+    const cancel = await RawClient.connect(p.port);
+    cancel.write(enc.cancel(waiter.pid, waiter.secret));
+    const r = await waiter.c.readZ(1);
+    t.strictSame(r.map((m) => m.type), ['E', 'Z'], 'an ErrorResponse, then ReadyForQuery');
+    t.equal(errorsIn(r)[0]?.['C'], '57014', 'query_canceled');
+    t.equal(errorsIn(r)[0]?.['S'], 'ERROR', 'severity ERROR, the session lives');
+    t.equal(r[r.length - 1]!.body.toString(), 'I', 'then ReadyForQuery idle');
+    t.equal(value(await waiter.c.query('SELECT 7')), '7', 'the cancelled session works');
+    await lock.release();
+    t.strictSame(column(await leader.readZ(1)), [String(ROWS)], 'the leader still gets its answer');
+  });
+
+  t.test(`${mode}: a division by zero is shared with the waiters; errors of the leader's session are not`, async (t) => {
+    const p = await fx.launch(['--singleflight', ...workerArgs(workers)]);
+    const cs = await sessions(p, 5);
+    const bad = 'SELECT count(*) / 0 FROM sf_t';
+    await resetStatements();
+    const lock = await lockTable();
+    cs[0]!.write(enc.query(bad));
+    await waitUntilCount(pg(), lockWaitersSql(bad), 1);
+    for (const c of cs.slice(1)) c.write(enc.query(bad));
+    await waitLines(p, 'flight=waiter', cs.length - 1);
+    await lock.release();
+    for (const c of cs) t.equal(errorsIn(await c.readZ(1))[0]?.['C'], '22012', 'division_by_zero');
+    t.equal(linesWith(p, 'flight=leader').length, 1, 'one leader: the error was shared, not re-run');
+  });
+
+  t.test(`${mode}: a leader cancelled by the server (57014) does not pass its error on`, async (t) => {
+    const p = await fx.launch(['--singleflight', ...workerArgs(workers)]);
+    const [leader, waiter] = await sessions(p, 2);
+    const lock = await lockTable();
+    leader!.write(enc.query(READ));
+    await waitUntilCount(pg(), lockWaitersSql(READ), 1);
+    waiter!.write(enc.query(READ));
+    await waitLines(p, 'flight=waiter', 1);
+    const pid = await pg().psql(`SELECT pid FROM pg_stat_activity WHERE query = '${READ}' AND wait_event_type = 'Lock'`);
+    await pg().psql(`SELECT pg_cancel_backend(${pid})`);
+    t.equal(errorsIn(await leader!.readZ(1))[0]?.['C'], '57014', 'the leader was cancelled');
+    await waitUntilCount(pg(), lockWaitersSql(READ), 1); // the waiter now runs it itself
+    await lock.release();
+    const r = await waiter!.readZ(1);
+    t.strictSame(errorsIn(r), [], 'the waiter did not inherit the cancel');
+    t.strictSame(firstRow(r), [String(ROWS), EXPECTED_SUM], 'the waiter got the rows');
+  });
+}

@@ -1,0 +1,152 @@
+// Helpers for the cache and singleflight tests: extended-protocol request units, raw message
+// bytes, the proxy's counters, PostgreSQL's own statement counts, and the cache modes to run in.
+
+import type { PgCluster } from './pg-cluster';
+import type { Proxy } from './proxy';
+import { enc, type BackendMessage, type RawClient } from './wire';
+
+/**
+ * The cache layer runs in the event loop thread (workers 0) or sharded over worker threads; every
+ * cache test runs in both. PGSCRIBE_TEST_WORKERS=0 (or "2") narrows it when debugging.
+ */
+export const WORKER_MODES: number[] = (process.env.PGSCRIBE_TEST_WORKERS ?? '0').split(',').map(Number);
+
+export function workerArgs(workers: number): string[] {
+  return workers === 0 ? [] : ['--workers', String(workers)];
+}
+
+export interface UnitOptions {
+  /** Parse this SQL into the unnamed statement first (null: no Parse, Bind `statement`). */
+  sql: string | null;
+  params?: (string | Buffer | null)[];
+  paramFormats?: number[];
+  resultFormats?: number[];
+  /** Statement to bind when sql is null ('' = the unnamed one). */
+  statement?: string;
+  /** Describe the portal (default true). */
+  describe?: boolean;
+}
+
+/** `[P] B [D] E S` as one buffer, the shape libpq's PQexecParams/PQexecPrepared send. */
+export function extUnit(o: UnitOptions): Buffer {
+  const parts: Buffer[] = [];
+  if (o.sql !== null) parts.push(enc.parse('', o.sql));
+  parts.push(enc.bind('', o.sql !== null ? '' : (o.statement ?? ''), o.params ?? [], o.paramFormats ?? [], o.resultFormats ?? []));
+  if (o.describe !== false) parts.push(enc.describe('P', ''));
+  parts.push(enc.execute(''), enc.sync());
+  return Buffer.concat(parts);
+}
+
+/** Send a unit and read its answer through ReadyForQuery. */
+export async function runUnit(c: RawClient, o: UnitOptions, timeoutMs = 10000): Promise<BackendMessage[]> {
+  c.write(extUnit(o));
+  return c.readZ(1, timeoutMs);
+}
+
+/** The messages as the wire carried them: type, length, body. */
+export function wireBytes(msgs: BackendMessage[]): Buffer {
+  return Buffer.concat(
+    msgs.map((m) => {
+      const h = Buffer.alloc(5);
+      h.write(m.type, 0, 'latin1');
+      h.writeUInt32BE(m.body.length + 4, 1);
+      return Buffer.concat([h, m.body]);
+    }),
+  );
+}
+
+/** Values of the first column of every DataRow, as text (null for NULL). */
+export function column(msgs: BackendMessage[]): (string | null)[] {
+  return msgs
+    .filter((m) => m.type === 'D')
+    .map((d) => {
+      const len = d.body.readInt32BE(2);
+      return len < 0 ? null : d.body.toString('utf8', 6, 6 + len);
+    });
+}
+
+/** Every column of the first row, as text. */
+export function firstRow(msgs: BackendMessage[]): (string | null)[] {
+  const d = msgs.find((m) => m.type === 'D');
+  if (d === undefined) return [];
+  const out: (string | null)[] = [];
+  let off = 2;
+  for (let i = 0; i < d.body.readInt16BE(0); i++) {
+    const len = d.body.readInt32BE(off);
+    off += 4;
+    out.push(len < 0 ? null : d.body.toString('utf8', off, off + len));
+    if (len > 0) off += len;
+  }
+  return out;
+}
+
+/** The first column of the first row. */
+export function value(msgs: BackendMessage[]): string | null {
+  return column(msgs)[0] ?? null;
+}
+
+/** Ask the proxy for a stats line (SIGUSR2) and parse its numbers. */
+export async function proxyStats(p: Proxy): Promise<Record<string, number>> {
+  const before = (p.stderr().match(/ INFO stats /g) ?? []).length;
+  p.proc.kill('SIGUSR2');
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const lines = p.stderr().split('\n').filter((l) => l.includes(' INFO stats '));
+    if (lines.length > before) {
+      const out: Record<string, number> = {};
+      for (const m of lines[lines.length - 1]!.matchAll(/ (\w+)=(\d+)/g)) out[m[1]!] = Number(m[2]);
+      return out;
+    }
+    if (Date.now() > deadline) throw new Error(`no stats line after SIGUSR2: ${p.stderr()}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Wait until the proxy's counter `name` reaches at least n. */
+export async function waitCounter(p: Proxy, name: string, n: number, timeoutMs = 10000): Promise<Record<string, number>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const s = await proxyStats(p);
+    if ((s[name] ?? 0) >= n) return s;
+    if (Date.now() > deadline) throw new Error(`counter ${name} stayed at ${s[name]} (< ${n})`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** How many times PostgreSQL executed statements whose text is exactly `query` (pg_stat_statements). */
+export async function calls(pg: PgCluster, query: string): Promise<number> {
+  const q = query.replace(/'/g, "''");
+  return Number(await pg.psql(`SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE query = '${q}'`));
+}
+
+/** Until `sql` (a count query run directly on the cluster) returns n. */
+export async function waitUntilCount(pg: PgCluster, sql: string, n: number, timeoutMs = 10000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const got = Number(await pg.psql(sql));
+    if (got === n) return;
+    if (Date.now() > deadline) throw new Error(`${sql}: ${got}, expected ${n}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Sessions of the cluster blocked on a lock while running a statement that starts with `prefix`. */
+export function lockWaitersSql(prefix: string): string {
+  return `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '${prefix.replace(/'/g, "''")}%'`;
+}
+
+/** Log lines of the proxy that carry `field` (e.g. 'flight=waiter'). */
+export function linesWith(p: Proxy, field: string): string[] {
+  return p.logLines().filter((l) => l.includes(` ${field} `));
+}
+
+/** Wait until the query log holds at least n lines carrying `field`. */
+export async function waitLines(p: Proxy, field: string, n: number, timeoutMs = 10000): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const l = linesWith(p, field);
+    if (l.length >= n) return l;
+    if (Date.now() > deadline) throw new Error(`${l.length} log lines with ${field}, expected ${n}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
