@@ -1,23 +1,46 @@
 /**
  * `make bench`: pgbench workloads through pgscribe vs directly vs a bare Node relay vs PgBouncer
- * (session mode, when installed), interleaved in one run on one machine, reported as ratios.
+ * (session mode) vs Pgpool-II with its in-memory query cache (when installed), interleaved in
+ * one run on one machine, reported as ratios.
  *
  * It starts its own throwaway PostgreSQL (like the tests), initialises pgbench data, starts every
  * target once, then for each repeat, each workload, each target runs pgbench for DURATION
  * seconds. For each cell: tps, mean and p99 latency (p99 from pgbench's per-transaction log),
- * and the proxy's CPU time per transaction (utime+stime from /proc/PID/stat before and after).
- * Repeats report the median. Output: a markdown table on stdout and JSON under logs/.
+ * and the proxy's CPU time per transaction (utime+stime of the proxy's whole process tree, from
+ * /proc before and after: see bench/lib/proc-tree.ts). Repeats report the median. Output: a
+ * markdown table on stdout and JSON under logs/.
+ *
+ * Workloads:
+ *   select-simple     pgbench -S -M simple
+ *   select-prepared   pgbench -S -M prepared
+ *   tpcb              pgbench default TPC-B-like script, -M simple
+ *   hotset            SELECT abalance FROM pgbench_accounts WHERE aid = :aid, aid in 1..1000, -M simple
+ *   hotset-extended   the same script with -M extended (Parse/Bind/Execute, unnamed statement)
+ * Targets:
+ *   direct            PostgreSQL itself
+ *   pgscribe-log      pgscribe (dist/main.js) with the file log on (rotated between runs)
+ *   pgscribe-nolog    pgscribe with --log none
+ *   node-relay        bench/relay.ts: net sockets piped both ways, the floor for a Node proxy
+ *   pgbouncer         PgBouncer in session mode (skipped when not installed)
+ *   pgscribe-cache    pgscribe-log plus --cache --singleflight (the result cache)
+ *   pgscribe-cache-w2 pgscribe-cache plus --workers 2
+ *   pgpool-cache      Pgpool-II (raw mode, one backend) with its shmem in-memory query cache on
+ *                     (skipped when not installed or it does not start); its settings and why
+ *                     are in startPgpool()
+ * A pgscribe-cache* target that does not start (e.g. a pgscribe without those flags exits with
+ * "invalid setting") is reported on stderr and skipped, like an uninstalled PgBouncer; the
+ * other targets still run. Skipped targets have no rows and leave their ratio columns empty.
  *
  * Knobs (environment): DURATION (s, default 10), CLIENTS (32), THREADS (pgbench -j, 2),
- * REPEATS (3), SCALE (pgbench scale, 10), WORKLOADS (comma list of select-simple,
- * select-prepared, tpcb, hotset), TARGETS (comma list of direct, pgscribe-log, pgscribe-nolog,
- * node-relay, pgbouncer).
+ * REPEATS (3), SCALE (pgbench scale, 10), WORKLOADS (comma list of the workloads above, default
+ * all), TARGETS (comma list of the targets above, default all).
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { PG_BIN, freePort, run, startCluster, type PgCluster } from '../test/helpers/pg-cluster';
+import { treeCpuTicks } from './lib/proc-tree';
 
 const ROOT = findRoot();
 const env = process.env;
@@ -26,8 +49,17 @@ const CLIENTS = Number(env['CLIENTS'] ?? 32);
 const THREADS = Number(env['THREADS'] ?? 2);
 const REPEATS = Number(env['REPEATS'] ?? 3);
 const SCALE = Number(env['SCALE'] ?? 10);
-const ALL_WORKLOADS = ['select-simple', 'select-prepared', 'tpcb', 'hotset'] as const;
-const ALL_TARGETS = ['direct', 'pgscribe-log', 'pgscribe-nolog', 'node-relay', 'pgbouncer'] as const;
+const ALL_WORKLOADS = ['select-simple', 'select-prepared', 'tpcb', 'hotset', 'hotset-extended'] as const;
+const ALL_TARGETS = [
+  'direct',
+  'pgscribe-log',
+  'pgscribe-nolog',
+  'node-relay',
+  'pgbouncer',
+  'pgscribe-cache',
+  'pgscribe-cache-w2',
+  'pgpool-cache',
+] as const;
 type Workload = (typeof ALL_WORKLOADS)[number];
 type TargetName = (typeof ALL_TARGETS)[number];
 const WORKLOADS = pickList(env['WORKLOADS'], ALL_WORKLOADS);
@@ -53,11 +85,22 @@ function pickList<T extends string>(raw: string | undefined, all: readonly T[]):
 interface Target {
   name: TargetName;
   port: number;
-  /** Process whose CPU time is charged to this target (none for direct). */
+  /** Root of the process tree whose CPU time is charged to this target (none for direct). */
   pid: number | null;
   proc: ChildProcess | null;
   /** Called between runs (pgscribe-log: rotate the log away so the disk does not fill). */
   betweenRuns?: () => Promise<void>;
+  /** Graceful stop at cleanup (default: SIGKILL the process). */
+  stop?: () => Promise<void>;
+  /** Cumulative query-cache counters, read before and after each run (pgpool-cache). */
+  cacheCounters?: () => Promise<CacheCounters | null>;
+}
+
+interface CacheCounters {
+  /** SELECTs answered from the cache. */
+  hits: number;
+  /** SELECTs that went to PostgreSQL (cache misses). */
+  misses: number;
 }
 
 interface Cell {
@@ -70,6 +113,8 @@ interface Cell {
   latencyMeanMs: number;
   latencyP99Ms: number;
   cpuUsPerTxn: number | null;
+  /** pgpool-cache only: the cache's hits / (hits + misses) during this run. */
+  cacheHitRatio: number | null;
 }
 
 const CLK_TCK = Number(runSync('getconf', ['CLK_TCK']) || 100);
@@ -80,14 +125,6 @@ function runSync(cmd: string, args: string[]): string {
   } catch {
     return '';
   }
-}
-
-/** utime + stime of a process, in clock ticks. */
-function cpuTicks(pid: number): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // fields[0] is field 3 (state); utime is field 14, stime field 15.
-  return Number(fields[11]) + Number(fields[12]);
 }
 
 function waitForLine(proc: ChildProcess, stream: 'stdout' | 'stderr', re: RegExp, timeoutMs = 15000): Promise<RegExpExecArray> {
@@ -106,12 +143,25 @@ function waitForLine(proc: ChildProcess, stream: 'stdout' | 'stderr', re: RegExp
       }
     };
     s.on('data', onData);
-    proc.once('exit', (code) => reject(new Error(`exited with ${code} before ${re}: ${buf}`)));
+    // 'close', not 'exit': by then the stream has ended, so buf holds everything the process said.
+    proc.once('close', (code) => reject(new Error(`exited with ${code} before ${re}: ${buf.trim()}`)));
   });
 }
 
-async function startPgscribe(name: TargetName, pgPort: number, dir: string): Promise<Target> {
-  const logPath = path.join(dir, 'queries.log');
+type PgscribeTarget = 'pgscribe-log' | 'pgscribe-nolog' | 'pgscribe-cache' | 'pgscribe-cache-w2';
+
+/** Extra pgscribe flags of each pgscribe target; all but pgscribe-nolog keep the file log on. */
+const PGSCRIBE_FLAGS: Record<PgscribeTarget, string[]> = {
+  'pgscribe-log': [],
+  'pgscribe-nolog': [],
+  'pgscribe-cache': ['--cache', '--singleflight'],
+  'pgscribe-cache-w2': ['--cache', '--singleflight', '--workers', '2'],
+};
+
+async function startPgscribe(name: PgscribeTarget, pgPort: number, dir: string): Promise<Target> {
+  const logOn = name !== 'pgscribe-nolog';
+  // One log file per target: several pgscribe targets with the log on run side by side.
+  const logPath = path.join(dir, `queries-${name}.log`);
   const args = [
     path.join(ROOT, 'dist/main.js'),
     '--listen',
@@ -121,12 +171,19 @@ async function startPgscribe(name: TargetName, pgPort: number, dir: string): Pro
     '--max-connections',
     '1000',
     '--log',
-    name === 'pgscribe-log' ? logPath : 'none',
+    logOn ? logPath : 'none',
+    ...PGSCRIBE_FLAGS[name],
   ];
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  const m = await waitForLine(proc, 'stderr', /listening listen=\S+:(\d+)/);
+  let m: RegExpExecArray;
+  try {
+    m = await waitForLine(proc, 'stderr', /listening listen=\S+:(\d+)/);
+  } catch (err) {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+    throw err;
+  }
   const t: Target = { name, port: Number(m[1]), pid: proc.pid!, proc };
-  if (name === 'pgscribe-log') {
+  if (logOn) {
     t.betweenRuns = async () => {
       // Rotate: the next run starts on a fresh file, the old one is deleted.
       fs.rmSync(logPath, { force: true });
@@ -200,6 +257,240 @@ async function startPgbouncer(pgPort: number, dir: string): Promise<Target | nul
   return null;
 }
 
+function findPgpool(): string | null {
+  for (const p of ['/usr/sbin/pgpool', '/usr/bin/pgpool', '/usr/local/bin/pgpool']) if (fs.existsSync(p)) return p;
+  return runSync('sh', ['-c', 'command -v pgpool']) || null;
+}
+
+/** "pgpool-II version 4.3.5 (tamahomeboshi)"; pgpool prints it on stderr. */
+function pgpoolVersion(): string {
+  const bin = findPgpool();
+  if (bin === null) return 'not installed';
+  const r = spawnSync(bin, ['--version'], { encoding: 'utf8' });
+  return `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n')[0] || 'pgpool-II ?';
+}
+
+/** Single-quoted pgpool.conf value. */
+const pq = (v: string) => `'${v.replace(/'/g, "''")}'`;
+
+/**
+ * Pgpool-II 4.3 in front of the bench's PostgreSQL, with its in-memory query cache: the
+ * established "result cache in a proxy" to compare pgscribe's cache with. Everything it writes
+ * (config, pid file, sockets, log, pool_passwd, the cache's oid map) stays in <dir>/pgpool.
+ *
+ * Settings, and why:
+ * - backend_clustering_mode 'raw', one backend, load_balance_mode off: a plain proxy in front of
+ *   one server, like the other targets; no replication-mode bookkeeping.
+ * - num_init_children CLIENTS + 8, max_pool 1: pgpool serves one client per child process, so it
+ *   needs a child per pgbench client, plus spare ones for the readiness probe and the
+ *   SHOW pool_cache reads between runs (reserved_connections 0: no refusals); max_pool 1 because
+ *   every client uses the same user and database, so one cached backend connection per child is
+ *   all that is ever reused.
+ * - child_life_time 0, child_max_connections 0, connection_life_time 0, client_idle_limit 0: no
+ *   child or backend connection is recycled during the bench, so no process exits between the
+ *   CPU samples (see bench/lib/proc-tree.ts) and no run pays for reconnecting.
+ * - health_check_period 0, sr_check_period 0, use_watchdog off, failover_on_backend_error off,
+ *   backend_flag0 DISALLOW_TO_FAILOVER: no background work and no failover on a bench machine
+ *   with one server.
+ * - memory_cache_enabled on, memqcache_method 'shmem': the cache in pgpool's shared memory (no
+ *   memcached). memqcache_total_size 256MB with the default 1MB blocks, 400kB max result and
+ *   1,000,000 hash entries: an entry for one pgbench_accounts row takes about 130 bytes, so even
+ *   every row of the default SCALE=10 (1,000,000 rows, the key space of select-*) fits, and
+ *   nothing is evicted for lack of room. (The hot sets are 1,000 rows; select-* and tpcb,
+ *   uniform over all rows or writing, measure the cache's miss and invalidation paths.)
+ * - memqcache_expire 0 (entries never expire; pgpool's default) with
+ *   memqcache_auto_cache_invalidation on (also the default): entries are dropped when a write
+ *   through pgpool touches their table (tpcb's UPDATEs of pgbench_accounts), which is the
+ *   invalidation a correct result cache must do anyway; a TTL would add misses that measure the
+ *   TTL, not the cache. Caveat: writes that bypass pgpool (the tpcb runs of the other targets)
+ *   do not invalidate, so pgpool may answer hotset with stale balances; the bench checks
+ *   throughput, not answers, so that does not change the numbers.
+ * - trust everywhere (pool_hba.conf: local and 127.0.0.1), an empty pool_passwd: the cluster is
+ *   trust too, as for the other targets.
+ * - log_min_messages warning, no statement/connection logging: pgpool's log is not what is
+ *   measured (pgscribe's query log is, in pgscribe-cache).
+ * What to expect (pgpool 4.3.5, observed while writing this): with the simple protocol a hit
+ * answers the Query from shared memory without touching PostgreSQL. With the extended protocol
+ * (hotset-extended, select-prepared) pgpool still forwards Parse/Bind/Describe to PostgreSQL and
+ * waits for them, and answers only the Execute from the cache (PostgreSQL logs no execute, but
+ * pg_stat_statements counts one 0-row call per transaction: the portal made at Bind), so a hit
+ * there saves little, and pgpool counts two hits per such transaction in SHOW pool_cache.
+ * The per-run hit ratio the bench prints for pgpool-cache is pgpool's own figure
+ * (num_cache_hits / (num_cache_hits + num_selects)), with that caveat.
+ *
+ * It runs in the foreground (-n), as the postgres OS user when we are root, in its own process
+ * group; stop() asks for a fast shutdown (SIGINT, which also removes its SysV shared memory and
+ * semaphores) and SIGKILLs the whole group if it is not gone in 10 s.
+ */
+async function startPgpool(pgPort: number, dir: string): Promise<Target | null> {
+  const bin = findPgpool();
+  if (bin === null) return null;
+  const port = await freePort();
+  const pdir = path.join(dir, 'pgpool');
+  fs.mkdirSync(pdir);
+  fs.mkdirSync(path.join(pdir, 'oiddir'));
+  const conf = path.join(pdir, 'pgpool.conf');
+  const hba = path.join(pdir, 'pool_hba.conf');
+  const pcp = path.join(pdir, 'pcp.conf');
+  const logFile = path.join(pdir, 'pgpool.log');
+  fs.writeFileSync(path.join(pdir, 'pool_passwd'), '');
+  fs.writeFileSync(pcp, '# no pcp users: pcp is not used by the bench\n');
+  fs.writeFileSync(hba, ['local all all trust', 'host all all 127.0.0.1/32 trust', ''].join('\n'));
+  const settings: Record<string, string | number> = {
+    backend_clustering_mode: pq('raw'),
+    listen_addresses: pq('127.0.0.1'),
+    port,
+    socket_dir: pq(pdir),
+    reserved_connections: 0,
+    pcp_listen_addresses: pq(''),
+    pcp_port: await freePort(),
+    pcp_socket_dir: pq(pdir),
+    backend_hostname0: pq('127.0.0.1'),
+    backend_port0: pgPort,
+    backend_weight0: 1,
+    backend_flag0: pq('DISALLOW_TO_FAILOVER'),
+    enable_pool_hba: 'on',
+    pool_passwd: pq(path.join(pdir, 'pool_passwd')),
+    ssl: 'off',
+    num_init_children: CLIENTS + 8,
+    max_pool: 1,
+    child_life_time: 0,
+    child_max_connections: 0,
+    connection_life_time: 0,
+    client_idle_limit: 0,
+    connection_cache: 'on',
+    log_destination: pq('stderr'),
+    logging_collector: 'off',
+    log_min_messages: 'warning',
+    log_connections: 'off',
+    log_statement: 'off',
+    log_per_node_statement: 'off',
+    pid_file_name: pq(path.join(pdir, 'pgpool.pid')),
+    logdir: pq(pdir),
+    load_balance_mode: 'off',
+    health_check_period: 0,
+    sr_check_period: 0,
+    failover_on_backend_error: 'off',
+    use_watchdog: 'off',
+    memory_cache_enabled: 'on',
+    memqcache_method: pq('shmem'),
+    memqcache_total_size: pq('256MB'),
+    memqcache_max_num_cache: 1000000,
+    memqcache_expire: 0,
+    memqcache_auto_cache_invalidation: 'on',
+    memqcache_maxcache: pq('400kB'),
+    memqcache_cache_block_size: pq('1MB'),
+    memqcache_oiddir: pq(path.join(pdir, 'oiddir')),
+  };
+  fs.writeFileSync(conf, Object.entries(settings).map(([k, v]) => `${k} = ${v}\n`).join(''));
+  let ids: { uid?: number; gid?: number } = {};
+  if (process.getuid?.() === 0) {
+    // Like PgBouncer: run it as the postgres user, not as root.
+    ids = { uid: Number(runSync('id', ['-u', 'postgres'])), gid: Number(runSync('id', ['-g', 'postgres'])) };
+    fs.chmodSync(dir, 0o755);
+    runSync('chown', ['-R', 'postgres:postgres', pdir]);
+  }
+  const logFd = fs.openSync(logFile, 'a');
+  const proc = spawn(bin, ['-n', '-f', conf, '-a', hba, '-F', pcp], {
+    stdio: ['ignore', logFd, logFd],
+    detached: true, // its own process group: stop() can kill pgpool and every child it forked
+    ...ids,
+  });
+  fs.closeSync(logFd);
+  proc.on('error', () => {}); // reported below as "did not start"
+  const pid = proc.pid;
+  const gone = new Promise<void>((r) => proc.once('exit', () => r()));
+  const alive = () => proc.exitCode === null && proc.signalCode === null;
+  const killGroup = () => {
+    if (pid === undefined) return;
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  };
+  // Last resorts, should the bench die without running its cleanup: an exit hook, and a detached
+  // shell that stops pgpool once this process is gone (SIGTERM, SIGKILL).
+  const exitHook = () => {
+    if (alive()) killGroup();
+  };
+  process.on('exit', exitHook);
+  const watchdog =
+    pid === undefined
+      ? undefined
+      : spawn(
+          '/bin/sh',
+          [
+            '-c',
+            'while kill -0 "$BENCH" 2>/dev/null; do sleep 0.5; done; kill -INT "$PGPOOL" 2>/dev/null; ' +
+              'i=0; while kill -0 "$PGPOOL" 2>/dev/null && [ $i -lt 20 ]; do sleep 0.5; i=$((i+1)); done; kill -KILL -"$PGPOOL" 2>/dev/null',
+          ],
+          { detached: true, stdio: 'ignore', env: { PATH: env['PATH'] ?? '/usr/bin:/bin', BENCH: String(process.pid), PGPOOL: String(pid) } },
+        );
+  watchdog?.on('error', () => {});
+  watchdog?.unref();
+  const stop = async () => {
+    if (watchdog?.pid !== undefined) {
+      try {
+        process.kill(-watchdog.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    if (alive() && pid !== undefined) {
+      try {
+        process.kill(pid, 'SIGINT'); // fast shutdown
+      } catch {
+        // already gone
+      }
+      await Promise.race([gone, new Promise((r) => setTimeout(r, 10_000))]);
+    }
+    // Children that outlived the parent (or a parent that ignored SIGINT): kill the whole group.
+    killGroup();
+    process.off('exit', exitHook);
+  };
+  const psql = (sql: string, extra: string[] = []) =>
+    run('psql', ['-X', '-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-d', 'postgres', ...extra, '-c', sql], { timeoutMs: 5000 });
+  for (let i = 0; i < 150 && pid !== undefined; i++) {
+    const r = await psql('select 1', ['-At']);
+    if (r.code === 0) {
+      return {
+        name: 'pgpool-cache',
+        port,
+        pid,
+        proc,
+        stop,
+        cacheCounters: async () => {
+          // SHOW pool_cache: num_cache_hits (answered from the cache) and num_selects (cacheable
+          // SELECTs that went to PostgreSQL), both counted since pgpool started. Its own
+          // cache_hit_ratio column is hits / (hits + selects), rounded to 2 digits.
+          const s = await psql('SHOW pool_cache', ['-A', '-F', '\t']);
+          if (s.code !== 0) return null;
+          const [head, row] = s.stdout.split('\n');
+          if (head === undefined || row === undefined) return null;
+          const cols = head.split('\t');
+          const vals = row.split('\t');
+          const get = (k: string) => Number(vals[cols.indexOf(k)]);
+          const hits = get('num_cache_hits');
+          const misses = get('num_selects');
+          return Number.isFinite(hits) && Number.isFinite(misses) ? { hits, misses } : null;
+        },
+      };
+    }
+    if (!alive()) break;
+    await new Promise((r2) => setTimeout(r2, 100));
+  }
+  let log = '';
+  try {
+    log = fs.readFileSync(logFile, 'utf8').trim().split('\n').slice(-5).join('\n');
+  } catch {
+    // no log
+  }
+  process.stderr.write(`pgpool did not start; skipping pgpool-cache (${logFile}; last lines:\n${log})\n`);
+  await stop();
+  return null;
+}
+
 
 function workloadArgs(w: Workload, dir: string): string[] {
   switch (w) {
@@ -209,13 +500,14 @@ function workloadArgs(w: Workload, dir: string): string[] {
       return ['-S', '-M', 'prepared'];
     case 'tpcb':
       return ['-M', 'simple'];
-    case 'hotset': {
+    case 'hotset':
+    case 'hotset-extended': {
       const f = path.join(dir, 'hotset.sql');
       if (!fs.existsSync(f)) {
         fs.writeFileSync(f, '\\set aid random(1, 1000)\nSELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n');
         fs.chmodSync(f, 0o644);
       }
-      return ['-f', f, '-M', 'simple'];
+      return ['-f', f, '-M', w === 'hotset' ? 'simple' : 'extended'];
     }
   }
 }
@@ -271,9 +563,12 @@ async function runCell(w: Workload, t: Target, repeat: number, dir: string): Pro
     'postgres',
     'postgres',
   ];
-  const before = t.pid === null ? 0 : cpuTicks(t.pid);
+  // Cache counters are read outside the CPU window: the SHOW query is not the workload's.
+  const cache0 = (await t.cacheCounters?.()) ?? null;
+  const before = t.pid === null ? 0 : treeCpuTicks(t.pid);
   const r = await run('pgbench', args, { timeoutMs: (DURATION + 60) * 1000, cwd: dir });
-  const after = t.pid === null ? 0 : cpuTicks(t.pid);
+  const after = t.pid === null ? 0 : treeCpuTicks(t.pid);
+  const cache1 = (await t.cacheCounters?.()) ?? null;
   if (r.code !== 0) throw new Error(`pgbench ${args.join(' ')} failed (${r.code}): ${r.stderr}\n${r.stdout}`);
   const num = (re: RegExp) => {
     const m = re.exec(r.stdout);
@@ -291,7 +586,14 @@ async function runCell(w: Workload, t: Target, repeat: number, dir: string): Pro
     latencyMeanMs: num(/latency average = ([\d.]+) ms/),
     latencyP99Ms: percentile(lat, 99) / 1000,
     cpuUsPerTxn: t.pid === null ? null : (((after - before) / CLK_TCK) * 1e6) / transactions,
+    cacheHitRatio: cache0 !== null && cache1 !== null ? hitRatio(cache0, cache1) : null,
   };
+}
+
+function hitRatio(a: CacheCounters, b: CacheCounters): number | null {
+  const hits = b.hits - a.hits;
+  const lookups = hits + (b.misses - a.misses);
+  return lookups > 0 ? hits / lookups : null;
 }
 
 function median(xs: number[]): number {
@@ -312,8 +614,11 @@ interface Summary {
   tpsVsDirect: number | null;
   tpsVsRelay: number | null;
   tpsVsPgbouncer: number | null;
+  tpsVsPgpoolCache: number | null;
   cpuVsRelay: number | null;
   cpuVsPgbouncer: number | null;
+  /** pgpool-cache only: median over repeats of the query cache's hit ratio in the run. */
+  cacheHitRatio: number | null;
 }
 
 function summarise(cells: Cell[]): Summary[] {
@@ -339,8 +644,10 @@ function summarise(cells: Cell[]): Summary[] {
         tpsVsDirect: t === 'direct' ? null : ratio(tps, med(w, 'direct', (c) => c.tps)),
         tpsVsRelay: t === 'node-relay' ? null : ratio(tps, med(w, 'node-relay', (c) => c.tps)),
         tpsVsPgbouncer: t === 'pgbouncer' ? null : ratio(tps, med(w, 'pgbouncer', (c) => c.tps)),
+        tpsVsPgpoolCache: t === 'pgpool-cache' ? null : ratio(tps, med(w, 'pgpool-cache', (c) => c.tps)),
         cpuVsRelay: t === 'node-relay' ? null : ratio(cpu, med(w, 'node-relay', (c) => c.cpuUsPerTxn)),
         cpuVsPgbouncer: t === 'pgbouncer' ? null : ratio(cpu, med(w, 'pgbouncer', (c) => c.cpuUsPerTxn)),
+        cacheHitRatio: med(w, t, (c) => c.cacheHitRatio),
       });
     }
   }
@@ -351,12 +658,12 @@ const f1 = (x: number | null, d = 1) => (x === null || !Number.isFinite(x) ? '' 
 
 function markdown(rows: Summary[]): string {
   const lines = [
-    '| workload | target | tps | mean ms | p99 ms | proxy CPU µs/txn | tps vs direct | tps vs relay | tps vs pgbouncer | CPU vs relay | CPU vs pgbouncer |',
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| workload | target | tps | mean ms | p99 ms | proxy CPU µs/txn | tps vs direct | tps vs relay | tps vs pgbouncer | tps vs pgpool-cache | CPU vs relay | CPU vs pgbouncer |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const r of rows) {
     lines.push(
-      `| ${r.workload} | ${r.target} | ${f1(r.tps, 0)} | ${f1(r.latencyMeanMs, 3)} | ${f1(r.latencyP99Ms, 3)} | ${f1(r.cpuUsPerTxn)} | ${f1(r.tpsVsDirect, 2)} | ${f1(r.tpsVsRelay, 2)} | ${f1(r.tpsVsPgbouncer, 2)} | ${f1(r.cpuVsRelay, 2)} | ${f1(r.cpuVsPgbouncer, 2)} |`,
+      `| ${r.workload} | ${r.target} | ${f1(r.tps, 0)} | ${f1(r.latencyMeanMs, 3)} | ${f1(r.latencyP99Ms, 3)} | ${f1(r.cpuUsPerTxn)} | ${f1(r.tpsVsDirect, 2)} | ${f1(r.tpsVsRelay, 2)} | ${f1(r.tpsVsPgbouncer, 2)} | ${f1(r.tpsVsPgpoolCache, 2)} | ${f1(r.cpuVsRelay, 2)} | ${f1(r.cpuVsPgbouncer, 2)} |`,
     );
   }
   return lines.join('\n');
@@ -368,13 +675,19 @@ async function main(): Promise<void> {
   fs.chmodSync(dir, 0o755);
   const targets: Target[] = [];
   let pg: PgCluster | null = null;
-  const cleanup = async () => {
-    for (const t of targets) t.proc?.kill('SIGKILL');
-    await pg?.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
-  };
+  let cleaning: Promise<void> | null = null;
+  // Idempotent: SIGINT and the finally below may both call it.
+  const cleanup = () =>
+    (cleaning ??= (async () => {
+      await Promise.all(targets.map(async (t) => (t.stop ? t.stop() : void t.proc?.kill('SIGKILL'))));
+      await pg?.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    })());
   process.on('SIGINT', () => {
     void cleanup().then(() => process.exit(130));
+  });
+  process.on('SIGTERM', () => {
+    void cleanup().then(() => process.exit(143));
   });
   try {
     pg = await startCluster({ conf: { max_connections: '300', shared_buffers: '256MB' } });
@@ -385,11 +698,23 @@ async function main(): Promise<void> {
     for (const name of TARGETS) {
       if (name === 'direct') targets.push({ name, port: pg.port, pid: null, proc: null });
       else if (name === 'pgscribe-log' || name === 'pgscribe-nolog') targets.push(await startPgscribe(name, pg.port, dir));
+      else if (name === 'pgscribe-cache' || name === 'pgscribe-cache-w2') {
+        // These need flags pgscribe may not have yet: a start-up failure skips the target.
+        try {
+          targets.push(await startPgscribe(name, pg.port, dir));
+        } catch (err) {
+          process.stderr.write(`${name} failed to start; skipping it (its rows stay absent): ${(err as Error).message}\n`);
+        }
+      }
       else if (name === 'node-relay') targets.push(await startRelay(pg.port));
       else if (name === 'pgbouncer') {
         const b = await startPgbouncer(pg.port, dir);
         if (b) targets.push(b);
         else process.stderr.write('pgbouncer not installed: its column stays empty\n');
+      } else if (name === 'pgpool-cache') {
+        const p = await startPgpool(pg.port, dir);
+        if (p) targets.push(p);
+        else if (findPgpool() === null) process.stderr.write('pgpool not installed: pgpool-cache rows and its column stay empty\n');
       }
     }
     const started = new Date();
@@ -403,6 +728,7 @@ async function main(): Promise<void> {
           process.stderr.write(
             `[${cells.length}/${total}] repeat ${rep} ${w} ${t.name}: ${c.tps.toFixed(0)} tps, p99 ${c.latencyP99Ms.toFixed(2)} ms` +
               (c.cpuUsPerTxn === null ? '' : `, ${c.cpuUsPerTxn.toFixed(1)} µs CPU/txn`) +
+              (c.cacheHitRatio === null ? '' : `, cache hit ratio ${(c.cacheHitRatio * 100).toFixed(1)}%`) +
               (c.failed ? `, ${c.failed} FAILED` : '') +
               '\n',
           );
@@ -420,12 +746,13 @@ async function main(): Promise<void> {
       node: process.version,
       postgres: pgVersion(),
       pgbouncer: targets.some((t) => t.name === 'pgbouncer') ? runSync(findPgbouncer()!, ['--version']).split('\n')[0] : 'not installed',
+      pgpool: pgpoolVersion() + (targets.some((t) => t.name === 'pgpool-cache') || findPgpool() === null ? '' : ' (not run)'),
     };
     const settings = { DURATION, CLIENTS, THREADS, REPEATS, SCALE, WORKLOADS, TARGETS: targets.map((t) => t.name) };
     const md = markdown(rows);
     process.stdout.write(
       `\n## pgscribe bench ${machine.date}\n\n` +
-        `Machine: ${machine.cores} × ${machine.cpu}, ${machine.memGiB} GiB; Node ${machine.node}; ${machine.postgres}; ${machine.pgbouncer}\n` +
+        `Machine: ${machine.cores} × ${machine.cpu}, ${machine.memGiB} GiB; Node ${machine.node}; ${machine.postgres}; ${machine.pgbouncer}; ${machine.pgpool}\n` +
         `Command: make bench (DURATION=${DURATION} CLIENTS=${CLIENTS} THREADS=${THREADS} REPEATS=${REPEATS} SCALE=${SCALE}); medians of ${REPEATS} interleaved repeats.\n\n` +
         md +
         '\n',
