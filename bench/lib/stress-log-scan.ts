@@ -28,9 +28,24 @@ export interface TypeCounts {
   utilityRepeats: number;
   /** Executes of an empty statement (EmptyQueryResponse: not a call). */
   emptyE: number;
+  /**
+   * Q and E lines answered by the proxy without PostgreSQL (`cache=hit`, `flight=waiter`): not
+   * calls. (A waiter whose leader failed runs the query itself: the proxy's cache_reruns.)
+   */
+  answeredByProxy: number;
 }
 
-const emptyCounts = (): TypeCounts => ({ Q: 0, P: 0, B: 0, E: 0, qStatements: 0, qMulti: 0, txnRepeats: 0, utilityRepeats: 0, emptyE: 0 });
+const emptyCounts = (): TypeCounts => ({ Q: 0, P: 0, B: 0, E: 0, qStatements: 0, qMulti: 0, txnRepeats: 0, utilityRepeats: 0, emptyE: 0, answeredByProxy: 0 });
+
+/** The line carries ` cache=hit ` or ` flight=waiter ` before its sql= (fields the cache layer adds). */
+function answeredByProxy(buf: Buffer, from: number, stop: number): boolean {
+  const sql = buf.indexOf(' sql=', from);
+  const end = sql < 0 || sql > stop ? stop : sql;
+  const hit = buf.indexOf(' cache=hit', from);
+  if (hit >= 0 && hit < end) return true;
+  const w = buf.indexOf(' flight=waiter', from);
+  return w >= 0 && w < end;
+}
 
 export class QueryLogScanner {
   /** Complete lines read so far (all phases). */
@@ -121,8 +136,11 @@ export class QueryLogScanner {
     switch (buf[sp4 + 1]) {
       case 0x51 /* Q */: {
         c.Q++;
-        const sqlAt = sp4 + 3;
-        if (buf.toString('latin1', sqlAt, sqlAt + 4) !== 'sql=') {
+        if (answeredByProxy(buf, sp4, stop)) c.answeredByProxy++;
+        // sql= comes right after the type, or after the cache layer's cache=/flight= fields.
+        const sqlAt = buf.indexOf(' sql=', sp4) + 1;
+        const fields = buf.toString('latin1', sp4 + 3, Math.max(sp4 + 3, sqlAt - 1));
+        if (sqlAt <= 0 || sqlAt > stop || !/^((cache|flight)=\w+ ?)*$/.test(fields)) {
           this.bad(buf, start, stop);
           return;
         }
@@ -143,6 +161,7 @@ export class QueryLogScanner {
         break;
       case 0x45 /* E */: {
         c.E++;
+        if (answeredByProxy(buf, sp4, stop)) c.answeredByProxy++;
         const [key, kind] = this.stmtKeyAndKind(buf, sp1, sp2, sp4, stop);
         if (kind === 'empty') c.emptyE++;
         else if (kind === 'txn' || kind === 'utility') {

@@ -63,6 +63,8 @@ export class LocalCacheLayer implements CacheLayer {
   private readonly shard: CacheShard;
   private readonly waiting = new Map<number, FlightClient>();
   private nextFlight = 1;
+  /** Waiters sent to run the query themselves because their leader failed. */
+  private reruns = 0;
 
   constructor(opts: ShardOptions) {
     this.shard = new CacheShard(opts);
@@ -83,6 +85,7 @@ export class LocalCacheLayer implements CacheLayer {
       const c = this.waiting.get(id);
       if (c === undefined) continue;
       this.waiting.delete(id);
+      if (answer === null) this.reruns++;
       c.onFlightDone(answer);
     }
   }
@@ -101,7 +104,7 @@ export class LocalCacheLayer implements CacheLayer {
   }
 
   counters(): Record<string, number> {
-    return { ...this.shard.counters, entries: this.shard.size, bytes: this.shard.byteSize };
+    return { ...this.shard.counters, reruns: this.reruns, entries: this.shard.size, bytes: this.shard.byteSize };
   }
 
   close(): Promise<Record<string, number>> {
