@@ -6,7 +6,7 @@ ARGS ?=
 # Test files to run (default: all); e.g. make test TESTS=build/test/framer.test.js
 TESTS ?= build/test/*.test.js
 
-.PHONY: all install build compile test run clean bench bench-log stress
+.PHONY: all install build compile test run clean bench bench-log bench-cache stress
 
 all: build
 
@@ -35,6 +35,11 @@ bench: compile
 # File logger lines/s and MB/s vs fs.createWriteStream.
 bench-log: compile
 	$(NODE) build/bench/log-writer.js
+
+# Cache layer round trips/s: in the event loop thread vs 1, 2, 4 worker threads (hit and
+# lead+complete paths, 100 B and 64 KiB answers). Knobs: OPS, CONCURRENCY, REPEATS, WORKERS.
+bench-cache: compile
+	$(NODE) build/bench/cache-layer.js
 
 # sysbench oltp_read_write + pgbench through pgscribe; DURATION in seconds (default 300).
 stress: compile

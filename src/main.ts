@@ -44,15 +44,18 @@ export function createLogger(cfg: Config, ops: OpsLog): ClientLogger {
 }
 
 /** The cache/singleflight layer the settings ask for, or null. */
-export function createCacheContext(cfg: Config): CacheContext | null {
+export function createCacheContext(cfg: Config, ops: OpsLog): CacheContext | null {
   if (!cfg.cache && !cfg.singleflight) return null;
-  const layer = createCacheLayer({
-    cache: cfg.cache,
-    singleflight: cfg.singleflight,
-    maxBytes: cfg.cacheMaxBytes,
-    maxEntries: cfg.cacheMaxEntries,
-    workers: cfg.workers,
-  });
+  const layer = createCacheLayer(
+    {
+      cache: cfg.cache,
+      singleflight: cfg.singleflight,
+      maxBytes: cfg.cacheMaxBytes,
+      maxEntries: cfg.cacheMaxEntries,
+      workers: cfg.workers,
+    },
+    (message) => ops.error(`cache worker thread problem: ${message}; its share of the cache is relayed uncached from now on`, { workers: cfg.workers }),
+  );
   return {
     layer,
     policy: new CachePolicy({ rules: compileRules(cfg.cacheRules), ttlMs: cfg.cache ? cfg.cacheTtlMs : 0 }),
@@ -73,7 +76,7 @@ async function run(cfg: Config): Promise<void> {
     ops.error('cannot open the query log', { log: cfg.log, error: (err as Error).message });
     process.exit(1);
   }
-  const cache = createCacheContext(cfg);
+  const cache = createCacheContext(cfg, ops);
   const server = new Server(cfg, logger, ops, cache);
   let addr;
   try {

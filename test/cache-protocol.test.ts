@@ -168,10 +168,11 @@ for (const workers of WORKER_MODES) {
     await a.readZ(1);
     t.equal(errorsIn(await runUnit(a, { sql: null, statement: 's', params: ['4'] }))[0]?.['C'], '26000', 'after Close: does not exist');
     // A Parse that failed leaves no statement, even if the same text works elsewhere later.
-    t.equal(errorsIn(await prep('late', 'SELECT v FROM later WHERE id = $1'))[0]?.['C'], '42P01', 'Parse fails: no table yet');
-    await pg().psql(`CREATE TABLE later (id int, v text); INSERT INTO later VALUES (1, 'one'); GRANT SELECT ON later TO ${USER}`);
+    const later = `later_${workers}`;
+    t.equal(errorsIn(await prep('late', `SELECT v FROM ${later} WHERE id = $1`))[0]?.['C'], '42P01', 'Parse fails: no table yet');
+    await pg().psql(`CREATE TABLE ${later} (id int, v text); INSERT INTO ${later} VALUES (1, 'one'); GRANT SELECT ON ${later} TO ${USER}`);
     const other = await fx.session(p.port);
-    await runUnit(other, { sql: 'SELECT v FROM later WHERE id = $1', params: ['1'] }); // now cached
+    await runUnit(other, { sql: `SELECT v FROM ${later} WHERE id = $1`, params: ['1'] }); // now cached
     t.equal(errorsIn(await runUnit(a, { sql: null, statement: 'late', params: ['1'] }))[0]?.['C'], '26000', 'Bind of the failed statement: does not exist');
     await prep('dup', sql);
     t.equal(errorsIn(await prep('dup', 'SELECT 2'))[0]?.['C'], '42P05', 'a second Parse of a name fails...');

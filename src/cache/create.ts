@@ -3,8 +3,10 @@
  * worker threads.
  */
 import { LocalCacheLayer, type CacheLayer, type LayerOptions } from './layer';
+import { WorkerCacheLayer } from './worker-layer';
 
-export function createCacheLayer(opts: LayerOptions): CacheLayer {
-  if (opts.workers === 0) return new LocalCacheLayer(opts);
-  throw new Error('worker threads are not available yet');
+/** `onError`: operator-facing problems of the worker threads (one died; its keys are relayed). */
+export function createCacheLayer(opts: LayerOptions, onError?: (message: string) => void): CacheLayer {
+  if (opts.workers > 0) return new WorkerCacheLayer(opts, onError);
+  return new LocalCacheLayer(opts);
 }

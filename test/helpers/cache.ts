@@ -9,7 +9,7 @@ import { enc, type BackendMessage, type RawClient } from './wire';
  * The cache layer runs in the event loop thread (workers 0) or sharded over worker threads; every
  * cache test runs in both. PGSCRIBE_TEST_WORKERS=0 (or "2") narrows it when debugging.
  */
-export const WORKER_MODES: number[] = (process.env.PGSCRIBE_TEST_WORKERS ?? '0').split(',').map(Number);
+export const WORKER_MODES: number[] = (process.env.PGSCRIBE_TEST_WORKERS ?? '0,2').split(',').map(Number);
 
 export function workerArgs(workers: number): string[] {
   return workers === 0 ? [] : ['--workers', String(workers)];
