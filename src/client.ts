@@ -152,6 +152,7 @@ interface Annotation {
   cache?: CacheOutcome;
   flight?: FlightRole;
 }
+const HIT: Annotation = { cache: 'hit' };
 /** forward() without a log line: the message was logged when its unit was decided. */
 const NO_LOG = 0;
 
@@ -337,28 +338,31 @@ export class Client implements FlightClient {
    * are tracked for the log only: with the log off, nothing is decoded here.
    */
   private logMessage(type: number, buf: Buffer, start: number, end: number, ann: Annotation | null): void {
+    // Every record has the same fields in the same order (one hidden class for the formatter).
+    const cache = ann === null ? undefined : ann.cache;
+    const flight = ann === null ? undefined : ann.flight;
     let r: QueryRecord;
     switch (type) {
       case Frontend.Query:
-        r = { type: 'Q', statement: null, portal: null, sql: decodeQuery(buf, start, end), params: null };
+        r = { type: 'Q', statement: null, portal: null, sql: decodeQuery(buf, start, end), params: null, cache, flight };
         break;
       case Frontend.Parse: {
         const m = decodeParse(buf, start, end);
         this.statements.set(m.statement, m.sql);
-        r = { type: 'P', statement: m.statement, portal: null, sql: m.sql, params: null };
+        r = { type: 'P', statement: m.statement, portal: null, sql: m.sql, params: null, cache, flight };
         break;
       }
       case Frontend.Bind: {
         const m = decodeBind(buf, start, end);
         const sql = this.statements.get(m.statement) ?? null;
         this.portals.set(m.portal, { statement: m.statement, sql });
-        r = { type: 'B', statement: m.statement, portal: m.portal, sql, params: { formats: m.paramFormats, values: m.params } };
+        r = { type: 'B', statement: m.statement, portal: m.portal, sql, params: { formats: m.paramFormats, values: m.params }, cache, flight };
         break;
       }
       case Frontend.Execute: {
         const portal = decodeExecute(buf, start, end);
         const p = this.portals.get(portal);
-        r = { type: 'E', statement: p ? p.statement : null, portal, sql: p ? p.sql : null, params: null };
+        r = { type: 'E', statement: p ? p.statement : null, portal, sql: p ? p.sql : null, params: null, cache, flight };
         break;
       }
       case Frontend.Close: {
@@ -369,10 +373,6 @@ export class Client implements FlightClient {
       }
       default:
         return;
-    }
-    if (ann !== null) {
-      if (ann.cache !== undefined) r.cache = ann.cache;
-      if (ann.flight !== undefined) r.flight = ann.flight;
     }
     this.logQuery(r);
   }
@@ -434,7 +434,7 @@ export class Client implements FlightClient {
     const miss: CacheOutcome | undefined = ctx.cache ? 'miss' : undefined;
     switch (v.kind) {
       case 'hit':
-        this.logUnit({ cache: 'hit' });
+        this.logUnit(HIT);
         this.answerLocally(v);
         break;
       case 'wait':

@@ -29,7 +29,7 @@ export class Outbox {
   /** Write what is queued. Returns socket.write's verdict (false: the peer is slow, stop reading). */
   flush(socket: Socket): boolean {
     if (this.buf === null) return true;
-    const last = this.buf.subarray(this.start, this.end);
+    const last = this.start === 0 && this.end === this.buf.length ? this.buf : this.buf.subarray(this.start, this.end);
     this.buf = null;
     let data: Buffer;
     if (this.bufs.length === 0) {

@@ -124,5 +124,10 @@ const VOLATILE_INPUTS = new Set(['now', 'today', 'tomorrow', 'yesterday']);
 export function isVolatileInput(buf: Buffer, start: number, end: number): boolean {
   const n = end - start;
   if (n < 3 || n > 12) return false;
+  // Most values are numbers or words that cannot be one of these: decide on the first letter.
+  let i = start;
+  while (i < end && (buf[i] === 0x20 || (buf[i]! >= 0x09 && buf[i]! <= 0x0d))) i++;
+  const c = (buf[i] ?? 0) | 0x20; // ASCII lower case
+  if (c !== 0x6e && c !== 0x74 && c !== 0x79) return false; // n, t, y
   return VOLATILE_INPUTS.has(buf.toString('latin1', start, end).trim().toLowerCase());
 }

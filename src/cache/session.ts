@@ -135,6 +135,8 @@ export class CacheSession {
   private readonly serverStmts = new Map<string, StmtDef>();
   /** The unnamed statement as the client believes it, when that differs: a def, null (none), undefined (same as the server). */
   private unnamedClient: StmtDef | null | undefined = undefined;
+  /** The last unit Parse seen (its body bytes, a copy) and its def. */
+  private lastParse: { bytes: Buffer; def: StmtDef } | null = null;
   /** Portals bound by messages sent so far -> their statement (null: unknown). */
   private readonly portals = new Map<string, StmtDef | null>();
 
@@ -187,6 +189,22 @@ export class CacheSession {
     return def.policy;
   }
 
+  /**
+   * The statement a unit's Parse defines. pgbench -M extended, JDBC and node-postgres send the
+   * same Parse with every request: when the bytes equal the session's previous one, its def (with
+   * its memoised policy) is reused without decoding.
+   */
+  private parsed(u: Unit): StmtDef {
+    const h = u.held[0]!;
+    const from = h.start + u.parseOffset;
+    const len = h.end - from;
+    const last = this.lastParse;
+    if (last !== null && last.bytes.length === len && h.buf.compare(last.bytes, 0, len, from, h.end) === 0) return last.def;
+    const def: StmtDef = { ident: h.buf.toString('latin1', from, h.end), sqlLength: u.parseSqlLength, policy: null };
+    this.lastParse = { bytes: Buffer.from(h.buf.subarray(from, h.end)), def };
+    return def;
+  }
+
   /** The statement a Bind of `name` runs, as the client believes it (undefined: unknown). */
   private clientStatement(name: string): StmtDef | null | undefined {
     if (name === '' && this.unnamedClient !== undefined) return this.unnamedClient;
@@ -203,7 +221,7 @@ export class CacheSession {
       key = this.keyPrefix() + 'Q' + u.sql;
     } else {
       if (u.volatileInput) return null;
-      const def = u.hasParse ? { ident: u.parseIdent, sqlLength: u.parseSqlLength, policy: null } : this.clientStatement(u.bindStatement);
+      const def = u.hasParse ? this.parsed(u) : this.clientStatement(u.bindStatement);
       if (def === null || def === undefined) return null;
       pol = this.policyOf(def);
       if (!pol.cacheable) return null;
@@ -218,7 +236,7 @@ export class CacheSession {
    */
   answeredLocally(u: Unit): void {
     if (u.kind === 'Q') this.unnamedClient = null;
-    else if (u.hasParse) this.unnamedClient = { ident: u.parseIdent, sqlLength: u.parseSqlLength, policy: null };
+    else if (u.hasParse) this.unnamedClient = this.parsed(u);
   }
 
   /**

@@ -109,6 +109,11 @@ export function bindLayout(buf: Buffer, start: number, end: number): BindLayout 
   };
 }
 
+/** buf[from, to) is the name `name` (the common unnamed case without decoding). */
+function sameName(buf: Buffer, from: number, to: number, name: string): boolean {
+  return to === from ? name === '' : buf.toString('utf8', from, to) === name;
+}
+
 export class Unit {
   held: Held[] = [];
   /** 0: nothing yet; Frontend.Query or Frontend.Parse/Bind (extended). */
@@ -119,9 +124,9 @@ export class Unit {
   private bound = false;
   /** Q: the SQL (latin1). */
   sql = '';
-  /** P: the Parse body from the SQL on (latin1), the statement's identity. */
-  parseIdent = '';
-  /** Length of the SQL at the start of parseIdent. */
+  /** P: where the Parse body from the SQL on (the statement's identity) starts, from the message start. */
+  parseOffset = 0;
+  /** Length of the SQL at the start of that body. */
   parseSqlLength = 0;
   /** B: statement and portal names, parameters section (latin1: formats, values, result formats). */
   bindStatement = '';
@@ -157,7 +162,7 @@ export class Unit {
         if (nameEnd !== start + 5 || end - nameEnd > MAX_CACHEABLE_SQL) return REJECT; // named: PostgreSQL must see it
         this.kind = 'X';
         this.hasParse = true;
-        this.parseIdent = buf.toString('latin1', nameEnd + 1, end);
+        this.parseOffset = nameEnd + 1 - start;
         this.parseSqlLength = sqlEnd - nameEnd - 1;
         return MORE;
       }
@@ -178,7 +183,7 @@ export class Unit {
         need(start + 5, 1, end, 'Describe');
         const nul = cstr(buf, start + 6, end, 'Describe');
         if (!this.bound || this.executed || this.hasDescribe || buf[start + 5] !== 0x50) return REJECT; // 'P'
-        if (buf.toString('utf8', start + 6, nul) !== this.bindPortal) return REJECT;
+        if (!sameName(buf, start + 6, nul, this.bindPortal)) return REJECT;
         this.hasDescribe = true;
         return MORE;
       }
@@ -186,7 +191,7 @@ export class Unit {
         const nul = cstr(buf, start + 5, end, 'Execute');
         need(nul + 1, 4, end, 'Execute');
         if (!this.bound || this.executed || buf.readInt32BE(nul + 1) !== 0) return REJECT;
-        if (buf.toString('utf8', start + 5, nul) !== this.bindPortal) return REJECT;
+        if (!sameName(buf, start + 5, nul, this.bindPortal)) return REJECT;
         this.executed = true;
         return MORE;
       }
@@ -195,6 +200,12 @@ export class Unit {
       default:
         return REJECT;
     }
+  }
+
+  /** P: the Parse body from the SQL on, as latin1 (the statement's identity in keys). */
+  get parseIdent(): string {
+    const h = this.held[0]!;
+    return h.buf.toString('latin1', h.start + this.parseOffset, h.end);
   }
 
   /** Copy the held messages out of the socket chunk (the unit waits past it). */

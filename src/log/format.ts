@@ -30,9 +30,9 @@ export interface QueryRecord {
   sql: string | null;
   params: BindParams | null;
   /** How the cache answered the query this message belongs to (absent: not a cacheable read, or no cache). */
-  cache?: CacheOutcome;
+  cache?: CacheOutcome | undefined;
   /** Its part in a singleflight (absent: none). */
-  flight?: FlightRole;
+  flight?: FlightRole | undefined;
 }
 
 /** hit: answered from the cache; miss: not in it, run upstream; bypass: too large to cache or share. */
