@@ -166,6 +166,41 @@ for (const workers of WORKER_MODES) {
     t.equal(linesWith(p, 'flight=leader').length, 1, 'one leader: the error was shared, not re-run');
   });
 
+  t.test(`${mode}: a waiter's pipelined requests wait behind it and are answered in order`, async (t) => {
+    const p = await fx.launch(['--singleflight', ...workerArgs(workers)]);
+    const [leader, waiter] = await sessions(p, 2);
+    const lock = await lockTable();
+    leader!.write(enc.query(READ));
+    await waitUntilCount(pg(), lockWaitersSql(READ), 1);
+    waiter!.write(Buffer.concat([enc.query(READ), enc.query('SELECT 42'), extUnit({ sql: 'SELECT $1::int + 1', params: ['1'] }), enc.query(READ)]));
+    await waitLines(p, 'flight=waiter', 1);
+    await lock.release();
+    const r = await waiter!.readZ(4);
+    t.equal(describeMessages(r), 'T D C Z T D C Z 1 2 T D C Z T D C Z', 'four answers in order');
+    t.strictSame(column(r), [String(ROWS), '42', '2', String(ROWS)], 'each its own');
+    await leader!.readZ(1);
+  });
+
+  t.test(`${mode}: SIGTERM while a client waits: it gets its answer, then 57P01`, async (t) => {
+    const p = await fx.launch(['--singleflight', '--shutdown-grace', '20000', ...workerArgs(workers)]);
+    const [leader, waiter] = await sessions(p, 2);
+    const lock = await lockTable();
+    leader!.write(enc.query(READ));
+    await waitUntilCount(pg(), lockWaitersSql(READ), 1);
+    waiter!.write(enc.query(READ));
+    await waitLines(p, 'flight=waiter', 1);
+    p.proc.kill('SIGTERM');
+    await p.waitStderr(/SIGTERM: shutting down/);
+    await lock.release();
+    for (const c of [leader!, waiter!]) {
+      const r = await c.readUntilClosed(10000);
+      t.ok(r.closed, 'closed afterwards');
+      t.strictSame(column(r.msgs), [String(ROWS)], 'the answer first');
+      t.equal(errorsIn(r.msgs)[0]?.['C'], '57P01', 'then 57P01');
+    }
+    t.equal((await p.stop()).code, 0, 'the proxy exits 0');
+  });
+
   t.test(`${mode}: a leader cancelled by the server (57014) does not pass its error on`, async (t) => {
     const p = await fx.launch(['--singleflight', ...workerArgs(workers)]);
     const [leader, waiter] = await sessions(p, 2);
