@@ -20,7 +20,7 @@
  * Pure bookkeeping over messages; the Client owns sockets, state and the log.
  */
 import { Frontend, TxStatus } from '../protocol/codes';
-import { ProtocolError } from '../protocol/messages';
+import { cstringEnd, need } from '../protocol/messages';
 import type { Outbox } from '../outbox';
 import type { CacheLayer, CacheRequest } from './layer';
 import type { CachePolicy, StatementPolicy } from './policy';
@@ -284,8 +284,7 @@ export class CacheSession {
   beforeForward(type: number, buf: Buffer, start: number, end: number, out: Outbox): void {
     switch (type) {
       case Frontend.Query: {
-        const nul = buf.indexOf(0, start + 5);
-        if (nul < 0 || nul >= end) throw new ProtocolError('Query: missing string terminator');
+        const nul = cstringEnd(buf, start + 5, end, 'Query');
         this.statement(this.ctx.policy.forSql(buf.toString('latin1', start + 5, nul), this.scs));
         // A simple Query destroys the unnamed statement, on the server and in the client's mind.
         this.serverStmts.delete('');
@@ -294,8 +293,7 @@ export class CacheSession {
         break;
       }
       case Frontend.Parse: {
-        const nameEnd = buf.indexOf(0, start + 5);
-        if (nameEnd < 0 || nameEnd >= end) throw new ProtocolError('Parse: missing string terminator');
+        const nameEnd = cstringEnd(buf, start + 5, end, 'Parse');
         const sqlEnd = parseSqlEnd(buf, nameEnd + 1, end);
         const name = buf.toString('utf8', start + 5, nameEnd);
         const def: StmtDef = { ident: buf.toString('latin1', nameEnd + 1, end), sqlLength: sqlEnd - nameEnd - 1, policy: null };
@@ -314,16 +312,14 @@ export class CacheSession {
         if (end - start >= 7 && buf[start + 5] === 0x53 && buf[start + 6] === 0) this.repairUnnamed(out); // 'S', ''
         break;
       case Frontend.Execute: {
-        const nul = buf.indexOf(0, start + 5);
-        if (nul < 0 || nul >= end) throw new ProtocolError('Execute: missing string terminator');
+        const nul = cstringEnd(buf, start + 5, end, 'Execute');
         const def = this.portals.get(buf.toString('utf8', start + 5, nul));
         this.statement(def === undefined || def === null ? null : this.policyOf(def));
         break;
       }
       case Frontend.Close: {
-        if (end - start < 7) throw new ProtocolError('Close: message too short');
-        const nul = buf.indexOf(0, start + 6);
-        if (nul < 0 || nul >= end) throw new ProtocolError('Close: missing string terminator');
+        need(start + 5, 2, end, 'Close');
+        const nul = cstringEnd(buf, start + 6, end, 'Close');
         const name = buf.toString('utf8', start + 6, nul);
         if (buf[start + 5] === 0x53) {
           this.serverStmts.delete(name);

@@ -18,7 +18,7 @@
  * @see https://www.postgresql.org/docs/15/protocol-message-formats.html
  */
 import { Frontend } from '../protocol/codes';
-import { ProtocolError } from '../protocol/messages';
+import { ProtocolError, cstringEnd as cstr, need } from '../protocol/messages';
 import { MAX_CACHEABLE_SQL, isVolatileInput } from './policy';
 
 export interface Held {
@@ -35,16 +35,6 @@ export type UnitVerdict = typeof MORE | typeof REJECT | typeof COMPLETE;
 
 /** Largest Bind parameter section that may become part of a key. */
 const MAX_PARAMS_KEY = 64 * 1024;
-
-function cstr(buf: Buffer, off: number, end: number, what: string): number {
-  const nul = buf.indexOf(0, off);
-  if (nul < 0 || nul >= end) throw new ProtocolError(`${what}: missing string terminator`);
-  return nul;
-}
-
-function need(off: number, n: number, end: number, what: string): void {
-  if (off + n > end) throw new ProtocolError(`${what}: message too short`);
-}
 
 /**
  * Validates a Parse body from its SQL on (after the statement name), returns the index of the

@@ -12,13 +12,14 @@ export class ProtocolError extends Error {
 }
 
 /** Index of the NUL ending the C string at off; throws when it runs past end. */
-function cstringEnd(buf: Buffer, off: number, end: number, what: string): number {
+export function cstringEnd(buf: Buffer, off: number, end: number, what: string): number {
   const nul = buf.indexOf(0, off);
   if (nul < 0 || nul >= end) throw new ProtocolError(`${what}: missing string terminator`);
   return nul;
 }
 
-function need(off: number, n: number, end: number, what: string): void {
+/** Throws unless n more bytes from off fit before end. */
+export function need(off: number, n: number, end: number, what: string): void {
   if (off + n > end) throw new ProtocolError(`${what}: message too short`);
 }
 
