@@ -41,6 +41,7 @@ import { performance } from 'node:perf_hooks';
 
 import { LocalCacheLayer, type CacheLayer, type FlightClient, type LayerOptions, type SharedAnswer, type Verdict } from '../src/cache/layer';
 import { WorkerCacheLayer } from '../src/cache/worker-layer';
+import { median, repoRoot } from './lib/common';
 
 const OPS = envInt('OPS', 200_000);
 const CONCURRENCY = envInt('CONCURRENCY', 64);
@@ -204,26 +205,11 @@ async function runCase(c: Case, ops: number): Promise<RunResult> {
   }
 }
 
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 const fmtInt = (n: number): string => Math.round(n).toLocaleString('en-US');
 const layerName = (w: number): string => (w === 0 ? 'local' : `workers ${w}`);
 const sizeName = (n: number): string => (n >= 1024 ? `${n / 1024} KiB` : `${n} B`);
 
-/** The repo root (holds logs/): above this file when run from build/, else above the cwd. */
-function repoRoot(): string {
-  for (const start of [__dirname, process.cwd()]) {
-    for (let dir = start; ; dir = path.dirname(dir)) {
-      if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'logs'))) return dir;
-      if (path.dirname(dir) === dir) break;
-    }
-  }
-  throw new Error('cannot find the repository root (a directory with package.json and logs/); run from the repo');
-}
 
 async function main(): Promise<void> {
   const cases: Case[] = [];

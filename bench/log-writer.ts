@@ -37,6 +37,7 @@ import { performance } from 'node:perf_hooks';
 import { SinkLogger } from '../src/log/client-logger';
 import { FileSink } from '../src/log/file-sink';
 import { jsonFormatter, textFormatter, type LineFormatter, type QueryRecord, type SessionInfo } from '../src/log/format';
+import { median, repoRoot } from './lib/common';
 
 const LINES = envInt('LINES', 2_000_000);
 const REPEATS = envInt('REPEATS', 3);
@@ -276,22 +277,7 @@ interface CaseResult {
   problems: string[];
 }
 
-/** The repo root (holds logs/): above this file when run from build/, else above the cwd. */
-function repoRoot(): string {
-  for (const start of [__dirname, process.cwd()]) {
-    for (let dir = start; ; dir = path.dirname(dir)) {
-      if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'logs'))) return dir;
-      if (path.dirname(dir) === dir) break;
-    }
-  }
-  throw new Error('cannot find the repository root (a directory with package.json and logs/); run from the repo');
-}
 
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 const fmtInt = (n: number): string => Math.round(n).toLocaleString('en-US');
 

@@ -43,8 +43,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { PG_BIN, freePort, run, startCluster, type PgCluster } from '../test/helpers/pg-cluster';
 import { treeCpuTicks } from './lib/proc-tree';
+import { median, repoRoot } from './lib/common';
 
-const ROOT = findRoot();
+const ROOT = repoRoot();
 const env = process.env;
 const DURATION = Number(env['DURATION'] ?? 10);
 const CLIENTS = Number(env['CLIENTS'] ?? 32);
@@ -70,15 +71,6 @@ type TargetName = (typeof ALL_TARGETS)[number];
 const WORKLOADS = pickList(env['WORKLOADS'], ALL_WORKLOADS);
 const TARGETS = pickList(env['TARGETS'], ALL_TARGETS);
 
-function findRoot(): string {
-  for (let d = __dirname; ; d = path.dirname(d)) {
-    if (fs.existsSync(path.join(d, 'package.json')) && fs.existsSync(path.join(d, 'src'))) return d;
-    if (path.dirname(d) === d) {
-      if (fs.existsSync(path.join(process.cwd(), 'package.json'))) return process.cwd();
-      throw new Error('repository root not found');
-    }
-  }
-}
 
 function pickList<T extends string>(raw: string | undefined, all: readonly T[]): T[] {
   if (raw === undefined || raw === '') return [...all];
@@ -605,12 +597,6 @@ function hitRatio(a: CacheCounters, b: CacheCounters): number | null {
   return lookups > 0 ? hits / lookups : null;
 }
 
-function median(xs: number[]): number {
-  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 interface Summary {
   workload: Workload;

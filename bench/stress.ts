@@ -58,18 +58,11 @@ import * as path from 'node:path';
 import { run, startCluster, type PgCluster, type RunResult } from '../test/helpers/pg-cluster';
 import { QueryLogScanner, classifySql, type TypeCounts } from './lib/stress-log-scan';
 import { renderStackedChart, type Series } from './lib/svg-chart';
+import { repoRoot } from './lib/common';
 
 // ---------------------------------------------------------------------------
 // Settings
 
-function findRoot(): string {
-  for (let d = __dirname; ; d = path.dirname(d)) {
-    if (fs.existsSync(path.join(d, 'package.json')) && fs.existsSync(path.join(d, 'src'))) return d;
-    if (path.dirname(d) === d) break;
-  }
-  if (fs.existsSync(path.join(process.cwd(), 'package.json'))) return process.cwd();
-  throw new Error('repository root (package.json) not found above ' + __dirname);
-}
 
 function envInt(name: string, def: number): number {
   const raw = process.env[name];
@@ -79,7 +72,7 @@ function envInt(name: string, def: number): number {
   return n;
 }
 
-const ROOT = findRoot();
+const ROOT = repoRoot();
 const DURATION = envInt('DURATION', 300);
 /** Extra pgscribe flags, e.g. PGSCRIBE_ARGS='--cache --singleflight'. */
 const PGSCRIBE_ARGS = (process.env['PGSCRIBE_ARGS'] ?? '').split(/\s+/).filter((a) => a !== '');

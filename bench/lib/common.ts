@@ -1,0 +1,24 @@
+/** Small helpers every bench script needs. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+/**
+ * The repository root (package.json and src/ side by side): above this file when run from
+ * build/, else the working directory.
+ */
+export function repoRoot(): string {
+  for (let d = __dirname; ; d = path.dirname(d)) {
+    if (fs.existsSync(path.join(d, 'package.json')) && fs.existsSync(path.join(d, 'src'))) return d;
+    if (path.dirname(d) === d) break;
+  }
+  if (fs.existsSync(path.join(process.cwd(), 'package.json'))) return process.cwd();
+  throw new Error(`repository root (package.json) not found above ${__dirname}; run from the repository`);
+}
+
+/** The median of the finite values (NaN when there is none). */
+export function median(xs: readonly number[]): number {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
