@@ -5,6 +5,7 @@ import {
   SAFE_FUNCTIONS, UNCACHEABLE_FUNCTIONS, UNCACHEABLE_FUNCTION_PREFIXES, classifySql, isUncacheableFunction,
   type SqlClass,
 } from '../src/cache/sql-classify';
+import { shapeOf } from '../src/cache/policy';
 
 /** A cacheable read of these tables. */
 const R = (...tables: string[]): SqlClass =>
@@ -337,6 +338,24 @@ const CASES: Array<[string, SqlClass]> = [
 t.test('cases', async (t) => {
   t.ok(CASES.length >= 120, `${CASES.length} cases`);
   for (const [sql, want] of CASES) t.strictSame(classifySql(sql), want, sql);
+});
+
+t.test('numbers do not change the answer: the policy memo classifies shapeOf(text) once for all', async (t) => {
+  let changed = 0;
+  for (const [sql, want] of CASES) {
+    const shape = shapeOf(sql);
+    if (shape !== sql) changed++;
+    const got = classifySql(shape);
+    // EXPLAIN (ANALYZE 0) of a write becomes ANALYZE 1: a write, the safe side.
+    if (/analyze 0/i.test(sql) && want.reason === 'utility') t.equal(got.writes || !want.writes, true, `${sql}: at worst a write`);
+    else t.strictSame(got, want, `${JSON.stringify(sql)} as ${JSON.stringify(shape)}`);
+  }
+  t.ok(changed >= 10, `${changed} cases had numbers to replace`);
+  t.equal(shapeOf("SELECT 'x1', \"y2\" FROM t3 WHERE a = 42 AND b = 1.5e-3 LIMIT 10"), "SELECT 'x1', \"y2\" FROM t3 WHERE a = 1 AND b = 1 LIMIT 1");
+  t.equal(shapeOf('SELECT $1, 7 FROM t -- 8'), 'SELECT $1, 7 FROM t -- 8', 'a comment: left alone');
+  t.equal(shapeOf("SELECT E'\\'' || 5"), "SELECT E'\\'' || 5", 'a backslash: left alone');
+  t.equal(shapeOf('SELECT $$5$$, 6'), 'SELECT $$5$$, 6', 'a dollar quote: left alone');
+  t.equal(shapeOf("SELECT nextval('seq1'), 2"), "SELECT nextval('seq1'), 1", 'names in strings stay');
 });
 
 /** Variants that must not change the answer. */
