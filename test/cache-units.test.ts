@@ -254,7 +254,7 @@ t.test('CacheShard: hits, TTL, LRU bounds, invalidation, flights', async (t) => 
   t.equal(sh.lookup('huge', 'db', [], 32, 0, now).kind, 'lead', 'over maxBytes: not stored');
   sh.complete(32, null, 0, now);
 
-  // Invalidation by table and by database; a flight begun before a write stores nothing and takes no newcomers.
+  // Invalidation (lazy) by table and by database; a flight begun before a write stores nothing and takes no newcomers.
   const s2 = new CacheShard({ cache: true, singleflight: true, maxBytes: 1 << 20, maxEntries: 100 });
   const store = (k: string, db: string, tables: string[], id: number) => {
     s2.lookup(k, db, tables, id, 0, now);
@@ -264,11 +264,18 @@ t.test('CacheShard: hits, TTL, LRU bounds, invalidation, flights', async (t) => 
   store('b', 'db1', ['u'], 2);
   store('c', 'db2', ['t'], 3);
   store('d', 'db1', [], 4);
-  t.equal(s2.invalidate('db1', ['t']), 1, 'db1.t: one entry');
+  s2.invalidate('db1', ['t']);
   t.equal(s2.lookup('a', 'db1', ['t'], 5, 0, now).kind, 'lead', 'a is gone');
+  t.equal(s2.counters.invalidated_entries, 1, 'counted when found stale');
   t.equal(s2.lookup('c', 'db2', ['t'], 6, 0, now).kind, 'hit', 'the same table in another database stays');
-  t.equal(s2.invalidate('db1', null), 2, 'db1 entirely: b and d');
+  t.equal(s2.lookup('b', 'db1', ['u'], 60, 0, now).kind, 'hit', 'another table of db1 stays');
+  s2.invalidate('db1', null);
+  t.equal(s2.lookup('b', 'db1', ['u'], 61, 0, now).kind, 'lead', 'db1 entirely: b...');
+  t.equal(s2.lookup('d', 'db1', [], 62, 0, now).kind, 'lead', '...and d, which read no table');
+  s2.complete(61, null, 0, now);
+  s2.complete(62, null, 0, now);
   t.equal(s2.lookup('c', 'db2', ['t'], 7, 0, now).kind, 'hit', 'db2 untouched');
+  t.equal(s2.counters.invalidated_entries, 3);
   s2.complete(5, null, 0, now); // the flight for 'a' begun above ends without an answer
   t.equal(s2.lookup('a', 'db1', ['t'], 8, 0, now).kind, 'lead', 'a new flight');
   t.strictSame(s2.lookup('a', 'db1', ['t'], 9, 50, now), { kind: 'wait', flightId: 8 }, 'joins it');

@@ -65,13 +65,10 @@ port.on('message', (m: unknown[]) => {
         shard.invalidate(m[i + 1] as string, m[i + 2] as string[] | null);
         i += 3;
         break;
-      case Op.Flush: {
-        const dbs = shard.databases();
-        shard.clear();
-        out.push(Reply.Flushed, dbs);
+      case Op.Flush:
+        out.push(Reply.Flushed, shard.clear());
         i += 1;
         break;
-      }
       case Op.Counters:
         out.push(Reply.Counters, state());
         i += 1;

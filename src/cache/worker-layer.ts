@@ -40,8 +40,7 @@ const BYTES = SHARD_STATE_KEYS.indexOf('bytes');
 type Pending =
   | { kind: typeof Op.Lookup; client: FlightClient; flightId: number }
   | { kind: typeof Op.Complete; flightId: number; answer: SharedAnswer | null }
-  /** `dbs` is shared by the N shards' entries of one flush(): each database counts once. */
-  | { kind: typeof Op.Flush; dbs: Set<string> }
+  | { kind: typeof Op.Flush }
   | { kind: typeof Op.Counters; done: () => void };
 
 interface Waiter {
@@ -185,10 +184,11 @@ export class WorkerCacheLayer implements CacheLayer {
   }
 
   flush(): void {
-    const dbs = new Set<string>();
+    // One invalidation, as in LocalCacheLayer (the shards' own counts of it are not reported).
+    this.invalidations++;
     for (const link of this.links) {
       if (link.dead) continue;
-      this.expect(link, { kind: Op.Flush, dbs });
+      this.expect(link, { kind: Op.Flush });
       this.queue(link).push(Op.Flush);
     }
   }
@@ -387,17 +387,10 @@ export class WorkerCacheLayer implements CacheLayer {
           }
           break;
         }
-        case Reply.Flushed: {
-          // CacheShard.clear() counts an invalidation per database it drops: count each database once.
-          const f = p as Extract<Pending, { kind: typeof Op.Flush }>;
-          for (const db of m[i + 1] as string[]) {
-            if (f.dbs.has(db)) continue;
-            f.dbs.add(db);
-            this.invalidations++;
-          }
+        case Reply.Flushed:
+          // The entries it dropped are in the shard-side figures (invalidated_entries).
           i += 2;
           break;
-        }
         case Reply.Counters:
           link.state = m[i + 1] as ShardState;
           i += 2;

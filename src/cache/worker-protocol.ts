@@ -53,7 +53,7 @@ export const Reply = {
   Bypass: 3,
   /** waiterIds: the flight's waiters, in arrival order. */
   Done: 4,
-  /** dbs: the databases that had entries (each counts as an invalidation, as in CacheShard.clear). */
+  /** removed: how many entries the shard dropped. */
   Flushed: 5,
   /** ShardState */
   Counters: 6,
