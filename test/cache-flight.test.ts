@@ -130,6 +130,24 @@ for (const workers of WORKER_MODES) {
     t.equal((await proxyStats(p))['clients'], cs.length - 1, 'the proxy dropped only the killed client');
   });
 
+  t.test(`${mode}: a waiter whose client goes away is dropped; the others get the answer`, async (t) => {
+    const p = await fx.launch(['--singleflight', ...workerArgs(workers)]);
+    const cs = await sessions(p, 4);
+    const lock = await lockTable();
+    cs[0]!.write(enc.query(READ));
+    await waitUntilCount(pg(), lockWaitersSql(READ), 1);
+    for (const c of cs.slice(1)) c.write(enc.query(READ));
+    await waitLines(p, 'flight=waiter', 3);
+    cs[2]!.sock.destroy();
+    const deadline = Date.now() + 5000;
+    while ((await proxyStats(p))['clients'] !== 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    t.equal((await proxyStats(p))['clients'], 3, 'the proxy let the gone waiter go');
+    await lock.release();
+    for (const i of [0, 1, 3]) t.strictSame(firstRow(await cs[i]!.readZ(1)), [String(ROWS), EXPECTED_SUM], `client ${i}: its answer`);
+    t.equal((await proxyStats(p))['cache_reruns'], 0, 'nobody had to run it again');
+    t.notMatch(p.stderr(), /ERROR|internal error/, 'nothing went wrong in the proxy');
+  });
+
   t.test(`${mode}: a cancelled waiter gets 57014 and its session carries on; the flight goes on`, async (t) => {
     const p = await fx.launch(['--singleflight', ...workerArgs(workers)]);
     const leader = await fx.session(p.port);
