@@ -37,14 +37,15 @@ export interface TypeCounts {
 
 const emptyCounts = (): TypeCounts => ({ Q: 0, P: 0, B: 0, E: 0, qStatements: 0, qMulti: 0, txnRepeats: 0, utilityRepeats: 0, emptyE: 0, answeredByProxy: 0 });
 
-/** The line carries ` cache=hit ` or ` flight=waiter ` before its sql= (fields the cache layer adds). */
+/**
+ * The fields between a Q/E line's type and its sql= carry `cache=hit` or `flight=waiter` (added by
+ * the cache layer). Only that short stretch is searched: a search of the rest of the chunk would
+ * make a scan of a log without such lines quadratic.
+ */
 function answeredByProxy(buf: Buffer, from: number, stop: number): boolean {
   const sql = buf.indexOf(' sql=', from);
-  const end = sql < 0 || sql > stop ? stop : sql;
-  const hit = buf.indexOf(' cache=hit', from);
-  if (hit >= 0 && hit < end) return true;
-  const w = buf.indexOf(' flight=waiter', from);
-  return w >= 0 && w < end;
+  const fields = buf.toString('latin1', from, sql < 0 || sql > stop ? stop : sql);
+  return fields.includes(' cache=hit') || fields.includes(' flight=waiter');
 }
 
 export class QueryLogScanner {
