@@ -41,7 +41,7 @@ import { performance } from 'node:perf_hooks';
 
 import { LocalCacheLayer, type CacheLayer, type FlightClient, type LayerOptions, type SharedAnswer, type Verdict } from '../src/cache/layer';
 import { WorkerCacheLayer } from '../src/cache/worker-layer';
-import { median, repoRoot } from './lib/common';
+import { machineInfo, median, repoRoot } from './lib/common';
 
 const OPS = envInt('OPS', 200_000);
 const CONCURRENCY = envInt('CONCURRENCY', 64);
@@ -283,13 +283,7 @@ async function main(): Promise<void> {
   const report = {
     benchmark: 'cache-layer',
     date: date.toISOString(),
-    machine: {
-      node: process.version,
-      cpu: os.cpus()[0]?.model ?? 'unknown',
-      cpus: os.cpus().length,
-      platform: `${os.platform()} ${os.release()} ${os.arch()}`,
-      loadAverage: { atStart: loadAtStart, atEnd: os.loadavg().map((x) => Math.round(x * 100) / 100) },
-    },
+    machine: machineInfo(loadAtStart),
     config: { ops: OPS, opsLarge: Math.floor(OPS / 4), concurrency: CONCURRENCY, repeats: REPEATS, keys: KEYS, small: SMALL, large: LARGE, layer: LAYER },
     results: rows,
   };

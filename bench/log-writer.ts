@@ -37,7 +37,7 @@ import { performance } from 'node:perf_hooks';
 import { SinkLogger } from '../src/log/client-logger';
 import { FileSink } from '../src/log/file-sink';
 import { jsonFormatter, textFormatter, type LineFormatter, type QueryRecord, type SessionInfo } from '../src/log/format';
-import { median, repoRoot } from './lib/common';
+import { machineInfo, median, repoRoot } from './lib/common';
 
 const LINES = envInt('LINES', 2_000_000);
 const REPEATS = envInt('REPEATS', 3);
@@ -401,15 +401,7 @@ async function main(): Promise<void> {
   const report = {
     benchmark: 'log-writer',
     date: date.toISOString(),
-    machine: {
-      node: process.version,
-      cpu: os.cpus()[0]?.model ?? 'unknown',
-      cpus: os.cpus().length,
-      platform: `${os.platform()} ${os.release()} ${os.arch()}`,
-      totalMemMiB: Math.round(os.totalmem() / 2 ** 20),
-      /** 1/5/15-minute load averages: other work on the machine skews the figures. */
-      loadAverage: { atStart: loadAtStart, atEnd: os.loadavg().map((x) => Math.round(x * 100) / 100) },
-    },
+    machine: machineInfo(loadAtStart),
     config: {
       lines: LINES,
       repeats: REPEATS,

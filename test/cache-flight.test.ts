@@ -41,6 +41,17 @@ async function lockTable(): Promise<{ release(): Promise<void> }> {
   };
 }
 
+/**
+ * Lock sf_t, send `bytes` from the leader and wait until its query (whose text starts with `sql`)
+ * blocks inside PostgreSQL. Returns the lock, to release once the waiters are in.
+ */
+async function blockedLeader(leader: RawClient, bytes: Buffer, sql = READ): Promise<{ release(): Promise<void> }> {
+  const lock = await lockTable();
+  leader.write(bytes);
+  await waitUntilCount(pg(), lockWaitersSql(sql), 1);
+  return lock;
+}
+
 /** `n` sessions through the proxy, opened before the test starts so connecting takes no part in it. */
 async function sessions(p: Proxy, n: number): Promise<RawClient[]> {
   return Promise.all(Array.from({ length: n }, () => fx.session(p.port)));
@@ -57,9 +68,7 @@ for (const workers of WORKER_MODES) {
     const p = await fx.launch(['--singleflight', ...workerArgs(workers)]);
     const cs = await sessions(p, CLIENTS);
     await resetStatements();
-    const lock = await lockTable();
-    cs[0]!.write(enc.query(READ));
-    await waitUntilCount(pg(), lockWaitersSql(READ), 1);
+    const lock = await blockedLeader(cs[0]!, enc.query(READ));
     for (const c of cs.slice(1)) c.write(enc.query(READ));
     await waitLines(p, 'flight=waiter', CLIENTS - 1);
     await waitUntilCount(pg(), lockWaitersSql(READ), 1); // still only the leader reached PostgreSQL
@@ -92,11 +101,9 @@ for (const workers of WORKER_MODES) {
       t.equal(describeMessages(r), '1 Z', `client ${i}: statement prepared`);
     }
     await resetStatements();
-    const lock = await lockTable();
     const unit = (i: number) =>
       i % 2 === 0 ? extUnit({ sql: `${READ} WHERE id <= $1`, params: ['500'] }) : extUnit({ sql: null, statement: 's1', params: ['500'] });
-    cs[0]!.write(unit(0));
-    await waitUntilCount(pg(), lockWaitersSql(READ), 1);
+    const lock = await blockedLeader(cs[0]!, unit(0));
     for (const [i, c] of cs.entries()) if (i > 0) c.write(unit(i));
     await waitLines(p, 'flight=waiter', 3 * (CLIENTS - 1) - Math.floor(CLIENTS / 2)); // P+B+E lines or B+E lines
     await lock.release();
@@ -113,9 +120,7 @@ for (const workers of WORKER_MODES) {
   t.test(`${mode}: killing the leader's client mid-flight, every waiter still gets a correct answer`, async (t) => {
     const p = await fx.launch(['--singleflight', ...workerArgs(workers)]);
     const cs = await sessions(p, 20);
-    const lock = await lockTable();
-    cs[0]!.write(enc.query(READ));
-    await waitUntilCount(pg(), lockWaitersSql(READ), 1);
+    const lock = await blockedLeader(cs[0]!, enc.query(READ));
     for (const c of cs.slice(1)) c.write(enc.query(READ));
     await waitLines(p, 'flight=waiter', cs.length - 1);
     cs[0]!.sock.destroy();
@@ -133,9 +138,7 @@ for (const workers of WORKER_MODES) {
   t.test(`${mode}: a waiter whose client goes away is dropped; the others get the answer`, async (t) => {
     const p = await fx.launch(['--singleflight', ...workerArgs(workers)]);
     const cs = await sessions(p, 4);
-    const lock = await lockTable();
-    cs[0]!.write(enc.query(READ));
-    await waitUntilCount(pg(), lockWaitersSql(READ), 1);
+    const lock = await blockedLeader(cs[0]!, enc.query(READ));
     for (const c of cs.slice(1)) c.write(enc.query(READ));
     await waitLines(p, 'flight=waiter', 3);
     cs[2]!.sock.destroy();
@@ -152,9 +155,7 @@ for (const workers of WORKER_MODES) {
     const p = await fx.launch(['--singleflight', ...workerArgs(workers)]);
     const leader = await fx.session(p.port);
     const waiter = await fx.sessionWithKey(p.port);
-    const lock = await lockTable();
-    leader.write(enc.query(READ));
-    await waitUntilCount(pg(), lockWaitersSql(READ), 1);
+    const lock = await blockedLeader(leader, enc.query(READ));
     waiter.c.write(enc.query(READ));
     await waitLines(p, 'flight=waiter', 1);
     const cancel = await RawClient.connect(p.port);
@@ -174,9 +175,7 @@ for (const workers of WORKER_MODES) {
     const cs = await sessions(p, 5);
     const bad = 'SELECT count(*) / 0 FROM sf_t';
     await resetStatements();
-    const lock = await lockTable();
-    cs[0]!.write(enc.query(bad));
-    await waitUntilCount(pg(), lockWaitersSql(bad), 1);
+    const lock = await blockedLeader(cs[0]!, enc.query(bad), bad);
     for (const c of cs.slice(1)) c.write(enc.query(bad));
     await waitLines(p, 'flight=waiter', cs.length - 1);
     await lock.release();
@@ -187,9 +186,7 @@ for (const workers of WORKER_MODES) {
   t.test(`${mode}: a waiter's pipelined requests wait behind it and are answered in order`, async (t) => {
     const p = await fx.launch(['--singleflight', ...workerArgs(workers)]);
     const [leader, waiter] = await sessions(p, 2);
-    const lock = await lockTable();
-    leader!.write(enc.query(READ));
-    await waitUntilCount(pg(), lockWaitersSql(READ), 1);
+    const lock = await blockedLeader(leader!, enc.query(READ));
     waiter!.write(Buffer.concat([enc.query(READ), enc.query('SELECT 42'), extUnit({ sql: 'SELECT $1::int + 1', params: ['1'] }), enc.query(READ)]));
     await waitLines(p, 'flight=waiter', 1);
     await lock.release();
@@ -202,9 +199,7 @@ for (const workers of WORKER_MODES) {
   t.test(`${mode}: SIGTERM while a client waits: it gets its answer, then 57P01`, async (t) => {
     const p = await fx.launch(['--singleflight', '--shutdown-grace', '20000', ...workerArgs(workers)]);
     const [leader, waiter] = await sessions(p, 2);
-    const lock = await lockTable();
-    leader!.write(enc.query(READ));
-    await waitUntilCount(pg(), lockWaitersSql(READ), 1);
+    const lock = await blockedLeader(leader!, enc.query(READ));
     waiter!.write(enc.query(READ));
     await waitLines(p, 'flight=waiter', 1);
     p.proc.kill('SIGTERM');
@@ -222,9 +217,7 @@ for (const workers of WORKER_MODES) {
   t.test(`${mode}: a leader cancelled by the server (57014) does not pass its error on`, async (t) => {
     const p = await fx.launch(['--singleflight', ...workerArgs(workers)]);
     const [leader, waiter] = await sessions(p, 2);
-    const lock = await lockTable();
-    leader!.write(enc.query(READ));
-    await waitUntilCount(pg(), lockWaitersSql(READ), 1);
+    const lock = await blockedLeader(leader!, enc.query(READ));
     waiter!.write(enc.query(READ));
     await waitLines(p, 'flight=waiter', 1);
     const pid = await pg().psql(`SELECT pid FROM pg_stat_activity WHERE query = '${READ}' AND wait_event_type = 'Lock'`);

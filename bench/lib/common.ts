@@ -1,5 +1,6 @@
 /** Small helpers every bench script needs. */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 
 /**
@@ -21,4 +22,17 @@ export function median(xs: readonly number[]): number {
   if (s.length === 0) return NaN;
   const m = s.length >> 1;
   return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** What a result file says about the machine; loadAtStart is os.loadavg() taken before the run. */
+export function machineInfo(loadAtStart: number[]): Record<string, unknown> {
+  return {
+    node: process.version,
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cpus: os.cpus().length,
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    totalMemMiB: Math.round(os.totalmem() / 2 ** 20),
+    /** 1/5/15-minute load averages: other work on the machine skews the figures. */
+    loadAverage: { atStart: loadAtStart, atEnd: os.loadavg().map((x) => Math.round(x * 100) / 100) },
+  };
 }
