@@ -5,7 +5,8 @@
  * Not a server to use: run pgbench against it to see the best tps a Node proxy could reach when
  * every answer comes from memory (README, Performance).
  *
- * Usage: node build/bench/constant-server.js [PORT]   (default 7777, on 127.0.0.1)
+ * Usage: node build/bench/constant-server.js [PORT]   (default 7777, on 127.0.0.1; 0 = any free port)
+ * `make bench` runs it as the node-ceiling target of the hotset workloads.
  */
 import * as net from 'node:net';
 
@@ -42,40 +43,40 @@ const EXTENDED = Buffer.concat([msg('1', Buffer.alloc(0)), msg('2', Buffer.alloc
 const SSL_REQUEST = 80877103;
 
 const port = Number(process.argv[2] ?? 7777);
-net
-  .createServer({ noDelay: true }, (sock) => {
-    let started = false;
-    let pending: Buffer | null = null;
-    sock.on('error', () => {});
-    sock.on('data', (chunk: Buffer) => {
-      const buf = pending === null ? chunk : Buffer.concat([pending, chunk]);
-      const out: Buffer[] = [];
-      let off = 0;
-      for (;;) {
-        if (!started) {
-          if (buf.length - off < 8) break;
-          const len = buf.readUInt32BE(off);
-          if (buf.length - off < len) break;
-          const code = buf.readUInt32BE(off + 4);
-          off += len;
-          if (code === SSL_REQUEST) out.push(Buffer.from('N'));
-          else {
-            started = true;
-            out.push(STARTED);
-          }
-          continue;
+const server = net.createServer({ noDelay: true }, (sock) => {
+  let started = false;
+  let pending: Buffer | null = null;
+  sock.on('error', () => {});
+  sock.on('data', (chunk: Buffer) => {
+    const buf = pending === null ? chunk : Buffer.concat([pending, chunk]);
+    const out: Buffer[] = [];
+    let off = 0;
+    for (;;) {
+      if (!started) {
+        if (buf.length - off < 8) break;
+        const len = buf.readUInt32BE(off);
+        if (buf.length - off < len) break;
+        const code = buf.readUInt32BE(off + 4);
+        off += len;
+        if (code === SSL_REQUEST) out.push(Buffer.from('N'));
+        else {
+          started = true;
+          out.push(STARTED);
         }
-        if (buf.length - off < 5) break;
-        const len = buf.readUInt32BE(off + 1);
-        if (buf.length - off < len + 1) break;
-        const type = buf[off];
-        if (type === 0x51) out.push(SIMPLE); // Query
-        else if (type === 0x53) out.push(EXTENDED); // Sync (after Parse/Bind/Describe/Execute)
-        else if (type === 0x58) sock.end(); // Terminate
-        off += len + 1;
+        continue;
       }
-      pending = off < buf.length ? Buffer.from(buf.subarray(off)) : null;
-      if (out.length > 0) sock.write(out.length === 1 ? out[0]! : Buffer.concat(out));
-    });
-  })
-  .listen(port, '127.0.0.1', () => process.stdout.write(`listening ${port}\n`));
+      if (buf.length - off < 5) break;
+      const len = buf.readUInt32BE(off + 1);
+      if (buf.length - off < len + 1) break;
+      const type = buf[off];
+      if (type === 0x51) out.push(SIMPLE); // Query
+      else if (type === 0x53) out.push(EXTENDED); // Sync (after Parse/Bind/Describe/Execute)
+      else if (type === 0x58) sock.end(); // Terminate
+      off += len + 1;
+    }
+    pending = off < buf.length ? Buffer.from(buf.subarray(off)) : null;
+    if (out.length > 0) sock.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+  });
+});
+// Port 0 picks a free port; the line says which (make bench reads it).
+server.listen(port, '127.0.0.1', () => process.stdout.write(`listening ${(server.address() as net.AddressInfo).port}\n`));

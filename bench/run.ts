@@ -29,6 +29,9 @@
  *   pgpool-cache      Pgpool-II (raw mode, one backend) with its shmem in-memory query cache on
  *                     (skipped when not installed or it does not start); its settings and why
  *                     are in startPgpool()
+ *   node-ceiling      bench/constant-server.ts: a Node server answering every query with one row
+ *                     from memory, no parsing, no log: the most any Node cache can reach on this
+ *                     machine (hotset workloads only; its answers are not the real rows)
  * A pgscribe-cache* target that does not start (e.g. a pgscribe without those flags exits with
  * "invalid setting") is reported on stderr and skipped, like an uninstalled PgBouncer; the
  * other targets still run. Skipped targets have no rows and leave their ratio columns empty.
@@ -65,6 +68,7 @@ const ALL_TARGETS = [
   'pgscribe-cache-nolog',
   'pgscribe-cache-w2',
   'pgpool-cache',
+  'node-ceiling',
 ] as const;
 type Workload = (typeof ALL_WORKLOADS)[number];
 type TargetName = (typeof ALL_TARGETS)[number];
@@ -191,6 +195,15 @@ async function startPgscribe(name: PgscribeTarget, pgPort: number, dir: string):
   }
   return t;
 }
+
+async function startCeiling(): Promise<Target> {
+  const proc = spawn(process.execPath, [path.join(__dirname, 'constant-server.js'), '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const m = await waitForLine(proc, 'stdout', /listening (\d+)/);
+  return { name: 'node-ceiling', port: Number(m[1]), pid: proc.pid!, proc };
+}
+
+/** node-ceiling answers every query with a constant row: a ceiling for the hot set only. */
+const runsOn = (t: TargetName, w: Workload): boolean => t !== 'node-ceiling' || w === 'hotset' || w === 'hotset-extended';
 
 async function startRelay(pgPort: number): Promise<Target> {
   const proc = spawn(process.execPath, [path.join(__dirname, 'relay.js'), '0', `127.0.0.1:${pgPort}`], {
@@ -610,6 +623,8 @@ interface Summary {
   tpsVsRelay: number | null;
   tpsVsPgbouncer: number | null;
   tpsVsPgpoolCache: number | null;
+  /** hotset workloads: tps as a fraction of node-ceiling's (what a Node server answering from memory reaches). */
+  tpsVsCeiling: number | null;
   cpuVsRelay: number | null;
   cpuVsPgbouncer: number | null;
   /** pgpool-cache only: median over repeats of the query cache's hit ratio in the run. */
@@ -640,6 +655,7 @@ function summarise(cells: Cell[]): Summary[] {
         tpsVsRelay: t === 'node-relay' ? null : ratio(tps, med(w, 'node-relay', (c) => c.tps)),
         tpsVsPgbouncer: t === 'pgbouncer' ? null : ratio(tps, med(w, 'pgbouncer', (c) => c.tps)),
         tpsVsPgpoolCache: t === 'pgpool-cache' ? null : ratio(tps, med(w, 'pgpool-cache', (c) => c.tps)),
+        tpsVsCeiling: t === 'node-ceiling' ? null : ratio(tps, med(w, 'node-ceiling', (c) => c.tps)),
         cpuVsRelay: t === 'node-relay' ? null : ratio(cpu, med(w, 'node-relay', (c) => c.cpuUsPerTxn)),
         cpuVsPgbouncer: t === 'pgbouncer' ? null : ratio(cpu, med(w, 'pgbouncer', (c) => c.cpuUsPerTxn)),
         cacheHitRatio: med(w, t, (c) => c.cacheHitRatio),
@@ -653,12 +669,12 @@ const f1 = (x: number | null, d = 1) => (x === null || !Number.isFinite(x) ? '' 
 
 function markdown(rows: Summary[]): string {
   const lines = [
-    '| workload | target | tps | mean ms | p99 ms | proxy CPU µs/txn | tps vs direct | tps vs relay | tps vs pgbouncer | tps vs pgpool-cache | CPU vs relay | CPU vs pgbouncer |',
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| workload | target | tps | mean ms | p99 ms | proxy CPU µs/txn | tps vs direct | tps vs relay | tps vs pgbouncer | tps vs pgpool-cache | tps vs ceiling | CPU vs relay | CPU vs pgbouncer |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const r of rows) {
     lines.push(
-      `| ${r.workload} | ${r.target} | ${f1(r.tps, 0)} | ${f1(r.latencyMeanMs, 3)} | ${f1(r.latencyP99Ms, 3)} | ${f1(r.cpuUsPerTxn)} | ${f1(r.tpsVsDirect, 2)} | ${f1(r.tpsVsRelay, 2)} | ${f1(r.tpsVsPgbouncer, 2)} | ${f1(r.tpsVsPgpoolCache, 2)} | ${f1(r.cpuVsRelay, 2)} | ${f1(r.cpuVsPgbouncer, 2)} |`,
+      `| ${r.workload} | ${r.target} | ${f1(r.tps, 0)} | ${f1(r.latencyMeanMs, 3)} | ${f1(r.latencyP99Ms, 3)} | ${f1(r.cpuUsPerTxn)} | ${f1(r.tpsVsDirect, 2)} | ${f1(r.tpsVsRelay, 2)} | ${f1(r.tpsVsPgbouncer, 2)} | ${f1(r.tpsVsPgpoolCache, 2)} | ${f1(r.tpsVsCeiling, 2)} | ${f1(r.cpuVsRelay, 2)} | ${f1(r.cpuVsPgbouncer, 2)} |`,
     );
   }
   return lines.join('\n');
@@ -702,6 +718,9 @@ async function main(): Promise<void> {
         }
       }
       else if (name === 'node-relay') targets.push(await startRelay(pg.port));
+      else if (name === 'node-ceiling') {
+        if (WORKLOADS.some((w) => runsOn(name, w))) targets.push(await startCeiling());
+      }
       else if (name === 'pgbouncer') {
         const b = await startPgbouncer(pg.port, dir);
         if (b) targets.push(b);
@@ -714,10 +733,11 @@ async function main(): Promise<void> {
     }
     const started = new Date();
     const cells: Cell[] = [];
-    const total = REPEATS * WORKLOADS.length * targets.length;
+    const total = REPEATS * WORKLOADS.reduce((n, w) => n + targets.filter((t) => runsOn(t.name, w)).length, 0);
     for (let rep = 1; rep <= REPEATS; rep++) {
       for (const w of WORKLOADS) {
         for (const t of targets) {
+          if (!runsOn(t.name, w)) continue;
           const c = await runCell(w, t, rep, dir);
           cells.push(c);
           process.stderr.write(
