@@ -15,14 +15,17 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 install: node_modules/.package-lock.json
 
+# tsc copies no .html: the admin dashboard page goes next to its compiled module by hand.
 build: install
 	npx tsc -p tsconfig.json
 	chmod +x dist/main.js
+	mkdir -p dist/admin && cp src/admin/dashboard.html dist/admin/dashboard.html
 
 # Tests and benchmarks are compiled together (src, test, bench) into build/.
 compile: build
 	rm -rf build
 	npx tsc -p tsconfig.test.json
+	mkdir -p build/src/admin && cp src/admin/dashboard.html build/src/admin/dashboard.html
 
 test: compile
 	npx tap --disable-coverage --timeout=300 --jobs=2 $(TESTS)
