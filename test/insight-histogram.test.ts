@@ -107,6 +107,15 @@ t.test('cumulative counts for Prometheus buckets', async (t) => {
   t.equal(got[got.length - 1], xs.length, 'above the maximum: all');
 });
 
+t.test('cumulative: a bucket straddling a bound counts below it only when its midpoint does', async (t) => {
+  // 1.000 ms lies in the bucket [0.992, 1.024) ms, whose midpoint is 1.008 ms.
+  const h = new LatencyHistogram();
+  h.record(0.5);
+  for (let i = 0; i < 10; i++) h.record(1);
+  h.record(2);
+  t.strictSame(h.cumulative([0.995, 1.01, 1.5]), [1, 11, 11]);
+});
+
 t.test('memory: only the octaves seen are allocated, at most 432 buckets', async (t) => {
   const h = new LatencyHistogram();
   for (let i = 0; i < 1000; i++) h.record(0.2 + (i % 100) * 0.2); // 0.2 .. 20 ms: 7 octaves
