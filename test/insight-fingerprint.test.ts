@@ -62,6 +62,7 @@ const CASES: Array<[string, string]> = [
   ['select x::Numeric, "Mixed Case"."Col" from "S".T', 'select x::numeric, "Mixed Case"."Col" from "S".t'],
   ['select "a""b", "" from t', 'select "a""b", "" from t'],
   ['SELECT ÄBC FROM Tä', 'select Äbc from tä'],
+  ['select én(1, 2), és null, ïn (3) from t', 'select én($1, $2), és $3, ïn ($4) from t'], // not IN / IS
   // IN lists
   ['select * from t where id in (1, 2, 3)', 'select * from t where id in (...)'],
   ['select * from t where id IN (1) and b = 4', 'select * from t where id in (...) and b = $1'],

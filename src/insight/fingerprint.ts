@@ -237,7 +237,9 @@ function numberEnd(sql: string, i: number): number {
 /** Id of the lower-case word out[s, s+len), or W_OTHER. */
 function wordId(s: number, len: number): number {
   if (len > MAX_WORD) return W_OTHER;
-  const cands = CANDIDATES[len * 128 + (out[s]! & 127)];
+  const first = out[s]!;
+  if (first >= 128) return W_OTHER;
+  const cands = CANDIDATES[len * 128 + first];
   if (cands === undefined) return W_OTHER;
   outer: for (const [w, id] of cands) {
     for (let k = 1; k < len; k++) if (w.charCodeAt(k) !== out[s + k]) continue outer;
