@@ -77,6 +77,7 @@ const CASES: Array<[string, string]> = [
   ['select 5, $2, 6 from t where a in (7, 8) and b = $10', 'select $11, $2, $12 from t where a in (...) and b = $10'],
   ['select * from t where a in ($1, $2) and b = 7', 'select * from t where a in (...) and b = $3'],
   ['select $1::int', 'select $1::int'],
+  ['select $99999999999999999999, 1', 'select $99999999999999999999, $1000000000'],
   // TRUE / FALSE / NULL: literals, except what IS tests (and NOT NULL)
   ['select true, FALSE, null from t where a = true', 'select $1, $2, $3 from t where a = $4'],
   ['select a is null, b is not null, c is true, d is not false, e is distinct from null, f is not distinct from true from t',

@@ -323,7 +323,12 @@ function pass(sql: string, base: number): number {
       if (isDigit(d)) {
         let j = i + 1;
         let v = 0;
-        while (j < n && isDigit(sql.charCodeAt(j))) { v = v * 10 + sql.charCodeAt(j) - 48; j++; }
+        // Saturates: the literal numbers after it must stay small integers (the server rejects
+        // such a placeholder anyway; PostgreSQL allows 65535 parameters).
+        while (j < n && isDigit(sql.charCodeAt(j))) {
+          if (v < 100_000_000) v = v * 10 + sql.charCodeAt(j) - 48;
+          j++;
+        }
         if (v > maxP) maxP = v;
         end = j;
         kind = K_PARAM;
