@@ -92,6 +92,8 @@ const CASES: Array<[string, string]> = [
   ['select a, count(*) from t group by 1 order by 2 desc, a, 1 limit 10 offset 5',
     'select a, count(*) from t group by 1 order by 2 desc, a, 1 limit $1 offset $2'],
   ['select a from t order by 1 + a, 2', 'select a from t order by $1 + a, 2'],
+  // kept numbers are lower-cased too, so that a glued `$1` + `1F` reads back the same
+  ["select x::vector(1E3), x::t('a'1F)", 'select x::vector(1e3), x::t($11f)'],
   ['select a, rank() over (order by 1), array_agg(b order by 2) from t order by 1',
     'select a, rank() over (order by $1), array_agg(b order by $2) from t order by 1'],
   ['select * from (select a from t order by 1 limit 3) s order by 1',
@@ -170,6 +172,27 @@ t.test('long texts and many literals', async (t) => {
   t.equal(normalizeSql('SELECT 1'), 'select $1', 'a small text after a big one');
   const wide = 'select \u4e2d\u6587 from "\u{1F600}" where a = 1';
   t.equal(normalizeSql(wide), 'select \u4e2d\u6587 from "\u{1F600}" where a = $1', 'non-latin1 characters survive');
+});
+
+t.test('random token soup: never throws, and the normal form is its own normal form', async (t) => {
+  const TOK = ['select', 'SELECT', 'from', 't', 'in', 'IN', 'is', 'not', 'null', 'true', 'order', 'by', 'group',
+    'numeric', '::', 'int', '(', ')', ',', ';', '-', '+', '*', '=', '<>', '1', '2.5', '-3', "'x'", "E'a\\'b'",
+    "'it''s'", '$1', '$2', '$$d$$', '$q$x$q$', '"Q d"', '/* c */', '-- c\n', ' ', '\n', 'a', 'B', '.', '[', ']',
+    'as', 'with', 'limit', "'", '"', '$', '/*', 'é', '::varchar', '1E5', '.5', "x'1F'", 'between', 'and', 'desc'];
+  let seed = 7;
+  const r = (n: number): number => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return seed % n;
+  };
+  let bad = 0;
+  for (let k = 0; k < 30000; k++) {
+    let s = '';
+    for (let i = 1 + r(20); i > 0; i--) s += TOK[r(TOK.length)]! + (r(2) === 1 ? ' ' : '');
+    const once = normalizeSql(s);
+    const twice = normalizeSql(once);
+    if (once !== twice && bad++ < 5) t.equal(twice, once, JSON.stringify(s));
+  }
+  t.equal(bad, 0, '30000 random texts');
 });
 
 t.test('fingerprintId: FNV-1a 64, 16 hex chars', async (t) => {

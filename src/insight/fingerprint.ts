@@ -531,6 +531,11 @@ function pass(sql: string, base: number): number {
           for (let k = o + digits - 1; k >= o; k--) { out[k] = 48 + (v % 10); v = (v / 10) | 0; }
           o += digits;
         }
+      } else if (kind === K_NUM) {
+        for (let k = i; k < end; k++) { // 1E5 -> 1e5
+          const e = sql.charCodeAt(k);
+          out[o++] = e >= 65 && e <= 90 ? e + 32 : e;
+        }
       } else {
         for (let k = i; k < end; k++) out[o++] = sql.charCodeAt(k);
       }
