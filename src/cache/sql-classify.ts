@@ -221,7 +221,7 @@ export const SAFE_FUNCTIONS: ReadonlySet<string> = new Set([
 ]);
 
 // ---------------------------------------------------------------------------------------------
-// Tokens
+// Tokens (the character rules and scanString are shared with src/insight/fingerprint.ts)
 
 const WORD = 0; // unquoted identifier or keyword; v lower-cased
 const QID = 1; // "quoted identifier"; v = the name, "" unescaped
@@ -243,17 +243,17 @@ interface Tok {
   v: string;
 }
 
-function isIdentStart(c: number): boolean {
+export function isIdentStart(c: number): boolean {
   return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || c === 95 || c >= 128;
 }
-function isIdentChar(c: number): boolean {
+export function isIdentChar(c: number): boolean {
   return isIdentStart(c) || (c >= 48 && c <= 57) || c === 36;
 }
-function isDigit(c: number): boolean {
+export function isDigit(c: number): boolean {
   return c >= 48 && c <= 57;
 }
 /** + - * / < > = ~ ! @ # % ^ & | ` ? */
-function isOpChar(c: number): boolean {
+export function isOpChar(c: number): boolean {
   return c === 43 || c === 45 || c === 42 || c === 47 || c === 60 || c === 62 || c === 61 ||
     c === 126 || c === 33 || c === 64 || c === 35 || c === 37 || c === 94 || c === 38 || c === 124 ||
     c === 96 || c === 63;
@@ -424,7 +424,7 @@ function tokenize(sql: string, scs: boolean): Tok[] | null {
 }
 
 /** Index just after the closing quote of a string whose content starts at i, or -1. */
-function scanString(sql: string, i: number, backslash: boolean): number {
+export function scanString(sql: string, i: number, backslash: boolean): number {
   const n = sql.length;
   while (i < n) {
     const c = sql.charCodeAt(i);
