@@ -29,6 +29,7 @@ import type { FlightClient, SharedAnswer, Verdict } from './cache/layer';
 import { judgeResponse, replayAnswer } from './cache/response';
 import { CacheSession, type Lead, type Request } from './cache/session';
 import { COMPLETE, MORE, REJECT, Unit } from './cache/unit';
+import { CompletionTracker, type Completed } from './completions';
 
 /**
  * Client states. The field `state` changes only in `transition()`.
@@ -108,6 +109,8 @@ const CLIENT_INSPECT = [
 const CLIENT_INSPECT_CACHE = [...CLIENT_INSPECT, Frontend.Describe, Frontend.Flush];
 /** With the cache on: the statement ledger's completions and the session parameters of the key. */
 const SERVER_INSPECT_CACHE = [...SERVER_INSPECT, Backend.ParseComplete, Backend.CloseComplete, Backend.ParameterStatus];
+/** With completion tracking: the messages that end a query (completions.ts). */
+const SERVER_INSPECT_COMPLETIONS = [Backend.CommandComplete, Backend.EmptyQueryResponse, Backend.PortalSuspended];
 
 /**
  * Frontend messages that ask the server for something, moving an idle session to `request`.
@@ -210,11 +213,24 @@ export class Client implements FlightClient {
   private backlog: Deferred[] = [];
   private draining = false;
 
+  // Completion tracking (null unless --log-completions or --admin).
+  private readonly tracker: CompletionTracker | null;
+  /** Q/P/B/E messages are decoded: for the log, or for the tracker (statement and portal SQL). */
+  private readonly recording: boolean;
+  /** seq of the last Q/P/B/E record. */
+  private seq = 0;
+  /** performance.now() when the pending unit was complete: its queries' start. */
+  private unitStart = 0;
+  /** The Q or E record of the pending unit, once its lines are written. */
+  private unitQuery: QueryRecord | null = null;
+
   constructor(server: Server, socket: net.Socket, id: number) {
     this.server = server;
     this.socket = socket;
     this.id = id;
     this.address = formatAddress(socket.remoteAddress, socket.remotePort);
+    this.tracker = server.tracksCompletions ? new CompletionTracker((c) => this.onCompleted(c)) : null;
+    this.recording = server.logger.enabled || this.tracker !== null;
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 60_000);
     this.clientFramer = new Framer(
@@ -281,6 +297,7 @@ export class Client implements FlightClient {
       return;
     }
     if (this.state === S.Closing) return;
+    this.server.messagesIn[type]++;
     if (this.cs === null) this.forward(type, buf, start, end, null);
     else if (this.state === S.Waiting || (this.backlog.length > 0 && !this.draining)) this.defer(type, buf, start, end, true);
     else this.intake(type, buf, start, end);
@@ -306,7 +323,8 @@ export class Client implements FlightClient {
    */
   private forward(type: number, buf: Buffer, start: number, end: number, ann: Annotation | null | typeof NO_LOG): void {
     try {
-      if (ann !== NO_LOG && this.server.logger.enabled) this.logMessage(type, buf, start, end, ann);
+      const r = ann === NO_LOG ? this.unitQuery : this.recording ? this.logMessage(type, buf, start, end, ann) : null;
+      if (this.tracker !== null) this.track(type, r, ann === NO_LOG ? this.unitStart : performance.now());
       if (this.cs !== null) this.cs.beforeForward(type, buf, start, end, this.toUpstream);
     } catch (err) {
       if (err instanceof ProtocolError) {
@@ -333,48 +351,76 @@ export class Client implements FlightClient {
     this.toUpstream.push(buf, start, end);
   }
 
+  /** A message going upstream, as the completion tracker needs it (r: its record, for Q and E). */
+  private track(type: number, r: QueryRecord | null, start: number): void {
+    const t = this.tracker!;
+    switch (type) {
+      case Frontend.Query:
+        if (r !== null && r.type === 'Q') t.query(r.seq!, r.sql, start, r.cache, r.flight);
+        break;
+      case Frontend.Execute:
+        if (r !== null && r.type === 'E') t.execute(r.seq!, r.sql, start, r.cache, r.flight);
+        break;
+      case Frontend.Sync:
+      case Frontend.FunctionCall:
+        t.sync();
+        break;
+    }
+  }
+
+  /** A query ended (completions.ts): its `done` line and its digest. */
+  private onCompleted(c: Completed): void {
+    const srv = this.server;
+    if (srv.insight !== null && c.sql !== null) {
+      srv.insight.record({ sql: c.sql, ms: c.ms, rows: c.rows, error: c.status === 'error', cache: c.cache, flight: c.flight, now: Date.now() });
+    }
+    if (srv.config.logCompletions && srv.logger.enabled && this.session !== null) this.written(srv.logger.logCompletion(this.session, c));
+  }
+
   /**
    * One line per Q/P/B/E, and the statement/portal names the lines show. Statements and portals
-   * are tracked for the log only: with the log off, nothing is decoded here.
+   * are tracked for the log and the completion tracker only: with both off, nothing is decoded.
+   * Returns the record (written when the log is on), or null for a Close.
    */
-  private logMessage(type: number, buf: Buffer, start: number, end: number, ann: Annotation | null): void {
+  private logMessage(type: number, buf: Buffer, start: number, end: number, ann: Annotation | null): QueryRecord | null {
     // Every record has the same fields in the same order (one hidden class for the formatter).
     const cache = ann === null ? undefined : ann.cache;
     const flight = ann === null ? undefined : ann.flight;
     let r: QueryRecord;
     switch (type) {
       case Frontend.Query:
-        r = { type: 'Q', statement: null, portal: null, sql: decodeQuery(buf, start, end), params: null, cache, flight };
+        r = { type: 'Q', statement: null, portal: null, sql: decodeQuery(buf, start, end), params: null, cache, flight, seq: ++this.seq };
         break;
       case Frontend.Parse: {
         const m = decodeParse(buf, start, end);
         this.statements.set(m.statement, m.sql);
-        r = { type: 'P', statement: m.statement, portal: null, sql: m.sql, params: null, cache, flight };
+        r = { type: 'P', statement: m.statement, portal: null, sql: m.sql, params: null, cache, flight, seq: ++this.seq };
         break;
       }
       case Frontend.Bind: {
         const m = decodeBind(buf, start, end);
         const sql = this.statements.get(m.statement) ?? null;
         this.portals.set(m.portal, { statement: m.statement, sql });
-        r = { type: 'B', statement: m.statement, portal: m.portal, sql, params: { formats: m.paramFormats, values: m.params }, cache, flight };
+        r = { type: 'B', statement: m.statement, portal: m.portal, sql, params: { formats: m.paramFormats, values: m.params }, cache, flight, seq: ++this.seq };
         break;
       }
       case Frontend.Execute: {
         const portal = decodeExecute(buf, start, end);
         const p = this.portals.get(portal);
-        r = { type: 'E', statement: p ? p.statement : null, portal, sql: p ? p.sql : null, params: null, cache, flight };
+        r = { type: 'E', statement: p ? p.statement : null, portal, sql: p ? p.sql : null, params: null, cache, flight, seq: ++this.seq };
         break;
       }
       case Frontend.Close: {
         const m = decodeClose(buf, start, end);
         if (m.kind === 'S') this.statements.delete(m.name);
         else this.portals.delete(m.name);
-        return;
+        return null;
       }
       default:
-        return;
+        return null;
     }
-    this.logQuery(r);
+    if (this.server.logger.enabled) this.logQuery(r);
+    return r;
   }
 
   // ---- cache and singleflight ----------------------------------------------------------------
@@ -403,6 +449,7 @@ export class Client implements FlightClient {
       return;
     }
     this.request = req;
+    this.unitStart = performance.now();
     this.lookup();
   }
 
@@ -472,9 +519,12 @@ export class Client implements FlightClient {
   private logUnit(ann: Annotation): void {
     if (this.unitLogged) return;
     this.unitLogged = true;
-    if (!this.server.logger.enabled) return;
+    if (!this.recording) return;
     try {
-      for (const h of this.unit!.held) this.logMessage(h.type, h.buf, h.start, h.end, ann);
+      for (const h of this.unit!.held) {
+        const r = this.logMessage(h.type, h.buf, h.start, h.end, ann);
+        if (r !== null && (r.type === 'Q' || r.type === 'E')) this.unitQuery = r;
+      }
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
       // The unit assembler validated these messages: unreachable, but never fatal to the process.
@@ -495,6 +545,7 @@ export class Client implements FlightClient {
       if (this.state === S.Closing) return;
       this.forward(h.type, h.buf, h.start, h.end, logged ? NO_LOG : ann);
     }
+    this.unitQuery = null;
     if (wasWaiting) this.resumeAfterWait();
   }
 
@@ -503,13 +554,22 @@ export class Client implements FlightClient {
     const u = this.unit!;
     replayAnswer(this.toClient, a, u.hasParse);
     this.cs!.answeredLocally(u);
+    this.completeLocally(a.bytes);
     this.finishLocal();
+  }
+
+  /** The pending unit's query ends with an answer the proxy wrote itself. */
+  private completeLocally(answer: Buffer): void {
+    const r = this.unitQuery;
+    if (this.tracker === null || r === null) return;
+    this.tracker.local(r.type === 'Q' ? 'Q' : 'E', r.seq!, r.sql, this.unitStart, answer, r.cache, r.flight);
   }
 
   private finishLocal(): void {
     this.unit!.reset();
     this.request = null;
     this.unitLogged = false;
+    this.unitQuery = null;
     if (this.state === S.Waiting) {
       this.transition(S.Idle);
       this.resumeAfterWait();
@@ -556,6 +616,7 @@ export class Client implements FlightClient {
     this.toClient.push(err, 0, err.length);
     this.toClient.push(READY_IDLE, 0, READY_IDLE.length);
     this.cs.cancelledLocally(this.unit!);
+    this.completeLocally(err);
     this.finishLocal();
     this.flushToClient();
     return true;
@@ -573,10 +634,15 @@ export class Client implements FlightClient {
     ctx.layer.complete(lead.flightId, j.shareable ? { bytes, hasParse: lead.hasParse } : null, j.storable ? lead.ttlMs : 0, 0);
   }
 
-  private logQuery(record: Parameters<Server['logger']['log']>[1]): void {
-    const logger = this.server.logger;
-    if (!logger.log(this.session!, record) && !this.awaitingLogDrain) {
+  private logQuery(record: QueryRecord): void {
+    this.written(this.server.logger.log(this.session!, record));
+  }
+
+  /** After a line went to the logger: false means the writer is behind. */
+  private written(accepted: boolean): void {
+    if (!accepted && !this.awaitingLogDrain) {
       // The log writer is behind: stop reading from this client until it catches up.
+      const logger = this.server.logger;
       this.awaitingLogDrain = true;
       this.setClientPaused(PAUSE_LOG_FULL, true);
       logger.onDrain(() => {
@@ -666,7 +732,7 @@ export class Client implements FlightClient {
         onPassthrough: (_type, b, s, e) => this.onServerPassthrough(b, s, e),
         onFramingError: (reason) => this.upstreamProtocolViolation(reason),
       },
-      { maxLength: SERVER_MAX_LENGTH, maxInspectLength: SERVER_MAX_INSPECT_ALLOC, inspect: this.cs === null ? SERVER_INSPECT : SERVER_INSPECT_CACHE },
+      { maxLength: SERVER_MAX_LENGTH, maxInspectLength: SERVER_MAX_INSPECT_ALLOC, inspect: this.serverInspect() },
     );
     // net queues this write until the connection is up; the client is not read until then.
     up.write(Buffer.from(startupPacket));
@@ -691,6 +757,12 @@ export class Client implements FlightClient {
     up.on('drain', () => this.setClientPaused(PAUSE_UPSTREAM_FULL, false));
     up.on('error', (err: NodeJS.ErrnoException) => this.onSocketError('upstream', err));
     up.on('close', () => this.onUpstreamClose());
+  }
+
+  /** Server messages that must arrive whole: what this session's features look into. */
+  private serverInspect(): number[] {
+    const base = this.cs === null ? SERVER_INSPECT : SERVER_INSPECT_CACHE;
+    return this.tracker === null ? base : [...base, ...SERVER_INSPECT_COMPLETIONS];
   }
 
   private onStartupTimeout(): void {
@@ -727,6 +799,7 @@ export class Client implements FlightClient {
       if ((type === Backend.ParseComplete || type === Backend.CloseComplete) && !cs.completion(type)) return;
       if (cs.capturing !== null) cs.capturing.capture.add(buf, start, end);
     }
+    if (this.tracker !== null) this.tracker.server(type, buf, start, end);
     switch (type) {
       case Backend.ReadyForQuery: {
         if (end - start < 6) {
@@ -817,12 +890,14 @@ export class Client implements FlightClient {
 
   private upstreamProtocolViolation(reason: string): void {
     this.server.ops.error('upstream sent an invalid message; closing the session', { conn: this.id, client: this.address, reason });
+    this.server.upstreamErrors++;
     this.fail({ severity: 'FATAL', code: SqlState.ConnectionFailure, message: `pgscribe: upstream server sent an invalid message: ${reason}` });
   }
 
   private onSocketError(side: 'client' | 'upstream', err: NodeJS.ErrnoException): void {
     if (side === 'upstream' && this.state === S.Connecting) {
       const { host, port } = this.server.config.upstream;
+      this.server.upstreamErrors++;
       this.server.ops.warn('cannot connect to upstream', { conn: this.id, client: this.address, upstream: `${host}:${port}`, error: err.code ?? err.message });
       this.fail({
         severity: 'FATAL',
@@ -856,6 +931,7 @@ export class Client implements FlightClient {
       this.transition(S.Closing);
       return;
     }
+    this.server.upstreamErrors++;
     this.server.ops.warn('upstream closed the session unexpectedly', { conn: this.id, client: this.address, state: this.state });
     this.fail({
       severity: 'FATAL',
@@ -891,6 +967,7 @@ export class Client implements FlightClient {
     this.serverFramer?.stop();
     this.server.unregisterKey(this);
     if (this.cs !== null) this.leaveCache();
+    this.tracker?.abort();
     const up = this.upstream;
     if (up !== null && !up.destroyed) {
       this.flushToUpstream();
@@ -918,22 +995,33 @@ export class Client implements FlightClient {
       cs.ctx.layer.leave(this.flightId, this);
       this.flightId = 0;
     }
-    // Every Q/P/B/E the client sent gets its line, answered or not.
-    if (this.unit!.active) this.logUnit({});
+    // Every Q/P/B/E the client sent gets its line, answered or not (and its `done`: aborted).
+    if (this.unit!.active) {
+      this.logUnit({});
+      if (this.unitQuery !== null) this.abandon(this.unitQuery, this.unitStart);
+    }
     const backlog = this.backlog;
     this.backlog = [];
-    if (this.server.logger.enabled) {
+    if (this.recording) {
       for (const d of backlog) {
         if (!d.whole) continue;
         try {
-          this.logMessage(d.type, d.buf, 0, d.buf.length, null);
+          const r = this.logMessage(d.type, d.buf, 0, d.buf.length, null);
+          if (r !== null) this.abandon(r, performance.now());
         } catch (err) {
           if (!(err instanceof ProtocolError)) throw err;
         }
       }
     }
+    this.unitQuery = null;
     this.request = null;
     this.unit!.reset();
+  }
+
+  /** A Q or E that was logged but never went upstream: it ends as aborted with the connection. */
+  private abandon(r: QueryRecord, start: number): void {
+    if (this.tracker === null || (r.type !== 'Q' && r.type !== 'E')) return;
+    this.onCompleted({ seq: r.seq!, of: r.type, sql: r.sql, ms: performance.now() - start, rows: 0, status: 'aborted', sqlstate: null, cache: r.cache, flight: r.flight });
   }
 
   private clearTimer(): void {

@@ -39,6 +39,14 @@ export interface Config {
   cacheRules: CacheRuleSpec[];
   /** worker_threads holding the cache/singleflight shards; 0: the event loop thread. */
   workers: number;
+  /** A `done` line after each Q/E's answer. */
+  logCompletions: boolean;
+  /** Admin HTTP server address; null: off. */
+  admin: HostPort | null;
+  /** Bearer token the admin server requires ('' = none; then it only binds to loopback). */
+  adminToken: string;
+  /** Query digests kept (top by total time). */
+  digestMaxEntries: number;
 }
 
 /** A `cache-rules` entry as written (kept for --check), with its compiled form. */
@@ -138,6 +146,21 @@ function cacheRules(raw: unknown, key: string): CacheRuleSpec[] {
   });
 }
 
+/** `admin`: "off", PORT (on 127.0.0.1), or HOST:PORT. A bare ":PORT" also means loopback. */
+function adminAddress(raw: unknown, key: string): HostPort | null {
+  if (raw === null || raw === 'off' || raw === '') return null;
+  if (typeof raw === 'number' || (typeof raw === 'string' && /^\s*\d+\s*$/.test(raw))) {
+    return { host: '127.0.0.1', port: int(0, 65535)(raw, key) };
+  }
+  const s = str(raw, key).trim();
+  return s.startsWith(':') ? { host: '127.0.0.1', port: parseHostPort('x' + s, key).port } : parseHostPort(s, key);
+}
+
+/** Hosts that only this machine can reach. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
 function nonEmpty(raw: unknown, key: string): string {
   const s = str(raw, key);
   if (s === '') throw new ConfigError(key, 'must not be empty');
@@ -180,6 +203,10 @@ export const SETTINGS = {
   'cache-max-entry-bytes': setting('cacheMaxEntryBytes', int(64, 1 << 30), 1 << 20, 'larger answers are neither cached nor shared'),
   'cache-rules': setting('cacheRules', cacheRules, [], 'JSON array of {"pattern": REGEX, "ttl": MS|"never"}; first match wins'),
   workers: setting('workers', int(0, 64), 0, 'worker threads holding the cache shards (0: in the event loop thread)'),
+  'log-completions': setting('logCompletions', bool, false, "a 'done' line (ms, rows, SQLSTATE) after each query's answer (switch)", true),
+  admin: setting('admin', adminAddress, null, "admin HTTP server: PORT or HOST:PORT (loopback unless told), 'off'"),
+  'admin-token': setting('adminToken', str, '', 'bearer token the admin server requires (needed to bind beyond loopback)'),
+  'digest-max-entries': setting('digestMaxEntries', int(10, 1_000_000), 2000, 'query digests kept by the admin server (top by total time)'),
 } as const;
 
 type SettingName = keyof typeof SETTINGS;
@@ -272,6 +299,7 @@ function expandSwitches(argv: string[]): string[] {
 
 /** A setting value as shown by --help and --check. */
 function shown(v: Config[keyof Config]): unknown {
+  if (v === null) return 'off';
   if (Array.isArray(v)) return v;
   if (typeof v === 'object') return `${v.host.includes(':') ? `[${v.host}]` : v.host}:${v.port}`;
   return v;
@@ -310,6 +338,8 @@ export function describe(cfg: Config): Record<string, unknown> {
   for (const n of NAMES) {
     out[n] = shown(cfg[SETTINGS[n].field]);
   }
+  // A secret is not printed, only whether it is set.
+  if (cfg.adminToken !== '') out['admin-token'] = '(set)';
   return out;
 }
 
@@ -321,6 +351,12 @@ export function describe(cfg: Config): Record<string, unknown> {
 export function checkEnvironment(cfg: Config): void {
   if (cfg.workers > 0 && !cfg.cache && !cfg.singleflight) {
     throw new ConfigError('workers', `${cfg.workers} worker threads would hold nothing: they need --cache or --singleflight`);
+  }
+  if (cfg.admin !== null && !isLoopback(cfg.admin.host) && cfg.adminToken === '') {
+    throw new ConfigError(
+      'admin',
+      `binding the admin server to ${cfg.admin.host} would let anyone who can reach it read every query's text and flush the cache: set --admin-token, or bind to 127.0.0.1`,
+    );
   }
   if (cfg.log === '-' || cfg.log === 'none') return;
   const dir = path.dirname(path.resolve(cfg.log));

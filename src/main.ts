@@ -9,7 +9,9 @@ import { CachePolicy } from './cache/policy';
 import { fingerprintInterner, type CacheContext } from './cache/session';
 import { NoopLogger, SinkLogger, type ClientLogger } from './log/client-logger';
 import { FileSink, StdoutSink } from './log/file-sink';
-import { jsonFormatter, textFormatter } from './log/format';
+import { jsonCompletionFormatter, jsonFormatter, textCompletionFormatter, textFormatter } from './log/format';
+import { AdminServer } from './admin/server';
+import { Insight } from './insight';
 import { streamOpsLog, type OpsLog } from './log/ops';
 import { Server } from './server';
 
@@ -28,8 +30,9 @@ const VERSION = readVersion();
 
 export function createLogger(cfg: Config, ops: OpsLog): ClientLogger {
   if (cfg.log === 'none') return new NoopLogger();
-  const fmtOpts = { params: cfg.logParams, paramMaxBytes: cfg.logParamMaxBytes };
+  const fmtOpts = { params: cfg.logParams, paramMaxBytes: cfg.logParamMaxBytes, seq: cfg.logCompletions };
   const format = cfg.logFormat === 'json' ? jsonFormatter(fmtOpts) : textFormatter(fmtOpts);
+  const done = !cfg.logCompletions ? null : cfg.logFormat === 'json' ? jsonCompletionFormatter() : textCompletionFormatter();
   const onError = (err: NodeJS.ErrnoException, context: string) =>
     ops.error('query log write problem; lines are kept in memory and client reads pause until it clears', {
       log: cfg.log,
@@ -40,7 +43,7 @@ export function createLogger(cfg: Config, ops: OpsLog): ClientLogger {
     cfg.log === '-'
       ? new StdoutSink({ highWaterMark: cfg.logBufferBytes, onError })
       : new FileSink({ path: cfg.log, mode: 0o600, highWaterMark: cfg.logBufferBytes, onError });
-  return new SinkLogger(sink, format);
+  return new SinkLogger(sink, format, done);
 }
 
 /** The cache/singleflight layer the settings ask for, or null. */
@@ -77,7 +80,8 @@ async function run(cfg: Config): Promise<void> {
     process.exit(1);
   }
   const cache = createCacheContext(cfg, ops);
-  const server = new Server(cfg, logger, ops, cache);
+  const insight = cfg.admin === null ? null : new Insight({ maxDigests: cfg.digestMaxEntries, cacheEnabled: cfg.cache, cacheTtlMs: cfg.cacheTtlMs });
+  const server = new Server(cfg, logger, ops, cache, insight);
   let addr;
   try {
     addr = await server.listen();
@@ -94,6 +98,20 @@ async function run(cfg: Config): Promise<void> {
     workers: cache === null ? undefined : cfg.workers,
     version: VERSION,
   });
+  let admin: AdminServer | null = null;
+  if (cfg.admin !== null && insight !== null) {
+    admin = new AdminServer(server, insight, ops, { address: cfg.admin, token: cfg.adminToken, version: VERSION });
+    try {
+      const a = await admin.listen();
+      ops.info('admin server listening', { admin: `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}/`, token: cfg.adminToken !== '' });
+    } catch (err) {
+      ops.error('cannot listen for the admin server; pick a free --admin address or turn it off', {
+        admin: `${cfg.admin.host}:${cfg.admin.port}`,
+        error: (err as Error).message,
+      });
+      process.exit(1);
+    }
+  }
 
   const printStats = () => ops.info('stats', server.stats());
   process.on('SIGUSR2', printStats);
@@ -115,6 +133,7 @@ async function run(cfg: Config): Promise<void> {
     server
       .shutdown(cfg.shutdownGraceMs)
       .then(async () => {
+        await admin?.close();
         if (cache !== null) {
           for (const [k, v] of Object.entries(await cache.layer.close())) cacheCounters[`cache_${k}`] = v;
         }

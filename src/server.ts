@@ -9,6 +9,7 @@ import type { ClientLogger } from './log/client-logger';
 import type { OpsLog } from './log/ops';
 import type { CacheContext } from './cache/session';
 import { encodeCancelRequest } from './protocol/messages';
+import type { Insight } from './insight';
 
 /** Sockets still in their startup phase beyond the session limit get this much headroom. */
 const STARTUP_HEADROOM = 64;
@@ -20,6 +21,15 @@ export class Server {
   /** The cache/singleflight layer, null when both are off. */
   readonly cache: CacheContext | null;
   readonly clients = new Set<Client>();
+  /** Query digests and table heat (--admin), null when off. */
+  readonly insight: Insight | null;
+  /** Clients track how each Q/E ends (--log-completions, or digests). */
+  readonly tracksCompletions: boolean;
+  /** Client messages received after startup, by type byte. */
+  readonly messagesIn = new Float64Array(256);
+  /** Upstream connect failures, unexpected closes and invalid messages. */
+  upstreamErrors = 0;
+  readonly startedAt = Date.now();
   bytesFromClients = 0;
   bytesFromServers = 0;
   private sessions = 0;
@@ -29,11 +39,26 @@ export class Server {
   private shuttingDown = false;
   private idleWaiters: (() => void)[] = [];
 
-  constructor(config: Config, logger: ClientLogger, ops: OpsLog, cache: CacheContext | null = null) {
+  constructor(config: Config, logger: ClientLogger, ops: OpsLog, cache: CacheContext | null = null, insight: Insight | null = null) {
     this.config = config;
     this.logger = logger;
     this.ops = ops;
     this.cache = cache;
+    this.insight = insight;
+    this.tracksCompletions = insight !== null || (config.logCompletions && logger.enabled);
+  }
+
+  get sessionCount(): number {
+    return this.sessions;
+  }
+
+  get connectionsTotal(): number {
+    return this.nextId - 1;
+  }
+
+  /** The listening socket is open (false before listen() and once shutdown began). */
+  get listening(): boolean {
+    return this.listener !== null && this.listener.listening && !this.shuttingDown;
   }
 
   /** Start listening; resolves with the bound address (port 0 picks a free one). */
@@ -86,6 +111,12 @@ export class Server {
     const mem = process.memoryUsage();
     const cache: Record<string, number> = {};
     if (this.cache !== null) for (const [k, v] of Object.entries(this.cache.layer.counters())) cache[`cache_${k}`] = v;
+    const m = this.messagesIn;
+    const insight: Record<string, number> = {};
+    if (this.insight !== null) {
+      insight['queries_completed'] = this.insight.completed;
+      insight['query_errors'] = this.insight.errors;
+    }
     return {
       clients: this.clients.size,
       sessions: this.sessions,
@@ -96,6 +127,13 @@ export class Server {
       rss: mem.rss,
       heap_used: mem.heapUsed,
       external: mem.external,
+      log_queued_bytes: this.logger.queuedBytes,
+      messages_q: m[0x51]!,
+      messages_p: m[0x50]!,
+      messages_b: m[0x42]!,
+      messages_e: m[0x45]!,
+      upstream_errors: this.upstreamErrors,
+      ...insight,
       ...cache,
     };
   }

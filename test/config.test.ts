@@ -33,6 +33,10 @@ const DEFAULTS: Config = {
   cacheMaxEntryBytes: 1024 * 1024,
   cacheRules: [],
   workers: 0,
+  logCompletions: false,
+  admin: null,
+  adminToken: '',
+  digestMaxEntries: 2000,
 };
 
 const DEFAULTS_DESCRIBED = {
@@ -57,6 +61,10 @@ const DEFAULTS_DESCRIBED = {
   'cache-max-entry-bytes': 1048576,
   'cache-rules': [],
   workers: 0,
+  'log-completions': false,
+  admin: 'off',
+  'admin-token': '',
+  'digest-max-entries': 2000,
 };
 
 function tmpDir(tt: { teardown(fn: () => void): void }): string {
@@ -146,6 +154,10 @@ t.test('every flag parses', async (tt) => {
     '--cache-max-entry-bytes', '64',
     '--cache-rules', '[{"pattern": "^select now", "ttl": "never"}, {"pattern": "FROM t$", "flags": "", "ttl": 50}]',
     '--workers', '2',
+    '--log-completions',
+    '--admin', '127.0.0.2:9187',
+    '--admin-token', 'tok',
+    '--digest-max-entries', '10',
   ];
   tt.strictSame(configOf(argv), {
     listen: { host: '::1', port: 6001 },
@@ -172,6 +184,10 @@ t.test('every flag parses', async (tt) => {
       { pattern: 'FROM t$', flags: '', ttl: 50 },
     ],
     workers: 2,
+    logCompletions: true,
+    admin: { host: '127.0.0.2', port: 9187 },
+    adminToken: 'tok',
+    digestMaxEntries: 10,
   });
   tt.equal(argv.filter((a) => a.startsWith('--')).length, Object.keys(SETTINGS).length, 'the test sets every setting');
   tt.strictSame(configOf(['--listen=0.0.0.0:7000']).listen, { host: '0.0.0.0', port: 7000 }, '--name=value form');
@@ -313,6 +329,10 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
       'cache-max-entry-bytes': 4096,
       'cache-rules': [{ pattern: 'from sessions', ttl: 5000 }],
       workers: 1,
+      'log-completions': true,
+      admin: '0.0.0.0:9187',
+      'admin-token': 's3cret',
+      'digest-max-entries': 50,
     }),
   );
   const fromJson: Config = {
@@ -337,6 +357,10 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
     cacheMaxEntryBytes: 4096,
     cacheRules: [{ pattern: 'from sessions', flags: 'i', ttl: 5000 }],
     workers: 1,
+    logCompletions: true,
+    admin: { host: '0.0.0.0', port: 9187 },
+    adminToken: 's3cret',
+    digestMaxEntries: 50,
   };
   tt.strictSame(fromFile(file), fromJson);
   tt.strictSame(configOf(['--config', file]), fromJson);
@@ -571,4 +595,26 @@ t.test('CLI', async (tt) => {
     t2.equal(r.stdout, `pgscribe ${PKG_VERSION}\n`);
     t2.equal(cli(['-V'], cwd).stdout, r.stdout);
   });
+});
+
+t.test('admin: PORT means loopback; beyond loopback it needs a token; --check hides the token', async (tt) => {
+  tt.strictSame(configOf(['--admin', '9187']).admin, { host: '127.0.0.1', port: 9187 });
+  tt.strictSame(configOf(['--admin', ':9187']).admin, { host: '127.0.0.1', port: 9187 });
+  tt.strictSame(configOf(['--admin', '[::1]:9187']).admin, { host: '::1', port: 9187 });
+  tt.strictSame(configOf(['--admin', 'off']).admin, null);
+  tt.throws(() => configOf(['--admin', 'nope']), /--admin: expected HOST:PORT/);
+  tt.throws(() => configOf(['--admin', '70000']), /--admin: 70000 is out of range/);
+  for (const ok of [['--admin', '127.0.0.1:1'], ['--admin', 'localhost:1'], ['--admin', '[::1]:1'], ['--admin', '0.0.0.0:1', '--admin-token', 't']]) {
+    tt.doesNotThrow(() => checkEnvironment({ ...configOf(ok), log: 'none' }), ok.join(' '));
+  }
+  for (const bad of [['--admin', '0.0.0.0:1'], ['--admin', '10.1.2.3:1'], ['--admin', '[::]:1']]) {
+    tt.throws(() => checkEnvironment({ ...configOf(bad), log: 'none' }), /admin: binding the admin server to .* set --admin-token, or bind to 127\.0\.0\.1/, bad.join(' '));
+  }
+  const r = spawnSync(process.execPath, [MAIN, '--check', '--log', 'none', '--admin', '0.0.0.0:9', '--admin-token', 'hunter2'], { encoding: 'utf8' });
+  tt.equal(r.status, 0, r.stderr);
+  tt.notMatch(r.stdout, /hunter2/, 'the token is not printed');
+  tt.match(r.stdout, /"admin-token": "\(set\)"/);
+  const refused = spawnSync(process.execPath, [MAIN, '--check', '--log', 'none', '--admin', '0.0.0.0:9'], { encoding: 'utf8' });
+  tt.equal(refused.status, 1, 'a non-loopback admin address without a token fails --check');
+  tt.match(refused.stderr, /invalid setting admin: binding the admin server to 0\.0\.0\.0/);
 });

@@ -1,7 +1,16 @@
 // Query log line formats: exact lines for each message type, escaping, parameter cutting, and
 // the one-line-per-query invariant ("a line never contains a raw newline or control character").
 import t from 'tap';
-import { isoTime, jsonFormatter, textFormatter, unescapeText as srcUnescape, type QueryRecord, type SessionInfo } from '../src/log/format';
+import {
+  isoTime,
+  jsonCompletionFormatter,
+  jsonFormatter,
+  textCompletionFormatter,
+  textFormatter,
+  unescapeText as srcUnescape,
+  type QueryRecord,
+  type SessionInfo,
+} from '../src/log/format';
 
 const S: SessionInfo = { id: 17, user: 'app', database: 'shop', client: '127.0.0.1:53422' };
 const NOW = Date.UTC(2026, 10, 23, 10, 15, 2, 345);
@@ -235,4 +244,33 @@ t.test('isoTime: ISO-8601 UTC with milliseconds, correct across cache changes', 
   }
   tt.strictSame(bad, []);
   tt.equal(text(S, q('x'), 0).slice(0, 24), '1970-01-01T00:00:00.000Z', 'lines start with the timestamp');
+});
+
+t.test('seq on query lines (only with the seq option) and done lines', async (tt) => {
+  const rec: QueryRecord = { ...q('SELECT 1'), seq: 42 };
+  tt.equal(text(S, rec, NOW), `${PREFIX} Q sql=SELECT 1\n`, 'no seq without the option');
+  tt.equal(textFormatter({ params: true, paramMaxBytes: 256, seq: true })(S, rec, NOW), `${PREFIX} Q seq=42 sql=SELECT 1\n`);
+  tt.same(JSON.parse(jsonFormatter({ params: true, paramMaxBytes: 256, seq: true })(S, rec, NOW))['seq'], 42);
+  tt.notOk('seq' in JSON.parse(json(S, rec, NOW)), 'json: no seq without the option');
+  const done = textCompletionFormatter();
+  tt.equal(done(S, { seq: 42, of: 'E', ms: 0.1534, rows: 3, status: 'ok', sqlstate: null, cache: 'hit' }, NOW), `${PREFIX} done seq=42 of=E ms=0.153 rows=3 cache=hit\n`);
+  tt.equal(
+    done(S, { seq: 7, of: 'Q', ms: 12, rows: 0, status: 'error', sqlstate: '22012', flight: 'waiter' }, NOW),
+    `${PREFIX} done seq=7 of=Q ms=12 rows=0 status=error sqlstate=22012 flight=waiter\n`,
+  );
+  tt.equal(done(S, { seq: 8, of: 'Q', ms: 1, rows: 0, status: 'error', sqlstate: 'a b\n' }, NOW), `${PREFIX} done seq=8 of=Q ms=1 rows=0 status=error sqlstate="a b\\n"\n`, 'a strange SQLSTATE from the server stays one token on one line');
+  tt.same(JSON.parse(jsonCompletionFormatter()(S, { seq: 9, of: 'E', ms: 2.5, rows: 1, status: 'skipped', sqlstate: null }, NOW)), {
+    ts: TS,
+    conn: 17,
+    user: 'app',
+    db: 'shop',
+    client: '127.0.0.1:53422',
+    type: 'done',
+    seq: 9,
+    of: 'E',
+    ms: 2.5,
+    rows: 1,
+    status: 'skipped',
+    sqlstate: null,
+  });
 });

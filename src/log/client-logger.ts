@@ -3,7 +3,7 @@
  * lines go (file, stdout) or whether they go anywhere (none); the state machine does not care.
  */
 import type { LineSink } from './file-sink';
-import type { LineFormatter, QueryRecord, SessionInfo } from './format';
+import type { CompletionFormatter, CompletionRecord, LineFormatter, QueryRecord, SessionInfo } from './format';
 
 export interface ClientLogger {
   /** False when nothing is recorded: callers may skip building records. */
@@ -14,6 +14,8 @@ export interface ClientLogger {
    * A line is never dropped.
    */
   log(session: SessionInfo, record: QueryRecord): boolean;
+  /** Record how a query ended (--log-completions); same backpressure contract as log(). */
+  logCompletion(session: SessionInfo, record: CompletionRecord): boolean;
   /** One-shot callback for when the writer has caught up after log() returned false. */
   onDrain(cb: () => void): void;
   /** Reopen the destination (SIGHUP, logrotate). */
@@ -25,6 +27,8 @@ export interface ClientLogger {
   close(): Promise<void>;
   /** Lines accepted so far. */
   readonly lines: number;
+  /** Bytes accepted and not yet written. */
+  readonly queuedBytes: number;
 }
 
 /** Formats records and hands the lines to a LineSink (a file or stdout). */
@@ -34,11 +38,21 @@ export class SinkLogger implements ClientLogger {
   constructor(
     private readonly sink: LineSink,
     private readonly format: LineFormatter,
+    private readonly completionFormat: CompletionFormatter | null = null,
   ) {}
 
   log(session: SessionInfo, record: QueryRecord): boolean {
     this.count++;
     return this.sink.write(this.format(session, record, Date.now()));
+  }
+  logCompletion(session: SessionInfo, record: CompletionRecord): boolean {
+    if (this.completionFormat === null) return true;
+    this.count++;
+    return this.sink.write(this.completionFormat(session, record, Date.now()));
+  }
+  /** Bytes accepted and not yet written (the sink's queue). */
+  get queuedBytes(): number {
+    return this.sink.bufferedBytes;
   }
   onDrain(cb: () => void): void {
     this.sink.onDrain(cb);
@@ -67,6 +81,10 @@ export class NoopLogger implements ClientLogger {
   log(): boolean {
     return true;
   }
+  logCompletion(): boolean {
+    return true;
+  }
+  readonly queuedBytes = 0;
   onDrain(cb: () => void): void {
     cb();
   }

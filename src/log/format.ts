@@ -33,6 +33,32 @@ export interface QueryRecord {
   cache?: CacheOutcome | undefined;
   /** Its part in a singleflight (absent: none). */
   flight?: FlightRole | undefined;
+  /** The line's number within its connection (1, 2, ...): completion records refer to it. */
+  seq?: number | undefined;
+}
+
+/**
+ * How a query (a Q, or an E) ended. ok: CommandComplete (or EmptyQueryResponse); error: an
+ * ErrorResponse; skipped: never run, because an earlier message of the same pipeline failed
+ * (the server ignores the rest until Sync); suspended: PortalSuspended (Execute with a row limit);
+ * aborted: the connection ended before the answer did.
+ */
+export type CompletionStatus = 'ok' | 'error' | 'skipped' | 'suspended' | 'aborted';
+
+/** One completed query: the `done` line written after its answer (--log-completions). */
+export interface CompletionRecord {
+  /** seq of the Q or E line it completes. */
+  seq: number;
+  of: 'Q' | 'E';
+  /** From the message's arrival (or the decision to answer it from cache) to its last answer message. */
+  ms: number;
+  /** Rows from CommandComplete (summed over the statements of a Q); 0 when none. */
+  rows: number;
+  status: CompletionStatus;
+  /** SQLSTATE of the ErrorResponse (status error); null otherwise. */
+  sqlstate: string | null;
+  cache?: CacheOutcome | undefined;
+  flight?: FlightRole | undefined;
 }
 
 /** hit: answered from the cache; miss: not in it, run upstream; bypass: too large to cache or share. */
@@ -45,9 +71,12 @@ export interface FormatOptions {
   params: boolean;
   /** Parameter values longer than this many bytes are cut, with a marker saying how much was cut. */
   paramMaxBytes: number;
+  /** Print each line's seq (on with --log-completions, so that `done` lines can be matched). */
+  seq?: boolean;
 }
 
 export type LineFormatter = (s: SessionInfo, r: QueryRecord, now: number) => string;
+export type CompletionFormatter = (s: SessionInfo, c: CompletionRecord, now: number) => string;
 
 let cachedMs = -1;
 let cachedIso = '';
@@ -154,16 +183,11 @@ function textParams(p: BindParams, max: number): string {
  * `2026-11-23T10:15:02.345Z conn=17 app@shop 127.0.0.1:53422 B stmt=s1 params=('42', NULL) sql=SELECT ...`
  */
 export function textFormatter(opts: FormatOptions): LineFormatter {
-  // The part of a line fixed for a session, made once per session rather than once per line.
-  const prefixes = new WeakMap<SessionInfo, string>();
+  const prefixOf = textPrefixes();
+  const withSeq = opts.seq === true;
   return (s, r, now) => {
-    let prefix = prefixes.get(s);
-    if (prefix === undefined) {
-      // User and database come straight from the client's startup packet: never print them raw.
-      prefix = ' conn=' + s.id + ' ' + nameToken(s.user) + '@' + nameToken(s.database) + ' ' + s.client + ' ';
-      prefixes.set(s, prefix);
-    }
-    let line = isoTime(now) + prefix + r.type;
+    let line = isoTime(now) + prefixOf(s) + r.type;
+    if (withSeq && r.seq !== undefined) line += ' seq=' + r.seq;
     if (r.statement !== null && r.statement !== '') line += ' stmt=' + nameToken(r.statement);
     if (r.portal !== null && r.portal !== '') line += ' portal=' + nameToken(r.portal);
     if (r.params !== null) {
@@ -173,6 +197,69 @@ export function textFormatter(opts: FormatOptions): LineFormatter {
     if (r.flight !== undefined) line += ' flight=' + r.flight;
     line += r.sql === null ? ' sql=?' : ' sql=' + escapeText(r.sql);
     return line + '\n';
+  };
+}
+
+/** The part of a text line fixed for a session, made once per session rather than once per line. */
+function textPrefixes(): (s: SessionInfo) => string {
+  const prefixes = new WeakMap<SessionInfo, string>();
+  return (s) => {
+    let prefix = prefixes.get(s);
+    if (prefix === undefined) {
+      // User and database come straight from the client's startup packet: never print them raw.
+      prefix = ' conn=' + s.id + ' ' + nameToken(s.user) + '@' + nameToken(s.database) + ' ' + s.client + ' ';
+      prefixes.set(s, prefix);
+    }
+    return prefix;
+  };
+}
+
+/** Milliseconds with microsecond resolution, without trailing zeros: 0.153, 12.5, 3. */
+function msText(ms: number): string {
+  return String(Math.round(ms * 1000) / 1000);
+}
+
+/**
+ * Text completion line, after the answer of the Q/E line with the same conn and seq:
+ * `2026-11-23T10:15:02.346Z conn=17 app@shop 127.0.0.1:53422 done seq=42 of=E ms=0.153 rows=1 cache=hit`
+ * with ` status=error sqlstate=22012` (or status=skipped|suspended|aborted) when not ok.
+ */
+export function textCompletionFormatter(): CompletionFormatter {
+  const prefixOf = textPrefixes();
+  return (s, c, now) => {
+    let line = isoTime(now) + prefixOf(s) + 'done seq=' + c.seq + ' of=' + c.of + ' ms=' + msText(c.ms) + ' rows=' + c.rows;
+    if (c.status !== 'ok') line += ' status=' + c.status;
+    if (c.sqlstate !== null) line += ' sqlstate=' + nameToken(c.sqlstate);
+    if (c.cache !== undefined) line += ' cache=' + c.cache;
+    if (c.flight !== undefined) line += ' flight=' + c.flight;
+    return line + '\n';
+  };
+}
+
+/**
+ * JSON completion line:
+ * `{"ts":"...","conn":17,"user":"app","db":"shop","client":"127.0.0.1:53422","type":"done","seq":42,"of":"E","ms":0.153,"rows":1,"status":"ok","sqlstate":null}`
+ * (plus "cache"/"flight" when set).
+ */
+export function jsonCompletionFormatter(): CompletionFormatter {
+  return (s, c, now) => {
+    const o: Record<string, unknown> = {
+      ts: isoTime(now),
+      conn: s.id,
+      user: s.user,
+      db: s.database,
+      client: s.client,
+      type: 'done',
+      seq: c.seq,
+      of: c.of,
+      ms: Math.round(c.ms * 1000) / 1000,
+      rows: c.rows,
+      status: c.status,
+      sqlstate: c.sqlstate,
+    };
+    if (c.cache !== undefined) o['cache'] = c.cache;
+    if (c.flight !== undefined) o['flight'] = c.flight;
+    return JSON.stringify(o).replace(JSON_UNSAFE, jsonEscape) + '\n';
   };
 }
 
@@ -204,6 +291,7 @@ function jsonParams(p: BindParams, max: number): JsonParam[] {
  * Text parameters are strings; binary ones {"hex":...}; cut ones carry "truncatedBytes".
  */
 export function jsonFormatter(opts: FormatOptions): LineFormatter {
+  const withSeq = opts.seq === true;
   return (s, r, now) => {
     const o: Record<string, unknown> = {
       ts: isoTime(now),
@@ -213,6 +301,7 @@ export function jsonFormatter(opts: FormatOptions): LineFormatter {
       client: s.client,
       type: r.type,
     };
+    if (withSeq && r.seq !== undefined) o['seq'] = r.seq;
     if (r.statement !== null) o['stmt'] = r.statement;
     if (r.portal !== null) o['portal'] = r.portal;
     if (r.params !== null) {
