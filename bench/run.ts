@@ -29,6 +29,8 @@
  *   pgpool-cache      Pgpool-II (raw mode, one backend) with its shmem in-memory query cache on
  *                     (skipped when not installed or it does not start); its settings and why
  *                     are in startPgpool()
+ *   pgscribe-insight  pgscribe-log plus --log-completions and --admin (a done line per query, query
+ *                     digests and table heat): compare with pgscribe-log for their cost
  *   node-ceiling      bench/constant-server.ts: a Node server answering every query with one row
  *                     from memory, no parsing, no log: the most any Node cache can reach on this
  *                     machine (hotset workloads only; its answers are not the real rows)
@@ -69,6 +71,7 @@ const ALL_TARGETS = [
   'pgscribe-cache-w2',
   'pgpool-cache',
   'node-ceiling',
+  'pgscribe-insight',
 ] as const;
 type Workload = (typeof ALL_WORKLOADS)[number];
 type TargetName = (typeof ALL_TARGETS)[number];
@@ -149,7 +152,7 @@ function waitForLine(proc: ChildProcess, stream: 'stdout' | 'stderr', re: RegExp
   });
 }
 
-type PgscribeTarget = 'pgscribe-log' | 'pgscribe-nolog' | 'pgscribe-cache' | 'pgscribe-cache-nolog' | 'pgscribe-cache-w2';
+type PgscribeTarget = 'pgscribe-log' | 'pgscribe-nolog' | 'pgscribe-cache' | 'pgscribe-cache-nolog' | 'pgscribe-cache-w2' | 'pgscribe-insight';
 
 /** Extra pgscribe flags of each pgscribe target; the *-nolog ones run with --log none, the others log to a file. */
 const PGSCRIBE_FLAGS: Record<PgscribeTarget, string[]> = {
@@ -158,6 +161,7 @@ const PGSCRIBE_FLAGS: Record<PgscribeTarget, string[]> = {
   'pgscribe-cache': ['--cache', '--singleflight'],
   'pgscribe-cache-nolog': ['--cache', '--singleflight'],
   'pgscribe-cache-w2': ['--cache', '--singleflight', '--workers', '2'],
+  'pgscribe-insight': ['--log-completions', '--admin', '127.0.0.1:0'],
 };
 
 async function startPgscribe(name: PgscribeTarget, pgPort: number, dir: string): Promise<Target> {
@@ -623,6 +627,8 @@ interface Summary {
   tpsVsRelay: number | null;
   tpsVsPgbouncer: number | null;
   tpsVsPgpoolCache: number | null;
+  /** tps as a fraction of pgscribe-log's (the cost of a feature on top of logging). */
+  tpsVsLog: number | null;
   /** hotset workloads: tps as a fraction of node-ceiling's (what a Node server answering from memory reaches). */
   tpsVsCeiling: number | null;
   cpuVsRelay: number | null;
@@ -655,6 +661,7 @@ function summarise(cells: Cell[]): Summary[] {
         tpsVsRelay: t === 'node-relay' ? null : ratio(tps, med(w, 'node-relay', (c) => c.tps)),
         tpsVsPgbouncer: t === 'pgbouncer' ? null : ratio(tps, med(w, 'pgbouncer', (c) => c.tps)),
         tpsVsPgpoolCache: t === 'pgpool-cache' ? null : ratio(tps, med(w, 'pgpool-cache', (c) => c.tps)),
+        tpsVsLog: t === 'pgscribe-log' || t === 'direct' ? null : ratio(tps, med(w, 'pgscribe-log', (c) => c.tps)),
         tpsVsCeiling: t === 'node-ceiling' ? null : ratio(tps, med(w, 'node-ceiling', (c) => c.tps)),
         cpuVsRelay: t === 'node-relay' ? null : ratio(cpu, med(w, 'node-relay', (c) => c.cpuUsPerTxn)),
         cpuVsPgbouncer: t === 'pgbouncer' ? null : ratio(cpu, med(w, 'pgbouncer', (c) => c.cpuUsPerTxn)),
@@ -669,12 +676,12 @@ const f1 = (x: number | null, d = 1) => (x === null || !Number.isFinite(x) ? '' 
 
 function markdown(rows: Summary[]): string {
   const lines = [
-    '| workload | target | tps | mean ms | p99 ms | proxy CPU µs/txn | tps vs direct | tps vs relay | tps vs pgbouncer | tps vs pgpool-cache | tps vs ceiling | CPU vs relay | CPU vs pgbouncer |',
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| workload | target | tps | mean ms | p99 ms | proxy CPU µs/txn | tps vs direct | tps vs relay | tps vs pgbouncer | tps vs pgpool-cache | tps vs pgscribe-log | tps vs ceiling | CPU vs relay | CPU vs pgbouncer |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const r of rows) {
     lines.push(
-      `| ${r.workload} | ${r.target} | ${f1(r.tps, 0)} | ${f1(r.latencyMeanMs, 3)} | ${f1(r.latencyP99Ms, 3)} | ${f1(r.cpuUsPerTxn)} | ${f1(r.tpsVsDirect, 2)} | ${f1(r.tpsVsRelay, 2)} | ${f1(r.tpsVsPgbouncer, 2)} | ${f1(r.tpsVsPgpoolCache, 2)} | ${f1(r.tpsVsCeiling, 2)} | ${f1(r.cpuVsRelay, 2)} | ${f1(r.cpuVsPgbouncer, 2)} |`,
+      `| ${r.workload} | ${r.target} | ${f1(r.tps, 0)} | ${f1(r.latencyMeanMs, 3)} | ${f1(r.latencyP99Ms, 3)} | ${f1(r.cpuUsPerTxn)} | ${f1(r.tpsVsDirect, 2)} | ${f1(r.tpsVsRelay, 2)} | ${f1(r.tpsVsPgbouncer, 2)} | ${f1(r.tpsVsPgpoolCache, 2)} | ${f1(r.tpsVsLog, 2)} | ${f1(r.tpsVsCeiling, 2)} | ${f1(r.cpuVsRelay, 2)} | ${f1(r.cpuVsPgbouncer, 2)} |`,
     );
   }
   return lines.join('\n');
@@ -709,7 +716,7 @@ async function main(): Promise<void> {
     for (const name of TARGETS) {
       if (name === 'direct') targets.push({ name, port: pg.port, pid: null, proc: null });
       else if (name === 'pgscribe-log' || name === 'pgscribe-nolog') targets.push(await startPgscribe(name, pg.port, dir));
-      else if (name === 'pgscribe-cache' || name === 'pgscribe-cache-nolog' || name === 'pgscribe-cache-w2') {
+      else if (name === 'pgscribe-cache' || name === 'pgscribe-cache-nolog' || name === 'pgscribe-cache-w2' || name === 'pgscribe-insight') {
         // These need flags pgscribe may not have yet: a start-up failure skips the target.
         try {
           targets.push(await startPgscribe(name, pg.port, dir));
