@@ -256,6 +256,20 @@ export function encodeErrorResponse(e: ErrorFields): Buffer {
 /** The single-byte answer to SSLRequest/GSSENCRequest meaning "not supported, carry on in plaintext". */
 export const NEGOTIATION_REFUSED = Buffer.from('N');
 
+/** The single-byte answer to SSLRequest meaning "go ahead with the TLS handshake". */
+export const SSL_ACCEPTED = Buffer.from('S');
+
+/**
+ * SSLRequest packet, sent to the upstream before its StartupMessage or CancelRequest.
+ * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (SSLRequest)
+ */
+export function encodeSslRequest(): Buffer {
+  const b = Buffer.allocUnsafe(8);
+  b.writeInt32BE(8, 0);
+  b.writeInt32BE(StartupCode.SSLRequest, 4);
+  return b;
+}
+
 /** Terminate ('X'), sent upstream when a client vanishes without saying goodbye. */
 export const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4]);
 
