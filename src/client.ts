@@ -19,7 +19,9 @@ import {
   decodeParameterStatus,
   decodeParse,
   decodeQuery,
+  decodeSaslMechanisms,
   decodeStartup,
+  encodeAuthenticationSasl,
   encodeErrorResponse,
   isFatalError,
   type ErrorFields,
@@ -85,6 +87,8 @@ const ALLOWED: Record<ClientState, readonly ClientState[]> = {
 
 /** Backend messages the proxy looks inside; everything else may stream through in pieces. */
 const SERVER_INSPECT = [
+  // Only during authentication (the SASL mechanism list, see onServerMessage).
+  Backend.Authentication,
   Backend.ReadyForQuery,
   Backend.BackendKeyData,
   Backend.CopyInResponse,
@@ -170,6 +174,8 @@ interface Deferred {
 }
 
 const noop = (): void => {};
+/** The SASL mechanism with channel binding (tls-server-end-point). */
+const SCRAM_PLUS = 'SCRAM-SHA-256-PLUS';
 
 export class Client implements FlightClient, TlsUpgradeListener {
   readonly id: number;
@@ -198,6 +204,8 @@ export class Client implements FlightClient, TlsUpgradeListener {
   private sslAnswered = false;
   /** The upstream's answer to pgscribe's SSLRequest, or its TLS handshake, is awaited. */
   private upstreamNegotiating = false;
+  /** pgscribe's connection to the upstream is TLS. */
+  private upstreamEncrypted = false;
   private upstream: net.Socket | null = null;
   private readonly clientFramer: Framer;
   private serverFramer: Framer | null = null;
@@ -855,6 +863,7 @@ export class Client implements FlightClient, TlsUpgradeListener {
     switch (n.kind) {
       case 'tls':
         this.upstream = n.socket;
+        this.upstreamEncrypted = true;
         this.listenUpstream(n.socket);
         n.socket.write(startupPacket);
         this.upstreamReady();
@@ -965,6 +974,30 @@ export class Client implements FlightClient, TlsUpgradeListener {
         else this.transition(S.Response);
         break;
       }
+      case Backend.Authentication:
+        if (this.upstreamEncrypted && !this.encrypted && this.state === S.Authenticating) {
+          // PostgreSQL offers SCRAM-SHA-256-PLUS because pgscribe's connection to it is TLS; libpq
+          // on a plaintext connection gives up when it sees that offer (it takes it for stripped
+          // TLS). Channel binding cannot span two TLS sessions anyway: offer the client what it
+          // can use, plain SCRAM-SHA-256, which the server accepts from a client without TLS.
+          let mechanisms: string[] | null;
+          try {
+            mechanisms = decodeSaslMechanisms(buf, start, end);
+          } catch (err) {
+            if (!(err instanceof ProtocolError)) throw err;
+            this.upstreamProtocolViolation(err.message);
+            return;
+          }
+          if (mechanisms !== null && mechanisms.includes(SCRAM_PLUS)) {
+            const offered = mechanisms.filter((m) => m !== SCRAM_PLUS);
+            if (offered.length > 0) {
+              const out = encodeAuthenticationSasl(offered);
+              this.toClient.push(out, 0, out.length);
+              return;
+            }
+          }
+        }
+        break;
       case Backend.ParameterStatus:
         if (cs !== null) {
           try {

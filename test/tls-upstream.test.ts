@@ -177,6 +177,34 @@ t.test('--upstream-tls-cert/--upstream-tls-key: PostgreSQL cert authentication o
   await stopProxy(without);
 });
 
+// PostgreSQL offers SCRAM-SHA-256-PLUS on pgscribe's TLS connection. A plaintext client gets the
+// list without it (libpq would give up seeing it offered without TLS). A TLS client with libpq's
+// default channel_binding=prefer takes it and binds to the certificate pgscribe showed: the
+// server accepts that only if it is its own certificate; else channel_binding=disable is needed.
+t.test('SCRAM with --upstream-tls: plaintext clients log in; TLS clients need channel_binding=disable unless pgscribe shows the server\'s certificate', async (t) => {
+  const scram = (p: Proxy, env: Record<string, string>) => psql(p, 'select current_user', { user: USERS.scram.user, env });
+
+  const own = await launch(tlsArgs(certs.server2, ['--upstream-tls', 'require']));
+  const plainClient = await scram(own, { PGSSLMODE: 'disable' });
+  t.equal(plainClient.code, 0, `plaintext to pgscribe, TLS to PostgreSQL: ${plainClient.stderr}`);
+  t.equal(plainClient.stdout, `${USERS.scram.user}\n`);
+  const prefer = await scram(own, { PGSSLMODE: 'require' });
+  t.not(prefer.code, 0, 'TLS on both legs with another certificate, channel_binding=prefer: the server refuses');
+  t.match(prefer.stderr, /FATAL:  SCRAM channel binding check failed/);
+  const disabled = await scram(own, { PGSSLMODE: 'require', PGCHANNELBINDING: 'disable' });
+  t.equal(disabled.code, 0, `channel_binding=disable: ${disabled.stderr}`);
+  t.equal(disabled.stdout, `${USERS.scram.user}\n`);
+  const md5 = await psql(own, 'select current_user', { user: USERS.md5.user, env: { PGSSLMODE: 'require' } });
+  t.equal(md5.code, 0, `md5 through TLS on both legs: ${md5.stderr}`);
+  await stopProxy(own);
+
+  // The same certificate on both legs: the binding (a hash of the server certificate) matches.
+  const same = await launch(tlsArgs(certs.server, ['--upstream-tls', 'require']));
+  const bound = await scram(same, { PGSSLMODE: 'require', PGCHANNELBINDING: 'require' });
+  t.equal(bound.code, 0, `pgscribe showing PostgreSQL's own certificate, channel_binding=require: ${bound.stderr}`);
+  await stopProxy(same);
+});
+
 /** Wait until PostgreSQL shows `n` active sessions of application_name `app`. */
 async function waitActive(app: string): Promise<void> {
   const deadline = Date.now() + 10_000;
