@@ -869,7 +869,11 @@ export class Client implements FlightClient, TlsUpgradeListener {
         this.upstreamReady();
         return;
       case 'plain':
-        this.server.ops.info('upstream does not support SSL; connecting in plaintext (--upstream-tls prefer)', { conn: this.id, client: this.address, upstream });
+        if (!this.server.tls.upstream!.plaintextNoted) {
+          // Said once: with prefer against a server without SSL, every session would say it.
+          this.server.tls.upstream!.plaintextNoted = true;
+          this.server.ops.info('upstream does not support SSL; connecting in plaintext (--upstream-tls prefer; said once)', { conn: this.id, client: this.address, upstream });
+        }
         this.listenUpstream(raw);
         raw.write(startupPacket);
         raw.resume();

@@ -204,6 +204,8 @@ export class UpstreamTls {
   context: tls.SecureContext;
   /** The client certificate presented to the upstream, if any. */
   cert: CertInfo | null;
+  /** prefer fell back to plaintext once already (the ops log says it once). */
+  plaintextNoted = false;
   private readonly files: PemFiles;
 
   constructor(mode: Exclude<UpstreamTlsMode, 'disable'>, files: PemFiles) {

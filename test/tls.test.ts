@@ -16,6 +16,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startCluster, run, USERS, PG_BIN, type PgCluster, type RunResult } from './helpers/pg-cluster';
 import { proxyFixture } from './helpers/fixture';
 import { MAIN, type Proxy } from './helpers/proxy';
+import { ConfigError, checkEnvironment, parseCommandLine } from '../src/config';
+import { loadTls } from '../src/tls';
 import { connectTls, fingerprint, makeCerts, type KeyPair, type TestCerts } from './helpers/tls';
 import { describeMessages as describe, enc, errorFields, errorsIn as errors, type BackendMessage, type RawClient } from './helpers/wire';
 
@@ -425,6 +427,19 @@ t.test('bad certificate settings fail --check and start-up with a message naming
   const junk = path.join(certs.dir, 'junk.pem');
   fs.writeFileSync(junk, 'not a certificate\n');
   const check = (args: string[]) => spawnSync(process.execPath, [MAIN, '--check', '--log', 'none', ...args], { encoding: 'utf8', timeout: 30_000 });
+  // What main() does before --check prints or the proxy listens, in this process (a node start
+  // per case would take seconds); the CLI itself is run for a few cases below.
+  const settle = (args: string[]): string => {
+    try {
+      const cmd = parseCommandLine(['--log', 'none', ...args]);
+      if (cmd.kind !== 'check' && cmd.kind !== 'run') return 'not a check';
+      checkEnvironment(cmd.config);
+      loadTls(cmd.config);
+      return 'ok';
+    } catch (err) {
+      return err instanceof ConfigError ? `invalid setting ${err.message}` : `unexpected ${String(err)}`;
+    }
+  };
   const cases: [string, string[], RegExp][] = [
     ['missing certificate file', ['--tls-cert', NO_FILE, '--tls-key', certs.server.key], /invalid setting tls-cert: cannot read the certificate \/nonexistent\/pgscribe-test: ENOENT/],
     ['a key as the certificate', ['--tls-cert', certs.server.key, '--tls-key', certs.server.key], /invalid setting tls-cert: \S+ does not hold a PEM certificate/],
@@ -440,12 +455,11 @@ t.test('bad certificate settings fail --check and start-up with a message naming
     ['an upstream client key that does not match', ['--upstream-tls', 'require', '--upstream-tls-cert', certs.client.cert, '--upstream-tls-key', certs.server.key], /invalid setting upstream-tls-key: \S+ is not the private key/],
     ['an unknown mode', ['--upstream-tls', 'allow'], /invalid setting --upstream-tls: expected one of disable, prefer, require, verify-ca, verify-full/],
   ];
-  for (const [what, args, re] of cases) {
-    const r = check(args);
-    t.equal(r.status, 1, `${what}: exit 1`);
-    t.equal(r.stdout, '', `${what}: nothing on stdout`);
-    t.match(r.stderr, re, what);
-  }
+  for (const [what, args, re] of cases) t.match(settle(args), re, what);
+  const cli = check(['--tls-cert', certs.server.cert, '--tls-key', certs.server2.key]);
+  t.equal(cli.status, 1, '--check with a key of another certificate: exit 1');
+  t.equal(cli.stdout, '', 'nothing on stdout');
+  t.match(cli.stderr, /^pgscribe: invalid setting tls-key: \S+ is not the private key of the certificate in \S+\nTry 'pgscribe --help'\.\n$/);
 
   const ok = check([...tlsArgs(certs.server), '--upstream-tls', 'verify-full', '--upstream-tls-ca', certs.ca, '--upstream-tls-cert', certs.client.cert, '--upstream-tls-key', certs.client.key]);
   t.equal(ok.status, 0, ok.stderr);
@@ -468,7 +482,10 @@ t.test('--upstream-tls against a server without SSL: prefer carries on in plaint
   const r = await psql(['-c', 'select 7'], { port: prefer.port, env: { PGSSLMODE: 'disable' } });
   t.equal(r.code, 0, r.stderr);
   t.equal(r.stdout, '7\n');
-  await prefer.waitStderr(/INFO upstream does not support SSL; connecting in plaintext \(--upstream-tls prefer\) conn=\d+/);
+  const again = await psql(['-c', 'select 8'], { port: prefer.port, env: { PGSSLMODE: 'disable' } });
+  t.equal(again.stdout, '8\n', again.stderr);
+  await prefer.waitStderr(/INFO upstream does not support SSL; connecting in plaintext \(--upstream-tls prefer; said once\) conn=\d+/);
+  t.equal(prefer.stderr().match(/upstream does not support SSL/g)?.length, 1, 'said once for two sessions');
 
   const req = await launch(['--upstream-tls', 'require']);
   const c = await connect(req.port);
