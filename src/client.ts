@@ -202,6 +202,8 @@ export class Client implements FlightClient, TlsUpgradeListener {
   private encrypted = false;
   /** 'S' has been written: nothing may follow in the clear before the handshake. */
   private sslAnswered = false;
+  /** The handshake's key in ClientTls (to forget it if the client goes away first). */
+  private handshakeKey = '';
   /** The upstream's answer to pgscribe's SSLRequest, or its TLS handshake, is awaited. */
   private upstreamNegotiating = false;
   /** pgscribe's connection to the upstream is TLS. */
@@ -745,7 +747,7 @@ export class Client implements FlightClient, TlsUpgradeListener {
     raw.off('error', this.onError);
     raw.on('error', noop);
     this.transition(S.TlsHandshake);
-    ctls.upgrade(raw, this);
+    this.handshakeKey = ctls.upgrade(raw, this);
   }
 
   /** TlsUpgradeListener: the handshake is done. */
@@ -1152,7 +1154,7 @@ export class Client implements FlightClient, TlsUpgradeListener {
   private teardown(from: ClientState): void {
     this.clearTimer();
     this.clientFramer.stop();
-    if (from === S.TlsHandshake) this.server.tls.client?.forget(this.rawSocket, this);
+    if (from === S.TlsHandshake) this.server.tls.client?.forget(this.handshakeKey, this);
     this.serverFramer?.stop();
     this.server.unregisterKey(this);
     if (this.cs !== null) this.leaveCache();

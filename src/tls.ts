@@ -165,17 +165,21 @@ export class ClientTls {
     return this.cert;
   }
 
-  /** Start the server side of a handshake on an accepted socket that has just been answered 'S'. */
-  upgrade(sock: net.Socket, listener: TlsUpgradeListener): void {
+  /**
+   * Start the server side of a handshake on an accepted socket that has just been answered 'S'.
+   * Returns the key to forget() it by if the connection goes away first.
+   */
+  upgrade(sock: net.Socket, listener: TlsUpgradeListener): string {
     // A peer already gone has no address; its handshake fails and its session sees the close.
-    if (sock.remoteAddress !== undefined) this.pending.set(peerKey(sock), listener);
+    const k = peerKey(sock);
+    if (sock.remoteAddress !== undefined) this.pending.set(k, listener);
     this.server.emit('connection', sock);
+    return k;
   }
 
-  /** The connection is gone: forget its handshake. */
-  forget(sock: net.Socket, listener: TlsUpgradeListener): void {
-    const k = peerKey(sock);
-    if (this.pending.get(k) === listener) this.pending.delete(k);
+  /** The connection is gone before its handshake ended: forget it. */
+  forget(key: string, listener: TlsUpgradeListener): void {
+    if (this.pending.get(key) === listener) this.pending.delete(key);
   }
 
   private take(sock: tls.TLSSocket): TlsUpgradeListener | undefined {
