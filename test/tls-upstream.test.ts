@@ -177,6 +177,27 @@ t.test('--upstream-tls-cert/--upstream-tls-key: PostgreSQL cert authentication o
   await stopProxy(without);
 });
 
+t.test('SIGHUP reloads the upstream CA; a CA file that does not load keeps the previous one', async (t) => {
+  const dir = fs.mkdtempSync(path.join(certs.dir, 'upstream-reload-'));
+  const ca = path.join(dir, 'ca.pem');
+  fs.copyFileSync(certs.otherCa, ca);
+  const p = await launch(['--upstream-tls', 'verify-full', '--upstream-tls-ca', ca]);
+  const before = await psql(p, 'select 1');
+  t.not(before.code, 0, 'the wrong CA: refused');
+  fs.copyFileSync(certs.ca, ca);
+  p.proc.kill('SIGHUP');
+  await p.waitStderr(/INFO SIGHUP: TLS files for the upstream reloaded/);
+  const after = await psql(p, "select 'reloaded'");
+  t.equal(after.code, 0, `the right CA after SIGHUP: ${after.stderr}`);
+  t.equal(after.stdout, 'reloaded\n');
+  fs.writeFileSync(ca, 'half a file');
+  p.proc.kill('SIGHUP');
+  await p.waitStderr(/ERROR SIGHUP: cannot reload the TLS files for the upstream; new upstream connections keep the previous ones\. Fix the files and send SIGHUP again error="upstream-tls-ca: \S+ does not hold a PEM certificate/);
+  const kept = await psql(p, "select 'kept'");
+  t.equal(kept.code, 0, `the previous CA still in use: ${kept.stderr}`);
+  await stopProxy(p);
+});
+
 // PostgreSQL offers SCRAM-SHA-256-PLUS on pgscribe's TLS connection. A plaintext client gets the
 // list without it (libpq would give up seeing it offered without TLS). A TLS client with libpq's
 // default channel_binding=prefer takes it and binds to the certificate pgscribe showed: the
