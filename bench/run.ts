@@ -21,6 +21,10 @@
  *   direct            PostgreSQL itself
  *   pgscribe-log      pgscribe (dist/main.js) with the file log on (rotated between runs)
  *   pgscribe-nolog    pgscribe with --log none
+ *   pgscribe-tls      pgscribe-log with TLS on the client side (--tls-cert/--tls-key, a throwaway
+ *                     certificate) and pgbench with sslmode=require; select-simple only: set
+ *                     against pgscribe-log it is the cost of TLS (encryption, the TLS layer's reads
+ *                     and writes), reported under the table
  *   node-relay        bench/relay.ts: net sockets piped both ways, the floor for a Node proxy
  *   pgbouncer         PgBouncer in session mode (skipped when not installed)
  *   pgscribe-cache    pgscribe-log plus --cache --singleflight (the result cache)
@@ -47,6 +51,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { PG_BIN, freePort, run, startCluster, type PgCluster } from '../test/helpers/pg-cluster';
+import { makeCerts } from '../test/helpers/tls';
 import { treeCpuTicks } from './lib/proc-tree';
 import { median, repoRoot } from './lib/common';
 
@@ -64,6 +69,7 @@ const ALL_TARGETS = [
   'direct',
   'pgscribe-log',
   'pgscribe-nolog',
+  'pgscribe-tls',
   'node-relay',
   'pgbouncer',
   'pgscribe-cache',
@@ -98,6 +104,10 @@ interface Target {
   stop?: () => Promise<void>;
   /** Cumulative query-cache counters, read before and after each run (pgpool-cache). */
   cacheCounters?: () => Promise<CacheCounters | null>;
+  /** libpq settings for pgbench against this target (pgscribe-tls: sslmode=require). */
+  env?: Record<string, string>;
+  /** The only workloads this target runs (default: all of WORKLOADS). */
+  workloads?: readonly Workload[];
 }
 
 interface CacheCounters {
@@ -152,12 +162,13 @@ function waitForLine(proc: ChildProcess, stream: 'stdout' | 'stderr', re: RegExp
   });
 }
 
-type PgscribeTarget = 'pgscribe-log' | 'pgscribe-nolog' | 'pgscribe-cache' | 'pgscribe-cache-nolog' | 'pgscribe-cache-w2' | 'pgscribe-insight';
+type PgscribeTarget = 'pgscribe-log' | 'pgscribe-nolog' | 'pgscribe-tls' | 'pgscribe-cache' | 'pgscribe-cache-nolog' | 'pgscribe-cache-w2' | 'pgscribe-insight';
 
 /** Extra pgscribe flags of each pgscribe target; the *-nolog ones run with --log none, the others log to a file. */
 const PGSCRIBE_FLAGS: Record<PgscribeTarget, string[]> = {
   'pgscribe-log': [],
   'pgscribe-nolog': [],
+  'pgscribe-tls': [],
   'pgscribe-cache': ['--cache', '--singleflight'],
   'pgscribe-cache-nolog': ['--cache', '--singleflight'],
   'pgscribe-cache-w2': ['--cache', '--singleflight', '--workers', '2'],
@@ -179,6 +190,7 @@ async function startPgscribe(name: PgscribeTarget, pgPort: number, dir: string):
     '--log',
     logOn ? logPath : 'none',
     ...PGSCRIBE_FLAGS[name],
+    ...(name === 'pgscribe-tls' ? tlsFlags() : []),
   ];
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let m: RegExpExecArray;
@@ -189,6 +201,10 @@ async function startPgscribe(name: PgscribeTarget, pgPort: number, dir: string):
     throw err;
   }
   const t: Target = { name, port: Number(m[1]), pid: proc.pid!, proc };
+  if (name === 'pgscribe-tls') {
+    t.env = { PGSSLMODE: 'require' };
+    t.workloads = ['select-simple'];
+  }
   if (logOn) {
     t.betweenRuns = async () => {
       // Rotate: the next run starts on a fresh file, the old one is deleted.
@@ -208,6 +224,12 @@ async function startCeiling(): Promise<Target> {
 
 /** node-ceiling answers every query with a constant row: a ceiling for the hot set only. */
 const runsOn = (t: TargetName, w: Workload): boolean => t !== 'node-ceiling' || w === 'hotset' || w === 'hotset-extended';
+
+/** --tls-cert/--tls-key of a throwaway certificate (openssl, as in the tests). */
+function tlsFlags(): string[] {
+  const certs = makeCerts();
+  return ['--tls-cert', certs.server.cert, '--tls-key', certs.server.key];
+}
 
 async function startRelay(pgPort: number): Promise<Target> {
   const proc = spawn(process.execPath, [path.join(__dirname, 'relay.js'), '0', `127.0.0.1:${pgPort}`], {
@@ -584,7 +606,7 @@ async function runCell(w: Workload, t: Target, repeat: number, dir: string): Pro
   // Cache counters are read outside the CPU window: the SHOW query is not the workload's.
   const cache0 = (await t.cacheCounters?.()) ?? null;
   const before = t.pid === null ? 0 : treeCpuTicks(t.pid);
-  const r = await run('pgbench', args, { timeoutMs: (DURATION + 60) * 1000, cwd: dir });
+  const r = await run('pgbench', args, { timeoutMs: (DURATION + 60) * 1000, cwd: dir, env: t.env === undefined ? process.env : { ...process.env, ...t.env } });
   const after = t.pid === null ? 0 : treeCpuTicks(t.pid);
   const cache1 = (await t.cacheCounters?.()) ?? null;
   if (r.code !== 0) throw new Error(`pgbench ${args.join(' ')} failed (${r.code}): ${r.stderr}\n${r.stdout}`);
@@ -674,6 +696,21 @@ function summarise(cells: Cell[]): Summary[] {
 
 const f1 = (x: number | null, d = 1) => (x === null || !Number.isFinite(x) ? '' : x.toFixed(d));
 
+/** The TLS line under the table: pgscribe-tls against pgscribe-log on the same workload. */
+function tlsCost(rows: Summary[]): string {
+  const out: string[] = [];
+  for (const r of rows) {
+    if (r.target !== 'pgscribe-tls') continue;
+    const plain = rows.find((x) => x.workload === r.workload && x.target === 'pgscribe-log');
+    if (plain === undefined) continue;
+    const cpu = r.cpuUsPerTxn !== null && plain.cpuUsPerTxn !== null ? `, proxy CPU ${f1(r.cpuUsPerTxn)} vs ${f1(plain.cpuUsPerTxn)} µs/txn (+${f1(r.cpuUsPerTxn - plain.cpuUsPerTxn)})` : '';
+    out.push(
+      `TLS cost (${r.workload}, TLS between pgbench and pgscribe): ${f1(r.tps, 0)} vs ${f1(plain.tps, 0)} tps (${f1(r.tps / plain.tps, 2)}x pgscribe-log)${cpu}, mean latency ${f1(r.latencyMeanMs, 3)} vs ${f1(plain.latencyMeanMs, 3)} ms`,
+    );
+  }
+  return out.length === 0 ? '' : '\n' + out.join('\n') + '\n';
+}
+
 function markdown(rows: Summary[]): string {
   const lines = [
     '| workload | target | tps | mean ms | p99 ms | proxy CPU µs/txn | tps vs direct | tps vs relay | tps vs pgbouncer | tps vs pgpool-cache | tps vs pgscribe-log | tps vs ceiling | CPU vs relay | CPU vs pgbouncer |',
@@ -715,7 +752,7 @@ async function main(): Promise<void> {
     if (init.code !== 0) throw new Error(`pgbench -i failed: ${init.stderr}`);
     for (const name of TARGETS) {
       if (name === 'direct') targets.push({ name, port: pg.port, pid: null, proc: null });
-      else if (name === 'pgscribe-log' || name === 'pgscribe-nolog') targets.push(await startPgscribe(name, pg.port, dir));
+      else if (name === 'pgscribe-log' || name === 'pgscribe-nolog' || name === 'pgscribe-tls') targets.push(await startPgscribe(name, pg.port, dir));
       else if (name === 'pgscribe-cache' || name === 'pgscribe-cache-nolog' || name === 'pgscribe-cache-w2' || name === 'pgscribe-insight') {
         // These need flags pgscribe may not have yet: a start-up failure skips the target.
         try {
@@ -740,11 +777,11 @@ async function main(): Promise<void> {
     }
     const started = new Date();
     const cells: Cell[] = [];
-    const total = REPEATS * WORKLOADS.reduce((n, w) => n + targets.filter((t) => runsOn(t.name, w)).length, 0);
+    const runs = (w: Workload) => targets.filter((t) => runsOn(t.name, w) && (t.workloads === undefined || t.workloads.includes(w)));
+    const total = REPEATS * WORKLOADS.reduce((n, w) => n + runs(w).length, 0);
     for (let rep = 1; rep <= REPEATS; rep++) {
       for (const w of WORKLOADS) {
-        for (const t of targets) {
-          if (!runsOn(t.name, w)) continue;
+        for (const t of runs(w)) {
           const c = await runCell(w, t, rep, dir);
           cells.push(c);
           process.stderr.write(
@@ -777,7 +814,8 @@ async function main(): Promise<void> {
         `Machine: ${machine.cores} × ${machine.cpu}, ${machine.memGiB} GiB; Node ${machine.node}; ${machine.postgres}; ${machine.pgbouncer}; ${machine.pgpool}\n` +
         `Command: make bench (DURATION=${DURATION} CLIENTS=${CLIENTS} THREADS=${THREADS} REPEATS=${REPEATS} SCALE=${SCALE}); medians of ${REPEATS} interleaved repeats.\n\n` +
         md +
-        '\n',
+        '\n' +
+        tlsCost(rows),
     );
     const out = path.join(ROOT, 'logs', `bench-${machine.date.replace(/[:.]/g, '-')}.json`);
     fs.writeFileSync(out, JSON.stringify({ machine, settings, summary: rows, cells }, null, 2) + '\n');

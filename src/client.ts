@@ -4,12 +4,14 @@
  * the session bookkeeping need are looked into.
  */
 import * as net from 'node:net';
+import type * as tls from 'node:tls';
 import { Backend, Frontend, MAX_STARTUP_PACKET_LENGTH, SqlState, TxStatus } from './protocol/codes';
 import { Framer } from './protocol/framer';
 import {
   NEGOTIATION_REFUSED,
   READY_IDLE,
   ProtocolError,
+  SSL_ACCEPTED,
   TERMINATE,
   decodeBind,
   decodeClose,
@@ -17,7 +19,9 @@ import {
   decodeParameterStatus,
   decodeParse,
   decodeQuery,
+  decodeSaslMechanisms,
   decodeStartup,
+  encodeAuthenticationSasl,
   encodeErrorResponse,
   isFatalError,
   type ErrorFields,
@@ -30,6 +34,7 @@ import { judgeResponse, replayAnswer } from './cache/response';
 import { CacheSession, type Lead, type Request } from './cache/session';
 import { COMPLETE, MORE, REJECT, Unit } from './cache/unit';
 import { CompletionTracker, type Completed } from './completions';
+import { negotiateUpstream, type ClientTls, type Negotiation, type TlsUpgradeListener } from './tls';
 
 /**
  * Client states. The field `state` changes only in `transition()`.
@@ -37,6 +42,8 @@ import { CompletionTracker, type Completed } from './completions';
 export const ClientState = {
   /** Waiting for the startup packet: SSL/GSS negotiation, CancelRequest or StartupMessage. */
   Startup: 'startup',
+  /** SSLRequest answered 'S': the TLS handshake runs; then Startup again, encrypted. */
+  TlsHandshake: 'tls-handshake',
   /** StartupMessage accepted; the upstream connection is being opened. */
   Connecting: 'connecting',
   /** StartupMessage relayed; authentication runs between client and server until ReadyForQuery. */
@@ -65,7 +72,8 @@ export type ClientState = (typeof ClientState)[keyof typeof ClientState];
 
 const S = ClientState;
 const ALLOWED: Record<ClientState, readonly ClientState[]> = {
-  [S.Startup]: [S.Connecting, S.Closing],
+  [S.Startup]: [S.TlsHandshake, S.Connecting, S.Closing],
+  [S.TlsHandshake]: [S.Startup, S.Closing],
   [S.Connecting]: [S.Authenticating, S.Closing],
   [S.Authenticating]: [S.Idle, S.Closing],
   [S.Idle]: [S.Request, S.Response, S.Waiting, S.Closing],
@@ -80,6 +88,8 @@ const ALLOWED: Record<ClientState, readonly ClientState[]> = {
 
 /** Backend messages the proxy looks inside; everything else may stream through in pieces. */
 const SERVER_INSPECT = [
+  // Only during authentication (the SASL mechanism list, see onServerMessage).
+  Backend.Authentication,
   Backend.ReadyForQuery,
   Backend.BackendKeyData,
   Backend.CopyInResponse,
@@ -166,7 +176,11 @@ interface Deferred {
   whole: boolean;
 }
 
-export class Client implements FlightClient {
+const noop = (): void => {};
+/** The SASL mechanism with channel binding (tls-server-end-point). */
+const SCRAM_PLUS = 'SCRAM-SHA-256-PLUS';
+
+export class Client implements FlightClient, TlsUpgradeListener {
   readonly id: number;
   readonly address: string;
   state: ClientState = S.Startup;
@@ -183,7 +197,20 @@ export class Client implements FlightClient {
   private pendingSyncs = 0;
 
   private readonly server: Server;
-  private readonly socket: net.Socket;
+  /** The client connection: the accepted socket, or the TLS session over it once the handshake is done. */
+  private socket: net.Socket;
+  /** The accepted socket (its 'close' ends the session, TLS or not). */
+  private readonly rawSocket: net.Socket;
+  /** The session is TLS (SSLRequest answered 'S' and the handshake completed). */
+  private encrypted = false;
+  /** 'S' has been written: nothing may follow in the clear before the handshake. */
+  private sslAnswered = false;
+  /** The handshake's key in ClientTls (to forget it if the client goes away first). */
+  private handshakeKey = '';
+  /** The upstream's answer to pgscribe's SSLRequest, or its TLS handshake, is awaited. */
+  private upstreamNegotiating = false;
+  /** pgscribe's connection to the upstream is TLS. */
+  private upstreamEncrypted = false;
   private upstream: net.Socket | null = null;
   private readonly clientFramer: Framer;
   private serverFramer: Framer | null = null;
@@ -223,10 +250,18 @@ export class Client implements FlightClient {
   private unitStart = 0;
   /** The Q or E record of the pending unit, once its lines are written. */
   private unitQuery: QueryRecord | null = null;
+  // The client socket's listeners, kept by name to move data and drain to the TLS session.
+  private readonly onData = (chunk: Buffer): void => this.onClientData(chunk);
+  private readonly onDrain = (): void => {
+    this.setUpstreamPaused(false);
+    this.setClientPaused(PAUSE_CLIENT_FULL, false);
+  };
+  private readonly onError = (err: NodeJS.ErrnoException): void => this.onSocketError('client', err);
 
   constructor(server: Server, socket: net.Socket, id: number) {
     this.server = server;
     this.socket = socket;
+    this.rawSocket = socket;
     this.id = id;
     this.address = formatAddress(socket.remoteAddress, socket.remotePort);
     this.tracker = server.tracksCompletions ? new CompletionTracker((c) => this.onCompleted(c)) : null;
@@ -246,12 +281,9 @@ export class Client implements FlightClient {
         startup: true,
       },
     );
-    socket.on('data', (chunk: Buffer) => this.onClientData(chunk));
-    socket.on('drain', () => {
-      this.setUpstreamPaused(false);
-      this.setClientPaused(PAUSE_CLIENT_FULL, false);
-    });
-    socket.on('error', (err: NodeJS.ErrnoException) => this.onSocketError('client', err));
+    socket.on('data', this.onData);
+    socket.on('drain', this.onDrain);
+    socket.on('error', this.onError);
     socket.on('close', () => this.onClientClose());
     this.timer = setTimeout(() => this.onStartupTimeout(), server.config.startupTimeoutMs);
   }
@@ -270,11 +302,11 @@ export class Client implements FlightClient {
         to: next,
       });
       this.state = S.Closing;
-      this.teardown();
+      this.teardown(from);
       return;
     }
     this.state = next;
-    if (next === S.Closing) this.teardown();
+    if (next === S.Closing) this.teardown(from);
   }
 
   get isIdle(): boolean {
@@ -669,6 +701,12 @@ export class Client implements FlightClient {
   // ---- startup -------------------------------------------------------------------------------
 
   private onStartupPacket(buf: Buffer, start: number, end: number): void {
+    if (this.sslAnswered) {
+      // PostgreSQL's rule since CVE-2021-23214: bytes that follow an SSLRequest before the handshake
+      // were not protected by it (they may come from someone in the middle), so they are refused.
+      this.protocolViolation('received unencrypted data after SSLRequest');
+      return;
+    }
     let packet;
     try {
       packet = decodeStartup(buf, start, end);
@@ -678,11 +716,23 @@ export class Client implements FlightClient {
     }
     switch (packet.kind) {
       case 'ssl':
-      case 'gssenc':
-        // No TLS/GSS encryption on the client side yet: 'N' lets the client carry on in plaintext.
+      case 'gssenc': {
+        if (this.encrypted) {
+          this.protocolViolation(`${packet.kind === 'ssl' ? 'SSLRequest' : 'GSSENCRequest'} on a connection that is already encrypted`);
+          return;
+        }
+        const ctls = this.server.tls.client;
+        if (packet.kind === 'ssl' && ctls !== null) {
+          this.answerSsl(ctls);
+          return;
+        }
+        // No GSSAPI encryption (nor TLS, unless configured): 'N' lets the client carry on in plaintext.
         this.socket.write(NEGOTIATION_REFUSED);
         return;
+      }
       case 'cancel':
+        // Accepted in the clear even with --tls-mode require, as PostgreSQL accepts it whatever
+        // pg_hba.conf says: libpq before 17 always sends cancel requests unencrypted.
         this.clearTimer();
         this.server.cancel(packet.pid, packet.secret, this.address);
         this.clientFramer.stop();
@@ -697,6 +747,20 @@ export class Client implements FlightClient {
         return;
       case 'startup':
         break;
+    }
+    if (!this.encrypted && this.server.tls.client?.mode === 'require') {
+      this.server.ops.warn('plaintext client refused: --tls-mode require; it must connect with sslmode=require or stronger', {
+        conn: this.id,
+        client: this.address,
+        user: packet.params.get('user'),
+      });
+      this.fail({
+        severity: 'FATAL',
+        code: SqlState.InvalidAuthorizationSpecification,
+        message: 'pgscribe: this proxy accepts only TLS connections',
+        hint: 'Connect with sslmode=require, verify-ca or verify-full.',
+      });
+      return;
     }
     this.clearTimer();
     const params = packet.params;
@@ -720,6 +784,80 @@ export class Client implements FlightClient {
     this.connectUpstream(buf.subarray(start, end));
   }
 
+  /**
+   * Answer 'S' and hand the socket to the TLS handshake once the answer is written. The write's
+   * callback runs after the framer has gone through the rest of the read that held the
+   * SSLRequest, so whatever followed it in the clear has shown up by then: a whole packet in
+   * onStartupPacket, a partial one as bytes the framer holds. Either is refused.
+   */
+  private answerSsl(ctls: ClientTls): void {
+    this.sslAnswered = true;
+    this.socket.pause();
+    this.socket.write(SSL_ACCEPTED, (err) => {
+      if (err === undefined || err === null) this.startTls(ctls);
+    });
+  }
+
+  private startTls(ctls: ClientTls): void {
+    if (this.state !== S.Startup) return;
+    if (!this.clientFramer.atBoundary) {
+      this.protocolViolation('received unencrypted data after SSLRequest');
+      return;
+    }
+    const raw = this.rawSocket;
+    // From here the TLS session reads the socket (and takes what it already buffered); the
+    // accepted socket keeps only its 'close', which also comes when the session closes.
+    raw.off('data', this.onData);
+    raw.off('drain', this.onDrain);
+    raw.off('error', this.onError);
+    raw.on('error', noop);
+    this.transition(S.TlsHandshake);
+    this.handshakeKey = ctls.upgrade(raw, this);
+  }
+
+  /** TlsUpgradeListener: the handshake is done. */
+  onTlsSecure(sock: tls.TLSSocket): void {
+    if (this.state !== S.TlsHandshake) {
+      sock.destroy();
+      return;
+    }
+    this.socket = sock;
+    this.encrypted = true;
+    this.sslAnswered = false;
+    sock.on('error', this.onError);
+    this.transition(S.Startup);
+    const ctls = this.server.tls.client!;
+    if (ctls.verifyClients && !sock.authorized) {
+      const peer = sock.getPeerCertificate();
+      const reason = peer === null || Object.keys(peer).length === 0 ? 'no certificate' : (sock.authorizationError?.toString() ?? 'not verified');
+      this.server.ops.warn('client certificate refused (not signed by the --tls-ca certificates); closing it', {
+        conn: this.id,
+        client: this.address,
+        reason,
+      });
+      this.fail({
+        severity: 'FATAL',
+        code: SqlState.InvalidAuthorizationSpecification,
+        message: `pgscribe: a client certificate signed by a trusted CA is required (${reason})`,
+        hint: 'Connect with sslcert and sslkey naming a certificate signed by one of the --tls-ca certificates.',
+      });
+      return;
+    }
+    sock.on('data', this.onData);
+    sock.on('drain', this.onDrain);
+  }
+
+  /** TlsUpgradeListener: the handshake failed. */
+  onTlsError(err: Error): void {
+    if (this.state !== S.TlsHandshake) return;
+    this.server.ops.warn('TLS handshake with client failed; closing it', {
+      conn: this.id,
+      client: this.address,
+      error: (err as NodeJS.ErrnoException).code ?? err.message,
+    });
+    this.transition(S.Closing);
+  }
+
   private connectUpstream(startupPacket: Buffer): void {
     const { host, port } = this.server.config.upstream;
     const up = net.connect({ host, port });
@@ -734,8 +872,6 @@ export class Client implements FlightClient {
       },
       { maxLength: SERVER_MAX_LENGTH, maxInspectLength: SERVER_MAX_INSPECT_ALLOC, inspect: this.serverInspect() },
     );
-    // net queues this write until the connection is up; the client is not read until then.
-    up.write(Buffer.from(startupPacket));
     this.setClientPaused(PAUSE_CONNECTING, true);
     this.timer = setTimeout(() => {
       this.timer = null;
@@ -747,16 +883,108 @@ export class Client implements FlightClient {
         hint: 'Check that PostgreSQL is running and reachable at the --upstream address.',
       });
     }, this.server.config.connectTimeoutMs);
-    up.on('connect', () => {
-      this.clearTimer();
-      if (this.state !== S.Connecting) return;
-      this.transition(S.Authenticating);
-      this.setClientPaused(PAUSE_CONNECTING, false);
+    const utls = this.server.tls.upstream;
+    if (utls === null) {
+      // net queues this write until the connection is up; the client is not read until then.
+      up.write(Buffer.from(startupPacket));
+      up.on('connect', () => this.upstreamReady());
+      this.listenUpstream(up);
+      return;
+    }
+    // The startup packet waits for the TLS session (or for 'N' with prefer).
+    const packet = Buffer.from(startupPacket);
+    const onConnectError = (err: NodeJS.ErrnoException): void => this.onSocketError('upstream', err);
+    up.on('error', onConnectError);
+    this.upstreamNegotiating = true;
+    negotiateUpstream(up, host, utls, (n) => {
+      up.off('error', onConnectError);
+      this.onUpstreamNegotiated(up, n, packet);
     });
-    up.on('data', (chunk: Buffer) => this.onServerData(chunk));
-    up.on('drain', () => this.setClientPaused(PAUSE_UPSTREAM_FULL, false));
-    up.on('error', (err: NodeJS.ErrnoException) => this.onSocketError('upstream', err));
-    up.on('close', () => this.onUpstreamClose());
+  }
+
+  private listenUpstream(sock: net.Socket): void {
+    sock.on('data', (chunk: Buffer) => this.onServerData(chunk));
+    sock.on('drain', () => this.setClientPaused(PAUSE_UPSTREAM_FULL, false));
+    sock.on('error', (err: NodeJS.ErrnoException) => this.onSocketError('upstream', err));
+    sock.on('close', () => this.onUpstreamClose());
+  }
+
+  /** The upstream connection carries the session: relay authentication, read the client again. */
+  private upstreamReady(): void {
+    this.clearTimer();
+    if (this.state !== S.Connecting) return;
+    this.transition(S.Authenticating);
+    this.setClientPaused(PAUSE_CONNECTING, false);
+  }
+
+  /** The upstream answered pgscribe's SSLRequest (see negotiateUpstream). */
+  private onUpstreamNegotiated(raw: net.Socket, n: Negotiation, startupPacket: Buffer): void {
+    this.upstreamNegotiating = false;
+    if (this.state !== S.Connecting) {
+      if (n.kind === 'tls') n.socket.destroy();
+      raw.destroy();
+      return;
+    }
+    const { host, port } = this.server.config.upstream;
+    const upstream = `${host}:${port}`;
+    switch (n.kind) {
+      case 'tls':
+        this.upstream = n.socket;
+        this.upstreamEncrypted = true;
+        this.listenUpstream(n.socket);
+        n.socket.write(startupPacket);
+        this.upstreamReady();
+        return;
+      case 'plain':
+        if (!this.server.tls.upstream!.plaintextNoted) {
+          // Said once: with prefer against a server without SSL, every session would say it.
+          this.server.tls.upstream!.plaintextNoted = true;
+          this.server.ops.info('upstream does not support SSL; connecting in plaintext (--upstream-tls prefer; said once)', { conn: this.id, client: this.address, upstream });
+        }
+        this.listenUpstream(raw);
+        raw.write(startupPacket);
+        raw.resume();
+        this.upstreamReady();
+        return;
+      case 'error': {
+        // Like libpq: a protocol-3 ErrorResponse is the server's word and goes to the client as
+        // is; anything else is an old-style error text ('E', then a string).
+        const d = n.data;
+        const len = d.length >= 5 ? d.readUInt32BE(1) : 8;
+        if (len >= 8 && len <= 30000) {
+          this.server.ops.warn('upstream answered the SSL request with an error; passing it on to the client', { conn: this.id, client: this.address, upstream });
+          this.listenUpstream(raw);
+          raw.resume();
+          this.upstreamReady();
+          this.onServerData(d);
+          return;
+        }
+        const text = d.toString('utf8', 1).replace(/\0[\s\S]*$/, '').trim();
+        this.upstreamNegotiationFailed(`the server sent an error during SSL negotiation: ${text}`);
+        return;
+      }
+      case 'failed':
+        this.upstreamNegotiationFailed(n.reason);
+        return;
+    }
+  }
+
+  private upstreamNegotiationFailed(reason: string): void {
+    const { host, port } = this.server.config.upstream;
+    const mode = this.server.tls.upstream!.mode;
+    this.server.ops.warn('TLS negotiation with upstream failed; refusing the client with 08001', {
+      conn: this.id,
+      client: this.address,
+      upstream: `${host}:${port}`,
+      upstream_tls: mode,
+      reason,
+    });
+    this.fail({
+      severity: 'FATAL',
+      code: SqlState.SqlclientUnableToEstablishSqlconnection,
+      message: `pgscribe: could not connect to upstream server ${host}:${port}: ${reason}`,
+      hint: `Check --upstream-tls ${mode} and --upstream-tls-ca against the server's SSL settings.`,
+    });
   }
 
   /** Server messages that must arrive whole: what this session's features look into. */
@@ -767,6 +995,15 @@ export class Client implements FlightClient {
 
   private onStartupTimeout(): void {
     this.timer = null;
+    if (this.state === S.TlsHandshake) {
+      this.server.ops.warn('client did not complete the TLS handshake in time; dropping it', {
+        conn: this.id,
+        client: this.address,
+        timeout_ms: this.server.config.startupTimeoutMs,
+      });
+      this.transition(S.Closing);
+      return;
+    }
     if (this.state !== S.Startup) return;
     this.server.ops.warn('client did not send a startup packet in time; dropping it', {
       conn: this.id,
@@ -815,6 +1052,30 @@ export class Client implements FlightClient {
         else this.transition(S.Response);
         break;
       }
+      case Backend.Authentication:
+        if (this.upstreamEncrypted && !this.encrypted && this.state === S.Authenticating) {
+          // PostgreSQL offers SCRAM-SHA-256-PLUS because pgscribe's connection to it is TLS; libpq
+          // on a plaintext connection gives up when it sees that offer (it takes it for stripped
+          // TLS). Channel binding cannot span two TLS sessions anyway: offer the client what it
+          // can use, plain SCRAM-SHA-256, which the server accepts from a client without TLS.
+          let mechanisms: string[] | null;
+          try {
+            mechanisms = decodeSaslMechanisms(buf, start, end);
+          } catch (err) {
+            if (!(err instanceof ProtocolError)) throw err;
+            this.upstreamProtocolViolation(err.message);
+            return;
+          }
+          if (mechanisms !== null && mechanisms.includes(SCRAM_PLUS)) {
+            const offered = mechanisms.filter((m) => m !== SCRAM_PLUS);
+            if (offered.length > 0) {
+              const out = encodeAuthenticationSasl(offered);
+              this.toClient.push(out, 0, out.length);
+              return;
+            }
+          }
+        }
+        break;
       case Backend.ParameterStatus:
         if (cs !== null) {
           try {
@@ -915,6 +1176,9 @@ export class Client implements FlightClient {
 
   private onClientClose(): void {
     this.clientFramer.stop();
+    if (this.state === S.TlsHandshake) {
+      this.server.ops.warn('TLS handshake with client failed; closing it', { conn: this.id, client: this.address, error: 'connection closed during the handshake' });
+    }
     if (this.state !== S.Closing) this.transition(S.Closing);
     this.clearTimer();
     if (this.counted) {
@@ -944,7 +1208,8 @@ export class Client implements FlightClient {
   /** Send a FATAL ErrorResponse (when the client stream is at a message boundary) and close. */
   fail(error: ErrorFields): void {
     if (this.state === S.Closing) return;
-    const canSpeak = this.serverFramer === null || !this.serverFramer.midPassthrough;
+    // Mid-handshake there is no channel to speak on: the client expects TLS records.
+    const canSpeak = (this.serverFramer === null || !this.serverFramer.midPassthrough) && this.state !== S.TlsHandshake;
     if (!this.toClient.empty) this.toClient.flush(this.socket);
     if (canSpeak && !this.socket.destroyed && this.socket.writable) this.socket.write(encodeErrorResponse(error));
     this.transition(S.Closing);
@@ -953,7 +1218,7 @@ export class Client implements FlightClient {
   /** Server shutdown: close now if idle, else as soon as the session is idle again. */
   requestShutdown(): void {
     this.shutdownRequested = true;
-    if (this.state === S.Startup || this.state === S.Connecting || this.isIdle) this.closeForShutdown();
+    if (this.state === S.Startup || this.state === S.TlsHandshake || this.state === S.Connecting || this.isIdle) this.closeForShutdown();
   }
 
   closeForShutdown(): void {
@@ -961,15 +1226,19 @@ export class Client implements FlightClient {
   }
 
   /** Entered once, from transition(Closing): release both sockets. */
-  private teardown(): void {
+  private teardown(from: ClientState): void {
     this.clearTimer();
     this.clientFramer.stop();
+    if (from === S.TlsHandshake) this.server.tls.client?.forget(this.handshakeKey, this);
     this.serverFramer?.stop();
     this.server.unregisterKey(this);
     if (this.cs !== null) this.leaveCache();
     this.tracker?.abort();
     const up = this.upstream;
-    if (up !== null && !up.destroyed) {
+    if (up !== null && this.upstreamNegotiating) {
+      // Mid SSL negotiation there is nothing to say goodbye to.
+      up.destroy();
+    } else if (up !== null && !up.destroyed) {
       this.flushToUpstream();
       if (!this.clientFramer.midPassthrough && !this.clientTerminated && up.writable) up.end(TERMINATE);
       else up.end();
@@ -979,7 +1248,10 @@ export class Client implements FlightClient {
     this.toUpstream.clear();
     this.toClient.clear();
     const sock = this.socket;
-    if (!sock.destroyed) {
+    if (from === S.TlsHandshake) {
+      // The handshake is abandoned: close the connection under it.
+      this.rawSocket.destroy();
+    } else if (!sock.destroyed) {
       sock.end();
       sock.resume(); // drain and discard whatever the client still sends
       setTimeout(() => sock.destroy(), CLOSE_LINGER_MS).unref();
@@ -1035,6 +1307,7 @@ export class Client implements FlightClient {
   destroy(): void {
     this.upstream?.destroy();
     this.socket.destroy();
+    this.rawSocket.destroy();
   }
 }
 

@@ -47,6 +47,32 @@ export interface Config {
   adminToken: string;
   /** Query digests kept (top by total time). */
   digestMaxEntries: number;
+  /** PEM certificate (chain) shown to clients; '' for none. */
+  tlsCert: string;
+  /** PEM private key of tlsCert; '' for none. */
+  tlsKey: string;
+  /** PEM CA certificates clients' certificates must chain to; '' for no client certificates. */
+  tlsCa: string;
+  /** TLS from clients; null until resolved: allow with tlsCert and tlsKey, else disable (see clientTlsMode). */
+  tlsMode: ClientTlsMode | null;
+  /** TLS to the upstream, with libpq's sslmode meanings. */
+  upstreamTls: UpstreamTlsMode;
+  /** PEM CA certificates the upstream's certificate must chain to; '' for none. */
+  upstreamTlsCa: string;
+  /** PEM client certificate and key pgscribe presents to the upstream; '' for none. */
+  upstreamTlsCert: string;
+  upstreamTlsKey: string;
+}
+
+/** Client side, PgBouncer's client_tls_sslmode: disable answers SSLRequest 'N'; allow offers TLS; require refuses plaintext. */
+export type ClientTlsMode = 'disable' | 'allow' | 'require';
+/** Upstream side, libpq's sslmode (without allow). */
+export type UpstreamTlsMode = 'disable' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
+
+/** The effective client-side TLS mode: the setting, or when unset allow with a certificate and key, else disable. */
+export function clientTlsMode(cfg: Config): ClientTlsMode {
+  if (cfg.tlsMode !== null) return cfg.tlsMode;
+  return cfg.tlsCert !== '' && cfg.tlsKey !== '' ? 'allow' : 'disable';
 }
 
 /** A `cache-rules` entry as written (kept for --check), with its compiled form. */
@@ -161,6 +187,17 @@ export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
+/** A file path; '' means none. */
+function filePath(raw: unknown, key: string): string {
+  return str(raw, key);
+}
+
+/** `tls-mode`; JSON null (as in a file) leaves it to be derived from tls-cert and tls-key. */
+function tlsMode(raw: unknown, key: string): ClientTlsMode | null {
+  if (raw === null) return null;
+  return oneOf<ClientTlsMode>('disable', 'allow', 'require')(raw, key);
+}
+
 function nonEmpty(raw: unknown, key: string): string {
   const s = str(raw, key);
   if (s === '') throw new ConfigError(key, 'must not be empty');
@@ -204,9 +241,17 @@ export const SETTINGS = {
   'cache-rules': setting('cacheRules', cacheRules, [], 'JSON array of {"pattern": REGEX, "ttl": MS|"never"}; first match wins'),
   workers: setting('workers', int(0, 64), 0, 'worker threads holding the cache shards (0: in the event loop thread)'),
   'log-completions': setting('logCompletions', bool, false, "a 'done' line (ms, rows, SQLSTATE) after each query's answer (switch)", true),
-  admin: setting('admin', adminAddress, null, "admin HTTP server: PORT or HOST:PORT (loopback unless told), 'off'"),
+  admin: setting('admin', adminAddress, null, "admin HTTP server: PORT or HOST:PORT (loopback unless told), or 'off' (default off)"),
   'admin-token': setting('adminToken', str, '', 'bearer token the admin server requires (needed to bind beyond loopback)'),
   'digest-max-entries': setting('digestMaxEntries', int(10, 1_000_000), 2000, 'query digests kept by the admin server (top by total time)'),
+  'tls-cert': setting('tlsCert', filePath, '', 'PEM certificate (chain) for clients; with tls-key, clients may use TLS'),
+  'tls-key': setting('tlsKey', filePath, '', 'PEM private key of tls-cert (unencrypted)'),
+  'tls-ca': setting('tlsCa', filePath, '', 'PEM CA certificates: TLS clients must present a certificate signed by one'),
+  'tls-mode': setting('tlsMode', tlsMode, null, 'disable, allow or require TLS from clients (default allow with tls-cert and tls-key, else disable)'),
+  'upstream-tls': setting('upstreamTls', oneOf<UpstreamTlsMode>('disable', 'prefer', 'require', 'verify-ca', 'verify-full'), 'disable', "TLS to the upstream: disable, prefer, require, verify-ca, verify-full (libpq's sslmode)"),
+  'upstream-tls-ca': setting('upstreamTlsCa', filePath, '', 'PEM CA certificates the upstream certificate must chain to'),
+  'upstream-tls-cert': setting('upstreamTlsCert', filePath, '', 'PEM client certificate pgscribe presents to the upstream'),
+  'upstream-tls-key': setting('upstreamTlsKey', filePath, '', 'PEM private key of upstream-tls-cert (unencrypted)'),
 } as const;
 
 type SettingName = keyof typeof SETTINGS;
@@ -271,6 +316,7 @@ export function parseCommandLine(argv: string[]): Command {
     const raw = v[n];
     if (raw !== undefined) apply(cfg, n, raw, 'flag');
   }
+  cfg.tlsMode = clientTlsMode(cfg);
   return { kind: v['check'] ? 'check' : 'run', config: cfg };
 }
 
@@ -299,8 +345,7 @@ function expandSwitches(argv: string[]): string[] {
 
 /** A setting value as shown by --help and --check. */
 function shown(v: Config[keyof Config]): unknown {
-  if (v === null) return 'off';
-  if (Array.isArray(v)) return v;
+  if (v === null || Array.isArray(v)) return v;
   if (typeof v === 'object') return `${v.host.includes(':') ? `[${v.host}]` : v.host}:${v.port}`;
   return v;
 }
@@ -316,7 +361,9 @@ export function helpText(version: string): string {
   for (const n of NAMES) {
     const s = SETTINGS[n];
     const d = shown(s.default);
-    lines.push(`  --${n.padEnd(22)} ${s.help} (default ${typeof d === 'string' ? d : JSON.stringify(d)})`);
+    // A null default is derived from other settings; the help text says how.
+    const def = d === null ? '' : ` (default ${d === '' ? 'none' : typeof d === 'string' ? d : JSON.stringify(d)})`;
+    lines.push(`  --${n.padEnd(22)} ${s.help}${def}`);
   }
   lines.push(
     '',
@@ -326,7 +373,8 @@ export function helpText(version: string): string {
     '  --help, -h            this text',
     '  --version, -V         print the version',
     '',
-    'Signals: SIGHUP reopens the query log; SIGUSR2 prints a stats line (with cache counters);',
+    'Signals: SIGHUP reopens the query log and reloads the TLS certificates and keys; SIGUSR2 prints',
+    'a stats line (with cache counters);',
     'SIGTERM/SIGINT shut down gracefully.',
   );
   return lines.join('\n') + '\n';
@@ -338,9 +386,40 @@ export function describe(cfg: Config): Record<string, unknown> {
   for (const n of NAMES) {
     out[n] = shown(cfg[SETTINGS[n].field]);
   }
+  if (cfg.admin === null) out['admin'] = 'off';
   // A secret is not printed, only whether it is set.
   if (cfg.adminToken !== '') out['admin-token'] = '(set)';
+  out['tls-mode'] = clientTlsMode(cfg);
   return out;
+}
+
+/**
+ * The TLS settings that only make sense together. Whether the files hold what they should is
+ * checked when they are loaded (src/tls.ts).
+ */
+function checkTlsSettings(cfg: Config): void {
+  if ((cfg.tlsCert === '') !== (cfg.tlsKey === '')) {
+    const [set, missing] = cfg.tlsCert === '' ? ['tls-key', 'tls-cert'] : ['tls-cert', 'tls-key'];
+    throw new ConfigError(missing, `${set} is set but ${missing} is not: TLS for clients needs both a certificate and its key`);
+  }
+  const mode = clientTlsMode(cfg);
+  if (mode !== 'disable' && cfg.tlsCert === '') {
+    throw new ConfigError('tls-mode', `${mode} needs tls-cert and tls-key (the certificate and key pgscribe shows to clients)`);
+  }
+  if (cfg.tlsCa !== '' && cfg.tlsCert === '') {
+    throw new ConfigError('tls-ca', 'client certificates are checked only on TLS connections: tls-ca needs tls-cert and tls-key');
+  }
+  if ((cfg.upstreamTlsCert === '') !== (cfg.upstreamTlsKey === '')) {
+    const [set, missing] = cfg.upstreamTlsCert === '' ? ['upstream-tls-key', 'upstream-tls-cert'] : ['upstream-tls-cert', 'upstream-tls-key'];
+    throw new ConfigError(missing, `${set} is set but ${missing} is not: a client certificate for the upstream needs both`);
+  }
+  if (cfg.upstreamTls === 'disable') {
+    const stray = cfg.upstreamTlsCa !== '' ? 'upstream-tls-ca' : cfg.upstreamTlsCert !== '' ? 'upstream-tls-cert' : null;
+    if (stray !== null) throw new ConfigError(stray, 'has no effect while upstream-tls is disable: set --upstream-tls prefer, require, verify-ca or verify-full');
+  }
+  if ((cfg.upstreamTls === 'verify-ca' || cfg.upstreamTls === 'verify-full') && cfg.upstreamTlsCa === '') {
+    throw new ConfigError('upstream-tls', `${cfg.upstreamTls} needs upstream-tls-ca, the CA certificates to verify the upstream's certificate with (as libpq needs sslrootcert)`);
+  }
 }
 
 /**
@@ -358,6 +437,7 @@ export function checkEnvironment(cfg: Config): void {
       `binding the admin server to ${cfg.admin.host} would let anyone who can reach it read every query's text and flush the cache: set --admin-token, or bind to 127.0.0.1`,
     );
   }
+  checkTlsSettings(cfg);
   if (cfg.log === '-' || cfg.log === 'none') return;
   const dir = path.dirname(path.resolve(cfg.log));
   try {

@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 /**
- * pgscribe entry point: parse the command line, open the query log, start the Server, and wire
- * the signals (SIGHUP reopens the log, SIGTERM/SIGINT shut down gracefully).
+ * pgscribe entry point: parse the command line, load the TLS certificates, open the query log,
+ * start the Server, and wire the signals (SIGHUP reopens the log and reloads the certificates,
+ * SIGTERM/SIGINT shut down gracefully).
  */
-import { ConfigError, checkEnvironment, compileRules, describe, helpText, parseCommandLine, type Command, type Config } from './config';
+import { ConfigError, checkEnvironment, clientTlsMode, compileRules, describe, helpText, parseCommandLine, type Command, type Config } from './config';
 import { createCacheLayer } from './cache/create';
 import { CachePolicy } from './cache/policy';
 import { fingerprintInterner, type CacheContext } from './cache/session';
@@ -14,6 +15,7 @@ import { AdminServer } from './admin/server';
 import { Insight } from './insight';
 import { streamOpsLog, type OpsLog } from './log/ops';
 import { Server } from './server';
+import { loadTls, type CertInfo, type TlsSetup } from './tls';
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -70,7 +72,42 @@ export function createCacheContext(cfg: Config, ops: OpsLog): CacheContext | nul
   };
 }
 
-async function run(cfg: Config): Promise<void> {
+/** Say which certificates are in use, and warn about one that has expired. */
+function reportCert(ops: OpsLog, what: string, cert: CertInfo): void {
+  ops.info(`${what}: certificate loaded`, { cert: cert.file, subject: cert.subject, expires: cert.expires });
+  if (cert.expired) {
+    ops.warn(`${what}: the certificate has expired; peers that verify it will refuse to connect. Renew it and send SIGHUP`, { cert: cert.file, expires: cert.expires });
+  }
+}
+
+/**
+ * SIGHUP: read the certificate, key and CA files again. New handshakes use them; sessions already
+ * encrypted keep theirs. A failed reload keeps the previous certificates.
+ */
+export function reloadTls(tls: TlsSetup, ops: OpsLog): void {
+  if (tls.client !== null) {
+    try {
+      reportCert(ops, 'SIGHUP: TLS for clients reloaded', tls.client.reload());
+    } catch (err) {
+      ops.error('SIGHUP: cannot reload the TLS certificate for clients; new TLS clients keep getting the previous one. Fix the files and send SIGHUP again', {
+        error: (err as Error).message,
+      });
+    }
+  }
+  if (tls.upstream !== null && tls.upstream.hasFiles) {
+    try {
+      tls.upstream.reload();
+      ops.info('SIGHUP: TLS files for the upstream reloaded');
+      if (tls.upstream.cert !== null) reportCert(ops, 'SIGHUP: TLS client certificate for the upstream', tls.upstream.cert);
+    } catch (err) {
+      ops.error('SIGHUP: cannot reload the TLS files for the upstream; new upstream connections keep the previous ones. Fix the files and send SIGHUP again', {
+        error: (err as Error).message,
+      });
+    }
+  }
+}
+
+async function run(cfg: Config, tls: TlsSetup): Promise<void> {
   const ops = streamOpsLog();
   let logger: ClientLogger;
   try {
@@ -81,7 +118,7 @@ async function run(cfg: Config): Promise<void> {
   }
   const cache = createCacheContext(cfg, ops);
   const insight = cfg.admin === null ? null : new Insight({ maxDigests: cfg.digestMaxEntries, cacheEnabled: cfg.cache, cacheTtlMs: cfg.cacheTtlMs });
-  const server = new Server(cfg, logger, ops, cache, insight);
+  const server = new Server(cfg, logger, ops, cache, tls, insight);
   let addr;
   try {
     addr = await server.listen();
@@ -96,8 +133,12 @@ async function run(cfg: Config): Promise<void> {
     cache: cfg.cache,
     singleflight: cfg.singleflight,
     workers: cache === null ? undefined : cfg.workers,
+    tls: tls.client === null ? undefined : clientTlsMode(cfg) + (tls.client.verifyClients ? '+client-cert' : ''),
+    upstream_tls: tls.upstream === null ? undefined : cfg.upstreamTls,
     version: VERSION,
   });
+  if (tls.client !== null) reportCert(ops, 'TLS for clients', tls.client.cert);
+  if (tls.upstream?.cert) reportCert(ops, 'TLS client certificate for the upstream', tls.upstream.cert);
   let admin: AdminServer | null = null;
   if (cfg.admin !== null && insight !== null) {
     admin = new AdminServer(server, insight, ops, { address: cfg.admin, token: cfg.adminToken, version: VERSION });
@@ -120,6 +161,7 @@ async function run(cfg: Config): Promise<void> {
   process.on('SIGHUP', () => {
     ops.info('SIGHUP: reopening the query log', { log: cfg.log });
     logger.reopen();
+    reloadTls(tls, ops);
   });
   let stopping = false;
   const stop = (signal: string) => {
@@ -161,9 +203,14 @@ async function run(cfg: Config): Promise<void> {
 
 export function main(argv: string[]): void {
   let cmd: Command;
+  let tls: TlsSetup = { client: null, upstream: null };
   try {
     cmd = parseCommandLine(argv);
-    if (cmd.kind === 'run' || cmd.kind === 'check') checkEnvironment(cmd.config);
+    if (cmd.kind === 'run' || cmd.kind === 'check') {
+      checkEnvironment(cmd.config);
+      // Certificates are read here, so that a bad file fails --check and start-up alike.
+      tls = loadTls(cmd.config);
+    }
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`pgscribe: invalid setting ${err.message}\nTry 'pgscribe --help'.\n`);
@@ -182,7 +229,7 @@ export function main(argv: string[]): void {
       process.stdout.write(JSON.stringify(describe(cmd.config), null, 2) + '\n');
       return;
     case 'run':
-      void run(cmd.config);
+      void run(cmd.config, tls);
   }
 }
 

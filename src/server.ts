@@ -10,6 +10,7 @@ import type { OpsLog } from './log/ops';
 import type { CacheContext } from './cache/session';
 import { encodeCancelRequest } from './protocol/messages';
 import type { Insight } from './insight';
+import { negotiateUpstream, type TlsSetup } from './tls';
 
 /** Sockets still in their startup phase beyond the session limit get this much headroom. */
 const STARTUP_HEADROOM = 64;
@@ -20,6 +21,8 @@ export class Server {
   readonly ops: OpsLog;
   /** The cache/singleflight layer, null when both are off. */
   readonly cache: CacheContext | null;
+  /** TLS for clients and to the upstream (each null when off). */
+  readonly tls: TlsSetup;
   readonly clients = new Set<Client>();
   /** Query digests and table heat (--admin), null when off. */
   readonly insight: Insight | null;
@@ -39,11 +42,19 @@ export class Server {
   private shuttingDown = false;
   private idleWaiters: (() => void)[] = [];
 
-  constructor(config: Config, logger: ClientLogger, ops: OpsLog, cache: CacheContext | null = null, insight: Insight | null = null) {
+  constructor(
+    config: Config,
+    logger: ClientLogger,
+    ops: OpsLog,
+    cache: CacheContext | null = null,
+    tls: TlsSetup = { client: null, upstream: null },
+    insight: Insight | null = null,
+  ) {
     this.config = config;
     this.logger = logger;
     this.ops = ops;
     this.cache = cache;
+    this.tls = tls;
     this.insight = insight;
     this.tracksCompletions = insight !== null || (config.logCompletions && logger.enabled);
   }
@@ -158,7 +169,8 @@ export class Server {
   }
 
   /**
-   * Forward a CancelRequest to the upstream of the session it names, on a fresh connection.
+   * Forward a CancelRequest to the upstream of the session it names, on a fresh connection, with
+   * the same --upstream-tls as sessions (the cancel key is a secret worth encrypting).
    * Keys that belong to no session of this proxy are ignored, as PostgreSQL ignores unknown keys.
    */
   cancel(pid: number, secret: number, from: string): void {
@@ -173,12 +185,49 @@ export class Server {
     }
     const { host, port } = this.config.upstream;
     const sock = net.connect({ host, port });
-    const timer = setTimeout(() => sock.destroy(), this.config.connectTimeoutMs).unref();
-    sock.on('connect', () => sock.end(encodeCancelRequest(pid, secret)));
-    sock.on('error', (err) => this.ops.warn('could not forward cancel request', { conn: target.id, client: from, error: err.message }));
+    let current: net.Socket = sock;
+    const timer = setTimeout(() => current.destroy(), this.config.connectTimeoutMs).unref();
+    let failed = false;
+    const failure = (error: string) => {
+      if (failed) return;
+      failed = true;
+      this.ops.warn('could not forward cancel request', { conn: target.id, client: from, error });
+    };
     sock.on('close', () => clearTimeout(timer));
-    sock.resume();
-    this.ops.info('cancel request forwarded', { conn: target.id, client: from, pid });
+    const send = (s: net.Socket, tls: boolean) => {
+      current = s;
+      if (s !== sock) {
+        s.on('error', (err) => failure(err.message));
+        s.on('close', () => clearTimeout(timer));
+      }
+      s.resume();
+      s.end(encodeCancelRequest(pid, secret));
+      this.ops.info('cancel request forwarded', { conn: target.id, client: from, pid, tls: this.tls.upstream === null ? undefined : tls });
+    };
+    sock.on('error', (err) => failure(err.message));
+    const utls = this.tls.upstream;
+    if (utls === null) {
+      sock.on('connect', () => send(sock, false));
+      return;
+    }
+    negotiateUpstream(sock, host, utls, (n) => {
+      switch (n.kind) {
+        case 'tls':
+          send(n.socket, true);
+          return;
+        case 'plain':
+          send(sock, false);
+          return;
+        case 'error':
+          failure('the server sent an error during SSL negotiation');
+          break;
+        case 'failed':
+          failure(n.reason);
+          break;
+      }
+      clearTimeout(timer);
+      sock.destroy();
+    });
   }
 
   /**

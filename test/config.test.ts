@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { ConfigError, SETTINGS, checkEnvironment, defaults, describe, fromFile, parseCommandLine, parseHostPort, type Config } from '../src/config';
+import { ConfigError, SETTINGS, checkEnvironment, clientTlsMode, defaults, describe, fromFile, parseCommandLine, parseHostPort, type Config } from '../src/config';
 
 const ROOT = path.resolve(__dirname, '../..');
 const MAIN = path.resolve(__dirname, '../../dist/main.js');
@@ -37,6 +37,14 @@ const DEFAULTS: Config = {
   admin: null,
   adminToken: '',
   digestMaxEntries: 2000,
+  tlsCert: '',
+  tlsKey: '',
+  tlsCa: '',
+  tlsMode: 'disable',
+  upstreamTls: 'disable',
+  upstreamTlsCa: '',
+  upstreamTlsCert: '',
+  upstreamTlsKey: '',
 };
 
 const DEFAULTS_DESCRIBED = {
@@ -65,6 +73,14 @@ const DEFAULTS_DESCRIBED = {
   admin: 'off',
   'admin-token': '',
   'digest-max-entries': 2000,
+  'tls-cert': '',
+  'tls-key': '',
+  'tls-ca': '',
+  'tls-mode': 'disable',
+  'upstream-tls': 'disable',
+  'upstream-tls-ca': '',
+  'upstream-tls-cert': '',
+  'upstream-tls-key': '',
 };
 
 function tmpDir(tt: { teardown(fn: () => void): void }): string {
@@ -103,7 +119,8 @@ function rejects(tt: { fail(m: string): unknown; equal(a: unknown, b: unknown, m
 // ---- defaults and flags ------------------------------------------------------------------------
 
 t.test('defaults', async (tt) => {
-  tt.strictSame(defaults(), DEFAULTS);
+  // tls-mode stays unset until the command line is parsed: its default depends on tls-cert/tls-key.
+  tt.strictSame(defaults(), { ...DEFAULTS, tlsMode: null });
   tt.strictSame(parseCommandLine([]), { kind: 'run', config: DEFAULTS });
   tt.strictSame(parseCommandLine(['--check']), { kind: 'check', config: DEFAULTS });
   tt.strictSame(describe(defaults()), DEFAULTS_DESCRIBED);
@@ -158,6 +175,14 @@ t.test('every flag parses', async (tt) => {
     '--admin', '127.0.0.2:9187',
     '--admin-token', 'tok',
     '--digest-max-entries', '10',
+    '--tls-cert', '/etc/pgscribe/server.crt',
+    '--tls-key', '/etc/pgscribe/server.key',
+    '--tls-ca', '/etc/pgscribe/clients-ca.crt',
+    '--tls-mode', 'require',
+    '--upstream-tls', 'verify-full',
+    '--upstream-tls-ca', '/etc/pgscribe/pg-ca.crt',
+    '--upstream-tls-cert', '/etc/pgscribe/pgscribe.crt',
+    '--upstream-tls-key', '/etc/pgscribe/pgscribe.key',
   ];
   tt.strictSame(configOf(argv), {
     listen: { host: '::1', port: 6001 },
@@ -188,6 +213,14 @@ t.test('every flag parses', async (tt) => {
     admin: { host: '127.0.0.2', port: 9187 },
     adminToken: 'tok',
     digestMaxEntries: 10,
+    tlsCert: '/etc/pgscribe/server.crt',
+    tlsKey: '/etc/pgscribe/server.key',
+    tlsCa: '/etc/pgscribe/clients-ca.crt',
+    tlsMode: 'require',
+    upstreamTls: 'verify-full',
+    upstreamTlsCa: '/etc/pgscribe/pg-ca.crt',
+    upstreamTlsCert: '/etc/pgscribe/pgscribe.crt',
+    upstreamTlsKey: '/etc/pgscribe/pgscribe.key',
   });
   tt.equal(argv.filter((a) => a.startsWith('--')).length, Object.keys(SETTINGS).length, 'the test sets every setting');
   tt.strictSame(configOf(['--listen=0.0.0.0:7000']).listen, { host: '0.0.0.0', port: 7000 }, '--name=value form');
@@ -333,6 +366,14 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
       admin: '0.0.0.0:9187',
       'admin-token': 's3cret',
       'digest-max-entries': 50,
+      'tls-cert': 'c.pem',
+      'tls-key': 'k.pem',
+      'tls-ca': '',
+      'tls-mode': 'allow',
+      'upstream-tls': 'prefer',
+      'upstream-tls-ca': 'ca.pem',
+      'upstream-tls-cert': '',
+      'upstream-tls-key': '',
     }),
   );
   const fromJson: Config = {
@@ -361,6 +402,14 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
     admin: { host: '0.0.0.0', port: 9187 },
     adminToken: 's3cret',
     digestMaxEntries: 50,
+    tlsCert: 'c.pem',
+    tlsKey: 'k.pem',
+    tlsCa: '',
+    tlsMode: 'allow',
+    upstreamTls: 'prefer',
+    upstreamTlsCa: 'ca.pem',
+    upstreamTlsCert: '',
+    upstreamTlsKey: '',
   };
   tt.strictSame(fromFile(file), fromJson);
   tt.strictSame(configOf(['--config', file]), fromJson);
@@ -400,6 +449,10 @@ t.test('config file: bad keys and values name the key', async (tt) => {
     [{ cache: 'yes' }, 'cache'],
     [{ 'cache-rules': [{ pattern: '[', ttl: 1 }] }, 'cache-rules'],
     [{ workers: 65 }, 'workers'],
+    [{ 'tls-mode': 'prefer' }, 'tls-mode'],
+    [{ 'tls-cert': 5 }, 'tls-cert'],
+    [{ 'upstream-tls': 'allow' }, 'upstream-tls'],
+    [{ 'upstream-tls-ca': null }, 'upstream-tls-ca'],
   ];
   for (const [obj, key] of cases) {
     fs.writeFileSync(file, JSON.stringify(obj));
@@ -444,6 +497,7 @@ t.test('describe output fed back as a config file gives the same config', async 
     [],
     ['--listen', '[fe80::1%eth0]:1', '--upstream', 'db:2', '--log', '-', '--log-format', 'json', '--log-params', 'false', '--shutdown-grace', '0'],
     ['--cache', '--workers', '3', '--cache-rules', '[{"pattern": "a[0-9]+", "ttl": "never"}, {"pattern": "b", "flags": "", "ttl": 9}]'],
+    ['--tls-cert', 'c.pem', '--tls-key', 'k.pem', '--upstream-tls', 'verify-ca', '--upstream-tls-ca', 'ca.pem'],
   ]) {
     const cfg = configOf(argv);
     fs.writeFileSync(file, JSON.stringify(describe(cfg)));
@@ -457,6 +511,32 @@ t.test('checkEnvironment: workers need the cache or singleflight', async (tt) =>
   rejects(tt, () => checkEnvironment(configOf(['--workers', '2', '--log', 'none'])), 'workers', 'workers without cache');
   tt.doesNotThrow(() => checkEnvironment(configOf(['--workers', '2', '--singleflight', '--log', 'none'])), 'with singleflight');
   tt.doesNotThrow(() => checkEnvironment(configOf(['--workers', '2', '--cache', '--log', 'none'])), 'with cache');
+});
+
+t.test('tls-mode: allow with tls-cert and tls-key unless set; the TLS settings that only make sense together', async (tt) => {
+  tt.equal(configOf([]).tlsMode, 'disable', 'no certificate: disable');
+  tt.equal(configOf(['--tls-cert', 'c', '--tls-key', 'k']).tlsMode, 'allow', 'certificate and key: allow');
+  tt.equal(configOf(['--tls-cert', 'c', '--tls-key', 'k', '--tls-mode', 'disable']).tlsMode, 'disable', 'an explicit disable wins');
+  tt.equal(clientTlsMode({ ...defaults(), tlsCert: 'c', tlsKey: 'k' }), 'allow', 'clientTlsMode derives the same from an unresolved config');
+  const ok = (argv: string[]) => tt.doesNotThrow(() => checkEnvironment(configOf([...argv, '--log', 'none'])), argv.join(' '));
+  ok(['--tls-cert', 'c', '--tls-key', 'k', '--tls-ca', 'ca', '--tls-mode', 'require']);
+  ok(['--upstream-tls', 'prefer']);
+  ok(['--upstream-tls', 'require', '--upstream-tls-cert', 'c', '--upstream-tls-key', 'k']);
+  ok(['--upstream-tls', 'verify-full', '--upstream-tls-ca', 'ca']);
+  const bad: [string[], string][] = [
+    [['--tls-cert', 'c'], 'tls-key'],
+    [['--tls-key', 'k'], 'tls-cert'],
+    [['--tls-mode', 'allow'], 'tls-mode'],
+    [['--tls-mode', 'require'], 'tls-mode'],
+    [['--tls-ca', 'ca'], 'tls-ca'],
+    [['--upstream-tls', 'require', '--upstream-tls-cert', 'c'], 'upstream-tls-key'],
+    [['--upstream-tls', 'require', '--upstream-tls-key', 'k'], 'upstream-tls-cert'],
+    [['--upstream-tls-ca', 'ca'], 'upstream-tls-ca'],
+    [['--upstream-tls-cert', 'c', '--upstream-tls-key', 'k'], 'upstream-tls-cert'],
+    [['--upstream-tls', 'verify-ca'], 'upstream-tls'],
+    [['--upstream-tls', 'verify-full'], 'upstream-tls'],
+  ];
+  for (const [argv, key] of bad) rejects(tt, () => checkEnvironment(configOf([...argv, '--log', 'none'])), key, argv.join(' '));
 });
 
 t.test('checkEnvironment: the query log directory must exist and be writable', async (tt) => {

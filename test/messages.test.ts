@@ -12,10 +12,14 @@ import {
   decodeFields,
   decodeParse,
   decodeQuery,
+  decodeSaslMechanisms,
   decodeStartup,
+  encodeAuthenticationSasl,
   encodeCancelRequest,
   encodeErrorResponse,
+  encodeSslRequest,
   isFatalError,
+  SSL_ACCEPTED,
 } from '../src/protocol/messages';
 import { cstr, enc, errorFields, i16, i32 } from './helpers/wire';
 
@@ -306,4 +310,29 @@ t.test('encodeCancelRequest, TERMINATE, NEGOTIATION_REFUSED', async (tt) => {
   }
   tt.strictSame(TERMINATE, enc.terminate());
   tt.strictSame(NEGOTIATION_REFUSED, Buffer.from([0x4e]));
+});
+
+// ---- AuthenticationSASL, SSLRequest -----------------------------------------------------------------
+
+/** AuthenticationSASL by hand: code 10, the names, an empty name. */
+function saslMessage(mechanisms: string[]): Buffer {
+  return enc.raw('R', Buffer.concat([i32(10), ...mechanisms.map(cstr), Buffer.from([0])]));
+}
+
+t.test('decodeSaslMechanisms and encodeAuthenticationSasl', async (tt) => {
+  for (const list of [['SCRAM-SHA-256-PLUS', 'SCRAM-SHA-256'], ['SCRAM-SHA-256'], [], ['a', 'é']]) {
+    const msg = saslMessage(list);
+    tt.strictSame(call(decodeSaslMechanisms, msg), list, `decodes ${JSON.stringify(list)}`);
+    tt.strictSame(encodeAuthenticationSasl(list), msg, `encodes ${JSON.stringify(list)} byte for byte`);
+  }
+  tt.equal(call(decodeSaslMechanisms, enc.raw('R', i32(0))), null, 'AuthenticationOk is not SASL');
+  tt.equal(call(decodeSaslMechanisms, enc.raw('R', Buffer.concat([i32(11), Buffer.from('c=biws')]))), null, 'SASLContinue is not the list');
+  everyTruncationThrows(tt, 'AuthenticationSASL', decodeSaslMechanisms, saslMessage(['SCRAM-SHA-256-PLUS', 'SCRAM-SHA-256']));
+  throwsProtocol(tt, () => call(decodeSaslMechanisms, enc.raw('R', Buffer.from([0, 0]))), 'a code cut short');
+});
+
+t.test('encodeSslRequest, SSL_ACCEPTED', async (tt) => {
+  tt.strictSame(encodeSslRequest(), enc.sslRequest());
+  tt.strictSame(call(decodeStartup, encodeSslRequest()), { kind: 'ssl' });
+  tt.strictSame(SSL_ACCEPTED, Buffer.from([0x53]));
 });

@@ -189,6 +189,43 @@ export function decodeParameterStatus(buf: Buffer, start: number, end: number): 
   return { name: buf.toString('utf8', start + 5, n1), value: buf.toString('utf8', n1 + 1, n2) };
 }
 
+/** Authentication request code of AuthenticationSASL. */
+export const AUTH_SASL = 10;
+
+/**
+ * AuthenticationSASL ('R', code 10): the SASL mechanisms the server offers, in order; null for
+ * another Authentication request.
+ * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (AuthenticationSASL)
+ */
+export function decodeSaslMechanisms(buf: Buffer, start: number, end: number): string[] | null {
+  need(start + 5, 4, end, 'Authentication');
+  if (buf.readInt32BE(start + 5) !== AUTH_SASL) return null;
+  const out: string[] = [];
+  let off = start + 9;
+  for (;;) {
+    const nul = cstringEnd(buf, off, end, 'AuthenticationSASL');
+    if (nul === off) return out;
+    out.push(buf.toString('utf8', off, nul));
+    off = nul + 1;
+  }
+}
+
+/**
+ * AuthenticationSASL ('R', code 10) offering these mechanisms.
+ * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (AuthenticationSASL)
+ */
+export function encodeAuthenticationSasl(mechanisms: readonly string[]): Buffer {
+  let size = 4 + 4 + 1;
+  for (const m of mechanisms) size += Buffer.byteLength(m) + 1;
+  const out = Buffer.alloc(1 + size);
+  out[0] = 0x52;
+  out.writeUInt32BE(size, 1);
+  out.writeInt32BE(AUTH_SASL, 5);
+  let off = 9;
+  for (const m of mechanisms) off += out.write(m, off, 'utf8') + 1;
+  return out;
+}
+
 /** ReadyForQuery ('Z') with status idle, as the cache replays it. */
 export const READY_IDLE = Buffer.from([0x5a, 0, 0, 0, 5, 0x49]);
 
@@ -255,6 +292,20 @@ export function encodeErrorResponse(e: ErrorFields): Buffer {
 
 /** The single-byte answer to SSLRequest/GSSENCRequest meaning "not supported, carry on in plaintext". */
 export const NEGOTIATION_REFUSED = Buffer.from('N');
+
+/** The single-byte answer to SSLRequest meaning "go ahead with the TLS handshake". */
+export const SSL_ACCEPTED = Buffer.from('S');
+
+/**
+ * SSLRequest packet, sent to the upstream before its StartupMessage or CancelRequest.
+ * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (SSLRequest)
+ */
+export function encodeSslRequest(): Buffer {
+  const b = Buffer.allocUnsafe(8);
+  b.writeInt32BE(8, 0);
+  b.writeInt32BE(StartupCode.SSLRequest, 4);
+  return b;
+}
 
 /** Terminate ('X'), sent upstream when a client vanishes without saying goodbye. */
 export const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4]);

@@ -307,11 +307,22 @@ function fail(what: string, r: RunResult): Error {
   return new Error(`${what} failed (code ${r.code}, signal ${r.signal}):\n${r.stderr}${r.stdout}`);
 }
 
+/** TLS for a test cluster: PEM files (copied into the data directory, owned by the server user). */
+export interface ClusterSsl {
+  cert: string;
+  key: string;
+  /** ssl_ca_file: client certificates are checked against it (for `cert` authentication). */
+  ca?: string;
+  /** The default TCP rules become `hostssl`: plaintext TCP connections are refused. */
+  hostsslOnly?: boolean;
+}
+
 /**
  * Start a throwaway cluster. `conf` entries are appended to postgresql.conf as `key = value`
- * (values that are not a plain word/number are single-quoted); `hba` lines go before the default rules.
+ * (values that are not a plain word/number are single-quoted); `hba` lines go before the default
+ * rules; `ssl` turns TLS on (ssl = on), optionally for TCP connections only.
  */
-export async function startCluster(opts: { conf?: Record<string, string>; hba?: string[] } = {}): Promise<PgCluster> {
+export async function startCluster(opts: { conf?: Record<string, string>; hba?: string[]; ssl?: ClusterSsl } = {}): Promise<PgCluster> {
   installExitHook();
   const base = makeBaseDir();
   const dataDir = path.join(base, 'data');
@@ -334,13 +345,14 @@ export async function startCluster(opts: { conf?: Record<string, string>; hba?: 
     const ir = await run(initdb[0], initdb[1], { env: toolEnv(), cwd: base, timeoutMs: 120_000 });
     if (ir.code !== 0) throw fail('initdb', ir);
 
+    const host = opts.ssl?.hostsslOnly ? 'hostssl' : 'host';
     const hba = [
       ...(opts.hba ?? []),
       'local all all trust',
-      `host all ${USERS.scram.user} 127.0.0.1/32 scram-sha-256`,
-      `host all ${USERS.md5.user} 127.0.0.1/32 md5`,
-      'host all all 127.0.0.1/32 trust',
-      'host replication all 127.0.0.1/32 trust',
+      `${host} all ${USERS.scram.user} 127.0.0.1/32 scram-sha-256`,
+      `${host} all ${USERS.md5.user} 127.0.0.1/32 md5`,
+      `${host} all all 127.0.0.1/32 trust`,
+      `${host} replication all 127.0.0.1/32 trust`,
     ];
     fs.writeFileSync(path.join(dataDir, 'pg_hba.conf'), hba.join('\n') + '\n');
 
@@ -356,6 +368,28 @@ export async function startCluster(opts: { conf?: Record<string, string>; hba?: 
       password_encryption: "'scram-sha-256'",
       logging_collector: 'off',
     };
+    if (opts.ssl) {
+      // The server refuses a key file that others can read, or that another user owns.
+      const files: [string, string | undefined, number][] = [
+        ['server.crt', opts.ssl.cert, 0o644],
+        ['server.key', opts.ssl.key, 0o600],
+        ['root.crt', opts.ssl.ca, 0o644],
+      ];
+      for (const [name, src, mode] of files) {
+        if (src === undefined) continue;
+        const dst = path.join(dataDir, name);
+        fs.copyFileSync(src, dst);
+        fs.chmodSync(dst, mode);
+        if (isRoot) {
+          const { uid, gid } = postgresIds();
+          fs.chownSync(dst, uid, gid);
+        }
+      }
+      baseConf['ssl'] = 'on';
+      baseConf['ssl_cert_file'] = "'server.crt'";
+      baseConf['ssl_key_file'] = "'server.key'";
+      if (opts.ssl.ca !== undefined) baseConf['ssl_ca_file'] = "'root.crt'";
+    }
     const confLines = [
       '',
       '# --- pgscribe test cluster ---',
