@@ -288,15 +288,9 @@ function tokenize(sql: string, scs: boolean): Tok[] | null {
       continue;
     }
     if (c === 47 && sql.charCodeAt(i + 1) === 42) { // /* nested */ comment
-      let depth = 1;
-      i += 2;
-      while (i < n && depth > 0) {
-        const d = sql.charCodeAt(i);
-        if (d === 47 && sql.charCodeAt(i + 1) === 42) { depth++; i += 2; }
-        else if (d === 42 && sql.charCodeAt(i + 1) === 47) { depth--; i += 2; }
-        else i++;
-      }
-      if (depth > 0) return null;
+      const e = blockCommentEnd(sql, i);
+      if (e < 0) return null;
+      i = e;
       continue;
     }
     if (c === 39) { // 'string'
@@ -379,15 +373,7 @@ function tokenize(sql: string, scs: boolean): Tok[] | null {
       continue;
     }
     if (isDigit(c) || (c === 46 && isDigit(sql.charCodeAt(i + 1)))) {
-      let j = i + 1;
-      while (j < n) {
-        const e = sql.charCodeAt(j);
-        if (isDigit(e) || e === 95 || (e >= 97 && e <= 122) || (e >= 65 && e <= 90)) {
-          if ((e === 101 || e === 69) && (sql.charCodeAt(j + 1) === 43 || sql.charCodeAt(j + 1) === 45)) j++;
-          j++;
-        } else if (e === 46 && sql.charCodeAt(j + 1) !== 46) j++;
-        else break;
-      }
+      const j = numberEnd(sql, i);
       toks.push({ k: NUM, v: sql.slice(i, j) });
       i = j;
       continue;
@@ -424,6 +410,42 @@ function tokenize(sql: string, scs: boolean): Tok[] | null {
 }
 
 /** Index just after the closing quote of a string whose content starts at i, or -1. */
+/** Index after the (nested) block comment whose slash-star is at i; -1 when it never ends. */
+export function blockCommentEnd(sql: string, i: number): number {
+  const n = sql.length;
+  let depth = 1;
+  i += 2;
+  while (i < n && depth > 0) {
+    const d = sql.charCodeAt(i);
+    if (d === 47 && sql.charCodeAt(i + 1) === 42) {
+      depth++;
+      i += 2;
+    } else if (d === 42 && sql.charCodeAt(i + 1) === 47) {
+      depth--;
+      i += 2;
+    } else i++;
+  }
+  return depth > 0 ? -1 : i;
+}
+
+/**
+ * Index after a number starting at i: digits, letters, _ (so 0x1F, 1_000 and junk like 12abc
+ * stay one token), '.' (not '..'), and an exponent's sign.
+ */
+export function numberEnd(sql: string, i: number): number {
+  const n = sql.length;
+  let j = i + 1;
+  while (j < n) {
+    const e = sql.charCodeAt(j);
+    if (isDigit(e) || e === 95 || (e >= 97 && e <= 122) || (e >= 65 && e <= 90)) {
+      if ((e === 101 || e === 69) && (sql.charCodeAt(j + 1) === 43 || sql.charCodeAt(j + 1) === 45)) j++;
+      j++;
+    } else if (e === 46 && sql.charCodeAt(j + 1) !== 46) j++;
+    else break;
+  }
+  return j;
+}
+
 export function scanString(sql: string, i: number, backslash: boolean): number {
   const n = sql.length;
   while (i < n) {

@@ -50,7 +50,7 @@
  * classifier's (src/cache/sql-classify.ts); its tokenizer is not reused because it builds an
  * object and a string per token, which the record() hot path cannot afford.
  */
-import { isDigit, isIdentChar, isIdentStart, isOpChar, scanString } from '../cache/sql-classify';
+import { blockCommentEnd, isDigit, isIdentChar, isIdentStart, isOpChar, numberEnd, scanString } from '../cache/sql-classify';
 
 // ---------------------------------------------------------------------------------------------
 // Words the normaliser must recognise, by id. Flags say what a word means for its neighbours.
@@ -204,34 +204,13 @@ function skipBlank(sql: string, i: number): number {
       continue;
     }
     if (c === 47 && d === 42) {
-      let level = 1;
-      i += 2;
-      while (i < n && level > 0) {
-        const e = sql.charCodeAt(i);
-        if (e === 47 && sql.charCodeAt(i + 1) === 42) { level++; i += 2; }
-        else if (e === 42 && sql.charCodeAt(i + 1) === 47) { level--; i += 2; }
-        else i++;
-      }
+      const e = blockCommentEnd(sql, i);
+      i = e < 0 ? n : e;
       continue;
     }
     break;
   }
   return i;
-}
-
-/** Index after a number starting at i (the classifier's rule: digits, letters, _, '.', exponent sign). */
-function numberEnd(sql: string, i: number): number {
-  const n = sql.length;
-  let j = i + 1;
-  while (j < n) {
-    const e = sql.charCodeAt(j);
-    if (isDigit(e) || e === 95 || (e >= 97 && e <= 122) || (e >= 65 && e <= 90)) {
-      if ((e === 101 || e === 69) && (sql.charCodeAt(j + 1) === 43 || sql.charCodeAt(j + 1) === 45)) j++;
-      j++;
-    } else if (e === 46 && sql.charCodeAt(j + 1) !== 46) j++;
-    else break;
-  }
-  return j;
 }
 
 /** Id of the lower-case word out[s, s+len), or W_OTHER. */
@@ -285,14 +264,8 @@ function pass(sql: string, base: number): number {
       continue;
     }
     if (c === 47 && d === 42) { // /* nested */ comment
-      let level = 1;
-      i += 2;
-      while (i < n && level > 0) {
-        const e = sql.charCodeAt(i);
-        if (e === 47 && sql.charCodeAt(i + 1) === 42) { level++; i += 2; }
-        else if (e === 42 && sql.charCodeAt(i + 1) === 47) { level--; i += 2; }
-        else i++;
-      }
+      const e = blockCommentEnd(sql, i);
+      i = e < 0 ? n : e;
       space = true;
       continue;
     }

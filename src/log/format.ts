@@ -243,24 +243,24 @@ export function textCompletionFormatter(): CompletionFormatter {
  */
 export function jsonCompletionFormatter(): CompletionFormatter {
   return (s, c, now) => {
-    const o: Record<string, unknown> = {
-      ts: isoTime(now),
-      conn: s.id,
-      user: s.user,
-      db: s.database,
-      client: s.client,
-      type: 'done',
+    const o = jsonHead(s, now, 'done');
+    Object.assign(o, {
       seq: c.seq,
       of: c.of,
       ms: Math.round(c.ms * 1000) / 1000,
       rows: c.rows,
       status: c.status,
       sqlstate: c.sqlstate,
-    };
+    });
     if (c.cache !== undefined) o['cache'] = c.cache;
     if (c.flight !== undefined) o['flight'] = c.flight;
     return JSON.stringify(o).replace(JSON_UNSAFE, jsonEscape) + '\n';
   };
+}
+
+/** The fields every JSON line starts with. */
+function jsonHead(s: SessionInfo, now: number, type: string): Record<string, unknown> {
+  return { ts: isoTime(now), conn: s.id, user: s.user, db: s.database, client: s.client, type };
 }
 
 function jsonEscape(c: string): string {
@@ -293,14 +293,7 @@ function jsonParams(p: BindParams, max: number): JsonParam[] {
 export function jsonFormatter(opts: FormatOptions): LineFormatter {
   const withSeq = opts.seq === true;
   return (s, r, now) => {
-    const o: Record<string, unknown> = {
-      ts: isoTime(now),
-      conn: s.id,
-      user: s.user,
-      db: s.database,
-      client: s.client,
-      type: r.type,
-    };
+    const o = jsonHead(s, now, r.type);
     if (withSeq && r.seq !== undefined) o['seq'] = r.seq;
     if (r.statement !== null) o['stmt'] = r.statement;
     if (r.portal !== null) o['portal'] = r.portal;
