@@ -89,18 +89,18 @@ export class DigestEntry {
       calls: this.calls,
       errors: this.errors,
       rows: this.rows,
-      totalMs: this.totalMs,
-      minMs: h.minMs,
-      maxMs: h.maxMs,
-      meanMs: h.count === 0 ? NaN : h.sumMs / h.count,
-      p50Ms: h.quantile(0.5),
-      p95Ms: h.quantile(0.95),
-      p99Ms: h.quantile(0.99),
+      totalMs: usRound(this.totalMs),
+      minMs: usRound(h.minMs),
+      maxMs: usRound(h.maxMs),
+      meanMs: h.count === 0 ? NaN : usRound(h.sumMs / h.count),
+      p50Ms: usRound(h.quantile(0.5)),
+      p95Ms: usRound(h.quantile(0.95)),
+      p99Ms: usRound(h.quantile(0.99)),
       firstSeen: new Date(this.firstSeen).toISOString(),
       lastSeen: new Date(this.lastSeen).toISOString(),
       cacheHits: this.cacheHits,
       cacheMisses: this.cacheMisses,
-      savedMs: this.savedMs,
+      savedMs: usRound(this.savedMs),
     };
   }
 }
@@ -303,4 +303,9 @@ export function cteNames(text: string): string[] {
     if (text.charCodeAt(i) !== 44) return names;
     i++;
   }
+}
+
+/** Milliseconds shown to the microsecond: JSON readers get 224.571, not 224.57106999999849. */
+export function usRound(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
 }

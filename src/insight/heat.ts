@@ -31,6 +31,7 @@
  * Sorted by priority, then by the table's accesses (busiest first), then by name.
  */
 import { kthSmallest } from './select';
+import { usRound } from './digests';
 import type { Recommendation, TableView, Temperature } from './types';
 
 /** Per-table counters, updated by Insight.record() through the digests that name the table. */
@@ -128,8 +129,8 @@ export class TableHeat {
         cacheHits: t.cacheHits,
         cacheMisses: t.cacheMisses,
         hitRatio: lookups === 0 ? null : t.cacheHits / lookups,
-        savedMs: t.savedMs,
-        totalMs: t.totalMs,
+        savedMs: usRound(t.savedMs),
+        totalMs: usRound(t.totalMs),
         temperature,
         lastAccess: new Date(t.lastAccess).toISOString(),
       });
