@@ -6,7 +6,7 @@ ARGS ?=
 # Test files to run (default: all); e.g. make test TESTS=build/test/framer.test.js
 TESTS ?= build/test/*.test.js
 
-.PHONY: all install build compile test run clean bench bench-log bench-cache stress
+.PHONY: all install build compile test run clean bench bench-log bench-cache stress dashboard-shot
 
 all: build
 
@@ -43,6 +43,10 @@ bench-log: compile
 # lead+complete paths, 100 B and 64 KiB answers). Knobs: OPS, CONCURRENCY, REPEATS, WORKERS.
 bench-cache: compile
 	$(NODE) build/bench/cache-layer.js
+
+# The README's dashboard screenshot, from a real pgbench run (headless chromium).
+dashboard-shot: compile
+	$(NODE) build/bench/dashboard-shot.js
 
 # sysbench oltp_read_write + pgbench through pgscribe; DURATION in seconds (default 300).
 stress: compile
