@@ -933,10 +933,23 @@ async function main(): Promise<number> {
   if (proxy.shutdownLogLines === null) logProblems.push('no "shutdown complete" line');
   else if (proxy.shutdownLogLines !== scanner.lines) logProblems.push(`shutdown query_log_lines ${proxy.shutdownLogLines} != ${scanner.lines}`);
   if (scanner.malformed) logProblems.push(`${scanner.malformed} malformed lines, e.g. ${scanner.malformedExamples[0]}`);
+  // --log-completions: every Q and E line has its done line once every session is gone.
+  let queryLines = 0;
+  let doneLines = 0;
+  for (const byDb of scanner.counts.values()) {
+    for (const c of byDb.values()) {
+      queryLines += c.Q + c.E;
+      doneLines += c.done;
+    }
+  }
+  const completions = PGSCRIBE_ARGS.includes('--log-completions');
+  if (completions && doneLines !== queryLines) logProblems.push(`${fmtInt(doneLines)} done lines for ${fmtInt(queryLines)} Q and E lines`);
+  if (!completions && doneLines > 0) logProblems.push(`${fmtInt(doneLines)} done lines without --log-completions`);
   checks.push({
     name: 'log lines == proxy log_lines',
     pass: logProblems.length === 0,
     detail: `${fmtInt(scanner.lines)} lines in the file (prepare ${fmtInt(prepareLines)}, load ${fmtInt(scanner.lines - prepareLines)}), stats ${fmtInt(finalStatsLines)}, shutdown ${fmtInt(proxy.shutdownLogLines)}` +
+      (completions ? `; ${fmtInt(doneLines)} done lines for ${fmtInt(queryLines)} Q/E lines` : '') +
       (logProblems.length ? `; PROBLEMS: ${logProblems.join('; ')}` : ''),
   });
 

@@ -14,7 +14,10 @@ const ROOT = path.resolve(__dirname, '../..');
 
 const RUNS: [string, Record<string, string>][] = [
   ['make stress DURATION=20 passes its checks', {}],
-  ["make stress DURATION=20 PGSCRIBE_ARGS='--cache --singleflight' SYSBENCH_ARGS=--skip_trx=on passes its checks", { PGSCRIBE_ARGS: '--cache --singleflight', SYSBENCH_ARGS: '--skip_trx=on' }],
+  [
+    "make stress DURATION=20 PGSCRIBE_ARGS='--cache --singleflight --log-completions --admin 127.0.0.1:0' SYSBENCH_ARGS=--skip_trx=on passes its checks",
+    { PGSCRIBE_ARGS: '--cache --singleflight --log-completions --admin 127.0.0.1:0', SYSBENCH_ARGS: '--skip_trx=on' },
+  ],
 ];
 
 for (const [name, extra] of RUNS) t.test(name, async (t) => {
@@ -38,7 +41,11 @@ for (const [name, extra] of RUNS) t.test(name, async (t) => {
     t.match(out, new RegExp(`\\n  PASS  ${check.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`), `${check}: PASS`);
   }
   t.match(out, /\n {2}SKIP {2}RSS stable/, 'RSS is reported, not judged, for a 20 s run');
-  if (extra['PGSCRIBE_ARGS'] !== undefined) t.match(out, /answered by the proxy \(cache hits, flight waiters\) [1-9]/, 'the cache answered some of sysbench\'s reads');
+  if (extra['PGSCRIBE_ARGS'] !== undefined) {
+    t.match(out, /answered by the proxy \(cache hits, flight waiters\) [1-9]/, 'the cache answered some of sysbench\'s reads');
+    const m = /; ([\d,]+) done lines for ([\d,]+) Q\/E lines/.exec(out);
+    t.ok(m && m[1] === m[2] && m[1] !== '0', `every Q and E line has its done line (${m?.[0]})`);
+  }
   // Its output files land in logs/; remove this run's so tests leave no litter.
   const m = /files: (\S+\.csv)\s+(\S+\.svg)\s+(\S+\.json)/.exec(out);
   t.ok(m, 'names its CSV, SVG and JSON');

@@ -4,7 +4,9 @@
  * holding the (possibly multi-GB) file in memory.
  *
  * Text line format (README, "The query log"):
- *   <timestamp> conn=<id> <user>@<database> <client addr> <type> [stmt=..] [portal=..] [params=(..)] sql=<SQL>
+ *   <timestamp> conn=<id> <user>@<database> <client addr> <type> [seq=N] [stmt=..] [portal=..] [params=(..)] sql=<SQL>
+ * and, with --log-completions, `done` lines:
+ *   <timestamp> conn=<id> <user>@<database> <client addr> done seq=N of=Q|E ms=.. rows=.. [status=..] ...
  */
 import * as fs from 'node:fs';
 import { unescapeText } from '../../src/log/format';
@@ -33,9 +35,21 @@ export interface TypeCounts {
    * calls. (A waiter whose leader failed runs the query itself: the proxy's cache_reruns.)
    */
   answeredByProxy: number;
+  /** `done` lines (--log-completions): one per Q and E line when the run is over. */
+  done: number;
 }
 
-const emptyCounts = (): TypeCounts => ({ Q: 0, P: 0, B: 0, E: 0, qStatements: 0, qMulti: 0, txnRepeats: 0, utilityRepeats: 0, emptyE: 0, answeredByProxy: 0 });
+const emptyCounts = (): TypeCounts => ({ Q: 0, P: 0, B: 0, E: 0, qStatements: 0, qMulti: 0, txnRepeats: 0, utilityRepeats: 0, emptyE: 0, answeredByProxy: 0, done: 0 });
+
+/** Index just past a ` seq=N` field that starts at i (the space before it), or i when there is none. */
+function skipSeq(buf: Buffer, i: number, stop: number): number {
+  if (buf.toString('latin1', i, i + 5) !== ' seq=') return i;
+  let j = i + 5;
+  while (j < stop && buf[j]! >= 0x30 && buf[j]! <= 0x39) j++;
+  return j > i + 5 ? j : i;
+}
+
+const DONE = Buffer.from('done seq=');
 
 /**
  * The fields between a Q/E line's type and its sql= carry `cache=hit` or `flight=waiter` (added by
@@ -119,13 +133,14 @@ export class QueryLogScanner {
     const sp2 = sp1 < 0 ? -1 : buf.indexOf(32, sp1 + 1);
     const sp3 = sp2 < 0 ? -1 : buf.indexOf(32, sp2 + 1);
     const sp4 = sp3 < 0 ? -1 : buf.indexOf(32, sp3 + 1);
+    const isDone = sp4 > 0 && buf.compare(DONE, 0, DONE.length, sp4 + 1, Math.min(stop, sp4 + 1 + DONE.length)) === 0;
     const ok =
       sp4 > 0 &&
       sp4 + 2 < stop &&
-      buf[sp4 + 2] === 32 &&
+      (buf[sp4 + 2] === 32 || isDone) &&
       buf[sp1 + 1] === 0x63 /* c of conn= */ &&
       buf[start + 4] === 0x2d; /* - of the date */
-    if (!ok) {
+    if (!ok || (isDone && !/^done seq=\d+ of=[QE] ms=[\d.]+ rows=\d+( |$)/.test(buf.toString('latin1', sp4 + 1, Math.min(stop, sp4 + 80))))) {
       this.bad(buf, start, stop);
       return;
     }
@@ -134,13 +149,19 @@ export class QueryLogScanner {
     const db = at < 0 ? '?' : who.slice(at + 1);
     let c = byDb.get(db);
     if (!c) byDb.set(db, (c = emptyCounts()));
+    if (isDone) {
+      c.done++;
+      return;
+    }
+    // The fields after the type, past a seq=N (--log-completions).
+    const fieldsAt = skipSeq(buf, sp4 + 2, stop) + 1;
     switch (buf[sp4 + 1]) {
       case 0x51 /* Q */: {
         c.Q++;
         if (answeredByProxy(buf, sp4, stop)) c.answeredByProxy++;
         // sql= comes right after the type, or after the cache layer's cache=/flight= fields.
         const sqlAt = buf.indexOf(' sql=', sp4) + 1;
-        const fields = buf.toString('latin1', sp4 + 3, Math.max(sp4 + 3, sqlAt - 1));
+        const fields = buf.toString('latin1', fieldsAt, Math.max(fieldsAt, sqlAt - 1));
         if (sqlAt <= 0 || sqlAt > stop || !/^((cache|flight)=\w+ ?)*$/.test(fields)) {
           this.bad(buf, start, stop);
           return;
@@ -152,7 +173,7 @@ export class QueryLogScanner {
       }
       case 0x50 /* P */: {
         c.P++;
-        const [key, kind] = this.stmtKeyAndKind(buf, sp1, sp2, sp4, stop);
+        const [key, kind] = this.stmtKeyAndKind(buf, sp1, sp2, fieldsAt, stop);
         if (kind === 'txn' || kind === 'utility') this.utilityExecs.set(key, 0);
         else this.utilityExecs.delete(key);
         break;
@@ -163,7 +184,7 @@ export class QueryLogScanner {
       case 0x45 /* E */: {
         c.E++;
         if (answeredByProxy(buf, sp4, stop)) c.answeredByProxy++;
-        const [key, kind] = this.stmtKeyAndKind(buf, sp1, sp2, sp4, stop);
+        const [key, kind] = this.stmtKeyAndKind(buf, sp1, sp2, fieldsAt, stop);
         if (kind === 'empty') c.emptyE++;
         else if (kind === 'txn' || kind === 'utility') {
           const n = this.utilityExecs.get(key) ?? 0;
@@ -180,15 +201,15 @@ export class QueryLogScanner {
     }
   }
 
-  /** For P and E lines: "conn stmt" and the kind of the SQL (from its first keyword). */
-  private stmtKeyAndKind(buf: Buffer, sp1: number, sp2: number, sp4: number, stop: number): [string, SqlKind | 'unknown'] {
+  /** For P and E lines (fields: where the fields after the type start): "conn stmt" and the kind of the SQL (from its first keyword). */
+  private stmtKeyAndKind(buf: Buffer, sp1: number, sp2: number, fields: number, stop: number): [string, SqlKind | 'unknown'] {
     const conn = buf.toString('latin1', sp1 + 1, sp2);
     let stmt = '';
-    if (buf.toString('latin1', sp4 + 3, sp4 + 8) === 'stmt=') {
-      const sp = buf.indexOf(32, sp4 + 8);
-      stmt = buf.toString('utf8', sp4 + 8, sp < 0 || sp > stop ? stop : sp);
+    if (buf.toString('latin1', fields, fields + 5) === 'stmt=') {
+      const sp = buf.indexOf(32, fields + 5);
+      stmt = buf.toString('utf8', fields + 5, sp < 0 || sp > stop ? stop : sp);
     }
-    const at = buf.indexOf(' sql=', sp4 + 2);
+    const at = buf.indexOf(' sql=', fields - 1);
     if (at < 0 || at >= stop) return [conn + ' ' + stmt, 'unknown'];
     const sqlStart = at + 5;
     if (stop - sqlStart === 1 && buf[sqlStart] === 0x3f /* ? */) return [conn + ' ' + stmt, 'unknown'];
