@@ -327,16 +327,8 @@ function tokenize(sql: string, scs: boolean): Tok[] | null {
         i = j;
         continue;
       }
-      let j = i + 1;
-      if (isIdentStart(d)) {
-        j++;
-        while (j < n) {
-          const e = sql.charCodeAt(j);
-          if (!isIdentStart(e) && !isDigit(e)) break;
-          j++;
-        }
-      }
-      if (sql.charCodeAt(j) !== 36) return null; // a stray $: not something we understand
+      const j = dollarTagEnd(sql, i);
+      if (j < 0) return null; // a stray $: not something we understand
       const tag = sql.slice(i, j + 1);
       const close = sql.indexOf(tag, j + 1);
       if (close < 0) return null;
@@ -410,6 +402,21 @@ function tokenize(sql: string, scs: boolean): Tok[] | null {
 }
 
 /** Index just after the closing quote of a string whose content starts at i, or -1. */
+/** For a `$` at i: the index of the `$` that closes a dollar-quote tag (`$$`, `$tag$`), or -1 when it is not one. */
+export function dollarTagEnd(sql: string, i: number): number {
+  const n = sql.length;
+  let j = i + 1;
+  if (isIdentStart(sql.charCodeAt(j))) {
+    j++;
+    while (j < n) {
+      const e = sql.charCodeAt(j);
+      if (!isIdentStart(e) && !isDigit(e)) break;
+      j++;
+    }
+  }
+  return sql.charCodeAt(j) === 36 ? j : -1;
+}
+
 /** Index after the (nested) block comment whose slash-star is at i; -1 when it never ends. */
 export function blockCommentEnd(sql: string, i: number): number {
   const n = sql.length;

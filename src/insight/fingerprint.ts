@@ -50,7 +50,7 @@
  * classifier's (src/cache/sql-classify.ts); its tokenizer is not reused because it builds an
  * object and a string per token, which the record() hot path cannot afford.
  */
-import { blockCommentEnd, isDigit, isIdentChar, isIdentStart, isOpChar, numberEnd, scanString } from '../cache/sql-classify';
+import { blockCommentEnd, dollarTagEnd, isDigit, isIdentChar, isIdentStart, isOpChar, numberEnd, scanString } from '../cache/sql-classify';
 
 // ---------------------------------------------------------------------------------------------
 // Words the normaliser must recognise, by id. Flags say what a word means for its neighbours.
@@ -306,16 +306,8 @@ function pass(sql: string, base: number): number {
         end = j;
         kind = K_PARAM;
       } else {
-        let j = i + 1;
-        if (isIdentStart(d)) {
-          j++;
-          while (j < n) {
-            const e = sql.charCodeAt(j);
-            if (!isIdentStart(e) && !isDigit(e)) break;
-            j++;
-          }
-        }
-        if (sql.charCodeAt(j) === 36) {
+        const j = dollarTagEnd(sql, i);
+        if (j >= 0) {
           const close = sql.indexOf(sql.slice(i, j + 1), j + 1);
           end = close < 0 ? n : close + (j + 1 - i);
           kind = K_LIT;
