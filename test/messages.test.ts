@@ -138,9 +138,10 @@ t.test('decodeBind: names, text/NULL/empty/binary params, formats', async (tt) =
 });
 
 t.test('decodeBind: unnamed portal and statement, no params, one format for all', async (tt) => {
-  tt.strictSame(call(decodeBind, enc.bind('', '', [])), { portal: '', statement: '', paramFormats: [], params: [], resultFormats: [] });
+  // paramsAt: after the 5-byte header and the two names, from the start of the buffer.
+  tt.strictSame(call(decodeBind, enc.bind('', '', [])), { portal: '', statement: '', paramFormats: [], params: [], resultFormats: [], paramsAt: PRE.length + 5 + 1 + 1 });
   const all = call(decodeBind, enc.bind('', 's', [Buffer.from([1]), Buffer.from([2, 3])], [1], [1]));
-  tt.strictSame(all, { portal: '', statement: 's', paramFormats: [1], params: [Buffer.from([1]), Buffer.from([2, 3])], resultFormats: [1] });
+  tt.strictSame(all, { portal: '', statement: 's', paramFormats: [1], params: [Buffer.from([1]), Buffer.from([2, 3])], resultFormats: [1], paramsAt: PRE.length + 5 + 1 + 2 });
   tt.strictSame(call(decodeBind, enc.bind('p', '', [null, null])).params, [null, null], 'all NULL');
 });
 

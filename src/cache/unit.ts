@@ -18,7 +18,7 @@
  * @see https://www.postgresql.org/docs/15/protocol-message-formats.html
  */
 import { Frontend } from '../protocol/codes';
-import { ProtocolError, cstringEnd as cstr, need } from '../protocol/messages';
+import { ProtocolError, cstringEnd as cstr, decodeBind, need, paramFormat } from '../protocol/messages';
 import { MAX_CACHEABLE_SQL, isVolatileInput } from './policy';
 
 export interface Held {
@@ -58,45 +58,15 @@ export interface BindLayout {
   volatileInput: boolean;
 }
 
-/** Validates a Bind and finds its parts without copying parameter values. */
+/** Validates a Bind (decodeBind) and finds what the cache needs of it. */
 export function bindLayout(buf: Buffer, start: number, end: number): BindLayout {
-  const n1 = cstr(buf, start + 5, end, 'Bind');
-  const n2 = cstr(buf, n1 + 1, end, 'Bind');
-  let off = n2 + 1;
-  need(off, 2, end, 'Bind');
-  const nFormats = buf.readInt16BE(off);
-  off += 2;
-  if (nFormats < 0) throw new ProtocolError('Bind: negative format count');
-  need(off, nFormats * 2, end, 'Bind');
-  const formatsAt = off;
-  off += nFormats * 2;
-  need(off, 2, end, 'Bind');
-  const nParams = buf.readInt16BE(off);
-  off += 2;
-  if (nParams < 0) throw new ProtocolError('Bind: negative parameter count');
+  const m = decodeBind(buf, start, end);
   let volatileInput = false;
-  for (let i = 0; i < nParams; i++) {
-    need(off, 4, end, 'Bind');
-    const len = buf.readInt32BE(off);
-    off += 4;
-    if (len === -1) continue;
-    if (len < 0) throw new ProtocolError('Bind: invalid parameter length');
-    need(off, len, end, 'Bind');
-    const format = nFormats === 0 ? 0 : buf.readInt16BE(formatsAt + 2 * (nFormats === 1 ? 0 : Math.min(i, nFormats - 1)));
-    if (format === 0 && !volatileInput && isVolatileInput(buf, off, off + len)) volatileInput = true;
-    off += len;
+  for (let i = 0; i < m.params.length && !volatileInput; i++) {
+    const v = m.params[i];
+    if (v !== null && v !== undefined && paramFormat(m.paramFormats, i) === 0) volatileInput = isVolatileInput(v, 0, v.length);
   }
-  need(off, 2, end, 'Bind');
-  const nResult = buf.readInt16BE(off);
-  off += 2;
-  if (nResult < 0) throw new ProtocolError('Bind: negative result format count');
-  need(off, nResult * 2, end, 'Bind');
-  return {
-    portal: n1 === start + 5 ? '' : buf.toString('utf8', start + 5, n1),
-    statement: n2 === n1 + 1 ? '' : buf.toString('utf8', n1 + 1, n2),
-    paramsAt: n2 + 1,
-    volatileInput,
-  };
+  return { portal: m.portal, statement: m.statement, paramsAt: m.paramsAt, volatileInput };
 }
 
 /** buf[from, to) is the name `name` (the common unnamed case without decoding). */

@@ -2,6 +2,7 @@
  * Turning one query message into one log line. A line never contains a raw newline or control
  * character, so `tail -f` and `wc -l` see one query per line.
  */
+import { paramFormat } from '../protocol/messages';
 
 /** Who sent a query: fixed for the lifetime of a client connection. */
 export interface SessionInfo {
@@ -157,10 +158,6 @@ function paramValue(v: Buffer, format: number, max: number): ParamValue {
   return { value: shown.toString('utf8'), binary: false, cut };
 }
 
-function formatOf(p: BindParams, i: number): number {
-  const f = p.formats;
-  return f.length === 0 ? 0 : f.length === 1 ? f[0]! : (f[i] ?? 0);
-}
 
 function textParams(p: BindParams, max: number): string {
   let out = '(';
@@ -171,7 +168,7 @@ function textParams(p: BindParams, max: number): string {
       out += 'NULL';
       continue;
     }
-    const pv = paramValue(v, formatOf(p, i), max);
+    const pv = paramValue(v, paramFormat(p.formats, i), max);
     out += pv.binary ? `x'${pv.value}'` : `'${escapeText(pv.value).replace(/'/g, "''")}'`;
     if (pv.cut > 0) out += `...(+${pv.cut} bytes)`;
   }
@@ -277,7 +274,7 @@ function jsonParams(p: BindParams, max: number): JsonParam[] {
       out.push(null);
       continue;
     }
-    const pv = paramValue(v, formatOf(p, i), max);
+    const pv = paramValue(v, paramFormat(p.formats, i), max);
     if (!pv.binary && pv.cut === 0) out.push(pv.value);
     else if (pv.binary) out.push(pv.cut > 0 ? { hex: pv.value, truncatedBytes: pv.cut } : { hex: pv.value });
     else out.push({ text: pv.value, truncatedBytes: pv.cut });

@@ -62,6 +62,13 @@ export interface BindMessage {
   /** Parameter values as views of the message buffer (null for SQL NULL): copy what you keep. */
   params: (Buffer | null)[];
   resultFormats: number[];
+  /** Offset in the buffer where the parameter section (format count, formats, values, result formats) starts. */
+  paramsAt: number;
+}
+
+/** The format code of parameter i: none given means text, one applies to all, else one each. */
+export function paramFormat(formats: readonly number[], i: number): number {
+  return formats.length === 0 ? 0 : formats.length === 1 ? formats[0]! : (formats[i] ?? 0);
 }
 
 /**
@@ -110,6 +117,7 @@ export function decodeBind(buf: Buffer, start: number, end: number): BindMessage
     paramFormats,
     params,
     resultFormats,
+    paramsAt: n2 + 1,
   };
 }
 
