@@ -356,7 +356,7 @@ export class Client implements FlightClient, TlsUpgradeListener {
   private forward(type: number, buf: Buffer, start: number, end: number, ann: Annotation | null | typeof NO_LOG): void {
     try {
       const r = ann === NO_LOG ? this.unitQuery : this.recording ? this.logMessage(type, buf, start, end, ann) : null;
-      if (this.tracker !== null) this.track(type, r, ann === NO_LOG ? this.unitStart : performance.now());
+      if (this.tracker !== null) this.track(type, r, ann === NO_LOG);
       if (this.cs !== null) this.cs.beforeForward(type, buf, start, end, this.toUpstream);
     } catch (err) {
       if (err instanceof ProtocolError) {
@@ -383,15 +383,18 @@ export class Client implements FlightClient, TlsUpgradeListener {
     this.toUpstream.push(buf, start, end);
   }
 
-  /** A message going upstream, as the completion tracker needs it (r: its record, for Q and E). */
-  private track(type: number, r: QueryRecord | null, start: number): void {
+  /**
+   * A message going upstream, as the completion tracker needs it (r: its record, for Q and E;
+   * ofUnit: it belongs to a unit the cache decided on, whose queries started then).
+   */
+  private track(type: number, r: QueryRecord | null, ofUnit: boolean): void {
     const t = this.tracker!;
     switch (type) {
       case Frontend.Query:
-        if (r !== null && r.type === 'Q') t.query(r.seq!, r.sql, start, r.cache, r.flight);
+        if (r !== null && r.type === 'Q') t.query(r.seq!, r.sql, ofUnit ? this.unitStart : performance.now(), r.cache, r.flight);
         break;
       case Frontend.Execute:
-        if (r !== null && r.type === 'E') t.execute(r.seq!, r.sql, start, r.cache, r.flight);
+        if (r !== null && r.type === 'E') t.execute(r.seq!, r.sql, ofUnit ? this.unitStart : performance.now(), r.cache, r.flight);
         break;
       case Frontend.Sync:
       case Frontend.FunctionCall:
