@@ -9,6 +9,7 @@ import type { ClientLogger } from './log/client-logger';
 import type { OpsLog } from './log/ops';
 import type { CacheContext } from './cache/session';
 import { encodeCancelRequest } from './protocol/messages';
+import { Frontend } from './protocol/codes';
 import type { Insight } from './insight';
 import { negotiateUpstream, type TlsSetup } from './tls';
 
@@ -67,6 +68,12 @@ export class Server {
     return this.nextId - 1;
   }
 
+  /** Query messages received from clients, by type. */
+  queryMessages(): { Q: number; P: number; B: number; E: number } {
+    const m = this.messagesIn;
+    return { Q: m[Frontend.Query]!, P: m[Frontend.Parse]!, B: m[Frontend.Bind]!, E: m[Frontend.Execute]! };
+  }
+
   /** The listening socket is open (false before listen() and once shutdown began). */
   get listening(): boolean {
     return this.listener !== null && this.listener.listening && !this.shuttingDown;
@@ -122,7 +129,7 @@ export class Server {
     const mem = process.memoryUsage();
     const cache: Record<string, number> = {};
     if (this.cache !== null) for (const [k, v] of Object.entries(this.cache.layer.counters())) cache[`cache_${k}`] = v;
-    const m = this.messagesIn;
+    const m = this.queryMessages();
     const insight: Record<string, number> = {};
     if (this.insight !== null) {
       insight['queries_completed'] = this.insight.completed;
@@ -139,10 +146,10 @@ export class Server {
       heap_used: mem.heapUsed,
       external: mem.external,
       log_queued_bytes: this.logger.queuedBytes,
-      messages_q: m[0x51]!,
-      messages_p: m[0x50]!,
-      messages_b: m[0x42]!,
-      messages_e: m[0x45]!,
+      messages_q: m.Q,
+      messages_p: m.P,
+      messages_b: m.B,
+      messages_e: m.E,
       upstream_errors: this.upstreamErrors,
       ...insight,
       ...cache,

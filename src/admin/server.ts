@@ -188,7 +188,6 @@ export class AdminServer {
   /** The figures of /stats (and of the dashboard). */
   stats(): Record<string, unknown> {
     const s = this.server;
-    const m = s.messagesIn;
     const lat = this.insight.latency;
     const cache = s.cache === null ? null : s.cache.layer.counters();
     return {
@@ -196,7 +195,7 @@ export class AdminServer {
       uptime_s: Math.round((Date.now() - s.startedAt) / 100) / 10,
       version: this.opts.version,
       connections: { clients: s.clients.size, sessions: s.sessionCount, total: s.connectionsTotal },
-      queries: { Q: m[0x51], P: m[0x50], B: m[0x42], E: m[0x45] },
+      queries: s.queryMessages(),
       completed: this.insight.completed,
       errors: this.insight.errors,
       bytes: { from_clients: s.bytesFromClients, from_servers: s.bytesFromServers },
@@ -217,16 +216,16 @@ export class AdminServer {
       for (const [labels, v] of samples) out.push(`${name}${labels} ${promNumber(v)}`);
     };
     const one = (name: string, type: 'counter' | 'gauge', help: string, v: number) => metric(name, type, help, [['', v]]);
-    const m = s.messagesIn;
+    const m = s.queryMessages();
     one('pgscribe_up', 'gauge', '1 while pgscribe is listening for clients.', s.listening ? 1 : 0);
     one('pgscribe_client_connections', 'gauge', 'Client connections open (including those still starting up).', s.clients.size);
     one('pgscribe_sessions', 'gauge', 'Client sessions admitted (counted against --max-connections).', s.sessionCount);
     one('pgscribe_connections_total', 'counter', 'Client connections accepted.', s.connectionsTotal);
     metric('pgscribe_messages_total', 'counter', 'Query messages received from clients, by type (Q simple query; P/B/E parse/bind/execute).', [
-      ['{type="Q"}', m[0x51]!],
-      ['{type="P"}', m[0x50]!],
-      ['{type="B"}', m[0x42]!],
-      ['{type="E"}', m[0x45]!],
+      ['{type="Q"}', m.Q],
+      ['{type="P"}', m.P],
+      ['{type="B"}', m.B],
+      ['{type="E"}', m.E],
     ]);
     one('pgscribe_queries_completed_total', 'counter', 'Queries (Q or E) whose answer completed, including failed ones.', this.insight.completed);
     one('pgscribe_query_errors_total', 'counter', 'Queries that completed with an ErrorResponse.', this.insight.errors);
