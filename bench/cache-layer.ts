@@ -41,7 +41,7 @@ import { performance } from 'node:perf_hooks';
 
 import { LocalCacheLayer, type CacheLayer, type FlightClient, type LayerOptions, type SharedAnswer, type Verdict } from '../src/cache/layer';
 import { WorkerCacheLayer } from '../src/cache/worker-layer';
-import { machineInfo, median, repoRoot } from './lib/common';
+import { envInt, machineInfo, median, repoRoot } from './lib/common';
 
 const OPS = envInt('OPS', 200_000);
 const CONCURRENCY = envInt('CONCURRENCY', 64);
@@ -53,13 +53,6 @@ const LARGE = 64 * 1024;
 /** The proxy's defaults (--cache-max-bytes, --cache-max-entries). */
 const LAYER: Omit<LayerOptions, 'workers'> = { cache: true, singleflight: true, maxBytes: 64 << 20, maxEntries: 1_000_000 };
 
-function envInt(name: string, dflt: number): number {
-  const v = process.env[name];
-  if (v === undefined || v === '') return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got '${v}'`);
-  return n;
-}
 
 type PathName = 'hit' | 'lead+complete';
 

@@ -20,19 +20,12 @@
  */
 import * as os from 'node:os';
 import { Insight, normalizeSql, type CompletionSample } from '../src/insight';
-import { median } from './lib/common';
+import { envInt, median } from './lib/common';
 
 const OPS = envInt('OPS', 2_000_000);
 const REPEATS = envInt('REPEATS', 5);
 const POOL = envInt('POOL', 100_000);
 
-function envInt(name: string, dflt: number): number {
-  const v = process.env[name];
-  if (v === undefined || v === '') return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got '${v}'`);
-  return n;
-}
 
 /** Deterministic pseudo-random integers in [lo, hi]. */
 let seed = 42;

@@ -37,7 +37,7 @@ import { performance } from 'node:perf_hooks';
 import { SinkLogger } from '../src/log/client-logger';
 import { FileSink } from '../src/log/file-sink';
 import { jsonFormatter, textFormatter, type LineFormatter, type QueryRecord, type SessionInfo } from '../src/log/format';
-import { machineInfo, median, repoRoot } from './lib/common';
+import { envInt, machineInfo, median, repoRoot } from './lib/common';
 
 const LINES = envInt('LINES', 2_000_000);
 const REPEATS = envInt('REPEATS', 3);
@@ -49,13 +49,6 @@ const BASELINE_CASE = 'createWriteStream raw';
 /** The proxy's defaults (--log-params true, --log-param-max-bytes 256). */
 const FORMAT_OPTIONS = { params: true, paramMaxBytes: 256 };
 
-function envInt(name: string, dflt: number): number {
-  const v = process.env[name];
-  if (v === undefined || v === '') return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got '${v}'`);
-  return n;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Workload: pgbench-like sessions and query records

@@ -58,19 +58,12 @@ import * as path from 'node:path';
 import { run, startCluster, type PgCluster, type RunResult } from '../test/helpers/pg-cluster';
 import { QueryLogScanner, classifySql, type TypeCounts } from './lib/stress-log-scan';
 import { renderStackedChart, type Series } from './lib/svg-chart';
-import { repoRoot } from './lib/common';
+import { envInt, repoRoot } from './lib/common';
 
 // ---------------------------------------------------------------------------
 // Settings
 
 
-function envInt(name: string, def: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw.trim() === '') return def;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a positive integer, got '${raw}'`);
-  return n;
-}
 
 const ROOT = repoRoot();
 const DURATION = envInt('DURATION', 300);

@@ -36,3 +36,12 @@ export function machineInfo(loadAtStart: number[]): Record<string, unknown> {
     loadAverage: { atStart: loadAtStart, atEnd: os.loadavg().map((x) => Math.round(x * 100) / 100) },
   };
 }
+
+/** A positive integer knob from the environment (unset or empty: dflt). */
+export function envInt(name: string, dflt: number): number {
+  const v = process.env[name];
+  if (v === undefined || v.trim() === '') return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got '${v}'`);
+  return n;
+}
