@@ -3,24 +3,16 @@
 // pgbench, /health both ways, the token, the cache flush.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { startCluster, USERS, run, type PgCluster } from './helpers/pg-cluster';
-import { proxyFixture } from './helpers/fixture';
+import { USERS, run } from './helpers/pg-cluster';
+import { clusterAndProxies } from './helpers/fixture';
 import { MAIN, type Proxy } from './helpers/proxy';
 import { enc } from './helpers/wire';
 import { dumpDom, findChromium, screenshot } from './helpers/chromium';
 
 const USER = USERS.trust.user;
 
-let pg: PgCluster;
-const { launch, stopProxy, session, cleanup } = proxyFixture({ upstreamPort: () => pg.port, user: USER });
-
-t.before(async () => {
-  pg = await startCluster();
-});
-t.teardown(async () => {
-  await cleanup();
-  await pg?.stop();
-});
+const { pg, fx } = clusterAndProxies(t);
+const { launch, stopProxy, session } = fx;
 
 interface Admin {
   p: Proxy;
@@ -168,9 +160,9 @@ t.test('/metrics parses and its counters move with a known workload', async (tt)
 });
 
 t.test('/queries after pgbench matches pg_stat_statements call counts', async (tt) => {
-  const init = await run('pgbench', ['-i', '-q', '-s', '1', '-h', '127.0.0.1', '-p', String(pg.port), '-U', USER, 'postgres']);
+  const init = await run('pgbench', ['-i', '-q', '-s', '1', '-h', '127.0.0.1', '-p', String(pg().port), '-U', USER, 'postgres']);
   tt.equal(init.code, 0, init.stderr);
-  await pg.psql('select pg_stat_statements_reset()');
+  await pg().psql('select pg_stat_statements_reset()');
   const a = await withAdmin();
   for (const mode of ['simple', 'extended']) {
     const r = await run('pgbench', ['-n', '-c', '4', '-t', '40', '-M', mode, '-h', '127.0.0.1', '-p', String(a.p.port), '-U', USER, 'postgres']);
@@ -192,7 +184,7 @@ t.test('/queries after pgbench matches pg_stat_statements call counts', async (t
     tt.ok(q, `digest of ${sql}`);
     if (!q) continue;
     // pg_stat_statements keeps the first text it saw for a statement (with or without the ;).
-    const fromPg = Number(await pg.psql(`SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE lower(rtrim(query, ';')) = lower('${sql}')`));
+    const fromPg = Number(await pg().psql(`SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE lower(rtrim(query, ';')) = lower('${sql}')`));
     tt.equal(q.calls, 320, `${sql}: 2 runs x 4 clients x 40 transactions`);
     tt.equal(q.calls, fromPg, `${sql}: the same count as pg_stat_statements`);
     tt.equal(q.errors, 0);
@@ -244,7 +236,7 @@ t.test('token: 401 without it or with a wrong one; header or query parameter', a
   tt.match(page.type, /^text\/html/);
   tt.notMatch(page.text, /s3cret-token/, 'the page does not carry the token');
   await stopProxy(a.p);
-  const r = spawnSync(process.execPath, [MAIN, '--upstream', `127.0.0.1:${pg.port}`, '--log', 'none', '--admin', '0.0.0.0:0'], { encoding: 'utf8', timeout: 10000 });
+  const r = spawnSync(process.execPath, [MAIN, '--upstream', `127.0.0.1:${pg().port}`, '--log', 'none', '--admin', '0.0.0.0:0'], { encoding: 'utf8', timeout: 10000 });
   tt.equal(r.status, 1, 'pgscribe refuses to start an admin server beyond loopback without a token');
   tt.match(r.stderr, /invalid setting admin: binding the admin server to 0\.0\.0\.0 .*--admin-token/);
 });

@@ -3,8 +3,8 @@
 import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CompletionTracker, errorCode, summarizeAnswer, tagRows, type Completed } from '../src/completions';
-import { startCluster, USERS, run, type PgCluster } from './helpers/pg-cluster';
-import { proxyFixture } from './helpers/fixture';
+import { USERS, run } from './helpers/pg-cluster';
+import { clusterAndProxies } from './helpers/fixture';
 import { type Proxy } from './helpers/proxy';
 import { enc, type RawClient } from './helpers/wire';
 
@@ -112,16 +112,8 @@ t.test('PortalSuspended, FunctionCall segments, local answers, abort', async (tt
 
 // ---- through the proxy ----------------------------------------------------------------------
 
-let pg: PgCluster;
-const { launch, stopProxy, session, cleanup } = proxyFixture({ upstreamPort: () => pg.port, user: USER });
-
-t.before(async () => {
-  pg = await startCluster();
-});
-t.teardown(async () => {
-  await cleanup();
-  await pg?.stop();
-});
+const { pg, fx } = clusterAndProxies(t);
+const { launch, stopProxy, session } = fx;
 
 interface Line {
   conn: number;
@@ -238,7 +230,7 @@ t.test('json lines; cache hits and aborted queries get done lines too', async (t
 
 t.test('pgbench -M extended through the proxy: done lines pair up with every Execute', async (tt) => {
   const p = await launch(['--log-completions']);
-  const init = await run('pgbench', ['-i', '-q', '-s', '1', '-h', '127.0.0.1', '-p', String(pg.port), '-U', USER, 'postgres']);
+  const init = await run('pgbench', ['-i', '-q', '-s', '1', '-h', '127.0.0.1', '-p', String(pg().port), '-U', USER, 'postgres']);
   tt.equal(init.code, 0, init.stderr);
   const r = await run('pgbench', ['-n', '-c', '4', '-t', '50', '-M', 'extended', '-h', '127.0.0.1', '-p', String(p.port), '-U', USER, 'postgres']);
   tt.equal(r.code, 0, r.stderr);

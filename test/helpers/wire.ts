@@ -2,6 +2,7 @@
 // Deliberately independent of src/protocol so that tests compare two implementations.
 
 import * as net from 'net';
+import { createHash } from 'crypto';
 
 function msg(type: string, body: Buffer): Buffer {
   const h = Buffer.alloc(5);
@@ -220,4 +221,48 @@ export class RawClient {
   end(): void {
     this.sock.end();
   }
+}
+
+/**
+ * Read through `n` ReadyForQuery in short bursts (readable for 1 ms, then paused for gapMs), so
+ * that the socket's buffers stay nearly full and the proxy's writes to this client keep queueing.
+ */
+export async function readZInBursts(c: RawClient, gapMs: number, n = 1, timeoutMs = 30_000): Promise<BackendMessage[]> {
+  let done = false;
+  const stutter = (async () => {
+    while (!done) {
+      c.sock.resume();
+      await new Promise((r) => setTimeout(r, 1));
+      c.sock.pause();
+      await new Promise((r) => setTimeout(r, gapMs));
+    }
+    c.sock.resume();
+  })();
+  try {
+    return await c.readZ(n, timeoutMs);
+  } finally {
+    done = true;
+    await stutter;
+  }
+}
+
+/**
+ * Rows of `select g, repeat(md5(g::text), 20) ...` (g from 1) that are not what PostgreSQL sent:
+ * how many, and a description of the first `limit`.
+ */
+export function corruptMd5Rows(rows: BackendMessage[], limit = 5): { count: number; examples: string[] } {
+  let count = 0;
+  const examples: string[] = [];
+  for (let i = 0; i < rows.length; i++) {
+    const body = rows[i]!.body;
+    // DataRow: int16 count, then (int32 len, bytes) per column
+    const l1 = body.readInt32BE(2);
+    const g = body.toString('utf8', 6, 6 + l1);
+    const l2 = body.readInt32BE(6 + l1);
+    const text = body.toString('utf8', 10 + l1, 10 + l1 + l2);
+    if (g === String(i + 1) && text === createHash('md5').update(g).digest('hex').repeat(20)) continue;
+    count++;
+    if (examples.length < limit) examples.push(`row ${i + 1} corrupted: ${g} ${text.slice(0, 40)}...`);
+  }
+  return { count, examples };
 }
