@@ -166,6 +166,8 @@ interface Annotation {
   flight?: FlightRole;
 }
 const HIT: Annotation = { cache: 'hit' };
+const L2_HIT: Annotation = { cache: 'l2' };
+const L2_REMOTE: Annotation = { cache: 'l2', flight: 'remote' };
 /** forward() without a log line: the message was logged when its unit was decided. */
 const NO_LOG = 0;
 
@@ -239,6 +241,12 @@ export class Client implements FlightClient, TlsUpgradeListener {
   /** Client messages received while Waiting, in order. */
   private backlog: Deferred[] = [];
   private draining = false;
+  /**
+   * What goes to the client waits: a commit's invalidation is being shared with other pgscribe
+   * instances (--redis), and its ReadyForQuery must not reach the client before they can no
+   * longer serve what it changed.
+   */
+  private holding = false;
 
   // Completion tracking (null unless --log-completions or --admin).
   private readonly tracker: CompletionTracker | null;
@@ -253,7 +261,7 @@ export class Client implements FlightClient, TlsUpgradeListener {
   // The client socket's listeners, kept by name to move data and drain to the TLS session.
   private readonly onData = (chunk: Buffer): void => this.onClientData(chunk);
   private readonly onDrain = (): void => {
-    this.setUpstreamPaused(false);
+    if (!this.holding) this.setUpstreamPaused(false);
     this.setClientPaused(PAUSE_CLIENT_FULL, false);
   };
   private readonly onError = (err: NodeJS.ErrnoException): void => this.onSocketError('client', err);
@@ -516,7 +524,7 @@ export class Client implements FlightClient, TlsUpgradeListener {
     const miss: CacheOutcome | undefined = ctx.cache ? 'miss' : undefined;
     switch (v.kind) {
       case 'hit':
-        this.logUnit(HIT);
+        this.logUnit(v.l2 === undefined ? HIT : v.l2 === 'hit' ? L2_HIT : L2_REMOTE);
         this.answerLocally(v);
         break;
       case 'wait':
@@ -639,9 +647,15 @@ export class Client implements FlightClient, TlsUpgradeListener {
    * cancel goes to the server as usual).
    */
   cancelWait(): boolean {
-    if (this.state !== S.Waiting || this.flightId === 0 || this.cs === null) return false;
-    this.cs.ctx.layer.leave(this.flightId, this);
-    this.flightId = 0;
+    if (this.state !== S.Waiting || this.cs === null) return false;
+    const layer = this.cs.ctx.layer;
+    if (this.flightId !== 0) {
+      layer.leave(this.flightId, this);
+      this.flightId = 0;
+    } else if (this.verdictPending && layer.abandon(this)) {
+      // (Waiting on the shared cache or on another instance's flight: the layer forgets it.)
+      this.verdictPending = false;
+    } else return false;
     const err = encodeErrorResponse({
       severity: 'ERROR',
       code: SqlState.QueryCanceled,
@@ -694,7 +708,7 @@ export class Client implements FlightClient, TlsUpgradeListener {
 
   /** Write what the proxy answered itself (cache replays); a slow client stops being read. */
   private flushToClient(): void {
-    if (this.toClient.empty) return;
+    if (this.toClient.empty || this.holding) return;
     if (!this.toClient.flush(this.socket)) {
       this.setUpstreamPaused(true);
       this.setClientPaused(PAUSE_CLIENT_FULL, true);
@@ -775,6 +789,7 @@ export class Client implements FlightClient, TlsUpgradeListener {
     this.session = { id: this.id, user, database: params.get('database') || user, client: this.address };
     if (this.server.cache !== null) {
       this.cs = new CacheSession(this.server.cache, params, user, this.session.database);
+      this.cs.onShared = () => this.releaseHold();
       this.unit = new Unit();
     }
     if (!this.server.admitSession(this)) {
@@ -1026,7 +1041,18 @@ export class Client implements FlightClient, TlsUpgradeListener {
     this.server.bytesFromServers += chunk.length;
     this.serverFramer!.push(chunk);
     this.cs?.capturing?.capture.settle();
-    if (!this.toClient.empty && !this.toClient.flush(this.socket)) this.setUpstreamPaused(true);
+    if (this.holding) this.setUpstreamPaused(true);
+    else if (!this.toClient.empty && !this.toClient.flush(this.socket)) this.setUpstreamPaused(true);
+    if (this.shutdownRequested && this.isIdle && !this.holding) this.closeForShutdown();
+  }
+
+  /** The invalidations of a commit reached the other instances: let its ReadyForQuery go. */
+  private releaseHold(): void {
+    if (!this.holding) return;
+    this.holding = false;
+    if (this.state === S.Closing) return;
+    if (!this.toClient.empty && !this.toClient.flush(this.socket)) return; // 'drain' resumes the upstream
+    this.setUpstreamPaused(false);
     if (this.shutdownRequested && this.isIdle) this.closeForShutdown();
   }
 
@@ -1050,7 +1076,10 @@ export class Client implements FlightClient, TlsUpgradeListener {
         this.txStatus = buf[start + 5] as TxStatus;
         if (this.pendingSyncs > 0) this.pendingSyncs--;
         if (this.txStatus === TxStatus.Idle) this.portals.clear();
-        if (cs !== null) lead = cs.readyForQuery(prev, this.txStatus);
+        if (cs !== null) {
+          lead = cs.readyForQuery(prev, this.txStatus);
+          if (cs.sharing > 0) this.holding = true;
+        }
         if (this.state === S.Authenticating || this.pendingSyncs === 0) this.transition(S.Idle);
         else this.transition(S.Response);
         break;
@@ -1266,6 +1295,7 @@ export class Client implements FlightClient, TlsUpgradeListener {
     const cs = this.cs!;
     const lead = cs.close();
     if (lead !== null) cs.ctx.layer.complete(lead.flightId, null, 0, 0);
+    if (this.verdictPending && cs.ctx.layer.abandon(this)) this.verdictPending = false;
     if (this.flightId !== 0) {
       cs.ctx.layer.leave(this.flightId, this);
       this.flightId = 0;

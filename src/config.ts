@@ -39,6 +39,16 @@ export interface Config {
   cacheRules: CacheRuleSpec[];
   /** worker_threads holding the cache/singleflight shards; 0: the event loop thread. */
   workers: number;
+  /** Redis holding the shared (L2) cache; null: off. */
+  redis: HostPort | null;
+  redisPassword: string;
+  redisUser: string;
+  redisDb: number;
+  redisPrefix: string;
+  redisTimeoutMs: number;
+  /** Identical reads through several instances run once (a Redis lock elects the leader). */
+  redisSingleflight: boolean;
+  redisLockMs: number;
   /** A `done` line after each Q/E's answer. */
   logCompletions: boolean;
   /** Admin HTTP server address; null: off. */
@@ -182,6 +192,14 @@ function adminAddress(raw: unknown, key: string): HostPort | null {
   return s.startsWith(':') ? { host: '127.0.0.1', port: parseHostPort('x' + s, key).port } : parseHostPort(s, key);
 }
 
+/** `redis`: HOST:PORT, or "off" (the default). */
+function redisAddress(raw: unknown, key: string): HostPort | null {
+  if (raw === null || raw === 'off' || raw === '') return null;
+  const a = parseHostPort(raw, key);
+  if (a.port === 0) throw new ConfigError(key, 'port 0 is not an address to connect to');
+  return a;
+}
+
 /** Hosts that only this machine can reach. */
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
@@ -240,6 +258,14 @@ export const SETTINGS = {
   'cache-max-entry-bytes': setting('cacheMaxEntryBytes', int(64, 1 << 30), 1 << 20, 'larger answers are neither cached nor shared'),
   'cache-rules': setting('cacheRules', cacheRules, [], 'JSON array of {"pattern": REGEX, "ttl": MS|"never"}; first match wins'),
   workers: setting('workers', int(0, 64), 0, 'worker threads holding the cache shards (0: in the event loop thread)'),
+  redis: setting('redis', redisAddress, null, "Redis HOST:PORT for a cache shared by several pgscribe instances (needs --cache), or 'off' (default off)"),
+  'redis-password': setting('redisPassword', str, '', 'password for Redis AUTH'),
+  'redis-user': setting('redisUser', str, '', 'Redis ACL user for AUTH (default: the default user)'),
+  'redis-db': setting('redisDb', int(0, 65535), 0, 'Redis database number (SELECT)'),
+  'redis-prefix': setting('redisPrefix', nonEmpty, 'pgscribe:', 'prefix of every Redis key and of the events channel'),
+  'redis-timeout-ms': setting('redisTimeoutMs', int(1, 60_000), 50, 'ms a Redis command may take; then the lookup goes upstream'),
+  'redis-singleflight': setting('redisSingleflight', bool, false, 'identical reads through several instances run once: a Redis lock elects the leader (switch)', true),
+  'redis-lock-ms': setting('redisLockMs', int(10, 600_000), 2000, 'how long another instance waits for the lock holder\'s answer before running the query itself'),
   'log-completions': setting('logCompletions', bool, false, "a 'done' line (ms, rows, SQLSTATE) after each query's answer (switch)", true),
   admin: setting('admin', adminAddress, null, "admin HTTP server: PORT or HOST:PORT (loopback unless told), or 'off' (default off)"),
   'admin-token': setting('adminToken', str, '', 'bearer token the admin server requires (needed to bind beyond loopback)'),
@@ -389,6 +415,8 @@ export function describe(cfg: Config): Record<string, unknown> {
   if (cfg.admin === null) out['admin'] = 'off';
   // A secret is not printed, only whether it is set.
   if (cfg.adminToken !== '') out['admin-token'] = '(set)';
+  if (cfg.redis === null) out['redis'] = 'off';
+  if (cfg.redisPassword !== '') out['redis-password'] = '(set)';
   out['tls-mode'] = clientTlsMode(cfg);
   return out;
 }
@@ -430,6 +458,12 @@ function checkTlsSettings(cfg: Config): void {
 export function checkEnvironment(cfg: Config): void {
   if (cfg.workers > 0 && !cfg.cache && !cfg.singleflight) {
     throw new ConfigError('workers', `${cfg.workers} worker threads would hold nothing: they need --cache or --singleflight`);
+  }
+  if (cfg.redis !== null && !cfg.cache) {
+    throw new ConfigError('redis', 'the shared cache in Redis is a second level under the result cache: it needs --cache');
+  }
+  if (cfg.redisSingleflight && cfg.redis === null) {
+    throw new ConfigError('redis-singleflight', 'elects the leader with a Redis lock: it needs --redis HOST:PORT');
   }
   if (cfg.admin !== null && !isLoopback(cfg.admin.host) && cfg.adminToken === '') {
     throw new ConfigError(

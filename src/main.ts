@@ -60,6 +60,23 @@ export function createCacheContext(cfg: Config, ops: OpsLog): CacheContext | nul
       workers: cfg.workers,
     },
     (message) => ops.error(`cache worker thread problem: ${message}; its share of the cache is relayed uncached from now on`, { workers: cfg.workers }),
+    cfg.redis === null
+      ? undefined
+      : {
+          ops,
+          settings: {
+            host: cfg.redis.host,
+            port: cfg.redis.port,
+            password: cfg.redisPassword,
+            user: cfg.redisUser,
+            db: cfg.redisDb,
+            prefix: cfg.redisPrefix,
+            timeoutMs: cfg.redisTimeoutMs,
+            singleflight: cfg.redisSingleflight,
+            lockMs: cfg.redisLockMs,
+            maxEntryBytes: cfg.cacheMaxEntryBytes,
+          },
+        },
   );
   return {
     layer,
@@ -133,6 +150,7 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
     cache: cfg.cache,
     singleflight: cfg.singleflight,
     workers: cache === null ? undefined : cfg.workers,
+    redis: cfg.redis === null ? undefined : `${cfg.redis.host.includes(':') ? `[${cfg.redis.host}]` : cfg.redis.host}:${cfg.redis.port}`,
     tls: tls.client === null ? undefined : clientTlsMode(cfg) + (tls.client.verifyClients ? '+client-cert' : ''),
     upstream_tls: tls.upstream === null ? undefined : cfg.upstreamTls,
     version: VERSION,

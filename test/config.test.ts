@@ -33,6 +33,14 @@ const DEFAULTS: Config = {
   cacheMaxEntryBytes: 1024 * 1024,
   cacheRules: [],
   workers: 0,
+  redis: null,
+  redisPassword: '',
+  redisUser: '',
+  redisDb: 0,
+  redisPrefix: 'pgscribe:',
+  redisTimeoutMs: 50,
+  redisSingleflight: false,
+  redisLockMs: 2000,
   logCompletions: false,
   admin: null,
   adminToken: '',
@@ -69,6 +77,14 @@ const DEFAULTS_DESCRIBED = {
   'cache-max-entry-bytes': 1048576,
   'cache-rules': [],
   workers: 0,
+  redis: 'off',
+  'redis-password': '',
+  'redis-user': '',
+  'redis-db': 0,
+  'redis-prefix': 'pgscribe:',
+  'redis-timeout-ms': 50,
+  'redis-singleflight': false,
+  'redis-lock-ms': 2000,
   'log-completions': false,
   admin: 'off',
   'admin-token': '',
@@ -171,6 +187,14 @@ t.test('every flag parses', async (tt) => {
     '--cache-max-entry-bytes', '64',
     '--cache-rules', '[{"pattern": "^select now", "ttl": "never"}, {"pattern": "FROM t$", "flags": "", "ttl": 50}]',
     '--workers', '2',
+    '--redis', 'redis.internal:6379',
+    '--redis-password', 'pw',
+    '--redis-user', 'app',
+    '--redis-db', '2',
+    '--redis-prefix', 'x:',
+    '--redis-timeout-ms', '10',
+    '--redis-singleflight',
+    '--redis-lock-ms', '100',
     '--log-completions',
     '--admin', '127.0.0.2:9187',
     '--admin-token', 'tok',
@@ -209,6 +233,14 @@ t.test('every flag parses', async (tt) => {
       { pattern: 'FROM t$', flags: '', ttl: 50 },
     ],
     workers: 2,
+    redis: { host: 'redis.internal', port: 6379 },
+    redisPassword: 'pw',
+    redisUser: 'app',
+    redisDb: 2,
+    redisPrefix: 'x:',
+    redisTimeoutMs: 10,
+    redisSingleflight: true,
+    redisLockMs: 100,
     logCompletions: true,
     admin: { host: '127.0.0.2', port: 9187 },
     adminToken: 'tok',
@@ -362,6 +394,14 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
       'cache-max-entry-bytes': 4096,
       'cache-rules': [{ pattern: 'from sessions', ttl: 5000 }],
       workers: 1,
+      redis: 'cache.internal:6380',
+      'redis-password': 'pw',
+      'redis-user': 'pgscribe',
+      'redis-db': 3,
+      'redis-prefix': 'app1:',
+      'redis-timeout-ms': 20,
+      'redis-singleflight': true,
+      'redis-lock-ms': 500,
       'log-completions': true,
       admin: '0.0.0.0:9187',
       'admin-token': 's3cret',
@@ -398,6 +438,14 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
     cacheMaxEntryBytes: 4096,
     cacheRules: [{ pattern: 'from sessions', flags: 'i', ttl: 5000 }],
     workers: 1,
+    redis: { host: 'cache.internal', port: 6380 },
+    redisPassword: 'pw',
+    redisUser: 'pgscribe',
+    redisDb: 3,
+    redisPrefix: 'app1:',
+    redisTimeoutMs: 20,
+    redisSingleflight: true,
+    redisLockMs: 500,
     logCompletions: true,
     admin: { host: '0.0.0.0', port: 9187 },
     adminToken: 's3cret',
@@ -697,4 +745,25 @@ t.test('admin: PORT means loopback; beyond loopback it needs a token; --check hi
   const refused = spawnSync(process.execPath, [MAIN, '--check', '--log', 'none', '--admin', '0.0.0.0:9'], { encoding: 'utf8' });
   tt.equal(refused.status, 1, 'a non-loopback admin address without a token fails --check');
   tt.match(refused.stderr, /invalid setting admin: binding the admin server to 0\.0\.0\.0/);
+});
+
+t.test('redis: needs --cache; redis-singleflight needs --redis; --check hides the password', async (tt) => {
+  tt.same(configOf(['--redis', '10.0.0.7:6379']).redis, { host: '10.0.0.7', port: 6379 });
+  tt.same(configOf(['--redis', '[::1]:6380']).redis, { host: '::1', port: 6380 });
+  tt.equal(configOf(['--redis', 'off']).redis, null);
+  for (const bad of [['--redis', 'nowhere'], ['--redis', 'h:0'], ['--redis-timeout-ms', '0'], ['--redis-db', '-1'], ['--redis-prefix', ''], ['--redis-lock-ms', '5']]) {
+    const err = configError(tt, () => parseCommandLine(bad), bad.join(' '));
+    tt.ok(err !== null && err.key.includes(bad[0]!.slice(2)), `${bad.join(' ')}: names ${bad[0]} (${err?.message})`);
+  }
+  tt.throws(() => checkEnvironment({ ...configOf(['--redis', '127.0.0.1:6379']), log: 'none' }), /redis: .* needs --cache/, '--redis without --cache');
+  tt.throws(() => checkEnvironment({ ...configOf(['--cache', '--redis-singleflight']), log: 'none' }), /redis-singleflight: .* needs --redis/, '--redis-singleflight without --redis');
+  tt.doesNotThrow(() => checkEnvironment({ ...configOf(['--cache', '--redis', '127.0.0.1:6379', '--redis-singleflight']), log: 'none' }));
+  const r = spawnSync(process.execPath, [MAIN, '--check', '--log', 'none', '--cache', '--redis', '127.0.0.1:6379', '--redis-password', 'hunter2'], { encoding: 'utf8' });
+  tt.equal(r.status, 0, r.stderr);
+  tt.notMatch(r.stdout, /hunter2/, 'the password is not printed');
+  tt.match(r.stdout, /"redis-password": "\(set\)"/);
+  tt.match(r.stdout, /"redis": "127\.0\.0\.1:6379"/);
+  const refused = spawnSync(process.execPath, [MAIN, '--check', '--log', 'none', '--redis', '127.0.0.1:6379'], { encoding: 'utf8' });
+  tt.equal(refused.status, 1, '--redis without --cache fails --check');
+  tt.match(refused.stderr, /invalid setting redis: .*needs --cache/);
 });

@@ -109,6 +109,8 @@ t.test('AUTH and SELECT on connect; a wrong password is reported and retried, ne
   t.equal(wrong.readies, 0, 'never ready');
   const r = await call(wrong.client, ['PING']);
   t.equal(r.f?.code, 'unavailable', 'commands fail at once while not ready');
+  await until('a retry', () => wrong.downs.length >= 2, 5000);
+  t.match(wrong.downs[1], /AUTH failed: WRONGPASS/, 'it tries again by itself (after the longest backoff) and is refused again');
 
   const none = client(secured);
   await until('ready or down', () => none.client.ready || none.downs.length > 0, 3000).catch(() => {});

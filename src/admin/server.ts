@@ -249,6 +249,21 @@ export class AdminServer {
       counter('bypasses', 'pgscribe_cache_bypasses_total', 'Requests sent straight upstream (answer too large to cache).');
       counter('leaders', 'pgscribe_flight_leaders_total', 'Requests that ran upstream on behalf of identical concurrent ones.');
       counter('waiters', 'pgscribe_flight_waiters_total', "Requests answered with another client's identical in-flight query.");
+      if (c['l2_available'] !== undefined) {
+        one('pgscribe_cache_l2_up', 'gauge', '1 while the shared cache in Redis is in use (its circuit breaker is closed).', c['l2_available']);
+        counter('l2_hits', 'pgscribe_cache_l2_hits_total', 'Requests answered from the shared cache in Redis.');
+        counter('l2_misses', 'pgscribe_cache_l2_misses_total', 'Shared-cache lookups that found no usable entry (refused ones included).');
+        counter('l2_refused', 'pgscribe_cache_l2_refused_total', 'Shared-cache entries refused: stale generations, bad checksum, foreign format, not an answer of the request.');
+        counter('l2_stores', 'pgscribe_cache_l2_stores_total', 'Answers stored in the shared cache.');
+        counter('l2_errors', 'pgscribe_cache_l2_errors_total', 'Redis commands that failed (timeout, error reply, lost connection, full queue).');
+        counter('l2_skips', 'pgscribe_cache_l2_skips_total', 'Shared-cache operations not sent because Redis was unavailable.');
+        counter('l2_invalidations_sent', 'pgscribe_cache_l2_invalidations_sent_total', 'Committed writes published to the other instances.');
+        counter('l2_invalidations_received', 'pgscribe_cache_l2_invalidations_received_total', 'Committed writes of other instances applied to this cache.');
+        one('pgscribe_cache_l2_pending_invalidations', 'gauge', 'Invalidations waiting for Redis to come back.', c['l2_pending_invalidations'] ?? 0);
+        counter('l2_remote_leads', 'pgscribe_flight_remote_leads_total', 'Cross-instance flights led by this instance (--redis-singleflight).');
+        counter('l2_remote_waits', 'pgscribe_flight_remote_waits_total', "Requests that waited for another instance's identical query.");
+        counter('l2_remote_timeouts', 'pgscribe_flight_remote_timeouts_total', 'Requests that gave up waiting for another instance and ran the query themselves.');
+      }
     }
     const lat = this.insight.latency;
     const cum = lat.cumulative(DURATION_BUCKETS_S.map((b) => b * 1000));

@@ -14,6 +14,17 @@ export interface CacheRequest {
   db: string;
   /** Relation names the answer depends on. */
   tables: readonly string[];
+  /**
+   * For the shared (L2) cache: the session's identity as every pgscribe instance computes it
+   * (database, user, startup and reported parameters), where `key` starts with a per-process id.
+   * Absent: the request is not shared between instances.
+   */
+  scope?: string;
+  /** The request's shape, to check an answer read from the shared cache (judgeResponse). */
+  kind?: 'Q' | 'X';
+  hasDescribe?: boolean;
+  /** How long a stored answer may be served. */
+  ttlMs?: number;
 }
 
 /** An answer as a leader's client received it, to replay to another client. */
@@ -43,8 +54,18 @@ export interface CacheLayer {
   complete(flightId: number, answer: SharedAnswer | null, storeTtlMs: number, bypassMs: number): void;
   /** A waiting client gives up (it went away, or was cancelled). */
   leave(flightId: number, client: FlightClient): void;
-  /** A write committed in db: tables (relation names) changed, null: anything may have. */
-  invalidate(db: string, tables: readonly string[] | null): void;
+  /**
+   * A client whose verdict is still pending gives up (cancelled, or gone). True: the layer
+   * forgets the lookup and will not call back for it. False: the verdict will still come.
+   */
+  abandon(client: FlightClient): boolean;
+  /**
+   * A write committed in db: tables (relation names) changed, null: anything may have. Returns
+   * true when the invalidation is being shared with other pgscribe instances: `shared` runs once
+   * they can no longer read what the write changed (the caller may hold the commit's answer until
+   * then). False: it took effect at once (or cannot be shared now); `shared` is not called.
+   */
+  invalidate(db: string, tables: readonly string[] | null, shared?: () => void): boolean;
   /** Drop every stored answer. */
   flush(): void;
   /** Counters so far (worker-side ones as of their last message). */
@@ -95,8 +116,14 @@ export class LocalCacheLayer implements CacheLayer {
     this.waiting.delete(client.id);
   }
 
-  invalidate(db: string, tables: readonly string[] | null): void {
+  invalidate(db: string, tables: readonly string[] | null): boolean {
     this.shard.invalidate(db, tables);
+    return false;
+  }
+
+  /** Verdicts are given inside lookup(): none is ever pending. */
+  abandon(): boolean {
+    return false;
   }
 
   flush(): void {

@@ -124,6 +124,8 @@ export class CacheSession {
   private readonly replication: boolean;
   private readonly reported = new Map<string, string>();
   private prefix: string | null = null;
+  /** The session identity behind the prefix, as every instance computes it (the shared cache's scope). */
+  private scope = '';
   private utf8 = false;
   private scs = true;
   /** The session changed state that answers depend on (SET, SET ROLE, CREATE TEMP, ...): no cache from now on. */
@@ -149,6 +151,16 @@ export class CacheSession {
   private pendingLead: Lead | null = null;
   /** The lead whose answer is arriving: every relayed server byte goes to its capture. */
   capturing: Lead | null = null;
+  /**
+   * Committed invalidations still being shared with other pgscribe instances (--redis). While
+   * above 0 the Client holds what it relays to its client (the commit's ReadyForQuery first);
+   * `onShared` runs when it drops back to 0.
+   */
+  sharing = 0;
+  onShared: (() => void) | null = null;
+  private readonly sharedDone = (): void => {
+    if (--this.sharing === 0) this.onShared?.();
+  };
 
   constructor(ctx: CacheContext, startup: ReadonlyMap<string, string>, user: string, db: string) {
     this.ctx = ctx;
@@ -179,7 +191,8 @@ export class CacheSession {
   private keyPrefix(): string {
     if (this.prefix === null) {
       const rep = [...this.reported.keys()].sort().map((k) => `${k}=${this.reported.get(k)}`).join('\0');
-      this.prefix = this.ctx.intern(`${this.db}\0${this.user}\0${this.startupPart}\0\0${rep}`) + ':';
+      this.scope = `${this.db}\0${this.user}\0${this.startupPart}\0\0${rep}`;
+      this.prefix = this.ctx.intern(this.scope) + ':';
     }
     return this.prefix;
   }
@@ -227,7 +240,7 @@ export class CacheSession {
       if (!pol.cacheable) return null;
       key = this.keyPrefix() + (u.hasDescribe ? 'D' : 'X') + def.ident + '\0' + u.paramsKey;
     }
-    return { key, db: this.db, tables: pol.reads, kind: u.kind as 'Q' | 'X', hasParse: u.hasParse, hasDescribe: u.hasDescribe, ttlMs: pol.ttlMs };
+    return { key, scope: this.scope, db: this.db, tables: pol.reads, kind: u.kind as 'Q' | 'X', hasParse: u.hasParse, hasDescribe: u.hasDescribe, ttlMs: pol.ttlMs };
   }
 
   /**
@@ -421,7 +434,7 @@ export class CacheSession {
     const w = this.txWrites;
     this.txWrites = undefined;
     if (w === undefined) return;
-    this.ctx.layer.invalidate(this.db, w === null ? null : [...w]);
+    if (this.ctx.layer.invalidate(this.db, w === null ? null : [...w], this.sharedDone)) this.sharing++;
   }
 
   /**
@@ -434,6 +447,7 @@ export class CacheSession {
     this.commit();
     const lead = this.capturing ?? this.pendingLead;
     this.capturing = this.pendingLead = null;
+    this.onShared = null;
     this.groups.length = 0;
     this.open = null;
     return lead;

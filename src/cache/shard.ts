@@ -25,8 +25,12 @@ export interface ShardOptions {
 
 /** What a lookup decided. */
 export type Verdict =
-  /** Answer from the cache: `bytes` in the shape of a request with/without Parse (`hasParse`). */
-  | { kind: 'hit'; bytes: Buffer; hasParse: boolean }
+  /**
+   * Answer from the cache: `bytes` in the shape of a request with/without Parse (`hasParse`).
+   * `l2`: it came from the shared cache ('hit'), after waiting for another instance's flight
+   * ('remote'); absent: from this instance's own (L1).
+   */
+  | { kind: 'hit'; bytes: Buffer; hasParse: boolean; l2?: 'hit' | 'remote' }
   /** Run it upstream; complete(flightId) afterwards. */
   | { kind: 'lead' }
   /** Another client is running it; the answer comes with complete() of that flight. */

@@ -178,9 +178,15 @@ export class WorkerCacheLayer implements CacheLayer {
     if (!link.dead) this.queue(link).push(Op.Leave, flightId, client.id);
   }
 
-  invalidate(db: string, tables: readonly string[] | null): void {
+  invalidate(db: string, tables: readonly string[] | null): boolean {
     this.invalidations++;
     for (const link of this.links) if (!link.dead) this.queue(link).push(Op.Invalidate, db, tables);
+    return false;
+  }
+
+  /** A lookup posted to a worker is answered whatever happens (the client gives the verdict back). */
+  abandon(): boolean {
+    return false;
   }
 
   flush(): void {

@@ -61,7 +61,7 @@ export class Insight {
     if (ms >= 0) e.totalMs += ms;
     e.hist.record(ms);
     e.lastSeen = now;
-    const hit = s.flight === 'waiter' || s.cache === 'hit';
+    const hit = s.flight === 'waiter' || s.cache === 'hit' || s.cache === 'l2';
     let saved = 0;
     if (hit) {
       e.cacheHits++;

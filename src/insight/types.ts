@@ -1,7 +1,9 @@
 /** The shapes the insight modules take and give (re-exported by src/insight/index.ts). */
 
-/** How the cache answered a query. */
-export type CacheOutcome = 'hit' | 'miss' | 'bypass';
+import type { CacheOutcome, FlightRole } from '../log/format';
+
+/** How the cache answered a query (the query log's `cache=`). */
+export type { CacheOutcome };
 
 /** One completed query, as the proxy reports it to Insight.record(). */
 export interface CompletionSample {
@@ -19,7 +21,7 @@ export interface CompletionSample {
    * Singleflight role. A waiter was answered without running upstream: it counts as a cache hit
    * for heat and time saved, whatever `cache` says.
    */
-  flight: 'leader' | 'waiter' | undefined;
+  flight: FlightRole | undefined;
   /** Date.now() at completion. */
   now: number;
 }

@@ -62,10 +62,16 @@ export interface CompletionRecord {
   flight?: FlightRole | undefined;
 }
 
-/** hit: answered from the cache; miss: not in it, run upstream; bypass: too large to cache or share. */
-export type CacheOutcome = 'hit' | 'miss' | 'bypass';
-/** leader: ran it upstream for everyone waiting; waiter: answered with the leader's result. */
-export type FlightRole = 'leader' | 'waiter';
+/**
+ * hit: answered from this instance's cache; l2: from the shared cache in Redis (--redis); miss:
+ * in neither, run upstream; bypass: too large to cache or share.
+ */
+export type CacheOutcome = 'hit' | 'l2' | 'miss' | 'bypass';
+/**
+ * leader: ran it upstream for everyone waiting; waiter: answered with the leader's result;
+ * remote: waited for another pgscribe instance's flight and was answered from the shared cache.
+ */
+export type FlightRole = 'leader' | 'waiter' | 'remote';
 
 export interface FormatOptions {
   /** Print Bind parameter values (false: only their count). */
