@@ -18,6 +18,7 @@ import type { Proxy } from './helpers/proxy';
 import {
   WORKER_MODES, calls, column, extUnit, lockWaitersSql, proxyStats, value, waitCounter, waitUntilCount, wireBytes, workerArgs,
 } from './helpers/cache';
+import { parseProm, value as sample } from './helpers/prom';
 import { startRedis, type RedisServer } from './helpers/redis';
 import { RawClient, describeMessages, enc, errorsIn, type BackendMessage } from './helpers/wire';
 
@@ -164,6 +165,32 @@ for (const workers of WORKER_MODES) {
     t.ok(sb['cache_l2_invalidations_received']! >= 2, `B heard them (${sb['cache_l2_invalidations_received']})`);
   });
 }
+
+t.test('/metrics shows the shared cache; POST /cache/flush on A empties the cache of every instance', async (t) => {
+  const [a, b] = await pair(0, ['--admin', '127.0.0.1:0']);
+  const adminOf = async (p: Proxy) => `http://127.0.0.1:${/admin=http:\/\/127\.0\.0\.1:(\d+)\//.exec(await p.waitStderr(/admin server listening admin=\S+/))![1]}`;
+  const [ua, ub] = [await adminOf(a), await adminOf(b)];
+  const ca = await fx.session(a.port);
+  const cb = await fx.session(b.port);
+  await resetStatements();
+  const sql = 'SELECT v FROM kv WHERE id = 40';
+  await query(ca, sql);
+  await waitCounter(a, 'cache_l2_stores', 1);
+  await query(cb, sql);
+  const m = parseProm(await (await fetch(`${ub}/metrics`)).text());
+  t.equal(sample(m, 'pgscribe_cache_l2_up'), 1, 'pgscribe_cache_l2_up 1');
+  t.equal(sample(m, 'pgscribe_cache_l2_hits_total'), 1, 'one L2 hit');
+  t.equal(sample(m, 'pgscribe_cache_l2_misses_total'), 0, 'no L2 miss');
+  t.equal(sample(m, 'pgscribe_cache_l2_refused_total'), 0, 'nothing refused');
+  t.equal(sample(m, 'pgscribe_cache_l2_pending_invalidations'), 0, 'nothing waits');
+  t.equal((await fetch(`${ua}/cache/flush`, { method: 'POST' })).status, 200, 'flush through A');
+  await b.waitStderr(/INFO cache: dropping this instance's cached answers reason="another pgscribe instance flushed the shared cache"/);
+  t.equal(value(await query(cb, sql)), 'v40');
+  t.match((await logged(b, sql, 2))[1], / Q cache=miss /, "B's next read is neither in its L1 nor in Redis: it goes upstream");
+  t.equal(await calls(pg(), 'SELECT v FROM kv WHERE id = $1'), 2, 'PostgreSQL ran it again');
+  t.equal(value(await query(ca, sql)), 'v40');
+  t.match((await logged(a, sql, 2))[1], / Q cache=l2 /, "and A reads B's fresh answer from Redis");
+});
 
 t.test('a tampered value in Redis is never an answer', async (t) => {
   const [a, b] = await pair(0);
