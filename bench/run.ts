@@ -38,6 +38,13 @@
  *   node-ceiling      bench/constant-server.ts: a Node server answering every query with one row
  *                     from memory, no parsing, no log: the most any Node cache can reach on this
  *                     machine (hotset workloads only; its answers are not the real rows)
+ *   pgscribe-l2       pgscribe-cache plus --redis: the shared cache in a redis-server the bench
+ *                     starts (skipped when redis-server is not installed); its CPU is charged too
+ *   pgscribe-cache-x2 two pgscribe-cache instances, each with its own cache; pgbench runs as two
+ *                     processes with half the clients each, one per instance, and their tps add up
+ *                     (hotset workloads only)
+ *   pgscribe-l2-x2    the same two instances sharing one Redis (--redis): an answer computed
+ *                     through one serves the other (hotset workloads only)
  * A pgscribe-cache* target that does not start (e.g. a pgscribe without those flags exits with
  * "invalid setting") is reported on stderr and skipped, like an uninstalled PgBouncer; the
  * other targets still run. Skipped targets have no rows and leave their ratio columns empty.
@@ -51,6 +58,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { PG_BIN, freePort, run, startCluster, type PgCluster } from '../test/helpers/pg-cluster';
+import { startRedis, type RedisServer } from '../test/helpers/redis';
 import { makeCerts } from '../test/helpers/tls';
 import { treeCpuTicks } from './lib/proc-tree';
 import { median, repoRoot } from './lib/common';
@@ -78,6 +86,9 @@ const ALL_TARGETS = [
   'pgpool-cache',
   'node-ceiling',
   'pgscribe-insight',
+  'pgscribe-l2',
+  'pgscribe-cache-x2',
+  'pgscribe-l2-x2',
 ] as const;
 type Workload = (typeof ALL_WORKLOADS)[number];
 type TargetName = (typeof ALL_TARGETS)[number];
@@ -97,6 +108,10 @@ interface Target {
   port: number;
   /** Root of the process tree whose CPU time is charged to this target (none for direct). */
   pid: number | null;
+  /** More instances of the target: pgbench's clients are split evenly over `port` and these. */
+  extraPorts?: number[];
+  /** More process trees charged to this target (its other instances, its Redis). */
+  extraPids?: number[];
   proc: ChildProcess | null;
   /** Called between runs (pgscribe-log: rotate the log away so the disk does not fill). */
   betweenRuns?: () => Promise<void>;
@@ -162,7 +177,17 @@ function waitForLine(proc: ChildProcess, stream: 'stdout' | 'stderr', re: RegExp
   });
 }
 
-type PgscribeTarget = 'pgscribe-log' | 'pgscribe-nolog' | 'pgscribe-tls' | 'pgscribe-cache' | 'pgscribe-cache-nolog' | 'pgscribe-cache-w2' | 'pgscribe-insight';
+type PgscribeTarget =
+  | 'pgscribe-log'
+  | 'pgscribe-nolog'
+  | 'pgscribe-tls'
+  | 'pgscribe-cache'
+  | 'pgscribe-cache-nolog'
+  | 'pgscribe-cache-w2'
+  | 'pgscribe-insight'
+  | 'pgscribe-l2'
+  | 'pgscribe-cache-x2'
+  | 'pgscribe-l2-x2';
 
 /** Extra pgscribe flags of each pgscribe target; the *-nolog ones run with --log none, the others log to a file. */
 const PGSCRIBE_FLAGS: Record<PgscribeTarget, string[]> = {
@@ -173,43 +198,114 @@ const PGSCRIBE_FLAGS: Record<PgscribeTarget, string[]> = {
   'pgscribe-cache-nolog': ['--cache', '--singleflight'],
   'pgscribe-cache-w2': ['--cache', '--singleflight', '--workers', '2'],
   'pgscribe-insight': ['--log-completions', '--admin', '127.0.0.1:0'],
+  'pgscribe-l2': ['--cache', '--singleflight'],
+  'pgscribe-cache-x2': ['--cache', '--singleflight'],
+  'pgscribe-l2-x2': ['--cache', '--singleflight'],
 };
 
-async function startPgscribe(name: PgscribeTarget, pgPort: number, dir: string): Promise<Target> {
-  const logOn = !name.endsWith('-nolog');
-  // One log file per target: several pgscribe targets with the log on run side by side.
-  const logPath = path.join(dir, `queries-${name}.log`);
-  const args = [
-    path.join(ROOT, 'dist/main.js'),
-    '--listen',
-    '127.0.0.1:0',
-    '--upstream',
-    `127.0.0.1:${pgPort}`,
-    '--max-connections',
-    '1000',
-    '--log',
-    logOn ? logPath : 'none',
-    ...PGSCRIBE_FLAGS[name],
-    ...(name === 'pgscribe-tls' ? tlsFlags() : []),
-  ];
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  let m: RegExpExecArray;
-  try {
-    m = await waitForLine(proc, 'stderr', /listening listen=\S+:(\d+)/);
-  } catch (err) {
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
-    throw err;
+/** The targets that share a Redis (--redis), and their key prefixes (one each: no entry crosses targets). */
+const REDIS_TARGETS: Partial<Record<PgscribeTarget, string>> = { 'pgscribe-l2': 'bench-l2:', 'pgscribe-l2-x2': 'bench-l2x2:' };
+/** Targets made of two instances. */
+const INSTANCES: Partial<Record<PgscribeTarget, number>> = { 'pgscribe-cache-x2': 2, 'pgscribe-l2-x2': 2 };
+
+/** The last stats line a pgscribe printed (SIGUSR2), as numbers. */
+async function pgscribeStats(proc: ChildProcess, stderr: () => string): Promise<Record<string, number>> {
+  const before = (stderr().match(/ INFO stats /g) ?? []).length;
+  proc.kill('SIGUSR2');
+  for (let i = 0; i < 250; i++) {
+    const lines = stderr().split('\n').filter((l) => l.includes(' INFO stats '));
+    if (lines.length > before) {
+      const out: Record<string, number> = {};
+      for (const m of lines[lines.length - 1]!.matchAll(/ (\w+)=(\d+)/g)) out[m[1]!] = Number(m[2]);
+      return out;
+    }
+    await new Promise((r) => setTimeout(r, 20));
   }
-  const t: Target = { name, port: Number(m[1]), pid: proc.pid!, proc };
+  return {};
+}
+
+async function startPgscribe(name: PgscribeTarget, pgPort: number, dir: string, redisPort: number | null): Promise<Target> {
+  const logOn = !name.endsWith('-nolog');
+  const prefix = REDIS_TARGETS[name];
+  if (prefix !== undefined && redisPort === null) throw new Error('redis-server is not installed');
+  const n = INSTANCES[name] ?? 1;
+  const procs: ChildProcess[] = [];
+  const ports: number[] = [];
+  const logs: string[] = [];
+  const stderrs: (() => string)[] = [];
+  for (let i = 0; i < n; i++) {
+    // One log file per instance: several pgscribe targets with the log on run side by side.
+    const logPath = path.join(dir, n === 1 ? `queries-${name}.log` : `queries-${name}-${i}.log`);
+    const args = [
+      path.join(ROOT, 'dist/main.js'),
+      '--listen',
+      '127.0.0.1:0',
+      '--upstream',
+      `127.0.0.1:${pgPort}`,
+      '--max-connections',
+      '1000',
+      '--log',
+      logOn ? logPath : 'none',
+      ...PGSCRIBE_FLAGS[name],
+      ...(name === 'pgscribe-tls' ? tlsFlags() : []),
+      ...(prefix === undefined ? [] : ['--redis', `127.0.0.1:${redisPort}`, '--redis-prefix', prefix]),
+    ];
+    const proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    // The tail of what it says, for its stats lines.
+    let err = '';
+    proc.stderr!.on('data', (d: Buffer) => {
+      err = (err + d.toString()).slice(-65536);
+    });
+    procs.push(proc);
+    try {
+      const m = await waitForLine(proc, 'stderr', /listening listen=\S+:(\d+)/);
+      ports.push(Number(m[1]));
+      for (let waited = 0; prefix !== undefined && !/redis: shared cache available/.test(err); waited += 20) {
+        if (waited > 15000 || proc.exitCode !== null) throw new Error(`${name}: Redis never became available: ${err}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    } catch (err) {
+      for (const p of procs) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+      throw err;
+    }
+    logs.push(logPath);
+    stderrs.push(() => err);
+  }
+  const proc = procs[0]!;
+  const t: Target = { name, port: ports[0]!, pid: proc.pid!, proc };
+  if (n > 1) {
+    t.extraPorts = ports.slice(1);
+    t.extraPids = procs.slice(1).map((p) => p.pid!);
+    t.stop = async () => {
+      for (const p of procs) p.kill('SIGKILL');
+    };
+  }
   if (name === 'pgscribe-tls') {
     t.env = { PGSSLMODE: 'require' };
     t.workloads = ['select-simple'];
   }
+  if (n > 1) t.workloads = ['hotset', 'hotset-extended'];
+  if (PGSCRIBE_FLAGS[name].includes('--cache')) {
+    // Lookups answered by either cache level, summed over the instances.
+    t.cacheCounters = async () => {
+      let hits = 0;
+      let misses = 0;
+      for (const [i, p] of procs.entries()) {
+        const st = await pgscribeStats(p, stderrs[i]!);
+        const l2 = st['cache_l2_hits'] ?? 0;
+        hits += (st['cache_hits'] ?? 0) + l2;
+        misses += (st['cache_misses'] ?? 0) - l2;
+      }
+      return { hits, misses };
+    };
+  }
   if (logOn) {
     t.betweenRuns = async () => {
       // Rotate: the next run starts on a fresh file, the old one is deleted.
-      fs.rmSync(logPath, { force: true });
-      proc.kill('SIGHUP');
+      for (const [i, p] of procs.entries()) {
+        fs.rmSync(logs[i]!, { force: true });
+        p.kill('SIGHUP');
+      }
       await new Promise((r) => setTimeout(r, 200));
     };
   }
@@ -222,8 +318,9 @@ async function startCeiling(): Promise<Target> {
   return { name: 'node-ceiling', port: Number(m[1]), pid: proc.pid!, proc };
 }
 
-/** node-ceiling answers every query with a constant row: a ceiling for the hot set only. */
-const runsOn = (t: TargetName, w: Workload): boolean => t !== 'node-ceiling' || w === 'hotset' || w === 'hotset-extended';
+/** node-ceiling answers every query with a constant row, and the two-instance targets are about the hot set: hot set only. */
+const HOTSET_ONLY: readonly TargetName[] = ['node-ceiling', 'pgscribe-cache-x2', 'pgscribe-l2-x2'];
+const runsOn = (t: TargetName, w: Workload): boolean => !HOTSET_ONLY.includes(t) || w === 'hotset' || w === 'hotset-extended';
 
 /** --tls-cert/--tls-key of a throwaway certificate (openssl, as in the tests). */
 function tlsFlags(): string[] {
@@ -579,14 +676,25 @@ function readLatencies(prefix: string): Float64Array {
   return arr;
 }
 
+/** CPU ticks of every process tree charged to t. */
+function targetTicks(t: Target): number {
+  let n = 0;
+  for (const pid of [...(t.pid === null ? [] : [t.pid]), ...(t.extraPids ?? [])]) n += treeCpuTicks(pid);
+  return n;
+}
+
 async function runCell(w: Workload, t: Target, repeat: number, dir: string): Promise<Cell> {
+  const ports = [t.port, ...(t.extraPorts ?? [])];
+  // Several instances: one pgbench per instance, the clients and threads split evenly.
+  const clients = Math.max(1, Math.floor(CLIENTS / ports.length));
+  const threads = Math.max(1, Math.floor(THREADS / ports.length));
   const prefix = path.join(dir, `pgb-${w}-${t.name}-${repeat}`);
-  const args = [
+  const argsFor = (port: number, i: number) => [
     '-n',
     '-c',
-    String(CLIENTS),
+    String(clients),
     '-j',
-    String(THREADS),
+    String(threads),
     '-T',
     String(DURATION),
     ...workloadArgs(w, dir),
@@ -594,36 +702,51 @@ async function runCell(w: Workload, t: Target, repeat: number, dir: string): Pro
     // A 10% sample of the transactions gives p99 from 10^4-10^5 latencies per cell while pgbench
     // spends a tenth of the CPU on its log; the same for every target.
     `--sampling-rate=${LATENCY_SAMPLE}`,
-    `--log-prefix=${prefix}`,
+    `--log-prefix=${ports.length === 1 ? prefix : `${prefix}-${i}`}`,
     '-h',
     '127.0.0.1',
     '-p',
-    String(t.port),
+    String(port),
     '-U',
     'postgres',
     'postgres',
   ];
   // Cache counters are read outside the CPU window: the SHOW query is not the workload's.
   const cache0 = (await t.cacheCounters?.()) ?? null;
-  const before = t.pid === null ? 0 : treeCpuTicks(t.pid);
-  const r = await run('pgbench', args, { timeoutMs: (DURATION + 60) * 1000, cwd: dir, env: t.env === undefined ? process.env : { ...process.env, ...t.env } });
-  const after = t.pid === null ? 0 : treeCpuTicks(t.pid);
+  const before = targetTicks(t);
+  const env = t.env === undefined ? process.env : { ...process.env, ...t.env };
+  const results = await Promise.all(ports.map((port, i) => run('pgbench', argsFor(port, i), { timeoutMs: (DURATION + 60) * 1000, cwd: dir, env })));
+  const after = targetTicks(t);
   const cache1 = (await t.cacheCounters?.()) ?? null;
-  if (r.code !== 0) throw new Error(`pgbench ${args.join(' ')} failed (${r.code}): ${r.stderr}\n${r.stdout}`);
-  const num = (re: RegExp) => {
-    const m = re.exec(r.stdout);
-    return m ? Number(m[1]) : NaN;
-  };
-  const transactions = num(/number of transactions actually processed: (\d+)/);
-  const lat = readLatencies(prefix);
+  let tps = 0;
+  let transactions = 0;
+  let failed = 0;
+  let latencySum = 0;
+  const lats: number[] = [];
+  for (const [i, r] of results.entries()) {
+    if (r.code !== 0) throw new Error(`pgbench ${argsFor(ports[i]!, i).join(' ')} failed (${r.code}): ${r.stderr}\n${r.stdout}`);
+    const num = (re: RegExp) => {
+      const m = re.exec(r.stdout);
+      return m ? Number(m[1]) : NaN;
+    };
+    const n = num(/number of transactions actually processed: (\d+)/);
+    // The pgbench processes ran side by side for the same time: their rates add up.
+    tps += num(/tps = ([\d.]+) \(without initial connection time\)/);
+    transactions += n;
+    failed += num(/number of failed transactions: (\d+)/) || 0;
+    latencySum += num(/latency average = ([\d.]+) ms/) * n;
+    for (const x of readLatencies(ports.length === 1 ? prefix : `${prefix}-${i}`)) lats.push(x);
+  }
+  const lat = Float64Array.from(lats);
+  lat.sort();
   return {
     workload: w,
     target: t.name,
     repeat,
-    tps: num(/tps = ([\d.]+) \(without initial connection time\)/),
+    tps,
     transactions,
-    failed: num(/number of failed transactions: (\d+)/) || 0,
-    latencyMeanMs: num(/latency average = ([\d.]+) ms/),
+    failed,
+    latencyMeanMs: latencySum / transactions,
     latencyP99Ms: percentile(lat, 99) / 1000,
     cpuUsPerTxn: t.pid === null ? null : (((after - before) / CLK_TCK) * 1e6) / transactions,
     cacheHitRatio: cache0 !== null && cache1 !== null ? hitRatio(cache0, cache1) : null,
@@ -711,6 +834,30 @@ function tlsCost(rows: Summary[]): string {
   return out.length === 0 ? '' : '\n' + out.join('\n') + '\n';
 }
 
+/**
+ * The shared-cache lines under the table: per hot-set workload, two instances sharing Redis
+ * against one instance, two without Redis, and direct; with the share of cacheable lookups that
+ * either cache level answered (summed over instances, median of the runs).
+ */
+function sharedCacheLines(rows: Summary[]): string {
+  const out: string[] = [];
+  const pct = (r: Summary | undefined) => (r?.cacheHitRatio === null || r?.cacheHitRatio === undefined ? '?' : `${(r.cacheHitRatio * 100).toFixed(1)}%`);
+  for (const w of WORKLOADS) {
+    const get = (t: TargetName) => rows.find((x) => x.workload === w && x.target === t);
+    const x2 = get('pgscribe-l2-x2');
+    if (x2 === undefined) continue;
+    const vs = (t: TargetName) => {
+      const o = get(t);
+      return o === undefined ? '' : `, ${f1(x2.tps / o.tps, 2)}x ${t} (${f1(o.tps, 0)} tps${o.cacheHitRatio === null ? '' : `, hits ${pct(o)}`})`;
+    };
+    out.push(
+      `Two instances sharing Redis (${w}): ${f1(x2.tps, 0)} tps, hits ${pct(x2)}, proxy+Redis CPU ${f1(x2.cpuUsPerTxn)} µs/txn` +
+        vs('direct') + vs('pgscribe-cache') + vs('pgscribe-l2') + vs('pgscribe-cache-x2'),
+    );
+  }
+  return out.length === 0 ? '' : '\n' + out.join('\n') + '\n';
+}
+
 function markdown(rows: Summary[]): string {
   const lines = [
     '| workload | target | tps | mean ms | p99 ms | proxy CPU µs/txn | tps vs direct | tps vs relay | tps vs pgbouncer | tps vs pgpool-cache | tps vs pgscribe-log | tps vs ceiling | CPU vs relay | CPU vs pgbouncer |',
@@ -730,11 +877,13 @@ async function main(): Promise<void> {
   fs.chmodSync(dir, 0o755);
   const targets: Target[] = [];
   let pg: PgCluster | null = null;
+  let redis: RedisServer | null = null;
   let cleaning: Promise<void> | null = null;
   // Idempotent: SIGINT and the finally below may both call it.
   const cleanup = () =>
     (cleaning ??= (async () => {
       await Promise.all(targets.map(async (t) => (t.stop ? t.stop() : void t.proc?.kill('SIGKILL'))));
+      await redis?.stop();
       await pg?.stop();
       fs.rmSync(dir, { recursive: true, force: true });
     })());
@@ -752,11 +901,26 @@ async function main(): Promise<void> {
     if (init.code !== 0) throw new Error(`pgbench -i failed: ${init.stderr}`);
     for (const name of TARGETS) {
       if (name === 'direct') targets.push({ name, port: pg.port, pid: null, proc: null });
-      else if (name === 'pgscribe-log' || name === 'pgscribe-nolog' || name === 'pgscribe-tls') targets.push(await startPgscribe(name, pg.port, dir));
-      else if (name === 'pgscribe-cache' || name === 'pgscribe-cache-nolog' || name === 'pgscribe-cache-w2' || name === 'pgscribe-insight') {
-        // These need flags pgscribe may not have yet: a start-up failure skips the target.
+      else if (name === 'pgscribe-log' || name === 'pgscribe-nolog' || name === 'pgscribe-tls') targets.push(await startPgscribe(name, pg.port, dir, null));
+      else if (
+        name === 'pgscribe-cache' ||
+        name === 'pgscribe-cache-nolog' ||
+        name === 'pgscribe-cache-w2' ||
+        name === 'pgscribe-insight' ||
+        name === 'pgscribe-l2' ||
+        name === 'pgscribe-cache-x2' ||
+        name === 'pgscribe-l2-x2'
+      ) {
+        if (!WORKLOADS.some((w) => runsOn(name, w))) continue;
+        // These need flags (and for some a redis-server) that may be missing: a start-up failure skips the target.
         try {
-          targets.push(await startPgscribe(name, pg.port, dir));
+          if (REDIS_TARGETS[name] !== undefined && redis === null) {
+            redis = await startRedis();
+            process.stderr.write(`redis-server for the shared-cache targets on port ${redis.port}\n`);
+          }
+          const t = await startPgscribe(name, pg.port, dir, REDIS_TARGETS[name] === undefined ? null : redis!.port);
+          if (REDIS_TARGETS[name] !== undefined) t.extraPids = [...(t.extraPids ?? []), redis!.pid];
+          targets.push(t);
         } catch (err) {
           process.stderr.write(`${name} failed to start; skipping it (its rows stay absent): ${(err as Error).message}\n`);
         }
@@ -815,7 +979,8 @@ async function main(): Promise<void> {
         `Command: make bench (DURATION=${DURATION} CLIENTS=${CLIENTS} THREADS=${THREADS} REPEATS=${REPEATS} SCALE=${SCALE}); medians of ${REPEATS} interleaved repeats.\n\n` +
         md +
         '\n' +
-        tlsCost(rows),
+        tlsCost(rows) +
+        sharedCacheLines(rows),
     );
     const out = path.join(ROOT, 'logs', `bench-${machine.date.replace(/[:.]/g, '-')}.json`);
     fs.writeFileSync(out, JSON.stringify({ machine, settings, summary: rows, cells }, null, 2) + '\n');
