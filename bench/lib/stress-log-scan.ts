@@ -31,8 +31,9 @@ export interface TypeCounts {
   /** Executes of an empty statement (EmptyQueryResponse: not a call). */
   emptyE: number;
   /**
-   * Q and E lines answered by the proxy without PostgreSQL (`cache=hit`, `flight=waiter`): not
-   * calls. (A waiter whose leader failed runs the query itself: the proxy's cache_reruns.)
+   * Q and E lines answered by the proxy without PostgreSQL (`cache=hit`, `cache=l2`,
+   * `flight=waiter`): not calls. (A waiter whose leader failed runs the query itself: the proxy's
+   * cache_reruns.)
    */
   answeredByProxy: number;
   /** `done` lines (--log-completions): one per Q and E line when the run is over. */
@@ -52,14 +53,14 @@ function skipSeq(buf: Buffer, i: number, stop: number): number {
 const DONE = Buffer.from('done seq=');
 
 /**
- * The fields between a Q/E line's type and its sql= carry `cache=hit` or `flight=waiter` (added by
- * the cache layer). Only that short stretch is searched: a search of the rest of the chunk would
+ * The fields between a Q/E line's type and its sql= carry `cache=hit`, `cache=l2` (the shared cache
+ * in Redis) or `flight=waiter` (added by the cache layer). Only that short stretch is searched: a search of the rest of the chunk would
  * make a scan of a log without such lines quadratic.
  */
 function answeredByProxy(buf: Buffer, from: number, stop: number): boolean {
   const sql = buf.indexOf(' sql=', from);
   const fields = buf.toString('latin1', from, sql < 0 || sql > stop ? stop : sql);
-  return fields.includes(' cache=hit') || fields.includes(' flight=waiter');
+  return fields.includes(' cache=hit') || fields.includes(' cache=l2') || fields.includes(' flight=waiter');
 }
 
 export class QueryLogScanner {
