@@ -11,7 +11,7 @@ import { USERS } from './helpers/pg-cluster';
 import { clusterAndProxies } from './helpers/fixture';
 import type { Proxy } from './helpers/proxy';
 import {
-  WORKER_MODES, calls, column, extUnit, firstRow, linesWith, lockWaitersSql, proxyStats, value, waitLines, waitUntilCount,
+  WORKER_MODES, calls, column, extUnit, firstRow, holdTableLock, linesWith, lockWaitersSql, proxyStats, value, waitLines, waitUntilCount,
   wireBytes, workerArgs,
 } from './helpers/cache';
 import { RawClient, describeMessages, enc, errorsIn, type BackendMessage } from './helpers/wire';
@@ -27,26 +27,12 @@ t.before(async () => {
   await pg().psql(`CREATE TABLE sf_t (id int PRIMARY KEY, v int); INSERT INTO sf_t SELECT g, g FROM generate_series(1, ${ROWS}) g; GRANT SELECT ON sf_t TO ${USERS.trust.user};`);
 });
 
-/** A direct session that holds an ACCESS EXCLUSIVE lock on sf_t until release(). */
-async function lockTable(): Promise<{ release(): Promise<void> }> {
-  const c = await RawClient.connect(pg().port);
-  await c.startup('postgres');
-  const r = await c.query('BEGIN; LOCK TABLE sf_t IN ACCESS EXCLUSIVE MODE');
-  if (errorsIn(r).length > 0) throw new Error(`lock failed: ${describeMessages(r)}`);
-  return {
-    async release() {
-      await c.query('COMMIT');
-      c.sock.destroy();
-    },
-  };
-}
-
 /**
  * Lock sf_t, send `bytes` from the leader and wait until its query (whose text starts with `sql`)
  * blocks inside PostgreSQL. Returns the lock, to release once the waiters are in.
  */
 async function blockedLeader(leader: RawClient, bytes: Buffer, sql = READ): Promise<{ release(): Promise<void> }> {
-  const lock = await lockTable();
+  const lock = await holdTableLock(pg(), 'sf_t');
   leader.write(bytes);
   await waitUntilCount(pg(), lockWaitersSql(sql), 1);
   return lock;

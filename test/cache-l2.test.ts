@@ -16,7 +16,7 @@ import { PG_BIN, USERS, run, type RunResult } from './helpers/pg-cluster';
 import { clusterAndProxies } from './helpers/fixture';
 import type { Proxy } from './helpers/proxy';
 import {
-  WORKER_MODES, calls, column, extUnit, lockWaitersSql, proxyStats, value, waitCounter, waitUntilCount, wireBytes, workerArgs,
+  WORKER_MODES, calls, column, extUnit, holdTableLock, lockWaitersSql, proxyStats, value, waitCounter, waitUntilCount, wireBytes, workerArgs,
 } from './helpers/cache';
 import { parseProm, value as sample } from './helpers/prom';
 import { startRedis, type RedisServer } from './helpers/redis';
@@ -328,18 +328,20 @@ t.test('Redis killed during pgbench through both instances: no failed transactio
   t.match(await logged(b, sql, 1), [/ cache=l2 /], 'after the restart B is answered from L2 again');
 });
 
-/** A direct session that holds an ACCESS EXCLUSIVE lock on `slow` until release(). */
-async function lockSlow(): Promise<{ release(): Promise<void> }> {
-  const c = await RawClient.connect(pg().port);
-  await c.startup('postgres');
-  const r = await c.query('BEGIN; LOCK TABLE slow IN ACCESS EXCLUSIVE MODE');
-  if (errorsIn(r).length > 0) throw new Error(`lock failed: ${describeMessages(r)}`);
-  return {
-    async release() {
-      await c.query('COMMIT');
-      c.sock.destroy();
-    },
-  };
+/** Lock `slow`, send `sql` through `leader` and wait until it blocks inside PostgreSQL. */
+async function blockedLeader(leader: RawClient, sql: string): Promise<{ release(): Promise<void> }> {
+  const lock = await holdTableLock(pg(), 'slow');
+  leader.write(enc.query(sql));
+  await waitUntilCount(pg(), lockWaitersSql(sql), 1);
+  return lock;
+}
+
+/** A's client leads `sql` (blocked in PostgreSQL), B's clients send it and wait for A's flight. */
+async function remoteWaiting(a: RawClient, bs: RawClient[], b: Proxy, sql: string): Promise<{ release(): Promise<void> }> {
+  const lock = await blockedLeader(a, sql);
+  for (const c of bs) c.write(enc.query(sql));
+  await waitCounter(b, 'cache_l2_remote_waits', 1);
+  return lock;
 }
 
 const SLOW = 'SELECT count(*), sum(v) FROM slow';
@@ -349,11 +351,7 @@ t.test('--redis-singleflight: identical reads through both instances run once', 
   const as = await Promise.all(Array.from({ length: 5 }, () => fx.session(a.port)));
   const bs = await Promise.all(Array.from({ length: 5 }, () => fx.session(b.port)));
   await resetStatements();
-  const lock = await lockSlow();
-  as[0]!.write(enc.query(SLOW));
-  await waitUntilCount(pg(), lockWaitersSql(SLOW), 1);
-  for (const c of [...as.slice(1), ...bs]) c.write(enc.query(SLOW));
-  await waitCounter(b, 'cache_l2_remote_waits', 1);
+  const lock = await remoteWaiting(as[0]!, [...as.slice(1), ...bs], b, SLOW);
   await waitCounter(b, 'cache_waiters', 4);
   await waitCounter(a, 'cache_waiters', 4);
   await waitUntilCount(pg(), lockWaitersSql(SLOW), 1); // only A's leader reached PostgreSQL
@@ -375,11 +373,7 @@ t.test('--redis-singleflight: the leading instance dies; the other one runs the 
   const ca = await fx.session(a.port);
   const bs = await Promise.all(Array.from({ length: 3 }, () => fx.session(b.port)));
   const sql = `${SLOW} WHERE id > 1`;
-  const lock = await lockSlow();
-  ca.write(enc.query(sql));
-  await waitUntilCount(pg(), lockWaitersSql(sql), 1);
-  for (const c of bs) c.write(enc.query(sql));
-  await waitCounter(b, 'cache_l2_remote_waits', 1);
+  const lock = await remoteWaiting(ca, bs, b, sql);
   a.proc.kill('SIGKILL');
   await waitCounter(b, 'cache_l2_remote_timeouts', 1, 15000);
   await waitUntilCount(pg(), lockWaitersSql(sql), 2); // B's leader reached PostgreSQL
@@ -396,11 +390,7 @@ t.test("--redis-singleflight: the leading instance's client goes away; the other
   const ca = await fx.session(a.port);
   const cb = await fx.session(b.port);
   const sql = `${SLOW} WHERE id > 2`;
-  const lock = await lockSlow();
-  ca.write(enc.query(sql));
-  await waitUntilCount(pg(), lockWaitersSql(sql), 1);
-  cb.write(enc.query(sql));
-  await waitCounter(b, 'cache_l2_remote_waits', 1);
+  const lock = await remoteWaiting(ca, [cb], b, sql);
   ca.sock.destroy();
   // A frees the lock and says the flight is over: B does not wait out the ten-minute lock.
   await waitUntilCount(pg(), lockWaitersSql(sql), 2);
@@ -415,11 +405,7 @@ t.test('--redis-singleflight: a client waiting for another instance can be cance
   const ca = await fx.session(a.port);
   const waiter = await fx.sessionWithKey(b.port);
   const sql = `${SLOW} WHERE id > 3`;
-  const lock = await lockSlow();
-  ca.write(enc.query(sql));
-  await waitUntilCount(pg(), lockWaitersSql(sql), 1);
-  waiter.c.write(enc.query(sql));
-  await waitCounter(b, 'cache_l2_remote_waits', 1);
+  const lock = await remoteWaiting(ca, [waiter.c], b, sql);
   const cancel = await RawClient.connect(b.port);
   cancel.write(enc.cancel(waiter.pid, waiter.secret));
   const r = await waiter.c.readZ(1);

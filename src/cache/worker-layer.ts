@@ -24,6 +24,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 
 import { zeroCounters, type CacheLayer, type CacheRequest, type FlightClient, type LayerOptions, type SharedAnswer, type Verdict } from './layer';
+import { Fifo } from '../fifo';
 import { Op, Reply, SHARD_STATE_KEYS, type ShardState, type WorkerSetup } from './worker-protocol';
 
 /** Compiled next to this file, in dist/cache/ as in build/src/cache/. */
@@ -46,42 +47,6 @@ type Pending =
 interface Waiter {
   client: FlightClient;
   flightId: number;
-}
-
-/** A queue with O(1) shift (Array#shift is O(n) on long arrays). */
-class Fifo<T> {
-  private items: (T | undefined)[] = [];
-  private head = 0;
-
-  get size(): number {
-    return this.items.length - this.head;
-  }
-
-  push(x: T): void {
-    this.items.push(x);
-  }
-
-  shift(): T | undefined {
-    if (this.head === this.items.length) return undefined;
-    const x = this.items[this.head];
-    this.items[this.head++] = undefined;
-    if (this.head === this.items.length) {
-      this.items.length = 0;
-      this.head = 0;
-    } else if (this.head >= 1024 && this.head * 2 >= this.items.length) {
-      this.items = this.items.slice(this.head);
-      this.head = 0;
-    }
-    return x;
-  }
-
-  /** Everything left, in order; the queue is empty afterwards. */
-  drain(): T[] {
-    const rest = this.items.slice(this.head) as T[];
-    this.items = [];
-    this.head = 0;
-    return rest;
-  }
 }
 
 /** The event loop thread's side of one worker. */

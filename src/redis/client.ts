@@ -14,6 +14,7 @@
  * instead of the FIFO.
  */
 import * as net from 'node:net';
+import { Fifo } from '../fifo';
 import { RespParser, RespProtocolError, RespError, encodeCommand, type RespValue } from './resp';
 
 export type RedisArg = string | Buffer;
@@ -87,65 +88,6 @@ interface Pending {
   deadline: number;
 }
 
-/** A FIFO of pending commands with O(1) shift and a scan position for timeouts. */
-class PendingQueue {
-  private items: (Pending | undefined)[] = [];
-  private head = 0;
-  /** Index of the first entry whose deadline has not been handled yet. */
-  private scan = 0;
-
-  get size(): number {
-    return this.items.length - this.head;
-  }
-
-  push(p: Pending): void {
-    this.items.push(p);
-  }
-
-  shift(): Pending | undefined {
-    if (this.head === this.items.length) return undefined;
-    const p = this.items[this.head];
-    this.items[this.head++] = undefined;
-    if (this.scan < this.head) this.scan = this.head;
-    if (this.head === this.items.length) {
-      this.items.length = 0;
-      this.head = this.scan = 0;
-    } else if (this.head >= 1024 && this.head * 2 >= this.items.length) {
-      this.items = this.items.slice(this.head);
-      this.scan -= this.head;
-      this.head = 0;
-    }
-    return p;
-  }
-
-  /** Entries from the scan position on whose deadline is <= now; advances past them. */
-  *expired(now: number): Generator<Pending> {
-    while (this.scan < this.items.length) {
-      const p = this.items[this.scan]!;
-      if (p.deadline > now) return;
-      this.scan++;
-      yield p;
-    }
-  }
-
-  /** Deadline of the first entry not yet expired (undefined: none). */
-  nextDeadline(): number | undefined {
-    return this.scan < this.items.length ? this.items[this.scan]!.deadline : undefined;
-  }
-
-  /** Deadline of the oldest unanswered entry. */
-  oldestDeadline(): number | undefined {
-    return this.head < this.items.length ? this.items[this.head]!.deadline : undefined;
-  }
-
-  drain(): Pending[] {
-    const rest = this.items.slice(this.head) as Pending[];
-    this.items = [];
-    this.head = this.scan = 0;
-    return rest;
-  }
-}
-
 export class RedisClient implements RedisLink {
   private readonly opts: RedisClientOptions;
   private readonly maxPending: number;
@@ -153,7 +95,10 @@ export class RedisClient implements RedisLink {
   private readonly connectTimeoutMs: number;
   private sock: net.Socket | null = null;
   private readonly parser: RespParser;
-  private readonly pending = new PendingQueue();
+  /** Commands sent, in order, until their reply comes (timed-out ones too: their reply is still due). */
+  private readonly pending = new Fifo<Pending>();
+  /** How many at the head of `pending` have timed out already (deadlines grow along the queue). */
+  private expired = 0;
   /** Encoded commands waiting for the end of this event loop turn. */
   private out: Buffer[] = [];
   private outBytes = 0;
@@ -326,6 +271,7 @@ export class RedisClient implements RedisLink {
   private failAll(f: RedisFailure): void {
     if (this.timeoutTimer !== null) clearTimeout(this.timeoutTimer);
     this.timeoutTimer = null;
+    this.expired = 0;
     for (const p of this.pending.drain()) {
       const cb = p.cb;
       p.cb = null;
@@ -375,6 +321,7 @@ export class RedisClient implements RedisLink {
       this.drop('a reply came for no command');
       return;
     }
+    if (this.expired > 0) this.expired--;
     const cb = p.cb;
     p.cb = null;
     if (cb === null) return; // timed out: its late reply is dropped
@@ -383,7 +330,7 @@ export class RedisClient implements RedisLink {
   }
 
   private armTimeout(): void {
-    const next = this.pending.nextDeadline();
+    const next = this.pending.at(this.expired)?.deadline;
     if (next === undefined) return;
     if (this.timeoutTimer !== null) {
       if (this.timeoutAt <= next) return;
@@ -397,12 +344,13 @@ export class RedisClient implements RedisLink {
     this.timeoutTimer = null;
     const now = performance.now();
     const f = new RedisFailure('timeout', `no reply from Redis within ${this.opts.timeoutMs} ms`);
-    for (const p of this.pending.expired(now)) {
+    for (let p = this.pending.at(this.expired); p !== undefined && p.deadline <= now; p = this.pending.at(this.expired)) {
+      this.expired++;
       const cb = p.cb;
       p.cb = null;
       if (cb !== null) cb(f, null);
     }
-    const oldest = this.pending.oldestDeadline();
+    const oldest = this.pending.at(0)?.deadline;
     if (oldest !== undefined && now - oldest > STALL_RESET_MS) {
       this.drop(`no reply for ${Math.round(now - oldest + this.opts.timeoutMs)} ms`);
       return;

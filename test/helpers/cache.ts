@@ -3,7 +3,7 @@
 
 import type { PgCluster } from './pg-cluster';
 import type { Proxy } from './proxy';
-import { enc, type BackendMessage, type RawClient } from './wire';
+import { RawClient, describeMessages, enc, errorsIn, type BackendMessage } from './wire';
 
 /**
  * The cache layer runs in the event loop thread (workers 0) or sharded over worker threads; every
@@ -128,6 +128,23 @@ export async function waitUntilCount(pg: PgCluster, sql: string, n: number, time
     if (Date.now() > deadline) throw new Error(`${sql}: ${got}, expected ${n}`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+/**
+ * A direct session (not through a proxy) that holds an ACCESS EXCLUSIVE lock on `table` until
+ * release(): a query on it blocks inside PostgreSQL, so that others can join its flight.
+ */
+export async function holdTableLock(pg: PgCluster, table: string): Promise<{ release(): Promise<void> }> {
+  const c = await RawClient.connect(pg.port);
+  await c.startup('postgres');
+  const r = await c.query(`BEGIN; LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+  if (errorsIn(r).length > 0) throw new Error(`lock failed: ${describeMessages(r)}`);
+  return {
+    async release() {
+      await c.query('COMMIT');
+      c.sock.destroy();
+    },
+  };
 }
 
 /** Sessions of the cluster blocked on a lock while running a statement that starts with `prefix`. */
