@@ -166,6 +166,26 @@ for (const workers of WORKER_MODES) {
   });
 }
 
+t.test("a commit's answer waits until Redis has its invalidation", async (t) => {
+  const [a] = await pair(0, ['--redis-timeout-ms', '60000']);
+  const ca = await fx.session(a.port);
+  redis.pause();
+  let early: BackendMessage | null = null;
+  try {
+    ca.write(enc.query("UPDATE kv SET v = 'held' WHERE id = 50"));
+    // Committed in PostgreSQL (seen directly), so its CommandComplete and ReadyForQuery are at pgscribe...
+    await waitUntilCount(pg(), "SELECT count(*) FROM kv WHERE id = 50 AND v = 'held'", 1);
+    // ...which does not pass them on while Redis has not acknowledged the new generation.
+    early = await ca.read(500).catch(() => null);
+  } finally {
+    redis.resume();
+  }
+  t.equal(early, null, 'nothing reached the client while Redis was stopped');
+  const r = await ca.readZ(1);
+  t.equal(describeMessages(r), 'C Z', 'then the commit is answered: CommandComplete, ReadyForQuery');
+  t.equal((await proxyStats(a))['cache_l2_invalidations_sent'], 1, 'its invalidation went to Redis');
+});
+
 t.test('/metrics shows the shared cache; POST /cache/flush on A empties the cache of every instance', async (t) => {
   const [a, b] = await pair(0, ['--admin', '127.0.0.1:0']);
   const adminOf = async (p: Proxy) => `http://127.0.0.1:${/admin=http:\/\/127\.0\.0\.1:(\d+)\//.exec(await p.waitStderr(/admin server listening admin=\S+/))![1]}`;
