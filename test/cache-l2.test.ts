@@ -10,7 +10,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import t from 'tap';
+import t, { type Test as Tap } from 'tap';
 import { encodeEntry, decodeEntry } from '../src/cache/l2-value';
 import { PG_BIN, USERS, run, type RunResult } from './helpers/pg-cluster';
 import { clusterAndProxies } from './helpers/fixture';
@@ -58,11 +58,12 @@ t.teardown(async () => {
 
 let prefixes = 0;
 
-/** Two instances sharing Redis under a prefix of their own, both past their first connect. */
-async function pair(workers: number, extra: string[] = []): Promise<[Proxy, Proxy]> {
+/** Two instances sharing Redis under a prefix of their own, both past their first connect; stopped when test t ends. */
+async function pair(t: Tap, workers: number, extra: string[] = []): Promise<[Proxy, Proxy]> {
   const args = ['--cache', '--singleflight', '--cache-ttl', HOUR, '--redis', `127.0.0.1:${redis.port}`, '--redis-prefix', `t${++prefixes}:`, ...workerArgs(workers), ...extra];
   const a = await fx.launch(args);
   const b = await fx.launch(args);
+  t.teardown(() => Promise.all([fx.stopProxy(a), fx.stopProxy(b)]).then(() => undefined));
   await a.waitStderr(/redis: shared cache available/);
   await b.waitStderr(/redis: shared cache available/);
   return [a, b];
@@ -103,7 +104,7 @@ for (const workers of WORKER_MODES) {
   const mode = `workers=${workers}`;
 
   t.test(`${mode}: a read through A, then through B, is answered from L2 byte for byte; PostgreSQL runs it once`, async (t) => {
-    const [a, b] = await pair(workers);
+    const [a, b] = await pair(t, workers);
     const ca = await fx.session(a.port);
     const cb = await fx.session(b.port);
     await resetStatements();
@@ -141,7 +142,7 @@ for (const workers of WORKER_MODES) {
   });
 
   t.test(`${mode}: an UPDATE through A is seen by the next read through B; a rolled-back one changes nothing`, async (t) => {
-    const [a, b] = await pair(workers);
+    const [a, b] = await pair(t, workers);
     const ca = await fx.session(a.port);
     const cb = await fx.session(b.port);
     const id = 7 + workers;
@@ -167,7 +168,7 @@ for (const workers of WORKER_MODES) {
 }
 
 t.test("a commit's answer waits until Redis has its invalidation", async (t) => {
-  const [a] = await pair(0, ['--redis-timeout-ms', '60000']);
+  const [a] = await pair(t, 0, ['--redis-timeout-ms', '60000']);
   const ca = await fx.session(a.port);
   redis.pause();
   let early: BackendMessage | null = null;
@@ -187,7 +188,7 @@ t.test("a commit's answer waits until Redis has its invalidation", async (t) => 
 });
 
 t.test('/metrics shows the shared cache; POST /cache/flush on A empties the cache of every instance', async (t) => {
-  const [a, b] = await pair(0, ['--admin', '127.0.0.1:0']);
+  const [a, b] = await pair(t, 0, ['--admin', '127.0.0.1:0']);
   const adminOf = async (p: Proxy) => `http://127.0.0.1:${/admin=http:\/\/127\.0\.0\.1:(\d+)\//.exec(await p.waitStderr(/admin server listening admin=\S+/))![1]}`;
   const [ua, ub] = [await adminOf(a), await adminOf(b)];
   const ca = await fx.session(a.port);
@@ -213,7 +214,7 @@ t.test('/metrics shows the shared cache; POST /cache/flush on A empties the cach
 });
 
 t.test('a tampered value in Redis is never an answer', async (t) => {
-  const [a, b] = await pair(0);
+  const [a, b] = await pair(t, 0);
   const ca = await fx.session(a.port);
   const cb = await fx.session(b.port);
   const prefix = prefixOf(a);
@@ -279,7 +280,7 @@ t.test('a tampered value in Redis is never an answer', async (t) => {
 });
 
 t.test('Redis stopped (SIGSTOP) and continued: every query is answered; the breaker opens and closes by itself', async (t) => {
-  const [a, b] = await pair(0, ['--redis-timeout-ms', '50']);
+  const [a, b] = await pair(t, 0, ['--redis-timeout-ms', '50']);
   const ca = await fx.session(a.port);
   const cb = await fx.session(b.port);
   const sql = 'SELECT v FROM kv WHERE id = 20';
@@ -314,7 +315,7 @@ function failed(r: RunResult): number {
 }
 
 t.test('Redis killed during pgbench through both instances: no failed transaction; sharing resumes after restart', async (t) => {
-  const [a, b] = await pair(0);
+  const [a, b] = await pair(t, 0);
   const args = ['-c', '4', '-j', '2', '-T', '8', '-M', 'prepared', '-f', 'hot.sql@4', '-f', 'ryw.sql@1'];
   const runs = Promise.all([pgbench(a.port, args), pgbench(b.port, args)]);
   await new Promise((r) => setTimeout(r, 2000));
@@ -367,7 +368,7 @@ async function remoteWaiting(a: RawClient, bs: RawClient[], b: Proxy, sql: strin
 const SLOW = 'SELECT count(*), sum(v) FROM slow';
 
 t.test('--redis-singleflight: identical reads through both instances run once', async (t) => {
-  const [a, b] = await pair(0, ['--redis-singleflight']);
+  const [a, b] = await pair(t, 0, ['--redis-singleflight']);
   const as = await Promise.all(Array.from({ length: 5 }, () => fx.session(a.port)));
   const bs = await Promise.all(Array.from({ length: 5 }, () => fx.session(b.port)));
   await resetStatements();
@@ -389,7 +390,7 @@ t.test('--redis-singleflight: identical reads through both instances run once', 
 });
 
 t.test('--redis-singleflight: the leading instance dies; the other one runs the query itself after --redis-lock-ms', async (t) => {
-  const [a, b] = await pair(0, ['--redis-singleflight', '--redis-lock-ms', '1000']);
+  const [a, b] = await pair(t, 0, ['--redis-singleflight', '--redis-lock-ms', '1000']);
   const ca = await fx.session(a.port);
   const bs = await Promise.all(Array.from({ length: 3 }, () => fx.session(b.port)));
   const sql = `${SLOW} WHERE id > 1`;
@@ -406,7 +407,7 @@ t.test('--redis-singleflight: the leading instance dies; the other one runs the 
 });
 
 t.test("--redis-singleflight: the leading instance's client goes away; the others are told at once", async (t) => {
-  const [a, b] = await pair(0, ['--redis-singleflight', '--redis-lock-ms', '600000']);
+  const [a, b] = await pair(t, 0, ['--redis-singleflight', '--redis-lock-ms', '600000']);
   const ca = await fx.session(a.port);
   const cb = await fx.session(b.port);
   const sql = `${SLOW} WHERE id > 2`;
@@ -421,7 +422,7 @@ t.test("--redis-singleflight: the leading instance's client goes away; the other
 });
 
 t.test('--redis-singleflight: a client waiting for another instance can be cancelled (57014); its session carries on', async (t) => {
-  const [a, b] = await pair(0, ['--redis-singleflight', '--redis-lock-ms', '600000']);
+  const [a, b] = await pair(t, 0, ['--redis-singleflight', '--redis-lock-ms', '600000']);
   const ca = await fx.session(a.port);
   const waiter = await fx.sessionWithKey(b.port);
   const sql = `${SLOW} WHERE id > 3`;

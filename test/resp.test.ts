@@ -162,8 +162,3 @@ t.test('after an error the parser ignores input until reset()', async (t) => {
   p.push(Buffer.from('+OK\r\n'));
   t.same(got, ['OK'], 'parses again after reset()');
 });
-
-t.test('RespError.prefix is the first word', async (t) => {
-  t.equal(new RespError('WRONGPASS invalid').prefix, 'WRONGPASS');
-  t.equal(new RespError('NOAUTH').prefix, 'NOAUTH');
-});

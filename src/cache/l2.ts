@@ -163,10 +163,6 @@ export class RedisL2 {
     return this.breaker.closed;
   }
 
-  get breakerState(): BreakerState {
-    return this.breaker.state;
-  }
-
   /** Invalidations waiting for Redis to come back (relations, plus databases and flushes). */
   get pendingInvalidations(): number {
     let n = this.pendingDb.size + (this.pendingAll ? 1 : 0);
@@ -180,9 +176,9 @@ export class RedisL2 {
   }
 
   /** The shared identity of a request (null: it reads too many relations to be shared). */
-  ident(digest: Buffer, r: { db: string; tables: readonly string[]; kind: 'Q' | 'X'; hasDescribe?: boolean }): L2Ident | null {
-    if (r.tables.length + 2 > MAX_GENERATIONS) return null;
-    return { digest, hash: digest.toString('base64url'), db: r.db, tables: r.tables, kind: r.kind, hasDescribe: r.hasDescribe === true };
+  ident(digest: Buffer, db: string, tables: readonly string[], kind: 'Q' | 'X', hasDescribe: boolean): L2Ident | null {
+    if (tables.length + 2 > MAX_GENERATIONS) return null;
+    return { digest, hash: digest.toString('base64url'), db, tables, kind, hasDescribe };
   }
 
   // ---- keys --------------------------------------------------------------------------------

@@ -114,8 +114,10 @@ export class TieredCacheLayer implements CacheLayer, L2Events {
       return;
     }
     const req = step.req;
-    const kind = req.kind;
-    const ident = this.l2.available && kind !== undefined ? this.l2.ident(identityDigest(req.scope!, keyBody(req.key)), { ...req, kind }) : null;
+    const ident =
+      this.l2.available && req.kind !== undefined
+        ? this.l2.ident(identityDigest(req.scope!, keyBody(req.key)), req.db, req.tables, req.kind, req.hasDescribe === true)
+        : null;
     if (ident === null) {
       step.client.onVerdict(v, flightId);
       return;

@@ -19,12 +19,6 @@
 /** An error reply (`-ERR ...`, `-WRONGPASS ...`): a value, not an exception. */
 export class RespError {
   constructor(readonly message: string) {}
-
-  /** The error's first word (ERR, WRONGPASS, NOAUTH, OOM, READONLY, ...). */
-  get prefix(): string {
-    const sp = this.message.indexOf(' ');
-    return sp < 0 ? this.message : this.message.slice(0, sp);
-  }
 }
 
 /** A reply: simple string, error, integer, bulk string (null: `$-1`), array (null: `*-1`). */
