@@ -164,6 +164,8 @@ for (const workers of WORKER_MODES) {
     const sb = await proxyStats(b);
     t.ok(sa['cache_l2_invalidations_sent']! >= 2, `A published its commits (${sa['cache_l2_invalidations_sent']})`);
     t.ok(sb['cache_l2_invalidations_received']! >= 2, `B heard them (${sb['cache_l2_invalidations_received']})`);
+    t.ok(sb['cache_l2_stale']! >= 1, `B found the entry in Redis stale after the UPDATE (${sb['cache_l2_stale']})`);
+    t.equal(sb['cache_l2_refused'], 0, 'and refused nothing: a stale entry is not a bad one');
   });
 }
 

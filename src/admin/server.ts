@@ -253,7 +253,8 @@ export class AdminServer {
         one('pgscribe_cache_l2_up', 'gauge', '1 while the shared cache in Redis is in use (its circuit breaker is closed).', c['l2_available']);
         counter('l2_hits', 'pgscribe_cache_l2_hits_total', 'Requests answered from the shared cache in Redis.');
         counter('l2_misses', 'pgscribe_cache_l2_misses_total', 'Shared-cache lookups that found no usable entry (refused ones included).');
-        counter('l2_refused', 'pgscribe_cache_l2_refused_total', 'Shared-cache entries refused: stale generations, bad checksum, foreign format, not an answer of the request.');
+        counter('l2_stale', 'pgscribe_cache_l2_stale_total', 'Shared-cache entries older than a write that committed since (not served).');
+        counter('l2_refused', 'pgscribe_cache_l2_refused_total', 'Shared-cache entries that are not answers: bad checksum, foreign format, not a clean answer of the request (tampering or a bug).');
         counter('l2_stores', 'pgscribe_cache_l2_stores_total', 'Answers stored in the shared cache.');
         counter('l2_errors', 'pgscribe_cache_l2_errors_total', 'Redis commands that failed (timeout, error reply, lost connection, full queue).');
         counter('l2_skips', 'pgscribe_cache_l2_skips_total', 'Shared-cache operations not sent because Redis was unavailable.');

@@ -46,16 +46,15 @@ function sharedLayer(inner: CacheLayer, s: RedisSettings, ops: OpsLog): TieredCa
   const common = { host: s.host, port: s.port, password: s.password, user: s.user, db: s.db };
   // An entry is at most the answer plus its generations and a few bytes of framing.
   const maxBulkBytes = s.maxEntryBytes + 64 * 1024;
-  let l2: RedisL2 | null = null;
+  // The callbacks run only after connect(), below: l2 exists by then.
   const cmd = new RedisClient({
     ...common,
     timeoutMs: s.timeoutMs,
     maxBulkBytes,
-    onReady: () => l2?.linkReady(),
-    onDown: (reason) => l2?.linkDown(reason),
+    onReady: () => shared.linkReady(),
+    onDown: (reason) => shared.linkDown(reason),
   });
-  l2 = new RedisL2(cmd, { prefix: s.prefix, redisDb: s.db, lockMs: s.lockMs, address: cmd.address }, ops);
-  const shared = l2;
+  const shared = new RedisL2(cmd, { prefix: s.prefix, redisDb: s.db, lockMs: s.lockMs, address: cmd.address }, ops);
   const sub: RedisClient = new RedisClient({
     ...common,
     // Only SUBSCRIBE is sent here; a short timeout would just lose track of its reply.

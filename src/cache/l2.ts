@@ -53,8 +53,8 @@ export interface L2Ident {
 
 export type L2Lookup =
   | { kind: 'hit'; entry: L2Entry; ttlMs: number }
-  /** Not there (or refused: why). `gens`: current generations, to store an answer with. */
-  | { kind: 'miss'; gens: string[]; refused: 'stale' | 'foreign' | 'corrupt' | null }
+  /** Not there, stale or refused. `gens`: current generations, to store an answer with. */
+  | { kind: 'miss'; gens: string[] }
   /** Redis did not answer (or the breaker is open): go upstream, store nothing. */
   | { kind: 'unavailable' };
 
@@ -91,6 +91,9 @@ const RELEASE_SCRIPT = "if redis.call('get', KEYS[1]) == ARGV[1] then return red
 export interface L2Counters {
   l2_hits: number;
   l2_misses: number;
+  /** Entries older than a write that committed since (normal under writes). */
+  l2_stale: number;
+  /** Entries that are not answers at all: bad checksum, foreign format, not a clean answer (tampering or a bug). */
   l2_refused: number;
   l2_stores: number;
   /** Lookups, stores and invalidations not sent because the breaker was open. */
@@ -108,6 +111,7 @@ export class RedisL2 {
   readonly counters: L2Counters = {
     l2_hits: 0,
     l2_misses: 0,
+    l2_stale: 0,
     l2_refused: 0,
     l2_stores: 0,
     l2_skips: 0,
@@ -257,25 +261,30 @@ export class RedisL2 {
   private judge(id: L2Ident, value: RespValue, gens: string[], pttl: RespValue): L2Lookup {
     if (value === null || value === undefined) {
       this.counters.l2_misses++;
-      return { kind: 'miss', gens, refused: null };
+      return { kind: 'miss', gens };
     }
-    if (!Buffer.isBuffer(value)) return this.refuse(gens, 'foreign');
+    if (!Buffer.isBuffer(value)) return this.refuse(gens);
     const d = decodeEntry(id.digest, value);
-    if (!d.ok) return this.refuse(gens, d.why);
-    if (d.generations.length !== gens.length || d.generations.some((g, i) => g !== gens[i])) return this.refuse(gens, 'stale');
+    if (!d.ok) return this.refuse(gens);
+    if (d.generations.length !== gens.length || d.generations.some((g, i) => g !== gens[i])) {
+      this.counters.l2_stale++;
+      this.counters.l2_misses++;
+      return { kind: 'miss', gens };
+    }
     // The checksum proves who wrote it, not that it is right: it must be a clean, complete answer
     // of this request's shape, as the L1 cache would have stored it.
-    if (!judgeResponse(d.entry.bytes, id.kind, d.entry.hasParse, id.hasDescribe).storable) return this.refuse(gens, 'corrupt');
+    if (!judgeResponse(d.entry.bytes, id.kind, d.entry.hasParse, id.hasDescribe).storable) return this.refuse(gens);
     this.counters.l2_hits++;
     // PTTL: ms left; -1: no expiry (not set by pgscribe); -2: gone since the MGET.
     const ttlMs = typeof pttl === 'number' ? (pttl === -1 ? -1 : Math.max(0, pttl)) : 0;
     return { kind: 'hit', entry: d.entry, ttlMs };
   }
 
-  private refuse(gens: string[], why: 'stale' | 'foreign' | 'corrupt'): L2Lookup {
+  /** Not an answer at all (see l2_refused): a miss. */
+  private refuse(gens: string[]): L2Lookup {
     this.counters.l2_refused++;
     this.counters.l2_misses++;
-    return { kind: 'miss', gens, refused: why };
+    return { kind: 'miss', gens };
   }
 
   /** Store an answer under the generations its flight began with. */
