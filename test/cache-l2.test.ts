@@ -211,6 +211,8 @@ t.test('/metrics shows the shared cache; POST /cache/flush on A empties the cach
   t.equal(value(await query(cb, sql)), 'v40');
   t.match((await logged(b, sql, 2))[1], / Q cache=miss /, "B's next read is neither in its L1 nor in Redis: it goes upstream");
   t.equal(await calls(pg(), 'SELECT v FROM kv WHERE id = $1'), 2, 'PostgreSQL ran it again');
+  // B's store into Redis follows its answer; A reads only once it is there.
+  await waitCounter(b, 'cache_l2_stores', 1);
   t.equal(value(await query(ca, sql)), 'v40');
   t.match((await logged(a, sql, 2))[1], / Q cache=l2 /, "and A reads B's fresh answer from Redis");
 });
