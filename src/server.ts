@@ -1,44 +1,48 @@
 /**
- * The Server owns the listening socket and the set of Clients, routes CancelRequests to the
- * session they belong to, enforces the connection limit and runs the graceful shutdown.
+ * The Server owns the listening socket and the set of Clients, enforces the connection limit,
+ * routes CancelRequests (cancel.ts) and runs the graceful shutdown. It is the sessions' host
+ * (client/host.ts): they see only that slice of it.
  */
 import * as net from 'node:net';
-import { Client } from './client';
+import { Client } from './client/session';
+import type { ClientCounters, ClientHandle, ClientHost, ClientSettings } from './client/host';
 import type { Config } from './config';
 import type { ClientLogger } from './log/client-logger';
 import type { OpsLog } from './log/ops';
 import type { CacheContext } from './cache/session';
-import { encodeCancelRequest } from './protocol/messages';
 import { Frontend } from './protocol/codes';
 import type { Insight } from './insight';
-import { negotiateUpstream, type TlsSetup } from './tls';
+import type { TlsSetup } from './tls';
+import { CancelRouter } from './cancel';
 
 /** Sockets still in their startup phase beyond the session limit get this much headroom. */
 const STARTUP_HEADROOM = 64;
 
-export class Server {
+export class Server implements ClientHost {
   readonly config: Config;
+  readonly settings: ClientSettings;
   readonly logger: ClientLogger;
   readonly ops: OpsLog;
   /** The cache/singleflight layer, null when both are off. */
   readonly cache: CacheContext | null;
   /** TLS for clients and to the upstream (each null when off). */
   readonly tls: TlsSetup;
-  readonly clients = new Set<Client>();
+  readonly clients = new Set<ClientHandle>();
   /** Query digests and table heat (--admin), null when off. */
   readonly insight: Insight | null;
+  readonly digests: Insight | null;
   /** Clients track how each Q/E ends (--log-completions, or digests). */
   readonly tracksCompletions: boolean;
-  /** Client messages received after startup, by type byte. */
-  readonly messagesIn = new Float64Array(256);
-  /** Upstream connect failures, unexpected closes and invalid messages. */
-  upstreamErrors = 0;
+  readonly counters: ClientCounters = {
+    bytesFromClients: 0,
+    bytesFromServers: 0,
+    messagesIn: new Float64Array(256),
+    upstreamErrors: 0,
+  };
+  readonly keys: CancelRouter;
   readonly startedAt = Date.now();
-  bytesFromClients = 0;
-  bytesFromServers = 0;
   private sessions = 0;
   private nextId = 1;
-  private readonly byKey = new Map<string, Client>();
   private listener: net.Server | null = null;
   private shuttingDown = false;
   private idleWaiters: (() => void)[] = [];
@@ -52,12 +56,21 @@ export class Server {
     insight: Insight | null = null,
   ) {
     this.config = config;
+    this.settings = {
+      upstream: config.upstream,
+      maxMessageBytes: config.maxMessageBytes,
+      connectTimeoutMs: config.connectTimeoutMs,
+      startupTimeoutMs: config.startupTimeoutMs,
+      logCompletions: config.logCompletions,
+    };
     this.logger = logger;
     this.ops = ops;
     this.cache = cache;
     this.tls = tls;
     this.insight = insight;
+    this.digests = insight;
     this.tracksCompletions = insight !== null || (config.logCompletions && logger.enabled);
+    this.keys = new CancelRouter(config.upstream, tls.upstream, config.connectTimeoutMs, ops);
   }
 
   get sessionCount(): number {
@@ -70,7 +83,7 @@ export class Server {
 
   /** Query messages received from clients, by type. */
   queryMessages(): { Q: number; P: number; B: number; E: number } {
-    const m = this.messagesIn;
+    const m = this.counters.messagesIn;
     return { Q: m[Frontend.Query]!, P: m[Frontend.Parse]!, B: m[Frontend.Bind]!, E: m[Frontend.Execute]! };
   }
 
@@ -105,8 +118,7 @@ export class Server {
     this.clients.add(client);
   }
 
-  /** Called when a client's StartupMessage arrives: false when the session limit is reached. */
-  admitSession(client: Client): boolean {
+  admit(client: ClientHandle): boolean {
     if (this.sessions >= this.config.maxConnections) {
       this.ops.warn('connection limit reached; refusing client with 53300', {
         conn: client.id,
@@ -119,9 +131,14 @@ export class Server {
     return true;
   }
 
-  /** A client admitted by admitSession() is gone. */
-  releaseSession(): void {
-    this.sessions--;
+  closed(client: ClientHandle, admitted: boolean): void {
+    if (admitted) this.sessions--;
+    this.clients.delete(client);
+    if (this.clients.size === 0 && this.idleWaiters.length > 0) {
+      const w = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const f of w) f();
+    }
   }
 
   /** Counters and gauges for the periodic/SIGUSR2 stats line (and the stress harness). */
@@ -139,8 +156,8 @@ export class Server {
       clients: this.clients.size,
       sessions: this.sessions,
       connections_total: this.nextId - 1,
-      bytes_from_clients: this.bytesFromClients,
-      bytes_from_servers: this.bytesFromServers,
+      bytes_from_clients: this.counters.bytesFromClients,
+      bytes_from_servers: this.counters.bytesFromServers,
       log_lines: this.logger.lines,
       rss: mem.rss,
       heap_used: mem.heapUsed,
@@ -150,91 +167,10 @@ export class Server {
       messages_p: m.P,
       messages_b: m.B,
       messages_e: m.E,
-      upstream_errors: this.upstreamErrors,
+      upstream_errors: this.counters.upstreamErrors,
       ...insight,
       ...cache,
     };
-  }
-
-  removeClient(client: Client): void {
-    this.clients.delete(client);
-    if (this.clients.size === 0 && this.idleWaiters.length > 0) {
-      const w = this.idleWaiters;
-      this.idleWaiters = [];
-      for (const f of w) f();
-    }
-  }
-
-  registerKey(client: Client): void {
-    const k = client.backendKey;
-    if (k) this.byKey.set(`${k.pid}.${k.secret}`, client);
-  }
-
-  unregisterKey(client: Client): void {
-    const k = client.backendKey;
-    if (k && this.byKey.get(`${k.pid}.${k.secret}`) === client) this.byKey.delete(`${k.pid}.${k.secret}`);
-  }
-
-  /**
-   * Forward a CancelRequest to the upstream of the session it names, on a fresh connection, with
-   * the same --upstream-tls as sessions (the cancel key is a secret worth encrypting).
-   * Keys that belong to no session of this proxy are ignored, as PostgreSQL ignores unknown keys.
-   */
-  cancel(pid: number, secret: number, from: string): void {
-    const target = this.byKey.get(`${pid}.${secret}`);
-    if (target === undefined) {
-      this.ops.warn('cancel request for an unknown session ignored', { client: from, pid });
-      return;
-    }
-    if (target.cancelWait()) {
-      this.ops.info('cancel request answered by pgscribe: the session was waiting for another client\'s identical query', { conn: target.id, client: from, pid });
-      return;
-    }
-    const { host, port } = this.config.upstream;
-    const sock = net.connect({ host, port });
-    let current: net.Socket = sock;
-    const timer = setTimeout(() => current.destroy(), this.config.connectTimeoutMs).unref();
-    let failed = false;
-    const failure = (error: string) => {
-      if (failed) return;
-      failed = true;
-      this.ops.warn('could not forward cancel request', { conn: target.id, client: from, error });
-    };
-    sock.on('close', () => clearTimeout(timer));
-    const send = (s: net.Socket, tls: boolean) => {
-      current = s;
-      if (s !== sock) {
-        s.on('error', (err) => failure(err.message));
-        s.on('close', () => clearTimeout(timer));
-      }
-      s.resume();
-      s.end(encodeCancelRequest(pid, secret));
-      this.ops.info('cancel request forwarded', { conn: target.id, client: from, pid, tls: this.tls.upstream === null ? undefined : tls });
-    };
-    sock.on('error', (err) => failure(err.message));
-    const utls = this.tls.upstream;
-    if (utls === null) {
-      sock.on('connect', () => send(sock, false));
-      return;
-    }
-    negotiateUpstream(sock, host, utls, (n) => {
-      switch (n.kind) {
-        case 'tls':
-          send(n.socket, true);
-          return;
-        case 'plain':
-          send(sock, false);
-          return;
-        case 'error':
-          failure('the server sent an error during SSL negotiation');
-          break;
-        case 'failed':
-          failure(n.reason);
-          break;
-      }
-      clearTimeout(timer);
-      sock.destroy();
-    });
   }
 
   /**

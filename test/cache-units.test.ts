@@ -6,14 +6,15 @@ import { Outbox } from '../src/outbox';
 import { CachePolicy, relationName, isVolatileInput } from '../src/cache/policy';
 import { PARSE_COMPLETE, ResponseCapture, judgeResponse, replayAnswer } from '../src/cache/response';
 import { CacheShard } from '../src/cache/shard';
-import { COMPLETE, MORE, REJECT, Unit, bindLayout } from '../src/cache/unit';
+import { COMPLETE, MORE, REJECT, Unit, hasVolatileInput } from '../src/cache/unit';
+import { BindMessage, decodeClientMessage } from '../src/protocol/client-messages';
 import { ProtocolError } from '../src/protocol/messages';
 import { enc, i32 } from './helpers/wire';
 
 /** Feed whole messages (as the framer would) to a fresh unit; the verdict of each. */
 function feed(...msgs: Buffer[]): { unit: Unit; verdicts: number[] } {
   const unit = new Unit();
-  const verdicts = msgs.map((m) => unit.add(m[0]!, m, 0, m.length));
+  const verdicts = msgs.map((m) => unit.add(m[0]!, m, 0, m.length, decodeClientMessage(m[0]!, m, 0, m.length)));
   return { unit, verdicts };
 }
 
@@ -69,8 +70,8 @@ t.test('unit: keep() copies the held messages out of the chunk', async (t) => {
   const chunk = Buffer.concat([enc.parse('', 'SELECT 1'), enc.bind('', '', [])]);
   const u = new Unit();
   const p = chunk.readUInt32BE(1) + 1;
-  u.add(chunk[0]!, chunk, 0, p);
-  u.add(chunk[p]!, chunk, p, chunk.length);
+  u.add(chunk[0]!, chunk, 0, p, decodeClientMessage(chunk[0]!, chunk, 0, p));
+  u.add(chunk[p]!, chunk, p, chunk.length, decodeClientMessage(chunk[p]!, chunk, p, chunk.length));
   u.keep();
   chunk.fill(0);
   t.equal(u.held[0]!.buf.toString('latin1', 6, 14), 'SELECT 1', 'the copy survives the chunk');
@@ -78,17 +79,17 @@ t.test('unit: keep() copies the held messages out of the chunk', async (t) => {
   t.equal(u.held[1]!.buf[0], 0x42, "Bind's type byte");
 });
 
-t.test('bindLayout: parts and validation; malformed Binds are ProtocolErrors', async (t) => {
+t.test('Bind parts and volatile inputs; malformed Binds are ProtocolErrors', async (t) => {
   const b = enc.bind('portal', 'st', ['now', Buffer.from('x'), null], [0], []);
-  const l = bindLayout(b, 0, b.length);
+  const l = new BindMessage(b, 0, b.length);
   t.equal(l.portal, 'portal');
   t.equal(l.statement, 'st');
   t.equal(b[l.paramsAt - 1], 0, 'params start right after the statement name');
-  t.equal(l.volatileInput, true, "'now' as text is volatile");
+  t.equal(hasVolatileInput(l), true, "'now' as text is volatile");
   const bin = enc.bind('', '', ['now'], [1]);
-  t.equal(bindLayout(bin, 0, bin.length).volatileInput, false, "'now' in binary format is bytes, not a date");
+  t.equal(hasVolatileInput(new BindMessage(bin, 0, bin.length)), false, "'now' in binary format is bytes, not a date");
   const perParam = enc.bind('', '', [i32(1), ' Today '], [1, 0]);
-  t.equal(bindLayout(perParam, 0, perParam.length).volatileInput, true, 'per-parameter formats; trimmed, any case');
+  t.equal(hasVolatileInput(new BindMessage(perParam, 0, perParam.length)), true, 'per-parameter formats; trimmed, any case');
   // Every truncation of a valid Bind is rejected, never read past its end.
   const full = enc.bind('p', 's', ['abc', null, 'de'], [0, 0, 0], [1]);
   for (let cut = 6; cut < full.length; cut++) {
@@ -96,7 +97,7 @@ t.test('bindLayout: parts and validation; malformed Binds are ProtocolErrors', a
     m.writeUInt32BE(cut - 1, 1);
     let thrown: unknown = null;
     try {
-      bindLayout(m, 0, m.length);
+      new BindMessage(m, 0, m.length);
     } catch (e) {
       thrown = e;
     }

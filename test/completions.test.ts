@@ -2,7 +2,8 @@
 // a real PostgreSQL, where every Q and E line must get exactly one `done` line with its seq.
 import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CompletionTracker, errorCode, summarizeAnswer, tagRows, type Completed } from '../src/completions';
+import { CompletionTracker, errorCode, summarizeAnswer, tagRows, type Completed } from '../src/client/completions';
+import { SessionLedger } from '../src/client/ledger';
 import { USERS, run } from './helpers/pg-cluster';
 import { clusterAndProxies } from './helpers/fixture';
 import { type Proxy } from './helpers/proxy';
@@ -25,13 +26,27 @@ const Z = m('Z', Buffer.from('I'));
 const I = m('I', Buffer.alloc(0));
 const s = m('s', Buffer.alloc(0));
 
-function tracker(): { tr: CompletionTracker; done: Completed[]; feed: (...msgs: Buffer[]) => void } {
+/**
+ * A tracker over its session ledger, driven as the session drives it: a Q or E goes into the
+ * ledger's open group, Query/Sync/FunctionCall seal it, ReadyForQuery ends the oldest group.
+ */
+function tracker() {
   const done: Completed[] = [];
-  const tr = new CompletionTracker((c) => done.push(c));
+  const ledger = new SessionLedger();
+  const tr = new CompletionTracker(ledger, (c) => done.push(c));
   const feed = (...msgs: Buffer[]) => {
-    for (const b of msgs) tr.server(b[0]!, b, 0, b.length);
+    for (const b of msgs) {
+      if (b[0] === 0x5a) tr.ended(ledger.readyForQuery(b[5]! as 0x49));
+      else tr.server(b[0]!, b, 0, b.length);
+    }
   };
-  return { tr, done, feed };
+  const query = (seq: number, sql: string) => {
+    tr.sent('Q', seq, sql, 0, undefined, undefined);
+    ledger.query();
+  };
+  const execute = (seq: number, sql: string) => tr.sent('E', seq, sql, 0, undefined, undefined);
+  const sync = () => ledger.seal();
+  return { tr, ledger, done, feed, query, execute, sync };
 }
 const brief = (d: Completed[]) => d.map((c) => `${c.of}${c.seq}:${c.status}:${c.rows}${c.sqlstate ? ':' + c.sqlstate : ''}`);
 
@@ -57,13 +72,13 @@ t.test('tagRows reads the count at the end of a CommandComplete tag', async (tt)
 });
 
 t.test('extended pipeline: executes end in order; after an error the rest of the segment is skipped', async (tt) => {
-  const { tr, done, feed } = tracker();
-  tr.execute(3, 'a', 0, undefined, undefined);
-  tr.execute(6, 'b', 0, undefined, undefined);
-  tr.execute(9, 'c', 0, undefined, undefined);
-  tr.sync();
-  tr.execute(12, 'd', 0, undefined, undefined);
-  tr.sync();
+  const { ledger, done, feed, execute, sync } = tracker();
+  execute(3, 'a');
+  execute(6, 'b');
+  execute(9, 'c');
+  sync();
+  execute(12, 'd');
+  sync();
   feed(C('SELECT 1'));
   tt.same(brief(done), ['E3:ok:1'], 'the first Execute ends at its CommandComplete, before Sync');
   feed(E('22012'));
@@ -72,30 +87,31 @@ t.test('extended pipeline: executes end in order; after an error the rest of the
   tt.same(brief(done), ['E3:ok:1', 'E6:error:0:22012', 'E9:skipped:0'], 'the Execute after the error was skipped');
   feed(I, Z);
   tt.same(brief(done).slice(3), ['E12:ok:0'], 'EmptyQueryResponse ends an Execute');
-  tt.equal(tr.pending, 0);
+  tt.equal(ledger.pendingGroups, 0, 'every group answered');
+  tt.equal(ledger.head, null, 'nothing left to answer');
 });
 
 t.test('simple Q: rows summed over its statements, ends at ReadyForQuery, keeps the first error', async (tt) => {
-  const { tr, done, feed } = tracker();
-  tr.query(1, 'insert ...; select ...', 0, undefined, undefined);
+  const { done, feed, query } = tracker();
+  query(1, 'insert ...; select ...');
   feed(C('INSERT 0 3'), C('SELECT 4'));
   tt.same(done, [], 'not done before ReadyForQuery');
   feed(Z);
   tt.same(brief(done), ['Q1:ok:7']);
-  tr.query(2, 'select 1; select 1/0', 0, undefined, undefined);
+  query(2, 'select 1; select 1/0');
   feed(C('SELECT 1'), E('22012'), Z);
   tt.same(brief(done).slice(1), ['Q2:error:1:22012']);
 });
 
 t.test('PortalSuspended, FunctionCall segments, local answers, abort', async (tt) => {
-  const { tr, done, feed } = tracker();
-  tr.execute(3, 'x', 0, undefined, undefined);
-  tr.execute(4, 'x', 0, undefined, undefined);
-  tr.sync();
+  const { tr, ledger, done, feed, query, execute, sync } = tracker();
+  execute(3, 'x');
+  execute(4, 'x');
+  sync();
   feed(s, C('SELECT 2'), Z);
   tt.same(brief(done), ['E3:suspended:0', 'E4:ok:2']);
-  tr.sync(); // a FunctionCall: its ReadyForQuery closes a segment without queries
-  tr.query(5, 'select 1', 0, undefined, undefined);
+  sync(); // a FunctionCall: its ReadyForQuery closes a segment without queries
+  query(5, 'select 1');
   feed(Z);
   tt.same(brief(done).slice(2), [], 'the FunctionCall ReadyForQuery does not end the next Q');
   feed(C('SELECT 1'), Z);
@@ -103,10 +119,10 @@ t.test('PortalSuspended, FunctionCall segments, local answers, abort', async (tt
   tr.local('E', 8, 'y', performance.now(), Buffer.concat([m('T', Buffer.alloc(2)), C('SELECT 3'), Z]), 'hit', undefined);
   tt.same(brief(done).slice(3), ['E8:ok:3']);
   tt.equal(done[3]!.cache, 'hit');
-  tr.query(9, 'select pg_sleep(10)', 0, undefined, undefined);
-  tr.execute(11, 'z', 0, undefined, undefined);
-  tr.sync();
-  tr.abort();
+  query(9, 'select pg_sleep(10)');
+  execute(11, 'z');
+  sync();
+  tr.abort(ledger.drain());
   tt.same(brief(done).slice(4), ['Q9:aborted:0', 'E11:aborted:0'], 'what the connection never answered ends as aborted');
 });
 

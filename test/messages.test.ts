@@ -6,12 +6,7 @@ import {
   NEGOTIATION_REFUSED,
   ProtocolError,
   TERMINATE,
-  decodeBind,
-  decodeClose,
-  decodeExecute,
   decodeFields,
-  decodeParse,
-  decodeQuery,
   decodeSaslMechanisms,
   decodeStartup,
   encodeAuthenticationSasl,
@@ -21,7 +16,29 @@ import {
   isFatalError,
   SSL_ACCEPTED,
 } from '../src/protocol/messages';
+import { BindMessage, CloseMessage, DescribeMessage, ExecuteMessage, ParseMessage, QueryMessage, decodeClientMessage } from '../src/protocol/client-messages';
 import { cstr, enc, errorFields, i16, i32 } from './helpers/wire';
+
+// The client messages are decoded once into objects (client-messages.ts); these give the parts
+// the tests compare as plain values (paramsAt as an offset in the buffer, as the test data has it).
+const decodeQuery = (buf: Buffer, start: number, end: number): string => new QueryMessage(buf, start, end).sql;
+const decodeParse = (buf: Buffer, start: number, end: number) => {
+  const m = new ParseMessage(buf, start, end);
+  return { statement: m.statement, sql: m.sql };
+};
+const decodeBind = (buf: Buffer, start: number, end: number) => {
+  const m = new BindMessage(buf, start, end);
+  return { portal: m.portal, statement: m.statement, paramFormats: m.paramFormats, params: m.params, resultFormats: m.resultFormats, paramsAt: start + m.paramsAt };
+};
+const decodeExecute = (buf: Buffer, start: number, end: number): string => new ExecuteMessage(buf, start, end).portal;
+const decodeClose = (buf: Buffer, start: number, end: number) => {
+  const m = new CloseMessage(buf, start, end);
+  return { kind: m.kind, name: m.name };
+};
+const decodeDescribe = (buf: Buffer, start: number, end: number) => {
+  const m = new DescribeMessage(buf, start, end);
+  return { kind: m.kind, name: m.name };
+};
 
 const PRE = Buffer.from([0x51, 0, 0, 0, 9, 0x41, 0]); // looks like the tail of another message
 const JUNK = Buffer.from([0, 0, 0, 0, 0x53, 0, 0x50, 0, 0xff, 0xff, 0xff, 0xff, 0, 1, 0, 0, 0, 0]);
@@ -182,6 +199,68 @@ t.test('decodeClose', async (tt) => {
   throwsProtocol(tt, () => call(decodeClose, enc.raw('C', Buffer.concat([Buffer.from('X'), cstr('s1')]))), 'unknown target type');
   everyTruncationThrows(tt, 'Close S', decodeClose, enc.close('S', 'stmt'));
   everyTruncationThrows(tt, 'Close P unnamed', decodeClose, enc.close('P', ''));
+});
+
+t.test('decodeDescribe', async (tt) => {
+  tt.strictSame(call(decodeDescribe, enc.describe('S', 's1')), { kind: 'S', name: 's1' });
+  tt.strictSame(call(decodeDescribe, enc.describe('P', '')), { kind: 'P', name: '' });
+  throwsProtocol(tt, () => call(decodeDescribe, enc.raw('D', Buffer.concat([Buffer.from('Q'), cstr('s1')]))), 'unknown target type');
+  everyTruncationThrows(tt, 'Describe S', decodeDescribe, enc.describe('S', 'stmt'));
+  everyTruncationThrows(tt, 'Describe P unnamed', decodeDescribe, enc.describe('P', ''));
+});
+
+// ---- decoded once ------------------------------------------------------------------------------
+
+t.test('decodeClientMessage: one object per inspected type, null for the rest', async (tt) => {
+  const cases: [Buffer, unknown][] = [
+    [enc.query('SELECT 1'), QueryMessage],
+    [enc.parse('', 'SELECT 1'), ParseMessage],
+    [enc.bind('', '', []), BindMessage],
+    [enc.describe('P', ''), DescribeMessage],
+    [enc.execute('', 0), ExecuteMessage],
+    [enc.close('S', 'x'), CloseMessage],
+  ];
+  for (const [msg, cls] of cases) {
+    const v = embed(msg);
+    const m = decodeClientMessage(msg[0]!, v.buf, v.start, v.end);
+    tt.ok(m instanceof (cls as new (...a: never[]) => object), `${String.fromCharCode(msg[0]!)} decodes to ${(cls as { name: string }).name}`);
+    tt.equal(m!.type, msg[0], 'type is the type byte');
+  }
+  const sync = enc.sync();
+  tt.equal(decodeClientMessage(sync[0]!, sync, 0, sync.length), null, 'Sync is not looked into');
+});
+
+t.test('a decoded message: UTF-8 text for the log, the bytes for keys, the row limit', async (tt) => {
+  const q = call((b, s, e) => new QueryMessage(b, s, e), enc.query("SELECT 'é'"));
+  tt.equal(q.sql, "SELECT 'é'");
+  tt.equal(q.sqlBytes, Buffer.from("SELECT 'é'", 'utf8').toString('latin1'), 'one char per byte');
+  tt.equal(q.sqlLength, Buffer.byteLength("SELECT 'é'"));
+  const p = call((b, s, e) => new ParseMessage(b, s, e), enc.parse('n', 'SELECT $1', [23]));
+  tt.equal(p.definitionBytes(), 'SELECT $1\0\0\x01\0\0\0\x17', 'definition: SQL, NUL, type count, OIDs');
+  tt.equal(p.sqlLength, 9);
+  const x = call((b, s, e) => new ExecuteMessage(b, s, e), enc.execute('p', 100));
+  tt.equal(x.maxRows, 100);
+  const b = call((bb, s, e) => new BindMessage(bb, s, e), enc.bind('', 's', ['ab', null], [0], [1]));
+  tt.equal(b.paramsBytes(), Buffer.concat([i16(1), i16(0), i16(2), i32(2), Buffer.from('ab'), i32(-1), i16(1), i16(1)]).toString('latin1'), 'the parameter section as bytes');
+  tt.equal(b.paramCount, 2);
+});
+
+t.test('keep() moves a decoded message out of its chunk without decoding it again', async (tt) => {
+  const chunk = Buffer.concat([enc.parse('s', 'SELECT 1'), enc.bind('p', 's', ['v1', 'v22'])]);
+  const plen = chunk.readUInt32BE(1) + 1;
+  const p = new ParseMessage(chunk, 0, plen);
+  const b = new BindMessage(chunk, plen, chunk.length);
+  const before = b.params;
+  tt.equal(before[0]!.buffer, chunk.buffer, 'a view of the chunk until kept');
+  p.keep();
+  b.keep();
+  chunk.fill(0);
+  tt.equal(p.sql, 'SELECT 1', 'the copy survives the chunk');
+  tt.equal(p.statement, 's');
+  tt.equal(b.portal, 'p');
+  tt.strictSame(b.params, [Buffer.from('v1'), Buffer.from('v22')], 'parameter views point into the copy');
+  tt.equal(b.start, 0);
+  tt.equal(b.buf[0], 0x42, "Bind's type byte");
 });
 
 // ---- startup packets ---------------------------------------------------------------------------

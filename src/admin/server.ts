@@ -198,9 +198,9 @@ export class AdminServer {
       queries: s.queryMessages(),
       completed: this.insight.completed,
       errors: this.insight.errors,
-      bytes: { from_clients: s.bytesFromClients, from_servers: s.bytesFromServers },
+      bytes: { from_clients: s.counters.bytesFromClients, from_servers: s.counters.bytesFromServers },
       log: { lines: s.logger.lines, queued_bytes: s.logger.queuedBytes },
-      upstream_errors: s.upstreamErrors,
+      upstream_errors: s.counters.upstreamErrors,
       latency_ms: lat.count === 0 ? null : { p50: round3(lat.quantile(0.5)), p95: round3(lat.quantile(0.95)), p99: round3(lat.quantile(0.99)) },
       cache,
       digests: { entries: this.insight.digestCount, evictions: this.insight.digestEvictions },
@@ -230,10 +230,10 @@ export class AdminServer {
     one('pgscribe_queries_completed_total', 'counter', 'Queries (Q or E) whose answer completed, including failed ones.', this.insight.completed);
     one('pgscribe_query_errors_total', 'counter', 'Queries that completed with an ErrorResponse.', this.insight.errors);
     metric('pgscribe_bytes_received_total', 'counter', 'Bytes received, by side.', [
-      ['{from="client"}', s.bytesFromClients],
-      ['{from="server"}', s.bytesFromServers],
+      ['{from="client"}', s.counters.bytesFromClients],
+      ['{from="server"}', s.counters.bytesFromServers],
     ]);
-    one('pgscribe_upstream_errors_total', 'counter', 'Upstream failures: connect errors, unexpected closes, invalid messages.', s.upstreamErrors);
+    one('pgscribe_upstream_errors_total', 'counter', 'Upstream failures: connect errors, unexpected closes, invalid messages.', s.counters.upstreamErrors);
     one('pgscribe_log_lines_total', 'counter', 'Query log lines accepted (written or queued).', s.logger.lines);
     one('pgscribe_log_queued_bytes', 'gauge', 'Query log bytes queued and not yet written.', s.logger.queuedBytes);
     if (s.cache !== null) {

@@ -2,7 +2,7 @@
  * Turning one query message into one log line. A line never contains a raw newline or control
  * character, so `tail -f` and `wc -l` see one query per line.
  */
-import { paramFormat } from '../protocol/messages';
+import { paramFormat } from '../protocol/client-messages';
 
 /** Who sent a query: fixed for the lifetime of a client connection. */
 export interface SessionInfo {

@@ -1,0 +1,107 @@
+/**
+ * The books a session keeps while its messages go upstream (the forward phase) and its answers
+ * come back (the response phase): the session ledger, the cache's writes and flights, and the
+ * completion tracker. Each is told about every message once, in the order PostgreSQL acts on
+ * them, so none of them can drift from the others.
+ */
+import { Frontend, type TxStatus } from '../protocol/codes';
+import type { ClientMessage } from '../protocol/client-messages';
+import type { QueryRecord } from '../log/format';
+import type { Lead } from '../cache/lead';
+import type { CacheDriver } from './cache-driver';
+import { StatementDef, type SessionLedger } from './ledger';
+import type { Recorder } from './recorder';
+
+export class Books {
+  readonly ledger: SessionLedger;
+  private readonly recorder: Recorder;
+  /** The session's cache driver, once it started (null without --cache and --singleflight). */
+  cache: CacheDriver | null = null;
+
+  constructor(ledger: SessionLedger, recorder: Recorder) {
+    this.ledger = ledger;
+    this.recorder = recorder;
+  }
+
+  /**
+   * One client message goes upstream (msg: its decoded form, when the session decodes; record:
+   * its query record, for a logged Q or E; queryStart: when its answer began to be owed, -1 for
+   * now). Returns what must reach the server before it (the ledger's repair of the unnamed
+   * statement), or null.
+   */
+  sent(type: number, msg: ClientMessage | null, record: QueryRecord | null, queryStart: number): Buffer | null {
+    if (record !== null) this.recorder.sent(record, queryStart);
+    const cs = this.cache === null ? null : this.cache.cs;
+    const ledger = this.ledger;
+    switch (type) {
+      case Frontend.Query:
+        if (cs !== null && msg !== null && msg.type === Frontend.Query) cs.query(msg.sqlBytes);
+        this.sealing();
+        ledger.query();
+        return null;
+      case Frontend.Parse:
+        if (msg !== null && msg.type === Frontend.Parse) {
+          const def = cs !== null ? cs.statementFor(msg, this.recorder.recording) : new StatementDef(msg.sql, '', msg.sqlLength);
+          ledger.parse(msg.statement, def);
+        }
+        return null;
+      case Frontend.Bind: {
+        if (msg === null || msg.type !== Frontend.Bind) return null;
+        const repair = msg.statementEnd === msg.portalEnd + 1 ? ledger.repairUnnamed() : null;
+        ledger.bind(msg.portal, msg.statement);
+        return repair;
+      }
+      case Frontend.Describe:
+        return msg !== null && msg.type === Frontend.Describe && msg.kind === 'S' && msg.nameEnd === 6 ? ledger.repairUnnamed() : null;
+      case Frontend.Execute:
+        if (cs !== null && msg !== null && msg.type === Frontend.Execute) {
+          const p = ledger.portal(msg.portal);
+          cs.execute(p === undefined ? null : p.def);
+        }
+        return null;
+      case Frontend.Close:
+        if (msg !== null && msg.type === Frontend.Close) ledger.close(msg.kind, msg.name);
+        return null;
+      case Frontend.Sync:
+        this.sealing();
+        ledger.seal();
+        return null;
+      case Frontend.FunctionCall:
+        if (cs !== null) cs.functionCall();
+        this.sealing();
+        ledger.seal();
+        return null;
+      default:
+        return null;
+    }
+  }
+
+  /** The ledger's open group is about to be sealed: the cache attaches the flight it leads. */
+  private sealing(): void {
+    if (this.cache !== null) this.cache.cs.sealing(this.ledger.openGroup());
+  }
+
+  /** ParseComplete or CloseComplete arrived: false when the client must not see it (it answers the proxy's repair). */
+  completion(type: number): boolean {
+    return this.ledger.completion(type);
+  }
+
+  /**
+   * ReadyForQuery (prev: the transaction status before it) ended the oldest group: queries still
+   * open in it end, its writes commit or roll back. Returns the cache flight whose answer is now
+   * complete, if the session led one.
+   */
+  readyForQuery(prev: TxStatus, status: TxStatus): Lead | null {
+    const g = this.ledger.readyForQuery(status);
+    const tracker = this.recorder.tracker;
+    if (tracker !== null) tracker.ended(g);
+    return this.cache === null ? null : this.cache.readyForQuery(g, prev, status);
+  }
+
+  /** The session is over: the groups never answered end (aborted queries, writes that may have committed). */
+  close(): void {
+    const unanswered = this.ledger.drain();
+    if (this.cache !== null) this.cache.close(unanswered);
+    this.recorder.tracker?.abort(unanswered);
+  }
+}

@@ -1,0 +1,401 @@
+/**
+ * A session's side of the cache and singleflight layer (only with --cache or --singleflight):
+ * it assembles request units from an idle session (cache/unit.ts), asks the layer about each,
+ * holds the session in Waiting while a worker thread or another client's flight decides, answers
+ * from the cache or the flight in the client's own protocol shape, or releases the unit upstream
+ * as if the cache were not there. Messages that arrive while it waits are kept in order and taken
+ * when it is over. It also holds a commit's ReadyForQuery while its invalidation is being shared
+ * with other pgscribe instances (the commit hold, --redis).
+ */
+import { Frontend, SqlState, TxStatus } from '../protocol/codes';
+import { decodeClientMessage, type ClientMessage } from '../protocol/client-messages';
+import { ProtocolError, READY_IDLE, encodeErrorResponse } from '../protocol/messages';
+import type { Outbox } from '../outbox';
+import type { QueryRecord } from '../log/format';
+import type { FlightClient, SharedAnswer, Verdict } from '../cache/layer';
+import type { Lead, Request } from '../cache/lead';
+import { judgeResponse, replayAnswer } from '../cache/response';
+import { CacheSession, type CacheContext } from '../cache/session';
+import { COMPLETE, MORE, REJECT, Unit } from '../cache/unit';
+import type { PendingGroup, SessionLedger, StatementDef } from './ledger';
+import type { Annotation, Recorder } from './recorder';
+import { ClientState } from './states';
+
+const HIT: Annotation = { cache: 'hit' };
+const L2_HIT: Annotation = { cache: 'l2' };
+const L2_REMOTE: Annotation = { cache: 'l2', flight: 'remote' };
+
+/** What the driver needs of its session. */
+export interface CacheDriverSession {
+  readonly id: number;
+  readonly state: ClientState;
+  readonly txStatus: TxStatus;
+  /** What the proxy writes to the client itself (answers from the cache). */
+  readonly toClient: Outbox;
+  transition(next: ClientState): void;
+  /** Decode a whole client message; undefined when it was malformed (the session is failing). */
+  decode(type: number, buf: Buffer, start: number, end: number): ClientMessage | null | undefined;
+  /** log, then forward, one message outside any unit. */
+  logAndForward(type: number, buf: Buffer, start: number, end: number, msg: ClientMessage | null, ann: Annotation | null): void;
+  /** forward a message whose line was written (record: its record if it is the unit's Q or E). */
+  forward(type: number, buf: Buffer, start: number, end: number, msg: ClientMessage | null, record: QueryRecord | null, queryStart: number): void;
+  /** A streamed piece of a message, relayed as it arrives. */
+  relayPiece(type: number, buf: Buffer, start: number, end: number): void;
+  flushToUpstream(): void;
+  flushToClient(): void;
+  /** Stop (true) or resume (false) reading the client while the cache decides. */
+  pauseForCache(paused: boolean): void;
+  /** The commit hold is over: relay what waited, read the upstream again. */
+  holdReleased(): void;
+  /** After a wait: close now if a shutdown is pending and the session is idle. */
+  shutdownIfIdle(): void;
+}
+
+/** A client message that arrived while the session was Waiting: a copy, whole or a streamed piece. */
+interface Deferred {
+  type: number;
+  buf: Buffer;
+  whole: boolean;
+}
+
+export class CacheDriver implements FlightClient {
+  readonly id: number;
+  readonly cs: CacheSession;
+  private readonly ctx: CacheContext;
+  private readonly session: CacheDriverSession;
+  private readonly ledger: SessionLedger;
+  private readonly recorder: Recorder;
+  private readonly unit = new Unit();
+  /** The complete unit handed to the cache layer, until it is answered or sent upstream. */
+  private request: Request | null = null;
+  /** The statement the unit's Parse defines. */
+  private parseDef: StatementDef | null = null;
+  /** What the unit waits for: nothing, the layer's verdict (worker threads answer later), or a flight. */
+  private waitingFor: 'nothing' | 'verdict' | 'flight' = 'nothing';
+  /** The flight this client waits for (waitingFor 'flight'). */
+  private flightId = 0;
+  /** The unit's log lines are written (once, when the cache first decided). */
+  private logged = false;
+  /** The unit's Q or E record, once its lines are written. */
+  private query: QueryRecord | null = null;
+  /** performance.now() when the unit was complete: its query's start. */
+  private start = 0;
+  /** Client messages received while Waiting, in order. */
+  private backlog: Deferred[] = [];
+  private draining = false;
+  /**
+   * What goes to the client waits: a commit's invalidation is being shared with other pgscribe
+   * instances (--redis), and its ReadyForQuery must not reach the client before they can no
+   * longer serve what it changed.
+   */
+  holding = false;
+
+  constructor(session: CacheDriverSession, ctx: CacheContext, ledger: SessionLedger, recorder: Recorder, startup: ReadonlyMap<string, string>, user: string, db: string) {
+    this.id = session.id;
+    this.session = session;
+    this.ctx = ctx;
+    this.ledger = ledger;
+    this.recorder = recorder;
+    this.cs = new CacheSession(ctx, ledger, startup, user, db);
+    this.cs.onShared = () => {
+      if (!this.holding) return;
+      this.holding = false;
+      this.session.holdReleased();
+    };
+  }
+
+  // ---- client -> proxy -------------------------------------------------------------------------
+
+  /** The session waits, or messages that arrived while it waited are still to be taken. */
+  private get deferring(): boolean {
+    return this.session.state === ClientState.Waiting || (this.backlog.length > 0 && !this.draining);
+  }
+
+  /** client-request, with the cache on: a whole message. */
+  onMessage(type: number, buf: Buffer, start: number, end: number): void {
+    if (this.deferring) {
+      this.defer(type, buf, start, end, true);
+      return;
+    }
+    const msg = this.session.decode(type, buf, start, end);
+    if (msg !== undefined) this.intake(type, buf, start, end, msg);
+  }
+
+  /** A streamed piece of a message: false when the session relays it as usual. */
+  onPiece(type: number, buf: Buffer, start: number, end: number): boolean {
+    if (this.deferring) {
+      this.defer(type, buf, start, end, false);
+      return true;
+    }
+    // A streamed message is never part of a cacheable unit.
+    if (this.unit.active) this.releaseUnit(null);
+    return false;
+  }
+
+  /** The read is over: what the unit holds must outlive its socket chunk. */
+  afterRead(): void {
+    if (this.unit.active) this.unit.keep();
+  }
+
+  private intake(type: number, buf: Buffer, start: number, end: number, msg: ClientMessage | null): void {
+    const s = this.session;
+    const u = this.unit;
+    if (!u.active && !(s.state === ClientState.Idle && this.ledger.pendingGroups === 0 && s.txStatus === TxStatus.Idle && this.cs.usable)) {
+      s.logAndForward(type, buf, start, end, msg, null);
+      return;
+    }
+    const v = u.add(type, buf, start, end, msg);
+    if (v === MORE) return;
+    let req: Request | null = null;
+    if (v === COMPLETE) {
+      this.parseDef = u.parse === null ? null : this.cs.statementFor(u.parse, this.recorder.recording);
+      req = this.cs.request(u, this.parseDef);
+    }
+    if (v === REJECT || req === null) {
+      this.releaseUnit(null);
+      return;
+    }
+    this.request = req;
+    this.start = performance.now();
+    this.lookup();
+  }
+
+  private defer(type: number, buf: Buffer, start: number, end: number, whole: boolean): void {
+    this.backlog.push({ type, buf: Buffer.from(buf.subarray(start, end)), whole });
+  }
+
+  // ---- the layer's answers ---------------------------------------------------------------------
+
+  /** Ask the cache layer about the pending request; enter Waiting if it answers later. */
+  private lookup(): void {
+    this.waitingFor = 'verdict';
+    this.ctx.layer.lookup(this.request!, this);
+    if (this.waitingFor === 'verdict') this.startWaiting();
+  }
+
+  private startWaiting(): void {
+    this.unit.keep();
+    if (this.session.state !== ClientState.Waiting) {
+      this.session.transition(ClientState.Waiting);
+      this.session.pauseForCache(true);
+    }
+  }
+
+  /** FlightClient: what the cache layer decided for the pending request. */
+  onVerdict(v: Verdict, flightId: number): void {
+    this.waitingFor = 'nothing';
+    const layer = this.ctx.layer;
+    if (this.session.state === ClientState.Closing || this.request === null) {
+      // Gone while a worker thread was deciding: give back what it handed out.
+      if (v.kind === 'lead') layer.complete(flightId, null, 0, 0);
+      else if (v.kind === 'wait') layer.leave(v.flightId, this);
+      return;
+    }
+    const miss = this.ctx.cache ? 'miss' : undefined;
+    switch (v.kind) {
+      case 'hit':
+        this.logUnit(v.l2 === undefined ? HIT : v.l2 === 'hit' ? L2_HIT : L2_REMOTE);
+        this.answerLocally(v);
+        break;
+      case 'wait':
+        this.waitingFor = 'flight';
+        this.flightId = v.flightId;
+        this.logUnit({ cache: miss, flight: 'waiter' });
+        this.startWaiting();
+        break;
+      case 'lead':
+        this.cs.lead(flightId, this.request);
+        this.releaseUnit({ cache: miss, flight: this.ctx.singleflight ? 'leader' : undefined });
+        break;
+      case 'bypass':
+        this.releaseUnit({ cache: 'bypass' });
+        break;
+    }
+    this.session.flushToUpstream();
+    this.session.flushToClient();
+  }
+
+  /** FlightClient: the flight this client waited for is over. */
+  onFlightDone(answer: SharedAnswer | null): void {
+    this.waitingFor = 'nothing';
+    this.flightId = 0;
+    if (this.session.state === ClientState.Closing || this.request === null) return;
+    if (answer !== null) {
+      this.answerLocally(answer);
+      this.session.flushToClient();
+      return;
+    }
+    // The leader failed, went away or was cancelled: not this client's fate. Ask again (it may
+    // lead now, or join a newer flight).
+    this.lookup();
+  }
+
+  /** Write the lines of the pending unit, once. */
+  private logUnit(ann: Annotation): void {
+    if (this.logged) return;
+    this.logged = true;
+    if (this.recorder.recording) this.query = this.recorder.recordBatch(this.unit.held, ann);
+  }
+
+  /** Send the held unit upstream (ann for its log lines, unless they are written already). */
+  private releaseUnit(ann: Annotation | null): void {
+    const s = this.session;
+    const held = this.unit.held;
+    const logged = this.logged;
+    const query = this.query;
+    this.unit.reset();
+    this.request = null;
+    this.parseDef = null;
+    this.logged = false;
+    const wasWaiting = s.state === ClientState.Waiting;
+    if (wasWaiting) s.transition(ClientState.Idle);
+    for (const h of held) {
+      if (s.state === ClientState.Closing) return;
+      if (!logged) s.logAndForward(h.type, h.buf, h.start, h.end, h.msg, ann);
+      else s.forward(h.type, h.buf, h.start, h.end, h.msg, h.type === Frontend.Query || h.type === Frontend.Execute ? query : null, this.start);
+    }
+    this.query = null;
+    if (wasWaiting) this.resumeAfterWait();
+  }
+
+  /** The pending unit is answered by the proxy (cache hit, flight answer): reply in its own shape. */
+  private answerLocally(a: SharedAnswer): void {
+    const u = this.unit;
+    replayAnswer(this.session.toClient, a, u.hasParse);
+    // The server never saw it: what it did to the unnamed statement is only the client's belief.
+    if (u.kind === 'Q') this.ledger.answeredLocally(null);
+    else if (u.hasParse) this.ledger.answeredLocally(this.parseDef);
+    this.recorder.answeredLocally(this.query, this.start, a.bytes);
+    this.finishLocal();
+  }
+
+  private finishLocal(): void {
+    this.unit.reset();
+    this.request = null;
+    this.parseDef = null;
+    this.logged = false;
+    this.query = null;
+    if (this.session.state === ClientState.Waiting) {
+      this.session.transition(ClientState.Idle);
+      this.resumeAfterWait();
+    }
+  }
+
+  /** Back from Waiting: take the messages that arrived meanwhile, then read the client again. */
+  private resumeAfterWait(): void {
+    const s = this.session;
+    s.flushToClient();
+    if (this.draining) return;
+    this.draining = true;
+    while (this.backlog.length > 0 && s.state !== ClientState.Waiting && s.state !== ClientState.Closing) {
+      const d = this.backlog.shift()!;
+      if (!d.whole) {
+        if (!this.onPiece(d.type, d.buf, 0, d.buf.length)) s.relayPiece(d.type, d.buf, 0, d.buf.length);
+        continue;
+      }
+      const msg = s.decode(d.type, d.buf, 0, d.buf.length);
+      if (msg !== undefined) this.intake(d.type, d.buf, 0, d.buf.length, msg);
+    }
+    this.draining = false;
+    if (s.state === ClientState.Waiting || s.state === ClientState.Closing) return;
+    s.pauseForCache(false);
+    s.flushToUpstream();
+    s.flushToClient();
+    s.shutdownIfIdle();
+  }
+
+  /**
+   * A CancelRequest for this session: if it waits for another client's flight, answer what
+   * PostgreSQL answers a cancelled statement and stop waiting. False when it does not wait (the
+   * cancel goes to the server as usual).
+   */
+  cancelWait(): boolean {
+    if (this.session.state !== ClientState.Waiting) return false;
+    const layer = this.ctx.layer;
+    if (this.waitingFor === 'flight') layer.leave(this.flightId, this);
+    else if (this.waitingFor !== 'verdict' || !layer.abandon(this)) return false;
+    // (Waiting on the shared cache or on another instance's flight: the layer forgot it.)
+    this.waitingFor = 'nothing';
+    this.flightId = 0;
+    const err = encodeErrorResponse({
+      severity: 'ERROR',
+      code: SqlState.QueryCanceled,
+      message: 'canceling statement due to user request',
+      detail: 'pgscribe: the statement was waiting for the same query of another client (singleflight).',
+    });
+    const out = this.session.toClient;
+    out.push(err, 0, err.length);
+    out.push(READY_IDLE, 0, READY_IDLE.length);
+    // As if PostgreSQL had been cancelled while parsing: a Query or an unnamed Parse leaves no unnamed statement.
+    if (this.unit.kind === 'Q' || this.unit.hasParse) this.ledger.answeredLocally(null);
+    this.recorder.answeredLocally(this.query, this.start, err);
+    this.finishLocal();
+    this.session.flushToClient();
+    return true;
+  }
+
+  // ---- server -> client ------------------------------------------------------------------------
+
+  /** The leader's answer is complete: share it with the waiters and offer it to the cache. */
+  finishLead(lead: Lead): void {
+    const layer = this.ctx.layer;
+    if (lead.capture.overflow) {
+      layer.complete(lead.flightId, null, 0, this.ctx.bypassMs);
+      return;
+    }
+    const bytes = lead.capture.finish();
+    const j = judgeResponse(bytes, lead.kind, lead.hasParse, lead.hasDescribe);
+    layer.complete(lead.flightId, j.shareable ? { bytes, hasParse: lead.hasParse } : null, j.storable ? lead.ttlMs : 0, 0);
+  }
+
+  /**
+   * ReadyForQuery ended group g: commit or drop its writes. Returns the lead whose answer is now
+   * complete, if any; `holding` tells whether what follows must wait for other instances.
+   */
+  readyForQuery(g: PendingGroup | undefined, prev: TxStatus, status: TxStatus): Lead | null {
+    const lead = this.cs.readyForQuery(g, prev, status);
+    if (this.cs.sharing > 0) this.holding = true;
+    return lead;
+  }
+
+  // ---- teardown --------------------------------------------------------------------------------
+
+  /**
+   * The session is closing; `unanswered` are the groups sent without their ReadyForQuery. Hand
+   * back flights, invalidate writes that may have committed, and log what never went anywhere:
+   * every Q/P/B/E the client sent gets its line, answered or not (and its `done`: aborted).
+   */
+  close(unanswered: readonly PendingGroup[]): void {
+    const layer = this.ctx.layer;
+    const lead = this.cs.close(unanswered);
+    if (lead !== null) layer.complete(lead.flightId, null, 0, 0);
+    if (this.waitingFor === 'verdict' && layer.abandon(this)) this.waitingFor = 'nothing';
+    if (this.waitingFor === 'flight') layer.leave(this.flightId, this);
+    this.waitingFor = 'nothing';
+    this.flightId = 0;
+    if (this.unit.active) {
+      this.logUnit({});
+      if (this.query !== null) this.recorder.abandoned(this.query, this.start);
+    }
+    const backlog = this.backlog;
+    this.backlog = [];
+    if (this.recorder.recording) this.logBacklog(backlog);
+    this.query = null;
+    this.request = null;
+    this.unit.reset();
+  }
+
+  private logBacklog(backlog: readonly Deferred[]): void {
+    const msgs: { msg: ClientMessage | null }[] = [];
+    for (const d of backlog) {
+      if (!d.whole) continue;
+      try {
+        msgs.push({ msg: decodeClientMessage(d.type, d.buf, 0, d.buf.length) });
+      } catch (err) {
+        if (!(err instanceof ProtocolError)) throw err;
+      }
+    }
+    const now = performance.now();
+    this.recorder.recordBatch(msgs, null, (r) => this.recorder.abandoned(r, now));
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * What a client session needs of the proxy around it: a slice of the settings, the ops log, the
+ * counters it feeds, the query log, the cache, TLS, the cancel-key registry and admission. The
+ * Server implements it; a test can implement it without one. Sessions never see the Server.
+ */
+import type { HostPort } from '../config';
+import type { OpsLog } from '../log/ops';
+import type { ClientLogger } from '../log/client-logger';
+import type { CacheContext } from '../cache/session';
+import type { TlsSetup } from '../tls';
+import type { CompletionSink } from './recorder';
+
+/** BackendKeyData of an upstream session: what a CancelRequest for it must carry. */
+export interface BackendKey {
+  readonly pid: number;
+  readonly secret: number;
+}
+
+/** A client session as the proxy around it handles it. */
+export interface ClientHandle {
+  /** Unique in this process: the `conn=` of its log lines. */
+  readonly id: number;
+  /** The client's address, host:port. */
+  readonly address: string;
+  /** BackendKeyData of its upstream session, once the server sent it. */
+  readonly backendKey: BackendKey | null;
+  /**
+   * A CancelRequest names this session. True when pgscribe answered it itself (the session was
+   * waiting for another client's identical query); false: the cancel goes to the server.
+   */
+  cancelWait(): boolean;
+  /** Server shutdown: close now if idle, else as soon as the session is idle again. */
+  requestShutdown(): void;
+  /** Close now with 57P01. */
+  closeForShutdown(): void;
+  /** Destroy both sockets now (process exit after the grace period). */
+  destroy(): void;
+}
+
+/** The settings a session reads. */
+export interface ClientSettings {
+  readonly upstream: HostPort;
+  /** Largest client message; larger gets 08P01. */
+  readonly maxMessageBytes: number;
+  readonly connectTimeoutMs: number;
+  readonly startupTimeoutMs: number;
+  /** A `done` line follows each answered Q/E. */
+  readonly logCompletions: boolean;
+}
+
+/** Counters sessions add to (the stats line, /stats and /metrics read them). */
+export interface ClientCounters {
+  bytesFromClients: number;
+  bytesFromServers: number;
+  /** Client messages received after startup, by type byte. */
+  readonly messagesIn: Float64Array;
+  /** Upstream connect failures, unexpected closes and invalid messages. */
+  upstreamErrors: number;
+}
+
+/** Live sessions by their cancel key. */
+export interface KeyRegistry {
+  register(c: ClientHandle): void;
+  unregister(c: ClientHandle): void;
+  /** Route a CancelRequest to the session it names (from: the canceller's address). */
+  cancel(pid: number, secret: number, from: string): void;
+}
+
+export interface ClientHost {
+  readonly settings: ClientSettings;
+  readonly ops: OpsLog;
+  readonly counters: ClientCounters;
+  readonly logger: ClientLogger;
+  /** The cache/singleflight layer, null when both are off. */
+  readonly cache: CacheContext | null;
+  readonly tls: TlsSetup;
+  /** Query digests fed by completed queries (--admin), null when off. */
+  readonly digests: CompletionSink | null;
+  /** Sessions track how each Q/E ends (--log-completions, or digests). */
+  readonly tracksCompletions: boolean;
+  readonly keys: KeyRegistry;
+  /** A StartupMessage arrived: false when the session limit is reached (the client gets 53300). */
+  admit(c: ClientHandle): boolean;
+  /** The client's socket closed (admitted: it held one of the sessions admit() counts). */
+  closed(c: ClientHandle, admitted: boolean): void;
+}

@@ -1,0 +1,80 @@
+/**
+ * Which messages a session looks inside. The framers deliver these whole (assembled when they
+ * straddle two reads); every other message streams through in pieces as it arrives, so a 1 GB
+ * DataRow never sits in memory. Each feature adds only what it reads.
+ */
+import { Backend, Frontend } from '../protocol/codes';
+
+/** Backend messages the session always looks inside. */
+const SERVER_ALWAYS = [
+  // Only during authentication (the SASL mechanism list, see scram-filter.ts).
+  Backend.Authentication,
+  Backend.ReadyForQuery,
+  Backend.BackendKeyData,
+  Backend.CopyInResponse,
+  Backend.CopyOutResponse,
+  Backend.CopyBothResponse,
+  Backend.CopyDone,
+  Backend.ErrorResponse,
+];
+/** With a ledger of statements (log, completions or cache): which Parses and Closes the server did. */
+const SERVER_LEDGER = [Backend.ParseComplete, Backend.CloseComplete];
+/** With the cache on: the session parameters of the key. */
+const SERVER_CACHE = [Backend.ParameterStatus];
+/** With completion tracking: the messages that end a query (completions.ts). */
+const SERVER_COMPLETIONS = [Backend.CommandComplete, Backend.EmptyQueryResponse, Backend.PortalSuspended];
+
+/** The backend messages a session with these features must see whole. */
+export function serverInspect(f: { ledger: boolean; cache: boolean; completions: boolean }): number[] {
+  const inspect: number[] = [...SERVER_ALWAYS];
+  if (f.ledger) inspect.push(...SERVER_LEDGER);
+  if (f.cache) inspect.push(...SERVER_CACHE);
+  if (f.completions) inspect.push(...SERVER_COMPLETIONS);
+  return inspect;
+}
+
+/**
+ * Frontend messages the session looks inside or acts on (log, ledger, counting Sync/Query for
+ * ReadyForQuery, copy and terminate bookkeeping). Each must arrive whole even when it straddles
+ * two reads, so all of them are listed; the rest may stream through.
+ */
+const CLIENT_ALWAYS = [
+  Frontend.Query,
+  Frontend.Parse,
+  Frontend.Bind,
+  Frontend.Execute,
+  Frontend.Close,
+  Frontend.Sync,
+  Frontend.FunctionCall,
+  Frontend.Terminate,
+  Frontend.CopyDone,
+  Frontend.CopyFail,
+];
+/** With the cache on, a request unit also needs its Describe and Flush whole (cache/unit.ts). */
+const CLIENT_CACHE = [...CLIENT_ALWAYS, Frontend.Describe, Frontend.Flush];
+
+/** The frontend messages a session must see whole. */
+export function clientInspect(cache: boolean): number[] {
+  return cache ? CLIENT_CACHE : CLIENT_ALWAYS;
+}
+
+/**
+ * Frontend messages that ask the server for something, moving an idle session to `request`
+ * (1 by type byte). CopyData/CopyDone/CopyFail are not among them: outside COPY the server
+ * ignores them (e.g. the rest of a COPY stream after the server rejected a row), so they must
+ * not make a session busy.
+ */
+export const STARTS_REQUEST = new Uint8Array(256);
+for (const t of [
+  Frontend.Query,
+  Frontend.Parse,
+  Frontend.Bind,
+  Frontend.Execute,
+  Frontend.Describe,
+  Frontend.Close,
+  Frontend.Sync,
+  Frontend.Flush,
+  Frontend.FunctionCall,
+]) {
+  STARTS_REQUEST[t] = 1;
+}

@@ -1,0 +1,253 @@
+/**
+ * The session as PostgreSQL holds it, kept from the messages the client sent and the server's
+ * answers: prepared statements, portals, and the request groups still waiting for their
+ * ReadyForQuery. The query log, the completion tracker and the cache all read this one ledger;
+ * none keeps a copy that could drift from it.
+ *
+ * - Statements: what the server has, as of the messages sent so far. A Parse that failed is
+ *   undone at its group's ReadyForQuery as PostgreSQL undoes it: a failed unnamed Parse leaves no
+ *   unnamed statement, a failed named one leaves the earlier statement of that name.
+ * - The unnamed statement as the client believes it, where that differs: a request the cache
+ *   answered never reached the server, so the server still has the previous unnamed statement.
+ *   Before the next message that uses it goes upstream, repairUnnamed() makes the server agree
+ *   (an injected Parse, or a Close), and the ledger swallows the completion of what it injected.
+ * - Portals: bound by Binds sent so far, gone at Close and at the end of the transaction.
+ * - Groups: the messages sent up to and including one Query, Sync or FunctionCall, each answered
+ *   by one ReadyForQuery. A group carries what each part needs to know at that ReadyForQuery:
+ *   the completions it awaits, the queries whose answers end in it, the writes it committed.
+ *
+ * @see https://www.postgresql.org/docs/15/protocol-flow.html#PROTOCOL-FLOW-EXT-QUERY
+ */
+import { Backend, Frontend, TxStatus } from '../protocol/codes';
+import { Fifo } from '../fifo';
+import type { CacheOutcome, FlightRole } from '../log/format';
+import type { StatementPolicy } from '../cache/policy';
+import type { Lead } from '../cache/lead';
+
+/** A prepared statement. */
+export class StatementDef {
+  /** The SQL as text, for the log and the completion records; null when nothing records. */
+  readonly sql: string | null;
+  /** The definition (SQL, NUL, parameter types) as bytes, one char per byte: its identity in cache keys ('' without the cache). */
+  readonly definition: string;
+  /** Length of the SQL at the start of the definition. */
+  readonly sqlLength: number;
+  /** The cache's verdict on the SQL, worked out once per statement. */
+  policy: StatementPolicy | null = null;
+
+  constructor(sql: string | null, definition: string, sqlLength: number) {
+    this.sql = sql;
+    this.definition = definition;
+    this.sqlLength = sqlLength;
+  }
+}
+
+/** A portal: the statement it was bound to (def null: a statement the ledger does not know). */
+export interface Portal {
+  readonly statement: string;
+  readonly def: StatementDef | null;
+}
+
+/** A query (Q or E) whose answer a group carries, as the completion tracker follows it. */
+export interface PendingQuery {
+  readonly of: 'Q' | 'E';
+  readonly seq: number;
+  readonly sql: string | null;
+  /** performance.now() when it arrived (or was decided on by the cache). */
+  readonly start: number;
+  rows: number;
+  sqlstate: string | null;
+  readonly cache: CacheOutcome | undefined;
+  readonly flight: FlightRole | undefined;
+}
+
+/** Writes of a group: relation names, null for "anything", undefined for none. */
+export type Writes = Set<string> | null | undefined;
+
+/** A ParseComplete or CloseComplete the server owes for a message of the group. */
+interface Awaited {
+  readonly completion: typeof Backend.ParseComplete | typeof Backend.CloseComplete;
+  /** Sent by the proxy (repairUnnamed): its completion is not relayed. */
+  readonly injected: boolean;
+  readonly name: string;
+  readonly def: StatementDef | null;
+  /** For a Parse of a named statement: the statement of that name before it, restored if it fails. */
+  readonly prev: StatementDef | undefined;
+  ok: boolean;
+}
+
+/** Messages sent upstream up to and including one Query, Sync or FunctionCall. */
+export class PendingGroup {
+  readonly awaiting: Awaited[] = [];
+  /** Index of the next completion expected in `awaiting`. */
+  next = 0;
+  /** Queries answered within this group, in order (completion tracking; null when off). */
+  queries: PendingQuery[] | null = null;
+  /** Index of the first query not yet ended. */
+  queryHead = 0;
+  /** What the group's statements may write (the cache's invalidation). */
+  writes: Writes = undefined;
+  /** Statements the group runs (2 for "several"): a COMMIT alone in its group is told apart. */
+  statements = 0;
+  /** The group's transaction-ending statement, if it had one. */
+  txEnd: 'commit' | 'rollback' | null = null;
+  /** The cache flight whose answer this group carries, if it leads one. */
+  lead: Lead | null = null;
+}
+
+/** Close of the unnamed statement, injected when the client believes it gone (by a Query the cache answered). */
+const CLOSE_UNNAMED = Buffer.from([Frontend.Close, 0, 0, 0, 6, 0x53, 0]);
+
+export class SessionLedger {
+  /** Statements the server has ('' is the unnamed one), as of the messages sent so far. */
+  private readonly statements = new Map<string, StatementDef>();
+  /** The unnamed statement as the client believes it, where that differs: a def, null (none), undefined (same as the server). */
+  private unnamedClient: StatementDef | null | undefined = undefined;
+  private readonly portals = new Map<string, Portal>();
+  private readonly groups = new Fifo<PendingGroup>();
+  private open: PendingGroup | null = null;
+  /** A completion arrived that no message asked for: the ledger no longer knows the server's statements. */
+  lost = false;
+
+  // ---- reading ---------------------------------------------------------------------------------
+
+  /** The statement a Bind of `name` runs, as the client believes it (undefined: none the ledger knows). */
+  statement(name: string): StatementDef | null | undefined {
+    if (name === '' && this.unnamedClient !== undefined) return this.unnamedClient;
+    return this.statements.get(name);
+  }
+
+  portal(name: string): Portal | undefined {
+    return this.portals.get(name);
+  }
+
+  /** Groups sent and not yet answered by their ReadyForQuery. */
+  get pendingGroups(): number {
+    return this.groups.size;
+  }
+
+  /** The group the server is answering now: the oldest sent one, else the one being built. */
+  get head(): PendingGroup | null {
+    return this.groups.size > 0 ? this.groups.at(0)! : this.open;
+  }
+
+  /** The group being built (created on first use). */
+  openGroup(): PendingGroup {
+    return (this.open ??= new PendingGroup());
+  }
+
+  // ---- messages going upstream, in order ------------------------------------------------------
+
+  /** A Query goes upstream: it destroys the unnamed statement, here and in the client's mind, and ends a group. */
+  query(): void {
+    this.statements.delete('');
+    this.unnamedClient = undefined;
+    this.seal();
+  }
+
+  /** A Parse of `name` goes upstream (injected: sent by the proxy to repair the unnamed statement). */
+  parse(name: string, def: StatementDef, injected = false): void {
+    const prev = this.statements.get(name);
+    this.statements.set(name, def);
+    if (name === '') this.unnamedClient = undefined;
+    this.openGroup().awaiting.push({ completion: Backend.ParseComplete, injected, name, def, prev: name === '' ? undefined : prev, ok: false });
+  }
+
+  bind(portal: string, statement: string): void {
+    this.portals.set(portal, { statement, def: this.statements.get(statement) ?? null });
+  }
+
+  close(kind: 'S' | 'P', name: string, injected = false): void {
+    if (kind === 'S') {
+      this.statements.delete(name);
+      if (name === '') this.unnamedClient = undefined;
+    } else this.portals.delete(name);
+    this.openGroup().awaiting.push({ completion: Backend.CloseComplete, injected, name, def: null, prev: undefined, ok: false });
+  }
+
+  /** A Sync or FunctionCall goes upstream: it ends a group. */
+  seal(): void {
+    const g = this.openGroup();
+    this.open = null;
+    this.groups.push(g);
+  }
+
+  /** A statement that may deallocate prepared statements ran: the ledger no longer knows which exist. */
+  forgetStatements(): void {
+    this.statements.clear();
+  }
+
+  /**
+   * Before a message that uses the unnamed statement goes upstream: the message that makes the
+   * server's unnamed statement what the client believes, or null when they agree.
+   */
+  repairUnnamed(): Buffer | null {
+    const want = this.unnamedClient;
+    if (want === undefined) return null;
+    if (want === null) {
+      this.close('S', '', true);
+      return CLOSE_UNNAMED;
+    }
+    const body = Buffer.from(want.definition, 'latin1');
+    const msg = Buffer.allocUnsafe(6 + body.length);
+    msg[0] = Frontend.Parse;
+    msg.writeUInt32BE(5 + body.length, 1);
+    msg[5] = 0; // unnamed
+    body.copy(msg, 6);
+    this.parse('', want, true);
+    return msg;
+  }
+
+  // ---- requests answered without the server ----------------------------------------------------
+
+  /**
+   * A request answered by the proxy (from the cache, or another client's flight): a Query leaves
+   * the client believing there is no unnamed statement, an unnamed Parse that it is `def`.
+   */
+  answeredLocally(def: StatementDef | null): void {
+    this.unnamedClient = def;
+  }
+
+  // ---- the server's answers --------------------------------------------------------------------
+
+  /**
+   * ParseComplete or CloseComplete arrived. False when it answers a message the proxy injected
+   * (the client must not see it).
+   */
+  completion(type: number): boolean {
+    const g = this.head;
+    const a = g === null ? undefined : g.awaiting[g.next];
+    if (g === null || a === undefined || a.completion !== type) {
+      this.lost = true;
+      return true;
+    }
+    g.next++;
+    a.ok = true;
+    return !a.injected;
+  }
+
+  /**
+   * ReadyForQuery ended the oldest group: undo its failed Parses, drop the portals of a finished
+   * transaction, and return the group (undefined: the ReadyForQuery that ends authentication).
+   */
+  readyForQuery(status: TxStatus): PendingGroup | undefined {
+    const g = this.groups.shift();
+    if (g !== undefined) {
+      for (const a of g.awaiting) {
+        if (a.completion !== Backend.ParseComplete || a.ok || this.statements.get(a.name) !== a.def) continue;
+        if (a.prev !== undefined) this.statements.set(a.name, a.prev);
+        else this.statements.delete(a.name);
+      }
+    }
+    if (status === TxStatus.Idle) this.portals.clear();
+    return g;
+  }
+
+  /** The session is over: every group sent or being built, oldest first (their answers will never come). */
+  drain(): PendingGroup[] {
+    const all = this.groups.drain();
+    if (this.open !== null) all.push(this.open);
+    this.open = null;
+    return all;
+  }
+}

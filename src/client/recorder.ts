@@ -1,0 +1,181 @@
+/**
+ * The log phase of a session: one query record per Q/P/B/E message, handed to the ClientLogger,
+ * the completion records that follow the answers (`done` lines and query digests), and the log's
+ * backpressure (a writer that falls behind stops the client being read; a line is never dropped).
+ *
+ * Records read the statement and portal names they show from the session ledger; nothing here
+ * keeps its own copy of them.
+ */
+import { Frontend } from '../protocol/codes';
+import type { ClientMessage } from '../protocol/client-messages';
+import type { ClientLogger } from '../log/client-logger';
+import type { CacheOutcome, FlightRole, QueryRecord, SessionInfo } from '../log/format';
+import type { CompletionSample } from '../insight/types';
+import { CompletionTracker, type Completed } from './completions';
+import type { SessionLedger } from './ledger';
+
+/** How the log lines of a request unit describe the cache's part in it. */
+export interface Annotation {
+  cache?: CacheOutcome;
+  flight?: FlightRole;
+}
+
+/** Where completed queries go besides the log: the query digests (--admin). */
+export interface CompletionSink {
+  record(s: CompletionSample): void;
+}
+
+/** What the recorder needs of its session and of the proxy. */
+export interface RecorderHost {
+  readonly logger: ClientLogger;
+  readonly digests: CompletionSink | null;
+  /** A `done` line follows each answered Q/E (--log-completions). */
+  readonly logCompletions: boolean;
+  /** The log writer is behind (true) or caught up (false): stop or resume reading the client. */
+  pauseForLog(paused: boolean): void;
+}
+
+export class Recorder {
+  /** Q/P/B/E messages are decoded into records: for the log, or for the completion tracker. */
+  readonly recording: boolean;
+  /** Completion tracking (null unless --log-completions or the digests need it). */
+  readonly tracker: CompletionTracker | null;
+  /** Who sends the queries; set once the startup packet is accepted. */
+  session: SessionInfo | null = null;
+  private readonly host: RecorderHost;
+  private readonly ledger: SessionLedger;
+  /** seq of the last Q/P/B/E record. */
+  private seq = 0;
+  private awaitingDrain = false;
+  private readonly resume = (): void => {
+    this.awaitingDrain = false;
+    this.host.pauseForLog(false);
+  };
+
+  constructor(host: RecorderHost, ledger: SessionLedger, tracksCompletions: boolean) {
+    this.host = host;
+    this.ledger = ledger;
+    this.tracker = tracksCompletions ? new CompletionTracker(ledger, (c) => this.completed(c)) : null;
+    this.recording = host.logger.enabled || this.tracker !== null;
+  }
+
+  /**
+   * One record per Q/P/B/E, written when the log is on; null for other messages. ann: how the
+   * cache took part (null: a line outside any cacheable unit). boundSql: for a Bind, the SQL of
+   * its statement when the ledger does not know it yet (the Parse of the same unit).
+   */
+  record(msg: ClientMessage, ann: Annotation | null, boundSql?: string | null): QueryRecord | null {
+    // Every record has the same fields in the same order (one hidden class for the formatter).
+    const cache = ann === null ? undefined : ann.cache;
+    const flight = ann === null ? undefined : ann.flight;
+    let r: QueryRecord;
+    switch (msg.type) {
+      case Frontend.Query:
+        r = { type: 'Q', statement: null, portal: null, sql: msg.sql, params: null, cache, flight, seq: ++this.seq };
+        break;
+      case Frontend.Parse:
+        r = { type: 'P', statement: msg.statement, portal: null, sql: msg.sql, params: null, cache, flight, seq: ++this.seq };
+        break;
+      case Frontend.Bind: {
+        let sql = boundSql;
+        if (sql === undefined) {
+          const def = this.ledger.statement(msg.statement);
+          sql = def === null || def === undefined ? null : def.sql;
+        }
+        r = { type: 'B', statement: msg.statement, portal: msg.portal, sql, params: { formats: msg.paramFormats, values: msg.params }, cache, flight, seq: ++this.seq };
+        break;
+      }
+      case Frontend.Execute: {
+        const p = this.ledger.portal(msg.portal);
+        r = { type: 'E', statement: p ? p.statement : null, portal: msg.portal, sql: p && p.def !== null ? p.def.sql : null, params: null, cache, flight, seq: ++this.seq };
+        break;
+      }
+      default:
+        return null;
+    }
+    this.write(r);
+    return r;
+  }
+
+  /**
+   * The records of messages that have not gone upstream yet, in order: a cacheable unit ([P] B
+   * [D] E S, or Q) when the cache decides on it, or what a closing session still held. The
+   * ledger does not know their statements yet, so a Bind takes its SQL from the Parse before it
+   * in the batch, and an Execute from the Bind before it. Returns the last Q or E record;
+   * eachQuery sees every one.
+   */
+  recordBatch(msgs: readonly { msg: ClientMessage | null }[], ann: Annotation | null, eachQuery?: (r: QueryRecord) => void): QueryRecord | null {
+    let query: QueryRecord | null = null;
+    let parsedName: string | null = null;
+    let parsedSql: string | null = null;
+    let bound: QueryRecord | null = null;
+    for (const { msg: m } of msgs) {
+      if (m === null) continue;
+      switch (m.type) {
+        case Frontend.Parse:
+          parsedSql = this.record(m, ann)!.sql;
+          parsedName = m.statement;
+          break;
+        case Frontend.Bind:
+          bound = this.record(m, ann, parsedName === m.statement ? parsedSql : undefined);
+          break;
+        case Frontend.Execute:
+          if (bound === null || bound.portal !== m.portal) query = this.record(m, ann);
+          else {
+            query = { type: 'E', statement: bound.statement, portal: m.portal, sql: bound.sql, params: null, cache: bound.cache, flight: bound.flight, seq: ++this.seq };
+            this.write(query);
+          }
+          if (eachQuery !== undefined && query !== null) eachQuery(query);
+          break;
+        case Frontend.Query:
+          query = this.record(m, ann);
+          if (eachQuery !== undefined && query !== null) eachQuery(query);
+          break;
+      }
+    }
+    return query;
+  }
+
+  private write(r: QueryRecord): void {
+    if (this.host.logger.enabled) this.written(this.host.logger.log(this.session!, r));
+  }
+
+  /**
+   * A Q or E went upstream (r: its record; start: when its answer began to be owed). The
+   * completion tracker follows it in the ledger's group being built.
+   */
+  sent(r: QueryRecord, start: number): void {
+    if (this.tracker !== null && (r.type === 'Q' || r.type === 'E')) this.tracker.sent(r.type, r.seq!, r.sql, start, r.cache, r.flight);
+  }
+
+  /** The unit's query was answered by the proxy itself (cache hit, flight answer, cancel). */
+  answeredLocally(r: QueryRecord | null, start: number, answer: Buffer): void {
+    if (this.tracker === null || r === null) return;
+    this.tracker.local(r.type === 'Q' ? 'Q' : 'E', r.seq!, r.sql, start, answer, r.cache, r.flight);
+  }
+
+  /** A Q or E that was logged but never went upstream: it ends as aborted with the connection. */
+  abandoned(r: QueryRecord, start: number): void {
+    if (this.tracker === null || (r.type !== 'Q' && r.type !== 'E')) return;
+    this.completed({ seq: r.seq!, of: r.type, sql: r.sql, ms: performance.now() - start, rows: 0, status: 'aborted', sqlstate: null, cache: r.cache, flight: r.flight });
+  }
+
+  /** A query ended (completions.ts): its `done` line and its digest. */
+  private completed(c: Completed): void {
+    const digests = this.host.digests;
+    if (digests !== null && c.sql !== null) {
+      digests.record({ sql: c.sql, ms: c.ms, rows: c.rows, error: c.status === 'error', cache: c.cache, flight: c.flight, now: Date.now() });
+    }
+    const logger = this.host.logger;
+    if (this.host.logCompletions && logger.enabled && this.session !== null) this.written(logger.logCompletion(this.session, c));
+  }
+
+  /** After a line went to the logger: false means the writer is behind. */
+  private written(accepted: boolean): void {
+    if (accepted || this.awaitingDrain) return;
+    // The log writer is behind: stop reading from this client until it catches up.
+    this.awaitingDrain = true;
+    this.host.pauseForLog(true);
+    this.host.logger.onDrain(this.resume);
+  }
+}

@@ -1,0 +1,217 @@
+/**
+ * A session's connection to PostgreSQL: opened when the client's StartupMessage is accepted,
+ * in plaintext or TLS as --upstream-tls says (libpq's sslmode meanings), with a connect timeout.
+ * Failures before the session exists are answered 08001, as libpq reports them.
+ *
+ * @see https://www.postgresql.org/docs/15/protocol-flow.html#PROTOCOL-FLOW-SSL
+ */
+import * as net from 'node:net';
+import { SqlState } from '../protocol/codes';
+import type { ErrorFields } from '../protocol/messages';
+import { negotiateUpstream, type Negotiation } from '../tls';
+import type { ClientHost } from './host';
+import { ClientState } from './states';
+
+/** What the upstream leg needs of its session. */
+export interface UpstreamSession {
+  readonly id: number;
+  readonly address: string;
+  readonly state: ClientState;
+  fail(error: ErrorFields): void;
+  /** The connection carries the session: relay authentication, read the client again. */
+  upstreamReady(): void;
+  onServerData(chunk: Buffer): void;
+  /** The upstream socket drained: the client may be read again. */
+  onUpstreamDrain(): void;
+  onUpstreamClose(): void;
+}
+
+export class UpstreamLeg {
+  private readonly session: UpstreamSession;
+  private readonly host: ClientHost;
+  /** The socket the session's messages go to (the TLS session over the TCP one once negotiated). */
+  socket: net.Socket | null = null;
+  /** pgscribe's connection to the upstream is TLS. */
+  encrypted = false;
+  /** The upstream's answer to pgscribe's SSLRequest, or its TLS handshake, is awaited. */
+  negotiating = false;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(session: UpstreamSession, host: ClientHost) {
+    this.session = session;
+    this.host = host;
+  }
+
+  private get target(): string {
+    const { host, port } = this.host.settings.upstream;
+    return `${host}:${port}`;
+  }
+
+  /** Open the connection and send the client's StartupMessage (a view: copied here). */
+  connect(startupPacket: Buffer): void {
+    const { host, port } = this.host.settings.upstream;
+    const timeoutMs = this.host.settings.connectTimeoutMs;
+    const up = net.connect({ host, port });
+    this.socket = up;
+    up.setNoDelay(true);
+    up.setKeepAlive(true, 60_000);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.host.ops.warn('upstream connect timed out', { conn: this.session.id, client: this.session.address, upstream: this.target, timeout_ms: timeoutMs });
+      this.session.fail({
+        severity: 'FATAL',
+        code: SqlState.SqlclientUnableToEstablishSqlconnection,
+        message: `pgscribe: could not connect to upstream server ${this.target}: timeout after ${timeoutMs} ms`,
+        hint: 'Check that PostgreSQL is running and reachable at the --upstream address.',
+      });
+    }, timeoutMs);
+    const packet = Buffer.from(startupPacket);
+    const utls = this.host.tls.upstream;
+    if (utls === null) {
+      // net queues this write until the connection is up; the client is not read until then.
+      up.write(packet);
+      up.on('connect', () => this.ready());
+      this.listen(up);
+      return;
+    }
+    // The startup packet waits for the TLS session (or for 'N' with prefer).
+    const onConnectError = (err: NodeJS.ErrnoException): void => this.onError(err);
+    up.on('error', onConnectError);
+    this.negotiating = true;
+    negotiateUpstream(up, host, utls, (n) => {
+      up.off('error', onConnectError);
+      this.onNegotiated(up, n, packet);
+    });
+  }
+
+  private listen(sock: net.Socket): void {
+    const s = this.session;
+    sock.on('data', (chunk: Buffer) => s.onServerData(chunk));
+    sock.on('drain', () => s.onUpstreamDrain());
+    sock.on('error', (err: NodeJS.ErrnoException) => this.onError(err));
+    sock.on('close', () => s.onUpstreamClose());
+  }
+
+  private ready(): void {
+    this.stopTimer();
+    if (this.session.state !== ClientState.Connecting) return;
+    this.session.upstreamReady();
+  }
+
+  /** The upstream answered pgscribe's SSLRequest (see negotiateUpstream). */
+  private onNegotiated(raw: net.Socket, n: Negotiation, startupPacket: Buffer): void {
+    this.negotiating = false;
+    const s = this.session;
+    if (s.state !== ClientState.Connecting) {
+      if (n.kind === 'tls') n.socket.destroy();
+      raw.destroy();
+      return;
+    }
+    switch (n.kind) {
+      case 'tls':
+        this.socket = n.socket;
+        this.encrypted = true;
+        this.listen(n.socket);
+        n.socket.write(startupPacket);
+        this.ready();
+        return;
+      case 'plain': {
+        const utls = this.host.tls.upstream!;
+        if (!utls.plaintextNoted) {
+          // Said once: with prefer against a server without SSL, every session would say it.
+          utls.plaintextNoted = true;
+          this.host.ops.info('upstream does not support SSL; connecting in plaintext (--upstream-tls prefer; said once)', { conn: s.id, client: s.address, upstream: this.target });
+        }
+        this.listen(raw);
+        raw.write(startupPacket);
+        raw.resume();
+        this.ready();
+        return;
+      }
+      case 'error': {
+        // Like libpq: a protocol-3 ErrorResponse is the server's word and goes to the client as
+        // is; anything else is an old-style error text ('E', then a string).
+        const d = n.data;
+        const len = d.length >= 5 ? d.readUInt32BE(1) : 8;
+        if (len >= 8 && len <= 30000) {
+          this.host.ops.warn('upstream answered the SSL request with an error; passing it on to the client', { conn: s.id, client: s.address, upstream: this.target });
+          this.listen(raw);
+          raw.resume();
+          this.ready();
+          s.onServerData(d);
+          return;
+        }
+        const text = d.toString('utf8', 1).replace(/\0[\s\S]*$/, '').trim();
+        this.negotiationFailed(`the server sent an error during SSL negotiation: ${text}`);
+        return;
+      }
+      case 'failed':
+        this.negotiationFailed(n.reason);
+        return;
+    }
+  }
+
+  private negotiationFailed(reason: string): void {
+    const s = this.session;
+    const mode = this.host.tls.upstream!.mode;
+    this.host.ops.warn('TLS negotiation with upstream failed; refusing the client with 08001', {
+      conn: s.id,
+      client: s.address,
+      upstream: this.target,
+      upstream_tls: mode,
+      reason,
+    });
+    s.fail({
+      severity: 'FATAL',
+      code: SqlState.SqlclientUnableToEstablishSqlconnection,
+      message: `pgscribe: could not connect to upstream server ${this.target}: ${reason}`,
+      hint: `Check --upstream-tls ${mode} and --upstream-tls-ca against the server's SSL settings.`,
+    });
+  }
+
+  private onError(err: NodeJS.ErrnoException): void {
+    const s = this.session;
+    if (s.state === ClientState.Connecting) {
+      this.host.counters.upstreamErrors++;
+      this.host.ops.warn('cannot connect to upstream', { conn: s.id, client: s.address, upstream: this.target, error: err.code ?? err.message });
+      s.fail({
+        severity: 'FATAL',
+        code: SqlState.SqlclientUnableToEstablishSqlconnection,
+        message: `pgscribe: could not connect to upstream server ${this.target}: ${err.message}`,
+        hint: 'Check that PostgreSQL is running and reachable at the --upstream address.',
+      });
+      return;
+    }
+    // Resets are how a session often ends; 'close' follows and does the work.
+    if (err.code !== 'ECONNRESET' && err.code !== 'EPIPE') {
+      this.host.ops.warn('upstream socket error', { conn: s.id, client: s.address, error: err.code ?? err.message });
+    }
+  }
+
+  private stopTimer(): void {
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+  }
+
+  /**
+   * The session is closing: say goodbye (sayTerminate: send Terminate first; the client did not,
+   * and the last message sent upstream was whole) and destroy the socket after lingerMs.
+   */
+  close(sayTerminate: boolean, terminate: Buffer, lingerMs: number): void {
+    this.stopTimer();
+    const up = this.socket;
+    if (up === null) return;
+    if (this.negotiating) {
+      // Mid SSL negotiation there is nothing to say goodbye to.
+      up.destroy();
+      return;
+    }
+    if (up.destroyed) return;
+    if (sayTerminate && up.writable) up.end(terminate);
+    else up.end();
+    up.resume();
+    setTimeout(() => up.destroy(), lingerMs).unref();
+  }
+}

@@ -1,0 +1,347 @@
+/**
+ * The client messages pgscribe looks inside (Query, Parse, Bind, Describe, Execute, Close),
+ * decoded once. The decode validates the whole message (a malformed one throws ProtocolError) and
+ * records offsets; strings and parameter views are made the first time someone reads them, and
+ * kept. The query log, the session ledger and the cache all read the same object, so a Bind that
+ * the log, the ledger and the cache each need is still walked once.
+ *
+ * Offsets are relative to the message start, so keep() can move a message out of its socket
+ * chunk (a cache unit that waits past its read) without decoding it again.
+ *
+ * @see https://www.postgresql.org/docs/15/protocol-message-formats.html
+ */
+import { Frontend } from './codes';
+import { ProtocolError, cstringEnd, need } from './messages';
+
+/** What every inspected message has: its bytes, header included, at buf[start, end). */
+abstract class InspectedMessage {
+  buf: Buffer;
+  start: number;
+  end: number;
+  /** The bytes are a copy owned by this message. */
+  private kept = false;
+
+  constructor(buf: Buffer, start: number, end: number) {
+    this.buf = buf;
+    this.start = start;
+    this.end = end;
+  }
+
+  /** Copy the message out of the socket chunk it was read in (it is kept past that read). */
+  keep(): void {
+    if (this.kept) return;
+    this.kept = true;
+    this.buf = Buffer.from(this.buf.subarray(this.start, this.end));
+    this.start = 0;
+    this.end = this.buf.length;
+    this.rebased();
+  }
+
+  /** The bytes moved: drop views of the old ones. */
+  protected rebased(): void {}
+
+  /** The text at [from, to) relative to the message start, as UTF-8. */
+  protected utf8(from: number, to: number): string {
+    return to === from ? '' : this.buf.toString('utf8', this.start + from, this.start + to);
+  }
+
+  protected latin1(from: number, to: number): string {
+    return this.buf.toString('latin1', this.start + from, this.start + to);
+  }
+}
+
+/**
+ * Query ('Q'): one SQL text.
+ * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (Query)
+ */
+export class QueryMessage extends InspectedMessage {
+  readonly type = Frontend.Query;
+  /** Offset of the NUL ending the SQL. */
+  readonly sqlEnd: number;
+  private utf8Sql: string | undefined = undefined;
+  private bytesSql: string | undefined = undefined;
+
+  constructor(buf: Buffer, start: number, end: number) {
+    super(buf, start, end);
+    this.sqlEnd = cstringEnd(buf, start + 5, end, 'Query') - start;
+  }
+
+  /** The SQL as text (the log). */
+  get sql(): string {
+    return (this.utf8Sql ??= this.utf8(5, this.sqlEnd));
+  }
+
+  /** The SQL as the bytes the client sent, one char per byte (cache keys and the classifier). */
+  get sqlBytes(): string {
+    return (this.bytesSql ??= this.latin1(5, this.sqlEnd));
+  }
+
+  /** Length of the SQL in bytes. */
+  get sqlLength(): number {
+    return this.sqlEnd - 5;
+  }
+}
+
+/**
+ * Parse ('P'): statement name, SQL and parameter type OIDs.
+ * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (Parse)
+ */
+export class ParseMessage extends InspectedMessage {
+  readonly type = Frontend.Parse;
+  /** Offset of the NUL ending the statement name; the SQL starts after it. */
+  readonly nameEnd: number;
+  /** Offset of the NUL ending the SQL; the parameter types follow. */
+  readonly sqlEnd: number;
+  private name: string | undefined = undefined;
+  private utf8Sql: string | undefined = undefined;
+
+  constructor(buf: Buffer, start: number, end: number) {
+    super(buf, start, end);
+    const n1 = cstringEnd(buf, start + 5, end, 'Parse');
+    const n2 = cstringEnd(buf, n1 + 1, end, 'Parse');
+    need(n2 + 1, 2, end, 'Parse');
+    const nTypes = buf.readInt16BE(n2 + 1);
+    if (nTypes < 0) throw new ProtocolError('Parse: negative parameter type count');
+    need(n2 + 3, nTypes * 4, end, 'Parse');
+    this.nameEnd = n1 - start;
+    this.sqlEnd = n2 - start;
+  }
+
+  /** The prepared statement's name ('' is the unnamed one). */
+  get statement(): string {
+    return (this.name ??= this.utf8(5, this.nameEnd));
+  }
+
+  get sql(): string {
+    return (this.utf8Sql ??= this.utf8(this.nameEnd + 1, this.sqlEnd));
+  }
+
+  /** Offset where the statement's definition (SQL, NUL, type count, type OIDs) starts. */
+  get bodyOffset(): number {
+    return this.nameEnd + 1;
+  }
+
+  /** Length of the SQL in bytes. */
+  get sqlLength(): number {
+    return this.sqlEnd - this.nameEnd - 1;
+  }
+
+  /** The statement's definition as bytes, one char per byte: what makes two Parses the same statement. */
+  definitionBytes(): string {
+    return this.latin1(this.nameEnd + 1, this.end - this.start);
+  }
+}
+
+/** The format code of parameter i: none given means text, one applies to all, else one each. */
+export function paramFormat(formats: readonly number[], i: number): number {
+  return formats.length === 0 ? 0 : formats.length === 1 ? formats[0]! : (formats[i] ?? 0);
+}
+
+/**
+ * Bind ('B'): portal, statement, parameter formats and values, result formats.
+ * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (Bind)
+ */
+export class BindMessage extends InspectedMessage {
+  readonly type = Frontend.Bind;
+  readonly portalEnd: number;
+  readonly statementEnd: number;
+  /** Parameter format codes as sent: empty (all text), one (applies to all) or one per parameter. */
+  readonly paramFormats: number[];
+  readonly resultFormats: number[];
+  /** Where each parameter value starts (relative), -1 for NULL; lengths alongside. */
+  private readonly valueAt: number[];
+  private readonly valueLength: number[];
+  private portalName: string | undefined = undefined;
+  private statementName: string | undefined = undefined;
+  private values: (Buffer | null)[] | undefined = undefined;
+
+  constructor(buf: Buffer, start: number, end: number) {
+    super(buf, start, end);
+    const n1 = cstringEnd(buf, start + 5, end, 'Bind');
+    const n2 = cstringEnd(buf, n1 + 1, end, 'Bind');
+    let off = n2 + 1;
+    need(off, 2, end, 'Bind');
+    const nFormats = buf.readInt16BE(off);
+    off += 2;
+    if (nFormats < 0) throw new ProtocolError('Bind: negative format count');
+    need(off, nFormats * 2, end, 'Bind');
+    const paramFormats = new Array<number>(nFormats);
+    for (let i = 0; i < nFormats; i++, off += 2) paramFormats[i] = buf.readInt16BE(off);
+    need(off, 2, end, 'Bind');
+    const nParams = buf.readInt16BE(off);
+    off += 2;
+    if (nParams < 0) throw new ProtocolError('Bind: negative parameter count');
+    const valueAt = new Array<number>(nParams);
+    const valueLength = new Array<number>(nParams);
+    for (let i = 0; i < nParams; i++) {
+      need(off, 4, end, 'Bind');
+      const len = buf.readInt32BE(off);
+      off += 4;
+      if (len === -1) {
+        valueAt[i] = -1;
+        valueLength[i] = 0;
+        continue;
+      }
+      if (len < 0) throw new ProtocolError('Bind: invalid parameter length');
+      need(off, len, end, 'Bind');
+      valueAt[i] = off - start;
+      valueLength[i] = len;
+      off += len;
+    }
+    need(off, 2, end, 'Bind');
+    const nResult = buf.readInt16BE(off);
+    off += 2;
+    if (nResult < 0) throw new ProtocolError('Bind: negative result format count');
+    need(off, nResult * 2, end, 'Bind');
+    const resultFormats = new Array<number>(nResult);
+    for (let i = 0; i < nResult; i++, off += 2) resultFormats[i] = buf.readInt16BE(off);
+    this.portalEnd = n1 - start;
+    this.statementEnd = n2 - start;
+    this.paramFormats = paramFormats;
+    this.resultFormats = resultFormats;
+    this.valueAt = valueAt;
+    this.valueLength = valueLength;
+  }
+
+  get portal(): string {
+    return (this.portalName ??= this.utf8(5, this.portalEnd));
+  }
+
+  get statement(): string {
+    return (this.statementName ??= this.utf8(this.portalEnd + 1, this.statementEnd));
+  }
+
+  get paramCount(): number {
+    return this.valueAt.length;
+  }
+
+  /** Parameter values as views of the message (null for SQL NULL): copy what you keep. */
+  get params(): (Buffer | null)[] {
+    if (this.values === undefined) {
+      const n = this.valueAt.length;
+      const out = new Array<Buffer | null>(n);
+      const base = this.start;
+      for (let i = 0; i < n; i++) {
+        const at = this.valueAt[i]!;
+        out[i] = at < 0 ? null : this.buf.subarray(base + at, base + at + this.valueLength[i]!);
+      }
+      this.values = out;
+    }
+    return this.values;
+  }
+
+  /** Offset where the parameter section (format count, formats, values, result formats) starts. */
+  get paramsAt(): number {
+    return this.statementEnd + 1;
+  }
+
+  /** The parameter section as bytes, one char per byte: the part of a cache key a Bind gives. */
+  paramsBytes(): string {
+    return this.latin1(this.statementEnd + 1, this.end - this.start);
+  }
+
+  protected override rebased(): void {
+    this.values = undefined;
+  }
+}
+
+/** 'S' (a prepared statement) or 'P' (a portal), as Describe and Close name their target. */
+export type TargetKind = 'S' | 'P';
+
+function targetKind(buf: Buffer, start: number, end: number, what: string): TargetKind {
+  need(start + 5, 1, end, what);
+  const k = buf[start + 5];
+  if (k !== 0x53 && k !== 0x50) throw new ProtocolError(`${what}: invalid target type`);
+  return k === 0x53 ? 'S' : 'P';
+}
+
+/**
+ * Describe ('D') of a statement or portal.
+ * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (Describe)
+ */
+export class DescribeMessage extends InspectedMessage {
+  readonly type = Frontend.Describe;
+  readonly kind: TargetKind;
+  readonly nameEnd: number;
+  private targetName: string | undefined = undefined;
+
+  constructor(buf: Buffer, start: number, end: number) {
+    super(buf, start, end);
+    this.kind = targetKind(buf, start, end, 'Describe');
+    this.nameEnd = cstringEnd(buf, start + 6, end, 'Describe') - start;
+  }
+
+  get name(): string {
+    return (this.targetName ??= this.utf8(6, this.nameEnd));
+  }
+}
+
+/**
+ * Execute ('E'): a portal and a row limit (0: all rows).
+ * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (Execute)
+ */
+export class ExecuteMessage extends InspectedMessage {
+  readonly type = Frontend.Execute;
+  readonly portalEnd: number;
+  readonly maxRows: number;
+  private portalName: string | undefined = undefined;
+
+  constructor(buf: Buffer, start: number, end: number) {
+    super(buf, start, end);
+    const nul = cstringEnd(buf, start + 5, end, 'Execute');
+    need(nul + 1, 4, end, 'Execute');
+    this.portalEnd = nul - start;
+    this.maxRows = buf.readInt32BE(nul + 1);
+  }
+
+  get portal(): string {
+    return (this.portalName ??= this.utf8(5, this.portalEnd));
+  }
+}
+
+/**
+ * Close ('C'): which statement or portal to forget.
+ * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (Close)
+ */
+export class CloseMessage extends InspectedMessage {
+  readonly type = Frontend.Close;
+  readonly kind: TargetKind;
+  readonly nameEnd: number;
+  private targetName: string | undefined = undefined;
+
+  constructor(buf: Buffer, start: number, end: number) {
+    super(buf, start, end);
+    this.kind = targetKind(buf, start, end, 'Close');
+    this.nameEnd = cstringEnd(buf, start + 6, end, 'Close') - start;
+  }
+
+  get name(): string {
+    return (this.targetName ??= this.utf8(6, this.nameEnd));
+  }
+}
+
+/** A client message decoded once; `type` tells which. */
+export type ClientMessage = QueryMessage | ParseMessage | BindMessage | DescribeMessage | ExecuteMessage | CloseMessage;
+
+/**
+ * Decode one whole client message of a type pgscribe looks inside; null for the other types.
+ * Throws ProtocolError on a malformed message.
+ */
+export function decodeClientMessage(type: number, buf: Buffer, start: number, end: number): ClientMessage | null {
+  switch (type) {
+    case Frontend.Query:
+      return new QueryMessage(buf, start, end);
+    case Frontend.Parse:
+      return new ParseMessage(buf, start, end);
+    case Frontend.Bind:
+      return new BindMessage(buf, start, end);
+    case Frontend.Describe:
+      return new DescribeMessage(buf, start, end);
+    case Frontend.Execute:
+      return new ExecuteMessage(buf, start, end);
+    case Frontend.Close:
+      return new CloseMessage(buf, start, end);
+    default:
+      return null;
+  }
+}
