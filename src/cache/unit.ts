@@ -19,7 +19,8 @@
  */
 import { Frontend } from '../protocol/codes';
 import { ProtocolError, cstringEnd as cstr, decodeBind, need, paramFormat } from '../protocol/messages';
-import { MAX_CACHEABLE_SQL, isVolatileInput } from './policy';
+import { MAX_CACHEABLE_SQL } from './policy';
+import { isVolatileInput } from '../sql/volatile-input';
 
 export interface Held {
   type: number;

@@ -34,8 +34,8 @@
  *   cleared on every eviction batch, so it never keeps an evicted digest alive.
  * - A normalised text longer than maxQueryChars is keyed by its id and shown cut.
  */
-import { classifySql } from '../cache/sql-classify';
-import { relationName } from '../cache/policy';
+import { classifySql } from '../sql/classify';
+import { relationName } from '../sql/names';
 import { fingerprintId, normalizeSqlCounting } from './fingerprint';
 import { LatencyHistogram } from './histogram';
 import type { TableStats } from './heat';
