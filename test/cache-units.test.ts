@@ -3,7 +3,9 @@
 // relation names, and the shard's LRU, TTL and invalidation rules.
 import t from 'tap';
 import { Outbox } from '../src/outbox';
-import { CachePolicy, relationName, isVolatileInput } from '../src/cache/policy';
+import { CachePolicy } from '../src/cache/policy';
+import { relationName } from '../src/sql/names';
+import { isVolatileInput } from '../src/sql/volatile-input';
 import { PARSE_COMPLETE, ResponseCapture, judgeResponse, replayAnswer } from '../src/cache/response';
 import { CacheShard } from '../src/cache/shard';
 import { COMPLETE, MORE, REJECT, Unit, hasVolatileInput } from '../src/cache/unit';

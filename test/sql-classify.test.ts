@@ -1,23 +1,21 @@
 // The SQL classifier of the cache layer: table-driven cases with exact answers, plus properties
 // that must hold for every case (trailing ';', leading comments, keyword case).
 import t from 'tap';
-import {
-  SAFE_FUNCTIONS, UNCACHEABLE_FUNCTIONS, UNCACHEABLE_FUNCTION_PREFIXES, classifySql, isUncacheableFunction,
-  type SqlClass,
-} from '../src/cache/sql-classify';
-import { shapeOf } from '../src/cache/policy';
+import { classifySql, type SqlClass, type SqlReason, type TxControl } from '../src/sql/classify';
+import { SAFE_FUNCTIONS, UNCACHEABLE_FUNCTIONS, UNCACHEABLE_FUNCTION_PREFIXES, isUncacheableFunction } from '../src/sql/functions';
+import { shapeOf } from '../src/sql/shape';
 
 /** A cacheable read of these tables. */
 const R = (...tables: string[]): SqlClass =>
   ({ cacheable: true, reason: null, taintsSession: false, tables, writes: false, txControl: null });
 /** Not cacheable, not a write. */
-const N = (reason: string, tables: string[] | null, taintsSession = false): SqlClass =>
+const N = (reason: SqlReason, tables: string[] | null, taintsSession = false): SqlClass =>
   ({ cacheable: false, reason, taintsSession, tables, writes: false, txControl: null });
 /** A write (reason 'write' unless given). */
-const W = (tables: string[] | null, reason = 'write', taintsSession = false): SqlClass =>
+const W = (tables: string[] | null, reason: SqlReason = 'write', taintsSession = false): SqlClass =>
   ({ cacheable: false, reason, taintsSession, tables, writes: true, txControl: null });
 /** Transaction control. */
-const TX = (txControl: string): SqlClass =>
+const TX = (txControl: TxControl): SqlClass =>
   ({ cacheable: false, reason: 'transaction-control', taintsSession: false, tables: [], writes: false, txControl });
 /** Session state. */
 const S = (taintsSession: boolean): SqlClass => N('session-state', [], taintsSession);

@@ -1,6 +1,6 @@
 /**
- * What the cache layer may do with one SQL text: the classifier's verdict (sql-classify.ts), the
- * operator's per-pattern rules (`cache-rules`), and the relation names used for invalidation,
+ * What the cache layer may do with one SQL text: the classifier's verdict (src/sql/classify.ts),
+ * the operator's per-pattern rules (`cache-rules`), and the relation names used for invalidation,
  * memoised per text because the answer depends on the text only.
  *
  * Texts are handled as latin1 strings of the bytes the client sent (one char per byte): no UTF-8
@@ -9,7 +9,9 @@
  * sessions whose client_encoding is UTF8, where no ASCII byte (quote, backslash) can hide inside
  * a multi-byte character.
  */
-import { classifySql, type SqlClass } from './sql-classify';
+import { classifySql, type SqlClass } from '../sql/classify';
+import { relationName } from '../sql/names';
+import { shapeOf } from '../sql/shape';
 
 /** One `cache-rules` entry: the first rule whose pattern matches the SQL decides its TTL. */
 export interface CacheRule {
@@ -37,22 +39,6 @@ const MEMO_MAX = 20_000;
 /** Texts longer than this are classified each time and never cached (keys stay small). */
 export const MAX_CACHEABLE_SQL = 64 * 1024;
 
-/**
- * The relation name a qualified name ends with: `public.t` -> `t`, `"s"."a.b"` -> `"a.b"`.
- * Reads and writes are matched by this part only (search_path decides the schema, and a
- * superset of invalidations is always safe).
- */
-export function relationName(name: string): string {
-  if (name.indexOf('.') < 0) return name;
-  let inQuote = false;
-  let last = 0;
-  for (let i = 0; i < name.length; i++) {
-    const c = name.charCodeAt(i);
-    if (c === 34) inQuote = !inQuote; // '"'; a doubled quote toggles twice
-    else if (c === 46 && !inQuote) last = i + 1; // '.'
-  }
-  return name.slice(last);
-}
 
 function relationNames(names: readonly string[]): string[] {
   const out: string[] = [];
@@ -116,78 +102,4 @@ export class CachePolicy {
       dropsStatements: cls.reason === 'deallocate' || cls.reason === 'multi-statement',
     };
   }
-}
-
-/** An identifier character as the classifier's tokeniser sees it (letters, digits, _, $, non-ASCII). */
-function identChar(c: number): boolean {
-  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 95 || c === 36 || c >= 128;
-}
-
-/**
- * The text with every numeric literal replaced by `1`, for the classification memo: a number
- * changes no verdict (`EXPLAIN (ANALYZE 0)` becomes ANALYZE 1: a write is then assumed, the safe
- * side). Numbers inside '...' and "..." stay. A text with a backslash, a dollar quote or a comment
- * is returned as it is (their quoting rules are the tokeniser's business, not worth a second copy).
- */
-export function shapeOf(sql: string): string {
-  let out = '';
-  let from = 0;
-  const n = sql.length;
-  for (let i = 0; i < n; ) {
-    const c = sql.charCodeAt(i);
-    if (c === 39 || c === 34) {
-      // '...' or "...": a doubled quote stays inside
-      let j = i + 1;
-      for (;;) {
-        const q = sql.indexOf(c === 39 ? "'" : '"', j);
-        if (q < 0) return sql; // unterminated: leave it to the tokeniser
-        if (sql.charCodeAt(q + 1) === c) j = q + 2;
-        else {
-          i = q + 1;
-          break;
-        }
-      }
-      continue;
-    }
-    if (c === 92) return sql; // backslash
-    if (c === 36 && !(sql.charCodeAt(i + 1) >= 48 && sql.charCodeAt(i + 1) <= 57)) return sql; // $tag$
-    if ((c === 45 && sql.charCodeAt(i + 1) === 45) || (c === 47 && sql.charCodeAt(i + 1) === 42)) return sql; // -- /*
-    if (c >= 48 && c <= 57 && (i === 0 || (!identChar(sql.charCodeAt(i - 1)) && sql.charCodeAt(i - 1) !== 46))) {
-      // A number (the tokeniser's rule: digits, letters, _, '.' not before '.', exponent sign).
-      let j = i + 1;
-      while (j < n) {
-        const e = sql.charCodeAt(j);
-        if (identChar(e) && e !== 36) {
-          if ((e === 101 || e === 69) && (sql.charCodeAt(j + 1) === 43 || sql.charCodeAt(j + 1) === 45)) j++;
-          j++;
-        } else if (e === 46 && sql.charCodeAt(j + 1) !== 46) j++;
-        else break;
-      }
-      if (j - i > 1 || c !== 49) {
-        out += sql.slice(from, i) + '1';
-        from = j;
-      }
-      i = j;
-      continue;
-    }
-    i++;
-  }
-  return from === 0 ? sql : out + sql.slice(from);
-}
-
-const VOLATILE_INPUTS = new Set(['now', 'today', 'tomorrow', 'yesterday']);
-
-/**
- * True when a text-format parameter value is one of the date/time inputs that PostgreSQL resolves
- * at execution time ('now', 'today', ...): `SELECT $1::timestamptz` with 'now' must not be cached.
- */
-export function isVolatileInput(buf: Buffer, start: number, end: number): boolean {
-  const n = end - start;
-  if (n < 3 || n > 12) return false;
-  // Most values are numbers or words that cannot be one of these: decide on the first letter.
-  let i = start;
-  while (i < end && (buf[i] === 0x20 || (buf[i]! >= 0x09 && buf[i]! <= 0x0d))) i++;
-  const c = (buf[i] ?? 0) | 0x20; // ASCII lower case
-  if (c !== 0x6e && c !== 0x74 && c !== 0x79) return false; // n, t, y
-  return VOLATILE_INPUTS.has(buf.toString('latin1', start, end).trim().toLowerCase());
 }

@@ -20,7 +20,8 @@
  */
 import { Frontend } from '../protocol/codes';
 import { paramFormat, type BindMessage, type ClientMessage, type ParseMessage } from '../protocol/client-messages';
-import { MAX_CACHEABLE_SQL, isVolatileInput } from './policy';
+import { MAX_CACHEABLE_SQL } from './policy';
+import { isVolatileInput } from '../sql/volatile-input';
 
 /** One held client message: its bytes, and its decoded form when it has one. */
 export interface Held {

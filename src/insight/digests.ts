@@ -34,13 +34,14 @@
  *   cleared on every eviction batch, so it never keeps an evicted digest alive.
  * - A normalised text longer than maxQueryChars is keyed by its id and shown cut.
  */
-import { classifySql } from '../cache/sql-classify';
-import { relationName } from '../cache/policy';
+import { classifySql } from '../sql/classify';
+import { relationName } from '../sql/names';
 import { fingerprintId, normalizeSqlCounting } from './fingerprint';
 import { LatencyHistogram } from './histogram';
 import type { TableStats } from './heat';
 import { kthSmallest } from './select';
 import type { DigestKind, DigestView } from './types';
+import { usRound } from './units';
 
 /** Texts longer than this are not memoised (the memo must not pin big strings). */
 const MEMO_MAX_SQL = 4096;
@@ -303,9 +304,4 @@ export function cteNames(text: string): string[] {
     if (text.charCodeAt(i) !== 44) return names;
     i++;
   }
-}
-
-/** Milliseconds shown to the microsecond: JSON readers get 224.571, not 224.57106999999849. */
-export function usRound(ms: number): number {
-  return Math.round(ms * 1000) / 1000;
 }

@@ -47,10 +47,10 @@
  * into a reused Uint16Array, then one string made from it. A text with both `$n` placeholders and
  * literals takes a second pass (the literal numbers start after the highest placeholder, which is
  * known only at the end). The lexical rules (identifier characters, operators, strings) are the
- * classifier's (src/cache/sql-classify.ts); its tokenizer is not reused because it builds an
+ * classifier's (src/sql/lexer.ts); its tokenizer is not reused because it builds an
  * object and a string per token, which the record() hot path cannot afford.
  */
-import { blockCommentEnd, dollarTagEnd, isDigit, isIdentChar, isIdentStart, isOpChar, numberEnd, scanString } from '../cache/sql-classify';
+import { blockCommentEnd, dollarTagEnd, isDigit, isIdentChar, isIdentStart, isOpChar, numberEnd, scanString } from '../sql/lexer';
 
 // ---------------------------------------------------------------------------------------------
 // Words the normaliser must recognise, by id. Flags say what a word means for its neighbours.

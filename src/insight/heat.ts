@@ -31,8 +31,8 @@
  * Sorted by priority, then by the table's accesses (busiest first), then by name.
  */
 import { kthSmallest } from './select';
-import { usRound } from './digests';
 import type { Recommendation, TableView, Temperature } from './types';
+import { usRound } from './units';
 
 /** Per-table counters, updated by Insight.record() through the digests that name the table. */
 export class TableStats {

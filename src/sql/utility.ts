@@ -1,0 +1,77 @@
+/**
+ * Session state and the other utility statements (reason 'session-state' unless said otherwise;
+ * none is cacheable):
+ *
+ *     SET x / SET SESSION x / SET ROLE / SET SESSION AUTHORIZATION /
+ *       SET SESSION CHARACTERISTICS                 -> taints
+ *     SET LOCAL ... / SET TRANSACTION / SET CONSTRAINTS -> does not taint: it ends with the
+ *       transaction, and nothing is cached inside a transaction block anyway
+ *     RESET x / RESET ALL / RESET ROLE               -> taints (the session already was, or we
+ *       cannot tell what RESET restores from; untainting is not this module's business)
+ *     DISCARD ...                                    -> taints (as issue 4 lists it)
+ *     LISTEN                                         -> taints; UNLISTEN does not
+ *     LOAD                                           -> taints
+ *     PREPARE name AS stmt                           -> taints only when stmt would
+ *     DEALLOCATE                                     -> does not taint; reason 'deallocate' (the
+ *       cache's statement ledger forgets the session's prepared statements)
+ *     DECLARE c CURSOR ... FOR query, FETCH, MOVE, CLOSE -> 'utility', do not taint (DECLARE:
+ *       unless its query would; its tables and writes are the query's)
+ *     SHOW, VACUUM, ANALYZE, CLUSTER, REINDEX, CHECKPOINT, NOTIFY -> 'utility', not writes
+ *     LOCK                                           -> 'locking', not a write, tables its names
+ *     EXECUTE                                        -> 'unknown', a write with tables null (the
+ *       prepared text is not known here); does not taint
+ *     CALL, DO                                       -> 'write', tables null (they may write
+ *       anything); do not taint
+ *
+ * CREATE TEMP ... (ddl.ts) and SELECT INTO TEMP (dml.ts) taint too ('temp-table'), and so does a
+ * statement calling set_config() (calls.ts).
+ */
+import { LP } from './lexer';
+import { result, UNKNOWN_TAINT, type SqlClass } from './sql-class';
+import { relationList, type ClassifyRange, type Stmt } from './stmt';
+
+/**
+ * The verdict when the statement whose first keyword kw is at p (up to b) is one of the above;
+ * null when it is something else. inner classifies the statement PREPARE and DECLARE hold.
+ */
+export function classifyUtility(s: Stmt, kw: string, p: number, b: number, inner: ClassifyRange): SqlClass | null {
+  switch (kw) {
+    case 'set': {
+      const n = s.w(p + 1);
+      const local = n === 'local' || n === 'transaction' || n === 'constraints';
+      return result(false, 'session-state', !local, [], false);
+    }
+    case 'reset': case 'discard': case 'listen': case 'load':
+      return result(false, 'session-state', true, [], false);
+    case 'unlisten':
+      return result(false, 'session-state', false, [], false);
+    case 'deallocate':
+      return result(false, 'deallocate', false, [], false);
+    case 'prepare': {
+      let j = p + 1;
+      while (j < b && s.w(j) !== 'as') j = s.k(j) === LP ? s.match[j]! + 1 : j + 1;
+      if (j + 1 >= b) return UNKNOWN_TAINT();
+      const stmt = inner(s, j + 1, b);
+      return result(false, 'session-state', stmt.taintsSession, [], false);
+    }
+    case 'execute':
+      return result(false, 'unknown', false, null, true);
+    case 'declare': {
+      let j = p + 1;
+      while (j < b && s.w(j) !== 'for') j++;
+      if (j + 1 >= b) return UNKNOWN_TAINT();
+      const query = inner(s, j + 1, b);
+      return result(false, 'utility', query.taintsSession, query.tables, query.writes);
+    }
+    case 'fetch': case 'move': case 'close': case 'show': case 'checkpoint': case 'vacuum':
+    case 'analyze': case 'analyse': case 'cluster': case 'reindex': case 'notify':
+      return result(false, 'utility', false, [], false);
+    case 'lock': {
+      const list = relationList(s, p + 1);
+      return result(false, 'locking', false, list === null ? null : list[0], false);
+    }
+    case 'call': case 'do':
+      return result(false, 'write', false, null, true);
+  }
+  return null;
+}
