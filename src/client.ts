@@ -283,7 +283,7 @@ export class Client implements FlightClient, TlsUpgradeListener {
         onFramingError: (reason) => this.protocolViolation(reason),
       },
       {
-        maxLength: server.config.maxMessageBytes,
+        maxLength: server.config.limits.maxMessageBytes,
         maxStartupLength: MAX_STARTUP_PACKET_LENGTH,
         inspect: server.cache === null ? CLIENT_INSPECT : CLIENT_INSPECT_CACHE,
         startup: true,
@@ -293,7 +293,7 @@ export class Client implements FlightClient, TlsUpgradeListener {
     socket.on('drain', this.onDrain);
     socket.on('error', this.onError);
     socket.on('close', () => this.onClientClose());
-    this.timer = setTimeout(() => this.onStartupTimeout(), server.config.startupTimeoutMs);
+    this.timer = setTimeout(() => this.onStartupTimeout(), server.config.limits.startupTimeoutMs);
   }
 
   // ---- state ---------------------------------------------------------------------------------
@@ -417,7 +417,7 @@ export class Client implements FlightClient, TlsUpgradeListener {
     if (srv.insight !== null && c.sql !== null) {
       srv.insight.record({ sql: c.sql, ms: c.ms, rows: c.rows, error: c.status === 'error', cache: c.cache, flight: c.flight, now: Date.now() });
     }
-    if (srv.config.logCompletions && srv.logger.enabled && this.session !== null) this.written(srv.logger.logCompletion(this.session, c));
+    if (srv.config.log.completions && srv.logger.enabled && this.session !== null) this.written(srv.logger.logCompletion(this.session, c));
   }
 
   /**
@@ -893,14 +893,14 @@ export class Client implements FlightClient, TlsUpgradeListener {
     this.setClientPaused(PAUSE_CONNECTING, true);
     this.timer = setTimeout(() => {
       this.timer = null;
-      this.server.ops.warn('upstream connect timed out', { conn: this.id, client: this.address, upstream: `${host}:${port}`, timeout_ms: this.server.config.connectTimeoutMs });
+      this.server.ops.warn('upstream connect timed out', { conn: this.id, client: this.address, upstream: `${host}:${port}`, timeout_ms: this.server.config.limits.connectTimeoutMs });
       this.fail({
         severity: 'FATAL',
         code: SqlState.SqlclientUnableToEstablishSqlconnection,
-        message: `pgscribe: could not connect to upstream server ${host}:${port}: timeout after ${this.server.config.connectTimeoutMs} ms`,
+        message: `pgscribe: could not connect to upstream server ${host}:${port}: timeout after ${this.server.config.limits.connectTimeoutMs} ms`,
         hint: 'Check that PostgreSQL is running and reachable at the --upstream address.',
       });
-    }, this.server.config.connectTimeoutMs);
+    }, this.server.config.limits.connectTimeoutMs);
     const utls = this.server.tls.upstream;
     if (utls === null) {
       // net queues this write until the connection is up; the client is not read until then.
@@ -1017,7 +1017,7 @@ export class Client implements FlightClient, TlsUpgradeListener {
       this.server.ops.warn('client did not complete the TLS handshake in time; dropping it', {
         conn: this.id,
         client: this.address,
-        timeout_ms: this.server.config.startupTimeoutMs,
+        timeout_ms: this.server.config.limits.startupTimeoutMs,
       });
       this.transition(S.Closing);
       return;
@@ -1026,12 +1026,12 @@ export class Client implements FlightClient, TlsUpgradeListener {
     this.server.ops.warn('client did not send a startup packet in time; dropping it', {
       conn: this.id,
       client: this.address,
-      timeout_ms: this.server.config.startupTimeoutMs,
+      timeout_ms: this.server.config.limits.startupTimeoutMs,
     });
     this.fail({
       severity: 'FATAL',
       code: SqlState.ProtocolViolation,
-      message: `pgscribe: startup packet not received within ${this.server.config.startupTimeoutMs} ms`,
+      message: `pgscribe: startup packet not received within ${this.server.config.limits.startupTimeoutMs} ms`,
     });
   }
 

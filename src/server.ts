@@ -57,7 +57,7 @@ export class Server {
     this.cache = cache;
     this.tls = tls;
     this.insight = insight;
-    this.tracksCompletions = insight !== null || (config.logCompletions && logger.enabled);
+    this.tracksCompletions = insight !== null || (config.log.completions && logger.enabled);
   }
 
   get sessionCount(): number {
@@ -95,7 +95,7 @@ export class Server {
   }
 
   private accept(sock: net.Socket): void {
-    if (this.shuttingDown || this.clients.size >= this.config.maxConnections + STARTUP_HEADROOM) {
+    if (this.shuttingDown || this.clients.size >= this.config.limits.maxConnections + STARTUP_HEADROOM) {
       // Far over the limit (or stopping): refuse before reading anything.
       sock.on('error', () => {});
       sock.destroy();
@@ -107,11 +107,11 @@ export class Server {
 
   /** Called when a client's StartupMessage arrives: false when the session limit is reached. */
   admitSession(client: Client): boolean {
-    if (this.sessions >= this.config.maxConnections) {
+    if (this.sessions >= this.config.limits.maxConnections) {
       this.ops.warn('connection limit reached; refusing client with 53300', {
         conn: client.id,
         client: client.address,
-        max_connections: this.config.maxConnections,
+        max_connections: this.config.limits.maxConnections,
       });
       return false;
     }
@@ -193,7 +193,7 @@ export class Server {
     const { host, port } = this.config.upstream;
     const sock = net.connect({ host, port });
     let current: net.Socket = sock;
-    const timer = setTimeout(() => current.destroy(), this.config.connectTimeoutMs).unref();
+    const timer = setTimeout(() => current.destroy(), this.config.limits.connectTimeoutMs).unref();
     let failed = false;
     const failure = (error: string) => {
       if (failed) return;

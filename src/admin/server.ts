@@ -177,7 +177,7 @@ export class AdminServer {
     if (!this.server.listening) return { at: Date.now(), ok: false, reason: 'pgscribe is not listening (starting or shutting down)', upstreamMs: null };
     const now = Date.now();
     if (this.health !== null && now - this.health.at < HEALTH_CACHE_MS) return this.health;
-    this.probing ??= probeUpstream(this.server.config.upstream, Math.min(this.server.config.connectTimeoutMs, 2000)).then((h) => {
+    this.probing ??= probeUpstream(this.server.config.upstream, Math.min(this.server.config.limits.connectTimeoutMs, 2000)).then((h) => {
       this.health = h;
       this.probing = null;
       return h;
