@@ -14,6 +14,7 @@ import { jsonCompletionFormatter, jsonFormatter, textCompletionFormatter, textFo
 import { AdminServer } from './admin/server';
 import { Insight } from './insight';
 import { streamOpsLog, type OpsLog } from './log/ops';
+import { cacheFields, statsLine } from './metrics';
 import { Server } from './server';
 import { loadTls, type CertInfo, type TlsSetup } from './tls';
 
@@ -176,7 +177,7 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
     }
   }
 
-  const printStats = () => ops.info('stats', server.stats());
+  const printStats = () => ops.info('stats', statsLine(server));
   process.on('SIGUSR2', printStats);
   if (cfg.statsIntervalMs > 0) setInterval(printStats, cfg.statsIntervalMs).unref();
 
@@ -193,14 +194,12 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
     }
     stopping = true;
     ops.info(`${signal}: shutting down`, { sessions: server.clients.size, grace_ms: cfg.limits.shutdownGraceMs });
-    const cacheCounters: Record<string, number> = {};
+    let cacheCounters: Record<string, number> = {};
     server
       .shutdown(cfg.limits.shutdownGraceMs)
       .then(async () => {
         await admin?.close();
-        if (cache !== null) {
-          for (const [k, v] of Object.entries(await cache.layer.close())) cacheCounters[`cache_${k}`] = v;
-        }
+        if (cache !== null) cacheCounters = cacheFields(await cache.layer.close());
         await logger.close();
       })
       .then(() => {

@@ -9,7 +9,6 @@ import type { ClientLogger } from './log/client-logger';
 import type { OpsLog } from './log/ops';
 import type { CacheContext } from './cache/session';
 import { encodeCancelRequest } from './protocol/messages';
-import { Frontend } from './protocol/codes';
 import type { Insight } from './insight';
 import { negotiateUpstream, type TlsSetup } from './tls';
 
@@ -29,6 +28,8 @@ export class Server {
   readonly insight: Insight | null;
   /** Clients track how each Q/E ends (--log-completions, or digests). */
   readonly tracksCompletions: boolean;
+  // messagesIn, upstreamErrors and bytesFrom*: the Client's counters. metrics.ts reads them, and
+  // its readings() is the one place that says where they live.
   /** Client messages received after startup, by type byte. */
   readonly messagesIn = new Float64Array(256);
   /** Upstream connect failures, unexpected closes and invalid messages. */
@@ -66,12 +67,6 @@ export class Server {
 
   get connectionsTotal(): number {
     return this.nextId - 1;
-  }
-
-  /** Query messages received from clients, by type. */
-  queryMessages(): { Q: number; P: number; B: number; E: number } {
-    const m = this.messagesIn;
-    return { Q: m[Frontend.Query]!, P: m[Frontend.Parse]!, B: m[Frontend.Bind]!, E: m[Frontend.Execute]! };
   }
 
   /** The listening socket is open (false before listen() and once shutdown began). */
@@ -122,38 +117,6 @@ export class Server {
   /** A client admitted by admitSession() is gone. */
   releaseSession(): void {
     this.sessions--;
-  }
-
-  /** Counters and gauges for the periodic/SIGUSR2 stats line (and the stress harness). */
-  stats(): Record<string, number> {
-    const mem = process.memoryUsage();
-    const cache: Record<string, number> = {};
-    if (this.cache !== null) for (const [k, v] of Object.entries(this.cache.layer.counters())) cache[`cache_${k}`] = v;
-    const m = this.queryMessages();
-    const insight: Record<string, number> = {};
-    if (this.insight !== null) {
-      insight['queries_completed'] = this.insight.completed;
-      insight['query_errors'] = this.insight.errors;
-    }
-    return {
-      clients: this.clients.size,
-      sessions: this.sessions,
-      connections_total: this.nextId - 1,
-      bytes_from_clients: this.bytesFromClients,
-      bytes_from_servers: this.bytesFromServers,
-      log_lines: this.logger.lines,
-      rss: mem.rss,
-      heap_used: mem.heapUsed,
-      external: mem.external,
-      log_queued_bytes: this.logger.queuedBytes,
-      messages_q: m.Q,
-      messages_p: m.P,
-      messages_b: m.B,
-      messages_e: m.E,
-      upstream_errors: this.upstreamErrors,
-      ...insight,
-      ...cache,
-    };
   }
 
   removeClient(client: Client): void {
