@@ -142,9 +142,16 @@ function metric(kind: MetricKind, name: string, help: string, read: Sample['read
 const counter = (name: string, help: string, read: Sample['read'], o?: Options): Family => metric('counter', name, help, read, o);
 const gauge = (name: string, help: string, read: Sample['read'], o?: Options): Family => metric('gauge', name, help, read, o);
 
-/** A member of the cache collector: `pgscribe_cache_<key>[_total]` unless named otherwise. */
+/** Stats-line names of the cache layer's counters are this plus their key. */
+const CACHE_PREFIX = 'cache_';
+
+/**
+ * A member of the cache collector: `pgscribe_cache_<key>[_total]` unless named otherwise. The
+ * shared-cache members (l2_*) are shown only when the layer has a shared level, which then
+ * reports l2_available.
+ */
 function cacheMember(kind: MetricKind, key: string, help: string, prom?: string): Member {
-  return { key, kind, help, prom: prom ?? promName(`cache_${key}`, kind), requires: key.startsWith('l2_') ? 'l2_available' : null };
+  return { key, kind, help, prom: prom ?? promName(CACHE_PREFIX + key, kind), requires: key.startsWith('l2_') ? 'l2_available' : null };
 }
 
 const MESSAGE_TYPES = [
@@ -156,8 +163,6 @@ const MESSAGE_TYPES = [
 
 /** Upper bounds (seconds) of the query duration histogram in /metrics. */
 const DURATION_BUCKETS_S = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
-
-const CACHE_PREFIX = 'cache_';
 
 /** Every metric, in stats-line order (the stats test and readers of the line expect it). */
 const METRICS: readonly Entry[] = [
