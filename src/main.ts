@@ -14,6 +14,7 @@ import { jsonCompletionFormatter, jsonFormatter, textCompletionFormatter, textFo
 import { AdminServer } from './admin/server';
 import { Insight } from './insight';
 import { streamOpsLog, type OpsLog } from './log/ops';
+import { cacheFields, statsLine } from './metrics';
 import { Server } from './server';
 import { loadTls, type CertInfo, type TlsSetup } from './tls';
 
@@ -31,60 +32,62 @@ function readVersion(): string {
 const VERSION = readVersion();
 
 export function createLogger(cfg: Config, ops: OpsLog): ClientLogger {
-  if (cfg.log === 'none') return new NoopLogger();
-  const fmtOpts = { params: cfg.logParams, paramMaxBytes: cfg.logParamMaxBytes, seq: cfg.logCompletions };
-  const format = cfg.logFormat === 'json' ? jsonFormatter(fmtOpts) : textFormatter(fmtOpts);
-  const done = !cfg.logCompletions ? null : cfg.logFormat === 'json' ? jsonCompletionFormatter() : textCompletionFormatter();
+  const log = cfg.log;
+  if (log.path === 'none') return new NoopLogger();
+  const fmtOpts = { params: log.params, paramMaxBytes: log.paramMaxBytes, seq: log.completions };
+  const format = log.format === 'json' ? jsonFormatter(fmtOpts) : textFormatter(fmtOpts);
+  const done = !log.completions ? null : log.format === 'json' ? jsonCompletionFormatter() : textCompletionFormatter();
   const onError = (err: NodeJS.ErrnoException, context: string) =>
     ops.error('query log write problem; lines are kept in memory and client reads pause until it clears', {
-      log: cfg.log,
+      log: log.path,
       context,
       error: err.code ?? err.message,
     });
   const sink =
-    cfg.log === '-'
-      ? new StdoutSink({ highWaterMark: cfg.logBufferBytes, onError })
-      : new FileSink({ path: cfg.log, mode: 0o600, highWaterMark: cfg.logBufferBytes, onError });
+    log.path === '-'
+      ? new StdoutSink({ highWaterMark: log.bufferBytes, onError })
+      : new FileSink({ path: log.path, mode: 0o600, highWaterMark: log.bufferBytes, onError });
   return new SinkLogger(sink, format, done);
 }
 
 /** The cache/singleflight layer the settings ask for, or null. */
 export function createCacheContext(cfg: Config, ops: OpsLog): CacheContext | null {
-  if (!cfg.cache && !cfg.singleflight) return null;
+  const { cache, redis } = cfg;
+  if (!cache.enabled && !cache.singleflight) return null;
   const layer = createCacheLayer(
     {
-      cache: cfg.cache,
-      singleflight: cfg.singleflight,
-      maxBytes: cfg.cacheMaxBytes,
-      maxEntries: cfg.cacheMaxEntries,
-      workers: cfg.workers,
+      cache: cache.enabled,
+      singleflight: cache.singleflight,
+      maxBytes: cache.maxBytes,
+      maxEntries: cache.maxEntries,
+      workers: cache.workers,
     },
-    (message) => ops.error(`cache worker thread problem: ${message}; its share of the cache is relayed uncached from now on`, { workers: cfg.workers }),
-    cfg.redis === null
+    (message) => ops.error(`cache worker thread problem: ${message}; its share of the cache is relayed uncached from now on`, { workers: cache.workers }),
+    redis.address === null
       ? undefined
       : {
           ops,
           settings: {
-            host: cfg.redis.host,
-            port: cfg.redis.port,
-            password: cfg.redisPassword,
-            user: cfg.redisUser,
-            db: cfg.redisDb,
-            prefix: cfg.redisPrefix,
-            timeoutMs: cfg.redisTimeoutMs,
-            singleflight: cfg.redisSingleflight,
-            lockMs: cfg.redisLockMs,
-            maxEntryBytes: cfg.cacheMaxEntryBytes,
+            host: redis.address.host,
+            port: redis.address.port,
+            password: redis.password,
+            user: redis.user,
+            db: redis.db,
+            prefix: redis.prefix,
+            timeoutMs: redis.timeoutMs,
+            singleflight: redis.singleflight,
+            lockMs: redis.lockMs,
+            maxEntryBytes: cache.maxEntryBytes,
           },
         },
   );
   return {
     layer,
-    policy: new CachePolicy({ rules: compileRules(cfg.cacheRules), ttlMs: cfg.cache ? cfg.cacheTtlMs : 0 }),
-    cache: cfg.cache,
-    singleflight: cfg.singleflight,
-    maxEntryBytes: cfg.cacheMaxEntryBytes,
-    bypassMs: Math.max(cfg.cacheTtlMs, 1000),
+    policy: new CachePolicy({ rules: compileRules(cache.rules), ttlMs: cache.enabled ? cache.ttlMs : 0 }),
+    cache: cache.enabled,
+    singleflight: cache.singleflight,
+    maxEntryBytes: cache.maxEntryBytes,
+    bypassMs: Math.max(cache.ttlMs, 1000),
     intern: fingerprintInterner(),
   };
 }
@@ -130,11 +133,11 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
   try {
     logger = createLogger(cfg, ops);
   } catch (err) {
-    ops.error('cannot open the query log', { log: cfg.log, error: (err as Error).message });
+    ops.error('cannot open the query log', { log: cfg.log.path, error: (err as Error).message });
     process.exit(1);
   }
   const cache = createCacheContext(cfg, ops);
-  const insight = cfg.admin === null ? null : new Insight({ maxDigests: cfg.digestMaxEntries, cacheEnabled: cfg.cache, cacheTtlMs: cfg.cacheTtlMs });
+  const insight = cfg.admin.address === null ? null : new Insight({ maxDigests: cfg.admin.digestMaxEntries, cacheEnabled: cfg.cache.enabled, cacheTtlMs: cfg.cache.ttlMs });
   const server = new Server(cfg, logger, ops, cache, tls, insight);
   let addr;
   try {
@@ -143,41 +146,43 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
     ops.error('cannot listen', { listen: `${cfg.listen.host}:${cfg.listen.port}`, error: (err as Error).message });
     process.exit(1);
   }
+  const redis = cfg.redis.address;
   ops.info('listening', {
     listen: `${addr.address}:${addr.port}`,
     upstream: `${cfg.upstream.host}:${cfg.upstream.port}`,
-    log: cfg.log,
-    cache: cfg.cache,
-    singleflight: cfg.singleflight,
-    workers: cache === null ? undefined : cfg.workers,
-    redis: cfg.redis === null ? undefined : `${cfg.redis.host.includes(':') ? `[${cfg.redis.host}]` : cfg.redis.host}:${cfg.redis.port}`,
-    tls: tls.client === null ? undefined : clientTlsMode(cfg) + (tls.client.verifyClients ? '+client-cert' : ''),
-    upstream_tls: tls.upstream === null ? undefined : cfg.upstreamTls,
+    log: cfg.log.path,
+    cache: cfg.cache.enabled,
+    singleflight: cfg.cache.singleflight,
+    workers: cache === null ? undefined : cfg.cache.workers,
+    redis: redis === null ? undefined : `${redis.host.includes(':') ? `[${redis.host}]` : redis.host}:${redis.port}`,
+    tls: tls.client === null ? undefined : clientTlsMode(cfg.tls.client) + (tls.client.verifyClients ? '+client-cert' : ''),
+    upstream_tls: tls.upstream === null ? undefined : cfg.tls.upstream.mode,
     version: VERSION,
   });
   if (tls.client !== null) reportCert(ops, 'TLS for clients', tls.client.cert);
   if (tls.upstream?.cert) reportCert(ops, 'TLS client certificate for the upstream', tls.upstream.cert);
   let admin: AdminServer | null = null;
-  if (cfg.admin !== null && insight !== null) {
-    admin = new AdminServer(server, insight, ops, { address: cfg.admin, token: cfg.adminToken, version: VERSION });
+  const adminAddress = cfg.admin.address;
+  if (adminAddress !== null && insight !== null) {
+    admin = new AdminServer(server, insight, ops, { address: adminAddress, token: cfg.admin.token, version: VERSION });
     try {
       const a = await admin.listen();
-      ops.info('admin server listening', { admin: `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}/`, token: cfg.adminToken !== '' });
+      ops.info('admin server listening', { admin: `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}/`, token: cfg.admin.token !== '' });
     } catch (err) {
       ops.error('cannot listen for the admin server; pick a free --admin address or turn it off', {
-        admin: `${cfg.admin.host}:${cfg.admin.port}`,
+        admin: `${adminAddress.host}:${adminAddress.port}`,
         error: (err as Error).message,
       });
       process.exit(1);
     }
   }
 
-  const printStats = () => ops.info('stats', server.stats());
+  const printStats = () => ops.info('stats', statsLine(server));
   process.on('SIGUSR2', printStats);
   if (cfg.statsIntervalMs > 0) setInterval(printStats, cfg.statsIntervalMs).unref();
 
   process.on('SIGHUP', () => {
-    ops.info('SIGHUP: reopening the query log', { log: cfg.log });
+    ops.info('SIGHUP: reopening the query log', { log: cfg.log.path });
     logger.reopen();
     reloadTls(tls, ops);
   });
@@ -188,15 +193,13 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
       return;
     }
     stopping = true;
-    ops.info(`${signal}: shutting down`, { sessions: server.clients.size, grace_ms: cfg.shutdownGraceMs });
-    const cacheCounters: Record<string, number> = {};
+    ops.info(`${signal}: shutting down`, { sessions: server.clients.size, grace_ms: cfg.limits.shutdownGraceMs });
+    let cacheCounters: Record<string, number> = {};
     server
-      .shutdown(cfg.shutdownGraceMs)
+      .shutdown(cfg.limits.shutdownGraceMs)
       .then(async () => {
         await admin?.close();
-        if (cache !== null) {
-          for (const [k, v] of Object.entries(await cache.layer.close())) cacheCounters[`cache_${k}`] = v;
-        }
+        if (cache !== null) cacheCounters = cacheFields(await cache.layer.close());
         await logger.close();
       })
       .then(() => {
@@ -227,7 +230,7 @@ export function main(argv: string[]): void {
     if (cmd.kind === 'run' || cmd.kind === 'check') {
       checkEnvironment(cmd.config);
       // Certificates are read here, so that a bad file fails --check and start-up alike.
-      tls = loadTls(cmd.config);
+      tls = loadTls(cmd.config.tls);
     }
   } catch (err) {
     if (err instanceof ConfigError) {

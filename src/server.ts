@@ -10,7 +10,6 @@ import type { Config } from './config';
 import type { ClientLogger } from './log/client-logger';
 import type { OpsLog } from './log/ops';
 import type { CacheContext } from './cache/session';
-import { Frontend } from './protocol/codes';
 import type { Insight } from './insight';
 import type { TlsSetup } from './tls';
 import { CancelRouter } from './cancel';
@@ -58,10 +57,10 @@ export class Server implements ClientHost {
     this.config = config;
     this.settings = {
       upstream: config.upstream,
-      maxMessageBytes: config.maxMessageBytes,
-      connectTimeoutMs: config.connectTimeoutMs,
-      startupTimeoutMs: config.startupTimeoutMs,
-      logCompletions: config.logCompletions,
+      maxMessageBytes: config.limits.maxMessageBytes,
+      connectTimeoutMs: config.limits.connectTimeoutMs,
+      startupTimeoutMs: config.limits.startupTimeoutMs,
+      logCompletions: config.log.completions,
     };
     this.logger = logger;
     this.ops = ops;
@@ -69,8 +68,8 @@ export class Server implements ClientHost {
     this.tls = tls;
     this.insight = insight;
     this.digests = insight;
-    this.tracksCompletions = insight !== null || (config.logCompletions && logger.enabled);
-    this.keys = new CancelRouter(config.upstream, tls.upstream, config.connectTimeoutMs, ops);
+    this.tracksCompletions = insight !== null || (config.log.completions && logger.enabled);
+    this.keys = new CancelRouter(config.upstream, tls.upstream, config.limits.connectTimeoutMs, ops);
   }
 
   get sessionCount(): number {
@@ -79,12 +78,6 @@ export class Server implements ClientHost {
 
   get connectionsTotal(): number {
     return this.nextId - 1;
-  }
-
-  /** Query messages received from clients, by type. */
-  queryMessages(): { Q: number; P: number; B: number; E: number } {
-    const m = this.counters.messagesIn;
-    return { Q: m[Frontend.Query]!, P: m[Frontend.Parse]!, B: m[Frontend.Bind]!, E: m[Frontend.Execute]! };
   }
 
   /** The listening socket is open (false before listen() and once shutdown began). */
@@ -108,7 +101,7 @@ export class Server implements ClientHost {
   }
 
   private accept(sock: net.Socket): void {
-    if (this.shuttingDown || this.clients.size >= this.config.maxConnections + STARTUP_HEADROOM) {
+    if (this.shuttingDown || this.clients.size >= this.config.limits.maxConnections + STARTUP_HEADROOM) {
       // Far over the limit (or stopping): refuse before reading anything.
       sock.on('error', () => {});
       sock.destroy();
@@ -119,11 +112,11 @@ export class Server implements ClientHost {
   }
 
   admit(client: ClientHandle): boolean {
-    if (this.sessions >= this.config.maxConnections) {
+    if (this.sessions >= this.config.limits.maxConnections) {
       this.ops.warn('connection limit reached; refusing client with 53300', {
         conn: client.id,
         client: client.address,
-        max_connections: this.config.maxConnections,
+        max_connections: this.config.limits.maxConnections,
       });
       return false;
     }
@@ -139,38 +132,6 @@ export class Server implements ClientHost {
       this.idleWaiters = [];
       for (const f of w) f();
     }
-  }
-
-  /** Counters and gauges for the periodic/SIGUSR2 stats line (and the stress harness). */
-  stats(): Record<string, number> {
-    const mem = process.memoryUsage();
-    const cache: Record<string, number> = {};
-    if (this.cache !== null) for (const [k, v] of Object.entries(this.cache.layer.counters())) cache[`cache_${k}`] = v;
-    const m = this.queryMessages();
-    const insight: Record<string, number> = {};
-    if (this.insight !== null) {
-      insight['queries_completed'] = this.insight.completed;
-      insight['query_errors'] = this.insight.errors;
-    }
-    return {
-      clients: this.clients.size,
-      sessions: this.sessions,
-      connections_total: this.nextId - 1,
-      bytes_from_clients: this.counters.bytesFromClients,
-      bytes_from_servers: this.counters.bytesFromServers,
-      log_lines: this.logger.lines,
-      rss: mem.rss,
-      heap_used: mem.heapUsed,
-      external: mem.external,
-      log_queued_bytes: this.logger.queuedBytes,
-      messages_q: m.Q,
-      messages_p: m.P,
-      messages_b: m.B,
-      messages_e: m.E,
-      upstream_errors: this.counters.upstreamErrors,
-      ...insight,
-      ...cache,
-    };
   }
 
   /**

@@ -16,7 +16,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import { ConfigError, clientTlsMode, type Config, type UpstreamTlsMode } from './config';
+import { ConfigError, clientTlsMode, type TlsConfig, type UpstreamTlsMode } from './config';
 import { describeType } from './protocol/framer';
 import { encodeSslRequest } from './protocol/messages';
 
@@ -258,13 +258,12 @@ export interface TlsSetup {
 }
 
 /** Load the certificates the settings name. Throws ConfigError naming the setting at fault. */
-export function loadTls(cfg: Config): TlsSetup {
-  const mode = clientTlsMode(cfg);
-  const client = mode === 'disable' ? null : new ClientTls(mode, { cert: cfg.tlsCert, key: cfg.tlsKey, ca: cfg.tlsCa });
-  const upstream =
-    cfg.upstreamTls === 'disable'
-      ? null
-      : new UpstreamTls(cfg.upstreamTls, { cert: cfg.upstreamTlsCert, key: cfg.upstreamTlsKey, ca: cfg.upstreamTlsCa });
+export function loadTls(cfg: TlsConfig): TlsSetup {
+  const c = cfg.client;
+  const mode = clientTlsMode(c);
+  const client = mode === 'disable' ? null : new ClientTls(mode, { cert: c.cert, key: c.key, ca: c.ca });
+  const u = cfg.upstream;
+  const upstream = u.mode === 'disable' ? null : new UpstreamTls(u.mode, { cert: u.cert, key: u.key, ca: u.ca });
   return { client, upstream };
 }
 

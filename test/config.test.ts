@@ -14,45 +14,47 @@ const PKG_VERSION = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'),
 const DEFAULTS: Config = {
   listen: { host: '127.0.0.1', port: 6000 },
   upstream: { host: '127.0.0.1', port: 5432 },
-  log: 'logs/queries.log',
-  logFormat: 'text',
-  logParams: true,
-  logParamMaxBytes: 256,
-  logBufferBytes: 8 * 1024 * 1024,
-  maxConnections: 100,
-  maxMessageBytes: 64 * 1024 * 1024,
-  connectTimeoutMs: 5000,
-  startupTimeoutMs: 10000,
-  shutdownGraceMs: 10000,
+  limits: {
+    maxConnections: 100,
+    maxMessageBytes: 64 * 1024 * 1024,
+    connectTimeoutMs: 5000,
+    startupTimeoutMs: 10000,
+    shutdownGraceMs: 10000,
+  },
   statsIntervalMs: 0,
-  cache: false,
-  singleflight: false,
-  cacheMaxBytes: 64 * 1024 * 1024,
-  cacheMaxEntries: 1_000_000,
-  cacheTtlMs: 1000,
-  cacheMaxEntryBytes: 1024 * 1024,
-  cacheRules: [],
-  workers: 0,
-  redis: null,
-  redisPassword: '',
-  redisUser: '',
-  redisDb: 0,
-  redisPrefix: 'pgscribe:',
-  redisTimeoutMs: 50,
-  redisSingleflight: false,
-  redisLockMs: 2000,
-  logCompletions: false,
-  admin: null,
-  adminToken: '',
-  digestMaxEntries: 2000,
-  tlsCert: '',
-  tlsKey: '',
-  tlsCa: '',
-  tlsMode: 'disable',
-  upstreamTls: 'disable',
-  upstreamTlsCa: '',
-  upstreamTlsCert: '',
-  upstreamTlsKey: '',
+  log: {
+    path: 'logs/queries.log',
+    format: 'text',
+    params: true,
+    paramMaxBytes: 256,
+    bufferBytes: 8 * 1024 * 1024,
+    completions: false,
+  },
+  cache: {
+    enabled: false,
+    singleflight: false,
+    maxBytes: 64 * 1024 * 1024,
+    maxEntries: 1_000_000,
+    ttlMs: 1000,
+    maxEntryBytes: 1024 * 1024,
+    rules: [],
+    workers: 0,
+  },
+  redis: {
+    address: null,
+    password: '',
+    user: '',
+    db: 0,
+    prefix: 'pgscribe:',
+    timeoutMs: 50,
+    singleflight: false,
+    lockMs: 2000,
+  },
+  tls: {
+    client: { cert: '', key: '', ca: '', mode: 'disable' },
+    upstream: { mode: 'disable', ca: '', cert: '', key: '' },
+  },
+  admin: { address: null, token: '', digestMaxEntries: 2000 },
 };
 
 const DEFAULTS_DESCRIBED = {
@@ -99,6 +101,21 @@ const DEFAULTS_DESCRIBED = {
   'upstream-tls-key': '',
 };
 
+type Patch<T> = { [K in keyof T]?: T[K] extends object ? (T[K] extends readonly unknown[] ? T[K] : Patch<T[K]>) : T[K] };
+
+/** A copy of cfg with the values in patch (sections merged, values replaced). */
+function patched(cfg: Config, patch: Patch<Config>): Config {
+  const merge = (base: Record<string, unknown>, p: Record<string, unknown>): Record<string, unknown> => {
+    const out = { ...base };
+    for (const [k, v] of Object.entries(p)) {
+      const b = base[k];
+      out[k] = v !== null && typeof v === 'object' && !Array.isArray(v) && b !== null && typeof b === 'object' ? merge(b as Record<string, unknown>, v as Record<string, unknown>) : v;
+    }
+    return out;
+  };
+  return merge(structuredClone(cfg) as unknown as Record<string, unknown>, patch as Record<string, unknown>) as unknown as Config;
+}
+
 function tmpDir(tt: { teardown(fn: () => void): void }): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgscribe-config-'));
   tt.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -136,7 +153,7 @@ function rejects(tt: { fail(m: string): unknown; equal(a: unknown, b: unknown, m
 
 t.test('defaults', async (tt) => {
   // tls-mode stays unset until the command line is parsed: its default depends on tls-cert/tls-key.
-  tt.strictSame(defaults(), { ...DEFAULTS, tlsMode: null });
+  tt.strictSame(defaults(), patched(DEFAULTS, { tls: { client: { mode: null } } }));
   tt.strictSame(parseCommandLine([]), { kind: 'run', config: DEFAULTS });
   tt.strictSame(parseCommandLine(['--check']), { kind: 'check', config: DEFAULTS });
   tt.strictSame(describe(defaults()), DEFAULTS_DESCRIBED);
@@ -144,16 +161,22 @@ t.test('defaults', async (tt) => {
 
 t.test('defaults() hands out independent objects: changing one Config leaves the defaults alone', async (tt) => {
   const a = defaults();
-  const saved = { listen: a.listen.port, upstream: a.upstream.host };
+  const saved = { listen: a.listen.port, upstream: a.upstream.host, log: a.log.path };
   a.listen.port = 1;
   a.upstream.host = 'changed';
+  a.log.path = 'changed.log';
+  a.cache.rules.push({ pattern: 'x', flags: '', ttl: 1 });
   try {
     tt.equal(defaults().listen.port, 6000, 'listen default untouched');
     tt.equal(configOf([]).upstream.host, '127.0.0.1', 'upstream default untouched');
+    tt.equal(defaults().log.path, 'logs/queries.log', 'sections are not shared');
+    tt.strictSame(configOf([]).cache.rules, [], 'lists are not shared');
   } finally {
     // Undo through the same reference, so that if they are shared the other tests still see the real defaults.
     a.listen.port = saved.listen;
     a.upstream.host = saved.upstream;
+    a.log.path = saved.log;
+    a.cache.rules.pop();
   }
 });
 
@@ -211,55 +234,57 @@ t.test('every flag parses', async (tt) => {
   tt.strictSame(configOf(argv), {
     listen: { host: '::1', port: 6001 },
     upstream: { host: 'db.internal', port: 5433 },
-    log: '-',
-    logFormat: 'json',
-    logParams: false,
-    logParamMaxBytes: 0,
-    logBufferBytes: 4096,
-    maxConnections: 1,
-    maxMessageBytes: 1024,
-    connectTimeoutMs: 1,
-    startupTimeoutMs: 3600000,
-    shutdownGraceMs: 0,
+    limits: {
+      maxConnections: 1,
+      maxMessageBytes: 1024,
+      connectTimeoutMs: 1,
+      startupTimeoutMs: 3600000,
+      shutdownGraceMs: 0,
+    },
     statsIntervalMs: 250,
-    cache: true,
-    singleflight: true,
-    cacheMaxBytes: 4096,
-    cacheMaxEntries: 7,
-    cacheTtlMs: 0,
-    cacheMaxEntryBytes: 64,
-    cacheRules: [
-      { pattern: '^select now', flags: 'i', ttl: 'never' },
-      { pattern: 'FROM t$', flags: '', ttl: 50 },
-    ],
-    workers: 2,
-    redis: { host: 'redis.internal', port: 6379 },
-    redisPassword: 'pw',
-    redisUser: 'app',
-    redisDb: 2,
-    redisPrefix: 'x:',
-    redisTimeoutMs: 10,
-    redisSingleflight: true,
-    redisLockMs: 100,
-    logCompletions: true,
-    admin: { host: '127.0.0.2', port: 9187 },
-    adminToken: 'tok',
-    digestMaxEntries: 10,
-    tlsCert: '/etc/pgscribe/server.crt',
-    tlsKey: '/etc/pgscribe/server.key',
-    tlsCa: '/etc/pgscribe/clients-ca.crt',
-    tlsMode: 'require',
-    upstreamTls: 'verify-full',
-    upstreamTlsCa: '/etc/pgscribe/pg-ca.crt',
-    upstreamTlsCert: '/etc/pgscribe/pgscribe.crt',
-    upstreamTlsKey: '/etc/pgscribe/pgscribe.key',
+    log: {
+      path: '-',
+      format: 'json',
+      params: false,
+      paramMaxBytes: 0,
+      bufferBytes: 4096,
+      completions: true,
+    },
+    cache: {
+      enabled: true,
+      singleflight: true,
+      maxBytes: 4096,
+      maxEntries: 7,
+      ttlMs: 0,
+      maxEntryBytes: 64,
+      rules: [
+        { pattern: '^select now', flags: 'i', ttl: 'never' },
+        { pattern: 'FROM t$', flags: '', ttl: 50 },
+      ],
+      workers: 2,
+    },
+    redis: {
+      address: { host: 'redis.internal', port: 6379 },
+      password: 'pw',
+      user: 'app',
+      db: 2,
+      prefix: 'x:',
+      timeoutMs: 10,
+      singleflight: true,
+      lockMs: 100,
+    },
+    tls: {
+      client: { cert: '/etc/pgscribe/server.crt', key: '/etc/pgscribe/server.key', ca: '/etc/pgscribe/clients-ca.crt', mode: 'require' },
+      upstream: { mode: 'verify-full', ca: '/etc/pgscribe/pg-ca.crt', cert: '/etc/pgscribe/pgscribe.crt', key: '/etc/pgscribe/pgscribe.key' },
+    },
+    admin: { address: { host: '127.0.0.2', port: 9187 }, token: 'tok', digestMaxEntries: 10 },
   });
   tt.equal(argv.filter((a) => a.startsWith('--')).length, Object.keys(SETTINGS).length, 'the test sets every setting');
   tt.strictSame(configOf(['--listen=0.0.0.0:7000']).listen, { host: '0.0.0.0', port: 7000 }, '--name=value form');
-  tt.strictSame(configOf(['--log-params', 'true']).logParams, true);
-  tt.strictSame(configOf(['--log', 'none']).log, 'none');
-  tt.strictSame(configOf(['--log-format', 'text']).logFormat, 'text');
-  tt.strictSame(configOf(['--max-connections', '5', '--max-connections', '7']).maxConnections, 7, 'last flag wins');
+  tt.strictSame(configOf(['--log-params', 'true']).log.params, true);
+  tt.strictSame(configOf(['--log', 'none']).log.path, 'none');
+  tt.strictSame(configOf(['--log-format', 'text']).log.format, 'text');
+  tt.strictSame(configOf(['--max-connections', '5', '--max-connections', '7']).limits.maxConnections, 7, 'last flag wins');
 });
 
 t.test('host:port forms', async (tt) => {
@@ -283,39 +308,39 @@ t.test('host:port forms', async (tt) => {
 });
 
 t.test('integers: ranges and syntax', async (tt) => {
-  const ranges: [string, keyof Config, number, number][] = [
-    ['log-param-max-bytes', 'logParamMaxBytes', 0, 1 << 20],
-    ['log-buffer-bytes', 'logBufferBytes', 4096, 1 << 30],
-    ['max-connections', 'maxConnections', 1, 100000],
-    ['max-message-bytes', 'maxMessageBytes', 1024, 0x3fffffff],
-    ['connect-timeout', 'connectTimeoutMs', 1, 3_600_000],
-    ['startup-timeout', 'startupTimeoutMs', 1, 3_600_000],
-    ['shutdown-grace', 'shutdownGraceMs', 0, 3_600_000],
-    ['stats-interval', 'statsIntervalMs', 0, 86_400_000],
-    ['cache-max-bytes', 'cacheMaxBytes', 4096, 2 ** 40],
-    ['cache-max-entries', 'cacheMaxEntries', 1, 100_000_000],
-    ['cache-ttl', 'cacheTtlMs', 0, 86_400_000],
-    ['cache-max-entry-bytes', 'cacheMaxEntryBytes', 64, 1 << 30],
-    ['workers', 'workers', 0, 64],
+  const ranges: [string, (c: Config) => number, number, number][] = [
+    ['log-param-max-bytes', (c) => c.log.paramMaxBytes, 0, 1 << 20],
+    ['log-buffer-bytes', (c) => c.log.bufferBytes, 4096, 1 << 30],
+    ['max-connections', (c) => c.limits.maxConnections, 1, 100000],
+    ['max-message-bytes', (c) => c.limits.maxMessageBytes, 1024, 0x3fffffff],
+    ['connect-timeout', (c) => c.limits.connectTimeoutMs, 1, 3_600_000],
+    ['startup-timeout', (c) => c.limits.startupTimeoutMs, 1, 3_600_000],
+    ['shutdown-grace', (c) => c.limits.shutdownGraceMs, 0, 3_600_000],
+    ['stats-interval', (c) => c.statsIntervalMs, 0, 86_400_000],
+    ['cache-max-bytes', (c) => c.cache.maxBytes, 4096, 2 ** 40],
+    ['cache-max-entries', (c) => c.cache.maxEntries, 1, 100_000_000],
+    ['cache-ttl', (c) => c.cache.ttlMs, 0, 86_400_000],
+    ['cache-max-entry-bytes', (c) => c.cache.maxEntryBytes, 64, 1 << 30],
+    ['workers', (c) => c.cache.workers, 0, 64],
   ];
   for (const [flag, field, min, max] of ranges) {
-    tt.equal(configOf([`--${flag}`, String(min)])[field], min, `--${flag} ${min}`);
-    tt.equal(configOf([`--${flag}`, String(max)])[field], max, `--${flag} ${max}`);
+    tt.equal(field(configOf([`--${flag}`, String(min)])), min, `--${flag} ${min}`);
+    tt.equal(field(configOf([`--${flag}`, String(max)])), max, `--${flag} ${max}`);
     rejects(tt, () => configOf([`--${flag}`, String(max + 1)]), `--${flag}`, `--${flag} ${max + 1}`);
     if (min > 0) rejects(tt, () => configOf([`--${flag}`, String(min - 1)]), `--${flag}`, `--${flag} ${min - 1}`);
     for (const raw of ['-1', '1.5', '1e3', '0x10', 'ten', '', '12abc']) rejects(tt, () => configOf([`--${flag}`, raw]), `--${flag}`, `--${flag} ${JSON.stringify(raw)}`);
   }
-  tt.equal(configOf(['--max-connections', ' 42 ']).maxConnections, 42, 'surrounding spaces tolerated');
+  tt.equal(configOf(['--max-connections', ' 42 ']).limits.maxConnections, 42, 'surrounding spaces tolerated');
   const err = configError(tt, () => configOf(['--max-connections', '0']), 'max-connections 0');
   tt.equal(err?.message, '--max-connections: 0 is out of range 1-100000');
 });
 
 t.test('switches: --cache alone, --cache true|false, --cache=false', async (tt) => {
-  tt.equal(configOf(['--cache']).cache, true, '--cache alone');
-  tt.equal(configOf(['--cache', '--singleflight']).singleflight, true, 'a switch followed by another flag');
-  tt.equal(configOf(['--cache', 'false']).cache, false, '--cache false');
-  tt.equal(configOf(['--cache=false']).cache, false, '--cache=false');
-  tt.equal(configOf(['--singleflight', 'true', '--workers', '1']).workers, 1, 'a consumed value does not eat the next flag');
+  tt.equal(configOf(['--cache']).cache.enabled, true, '--cache alone');
+  tt.equal(configOf(['--cache', '--singleflight']).cache.singleflight, true, 'a switch followed by another flag');
+  tt.equal(configOf(['--cache', 'false']).cache.enabled, false, '--cache false');
+  tt.equal(configOf(['--cache=false']).cache.enabled, false, '--cache=false');
+  tt.equal(configOf(['--singleflight', 'true', '--workers', '1']).cache.workers, 1, 'a consumed value does not eat the next flag');
   rejects(tt, () => configOf(['--cache=yes']), '--cache', '--cache=yes');
   const err = configError(tt, () => configOf(['--cache', 'yes']), '--cache yes');
   tt.ok(err !== null && err.message.includes('yes'), `--cache yes: the stray value is named (${err?.message})`);
@@ -340,7 +365,7 @@ t.test('cache-rules: shape, flags, ttl and regular expressions are checked', asy
     tt.equal(err?.key, '--cache-rules', `${raw}: names --cache-rules`);
     tt.match(err?.message ?? '', re, `${raw}: ${err?.message}`);
   }
-  tt.strictSame(configOf(['--cache-rules', '[]']).cacheRules, [], 'empty list');
+  tt.strictSame(configOf(['--cache-rules', '[]']).cache.rules, [], 'empty list');
 });
 
 t.test('booleans and enums', async (tt) => {
@@ -419,58 +444,60 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
   const fromJson: Config = {
     listen: { host: '::1', port: 7000 },
     upstream: { host: 'pg', port: 5433 },
-    log: '/var/log/q.log',
-    logFormat: 'json',
-    logParams: false,
-    logParamMaxBytes: 16,
-    logBufferBytes: 65536,
-    maxConnections: 3,
-    maxMessageBytes: 2048,
-    connectTimeoutMs: 100,
-    startupTimeoutMs: 200,
-    shutdownGraceMs: 300,
+    limits: {
+      maxConnections: 3,
+      maxMessageBytes: 2048,
+      connectTimeoutMs: 100,
+      startupTimeoutMs: 200,
+      shutdownGraceMs: 300,
+    },
     statsIntervalMs: 400,
-    cache: true,
-    singleflight: false,
-    cacheMaxBytes: 1048576,
-    cacheMaxEntries: 10,
-    cacheTtlMs: 250,
-    cacheMaxEntryBytes: 4096,
-    cacheRules: [{ pattern: 'from sessions', flags: 'i', ttl: 5000 }],
-    workers: 1,
-    redis: { host: 'cache.internal', port: 6380 },
-    redisPassword: 'pw',
-    redisUser: 'pgscribe',
-    redisDb: 3,
-    redisPrefix: 'app1:',
-    redisTimeoutMs: 20,
-    redisSingleflight: true,
-    redisLockMs: 500,
-    logCompletions: true,
-    admin: { host: '0.0.0.0', port: 9187 },
-    adminToken: 's3cret',
-    digestMaxEntries: 50,
-    tlsCert: 'c.pem',
-    tlsKey: 'k.pem',
-    tlsCa: '',
-    tlsMode: 'allow',
-    upstreamTls: 'prefer',
-    upstreamTlsCa: 'ca.pem',
-    upstreamTlsCert: '',
-    upstreamTlsKey: '',
+    log: {
+      path: '/var/log/q.log',
+      format: 'json',
+      params: false,
+      paramMaxBytes: 16,
+      bufferBytes: 65536,
+      completions: true,
+    },
+    cache: {
+      enabled: true,
+      singleflight: false,
+      maxBytes: 1048576,
+      maxEntries: 10,
+      ttlMs: 250,
+      maxEntryBytes: 4096,
+      rules: [{ pattern: 'from sessions', flags: 'i', ttl: 5000 }],
+      workers: 1,
+    },
+    redis: {
+      address: { host: 'cache.internal', port: 6380 },
+      password: 'pw',
+      user: 'pgscribe',
+      db: 3,
+      prefix: 'app1:',
+      timeoutMs: 20,
+      singleflight: true,
+      lockMs: 500,
+    },
+    tls: {
+      client: { cert: 'c.pem', key: 'k.pem', ca: '', mode: 'allow' },
+      upstream: { mode: 'prefer', ca: 'ca.pem', cert: '', key: '' },
+    },
+    admin: { address: { host: '0.0.0.0', port: 9187 }, token: 's3cret', digestMaxEntries: 50 },
   };
   tt.strictSame(fromFile(file), fromJson);
   tt.strictSame(configOf(['--config', file]), fromJson);
   tt.strictSame(configOf(['-c', file]), fromJson, '-c short form');
   tt.strictSame(
     configOf(['--max-connections', '9', '--config', file, '--log-params', 'true', '--listen', '127.0.0.1:1']),
-    { ...fromJson, maxConnections: 9, logParams: true, listen: { host: '127.0.0.1', port: 1 } },
+    patched(fromJson, { limits: { maxConnections: 9 }, log: { params: true }, listen: { host: '127.0.0.1', port: 1 } }),
     'flags win over the file wherever they appear',
   );
 
   const partial = path.join(dir, 'partial.json');
   fs.writeFileSync(partial, '{"max-connections": 5}');
-  tt.strictSame(configOf(['--config', partial]), { ...DEFAULTS, maxConnections: 5 }, 'unset keys keep their defaults');
+  tt.strictSame(configOf(['--config', partial]), patched(DEFAULTS, { limits: { maxConnections: 5 } }), 'unset keys keep their defaults');
   fs.writeFileSync(partial, '{}');
   tt.strictSame(configOf(['--config', partial]), DEFAULTS, 'empty object');
 });
@@ -562,10 +589,10 @@ t.test('checkEnvironment: workers need the cache or singleflight', async (tt) =>
 });
 
 t.test('tls-mode: allow with tls-cert and tls-key unless set; the TLS settings that only make sense together', async (tt) => {
-  tt.equal(configOf([]).tlsMode, 'disable', 'no certificate: disable');
-  tt.equal(configOf(['--tls-cert', 'c', '--tls-key', 'k']).tlsMode, 'allow', 'certificate and key: allow');
-  tt.equal(configOf(['--tls-cert', 'c', '--tls-key', 'k', '--tls-mode', 'disable']).tlsMode, 'disable', 'an explicit disable wins');
-  tt.equal(clientTlsMode({ ...defaults(), tlsCert: 'c', tlsKey: 'k' }), 'allow', 'clientTlsMode derives the same from an unresolved config');
+  tt.equal(configOf([]).tls.client.mode, 'disable', 'no certificate: disable');
+  tt.equal(configOf(['--tls-cert', 'c', '--tls-key', 'k']).tls.client.mode, 'allow', 'certificate and key: allow');
+  tt.equal(configOf(['--tls-cert', 'c', '--tls-key', 'k', '--tls-mode', 'disable']).tls.client.mode, 'disable', 'an explicit disable wins');
+  tt.equal(clientTlsMode({ ...defaults().tls.client, cert: 'c', key: 'k' }), 'allow', 'clientTlsMode derives the same from an unresolved config');
   const ok = (argv: string[]) => tt.doesNotThrow(() => checkEnvironment(configOf([...argv, '--log', 'none'])), argv.join(' '));
   ok(['--tls-cert', 'c', '--tls-key', 'k', '--tls-ca', 'ca', '--tls-mode', 'require']);
   ok(['--upstream-tls', 'prefer']);
@@ -589,7 +616,7 @@ t.test('tls-mode: allow with tls-cert and tls-key unless set; the TLS settings t
 
 t.test('checkEnvironment: the query log directory must exist and be writable', async (tt) => {
   const dir = tmpDir(tt);
-  const cfg = (log: string): Config => ({ ...defaults(), log });
+  const cfg = (log: string): Config => patched(defaults(), { log: { path: log } });
   tt.doesNotThrow(() => checkEnvironment(cfg('-')), "'-' is stdout");
   tt.doesNotThrow(() => checkEnvironment(cfg('none')), "'none' is no log");
   tt.doesNotThrow(() => checkEnvironment(cfg(path.join(dir, 'q.log'))), 'new file in an existing directory');
@@ -605,7 +632,7 @@ t.test('checkEnvironment: a log whose parent is a regular file fails naming log'
   const dir = tmpDir(tt);
   const file = path.join(dir, 'plain');
   fs.writeFileSync(file, '');
-  tt.equal(configError(tt, () => checkEnvironment({ ...defaults(), log: path.join(file, 'q.log') }), 'ENOTDIR')?.key, 'log');
+  tt.equal(configError(tt, () => checkEnvironment(patched(defaults(), { log: { path: path.join(file, 'q.log') } })), 'ENOTDIR')?.key, 'log');
 });
 
 t.test('CLI --check: read-only log file or directory fails naming log', async (tt) => {
@@ -726,17 +753,17 @@ t.test('CLI', async (tt) => {
 });
 
 t.test('admin: PORT means loopback; beyond loopback it needs a token; --check hides the token', async (tt) => {
-  tt.strictSame(configOf(['--admin', '9187']).admin, { host: '127.0.0.1', port: 9187 });
-  tt.strictSame(configOf(['--admin', ':9187']).admin, { host: '127.0.0.1', port: 9187 });
-  tt.strictSame(configOf(['--admin', '[::1]:9187']).admin, { host: '::1', port: 9187 });
-  tt.strictSame(configOf(['--admin', 'off']).admin, null);
+  tt.strictSame(configOf(['--admin', '9187']).admin.address, { host: '127.0.0.1', port: 9187 });
+  tt.strictSame(configOf(['--admin', ':9187']).admin.address, { host: '127.0.0.1', port: 9187 });
+  tt.strictSame(configOf(['--admin', '[::1]:9187']).admin.address, { host: '::1', port: 9187 });
+  tt.strictSame(configOf(['--admin', 'off']).admin.address, null);
   tt.throws(() => configOf(['--admin', 'nope']), /--admin: expected HOST:PORT/);
   tt.throws(() => configOf(['--admin', '70000']), /--admin: 70000 is out of range/);
   for (const ok of [['--admin', '127.0.0.1:1'], ['--admin', 'localhost:1'], ['--admin', '[::1]:1'], ['--admin', '0.0.0.0:1', '--admin-token', 't']]) {
-    tt.doesNotThrow(() => checkEnvironment({ ...configOf(ok), log: 'none' }), ok.join(' '));
+    tt.doesNotThrow(() => checkEnvironment(patched(configOf(ok), { log: { path: 'none' } })), ok.join(' '));
   }
   for (const bad of [['--admin', '0.0.0.0:1'], ['--admin', '10.1.2.3:1'], ['--admin', '[::]:1']]) {
-    tt.throws(() => checkEnvironment({ ...configOf(bad), log: 'none' }), /admin: binding the admin server to .* set --admin-token, or bind to 127\.0\.0\.1/, bad.join(' '));
+    tt.throws(() => checkEnvironment(patched(configOf(bad), { log: { path: 'none' } })), /admin: binding the admin server to .* set --admin-token, or bind to 127\.0\.0\.1/, bad.join(' '));
   }
   const r = spawnSync(process.execPath, [MAIN, '--check', '--log', 'none', '--admin', '0.0.0.0:9', '--admin-token', 'hunter2'], { encoding: 'utf8' });
   tt.equal(r.status, 0, r.stderr);
@@ -748,16 +775,16 @@ t.test('admin: PORT means loopback; beyond loopback it needs a token; --check hi
 });
 
 t.test('redis: needs --cache; redis-singleflight needs --redis; --check hides the password', async (tt) => {
-  tt.same(configOf(['--redis', '10.0.0.7:6379']).redis, { host: '10.0.0.7', port: 6379 });
-  tt.same(configOf(['--redis', '[::1]:6380']).redis, { host: '::1', port: 6380 });
-  tt.equal(configOf(['--redis', 'off']).redis, null);
+  tt.same(configOf(['--redis', '10.0.0.7:6379']).redis.address, { host: '10.0.0.7', port: 6379 });
+  tt.same(configOf(['--redis', '[::1]:6380']).redis.address, { host: '::1', port: 6380 });
+  tt.equal(configOf(['--redis', 'off']).redis.address, null);
   for (const bad of [['--redis', 'nowhere'], ['--redis', 'h:0'], ['--redis-timeout-ms', '0'], ['--redis-db', '-1'], ['--redis-prefix', ''], ['--redis-lock-ms', '5']]) {
     const err = configError(tt, () => parseCommandLine(bad), bad.join(' '));
     tt.ok(err !== null && err.key.includes(bad[0]!.slice(2)), `${bad.join(' ')}: names ${bad[0]} (${err?.message})`);
   }
-  tt.throws(() => checkEnvironment({ ...configOf(['--redis', '127.0.0.1:6379']), log: 'none' }), /redis: .* needs --cache/, '--redis without --cache');
-  tt.throws(() => checkEnvironment({ ...configOf(['--cache', '--redis-singleflight']), log: 'none' }), /redis-singleflight: .* needs --redis/, '--redis-singleflight without --redis');
-  tt.doesNotThrow(() => checkEnvironment({ ...configOf(['--cache', '--redis', '127.0.0.1:6379', '--redis-singleflight']), log: 'none' }));
+  tt.throws(() => checkEnvironment(patched(configOf(['--redis', '127.0.0.1:6379']), { log: { path: 'none' } })), /redis: .* needs --cache/, '--redis without --cache');
+  tt.throws(() => checkEnvironment(patched(configOf(['--cache', '--redis-singleflight']), { log: { path: 'none' } })), /redis-singleflight: .* needs --redis/, '--redis-singleflight without --redis');
+  tt.doesNotThrow(() => checkEnvironment(patched(configOf(['--cache', '--redis', '127.0.0.1:6379', '--redis-singleflight']), { log: { path: 'none' } })));
   const r = spawnSync(process.execPath, [MAIN, '--check', '--log', 'none', '--cache', '--redis', '127.0.0.1:6379', '--redis-password', 'hunter2'], { encoding: 'utf8' });
   tt.equal(r.status, 0, r.stderr);
   tt.notMatch(r.stdout, /hunter2/, 'the password is not printed');

@@ -208,7 +208,7 @@ t.test('suggested rules are valid cache-rules entries that match the table as a 
       const text = rule(table, ttl);
       const cmd = parseCommandLine(['--cache-rules', `[${text}]`]);
       if (cmd.kind !== 'run') throw new Error('expected a run command');
-      const [compiled] = compileRules(cmd.config.cacheRules);
+      const [compiled] = compileRules(cmd.config.cache.rules);
       t.equal(compiled!.ttlMs, ttl === 'never' ? null : ttl, `${text}: ttl`);
       for (const sql of yes) t.ok(compiled!.pattern.test(sql), `${text} matches ${sql}`);
       for (const sql of no) t.notOk(compiled!.pattern.test(sql), `${text} does not match ${sql}`);

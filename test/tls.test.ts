@@ -414,7 +414,7 @@ t.test('bad certificate settings fail --check and start-up with a message naming
       const cmd = parseCommandLine(['--log', 'none', ...args]);
       if (cmd.kind !== 'check' && cmd.kind !== 'run') return 'not a check';
       checkEnvironment(cmd.config);
-      loadTls(cmd.config);
+      loadTls(cmd.config.tls);
       return 'ok';
     } catch (err) {
       return err instanceof ConfigError ? `invalid setting ${err.message}` : `unexpected ${String(err)}`;

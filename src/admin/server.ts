@@ -1,8 +1,9 @@
 /**
  * The admin HTTP server (--admin): health, Prometheus metrics, JSON stats, query digests, table
  * heat, a cache flush, and the dashboard page. node:http only. It binds to loopback unless an
- * --admin-token is set (config.ts refuses otherwise); with a token, every request must carry it
- * (`Authorization: Bearer TOKEN`, or `?token=TOKEN` for a browser opening the dashboard).
+ * --admin-token is set (config/checks.ts refuses otherwise); with a token, every request must
+ * carry it (`Authorization: Bearer TOKEN`, or `?token=TOKEN` for a browser opening the dashboard).
+ * The counters and gauges of /metrics and /stats come from the registry in metrics.ts.
  *
  *   GET  /                 the dashboard (dashboard.html)
  *   GET  /health           200 {"status":"ok"} when listening and the upstream accepts a connection; 503 with the reason
@@ -19,10 +20,8 @@ import type { HostPort } from '../config';
 import type { Insight } from '../insight';
 import type { OpsLog } from '../log/ops';
 import type { Server } from '../server';
+import { prometheus, statsJson } from '../metrics';
 import { dashboardHtml } from './dashboard';
-
-/** Upper bounds (seconds) of the query duration histogram in /metrics. */
-export const DURATION_BUCKETS_S = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 /** How long a /health verdict about the upstream is reused: probes never storm the database. */
 const HEALTH_CACHE_MS = 1000;
@@ -177,7 +176,7 @@ export class AdminServer {
     if (!this.server.listening) return { at: Date.now(), ok: false, reason: 'pgscribe is not listening (starting or shutting down)', upstreamMs: null };
     const now = Date.now();
     if (this.health !== null && now - this.health.at < HEALTH_CACHE_MS) return this.health;
-    this.probing ??= probeUpstream(this.server.config.upstream, Math.min(this.server.config.connectTimeoutMs, 2000)).then((h) => {
+    this.probing ??= probeUpstream(this.server.config.upstream, Math.min(this.server.config.limits.connectTimeoutMs, 2000)).then((h) => {
       this.health = h;
       this.probing = null;
       return h;
@@ -185,102 +184,21 @@ export class AdminServer {
     return this.probing;
   }
 
-  /** The figures of /stats (and of the dashboard). */
+  /** The figures of /stats (and of the dashboard): the registry's, with the time, version and latency percentiles. */
   stats(): Record<string, unknown> {
-    const s = this.server;
     const lat = this.insight.latency;
-    const cache = s.cache === null ? null : s.cache.layer.counters();
     return {
       now: new Date().toISOString(),
-      uptime_s: Math.round((Date.now() - s.startedAt) / 100) / 10,
+      uptime_s: Math.round((Date.now() - this.server.startedAt) / 100) / 10,
       version: this.opts.version,
-      connections: { clients: s.clients.size, sessions: s.sessionCount, total: s.connectionsTotal },
-      queries: s.queryMessages(),
-      completed: this.insight.completed,
-      errors: this.insight.errors,
-      bytes: { from_clients: s.counters.bytesFromClients, from_servers: s.counters.bytesFromServers },
-      log: { lines: s.logger.lines, queued_bytes: s.logger.queuedBytes },
-      upstream_errors: s.counters.upstreamErrors,
+      ...statsJson(this.server),
       latency_ms: lat.count === 0 ? null : { p50: round3(lat.quantile(0.5)), p95: round3(lat.quantile(0.95)), p99: round3(lat.quantile(0.99)) },
-      cache,
-      digests: { entries: this.insight.digestCount, evictions: this.insight.digestEvictions },
     };
   }
 
   /** Prometheus text exposition format 0.0.4. */
   metrics(): string {
-    const s = this.server;
-    const out: string[] = [];
-    const metric = (name: string, type: 'counter' | 'gauge', help: string, samples: [string, number][]) => {
-      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-      for (const [labels, v] of samples) out.push(`${name}${labels} ${promNumber(v)}`);
-    };
-    const one = (name: string, type: 'counter' | 'gauge', help: string, v: number) => metric(name, type, help, [['', v]]);
-    const m = s.queryMessages();
-    one('pgscribe_up', 'gauge', '1 while pgscribe is listening for clients.', s.listening ? 1 : 0);
-    one('pgscribe_client_connections', 'gauge', 'Client connections open (including those still starting up).', s.clients.size);
-    one('pgscribe_sessions', 'gauge', 'Client sessions admitted (counted against --max-connections).', s.sessionCount);
-    one('pgscribe_connections_total', 'counter', 'Client connections accepted.', s.connectionsTotal);
-    metric('pgscribe_messages_total', 'counter', 'Query messages received from clients, by type (Q simple query; P/B/E parse/bind/execute).', [
-      ['{type="Q"}', m.Q],
-      ['{type="P"}', m.P],
-      ['{type="B"}', m.B],
-      ['{type="E"}', m.E],
-    ]);
-    one('pgscribe_queries_completed_total', 'counter', 'Queries (Q or E) whose answer completed, including failed ones.', this.insight.completed);
-    one('pgscribe_query_errors_total', 'counter', 'Queries that completed with an ErrorResponse.', this.insight.errors);
-    metric('pgscribe_bytes_received_total', 'counter', 'Bytes received, by side.', [
-      ['{from="client"}', s.counters.bytesFromClients],
-      ['{from="server"}', s.counters.bytesFromServers],
-    ]);
-    one('pgscribe_upstream_errors_total', 'counter', 'Upstream failures: connect errors, unexpected closes, invalid messages.', s.counters.upstreamErrors);
-    one('pgscribe_log_lines_total', 'counter', 'Query log lines accepted (written or queued).', s.logger.lines);
-    one('pgscribe_log_queued_bytes', 'gauge', 'Query log bytes queued and not yet written.', s.logger.queuedBytes);
-    if (s.cache !== null) {
-      const c = s.cache.layer.counters();
-      const counter = (key: string, name: string, help: string) => one(name, 'counter', help, c[key] ?? 0);
-      counter('hits', 'pgscribe_cache_hits_total', 'Requests answered from the result cache.');
-      counter('misses', 'pgscribe_cache_misses_total', 'Cacheable requests not in the cache.');
-      counter('stores', 'pgscribe_cache_stores_total', 'Answers stored.');
-      counter('evictions', 'pgscribe_cache_evictions_total', 'Answers evicted to stay within the size bounds.');
-      counter('expirations', 'pgscribe_cache_expirations_total', 'Answers dropped because their TTL passed.');
-      counter('invalidations', 'pgscribe_cache_invalidations_total', 'Committed writes that invalidated cached answers.');
-      counter('stale_skips', 'pgscribe_cache_stale_skips_total', 'Answers not stored because a write committed while they ran.');
-      counter('bypasses', 'pgscribe_cache_bypasses_total', 'Requests sent straight upstream (answer too large to cache).');
-      counter('leaders', 'pgscribe_flight_leaders_total', 'Requests that ran upstream on behalf of identical concurrent ones.');
-      counter('waiters', 'pgscribe_flight_waiters_total', "Requests answered with another client's identical in-flight query.");
-      if (c['l2_available'] !== undefined) {
-        one('pgscribe_cache_l2_up', 'gauge', '1 while the shared cache in Redis is in use (its circuit breaker is closed).', c['l2_available']);
-        counter('l2_hits', 'pgscribe_cache_l2_hits_total', 'Requests answered from the shared cache in Redis.');
-        counter('l2_misses', 'pgscribe_cache_l2_misses_total', 'Shared-cache lookups that found no usable entry (refused ones included).');
-        counter('l2_stale', 'pgscribe_cache_l2_stale_total', 'Shared-cache entries older than a write that committed since (not served).');
-        counter('l2_refused', 'pgscribe_cache_l2_refused_total', 'Shared-cache entries that are not answers: bad checksum, foreign format, not a clean answer of the request (tampering or a bug).');
-        counter('l2_stores', 'pgscribe_cache_l2_stores_total', 'Answers stored in the shared cache.');
-        counter('l2_errors', 'pgscribe_cache_l2_errors_total', 'Redis commands that failed (timeout, error reply, lost connection, full queue).');
-        counter('l2_skips', 'pgscribe_cache_l2_skips_total', 'Shared-cache operations not sent because Redis was unavailable.');
-        counter('l2_invalidations_sent', 'pgscribe_cache_l2_invalidations_sent_total', 'Committed writes published to the other instances.');
-        counter('l2_invalidations_received', 'pgscribe_cache_l2_invalidations_received_total', 'Committed writes of other instances applied to this cache.');
-        one('pgscribe_cache_l2_pending_invalidations', 'gauge', 'Invalidations waiting for Redis to come back.', c['l2_pending_invalidations'] ?? 0);
-        counter('l2_remote_leads', 'pgscribe_flight_remote_leads_total', 'Cross-instance flights led by this instance (--redis-singleflight).');
-        counter('l2_remote_waits', 'pgscribe_flight_remote_waits_total', "Requests that waited for another instance's identical query.");
-        counter('l2_remote_timeouts', 'pgscribe_flight_remote_timeouts_total', 'Requests that gave up waiting for another instance and ran the query themselves.');
-      }
-    }
-    const lat = this.insight.latency;
-    const cum = lat.cumulative(DURATION_BUCKETS_S.map((b) => b * 1000));
-    out.push(
-      '# HELP pgscribe_query_duration_seconds Time from a query reaching pgscribe to the end of its answer.',
-      '# TYPE pgscribe_query_duration_seconds histogram',
-    );
-    DURATION_BUCKETS_S.forEach((b, i) => out.push(`pgscribe_query_duration_seconds_bucket{le="${b}"} ${cum[i]}`));
-    out.push(`pgscribe_query_duration_seconds_bucket{le="+Inf"} ${lat.count}`);
-    out.push(`pgscribe_query_duration_seconds_sum ${promNumber(lat.sumMs / 1000)}`);
-    out.push(`pgscribe_query_duration_seconds_count ${lat.count}`);
-    one('pgscribe_digests', 'gauge', 'Query digests held.', this.insight.digestCount);
-    one('pgscribe_digest_evictions_total', 'counter', 'Query digests evicted (least total time first) to stay within --digest-max-entries.', this.insight.digestEvictions);
-    one('process_resident_memory_bytes', 'gauge', 'Resident memory size in bytes.', process.memoryUsage().rss);
-    one('process_start_time_seconds', 'gauge', 'Start time of the process since unix epoch in seconds.', Math.round(s.startedAt / 1000));
-    return out.join('\n') + '\n';
+    return prometheus(this.server);
   }
 }
 
@@ -290,12 +208,6 @@ function sha256(s: string): Buffer {
 
 function round3(x: number): number {
   return Math.round(x * 1000) / 1000;
-}
-
-function promNumber(v: number): string {
-  if (Number.isNaN(v)) return 'NaN';
-  if (!Number.isFinite(v)) return v > 0 ? '+Inf' : '-Inf';
-  return String(v);
 }
 
 function send(res: http.ServerResponse, status: number, body: unknown): void {

@@ -1,0 +1,83 @@
+/**
+ * Checks for --check and start-up that look across settings or at the file system. Each throws a
+ * ConfigError naming the key at fault.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ConfigError } from './config-error';
+import { clientTlsMode, type Config, type TlsConfig } from './types';
+
+/** Hosts that only this machine can reach. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/**
+ * The TLS settings that only make sense together. Whether the files hold what they should is
+ * checked when they are loaded (src/tls.ts).
+ */
+function checkTlsSettings({ client, upstream }: TlsConfig): void {
+  if ((client.cert === '') !== (client.key === '')) {
+    const [set, missing] = client.cert === '' ? ['tls-key', 'tls-cert'] : ['tls-cert', 'tls-key'];
+    throw new ConfigError(missing, `${set} is set but ${missing} is not: TLS for clients needs both a certificate and its key`);
+  }
+  const mode = clientTlsMode(client);
+  if (mode !== 'disable' && client.cert === '') {
+    throw new ConfigError('tls-mode', `${mode} needs tls-cert and tls-key (the certificate and key pgscribe shows to clients)`);
+  }
+  if (client.ca !== '' && client.cert === '') {
+    throw new ConfigError('tls-ca', 'client certificates are checked only on TLS connections: tls-ca needs tls-cert and tls-key');
+  }
+  if ((upstream.cert === '') !== (upstream.key === '')) {
+    const [set, missing] = upstream.cert === '' ? ['upstream-tls-key', 'upstream-tls-cert'] : ['upstream-tls-cert', 'upstream-tls-key'];
+    throw new ConfigError(missing, `${set} is set but ${missing} is not: a client certificate for the upstream needs both`);
+  }
+  if (upstream.mode === 'disable') {
+    const stray = upstream.ca !== '' ? 'upstream-tls-ca' : upstream.cert !== '' ? 'upstream-tls-cert' : null;
+    if (stray !== null) throw new ConfigError(stray, 'has no effect while upstream-tls is disable: set --upstream-tls prefer, require, verify-ca or verify-full');
+  }
+  if ((upstream.mode === 'verify-ca' || upstream.mode === 'verify-full') && upstream.ca === '') {
+    throw new ConfigError('upstream-tls', `${upstream.mode} needs upstream-tls-ca, the CA certificates to verify the upstream's certificate with (as libpq needs sslrootcert)`);
+  }
+}
+
+/**
+ * Workers need the cache or singleflight; Redis needs the cache; the admin server beyond
+ * loopback needs a token; the TLS settings must fit together; the query log must be writable
+ * (its directory must exist).
+ */
+export function checkEnvironment(cfg: Config): void {
+  const { cache, redis, admin } = cfg;
+  if (cache.workers > 0 && !cache.enabled && !cache.singleflight) {
+    throw new ConfigError('workers', `${cache.workers} worker threads would hold nothing: they need --cache or --singleflight`);
+  }
+  if (redis.address !== null && !cache.enabled) {
+    throw new ConfigError('redis', 'the shared cache in Redis is a second level under the result cache: it needs --cache');
+  }
+  if (redis.singleflight && redis.address === null) {
+    throw new ConfigError('redis-singleflight', 'elects the leader with a Redis lock: it needs --redis HOST:PORT');
+  }
+  if (admin.address !== null && !isLoopback(admin.address.host) && admin.token === '') {
+    throw new ConfigError(
+      'admin',
+      `binding the admin server to ${admin.address.host} would let anyone who can reach it read every query's text and flush the cache: set --admin-token, or bind to 127.0.0.1`,
+    );
+  }
+  checkTlsSettings(cfg.tls);
+  const log = cfg.log.path;
+  if (log === '-' || log === 'none') return;
+  const dir = path.dirname(path.resolve(log));
+  try {
+    if (!fs.statSync(dir).isDirectory()) throw new Error('not a directory');
+    fs.accessSync(dir, fs.constants.W_OK);
+  } catch (err) {
+    throw new ConfigError('log', `directory ${dir} of the query log is not writable: ${(err as Error).message}`);
+  }
+  if (fs.existsSync(log)) {
+    try {
+      fs.accessSync(log, fs.constants.W_OK);
+    } catch (err) {
+      throw new ConfigError('log', `${log} is not writable: ${(err as Error).message}`);
+    }
+  }
+}

@@ -1,0 +1,53 @@
+/** What pgscribe prints about its settings: --help, and the effective settings for --check. */
+import { NAMES, SETTINGS, valueAt } from './settings';
+import { clientTlsMode, type Config } from './types';
+
+/** A setting value as shown by --help and --check: HOST:PORT for an address (IPv6 bracketed). */
+function shown(v: unknown): unknown {
+  if (v === null || Array.isArray(v) || typeof v !== 'object') return v;
+  const a = v as { host: string; port: number };
+  return `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
+}
+
+export function helpText(version: string): string {
+  const lines = [
+    `pgscribe ${version}: a PostgreSQL proxy that logs every query, one per line`,
+    '',
+    'Usage: pgscribe [--config FILE] [--NAME VALUE ...] [--check]',
+    '',
+    'Settings (also keys of the JSON object in --config FILE; flags win):',
+  ];
+  for (const n of NAMES) {
+    const s = SETTINGS[n];
+    const d = shown(s.default);
+    // A null default is derived from other settings; the help text says how.
+    const def = d === null ? '' : ` (default ${d === '' ? 'none' : typeof d === 'string' ? d : JSON.stringify(d)})`;
+    lines.push(`  --${n.padEnd(22)} ${s.help}${def}`);
+  }
+  lines.push(
+    '',
+    'Commands:',
+    '  --config FILE, -c     read settings from a JSON file',
+    '  --check               validate the settings, print them, exit 0 (or 1 naming the bad key)',
+    '  --help, -h            this text',
+    '  --version, -V         print the version',
+    '',
+    'Signals: SIGHUP reopens the query log and reloads the TLS certificates and keys; SIGUSR2 prints',
+    'a stats line (with cache counters);',
+    'SIGTERM/SIGINT shut down gracefully.',
+  );
+  return lines.join('\n') + '\n';
+}
+
+/** The effective settings under their public names, for --check. */
+export function describe(cfg: Config): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const n of NAMES) out[n] = shown(valueAt(cfg, SETTINGS[n].path));
+  if (cfg.admin.address === null) out['admin'] = 'off';
+  // A secret is not printed, only whether it is set.
+  if (cfg.admin.token !== '') out['admin-token'] = '(set)';
+  if (cfg.redis.address === null) out['redis'] = 'off';
+  if (cfg.redis.password !== '') out['redis-password'] = '(set)';
+  out['tls-mode'] = clientTlsMode(cfg.tls.client);
+  return out;
+}

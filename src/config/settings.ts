@@ -1,0 +1,133 @@
+/**
+ * Every setting: its public name (`--name` on the command line, `"name"` in a --config file),
+ * where its value lives in the nested Config, its parser, default and help. The one table of
+ * truth: defaults, the command line, the file, --help and --check all come from it.
+ */
+import { cacheRules } from './cache-rules';
+import { ConfigError } from './config-error';
+import { adminAddress, bool, filePath, int, nonEmpty, oneOf, parseHostPort, redisAddress, str, tlsMode, type Parser } from './parsers';
+import type { Config, HostPort, UpstreamTlsMode } from './types';
+
+/** What sits at the end of a path: a HostPort or a list is one value, not a section. */
+type Leaf = string | number | boolean | null | readonly unknown[] | HostPort;
+
+/** Every path to a value in T, as a tuple of keys: ['listen'], ['cache', 'ttlMs'], ['tls', 'client', 'cert']. */
+export type PathOf<T> = { [K in keyof T & string]: T[K] extends Leaf ? readonly [K] : readonly [K, ...PathOf<T[K]>] }[keyof T & string];
+
+/** The type of the value at path P of T. */
+export type ValueAt<T, P> = P extends readonly [infer K extends keyof T, ...infer R] ? (R extends readonly [] ? T[K] : ValueAt<T[K], R>) : never;
+
+export type ConfigPath = PathOf<Config>;
+
+interface Setting<P extends ConfigPath> {
+  /** Where the value lives in Config. */
+  path: P;
+  parse: Parser<ValueAt<Config, P>>;
+  default: ValueAt<Config, P>;
+  help: string;
+  /** A switch: `--name` alone means true (`--name false` and `--name=false` also work). */
+  switch?: boolean;
+}
+
+/** A setting with its value type forgotten, for the code that handles them all alike. */
+export interface AnySetting {
+  path: ConfigPath;
+  parse: Parser<unknown>;
+  default: unknown;
+  help: string;
+  switch?: boolean;
+}
+
+/** A wrong path, or a parser or default of the wrong type for it, does not compile. */
+function setting<const P extends ConfigPath>(path: P, parse: Parser<ValueAt<Config, P>>, def: ValueAt<Config, P>, help: string, isSwitch = false): Setting<P> {
+  return isSwitch ? { path, parse, default: def, help, switch: true } : { path, parse, default: def, help };
+}
+
+/** Every setting, in --help and --check order: public name -> path, parser, default, help. */
+export const SETTINGS = {
+  listen: setting(['listen'], parseHostPort, { host: '127.0.0.1', port: 6000 }, 'address clients connect to'),
+  upstream: setting(['upstream'], parseHostPort, { host: '127.0.0.1', port: 5432 }, 'PostgreSQL server to relay to'),
+  log: setting(['log', 'path'], nonEmpty, 'logs/queries.log', "query log file; '-' for stdout, 'none' for no query log"),
+  'log-format': setting(['log', 'format'], oneOf('text', 'json'), 'text', 'query log format: text or json'),
+  'log-params': setting(['log', 'params'], bool, true, 'log Bind parameter values (false: only their count)'),
+  'log-param-max-bytes': setting(['log', 'paramMaxBytes'], int(0, 1 << 20), 256, 'parameter values longer than this are cut in the log'),
+  'log-buffer-bytes': setting(['log', 'bufferBytes'], int(4096, 1 << 30), 8 << 20, 'log bytes queued before client reads pause'),
+  'max-connections': setting(['limits', 'maxConnections'], int(1, 100000), 100, 'client sessions at once; more get 53300'),
+  'max-message-bytes': setting(['limits', 'maxMessageBytes'], int(1024, 0x3fffffff), 64 << 20, 'largest client message; larger gets 08P01'),
+  'connect-timeout': setting(['limits', 'connectTimeoutMs'], int(1, 3_600_000), 5000, 'upstream connect timeout, ms; then 08001'),
+  'startup-timeout': setting(['limits', 'startupTimeoutMs'], int(1, 3_600_000), 10000, 'ms a client may take to send its startup packet'),
+  'shutdown-grace': setting(['limits', 'shutdownGraceMs'], int(0, 3_600_000), 10000, 'ms sessions get to finish on SIGTERM/SIGINT before 57P01'),
+  'stats-interval': setting(['statsIntervalMs'], int(0, 86_400_000), 0, 'ms between stats lines on stderr; 0: only on SIGUSR2'),
+  cache: setting(['cache', 'enabled'], bool, false, 'answer repeated reads from an in-memory cache (switch)', true),
+  singleflight: setting(['cache', 'singleflight'], bool, false, 'identical concurrent reads run once upstream (switch)', true),
+  'cache-max-bytes': setting(['cache', 'maxBytes'], int(4096, 2 ** 40), 64 << 20, 'cache size bound in bytes'),
+  'cache-max-entries': setting(['cache', 'maxEntries'], int(1, 100_000_000), 1_000_000, 'cache size bound in entries'),
+  'cache-ttl': setting(['cache', 'ttlMs'], int(0, 86_400_000), 1000, 'ms a cached answer may be served (0: singleflight only)'),
+  'cache-max-entry-bytes': setting(['cache', 'maxEntryBytes'], int(64, 1 << 30), 1 << 20, 'larger answers are neither cached nor shared'),
+  'cache-rules': setting(['cache', 'rules'], cacheRules, [], 'JSON array of {"pattern": REGEX, "ttl": MS|"never"}; first match wins'),
+  workers: setting(['cache', 'workers'], int(0, 64), 0, 'worker threads holding the cache shards (0: in the event loop thread)'),
+  redis: setting(['redis', 'address'], redisAddress, null, "Redis HOST:PORT for a cache shared by several pgscribe instances (needs --cache), or 'off' (default off)"),
+  'redis-password': setting(['redis', 'password'], str, '', 'password for Redis AUTH'),
+  'redis-user': setting(['redis', 'user'], str, '', 'Redis ACL user for AUTH (default: the default user)'),
+  'redis-db': setting(['redis', 'db'], int(0, 65535), 0, 'Redis database number (SELECT)'),
+  'redis-prefix': setting(['redis', 'prefix'], nonEmpty, 'pgscribe:', 'prefix of every Redis key and of the events channel'),
+  'redis-timeout-ms': setting(['redis', 'timeoutMs'], int(1, 60_000), 50, 'ms a Redis command may take; then the lookup goes upstream'),
+  'redis-singleflight': setting(['redis', 'singleflight'], bool, false, 'identical reads through several instances run once: a Redis lock elects the leader (switch)', true),
+  'redis-lock-ms': setting(['redis', 'lockMs'], int(10, 600_000), 2000, 'how long another instance waits for the lock holder\'s answer before running the query itself'),
+  'log-completions': setting(['log', 'completions'], bool, false, "a 'done' line (ms, rows, SQLSTATE) after each query's answer (switch)", true),
+  admin: setting(['admin', 'address'], adminAddress, null, "admin HTTP server: PORT or HOST:PORT (loopback unless told), or 'off' (default off)"),
+  'admin-token': setting(['admin', 'token'], str, '', 'bearer token the admin server requires (needed to bind beyond loopback)'),
+  'digest-max-entries': setting(['admin', 'digestMaxEntries'], int(10, 1_000_000), 2000, 'query digests kept by the admin server (top by total time)'),
+  'tls-cert': setting(['tls', 'client', 'cert'], filePath, '', 'PEM certificate (chain) for clients; with tls-key, clients may use TLS'),
+  'tls-key': setting(['tls', 'client', 'key'], filePath, '', 'PEM private key of tls-cert (unencrypted)'),
+  'tls-ca': setting(['tls', 'client', 'ca'], filePath, '', 'PEM CA certificates: TLS clients must present a certificate signed by one'),
+  'tls-mode': setting(['tls', 'client', 'mode'], tlsMode, null, 'disable, allow or require TLS from clients (default allow with tls-cert and tls-key, else disable)'),
+  'upstream-tls': setting(['tls', 'upstream', 'mode'], oneOf<UpstreamTlsMode>('disable', 'prefer', 'require', 'verify-ca', 'verify-full'), 'disable', "TLS to the upstream: disable, prefer, require, verify-ca, verify-full (libpq's sslmode)"),
+  'upstream-tls-ca': setting(['tls', 'upstream', 'ca'], filePath, '', 'PEM CA certificates the upstream certificate must chain to'),
+  'upstream-tls-cert': setting(['tls', 'upstream', 'cert'], filePath, '', 'PEM client certificate pgscribe presents to the upstream'),
+  'upstream-tls-key': setting(['tls', 'upstream', 'key'], filePath, '', 'PEM private key of upstream-tls-cert (unencrypted)'),
+} as const;
+
+export type SettingName = keyof typeof SETTINGS;
+/** The public names, in table order. */
+export const NAMES = Object.keys(SETTINGS) as SettingName[];
+
+/**
+ * Compile-time check that every value in Config has a setting (so defaults() fills it): a Config
+ * field without one makes this fail, naming its path.
+ */
+type EveryValueHasASetting<Missing extends never> = Missing;
+export type SettingsCoverConfig = EveryValueHasASetting<Exclude<ConfigPath, (typeof SETTINGS)[SettingName]['path']>>;
+
+/** The setting of a public name, or null when there is none (`__proto__` and `toString` are none). */
+export function settingNamed(name: string): AnySetting | null {
+  return Object.prototype.hasOwnProperty.call(SETTINGS, name) ? SETTINGS[name as SettingName] : null;
+}
+
+/** The value at a path. */
+export function valueAt<P extends ConfigPath>(cfg: Config, path: P): ValueAt<Config, P> {
+  let v: unknown = cfg;
+  for (const k of path) v = (v as Record<string, unknown>)[k];
+  return v as ValueAt<Config, P>;
+}
+
+/** Sets the value at a path, creating the sections on the way (defaults() starts from nothing). */
+function setAt(root: object, path: ConfigPath, value: unknown): void {
+  let o = root as Record<string, unknown>;
+  for (let i = 0; i < path.length - 1; i++) o = (o[path[i]!] ??= {}) as Record<string, unknown>;
+  o[path[path.length - 1]!] = value;
+}
+
+/** A fresh Config of the defaults (nothing shared with the table or other calls). */
+export function defaults(): Config {
+  const c = {};
+  for (const n of NAMES) setAt(c, SETTINGS[n].path, structuredClone(SETTINGS[n].default));
+  return c as Config;
+}
+
+/** Parses `raw` for the setting `name` into cfg; `where` says where it came from ('flag' or 'key in FILE'). */
+export function apply(cfg: Config, name: string, raw: unknown, where: string): void {
+  const s = settingNamed(name);
+  if (s === null) throw new ConfigError(name, `unknown ${where}; known: ${NAMES.join(', ')}`);
+  setAt(cfg, s.path, s.parse(raw, where === 'flag' ? `--${name}` : name));
+}

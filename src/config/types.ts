@@ -1,0 +1,128 @@
+/**
+ * The shape of the effective settings, nested by area. The public names (`--log-format`,
+ * `"cache-ttl"`) are not these: settings.ts maps each public name to its place here.
+ */
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** Client side, PgBouncer's client_tls_sslmode: disable answers SSLRequest 'N'; allow offers TLS; require refuses plaintext. */
+export type ClientTlsMode = 'disable' | 'allow' | 'require';
+/** Upstream side, libpq's sslmode (without allow). */
+export type UpstreamTlsMode = 'disable' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
+
+/** A `cache-rules` entry as written (kept for --check); cache-rules.ts compiles it. */
+export interface CacheRuleSpec {
+  pattern: string;
+  flags: string;
+  ttl: number | 'never';
+}
+
+/** Bounds on clients and how long each phase may take. */
+export interface LimitsConfig {
+  maxConnections: number;
+  maxMessageBytes: number;
+  connectTimeoutMs: number;
+  startupTimeoutMs: number;
+  shutdownGraceMs: number;
+}
+
+/** The query log. */
+export interface LogConfig {
+  /** File path, '-' for stdout, 'none' for no query log. */
+  path: string;
+  format: 'text' | 'json';
+  params: boolean;
+  paramMaxBytes: number;
+  bufferBytes: number;
+  /** A `done` line after each Q/E's answer. */
+  completions: boolean;
+}
+
+/** The result cache and singleflight in this process. */
+export interface CacheConfig {
+  /** L1 result cache on. */
+  enabled: boolean;
+  /** Concurrent identical reads run once. */
+  singleflight: boolean;
+  maxBytes: number;
+  maxEntries: number;
+  ttlMs: number;
+  maxEntryBytes: number;
+  rules: CacheRuleSpec[];
+  /** worker_threads holding the cache/singleflight shards; 0: the event loop thread. */
+  workers: number;
+}
+
+/** The shared (L2) cache in Redis. */
+export interface RedisConfig {
+  /** null: off. */
+  address: HostPort | null;
+  password: string;
+  user: string;
+  db: number;
+  prefix: string;
+  timeoutMs: number;
+  /** Identical reads through several instances run once (a Redis lock elects the leader). */
+  singleflight: boolean;
+  lockMs: number;
+}
+
+/** TLS from clients. Paths are PEM files; '' for none. */
+export interface ClientTlsConfig {
+  /** Certificate (chain) shown to clients. */
+  cert: string;
+  /** Private key of cert. */
+  key: string;
+  /** CA certificates clients' certificates must chain to; '' for no client certificates. */
+  ca: string;
+  /** null until resolved: allow with cert and key, else disable (see clientTlsMode). */
+  mode: ClientTlsMode | null;
+}
+
+/** TLS to the upstream. Paths are PEM files; '' for none. */
+export interface UpstreamTlsConfig {
+  /** libpq's sslmode meanings. */
+  mode: UpstreamTlsMode;
+  /** CA certificates the upstream's certificate must chain to. */
+  ca: string;
+  /** Client certificate and key pgscribe presents to the upstream. */
+  cert: string;
+  key: string;
+}
+
+export interface TlsConfig {
+  client: ClientTlsConfig;
+  upstream: UpstreamTlsConfig;
+}
+
+/** The admin HTTP server. */
+export interface AdminConfig {
+  /** null: off. */
+  address: HostPort | null;
+  /** Bearer token the admin server requires ('' = none; then it only binds to loopback). */
+  token: string;
+  /** Query digests kept (top by total time). */
+  digestMaxEntries: number;
+}
+
+export interface Config {
+  listen: HostPort;
+  upstream: HostPort;
+  limits: LimitsConfig;
+  /** ms between stats lines on stderr; 0: only on SIGUSR2. */
+  statsIntervalMs: number;
+  log: LogConfig;
+  cache: CacheConfig;
+  redis: RedisConfig;
+  tls: TlsConfig;
+  admin: AdminConfig;
+}
+
+/** The effective client-side TLS mode: the setting, or when unset allow with a certificate and key, else disable. */
+export function clientTlsMode(c: ClientTlsConfig): ClientTlsMode {
+  if (c.mode !== null) return c.mode;
+  return c.cert !== '' && c.key !== '' ? 'allow' : 'disable';
+}

@@ -1,0 +1,333 @@
+/**
+ * The one registry of pgscribe's counters and gauges. Each is declared once below (name, help,
+ * kind, how to read it) and feeds three outputs:
+ * - the stats line on stderr (--stats-interval and SIGUSR2; the stress harness parses it),
+ * - /stats, the same figures as nested JSON (the dashboard reads it),
+ * - /metrics, the Prometheus text format 0.0.4.
+ *
+ * A metric's name is its stats-line name; its Prometheus name is derived as `pgscribe_<name>`,
+ * plus `_total` for a counter, unless `prom` names it otherwise (a few predate the rule, and the
+ * process_* ones follow Prometheus' own conventions). Labelled families (messages by type, bytes
+ * by side) list one sample per label value. The cache layer's counters are a dynamic set, read
+ * through a collector: every member is on the stats line (`cache_<key>`) and in /stats
+ * (`cache.<key>`), and the members declared here are also in /metrics.
+ */
+import type { Insight } from './insight';
+import { Frontend } from './protocol/codes';
+
+export type MetricKind = 'counter' | 'gauge';
+
+/** The Client's traffic counters, as the metrics read them. */
+export interface ClientCountersView {
+  readonly bytesFromClients: number;
+  readonly bytesFromServers: number;
+  /** Client messages received after startup, by type byte. */
+  readonly messagesIn: Float64Array;
+  /** Upstream connect failures, unexpected closes and invalid messages. */
+  readonly upstreamErrors: number;
+}
+
+/** What the metrics read of the Server (declared here, so that this module does not import it). */
+export interface MetricsHost {
+  /** The counters the sessions add to (client/host.ts). */
+  readonly counters: ClientCountersView;
+  readonly clients: { readonly size: number };
+  readonly sessionCount: number;
+  readonly connectionsTotal: number;
+  readonly listening: boolean;
+  readonly startedAt: number;
+  readonly logger: { readonly lines: number; readonly queuedBytes: number };
+  readonly cache: { readonly layer: { counters(): Record<string, number> } } | null;
+  readonly insight: Insight | null;
+}
+
+/** What one rendering reads, gathered once (one counters() call to the cache layer, one memoryUsage()). */
+interface Readings {
+  readonly host: MetricsHost;
+  readonly traffic: ClientCountersView;
+  readonly mem: NodeJS.MemoryUsage;
+  /** The cache layer's counters; null when the cache and singleflight are off. */
+  readonly cache: Record<string, number> | null;
+  /** null without --admin. */
+  readonly insight: Insight | null;
+}
+
+function readings(host: MetricsHost): Readings {
+  return {
+    host,
+    traffic: host.counters,
+    mem: process.memoryUsage(),
+    cache: host.cache === null ? null : host.cache.layer.counters(),
+    insight: host.insight,
+  };
+}
+
+/** One value of a family. */
+interface Sample {
+  /** Name on the stats line; null: not on it. */
+  readonly line: string | null;
+  /** Prometheus labels, `{type="Q"}`, or ''. */
+  readonly labels: string;
+  /** Where it goes in /stats; null: not there. */
+  readonly json: readonly string[] | null;
+  /** undefined: absent (what it counts is off, e.g. digests without --admin). */
+  readonly read: (r: Readings) => number | undefined;
+}
+
+/** A counter or gauge, or a family of them that differ by labels. */
+interface Family {
+  readonly type: 'family';
+  /** Prometheus name; null: not in /metrics. */
+  readonly prom: string | null;
+  readonly kind: MetricKind;
+  readonly help: string;
+  readonly samples: readonly Sample[];
+}
+
+/** A member of a collector's set that /metrics shows. */
+interface Member {
+  readonly key: string;
+  readonly kind: MetricKind;
+  readonly help: string;
+  readonly prom: string;
+  /** Shown only when the set holds this key (the shared-cache members, only with --redis). */
+  readonly requires: string | null;
+}
+
+/** A dynamic set of named values. */
+interface Collector {
+  readonly type: 'collector';
+  /** Stats-line names are prefix + key. */
+  readonly prefix: string;
+  /** The /stats key holding the set as an object (null when it is off). */
+  readonly json: string;
+  readonly read: (r: Readings) => Record<string, number> | null;
+  readonly members: readonly Member[];
+}
+
+/** A Prometheus histogram (/metrics only). */
+interface Histogram {
+  readonly type: 'histogram';
+  readonly prom: string;
+  readonly help: string;
+  /** Upper bounds of the buckets, in the unit of the metric. */
+  readonly bounds: readonly number[];
+  /** Cumulative counts per bound, total count and sum; undefined: absent. */
+  readonly read: (r: Readings, bounds: readonly number[]) => { cumulative: number[]; count: number; sum: number } | undefined;
+}
+
+type Entry = Family | Collector | Histogram;
+
+/** The Prometheus name derived from a stats-line name. */
+function promName(name: string, kind: MetricKind): string {
+  return `pgscribe_${name}${kind === 'counter' && !name.endsWith('_total') ? '_total' : ''}`;
+}
+
+interface Options {
+  /** Prometheus name when not derived; null: not in /metrics. */
+  prom?: string | null;
+  /** false: not on the stats line. */
+  line?: boolean;
+  /** Place in /stats. */
+  json?: readonly string[];
+}
+
+function metric(kind: MetricKind, name: string, help: string, read: Sample['read'], o: Options = {}): Family {
+  const prom = o.prom === undefined ? promName(name, kind) : o.prom;
+  return { type: 'family', prom, kind, help, samples: [{ line: o.line === false ? null : name, labels: '', json: o.json ?? null, read }] };
+}
+
+const counter = (name: string, help: string, read: Sample['read'], o?: Options): Family => metric('counter', name, help, read, o);
+const gauge = (name: string, help: string, read: Sample['read'], o?: Options): Family => metric('gauge', name, help, read, o);
+
+/** Stats-line names of the cache layer's counters are this plus their key. */
+const CACHE_PREFIX = 'cache_';
+
+/**
+ * A member of the cache collector: `pgscribe_cache_<key>[_total]` unless named otherwise. The
+ * shared-cache members (l2_*) are shown only when the layer has a shared level, which then
+ * reports l2_available.
+ */
+function cacheMember(kind: MetricKind, key: string, help: string, prom?: string): Member {
+  return { key, kind, help, prom: prom ?? promName(CACHE_PREFIX + key, kind), requires: key.startsWith('l2_') ? 'l2_available' : null };
+}
+
+const MESSAGE_TYPES = [
+  ['Q', Frontend.Query],
+  ['P', Frontend.Parse],
+  ['B', Frontend.Bind],
+  ['E', Frontend.Execute],
+] as const;
+
+/** Upper bounds (seconds) of the query duration histogram in /metrics. */
+const DURATION_BUCKETS_S = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** Every metric, in stats-line order (the stats test and readers of the line expect it). */
+const METRICS: readonly Entry[] = [
+  gauge('up', '1 while pgscribe is listening for clients.', (r) => (r.host.listening ? 1 : 0), { line: false }),
+  gauge('clients', 'Client connections open (including those still starting up).', (r) => r.host.clients.size, {
+    prom: 'pgscribe_client_connections',
+    json: ['connections', 'clients'],
+  }),
+  gauge('sessions', 'Client sessions admitted (counted against --max-connections).', (r) => r.host.sessionCount, { json: ['connections', 'sessions'] }),
+  counter('connections_total', 'Client connections accepted.', (r) => r.host.connectionsTotal, { json: ['connections', 'total'] }),
+  {
+    type: 'family',
+    prom: 'pgscribe_bytes_received_total',
+    kind: 'counter',
+    help: 'Bytes received, by side.',
+    samples: [
+      { line: 'bytes_from_clients', labels: '{from="client"}', json: ['bytes', 'from_clients'], read: (r) => r.traffic.bytesFromClients },
+      { line: 'bytes_from_servers', labels: '{from="server"}', json: ['bytes', 'from_servers'], read: (r) => r.traffic.bytesFromServers },
+    ],
+  },
+  counter('log_lines', 'Query log lines accepted (written or queued).', (r) => r.host.logger.lines, { json: ['log', 'lines'] }),
+  gauge('rss', 'Resident memory size in bytes.', (r) => r.mem.rss, { prom: 'process_resident_memory_bytes' }),
+  gauge('heap_used', 'V8 heap in use, bytes.', (r) => r.mem.heapUsed, { prom: null }),
+  gauge('external', 'Memory of C++ objects bound to JavaScript objects (Buffers among them), bytes.', (r) => r.mem.external, { prom: null }),
+  gauge('log_queued_bytes', 'Query log bytes queued and not yet written.', (r) => r.host.logger.queuedBytes, { json: ['log', 'queued_bytes'] }),
+  {
+    type: 'family',
+    prom: 'pgscribe_messages_total',
+    kind: 'counter',
+    help: 'Query messages received from clients, by type (Q simple query; P/B/E parse/bind/execute).',
+    samples: MESSAGE_TYPES.map(([t, code]) => ({ line: `messages_${t.toLowerCase()}`, labels: `{type="${t}"}`, json: ['queries', t], read: (r: Readings) => r.traffic.messagesIn[code]! })),
+  },
+  counter('upstream_errors', 'Upstream failures: connect errors, unexpected closes, invalid messages.', (r) => r.traffic.upstreamErrors, { json: ['upstream_errors'] }),
+  counter('queries_completed', 'Queries (Q or E) whose answer completed, including failed ones.', (r) => r.insight?.completed, { json: ['completed'] }),
+  counter('query_errors', 'Queries that completed with an ErrorResponse.', (r) => r.insight?.errors, { json: ['errors'] }),
+  {
+    type: 'collector',
+    prefix: CACHE_PREFIX,
+    json: 'cache',
+    read: (r) => r.cache,
+    members: [
+      cacheMember('counter', 'hits', 'Requests answered from the result cache.'),
+      cacheMember('counter', 'misses', 'Cacheable requests not in the cache.'),
+      cacheMember('counter', 'stores', 'Answers stored.'),
+      cacheMember('counter', 'evictions', 'Answers evicted to stay within the size bounds.'),
+      cacheMember('counter', 'expirations', 'Answers dropped because their TTL passed.'),
+      cacheMember('counter', 'invalidations', 'Committed writes that invalidated cached answers.'),
+      cacheMember('counter', 'stale_skips', 'Answers not stored because a write committed while they ran.'),
+      cacheMember('counter', 'bypasses', 'Requests sent straight upstream (answer too large to cache).'),
+      cacheMember('counter', 'leaders', 'Requests that ran upstream on behalf of identical concurrent ones.', 'pgscribe_flight_leaders_total'),
+      cacheMember('counter', 'waiters', "Requests answered with another client's identical in-flight query.", 'pgscribe_flight_waiters_total'),
+      cacheMember('gauge', 'l2_available', '1 while the shared cache in Redis is in use (its circuit breaker is closed).', 'pgscribe_cache_l2_up'),
+      cacheMember('counter', 'l2_hits', 'Requests answered from the shared cache in Redis.'),
+      cacheMember('counter', 'l2_misses', 'Shared-cache lookups that found no usable entry (refused ones included).'),
+      cacheMember('counter', 'l2_stale', 'Shared-cache entries older than a write that committed since (not served).'),
+      cacheMember('counter', 'l2_refused', 'Shared-cache entries that are not answers: bad checksum, foreign format, not a clean answer of the request (tampering or a bug).'),
+      cacheMember('counter', 'l2_stores', 'Answers stored in the shared cache.'),
+      cacheMember('counter', 'l2_errors', 'Redis commands that failed (timeout, error reply, lost connection, full queue).'),
+      cacheMember('counter', 'l2_skips', 'Shared-cache operations not sent because Redis was unavailable.'),
+      cacheMember('counter', 'l2_invalidations_sent', 'Committed writes published to the other instances.'),
+      cacheMember('counter', 'l2_invalidations_received', 'Committed writes of other instances applied to this cache.'),
+      cacheMember('gauge', 'l2_pending_invalidations', 'Invalidations waiting for Redis to come back.'),
+      cacheMember('counter', 'l2_remote_leads', 'Cross-instance flights led by this instance (--redis-singleflight).', 'pgscribe_flight_remote_leads_total'),
+      cacheMember('counter', 'l2_remote_waits', "Requests that waited for another instance's identical query.", 'pgscribe_flight_remote_waits_total'),
+      cacheMember('counter', 'l2_remote_timeouts', 'Requests that gave up waiting for another instance and ran the query themselves.', 'pgscribe_flight_remote_timeouts_total'),
+    ],
+  },
+  {
+    type: 'histogram',
+    prom: 'pgscribe_query_duration_seconds',
+    help: 'Time from a query reaching pgscribe to the end of its answer.',
+    bounds: DURATION_BUCKETS_S,
+    read: (r, bounds) => {
+      const lat = r.insight?.latency;
+      return lat === undefined ? undefined : { cumulative: lat.cumulative(bounds.map((b) => b * 1000)), count: lat.count, sum: lat.sumMs / 1000 };
+    },
+  },
+  gauge('digests', 'Query digests held.', (r) => r.insight?.digestCount, { line: false, json: ['digests', 'entries'] }),
+  counter('digest_evictions', 'Query digests evicted (least total time first) to stay within --digest-max-entries.', (r) => r.insight?.digestEvictions, {
+    line: false,
+    json: ['digests', 'evictions'],
+  }),
+  gauge('start_time', 'Start time of the process since unix epoch in seconds.', (r) => Math.round(r.host.startedAt / 1000), { line: false, prom: 'process_start_time_seconds' }),
+];
+
+/** The stats line's fields, in registry order. */
+export function statsLine(host: MetricsHost): Record<string, number> {
+  const r = readings(host);
+  const out: Record<string, number> = {};
+  for (const e of METRICS) {
+    if (e.type === 'family') {
+      for (const s of e.samples) {
+        if (s.line === null) continue;
+        const v = s.read(r);
+        if (v !== undefined) out[s.line] = v;
+      }
+    } else if (e.type === 'collector') {
+      Object.assign(out, prefixed(e.prefix, e.read(r)));
+    }
+  }
+  return out;
+}
+
+/** The cache layer's counters under their stats-line names (also for the shutdown line). */
+export function cacheFields(counters: Record<string, number> | null): Record<string, number> {
+  return prefixed(CACHE_PREFIX, counters);
+}
+
+function prefixed(prefix: string, values: Record<string, number> | null): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (values !== null) for (const [k, v] of Object.entries(values)) out[prefix + k] = v;
+  return out;
+}
+
+/** The figures of /stats, nested as declared. */
+export function statsJson(host: MetricsHost): Record<string, unknown> {
+  const r = readings(host);
+  const out: Record<string, unknown> = {};
+  for (const e of METRICS) {
+    if (e.type === 'family') {
+      for (const s of e.samples) {
+        const v = s.json === null ? undefined : s.read(r);
+        if (s.json === null || v === undefined) continue;
+        let o = out;
+        for (const k of s.json.slice(0, -1)) o = (o[k] ??= {}) as Record<string, unknown>;
+        o[s.json[s.json.length - 1]!] = v;
+      }
+    } else if (e.type === 'collector') {
+      out[e.json] = e.read(r);
+    }
+  }
+  return out;
+}
+
+/** /metrics: the Prometheus text exposition format 0.0.4. */
+export function prometheus(host: MetricsHost): string {
+  const r = readings(host);
+  const out: string[] = [];
+  const head = (name: string, type: MetricKind | 'histogram', help: string) => out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+  for (const e of METRICS) {
+    if (e.type === 'family') {
+      if (e.prom === null) continue;
+      const values = e.samples.map((s) => [s.labels, s.read(r)] as const).filter((x): x is readonly [string, number] => x[1] !== undefined);
+      if (values.length === 0) continue;
+      head(e.prom, e.kind, e.help);
+      for (const [labels, v] of values) out.push(`${e.prom}${labels} ${promNumber(v)}`);
+    } else if (e.type === 'collector') {
+      const values = e.read(r);
+      if (values === null) continue;
+      for (const m of e.members) {
+        if (m.requires !== null && values[m.requires] === undefined) continue;
+        head(m.prom, m.kind, m.help);
+        out.push(`${m.prom} ${promNumber(values[m.key] ?? 0)}`);
+      }
+    } else {
+      const h = e.read(r, e.bounds);
+      if (h === undefined) continue;
+      head(e.prom, 'histogram', e.help);
+      e.bounds.forEach((b, i) => out.push(`${e.prom}_bucket{le="${b}"} ${h.cumulative[i]}`));
+      out.push(`${e.prom}_bucket{le="+Inf"} ${h.count}`, `${e.prom}_sum ${promNumber(h.sum)}`, `${e.prom}_count ${h.count}`);
+    }
+  }
+  return out.join('\n') + '\n';
+}
+
+function promNumber(v: number): string {
+  if (Number.isNaN(v)) return 'NaN';
+  if (!Number.isFinite(v)) return v > 0 ? '+Inf' : '-Inf';
+  return String(v);
+}
