@@ -16,7 +16,10 @@ node_modules/.package-lock.json: package.json package-lock.json
 install: node_modules/.package-lock.json
 
 # tsc copies no .html: the admin dashboard page goes next to its compiled module by hand.
+# dist/ starts empty: a module that moved (src/config.ts -> src/config/) must not leave its old
+# compiled file behind, where require('./config') would still find it first.
 build: install
+	rm -rf dist
 	npx tsc -p tsconfig.json
 	chmod +x dist/main.js
 	mkdir -p dist/admin && cp src/admin/dashboard.html dist/admin/dashboard.html

@@ -4,7 +4,8 @@
  * completion tracker. Each is told about every message once, in the order PostgreSQL acts on
  * them, so none of them can drift from the others.
  */
-import { Frontend, type TxStatus } from '../protocol/codes';
+import { Backend, Frontend, type TxStatus } from '../protocol/codes';
+import { decodeParameterStatus } from '../protocol/messages';
 import type { ClientMessage } from '../protocol/client-messages';
 import type { QueryRecord } from '../log/format';
 import type { Lead } from '../cache/lead';
@@ -81,9 +82,25 @@ export class Books {
     if (this.cache !== null) this.cache.cs.sealing(this.ledger.openGroup());
   }
 
-  /** ParseComplete or CloseComplete arrived: false when the client must not see it (it answers the proxy's repair). */
-  completion(type: number): boolean {
-    return this.ledger.completion(type);
+  /**
+   * A whole server message arrived: the completion tracker, the cache's capture and session
+   * parameters see it. False when the client must not see it (the completion of the ledger's
+   * repair). Throws ProtocolError on a malformed ParameterStatus.
+   */
+  received(type: number, buf: Buffer, start: number, end: number): boolean {
+    // Completions of messages the proxy injected (the ledger's repair) are not the client's.
+    if ((type === Backend.ParseComplete || type === Backend.CloseComplete) && !this.ledger.completion(type)) return false;
+    const cs = this.cache === null ? null : this.cache.cs;
+    if (cs !== null) {
+      if (cs.capturing !== null) cs.capturing.capture.add(buf, start, end);
+      if (type === Backend.ParameterStatus) {
+        const p = decodeParameterStatus(buf, start, end);
+        cs.parameterStatus(p.name, p.value);
+      }
+    }
+    const tracker = this.recorder.tracker;
+    if (tracker !== null) tracker.server(type, buf, start, end);
+    return true;
   }
 
   /**

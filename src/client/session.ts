@@ -2,13 +2,13 @@
  * One client connection and its upstream connection (1:1, session mode), driven by an explicit
  * state machine (states.ts). A client message goes through the design card's phases:
  *
- *   client-request  onClientMessage(): the framer hands over a whole message, decoded once if
+ *   client-request  onClientRequest(): the framer hands over a whole message, decoded once if
  *                   anything needs to look inside it;
  *   log             log(): its query line (recorder.ts);
- *   forward         forward(): the books (ledger.ts, the cache's writes, completion tracking)
- *                   and its original bytes queued for the upstream;
- *   response        onServerMessage(): the server's answer, relayed as the original ranges,
- *                   until the ReadyForQuery that makes the session Idle again.
+ *   forward         forward(): the books (books.ts: the ledger, the cache's writes, completion
+ *                   tracking) and its original bytes queued for the upstream;
+ *   response        onResponse(): the server's answer, kept in the books and relayed as the
+ *                   original ranges, until the ReadyForQuery that makes the session Idle again.
  *
  * With the cache on, a request may take the cache driver's detour (cache-driver.ts) between
  * client-request and log. The startup phase (startup.ts) and the upstream connection
@@ -17,22 +17,23 @@
  * streams through.
  */
 import type * as net from 'node:net';
-import type * as tls from 'node:tls';
-import { Backend, Frontend, MAX_STARTUP_PACKET_LENGTH, SqlState, TxStatus } from '../protocol/codes';
+import { Backend, Frontend, MAX_STARTUP_PACKET_LENGTH, TxStatus } from '../protocol/codes';
 import { Framer } from '../protocol/framer';
-import { ProtocolError, TERMINATE, encodeErrorResponse, isFatalError, decodeParameterStatus, type ErrorFields } from '../protocol/messages';
+import { ProtocolError, TERMINATE, encodeErrorResponse, isFatalError, type ErrorFields } from '../protocol/messages';
 import { decodeClientMessage, type ClientMessage } from '../protocol/client-messages';
 import { Outbox } from '../outbox';
 import type { QueryRecord } from '../log/format';
 import { CacheDriver, type CacheDriverSession } from './cache-driver';
 import type { BackendKey, ClientHandle, ClientHost } from './host';
 import { Books } from './books';
+import { ClientLeg, Pause, type ClientLegEvents } from './client-leg';
+import { SessionError } from './errors';
 import { STARTS_REQUEST, clientInspect, serverInspect } from './inspect';
 import { SessionLedger } from './ledger';
 import { Recorder, type Annotation } from './recorder';
 import { withoutChannelBinding } from './scram-filter';
 import { StartupPhase, type StartupSession } from './startup';
-import { ALLOWED, ClientState, inStartup } from './states';
+import { ALLOWED, ClientState, afterServerMessage, inStartup } from './states';
 import { UpstreamLeg, type UpstreamSession } from './upstream';
 
 export { ClientState } from './states';
@@ -43,19 +44,10 @@ const S = ClientState;
 const SERVER_MAX_LENGTH = 0x7fffffff;
 const SERVER_MAX_INSPECT_ALLOC = 64 << 20;
 
-// Reasons the client socket's reads are paused (bit flags).
-const PAUSE_UPSTREAM_FULL = 1;
-const PAUSE_LOG_FULL = 2;
-const PAUSE_CONNECTING = 4;
-const PAUSE_CACHE_WAIT = 8;
-const PAUSE_CLIENT_FULL = 16;
-
 /** How long a closing client gets to read its final ErrorResponse before the socket is destroyed. */
 const CLOSE_LINGER_MS = 5000;
 
-const noop = (): void => {};
-
-export class Client implements ClientHandle, StartupSession, UpstreamSession, CacheDriverSession {
+export class Client implements ClientHandle, ClientLegEvents, StartupSession, UpstreamSession, CacheDriverSession {
   readonly id: number;
   readonly address: string;
   state: ClientState = S.Startup;
@@ -77,16 +69,11 @@ export class Client implements ClientHandle, StartupSession, UpstreamSession, Ca
   private cache: CacheDriver | null = null;
   /** Client messages are decoded: the log, the completion records or the cache look inside them. */
   private readonly decodes: boolean;
-  /** The client connection: the accepted socket, or the TLS session over it once the handshake is done. */
-  private socket: net.Socket;
-  /** The accepted socket (its 'close' ends the session, TLS or not). */
-  private readonly rawSocket: net.Socket;
+  /** The connection to the client (the startup phase hands it to TLS and back). */
+  readonly clientLeg: ClientLeg;
   private readonly clientFramer: Framer;
   private serverFramer: Framer | null = null;
   private readonly toUpstream = new Outbox();
-  /** Why the client socket's reads are paused (PAUSE_* bits; 0: reading). */
-  private clientPaused = 0;
-  private upstreamPaused = false;
   /** The client sent Terminate: it expects the close, and the upstream got its goodbye. */
   private clientTerminated = false;
   /** The server sent a FATAL error: it said why it closes. */
@@ -94,37 +81,27 @@ export class Client implements ClientHandle, StartupSession, UpstreamSession, Ca
   private shutdownRequested = false;
   /** The session holds one of the host's admitted sessions. */
   private admitted = false;
-  // The client socket's listeners, kept by name to move data and drain to the TLS session.
-  private readonly onData = (chunk: Buffer): void => this.onClientData(chunk);
-  private readonly onDrain = (): void => {
-    if (this.cache === null || !this.cache.holding) this.setUpstreamPaused(false);
-    this.setClientPaused(PAUSE_CLIENT_FULL, false);
-  };
-  private readonly onError = (err: NodeJS.ErrnoException): void => this.onClientError(err);
 
   constructor(host: ClientHost, socket: net.Socket, id: number) {
     this.host = host;
-    this.socket = socket;
-    this.rawSocket = socket;
     this.id = id;
-    this.address = formatAddress(socket.remoteAddress, socket.remotePort);
+    this.clientLeg = new ClientLeg(socket, this);
+    this.address = this.clientLeg.address;
     this.recorder = new Recorder(
       {
         logger: host.logger,
         digests: host.digests,
         logCompletions: host.settings.logCompletions,
-        pauseForLog: (paused) => this.setClientPaused(PAUSE_LOG_FULL, paused),
+        pauseForLog: (paused) => this.setClientPaused(Pause.LogFull, paused),
       },
       this.ledger,
       host.tracksCompletions,
     );
     this.books = new Books(this.ledger, this.recorder);
     this.decodes = this.recorder.recording || host.cache !== null;
-    socket.setNoDelay(true);
-    socket.setKeepAlive(true, 60_000);
     this.clientFramer = new Framer(
       {
-        onMessage: (type, buf, start, end) => this.onClientMessage(type, buf, start, end),
+        onMessage: (type, buf, start, end) => this.onClientRequest(type, buf, start, end),
         onPassthrough: (type, buf, start, end) => this.onClientPiece(type, buf, start, end),
         onFramingError: (reason) => this.protocolViolation(reason),
       },
@@ -137,10 +114,6 @@ export class Client implements ClientHandle, StartupSession, UpstreamSession, Ca
     );
     this.startup = new StartupPhase(this, host);
     this.upstream = new UpstreamLeg(this, host);
-    socket.on('data', this.onData);
-    socket.on('drain', this.onDrain);
-    socket.on('error', this.onError);
-    socket.on('close', () => this.onClientClose());
   }
 
   // ---- state ---------------------------------------------------------------------------------
@@ -170,7 +143,7 @@ export class Client implements ClientHandle, StartupSession, UpstreamSession, Ca
 
   // ---- client-request ------------------------------------------------------------------------
 
-  private onClientData(chunk: Buffer): void {
+  onClientData(chunk: Buffer): void {
     this.host.counters.bytesFromClients += chunk.length;
     this.clientFramer.push(chunk);
     if (this.cache !== null) this.cache.afterRead();
@@ -178,8 +151,8 @@ export class Client implements ClientHandle, StartupSession, UpstreamSession, Ca
     this.flushToClient();
   }
 
-  /** A whole client message arrived. */
-  private onClientMessage(type: number, buf: Buffer, start: number, end: number): void {
+  /** client-request: a whole client message arrived. */
+  private onClientRequest(type: number, buf: Buffer, start: number, end: number): void {
     if (this.state === S.Startup) {
       this.startup.onPacket(buf, start, end);
       return;
@@ -221,8 +194,12 @@ export class Client implements ClientHandle, StartupSession, UpstreamSession, Ca
 
   /** log, then forward, one client message (ann: how the cache took part; null: it did not). */
   logAndForward(type: number, buf: Buffer, start: number, end: number, msg: ClientMessage | null, ann: Annotation | null): void {
-    const r = msg !== null && this.recorder.recording ? this.recorder.record(msg, ann) : null;
-    this.forward(type, buf, start, end, msg, r, -1);
+    this.forward(type, buf, start, end, msg, this.log(msg, ann), -1);
+  }
+
+  /** log: the message's query line, when it is a Q/P/B/E and something records (its record, else null). */
+  private log(msg: ClientMessage | null, ann: Annotation | null): QueryRecord | null {
+    return msg !== null && this.recorder.recording ? this.recorder.record(msg, ann) : null;
   }
 
   /**
@@ -248,15 +225,15 @@ export class Client implements ClientHandle, StartupSession, UpstreamSession, Ca
   flushToUpstream(): void {
     const up = this.upstream.socket;
     if (this.toUpstream.empty || up === null) return;
-    if (!this.toUpstream.flush(up)) this.setClientPaused(PAUSE_UPSTREAM_FULL, true);
+    if (!this.toUpstream.flush(up)) this.setClientPaused(Pause.UpstreamFull, true);
   }
 
   /** Write what waits for the client; a slow client stops the upstream being read. */
   flushToClient(): void {
     if (this.toClient.empty || (this.cache !== null && this.cache.holding)) return;
-    if (!this.toClient.flush(this.socket)) {
+    if (!this.clientLeg.flush(this.toClient)) {
       this.setUpstreamPaused(true);
-      this.setClientPaused(PAUSE_CLIENT_FULL, true);
+      this.setClientPaused(Pause.ClientFull, true);
     }
   }
 
@@ -264,33 +241,6 @@ export class Client implements ClientHandle, StartupSession, UpstreamSession, Ca
 
   get clientAtBoundary(): boolean {
     return this.clientFramer.atBoundary;
-  }
-
-  writeToClient(bytes: Buffer, done?: (err?: Error | null) => void): void {
-    this.socket.write(bytes, done);
-  }
-
-  pauseClient(): void {
-    this.socket.pause();
-  }
-
-  releaseRawSocket(): net.Socket {
-    const raw = this.rawSocket;
-    // From here the TLS session reads the socket (and takes what it already buffered); the
-    // accepted socket keeps only its 'close', which also comes when the session closes.
-    raw.off('data', this.onData);
-    raw.off('drain', this.onDrain);
-    raw.off('error', this.onError);
-    raw.on('error', noop);
-    return raw;
-  }
-
-  useTlsSocket(sock: tls.TLSSocket, listen: boolean): void {
-    this.socket = sock;
-    sock.on('error', this.onError);
-    if (!listen) return;
-    sock.on('data', this.onData);
-    sock.on('drain', this.onDrain);
   }
 
   closeAfterCancel(): void {
@@ -308,23 +258,23 @@ export class Client implements ClientHandle, StartupSession, UpstreamSession, Ca
     this.transition(S.Connecting);
     this.serverFramer = new Framer(
       {
-        onMessage: (type, b, s, e) => this.onServerMessage(type, b, s, e),
-        onPassthrough: (_type, b, s, e) => this.onServerPiece(b, s, e),
+        onMessage: (type, b, s, e) => this.onResponse(type, b, s, e),
+        onPassthrough: (type, b, s, e) => this.onServerPiece(type, b, s, e),
         onFramingError: (reason) => this.upstreamProtocolViolation(reason),
       },
       { maxLength: SERVER_MAX_LENGTH, maxInspectLength: SERVER_MAX_INSPECT_ALLOC, inspect: serverInspect({ ledger: this.decodes, cache: this.cache !== null, completions: this.recorder.tracker !== null }) },
     );
-    this.setClientPaused(PAUSE_CONNECTING, true);
+    this.setClientPaused(Pause.Connecting, true);
     this.upstream.connect(packet);
   }
 
   upstreamReady(): void {
     this.transition(S.Authenticating);
-    this.setClientPaused(PAUSE_CONNECTING, false);
+    this.setClientPaused(Pause.Connecting, false);
   }
 
   onUpstreamDrain(): void {
-    this.setClientPaused(PAUSE_UPSTREAM_FULL, false);
+    this.setClientPaused(Pause.UpstreamFull, false);
   }
 
   // ---- response ------------------------------------------------------------------------------
@@ -335,19 +285,20 @@ export class Client implements ClientHandle, StartupSession, UpstreamSession, Ca
     const cache = this.cache;
     if (cache !== null) cache.cs.capturing?.capture.settle();
     if (cache !== null && cache.holding) this.setUpstreamPaused(true);
-    else if (!this.toClient.empty && !this.toClient.flush(this.socket)) this.setUpstreamPaused(true);
+    else if (!this.toClient.empty && !this.clientLeg.flush(this.toClient)) this.setUpstreamPaused(true);
     if (this.shutdownRequested && this.isIdle && (cache === null || !cache.holding)) this.closeForShutdown();
   }
 
-  /** A whole server message: keep the books, then relay it. */
-  private onServerMessage(type: number, buf: Buffer, start: number, end: number): void {
+  /** response: a whole server message; keep the books, then relay it. */
+  private onResponse(type: number, buf: Buffer, start: number, end: number): void {
     if (this.state === S.Closing) return;
-    // Completions of messages the proxy injected (the ledger's repair) are not the client's.
-    if ((type === Backend.ParseComplete || type === Backend.CloseComplete) && !this.books.completion(type)) return;
-    const cache = this.cache;
-    if (cache !== null && cache.cs.capturing !== null) cache.cs.capturing.capture.add(buf, start, end);
-    const tracker = this.recorder.tracker;
-    if (tracker !== null) tracker.server(type, buf, start, end);
+    try {
+      if (!this.books.received(type, buf, start, end)) return;
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      this.upstreamProtocolViolation(err.message);
+      return;
+    }
     let lead = null;
     switch (type) {
       case Backend.ReadyForQuery: {
@@ -378,52 +329,26 @@ export class Client implements ClientHandle, StartupSession, UpstreamSession, Ca
           }
         }
         break;
-      case Backend.ParameterStatus:
-        if (cache !== null) {
-          try {
-            const p = decodeParameterStatus(buf, start, end);
-            cache.cs.parameterStatus(p.name, p.value);
-          } catch (err) {
-            if (!(err instanceof ProtocolError)) throw err;
-            this.upstreamProtocolViolation(err.message);
-            return;
-          }
-        }
-        break;
       case Backend.BackendKeyData:
         if (end - start >= 13) {
           this.backendKey = { pid: buf.readInt32BE(start + 5), secret: buf.readInt32BE(start + 9) };
           this.host.keys.register(this);
         }
         break;
-      case Backend.CopyInResponse:
-        this.transition(S.CopyIn);
-        break;
-      case Backend.CopyOutResponse:
-        this.transition(S.CopyOut);
-        break;
-      case Backend.CopyBothResponse:
-        this.transition(S.CopyBoth);
-        break;
-      case Backend.CopyDone:
-        if (this.state === S.CopyOut || this.state === S.CopyBoth) this.transition(S.Response);
-        break;
       case Backend.ErrorResponse:
         if (isFatalError(buf, start, end)) this.serverSaidFatal = true;
-        if (this.state === S.CopyIn || this.state === S.CopyOut || this.state === S.CopyBoth || this.state === S.Request) {
-          this.transition(S.Response);
-        }
         break;
-      default:
-        if (this.state === S.Request) this.transition(S.Response);
     }
+    const next = afterServerMessage(this.state, type);
+    if (next !== null) this.transition(next);
     this.toClient.push(buf, start, end);
-    if (lead !== null) cache!.finishLead(lead);
+    if (lead !== null) this.cache!.finishLead(lead);
   }
 
-  private onServerPiece(buf: Buffer, start: number, end: number): void {
+  private onServerPiece(type: number, buf: Buffer, start: number, end: number): void {
     if (this.state === S.Closing) return;
-    if (this.state === S.Request) this.transition(S.Response);
+    const next = afterServerMessage(this.state, type);
+    if (next !== null) this.transition(next);
     this.cache?.cs.capturing?.capture.add(buf, start, end);
     this.toClient.push(buf, start, end);
   }
@@ -431,53 +356,51 @@ export class Client implements ClientHandle, StartupSession, UpstreamSession, Ca
   /** The invalidations of a commit reached the other instances: let its ReadyForQuery go. */
   holdReleased(): void {
     if (this.state === S.Closing) return;
-    if (!this.toClient.empty && !this.toClient.flush(this.socket)) return; // 'drain' resumes the upstream
+    if (!this.toClient.empty && !this.clientLeg.flush(this.toClient)) return; // 'drain' resumes the upstream
     this.setUpstreamPaused(false);
     if (this.shutdownRequested && this.isIdle) this.closeForShutdown();
   }
 
   // ---- flow control --------------------------------------------------------------------------
 
-  private setClientPaused(reason: number, on: boolean): void {
-    const before = this.clientPaused;
-    this.clientPaused = on ? before | reason : before & ~reason;
-    if (before === 0 && this.clientPaused !== 0) this.socket.pause();
-    else if (before !== 0 && this.clientPaused === 0 && this.state !== S.Closing) this.socket.resume();
+  private setClientPaused(reason: Pause, on: boolean): void {
+    this.clientLeg.setPaused(reason, on, this.state !== S.Closing);
+  }
+
+  onClientDrain(): void {
+    if (this.cache === null || !this.cache.holding) this.setUpstreamPaused(false);
+    this.setClientPaused(Pause.ClientFull, false);
   }
 
   private setUpstreamPaused(on: boolean): void {
-    const up = this.upstream.socket;
-    if (up === null || on === this.upstreamPaused) return;
-    this.upstreamPaused = on;
-    if (on) up.pause();
-    else if (this.state !== S.Closing) up.resume();
+    this.upstream.setPaused(on, this.state !== S.Closing);
   }
 
   pauseForCache(paused: boolean): void {
-    this.setClientPaused(PAUSE_CACHE_WAIT, paused);
+    this.setClientPaused(Pause.CacheWait, paused);
   }
 
   // ---- errors and teardown -------------------------------------------------------------------
 
   protocolViolation(reason: string): void {
     this.host.ops.warn('client protocol violation; closing it', { conn: this.id, client: this.address, reason });
-    this.fail({ severity: 'FATAL', code: SqlState.ProtocolViolation, message: `pgscribe: protocol violation: ${reason}` });
+    this.fail(SessionError.protocolViolation(reason));
   }
 
   private upstreamProtocolViolation(reason: string): void {
     this.host.ops.error('upstream sent an invalid message; closing the session', { conn: this.id, client: this.address, reason });
     this.host.counters.upstreamErrors++;
-    this.fail({ severity: 'FATAL', code: SqlState.ConnectionFailure, message: `pgscribe: upstream server sent an invalid message: ${reason}` });
+    this.fail(SessionError.upstreamInvalid(reason));
   }
 
-  private onClientError(err: NodeJS.ErrnoException): void {
+  onClientError(err: NodeJS.ErrnoException): void {
     // Resets are how many clients say goodbye; 'close' follows and does the work.
     if (err.code !== 'ECONNRESET' && err.code !== 'EPIPE') {
       this.host.ops.warn('client socket error', { conn: this.id, client: this.address, error: err.code ?? err.message });
     }
   }
 
-  private onClientClose(): void {
+  onClientClose(): void {
     this.clientFramer.stop();
     if (this.state === S.TlsHandshake) {
       this.host.ops.warn('TLS handshake with client failed; closing it', { conn: this.id, client: this.address, error: 'connection closed during the handshake' });
@@ -496,12 +419,7 @@ export class Client implements ClientHandle, StartupSession, UpstreamSession, Ca
     }
     this.host.counters.upstreamErrors++;
     this.host.ops.warn('upstream closed the session unexpectedly', { conn: this.id, client: this.address, state: this.state });
-    this.fail({
-      severity: 'FATAL',
-      code: SqlState.ConnectionFailure,
-      message: 'pgscribe: upstream server closed the connection unexpectedly',
-      hint: 'The PostgreSQL server may have restarted or terminated this backend; reconnect.',
-    });
+    this.fail(SessionError.upstreamClosed());
   }
 
   /** Send a FATAL ErrorResponse (when the client stream is at a message boundary) and close. */
@@ -509,8 +427,8 @@ export class Client implements ClientHandle, StartupSession, UpstreamSession, Ca
     if (this.state === S.Closing) return;
     // Mid-handshake there is no channel to speak on: the client expects TLS records.
     const canSpeak = (this.serverFramer === null || !this.serverFramer.midPassthrough) && this.state !== S.TlsHandshake;
-    if (!this.toClient.empty) this.toClient.flush(this.socket);
-    if (canSpeak && !this.socket.destroyed && this.socket.writable) this.socket.write(encodeErrorResponse(error));
+    if (!this.toClient.empty) this.clientLeg.flush(this.toClient);
+    if (canSpeak && this.clientLeg.writable) this.clientLeg.write(encodeErrorResponse(error));
     this.transition(S.Closing);
   }
 
@@ -528,7 +446,7 @@ export class Client implements ClientHandle, StartupSession, UpstreamSession, Ca
   }
 
   closeForShutdown(): void {
-    this.fail({ severity: 'FATAL', code: SqlState.AdminShutdown, message: 'pgscribe: terminating connection because the proxy is shutting down' });
+    this.fail(SessionError.shuttingDown());
   }
 
   /** Entered once, from transition(Closing): release both sockets. */
@@ -542,26 +460,11 @@ export class Client implements ClientHandle, StartupSession, UpstreamSession, Ca
     this.upstream.close(!this.clientFramer.midPassthrough && !this.clientTerminated, TERMINATE, CLOSE_LINGER_MS);
     this.toUpstream.clear();
     this.toClient.clear();
-    const sock = this.socket;
-    if (from === S.TlsHandshake) {
-      // The handshake is abandoned: close the connection under it.
-      this.rawSocket.destroy();
-    } else if (!sock.destroyed) {
-      sock.end();
-      sock.resume(); // drain and discard whatever the client still sends
-      setTimeout(() => sock.destroy(), CLOSE_LINGER_MS).unref();
-    }
+    this.clientLeg.close(from === S.TlsHandshake, CLOSE_LINGER_MS);
   }
 
   destroy(): void {
     this.upstream.socket?.destroy();
-    this.socket.destroy();
-    this.rawSocket.destroy();
+    this.clientLeg.destroy();
   }
-}
-
-function formatAddress(addr: string | undefined, port: number | undefined): string {
-  if (addr === undefined) return 'unknown';
-  const a = addr.startsWith('::ffff:') ? addr.slice(7) : addr;
-  return a.includes(':') ? `[${a}]:${port}` : `${a}:${port}`;
 }

@@ -6,11 +6,11 @@
  *
  * @see https://www.postgresql.org/docs/15/protocol-flow.html#PROTOCOL-FLOW-START-UP
  */
-import type * as net from 'node:net';
 import type * as tls from 'node:tls';
-import { SqlState } from '../protocol/codes';
 import { NEGOTIATION_REFUSED, SSL_ACCEPTED, decodeStartup, type ErrorFields } from '../protocol/messages';
 import type { ClientTls, TlsUpgradeListener } from '../tls';
+import type { ClientLeg } from './client-leg';
+import { SessionError } from './errors';
 import type { ClientHandle, ClientHost } from './host';
 import { ClientState } from './states';
 
@@ -22,14 +22,8 @@ export interface StartupSession extends ClientHandle {
   protocolViolation(reason: string): void;
   /** The framer holds no part of a message (nothing arrived in the clear after the SSLRequest). */
   readonly clientAtBoundary: boolean;
-  /** Write to the client socket as it is now (plaintext or TLS). */
-  writeToClient(bytes: Buffer, done?: (err?: Error | null) => void): void;
-  /** Stop reading the client: the TLS handshake takes the socket over once 'S' is written. */
-  pauseClient(): void;
-  /** Hand the accepted socket to TLS: the session stops listening to it and gets it back. */
-  releaseRawSocket(): net.Socket;
-  /** The TLS session carries the client from now on (listen: start reading it). */
-  useTlsSocket(sock: tls.TLSSocket, listen: boolean): void;
+  /** The connection to the client, handed to TLS and back here. */
+  readonly clientLeg: ClientLeg;
   /** A CancelRequest arrived on this connection: it has no reply; the connection closes. */
   closeAfterCancel(): void;
   /** The StartupMessage was accepted and admitted: open the upstream and relay it. */
@@ -82,7 +76,7 @@ export class StartupPhase implements TlsUpgradeListener {
           return;
         }
         // No GSSAPI encryption (nor TLS, unless configured): 'N' lets the client carry on in plaintext.
-        s.writeToClient(NEGOTIATION_REFUSED);
+        s.clientLeg.write(NEGOTIATION_REFUSED);
         return;
       }
       case 'cancel':
@@ -93,11 +87,7 @@ export class StartupPhase implements TlsUpgradeListener {
         s.closeAfterCancel();
         return;
       case 'unsupported':
-        s.fail({
-          severity: 'FATAL',
-          code: SqlState.FeatureNotSupported,
-          message: `pgscribe: unsupported frontend protocol ${packet.code >>> 16}.${packet.code & 0xffff}: only protocol 3 is supported`,
-        });
+        s.fail(SessionError.unsupportedProtocol(packet.code));
         return;
       case 'startup':
         this.onStartupMessage(packet.params, buf.subarray(start, end));
@@ -113,22 +103,17 @@ export class StartupPhase implements TlsUpgradeListener {
         client: s.address,
         user: params.get('user'),
       });
-      s.fail({
-        severity: 'FATAL',
-        code: SqlState.InvalidAuthorizationSpecification,
-        message: 'pgscribe: this proxy accepts only TLS connections',
-        hint: 'Connect with sslmode=require, verify-ca or verify-full.',
-      });
+      s.fail(SessionError.tlsRequired());
       return;
     }
     this.stopTimer();
     const user = params.get('user');
     if (user === undefined || user === '') {
-      s.fail({ severity: 'FATAL', code: SqlState.InvalidAuthorizationSpecification, message: 'pgscribe: no PostgreSQL user name specified in startup packet' });
+      s.fail(SessionError.noUser());
       return;
     }
     if (!this.host.admit(s)) {
-      s.fail({ severity: 'FATAL', code: SqlState.TooManyConnections, message: 'pgscribe: sorry, too many clients already' });
+      s.fail(SessionError.tooManyClients());
       return;
     }
     s.begin(user, params, packet);
@@ -142,8 +127,9 @@ export class StartupPhase implements TlsUpgradeListener {
    */
   private answerSsl(ctls: ClientTls): void {
     this.sslAnswered = true;
-    this.session.pauseClient();
-    this.session.writeToClient(SSL_ACCEPTED, (err) => {
+    // The TLS handshake takes the socket over once 'S' is written: read nothing more in the clear.
+    this.session.clientLeg.stopReading();
+    this.session.clientLeg.write(SSL_ACCEPTED, (err) => {
       if (err === undefined || err === null) this.startTls(ctls);
     });
   }
@@ -155,7 +141,7 @@ export class StartupPhase implements TlsUpgradeListener {
       s.protocolViolation('received unencrypted data after SSLRequest');
       return;
     }
-    const raw = s.releaseRawSocket();
+    const raw = s.clientLeg.releaseRaw();
     s.transition(ClientState.TlsHandshake);
     this.handshakeKey = ctls.upgrade(raw, this);
   }
@@ -171,7 +157,7 @@ export class StartupPhase implements TlsUpgradeListener {
     this.sslAnswered = false;
     const ctls = this.host.tls.client!;
     const refused = ctls.verifyClients && !sock.authorized;
-    s.useTlsSocket(sock, !refused);
+    s.clientLeg.useTls(sock, !refused);
     s.transition(ClientState.Startup);
     if (!refused) return;
     const peer = sock.getPeerCertificate();
@@ -181,12 +167,7 @@ export class StartupPhase implements TlsUpgradeListener {
       client: s.address,
       reason,
     });
-    s.fail({
-      severity: 'FATAL',
-      code: SqlState.InvalidAuthorizationSpecification,
-      message: `pgscribe: a client certificate signed by a trusted CA is required (${reason})`,
-      hint: 'Connect with sslcert and sslkey naming a certificate signed by one of the --tls-ca certificates.',
-    });
+    s.fail(SessionError.clientCertificateRefused(reason));
   }
 
   /** TlsUpgradeListener: the handshake failed. */
@@ -212,7 +193,7 @@ export class StartupPhase implements TlsUpgradeListener {
     }
     if (s.state !== ClientState.Startup) return;
     this.host.ops.warn('client did not send a startup packet in time; dropping it', { conn: s.id, client: s.address, timeout_ms: timeoutMs });
-    s.fail({ severity: 'FATAL', code: SqlState.ProtocolViolation, message: `pgscribe: startup packet not received within ${timeoutMs} ms` });
+    s.fail(SessionError.startupTimeout(timeoutMs));
   }
 
   private stopTimer(): void {

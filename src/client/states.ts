@@ -8,6 +8,8 @@
  * (response) in Response, until the ReadyForQuery that answers the last Query or Sync makes the
  * session Idle again. Waiting is the cache's detour: the request is held while the cache decides.
  */
+import { Backend } from '../protocol/codes';
+
 export const ClientState = {
   /** Waiting for the startup packet: SSL/GSS negotiation, CancelRequest or StartupMessage. */
   Startup: 'startup',
@@ -60,4 +62,32 @@ export const ALLOWED: Readonly<Record<ClientState, readonly ClientState[]>> = {
 /** Before the session is established: the startup packet, TLS, the upstream connect. */
 export function inStartup(s: ClientState): boolean {
   return s === S.Startup || s === S.TlsHandshake || s === S.Connecting;
+}
+
+/**
+ * Where a relayed server message moves the session (null: nowhere). ReadyForQuery is not here:
+ * where it leads depends on the requests still pending (the session decides). A message that
+ * starts the answer moves Request to Response; COPY answers enter and leave the copy states; an
+ * ErrorResponse ends a copy (the server gave up on it).
+ */
+export function afterServerMessage(state: ClientState, type: number): ClientState | null {
+  switch (type) {
+    case Backend.ReadyForQuery:
+    case Backend.Authentication:
+    case Backend.BackendKeyData:
+    case Backend.ParameterStatus:
+      return null;
+    case Backend.CopyInResponse:
+      return S.CopyIn;
+    case Backend.CopyOutResponse:
+      return S.CopyOut;
+    case Backend.CopyBothResponse:
+      return S.CopyBoth;
+    case Backend.CopyDone:
+      return state === S.CopyOut || state === S.CopyBoth ? S.Response : null;
+    case Backend.ErrorResponse:
+      return state === S.CopyIn || state === S.CopyOut || state === S.CopyBoth || state === S.Request ? S.Response : null;
+    default:
+      return state === S.Request ? S.Response : null;
+  }
 }

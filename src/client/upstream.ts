@@ -6,9 +6,9 @@
  * @see https://www.postgresql.org/docs/15/protocol-flow.html#PROTOCOL-FLOW-SSL
  */
 import * as net from 'node:net';
-import { SqlState } from '../protocol/codes';
 import type { ErrorFields } from '../protocol/messages';
 import { negotiateUpstream, type Negotiation } from '../tls';
+import { SessionError } from './errors';
 import type { ClientHost } from './host';
 import { ClientState } from './states';
 
@@ -36,6 +36,8 @@ export class UpstreamLeg {
   /** The upstream's answer to pgscribe's SSLRequest, or its TLS handshake, is awaited. */
   negotiating = false;
   private timer: NodeJS.Timeout | null = null;
+  /** The socket is not read: the client is slow, or a commit's answer is held. */
+  private paused = false;
 
   constructor(session: UpstreamSession, host: ClientHost) {
     this.session = session;
@@ -58,12 +60,7 @@ export class UpstreamLeg {
     this.timer = setTimeout(() => {
       this.timer = null;
       this.host.ops.warn('upstream connect timed out', { conn: this.session.id, client: this.session.address, upstream: this.target, timeout_ms: timeoutMs });
-      this.session.fail({
-        severity: 'FATAL',
-        code: SqlState.SqlclientUnableToEstablishSqlconnection,
-        message: `pgscribe: could not connect to upstream server ${this.target}: timeout after ${timeoutMs} ms`,
-        hint: 'Check that PostgreSQL is running and reachable at the --upstream address.',
-      });
+      this.session.fail(SessionError.upstreamUnreachable(this.target, `timeout after ${timeoutMs} ms`));
     }, timeoutMs);
     const packet = Buffer.from(startupPacket);
     const utls = this.host.tls.upstream;
@@ -161,12 +158,7 @@ export class UpstreamLeg {
       upstream_tls: mode,
       reason,
     });
-    s.fail({
-      severity: 'FATAL',
-      code: SqlState.SqlclientUnableToEstablishSqlconnection,
-      message: `pgscribe: could not connect to upstream server ${this.target}: ${reason}`,
-      hint: `Check --upstream-tls ${mode} and --upstream-tls-ca against the server's SSL settings.`,
-    });
+    s.fail(SessionError.upstreamUnreachable(this.target, reason, `Check --upstream-tls ${mode} and --upstream-tls-ca against the server's SSL settings.`));
   }
 
   private onError(err: NodeJS.ErrnoException): void {
@@ -174,18 +166,22 @@ export class UpstreamLeg {
     if (s.state === ClientState.Connecting) {
       this.host.counters.upstreamErrors++;
       this.host.ops.warn('cannot connect to upstream', { conn: s.id, client: s.address, upstream: this.target, error: err.code ?? err.message });
-      s.fail({
-        severity: 'FATAL',
-        code: SqlState.SqlclientUnableToEstablishSqlconnection,
-        message: `pgscribe: could not connect to upstream server ${this.target}: ${err.message}`,
-        hint: 'Check that PostgreSQL is running and reachable at the --upstream address.',
-      });
+      s.fail(SessionError.upstreamUnreachable(this.target, err.message));
       return;
     }
     // Resets are how a session often ends; 'close' follows and does the work.
     if (err.code !== 'ECONNRESET' && err.code !== 'EPIPE') {
       this.host.ops.warn('upstream socket error', { conn: s.id, client: s.address, error: err.code ?? err.message });
     }
+  }
+
+  /** Stop (on) or resume reading the server. mayResume: false once the session is closing. */
+  setPaused(on: boolean, mayResume: boolean): void {
+    const up = this.socket;
+    if (up === null || on === this.paused) return;
+    this.paused = on;
+    if (on) up.pause();
+    else if (mayResume) up.resume();
   }
 
   private stopTimer(): void {

@@ -1,0 +1,47 @@
+/**
+ * The FATAL errors a session sends in PostgreSQL's place, all in one place: what the client is
+ * told, with PostgreSQL's SQLSTATE for the same fault. The session closes after each.
+ *
+ * @see https://www.postgresql.org/docs/15/errcodes-appendix.html
+ */
+import { SqlState } from '../protocol/codes';
+import type { ErrorFields } from '../protocol/messages';
+
+function fatal(code: string, message: string, hint?: string): ErrorFields {
+  return hint === undefined ? { severity: 'FATAL', code, message } : { severity: 'FATAL', code, message, hint };
+}
+
+const UPSTREAM_HINT = 'Check that PostgreSQL is running and reachable at the --upstream address.';
+
+export const SessionError = {
+  /** 08P01: a malformed or oversized message. */
+  protocolViolation: (reason: string) => fatal(SqlState.ProtocolViolation, `pgscribe: protocol violation: ${reason}`),
+  /** 08P01: no startup packet in time. */
+  startupTimeout: (ms: number) => fatal(SqlState.ProtocolViolation, `pgscribe: startup packet not received within ${ms} ms`),
+  /** 0A000: a protocol version other than 3. */
+  unsupportedProtocol: (code: number) =>
+    fatal(SqlState.FeatureNotSupported, `pgscribe: unsupported frontend protocol ${code >>> 16}.${code & 0xffff}: only protocol 3 is supported`),
+  /** 28000: a StartupMessage without a user. */
+  noUser: () => fatal(SqlState.InvalidAuthorizationSpecification, 'pgscribe: no PostgreSQL user name specified in startup packet'),
+  /** 28000: a plaintext client while --tls-mode require. */
+  tlsRequired: () => fatal(SqlState.InvalidAuthorizationSpecification, 'pgscribe: this proxy accepts only TLS connections', 'Connect with sslmode=require, verify-ca or verify-full.'),
+  /** 28000: no client certificate, or one not signed by the --tls-ca certificates. */
+  clientCertificateRefused: (reason: string) =>
+    fatal(
+      SqlState.InvalidAuthorizationSpecification,
+      `pgscribe: a client certificate signed by a trusted CA is required (${reason})`,
+      'Connect with sslcert and sslkey naming a certificate signed by one of the --tls-ca certificates.',
+    ),
+  /** 53300: over --max-connections. */
+  tooManyClients: () => fatal(SqlState.TooManyConnections, 'pgscribe: sorry, too many clients already'),
+  /** 08001: the upstream cannot be reached (or its TLS negotiated): hint says what to check. */
+  upstreamUnreachable: (target: string, reason: string, hint = UPSTREAM_HINT) =>
+    fatal(SqlState.SqlclientUnableToEstablishSqlconnection, `pgscribe: could not connect to upstream server ${target}: ${reason}`, hint),
+  /** 08006: the upstream sent something that is not the protocol. */
+  upstreamInvalid: (reason: string) => fatal(SqlState.ConnectionFailure, `pgscribe: upstream server sent an invalid message: ${reason}`),
+  /** 08006: the upstream went away mid-session without saying why. */
+  upstreamClosed: () =>
+    fatal(SqlState.ConnectionFailure, 'pgscribe: upstream server closed the connection unexpectedly', 'The PostgreSQL server may have restarted or terminated this backend; reconnect.'),
+  /** 57P01: the proxy is shutting down. */
+  shuttingDown: () => fatal(SqlState.AdminShutdown, 'pgscribe: terminating connection because the proxy is shutting down'),
+};
