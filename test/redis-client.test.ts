@@ -124,6 +124,9 @@ t.test('a stopped server: timeouts, a bounded queue, and replies stay matched af
   const w = client(redis, { timeoutMs: 50, maxPending: 100 });
   await until('ready', () => w.client.ready);
   await call(w.client, ['SET', 'q:a', 'A']);
+  // On a busy machine the SET itself can outlast 50 ms: its late reply must be in before the
+  // stop, so that exactly one command (the GET below) waits when the flood comes.
+  await until('the SET answered', () => w.client.pendingCount === 0);
   redis.pause();
   try {
     const timedOut = await call(w.client, ['GET', 'q:a']);
