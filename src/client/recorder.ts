@@ -16,8 +16,8 @@ import type { SessionLedger } from './ledger';
 
 /** How the log lines of a request unit describe the cache's part in it. */
 export interface Annotation {
-  cache?: CacheOutcome;
-  flight?: FlightRole;
+  cache?: CacheOutcome | undefined;
+  flight?: FlightRole | undefined;
 }
 
 /** Where completed queries go besides the log: the query digests (--admin). */
