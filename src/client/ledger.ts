@@ -78,7 +78,8 @@ interface Awaited {
 
 /** Messages sent upstream up to and including one Query, Sync or FunctionCall. */
 export class PendingGroup {
-  readonly awaiting: Awaited[] = [];
+  /** The completions the group's Parses and Closes are owed (null: none; most groups of a simple Query). */
+  awaiting: Awaited[] | null = null;
   /** Index of the next completion expected in `awaiting`. */
   next = 0;
   /** Queries answered within this group, in order (completion tracking; null when off). */
@@ -150,7 +151,8 @@ export class SessionLedger {
     const prev = this.statements.get(name);
     this.statements.set(name, def);
     if (name === '') this.unnamedClient = undefined;
-    this.openGroup().awaiting.push({ completion: Backend.ParseComplete, injected, name, def, prev: name === '' ? undefined : prev, ok: false });
+    const g = this.openGroup();
+    (g.awaiting ??= []).push({ completion: Backend.ParseComplete, injected, name, def, prev: name === '' ? undefined : prev, ok: false });
   }
 
   bind(portal: string, statement: string): void {
@@ -162,7 +164,8 @@ export class SessionLedger {
       this.statements.delete(name);
       if (name === '') this.unnamedClient = undefined;
     } else this.portals.delete(name);
-    this.openGroup().awaiting.push({ completion: Backend.CloseComplete, injected, name, def: null, prev: undefined, ok: false });
+    const g = this.openGroup();
+    (g.awaiting ??= []).push({ completion: Backend.CloseComplete, injected, name, def: null, prev: undefined, ok: false });
   }
 
   /** A Sync or FunctionCall goes upstream: it ends a group. */
@@ -216,7 +219,7 @@ export class SessionLedger {
    */
   completion(type: number): boolean {
     const g = this.head;
-    const a = g === null ? undefined : g.awaiting[g.next];
+    const a = g === null || g.awaiting === null ? undefined : g.awaiting[g.next];
     if (g === null || a === undefined || a.completion !== type) {
       this.lost = true;
       return true;
@@ -232,7 +235,7 @@ export class SessionLedger {
    */
   readyForQuery(status: TxStatus): PendingGroup | undefined {
     const g = this.groups.shift();
-    if (g !== undefined) {
+    if (g !== undefined && g.awaiting !== null) {
       for (const a of g.awaiting) {
         if (a.completion !== Backend.ParseComplete || a.ok || this.statements.get(a.name) !== a.def) continue;
         if (a.prev !== undefined) this.statements.set(a.name, a.prev);
