@@ -3,10 +3,11 @@ SHELL := /bin/bash
 NODE ?= node
 # Extra flags for `make run`, e.g. make run ARGS='--log-format json'
 ARGS ?=
-# Test files to run (default: all); e.g. make test TESTS=build/test/framer.test.js
-TESTS ?= build/test/*.test.js
+# Test files to run (default: every tier: unit, e2e, regress; see test/README.md);
+# e.g. make test TESTS=build/test/unit/framer.test.js
+TESTS ?= build/test/unit/*.test.js build/test/e2e/*.test.js build/test/regress/*.test.js
 
-.PHONY: all install build compile test run clean bench bench-log bench-cache stress dashboard-shot
+.PHONY: all install build compile test test-unit run clean bench bench-log bench-cache stress dashboard-shot
 
 all: build
 
@@ -29,6 +30,10 @@ compile: build
 
 test: compile
 	npx tap --disable-coverage --timeout=300 --jobs=2 $(TESTS)
+
+# The unit tier alone: no PostgreSQL, no proxy process; seconds, not minutes.
+test-unit: compile
+	npx tap --disable-coverage --timeout=300 --jobs=2 build/test/unit/*.test.js
 
 # Throughput/latency/CPU through pgscribe vs direct vs a bare Node relay vs pgbouncer.
 # Knobs: DURATION (s per run), CLIENTS, REPEATS, WORKLOADS, TARGETS (see bench/run.ts).
