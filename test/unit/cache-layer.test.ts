@@ -5,8 +5,10 @@ import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import t from 'tap';
 
-import { LocalCacheLayer, type CacheLayer, type CacheRequest, type FlightClient, type LayerOptions, type SharedAnswer, type Verdict } from '../src/cache/layer';
-import { WorkerCacheLayer } from '../src/cache/worker-layer';
+import { LocalCacheLayer, type CacheLayer, type CacheRequest, type FlightClient, type LayerOptions, type SharedAnswer, type Verdict } from '../../src/cache/layer';
+import { WorkerCacheLayer } from '../../src/cache/worker-layer';
+import { FaultyWorkerCacheLayer } from '../helpers/faulty-cache-layer';
+import { sleep } from '../harness/time';
 
 const BASE: LayerOptions = { cache: true, singleflight: true, maxBytes: 64 << 20, maxEntries: 100_000, workers: 0 };
 /** How long a callback may take to arrive before the test fails instead of hanging. */
@@ -35,8 +37,6 @@ function within<T>(p: Promise<T>, what: string, ms = PATIENCE_MS): Promise<T> {
   const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms)));
   return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 let nextClientId = 1;
 
@@ -500,7 +500,7 @@ t.test('counters agree across implementations on the same script', async (tt) =>
 // ---------------------------------------------------------------------------------------------
 
 t.test('workers 3: a Done for a flight the client left never reaches it, even if it waits on another shard by then', async (tt) => {
-  const layer = new WorkerCacheLayer({ ...BASE, workers: 3 });
+  const layer = new FaultyWorkerCacheLayer({ ...BASE, workers: 3 });
   tt.teardown(() => layer.close());
   const [kA] = keysOn(layer, 0, 1, 'race-a');
   const [kB] = keysOn(layer, 1, 1, 'race-b');
@@ -511,7 +511,7 @@ t.test('workers 3: a Done for a flight the client left never reaches it, even if
   tt.strictSame((await x.verdict(0)).v, { kind: 'wait', flightId: la.flightId });
 
   // Shard 0 is slow: its Done for A (which lists x) comes after x joined B on shard 1.
-  layer.stallShardForTest(0, 300);
+  layer.stallShard(0, 300);
   const ansA = answer('A');
   layer.complete(la.flightId, ansA, 0, 0);
   layer.leave(la.flightId, x);
@@ -529,7 +529,7 @@ t.test('workers 3: a Done for a flight the client left never reaches it, even if
 for (const how of ['throw', 'terminate'] as const) {
   t.test(`workers 3: a worker that dies (${how}) releases everyone and its keys bypass`, async (tt) => {
     const errors: string[] = [];
-    const layer = new WorkerCacheLayer({ ...BASE, workers: 3 }, (m) => errors.push(m));
+    const layer = new FaultyWorkerCacheLayer({ ...BASE, workers: 3 }, (m) => errors.push(m));
     tt.teardown(() => layer.close());
     const [kStored, kLead, kDone, kLate] = keysOn(layer, 0, 4, 'dead');
     const [kOther] = keysOn(layer, 1, 1, 'alive');
@@ -545,7 +545,7 @@ for (const how of ['throw', 'terminate'] as const) {
     const w3 = await ask(layer, req(kDone!), 'w3');
     tt.equal(w3.v.kind, 'wait');
 
-    layer.crashShardForTest(0, how);
+    layer.crashShard(0, how);
     const a2 = answer('finished as the worker died');
     layer.complete(lead2.flightId, a2, 60_000, 0); // posted, never handled
     const pending = new FakeClient('pending');
@@ -586,12 +586,12 @@ for (const how of ['throw', 'terminate'] as const) {
 
 t.test('workers 1: the only worker dies, everything bypasses', async (tt) => {
   const errors: string[] = [];
-  const layer = new WorkerCacheLayer({ ...BASE, workers: 1 }, (m) => errors.push(m));
+  const layer = new FaultyWorkerCacheLayer({ ...BASE, workers: 1 }, (m) => errors.push(m));
   tt.teardown(() => layer.close());
   const r = req('solo');
   const lead = await ask(layer, r);
   const w = await ask(layer, r);
-  layer.crashShardForTest(0, 'throw');
+  layer.crashShard(0, 'throw');
   tt.equal(await w.c.answer(), null);
   const after = await ask(layer, r);
   tt.equal(after.v.kind, 'bypass');
@@ -627,9 +627,9 @@ t.test('workers 2: close() answers what is in flight, releases waiters, then eve
 
 t.test('workers 2: close() does not wait for a stuck worker for ever', async (tt) => {
   const errors: string[] = [];
-  const layer = new WorkerCacheLayer({ ...BASE, workers: 2 }, (m) => errors.push(m));
+  const layer = new FaultyWorkerCacheLayer({ ...BASE, workers: 2 }, (m) => errors.push(m));
   await layer.sync();
-  layer.stallShardForTest(1, 10_000);
+  layer.stallShard(1, 10_000);
   const t0 = Date.now();
   const final = await layer.close();
   const ms = Date.now() - t0;
@@ -653,7 +653,7 @@ t.test('workers 2: unknown flight ids are ignored', async (tt) => {
 });
 
 t.test('the workers do not keep the process alive', async (tt) => {
-  const modulePath = path.join(__dirname, '../src/cache/worker-layer.js');
+  const modulePath = path.join(__dirname, '../../src/cache/worker-layer.js');
   const code = `
     const { WorkerCacheLayer } = require(${JSON.stringify(modulePath)});
     const layer = new WorkerCacheLayer({ cache: true, singleflight: true, maxBytes: 1 << 20, maxEntries: 100, workers: 2 });
