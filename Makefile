@@ -37,6 +37,11 @@ test-unit: compile
 
 # Throughput/latency/CPU through pgscribe vs direct vs a bare Node relay vs pgbouncer.
 # Knobs: DURATION (s per run), CLIENTS, REPEATS, WORKLOADS, TARGETS (see bench/run.ts).
+# Old build vs this one in the same run: BASELINE_MAIN=/path/to/other/dist/main.js runs every
+# selected pgscribe-* target also as <target>@base with that build (same flags, interleaved in
+# each repeat) and adds "tps vs @base" and "CPU vs @base" columns, e.g.
+#   mkdir -p /tmp/base && cp -r dist package.json /tmp/base/   (before the change)
+#   make bench BASELINE_MAIN=/tmp/base/dist/main.js TARGETS=direct,pgscribe-log   (after it)
 bench: compile
 	$(NODE) build/bench/run.js
 
