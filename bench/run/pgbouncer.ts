@@ -3,14 +3,14 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { freePort } from '../../test/harness/free-port';
-import { run, runSync } from '../../test/harness/run';
+import { findBinary, run } from '../../test/harness/run';
 import { sleep } from '../../test/harness/time';
+import { postgresUser } from './postgres-user';
 import type { Target } from './target';
 
 /** The pgbouncer binary, or null when it is not installed. */
 export function findPgbouncer(): string | null {
-  for (const p of ['/usr/sbin/pgbouncer', '/usr/bin/pgbouncer', '/usr/local/bin/pgbouncer']) if (fs.existsSync(p)) return p;
-  return runSync('sh', ['-c', 'command -v pgbouncer']) || null;
+  return findBinary('pgbouncer');
 }
 
 /** PgBouncer in session mode in front of the bench's PostgreSQL; null when it is not installed or does not start. */
@@ -43,12 +43,7 @@ export async function startPgbouncer(pgPort: number, dir: string): Promise<Targe
     ].join('\n'),
   );
   // PgBouncer refuses to run as root: run it as the postgres user, like the cluster.
-  let ids: { uid?: number; gid?: number } = {};
-  if (process.getuid?.() === 0) {
-    ids = { uid: Number(runSync('id', ['-u', 'postgres'])), gid: Number(runSync('id', ['-g', 'postgres'])) };
-    fs.chmodSync(dir, 0o755);
-    runSync('chown', ['-R', 'postgres:postgres', bdir]);
-  }
+  const ids = postgresUser(dir, bdir);
   const proc = spawn(bin, [path.join(bdir, 'pgbouncer.ini')], { stdio: ['ignore', 'ignore', 'pipe'], ...ids });
   // Wait until it accepts connections.
   for (let i = 0; i < 100; i++) {

@@ -3,16 +3,16 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { freePort } from '../../test/harness/free-port';
-import { run, runSync } from '../../test/harness/run';
+import { findBinary, run } from '../../test/harness/run';
 import { sleep } from '../../test/harness/time';
 import { watchdog } from '../../test/harness/watchdog';
 import { CLIENTS } from './settings';
+import { postgresUser } from './postgres-user';
 import type { Target } from './target';
 
 /** The pgpool binary, or null when it is not installed. */
 export function findPgpool(): string | null {
-  for (const p of ['/usr/sbin/pgpool', '/usr/bin/pgpool', '/usr/local/bin/pgpool']) if (fs.existsSync(p)) return p;
-  return runSync('sh', ['-c', 'command -v pgpool']) || null;
+  return findBinary('pgpool');
 }
 
 /** "pgpool-II version 4.3.5 (tamahomeboshi)"; pgpool prints it on stderr. */
@@ -136,13 +136,8 @@ export async function startPgpool(pgPort: number, dir: string): Promise<Target |
     memqcache_oiddir: pq(path.join(pdir, 'oiddir')),
   };
   fs.writeFileSync(conf, Object.entries(settings).map(([k, v]) => `${k} = ${v}\n`).join(''));
-  let ids: { uid?: number; gid?: number } = {};
-  if (process.getuid?.() === 0) {
-    // Like PgBouncer: run it as the postgres user, not as root.
-    ids = { uid: Number(runSync('id', ['-u', 'postgres'])), gid: Number(runSync('id', ['-g', 'postgres'])) };
-    fs.chmodSync(dir, 0o755);
-    runSync('chown', ['-R', 'postgres:postgres', pdir]);
-  }
+  // Like PgBouncer: run it as the postgres user, not as root.
+  const ids = postgresUser(dir, pdir);
   const logFd = fs.openSync(logFile, 'a');
   const proc = spawn(bin, ['-n', '-f', conf, '-a', hba, '-F', pcp], {
     stdio: ['ignore', logFd, logFd],

@@ -16,6 +16,7 @@ import { run, type RunResult } from '../harness/run';
 import { startProxy, type Proxy } from '../harness/proxy';
 import { RawClient, enc, errorFields, type BackendMessage } from '../helpers/wire';
 import { sleep } from '../harness/time';
+import { cancelPsqlSleep } from '../helpers/psql-cancel';
 
 /** A PostgreSQL client program from the server's bin dir, else from $PATH. */
 function pgTool(name: string): string {
@@ -434,39 +435,14 @@ t.test('a 1e6-row result is identical through the proxy and directly', async (t)
 });
 
 t.test('CancelRequest: SIGINT to psql cancels pg_sleep(30) through the proxy', async (t) => {
-  const start = Date.now();
-  const child = spawn(PSQL, ['-X', '-w', '-c', 'select pg_sleep(30)'], {
-    env: envFor('proxy', undefined, { PGAPPNAME: 'cancel_me' }),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('close', (code, signal) => resolve({ code, signal })),
-  );
-  const killer = setTimeout(() => child.kill('SIGKILL'), 25_000);
-  // Wait until the query is really running on the server, then press ^C.
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    const n = await pg.psql("select count(*) from pg_stat_activity where application_name = 'cancel_me' and query = 'select pg_sleep(30)' and state = 'active'");
-    if (n === '1') break;
-    await sleep(100);
-  }
-  const waited = Date.now() - start;
-  if (waited < 1000) await sleep(1000 - waited);
-  const sigintAt = Date.now();
-  child.kill('SIGINT');
-  const res = await exited;
-  clearTimeout(killer);
-  const took = Date.now() - sigintAt;
+  // Wait until the query is really running on the server (and psql a second old), then press ^C.
+  const res = await cancelPsqlSleep({ psql: PSQL, env: envFor('proxy'), pg, app: 'cancel_me', minRunMs: 1000 });
   t.equal(res.signal, null, 'psql was not killed');
   t.equal(res.code, 1, 'psql exits with 1 (query failed)');
-  t.match(err, /Cancel request sent/);
-  t.match(err, /ERROR:  canceling statement due to user request/);
-  t.equal(out, '');
-  t.ok(took < 5000, `psql finished ${took} ms after SIGINT (well under 30 s)`);
+  t.match(res.stderr, /Cancel request sent/);
+  t.match(res.stderr, /ERROR:  canceling statement due to user request/);
+  t.equal(res.stdout, '');
+  t.ok(res.tookMs < 5000, `psql finished ${res.tookMs} ms after SIGINT (well under 30 s)`);
   await proxy.waitStderr(/cancel request forwarded conn=\d+/);
   const left = await pg.psql("select count(*) from pg_stat_activity where application_name = 'cancel_me'");
   t.equal(left, '0', 'no backend left running pg_sleep');

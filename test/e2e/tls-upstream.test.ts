@@ -2,7 +2,6 @@
 // against a real PostgreSQL 15 with ssl = on whose pg_hba.conf has only hostssl rules for TCP, so
 // that nothing reaches it in plaintext. Certificates from test/helpers/tls.ts.
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
@@ -14,6 +13,7 @@ import { connectTls } from '../helpers/tls';
 import { makeCerts, type KeyPair, type TestCerts } from '../harness/certs';
 import { enc, errorsIn as errors, type BackendMessage } from '../helpers/wire';
 import { sleep } from '../harness/time';
+import { cancelPsqlSleep } from '../helpers/psql-cancel';
 
 const tool = (name: string) => (fs.existsSync(path.join(PG_BIN, name)) ? path.join(PG_BIN, name) : name);
 const PSQL = tool('psql');
@@ -258,24 +258,16 @@ t.test('cancel requests reach a TLS-only server over TLS, whether the client can
   s.end();
 
   // psql 15 (PQcancel) sends its cancel request in the clear: pgscribe forwards it over TLS.
-  const child = spawn(PSQL, ['-X', '-w', '-c', 'select pg_sleep(30)'], {
-    env: libpqEnv(p.port, undefined, { PGSSLMODE: 'require', PGAPPNAME: 'psql_cancel' }),
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const { code, stderr: err, tookMs } = await cancelPsqlSleep({
+    psql: PSQL,
+    env: libpqEnv(p.port, undefined, { PGSSLMODE: 'require' }),
+    pg,
+    app: 'psql_cancel',
+    settleMs: 300,
   });
-  let err = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-  child.stdout.resume();
-  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  const killer = setTimeout(() => child.kill('SIGKILL'), 25_000);
-  await waitActive('psql_cancel');
-  await sleep(300);
-  const at = Date.now();
-  child.kill('SIGINT');
-  const code = await exited;
-  clearTimeout(killer);
   t.equal(code, 1, 'psql exits 1');
   t.match(err, /ERROR:  canceling statement due to user request/);
-  t.ok(Date.now() - at < 5000, 'cancelled at once');
+  t.ok(tookMs < 5000, 'cancelled at once');
   const forwarded = p.stderr().match(/cancel request forwarded [^\n]* tls=true/g) ?? [];
   t.equal(forwarded.length, 2, 'both cancel requests went to PostgreSQL over TLS');
   await stopProxy(p);

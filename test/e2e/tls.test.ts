@@ -7,7 +7,7 @@
 // and with PGSSLCERT/PGSSLKEY/PGSSLROOTCERT pointing at files that do not exist unless a test sets
 // them, so nothing from ~/.postgresql takes part.
 import t from 'tap';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -23,6 +23,7 @@ import { fingerprint, makeCerts, type KeyPair, type TestCerts } from '../harness
 import { expectFatalAndClose, type Tap } from '../helpers/expect';
 import { corruptMd5Rows, describeMessages as describe, enc, errorFields, errorsIn as errors, normalizeMessages as normalize, readZInBursts, value as firstValue, type BackendMessage, type RawClient } from '../helpers/wire';
 import { sleep } from '../harness/time';
+import { cancelPsqlSleep } from '../helpers/psql-cancel';
 
 const PSQL = fs.existsSync(path.join(PG_BIN, 'psql')) ? path.join(PG_BIN, 'psql') : 'psql';
 const USER = USERS.trust.user;
@@ -278,29 +279,16 @@ t.test('--tls-mode require refuses plaintext startups with 28000; cancel still w
 
   // psql 15 sends its cancel request in the clear (PQcancel); PostgreSQL accepts that whatever
   // pg_hba.conf says, and so does pgscribe with --tls-mode require.
-  const child = spawn(PSQL, ['-X', '-w', '-c', 'select pg_sleep(30)'], {
-    env: psqlEnv({ port: p.port, env: { PGSSLMODE: 'require', PGAPPNAME: 'tls_cancel_me' } }),
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const { code, stderr: err, tookMs } = await cancelPsqlSleep({
+    psql: PSQL,
+    env: psqlEnv({ port: p.port, env: { PGSSLMODE: 'require' } }),
+    pg,
+    app: 'tls_cancel_me',
+    settleMs: 300,
   });
-  let err = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-  child.stdout.resume();
-  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  const killer = setTimeout(() => child.kill('SIGKILL'), 25_000);
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    const n = await pg.psql("select count(*) from pg_stat_activity where application_name = 'tls_cancel_me' and state = 'active'");
-    if (n === '1') break;
-    await sleep(100);
-  }
-  await sleep(300);
-  const at = Date.now();
-  child.kill('SIGINT');
-  const code = await exited;
-  clearTimeout(killer);
   t.equal(code, 1, 'psql exits 1: the query was cancelled');
   t.match(err, /ERROR:  canceling statement due to user request/);
-  t.ok(Date.now() - at < 5000, 'well before pg_sleep(30) would end');
+  t.ok(tookMs < 5000, 'well before pg_sleep(30) would end');
   await p.waitStderr(/cancel request forwarded conn=\d+/);
   await stopProxy(p);
 });

@@ -6,19 +6,18 @@
 // never outlives the test process: an 'exit' hook SIGKILLs it, and a small detached watchdog shell
 // does if the test process dies without running its exit hooks.
 
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { freePort } from './free-port';
+import { findBinary } from './run';
 import { sleep, waitFor } from './time';
 import { killOnExit } from './watchdog';
 
 function findRedisServer(): string {
-  for (const p of ['/usr/bin/redis-server', '/usr/local/bin/redis-server', '/usr/sbin/redis-server']) if (fs.existsSync(p)) return p;
-  const r = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
-  const found = r.stdout.trim();
-  if (found === '') throw new Error('redis-server is not installed (.ci/run installs it: apt-get install redis-server)');
+  const found = findBinary('redis-server');
+  if (found === null) throw new Error('redis-server is not installed (.ci/run installs it: apt-get install redis-server)');
   return found;
 }
 

@@ -2,6 +2,7 @@
 // sysbench, openssl and the like.
 
 import { execFileSync, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
 
 export interface RunResult {
   code: number | null;
@@ -67,4 +68,10 @@ export function runSync(cmd: string, args: string[]): string {
   } catch {
     return '';
   }
+}
+
+/** An installed program: Debian's usual places first, then $PATH; null when it is not installed. */
+export function findBinary(name: string): string | null {
+  for (const dir of ['/usr/sbin', '/usr/bin', '/usr/local/bin']) if (fs.existsSync(`${dir}/${name}`)) return `${dir}/${name}`;
+  return runSync('sh', ['-c', `command -v ${name}`]) || null;
 }
