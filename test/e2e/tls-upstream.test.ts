@@ -1,6 +1,6 @@
 // pgscribe's own TLS to PostgreSQL (--upstream-tls, --upstream-tls-ca, --upstream-tls-cert/-key),
 // against a real PostgreSQL 15 with ssl = on whose pg_hba.conf has only hostssl rules for TCP, so
-// that nothing reaches it in plaintext. Certificates from test/helpers/tls.ts.
+// that nothing reaches it in plaintext. Certificates from test/harness/certs.ts.
 import t from 'tap';
 import * as fs from 'node:fs';
 import * as path from 'node:path';

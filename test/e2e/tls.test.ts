@@ -3,7 +3,7 @@
 // SIGHUP reload, and the checks of the certificate settings. The upstream TLS against a real
 // PostgreSQL with ssl = on and hostssl only is in tls-upstream.test.ts.
 //
-// Certificates come from test/helpers/tls.ts (openssl, a throwaway CA). Every psql runs with -X -w
+// Certificates come from test/harness/certs.ts (openssl, a throwaway CA). Every psql runs with -X -w
 // and with PGSSLCERT/PGSSLKEY/PGSSLROOTCERT pointing at files that do not exist unless a test sets
 // them, so nothing from ~/.postgresql takes part.
 import t from 'tap';
