@@ -1,6 +1,7 @@
-// Headless Chromium for the dashboard tests: dump a page's DOM after its scripts ran, or take a
-// screenshot. Each run gets a fresh temp profile (and HOME), removed afterwards, and runs in its
-// own process group, which is SIGKILLed on timeout.
+// Headless Chromium for the dashboard tests and the README's screenshot (bench/dashboard-shot.ts):
+// dump a page's DOM after its scripts ran, or take a screenshot. Each run gets a fresh temp
+// profile (and HOME), removed afterwards, and runs in its own process group, which is SIGKILLed
+// on timeout.
 //
 // How the page gets time to fetch its data: --virtual-time-budget. Chromium runs the page on a
 // virtual clock and dumps the DOM once `budgetMs` of virtual time has passed; timers fast-forward,

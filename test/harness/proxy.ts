@@ -148,7 +148,13 @@ export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
   });
   proc.stdout!.setEncoding('utf8');
   proc.stdout!.on('data', (d: string) => (out += d));
-  const stderrEnded = new Promise<void>((resolve) => proc.stderr!.once('close', () => resolve()));
+  let stderrClosed = false;
+  const stderrEnded = new Promise<void>((resolve) =>
+    proc.stderr!.once('close', () => {
+      stderrClosed = true;
+      resolve();
+    }),
+  );
   const exited = new Promise<Exit>((resolve) =>
     proc.on('exit', (code, signal) => {
       running.delete(proc);
@@ -163,7 +169,8 @@ export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
       () => {
         const m = re.exec(err);
         if (m) return m[0];
-        if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`proxy exited (${proc.exitCode ?? proc.signalCode}) before ${re}: ${err}`);
+        // Gone, and all it said has been read: it will never match.
+        if (exit !== null && stderrClosed) throw new Error(`proxy exited (${exit.code ?? exit.signal}) before ${re}: ${err}`);
         return undefined;
       },
       { timeoutMs, timeout: () => `timed out waiting for ${re} in proxy stderr: ${err}` },
