@@ -3,10 +3,11 @@ SHELL := /bin/bash
 NODE ?= node
 # Extra flags for `make run`, e.g. make run ARGS='--log-format json'
 ARGS ?=
-# Test files to run (default: all); e.g. make test TESTS=build/test/framer.test.js
-TESTS ?= build/test/*.test.js
+# Test files to run (default: every tier: unit, e2e, regress; see test/README.md);
+# e.g. make test TESTS=build/test/unit/framer.test.js
+TESTS ?= build/test/unit/*.test.js build/test/e2e/*.test.js build/test/regress/*.test.js
 
-.PHONY: all install build compile test run clean bench bench-log bench-cache stress dashboard-shot
+.PHONY: all install build compile test test-unit run clean bench bench-log bench-cache stress dashboard-shot
 
 all: build
 
@@ -33,8 +34,17 @@ compile: build
 test: compile
 	npx tap --disable-coverage --timeout=300 --jobs=2 $(TESTS)
 
+# The unit tier alone: no PostgreSQL, no proxy process; seconds, not minutes.
+test-unit: compile
+	npx tap --disable-coverage --timeout=300 --jobs=2 build/test/unit/*.test.js
+
 # Throughput/latency/CPU through pgscribe vs direct vs a bare Node relay vs pgbouncer.
 # Knobs: DURATION (s per run), CLIENTS, REPEATS, WORKLOADS, TARGETS (see bench/run.ts).
+# Old build vs this one in the same run: BASELINE_MAIN=/path/to/other/dist/main.js runs every
+# selected pgscribe-* target also as <target>@base with that build (same flags, interleaved in
+# each repeat) and adds "tps vs @base" and "CPU vs @base" columns, e.g.
+#   mkdir -p /tmp/base && cp -r dist package.json /tmp/base/   (before the change)
+#   make bench BASELINE_MAIN=/tmp/base/dist/main.js TARGETS=direct,pgscribe-log   (after it)
 bench: compile
 	$(NODE) build/bench/run.js
 

@@ -14,9 +14,11 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { run, startCluster } from '../test/helpers/pg-cluster';
-import { startProxy } from '../test/helpers/proxy';
-import { screenshot } from '../test/helpers/chromium';
+import { screenshot } from '../test/harness/chromium';
+import { startCluster } from '../test/harness/pg-cluster';
+import { startProxy } from '../test/harness/proxy';
+import { run } from '../test/harness/run';
+import { sleep } from '../test/harness/time';
 import { repoRoot } from './lib/common';
 
 async function main(): Promise<void> {
@@ -46,7 +48,7 @@ async function main(): Promise<void> {
     const bench = (args: string[]) =>
       spawn('pgbench', ['-n', '-T', '40', '-h', '127.0.0.1', '-p', String(p.port), '-U', 'postgres', ...args, 'postgres'], { stdio: 'ignore' });
     const runs = [bench(['-c', '1', '-R', '40', '-M', 'prepared']), bench(['-c', '6', '-M', 'extended', '-f', hot]), bench(['-c', '2', '-S', '-M', 'simple'])];
-    await new Promise((r) => setTimeout(r, 10_000));
+    await sleep(10_000);
     await screenshot(url, out, { width: 1440, height: 1000, budgetMs: 20_000, timeoutMs: 60_000 });
     relay.close();
     await Promise.all(runs.map((c) => new Promise((r) => c.on('exit', r))));

@@ -63,8 +63,6 @@ class ShardLink {
   constructor(readonly index: number) {}
 }
 
-export type WorkerCrash = 'throw' | 'terminate';
-
 export class WorkerCacheLayer implements CacheLayer {
   private readonly opts: LayerOptions;
   private readonly onError: (message: string) => void;
@@ -222,25 +220,21 @@ export class WorkerCacheLayer implements CacheLayer {
     return this.links.filter((l) => !l.dead).length;
   }
 
-  /** Test hook: make shard i die, by an exception inside its message handler or by terminate(). */
-  crashShardForTest(i: number, how: WorkerCrash): void {
-    const link = this.links[i]!;
-    if (how === 'throw') this.queue(link).push(Op.Crash);
-    else void link.worker?.terminate();
-  }
-
-  /** Test hook: shard i busy-waits for ms when it reaches this message. */
-  stallShardForTest(i: number, ms: number): void {
-    this.queue(this.links[i]!).push(Op.Stall, ms);
+  /**
+   * A shard's worker thread. Called from the constructor, once per shard in shard order (so a
+   * subclass that overrides it runs before its own field initializers).
+   */
+  protected createWorker(setup: WorkerSetup): Worker {
+    // No execArgv: the shard needs no preloads or loaders (--require/--import of the main
+    // process, a test runner's TypeScript hooks): they cost each worker ~0.5 s to start.
+    return new Worker(WORKER_FILE, { workerData: setup, execArgv: [] });
   }
 
   private start(i: number, setup: WorkerSetup): ShardLink {
     const link = new ShardLink(i);
     let w: Worker;
     try {
-      // No execArgv: the shard needs no preloads or loaders (--require/--import of the main
-      // process, a test runner's TypeScript hooks): they cost each worker ~0.5 s to start.
-      w = new Worker(WORKER_FILE, { workerData: setup, execArgv: [] });
+      w = this.createWorker(setup);
     } catch (err) {
       this.down(link, `cache worker ${i} cannot start (${(err as Error).message}); its keys are relayed without the cache`);
       return link;

@@ -35,10 +35,6 @@ export const Op = {
   Flush: 4,
   /** -> Counters: a barrier, and the final figures at close. */
   Counters: 5,
-  /** Test hook: the handler throws (as a bug in the shard would). */
-  Crash: 6,
-  /** ms: test hook, the worker busy-waits (a slow shard). */
-  Stall: 7,
 } as const;
 
 /** Worker -> event loop thread, with the fields that follow each tag. */

@@ -1,8 +1,9 @@
 // Helpers for the cache and singleflight tests: extended-protocol request units, raw message
 // bytes, the proxy's counters, PostgreSQL's own statement counts, and the cache modes to run in.
 
-import type { PgCluster } from './pg-cluster';
-import type { Proxy } from './proxy';
+import type { PgCluster } from '../harness/pg-cluster';
+import type { Proxy } from '../harness/proxy';
+import { waitFor } from '../harness/time';
 import { RawClient, describeMessages, enc, errorsIn, type BackendMessage } from './wire';
 
 /**
@@ -55,62 +56,16 @@ export function wireBytes(msgs: BackendMessage[]): Buffer {
   );
 }
 
-/** Values of the first column of every DataRow, as text (null for NULL). */
-export function column(msgs: BackendMessage[]): (string | null)[] {
-  return msgs
-    .filter((m) => m.type === 'D')
-    .map((d) => {
-      const len = d.body.readInt32BE(2);
-      return len < 0 ? null : d.body.toString('utf8', 6, 6 + len);
-    });
-}
-
-/** Every column of the first row, as text. */
-export function firstRow(msgs: BackendMessage[]): (string | null)[] {
-  const d = msgs.find((m) => m.type === 'D');
-  if (d === undefined) return [];
-  const out: (string | null)[] = [];
-  let off = 2;
-  for (let i = 0; i < d.body.readInt16BE(0); i++) {
-    const len = d.body.readInt32BE(off);
-    off += 4;
-    out.push(len < 0 ? null : d.body.toString('utf8', off, off + len));
-    if (len > 0) off += len;
-  }
-  return out;
-}
-
-/** The first column of the first row. */
-export function value(msgs: BackendMessage[]): string | null {
-  return column(msgs)[0] ?? null;
-}
-
-/** Ask the proxy for a stats line (SIGUSR2) and parse its numbers. */
-export async function proxyStats(p: Proxy): Promise<Record<string, number>> {
-  const before = (p.stderr().match(/ INFO stats /g) ?? []).length;
-  p.proc.kill('SIGUSR2');
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    const lines = p.stderr().split('\n').filter((l) => l.includes(' INFO stats '));
-    if (lines.length > before) {
-      const out: Record<string, number> = {};
-      for (const m of lines[lines.length - 1]!.matchAll(/ (\w+)=(\d+)/g)) out[m[1]!] = Number(m[2]);
-      return out;
-    }
-    if (Date.now() > deadline) throw new Error(`no stats line after SIGUSR2: ${p.stderr()}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 /** Wait until the proxy's counter `name` reaches at least n. */
-export async function waitCounter(p: Proxy, name: string, n: number, timeoutMs = 10000): Promise<Record<string, number>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const s = await proxyStats(p);
-    if ((s[name] ?? 0) >= n) return s;
-    if (Date.now() > deadline) throw new Error(`counter ${name} stayed at ${s[name]} (< ${n})`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+export function waitCounter(p: Proxy, name: string, n: number, timeoutMs = 10000): Promise<Record<string, number>> {
+  let last: Record<string, number> = {};
+  return waitFor(
+    async () => {
+      last = await p.stats();
+      return (last[name] ?? 0) >= n ? last : undefined;
+    },
+    { timeoutMs, timeout: () => `counter ${name} stayed at ${last[name]} (< ${n})` },
+  );
 }
 
 /** How many times PostgreSQL executed statements whose text is exactly `query` (pg_stat_statements). */
@@ -121,13 +76,14 @@ export async function calls(pg: PgCluster, query: string): Promise<number> {
 
 /** Until `sql` (a count query run directly on the cluster) returns n. */
 export async function waitUntilCount(pg: PgCluster, sql: string, n: number, timeoutMs = 10000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const got = Number(await pg.psql(sql));
-    if (got === n) return;
-    if (Date.now() > deadline) throw new Error(`${sql}: ${got}, expected ${n}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  let got = NaN;
+  await waitFor(
+    async () => {
+      got = Number(await pg.psql(sql));
+      return got === n ? true : undefined;
+    },
+    { timeoutMs, intervalMs: 25, timeout: () => `${sql}: ${got}, expected ${n}` },
+  );
 }
 
 /**
@@ -158,12 +114,12 @@ export function linesWith(p: Proxy, field: string): string[] {
 }
 
 /** Wait until the query log holds at least n lines carrying `field`. */
-export async function waitLines(p: Proxy, field: string, n: number, timeoutMs = 10000): Promise<string[]> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const l = linesWith(p, field);
-    if (l.length >= n) return l;
-    if (Date.now() > deadline) throw new Error(`${l.length} log lines with ${field}, expected ${n}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+export function waitLines(p: Proxy, field: string, n: number, timeoutMs = 10000): Promise<string[]> {
+  return waitFor(
+    () => {
+      const l = linesWith(p, field);
+      return l.length >= n ? l : undefined;
+    },
+    { timeoutMs, timeout: () => `${linesWith(p, field).length} log lines with ${field}, expected ${n}` },
+  );
 }

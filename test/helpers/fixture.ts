@@ -2,8 +2,8 @@
 // fixture is tracked, so that `cleanup()` (from t.teardown) releases it whatever happened.
 // The functions are plain closures, so a test file may destructure them.
 
-import { startCluster, USERS, type PgCluster } from './pg-cluster';
-import { startProxy, type Proxy } from './proxy';
+import { startCluster, USERS, type PgCluster } from '../harness/pg-cluster';
+import { startProxy, type Exit, type Proxy } from '../harness/proxy';
 import { describeMessages, RawClient, type BackendMessage } from './wire';
 
 export interface Session {
@@ -46,10 +46,8 @@ export function proxyFixture(opts: { upstreamPort: () => number; user: string })
 
   const stopProxy = async (p: Proxy): Promise<void> => {
     proxies.delete(p);
-    if (p.proc.exitCode !== null || p.proc.signalCode !== null) return;
-    const killer = setTimeout(() => p.proc.kill('SIGKILL'), 5000);
-    await p.stop('SIGTERM');
-    clearTimeout(killer);
+    if (!p.alive) return;
+    await p.stop('SIGTERM', { killAfterMs: 5000 });
   };
 
   const connect = async (port: number): Promise<RawClient> => {
@@ -75,7 +73,7 @@ export function proxyFixture(opts: { upstreamPort: () => number; user: string })
     for (const c of clients) c.sock.destroy();
     for (const p of proxies) {
       if (signal === undefined) await stopProxy(p);
-      else if (p.proc.exitCode === null && p.proc.signalCode === null) await p.stop(signal);
+      else if (p.alive) await p.stop(signal);
     }
   };
 
@@ -100,4 +98,23 @@ export function clusterAndProxies(tap: {
     await pg?.stop();
   });
   return { pg: () => pg!, fx };
+}
+
+/**
+ * Send SIGTERM now; the returned function waits up to timeoutMs for the exit and resolves with it,
+ * or with null (after SIGKILL) when the proxy did not exit in time.
+ */
+export function sigterm(p: Proxy): (timeoutMs: number) => Promise<Exit | null> {
+  const exited = p.stop('SIGTERM');
+  return async (timeoutMs) => {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), timeoutMs)));
+    const r = await Promise.race([exited, late]);
+    clearTimeout(timer);
+    if (r === null) {
+      p.proc.kill('SIGKILL');
+      await exited;
+    }
+    return r;
+  };
 }

@@ -3,6 +3,7 @@
 
 import * as net from 'net';
 import { createHash } from 'crypto';
+import { sleep } from '../harness/time';
 
 function msg(type: string, body: Buffer): Buffer {
   const h = Buffer.alloc(5);
@@ -88,6 +89,45 @@ export function describeMessages(msgs: BackendMessage[]): string {
   return msgs
     .map((m) => (m.type === 'E' || m.type === 'N' ? `${m.type}${JSON.stringify(errorFields(m.body))}` : m.type))
     .join(' ');
+}
+
+/** Values of the first column of every DataRow, as text (null for NULL). */
+export function column(msgs: BackendMessage[]): (string | null)[] {
+  return msgs
+    .filter((m) => m.type === 'D')
+    .map((d) => {
+      const len = d.body.readInt32BE(2);
+      return len < 0 ? null : d.body.toString('utf8', 6, 6 + len);
+    });
+}
+
+/** Every column of the first row, as text. */
+export function firstRow(msgs: BackendMessage[]): (string | null)[] {
+  const d = msgs.find((m) => m.type === 'D');
+  if (d === undefined) return [];
+  const out: (string | null)[] = [];
+  let off = 2;
+  for (let i = 0; i < d.body.readInt16BE(0); i++) {
+    const len = d.body.readInt32BE(off);
+    off += 4;
+    out.push(len < 0 ? null : d.body.toString('utf8', off, off + len));
+    if (len > 0) off += len;
+  }
+  return out;
+}
+
+/** The first column of the first row. */
+export function value(msgs: BackendMessage[]): string | null {
+  return column(msgs)[0] ?? null;
+}
+
+/** Type + body, with per-session values (BackendKeyData, ParameterStatus values) blanked: for comparing sessions. */
+export function normalizeMessages(msgs: BackendMessage[]): string[] {
+  return msgs.map((m) => {
+    if (m.type === 'K') return `K:<${m.body.length}>`;
+    if (m.type === 'S') return `S:${m.body.toString('utf8', 0, m.body.indexOf(0))}=*`;
+    return `${m.type}:${m.body.toString('hex')}`;
+  });
 }
 
 /** A raw protocol client: write bytes, read whole backend messages. */
@@ -232,9 +272,9 @@ export async function readZInBursts(c: RawClient, gapMs: number, n = 1, timeoutM
   const stutter = (async () => {
     while (!done) {
       c.sock.resume();
-      await new Promise((r) => setTimeout(r, 1));
+      await sleep(1);
       c.sock.pause();
-      await new Promise((r) => setTimeout(r, gapMs));
+      await sleep(gapMs);
     }
     c.sock.resume();
   })();

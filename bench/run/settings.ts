@@ -1,0 +1,62 @@
+/** `make bench`'s knobs (environment), workloads and targets: see the header of bench/run.ts. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+const env = process.env;
+export const DURATION = Number(env['DURATION'] ?? 10);
+export const CLIENTS = Number(env['CLIENTS'] ?? 32);
+export const THREADS = Number(env['THREADS'] ?? 2);
+export const REPEATS = Number(env['REPEATS'] ?? 3);
+export const SCALE = Number(env['SCALE'] ?? 10);
+/** Fraction of transactions pgbench logs for the latency percentiles. */
+export const LATENCY_SAMPLE = 0.1;
+
+export const ALL_WORKLOADS = ['select-simple', 'select-prepared', 'tpcb', 'hotset', 'hotset-extended'] as const;
+export const ALL_TARGETS = [
+  'direct',
+  'pgscribe-log',
+  'pgscribe-nolog',
+  'pgscribe-tls',
+  'node-relay',
+  'pgbouncer',
+  'pgscribe-cache',
+  'pgscribe-cache-nolog',
+  'pgscribe-cache-w2',
+  'pgpool-cache',
+  'node-ceiling',
+  'pgscribe-insight',
+  'pgscribe-l2',
+  'pgscribe-cache-x2',
+  'pgscribe-l2-x2',
+] as const;
+export type Workload = (typeof ALL_WORKLOADS)[number];
+export type TargetKind = (typeof ALL_TARGETS)[number];
+export type PgscribeKind = Extract<TargetKind, `pgscribe-${string}`>;
+
+export const isPgscribe = (k: TargetKind): k is PgscribeKind => k.startsWith('pgscribe-');
+
+export const WORKLOADS = pickList(env['WORKLOADS'], ALL_WORKLOADS);
+export const TARGETS = pickList(env['TARGETS'], ALL_TARGETS);
+
+/**
+ * Another build of pgscribe (its dist/main.js) to compare with this one in the same run: every
+ * pgscribe-* target then also runs as `<target>@base` with it.
+ */
+export const BASELINE_MAIN: string | null = baselineMain(env['BASELINE_MAIN']);
+
+/** The suffix of the targets that run the BASELINE_MAIN build. */
+export const BASE_SUFFIX = '@base';
+
+function pickList<T extends string>(raw: string | undefined, all: readonly T[]): T[] {
+  if (raw === undefined || raw === '') return [...all];
+  const out = raw.split(',').map((s) => s.trim());
+  for (const x of out) if (!(all as readonly string[]).includes(x)) throw new Error(`unknown ${x}; known: ${all.join(', ')}`);
+  return out as T[];
+}
+
+function baselineMain(raw: string | undefined): string | null {
+  if (raw === undefined || raw === '') return null;
+  const p = path.resolve(raw);
+  if (!fs.existsSync(p)) throw new Error(`BASELINE_MAIN=${raw}: no such file (point it at another build's dist/main.js)`);
+  return p;
+}
