@@ -223,7 +223,7 @@ export class RedisL2 {
         cb(UNAVAILABLE);
         return;
       }
-      const value = values[0];
+      const value = values[0]!;
       const gens = values.slice(1);
       if (gens.every((g): g is Buffer => Buffer.isBuffer(g))) {
         cb(this.judge(id, value, gens.map((g) => g.toString('latin1')), pttl));

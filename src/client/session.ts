@@ -158,7 +158,8 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
       return;
     }
     if (this.state === S.Closing) return;
-    this.host.counters.messagesIn[type]++;
+    const counts = this.host.counters.messagesIn;
+    counts[type] = counts[type]! + 1;
     if (this.cache !== null) {
       this.cache.onMessage(type, buf, start, end);
       return;

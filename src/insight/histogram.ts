@@ -59,7 +59,8 @@ export class LatencyHistogram {
     const w = u32[HI]!;
     const e = ((w >>> 20) & 0x7ff) - 1023;
     if (e < this.lo || e >= this.hi) this.cover(e);
-    this.counts![(e - this.lo) * SUB + ((w >>> (20 - SUB_BITS)) & (SUB - 1))]++;
+    const i = (e - this.lo) * SUB + ((w >>> (20 - SUB_BITS)) & (SUB - 1));
+    this.counts![i] = this.counts![i]! + 1;
   }
 
   /** Grows counts to hold octave e. */

@@ -202,7 +202,7 @@ t.test('relationName: the last component, quotes respected', async (t) => {
     ['s."a.b"', '"a.b"'],
     ['"x"".y".z', 'z'],
     ['"My Table"', '"My Table"'],
-  ]) t.equal(relationName(n!), want, n);
+  ]) t.equal(relationName(n!), want, n!);
 });
 
 t.test('CachePolicy: classifier, rules, memo', async (t) => {
