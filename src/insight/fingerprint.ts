@@ -50,7 +50,7 @@
  * classifier's (src/sql/lexer.ts); its tokenizer is not reused because it builds an
  * object and a string per token, which the record() hot path cannot afford.
  */
-import { blockCommentEnd, dollarTagEnd, isDigit, isIdentChar, isIdentStart, isOpChar, numberEnd, scanString } from '../sql/lexer';
+import { blockCommentEnd, dollarTagEnd, isDigit, isIdentChar, isIdentStart, isOpChar, numberEnd, operatorRunEnd, scanString } from '../sql/lexer';
 
 // ---------------------------------------------------------------------------------------------
 // Words the normaliser must recognise, by id. Flags say what a word means for its neighbours.
@@ -381,13 +381,7 @@ function pass(sql: string, base: number): number {
           if (!isOpChar(c)) { kind = K_OTHER; break; }
           kind = K_OP;
           {
-            let j = i + 1;
-            while (j < n && isOpChar(sql.charCodeAt(j))) {
-              const e = sql.charCodeAt(j);
-              const f = sql.charCodeAt(j + 1);
-              if ((e === 45 && f === 45) || (e === 47 && f === 42)) break; // a comment starts
-              j++;
-            }
+            let j = operatorRunEnd(sql, i);
             // PostgreSQL's lexer: a multi-character operator does not end in + or - unless it
             // contains one of ~ ! @ # % ^ & | ` ? (so `=-5` is `=` then `-5`).
             if (j - i > 1) {

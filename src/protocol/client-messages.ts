@@ -255,24 +255,45 @@ function targetKind(buf: Buffer, start: number, end: number, what: string): Targ
   return k === 0x53 ? 'S' : 'P';
 }
 
-/**
- * Describe ('D') of a statement or portal.
- * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (Describe)
- */
-export class DescribeMessage extends InspectedMessage {
-  readonly type = Frontend.Describe;
+/** Describe and Close: a target kind ('S' or 'P') and a name. */
+abstract class TargetMessage extends InspectedMessage {
   readonly kind: TargetKind;
+  /** Offset of the NUL ending the name (the name starts at 6). */
   readonly nameEnd: number;
   private targetName: string | undefined = undefined;
 
-  constructor(buf: Buffer, start: number, end: number) {
+  constructor(buf: Buffer, start: number, end: number, what: string) {
     super(buf, start, end);
-    this.kind = targetKind(buf, start, end, 'Describe');
-    this.nameEnd = cstringEnd(buf, start + 6, end, 'Describe') - start;
+    this.kind = targetKind(buf, start, end, what);
+    this.nameEnd = cstringEnd(buf, start + 6, end, what) - start;
   }
 
   get name(): string {
     return (this.targetName ??= this.utf8(6, this.nameEnd));
+  }
+}
+
+/**
+ * Describe ('D') of a statement or portal.
+ * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (Describe)
+ */
+export class DescribeMessage extends TargetMessage {
+  readonly type = Frontend.Describe;
+
+  constructor(buf: Buffer, start: number, end: number) {
+    super(buf, start, end, 'Describe');
+  }
+}
+
+/**
+ * Close ('C'): which statement or portal to forget.
+ * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (Close)
+ */
+export class CloseMessage extends TargetMessage {
+  readonly type = Frontend.Close;
+
+  constructor(buf: Buffer, start: number, end: number) {
+    super(buf, start, end, 'Close');
   }
 }
 
@@ -296,27 +317,6 @@ export class ExecuteMessage extends InspectedMessage {
 
   get portal(): string {
     return (this.portalName ??= this.utf8(5, this.portalEnd));
-  }
-}
-
-/**
- * Close ('C'): which statement or portal to forget.
- * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (Close)
- */
-export class CloseMessage extends InspectedMessage {
-  readonly type = Frontend.Close;
-  readonly kind: TargetKind;
-  readonly nameEnd: number;
-  private targetName: string | undefined = undefined;
-
-  constructor(buf: Buffer, start: number, end: number) {
-    super(buf, start, end);
-    this.kind = targetKind(buf, start, end, 'Close');
-    this.nameEnd = cstringEnd(buf, start + 6, end, 'Close') - start;
-  }
-
-  get name(): string {
-    return (this.targetName ??= this.utf8(6, this.nameEnd));
   }
 }
 

@@ -194,13 +194,7 @@ export function tokenize(sql: string, scs: boolean): Tok[] | null {
         continue;
     }
     if (isOpChar(c)) {
-      let j = i + 1;
-      while (j < n && isOpChar(sql.charCodeAt(j))) {
-        const e = sql.charCodeAt(j);
-        const f = sql.charCodeAt(j + 1);
-        if ((e === 45 && f === 45) || (e === 47 && f === 42)) break; // a comment starts
-        j++;
-      }
+      const j = operatorRunEnd(sql, i);
       toks.push({ k: OP, v: sql.slice(i, j) });
       i = j;
       continue;
@@ -215,6 +209,19 @@ export function tokenize(sql: string, scs: boolean): Tok[] | null {
 // Scanners (each returns the index where its construct ends)
 
 /** For a `$` at i: the index of the `$` that closes a dollar-quote tag (`$$`, `$tag$`), or -1 when it is not one. */
+/** End of the run of operator characters at i (a `--` or `/*` inside it starts a comment, not an operator). */
+export function operatorRunEnd(sql: string, i: number): number {
+  const n = sql.length;
+  let j = i + 1;
+  while (j < n && isOpChar(sql.charCodeAt(j))) {
+    const e = sql.charCodeAt(j);
+    const f = sql.charCodeAt(j + 1);
+    if ((e === 45 && f === 45) || (e === 47 && f === 42)) break; // a comment starts
+    j++;
+  }
+  return j;
+}
+
 export function dollarTagEnd(sql: string, i: number): number {
   const n = sql.length;
   let j = i + 1;
