@@ -11,7 +11,7 @@
  */
 import { classifySql, type SqlClass } from '../sql/classify';
 import { relationName } from '../sql/names';
-import { shapeOf } from '../sql/shape';
+import { memoKeyOf } from '../sql/shape';
 
 /** One `cache-rules` entry: the first rule whose pattern matches the SQL decides its TTL. */
 export interface CacheRule {
@@ -66,9 +66,10 @@ export class CachePolicy {
    */
   forSql(sql: string, standardConformingStrings = true): StatementPolicy {
     const memo = standardConformingStrings ? this.memo : this.memoNonStandard;
-    // Rules match the text itself; without them, texts that differ only in numbers (pgbench and
-    // ORMs inlining ids) share one classification instead of paying for one each.
-    const key = this.rules.length === 0 && standardConformingStrings ? shapeOf(sql) : sql;
+    // Rules match the text itself; without them, queries and DML that differ only in numbers
+    // (pgbench and ORMs inlining ids) share one classification instead of paying for one each.
+    // Other statements are keyed by their text: a number can change their verdict (memoKeyOf).
+    const key = this.rules.length === 0 && standardConformingStrings ? memoKeyOf(sql) : sql;
     let p = memo.get(key);
     if (p === undefined) {
       p = this.compute(sql, standardConformingStrings);

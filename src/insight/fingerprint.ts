@@ -50,7 +50,7 @@
  * classifier's (src/sql/lexer.ts); its tokenizer is not reused because it builds an
  * object and a string per token, which the record() hot path cannot afford.
  */
-import { blockCommentEnd, dollarTagEnd, isDigit, isIdentChar, isIdentStart, isOpChar, numberEnd, operatorRunEnd, scanString } from '../sql/lexer';
+import { blockCommentEnd, dollarTagEnd, isDigit, isIdentChar, isIdentStart, isOpChar, lineCommentEnd, numberEnd, operatorRunEnd, scanString } from '../sql/lexer';
 
 // ---------------------------------------------------------------------------------------------
 // Words the normaliser must recognise, by id. Flags say what a word means for its neighbours.
@@ -199,8 +199,7 @@ function skipBlank(sql: string, i: number): number {
     if (c === 32 || (c >= 9 && c <= 13)) { i++; continue; }
     const d = sql.charCodeAt(i + 1);
     if (c === 45 && d === 45) {
-      const e = sql.indexOf('\n', i + 2);
-      i = e < 0 ? n : e + 1;
+      i = lineCommentEnd(sql, i);
       continue;
     }
     if (c === 47 && d === 42) {
@@ -258,8 +257,7 @@ function pass(sql: string, base: number): number {
     if (c === 32 || (c >= 9 && c <= 13)) { space = true; i++; continue; }
     const d = sql.charCodeAt(i + 1);
     if (c === 45 && d === 45) { // -- comment
-      const e = sql.indexOf('\n', i + 2);
-      i = e < 0 ? n : e + 1;
+      i = lineCommentEnd(sql, i);
       space = true;
       continue;
     }

@@ -1,10 +1,12 @@
 /**
  * Conservative classification of one SQL text, as a client sends it (a simple-query `Q` text or a
  * Parse'd statement, possibly with `$n` placeholders), for the result cache and singleflight, and
- * for insight's digests (kind and tables).
+ * for insight's digests (kind and tables). analyzeSql also returns the text's facts
+ * (statement-facts.ts): what it reads, writes, calls, casts to, for the catalog (src/catalog/) to
+ * judge; classifySql is its verdict alone.
  *
  * The answer depends on the text (and the options) only: src/cache/policy.ts memoises it per
- * text, with numbers folded (shape.ts), per standard_conforming_strings setting.
+ * text (numbers folded for queries and plain DML: shape.ts), per standard_conforming_strings setting.
  *
  * ## How it works
  *
@@ -32,7 +34,7 @@
  *   call of a function not known to be free of side effects, and any statement not recognised
  *   ('unknown').
  * - `tables` of a write are its *target* relations only; null when they cannot be named (a target
- *   not parsed, CASCADE, DDL other than on one table, CALL/DO/EXECUTE, an unknown function).
+ *   not parsed, CASCADE, any DDL (ddl.ts says why), CALL/DO/EXECUTE, an unknown function).
  *   `tables` of a read are every relation named after FROM / JOIN at any depth, plus `TABLE t`.
  *   The name format (case folding, quoting, qualification kept as written, so match by
  *   relationName()) is in names.ts.
@@ -57,9 +59,10 @@
  *   catalog lookup (pg_class.relkind for views, pg_depend/pg_rewrite for view dependencies,
  *   pg_trigger, pg_constraint confdeltype/confupdtype) before trusting invalidation by name.
  * - Parameter values are not seen here: `SELECT $1::timestamptz` is cacheable, but a bound
- *   value 'now' / 'today' makes it volatile. The cache unit refuses to cache when a text-format
- *   parameter value, trimmed and lower-cased, is one of those words (isVolatileInput,
- *   volatile-input.ts).
+ *   value 'now' / 'today' makes it volatile. The cache unit refuses to cache when a parameter
+ *   value of either format holds one of those words (isVolatileInput, volatile-input.ts). In the
+ *   text, any string literal holding one, and any cast of a non-literal to a date/time type, is
+ *   volatile (calls.ts, refs.ts, clock-words.ts).
  * - search_path: unqualified names resolve per session; the key covers database + user, and
  *   SET search_path taints, but ALTER ROLE/DATABASE ... SET takes effect for new sessions only
  *   (those DDL statements invalidate everything since their tables are null).
@@ -75,11 +78,13 @@ import { classifyDdl } from './ddl';
 import { classifyDml, classifyTruncate } from './dml';
 import { classifyCopy, classifyExplain } from './explain-copy';
 import { result, UNKNOWN_TAINT, type ClassifyOptions, type SqlClass } from './sql-class';
+import { FactsOut, type StatementFacts } from './statement-facts';
 import { Stmt, addUnique } from './stmt';
 import { classifyTransaction } from './transaction';
 import { classifyUtility } from './utility';
 
 export type { ClassifyOptions, SqlClass, SqlReason, TxControl } from './sql-class';
+export type { StatementFacts } from './statement-facts';
 
 /** Classifies the statement [a, b) of s (a < b). */
 function classifyRange(s: Stmt, a: number, b: number): SqlClass {
@@ -97,7 +102,7 @@ function classifyRange(s: Stmt, a: number, b: number): SqlClass {
     case 'copy': return classifyCopy(s, p, classifyRange);
     case 'create': case 'alter': case 'drop': case 'grant': case 'revoke': case 'comment':
     case 'security': case 'import': case 'reassign': case 'refresh':
-      return classifyDdl(s, kw, p, b);
+      return classifyDdl(s, kw, p, b, classifyRange);
   }
   const utility = classifyUtility(s, kw, p, b, classifyRange);
   if (utility !== null) return utility;
@@ -105,13 +110,25 @@ function classifyRange(s: Stmt, a: number, b: number): SqlClass {
   return UNKNOWN_TAINT();
 }
 
+/** The verdict and the facts of one SQL text (see analyzeSql). */
+export interface SqlAnalysis {
+  cls: SqlClass;
+  facts: StatementFacts;
+}
+
 /**
- * Classifies one SQL text (one or more statements). Pure: the answer depends on the text and the
- * options only, so callers may memoise it per text.
+ * Classifies one SQL text (one or more statements) and collects what it touches for the catalog
+ * (statement-facts.ts). Pure: the answer depends on the text and the options only, so callers
+ * may memoise it per text.
  */
-export function classifySql(sql: string, opts?: ClassifyOptions): SqlClass {
+export function analyzeSql(sql: string, opts?: ClassifyOptions): SqlAnalysis {
+  const out = new FactsOut();
   const toks = tokenize(sql, opts?.standardConformingStrings !== false);
-  if (toks === null) return UNKNOWN_TAINT();
+  if (toks === null) {
+    out.opaque = true;
+    out.writesUnknown = true;
+    return { cls: UNKNOWN_TAINT(), facts: out.done('unknown') };
+  }
   const parts: SqlClass[] = [];
   const match = new Int32Array(toks.length).fill(-1);
   const notCall = new Uint8Array(toks.length);
@@ -119,13 +136,22 @@ export function classifySql(sql: string, opts?: ClassifyOptions): SqlClass {
   for (let i = 0; i <= toks.length; i++) {
     if (i < toks.length && toks[i]!.k !== SEMI) continue;
     if (i > start) {
-      const s = new Stmt(toks, start, i, match, notCall);
-      parts.push(classifyRange(s, start, i));
+      const s = new Stmt(toks, start, i, match, notCall, out);
+      const c = classifyRange(s, start, i);
+      // A text not understood may be anything (a read whose FROM list was not followed is only that).
+      if (c.reason === 'unknown' && c.writes) { out.opaque = true; out.writesUnknown = true; }
+      if (c.txControl === 'commit-prepared') out.writesUnknown = true;
+      parts.push(c);
     }
     start = i + 1;
   }
-  if (parts.length === 0) return result(false, 'empty', false, [], false);
-  if (parts.length === 1) return parts[0]!;
+  if (parts.length === 0) return { cls: result(false, 'empty', false, [], false), facts: out.done('empty') };
+  if (parts.length === 1) {
+    const c = parts[0]!;
+    // 'volatile' comes from a read only: whether the text alone rules it out is the read's blocker.
+    const blocker = c.cacheable ? null : c.reason === 'volatile' ? out.dmlBlocker : c.reason;
+    return { cls: c, facts: out.done(blocker) };
+  }
   const writes = parts.some((c) => c.writes);
   let tables: string[] | null = [];
   for (const c of parts) {
@@ -133,5 +159,16 @@ export function classifySql(sql: string, opts?: ClassifyOptions): SqlClass {
     if (c.tables === null) { tables = null; break; }
     for (const t of c.tables) addUnique(tables, t);
   }
-  return result(false, 'multi-statement', parts.some((c) => c.taintsSession), tables, writes);
+  return {
+    cls: result(false, 'multi-statement', parts.some((c) => c.taintsSession), tables, writes),
+    facts: out.done('multi-statement'),
+  };
+}
+
+/**
+ * Classifies one SQL text (one or more statements). Pure: the answer depends on the text and the
+ * options only, so callers may memoise it per text.
+ */
+export function classifySql(sql: string, opts?: ClassifyOptions): SqlClass {
+  return analyzeSql(sql, opts).cls;
 }

@@ -23,7 +23,8 @@ import { LB, LP, QID, RP, WORD } from './lexer';
 import { DML_WORDS, SET_OPS } from './keywords';
 import { isCatalogName, isTempName } from './names';
 import { scanCalls } from './calls';
-import { scanFrom } from './from-list';
+import { scanFrom, scanUsing } from './from-list';
+import { scanRefs } from './refs';
 import { result, type SqlClass, type SqlReason } from './sql-class';
 import { Facts, addUnique, relationList, type Stmt } from './stmt';
 
@@ -79,11 +80,27 @@ export function classifyDml(s: Stmt, kw: string, p: number, a: number, b: number
     if (s.k(i) !== WORD || !DML_WORDS.has(s.t[i]!.v)) continue;
     if (i !== mainAt && s.k(i - 1) !== LP) continue;
     const target = dmlTarget(s, i);
-    if (target === null) targetsKnown = false;
+    if (target === null) { targetsKnown = false; s.out.writesUnknown = true; }
     else addUnique(f.written, target);
   }
   const isWrite = f.written.length > 0 || !targetsKnown;
   scanFrom(s, f, a, b);
+  // DELETE ... USING and MERGE ... USING read relations too (at the depth of their keyword).
+  for (let i = a; i < b; i++) {
+    const v = s.w(i);
+    if (v !== 'delete' && v !== 'merge') continue;
+    if (i !== mainAt && s.k(i - 1) !== LP) continue;
+    let depth = 0;
+    for (let j = i + 1; j < b; j++) {
+      const k = s.k(j);
+      if (k === LP) depth++;
+      else if (k === RP) { if (--depth < 0) break; }
+      else if (depth === 0 && s.w(j) === 'using') {
+        scanUsing(s, f, j + 1, s.k(i - 1) === LP ? s.match[i - 1]! : b, v === 'merge');
+        break;
+      } else if (depth === 0 && (s.w(j) === 'where' || s.w(j) === 'returning' || s.w(j) === 'on')) break;
+    }
+  }
   // TABLE t: as the statement, in a subquery `(TABLE t)`, or after UNION / INTERSECT / EXCEPT.
   for (let i = a; i < b; i++) {
     if (s.k(i) !== WORD || s.t[i]!.v !== 'table') continue;
@@ -120,6 +137,7 @@ export function classifyDml(s: Stmt, kw: string, p: number, a: number, b: number
     }
   }
   scanCalls(s, f, a, b);
+  scanRefs(s, f, a, b);
   for (let i = a; i < b; i++) {
     if (s.w(i) !== 'for') continue;
     const n = s.w(i + 1);
@@ -128,6 +146,15 @@ export function classifyDml(s: Stmt, kw: string, p: number, a: number, b: number
       break;
     }
   }
+
+  // The facts: what the catalog judges, and what the text alone rules out (statement-facts.ts).
+  for (const r of f.reads) s.out.read(r);
+  for (const w of f.written) s.out.write(w);
+  if (into === null) s.out.writesUnknown = true;
+  else if (into !== undefined) s.out.write(into);
+  s.out.dmlBlocker = isWrite || into !== undefined ? (intoTemp ? 'temp-table' : 'write') : f.locking ? 'locking'
+    : f.clock ? 'volatile' : f.reads.some(isTempName) ? 'temp-table' : f.reads.some(isCatalogName) ? 'catalog'
+      : f.uncertain ? 'unknown' : null;
 
   const writeTables = (extra: string[]): string[] | null => {
     if (!targetsKnown || f.writeTablesUnknown) return null;
@@ -154,7 +181,12 @@ export function classifyDml(s: Stmt, kw: string, p: number, a: number, b: number
 /** TRUNCATE [TABLE] [ONLY] t [*], ... [CASCADE]: a write of its tables (of anything with CASCADE). */
 export function classifyTruncate(s: Stmt, p: number, b: number): SqlClass {
   const list = relationList(s, p + 1);
-  if (list === null) return result(false, 'write', false, null, true);
-  for (let j = list[1]; j < b; j++) if (s.w(j) === 'cascade') return result(false, 'write', false, null, true);
+  let cascade = list === null;
+  for (let j = list === null ? b : list[1]; j < b; j++) if (s.w(j) === 'cascade') cascade = true;
+  if (cascade || list === null) {
+    s.out.writesUnknown = true;
+    return result(false, 'write', false, null, true);
+  }
+  for (const w of list[0]) s.out.write(w);
   return result(false, 'write', false, list[0], true);
 }

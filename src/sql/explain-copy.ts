@@ -50,9 +50,17 @@ export function classifyCopy(s: Stmt, p: number, inner: ClassifyRange): SqlClass
     return result(false, 'utility', query.taintsSession, query.tables, false);
   }
   const nm = s.name(j);
-  if (nm === null) return result(false, 'write', false, null, true);
+  if (nm === null) {
+    s.out.writesUnknown = true;
+    return result(false, 'write', false, null, true);
+  }
   j = nm[1];
   if (s.k(j) === LP) j = s.match[j]! + 1;
-  if (s.w(j) === 'to') return result(false, 'utility', false, [nm[0]], false);
+  if (s.w(j) === 'to') {
+    s.out.read(nm[0]);
+    return result(false, 'utility', false, [nm[0]], false);
+  }
+  if (s.w(j) === 'from') s.out.write(nm[0]);
+  else s.out.writesUnknown = true;
   return result(false, 'write', false, s.w(j) === 'from' ? [nm[0]] : null, true);
 }

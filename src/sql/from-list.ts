@@ -81,6 +81,7 @@ function fromItem(s: Stmt, f: Facts, i: number, end: number): number {
     if (nm === null || s.k(nm[1]) !== LP) return -1;
     s.notCall[nm[1] - 1] = 1; // a sampling method, not a function (it is random: judged below)
     f.volatile = true;
+    f.clock = true;
     i = s.skipParens(nm[1]);
     if (s.w(i) === 'repeatable') i = s.skipParens(i + 1);
     if (i < 0) return -1;
@@ -140,4 +141,14 @@ export function scanFrom(s: Stmt, f: Facts, a: number, b: number): void {
     const end = o >= 0 ? s.match[o]! : b;
     if (fromList(s, f, i + 1, end) < 0) f.uncertain = true;
   }
+}
+
+/**
+ * The relations a DELETE ... USING list or a MERGE ... USING source reads, from the index after
+ * USING (up to `end`): for MERGE one item before ON, for DELETE a FROM list. Not followed: the
+ * statement's reads are uncertain.
+ */
+export function scanUsing(s: Stmt, f: Facts, i: number, end: number, merge: boolean): void {
+  const r = merge ? fromItem(s, f, i, end) : fromList(s, f, i, end);
+  if (r < 0 || (merge && s.w(r) !== 'on')) f.uncertain = true;
 }

@@ -93,8 +93,7 @@ export function tokenize(sql: string, scs: boolean): Tok[] | null {
     const c = sql.charCodeAt(i);
     if (c === 32 || c === 9 || c === 10 || c === 13 || c === 12 || c === 11) { i++; continue; }
     if (c === 45 && sql.charCodeAt(i + 1) === 45) { // -- comment
-      const e = sql.indexOf('\n', i + 2);
-      i = e < 0 ? n : e + 1;
+      i = lineCommentEnd(sql, i);
       continue;
     }
     if (c === 47 && sql.charCodeAt(i + 1) === 42) { // /* nested */ comment
@@ -208,7 +207,21 @@ export function tokenize(sql: string, scs: boolean): Tok[] | null {
 // ---------------------------------------------------------------------------------------------
 // Scanners (each returns the index where its construct ends)
 
-/** For a `$` at i: the index of the `$` that closes a dollar-quote tag (`$$`, `$tag$`), or -1 when it is not one. */
+/**
+ * Index of the character that ends the `--` comment at i: its first `\n` or `\r` (PostgreSQL's
+ * lexer: a comment is `--` then any characters but newline, and a newline is either), or the end
+ * of the text. Ending only at `\n` hid `SELECT 1 --<CR>; DELETE FROM t` from the classifier
+ * (issue 14, finding 3).
+ */
+export function lineCommentEnd(sql: string, i: number): number {
+  const n = sql.length;
+  for (let j = i + 2; j < n; j++) {
+    const c = sql.charCodeAt(j);
+    if (c === 10 || c === 13) return j;
+  }
+  return n;
+}
+
 /** End of the run of operator characters at i (a `--` or `/*` inside it starts a comment, not an operator). */
 export function operatorRunEnd(sql: string, i: number): number {
   const n = sql.length;
@@ -222,6 +235,7 @@ export function operatorRunEnd(sql: string, i: number): number {
   return j;
 }
 
+/** For a `$` at i: the index of the `$` that closes a dollar-quote tag (`$$`, `$tag$`), or -1 when it is not one. */
 export function dollarTagEnd(sql: string, i: number): number {
   const n = sql.length;
   let j = i + 1;

@@ -49,3 +49,25 @@ export function relationName(name: string): string {
   }
   return name.slice(last);
 }
+
+/**
+ * The components of a name written as above: `public.t` -> ['public', 't'], `"My S"."a.b"` ->
+ * ['My S', 'a.b'] (quotes removed, doubled quotes undone). Used to look names up in the catalog.
+ */
+export function nameParts(name: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let inQuote = false;
+  for (let i = 0; i < name.length; i++) {
+    const ch = name[i]!;
+    if (ch === '"') {
+      if (inQuote && name[i + 1] === '"') { cur += '"'; i++; continue; }
+      inQuote = !inQuote;
+      continue;
+    }
+    if (ch === '.' && !inQuote) { out.push(cur); cur = ''; continue; }
+    cur += ch;
+  }
+  out.push(cur);
+  return out;
+}

@@ -6,9 +6,7 @@
 import { isIdentChar } from './lexer';
 
 /**
- * The text with every numeric literal replaced by `1`, for the classification memo: a number
- * changes no verdict (`EXPLAIN (ANALYZE 0)` becomes ANALYZE 1: a write is then assumed, the safe
- * side). Numbers inside '...' and "..." stay. A text with a backslash, a dollar quote or a comment
+ * The text with every numeric literal replaced by `1`. Numbers inside '...' and "..." stay. A text with a backslash, a dollar quote or a comment
  * is returned as it is (their quoting rules are the tokeniser's business, not worth a second copy).
  */
 export function shapeOf(sql: string): string {
@@ -55,4 +53,49 @@ export function shapeOf(sql: string): string {
     i++;
   }
   return from === 0 ? sql : out + sql.slice(from);
+}
+
+/** Statement kinds whose verdict no number can change: queries and plain DML. */
+const NUMBER_BLIND: ReadonlySet<string> = new Set(['select', 'values', 'table', 'with', 'insert', 'update', 'delete', 'merge']);
+
+/** Every statement of a text without comments, dollar quotes or backslashes starts with a NUMBER_BLIND word. */
+function everyStatementNumberBlind(sql: string): boolean {
+  const n = sql.length;
+  let i = 0;
+  while (i < n) {
+    // The start of a statement: its first word, after spaces and opening parentheses.
+    while (i < n) {
+      const c = sql.charCodeAt(i);
+      if (c === 32 || (c >= 9 && c <= 13) || c === 40 || c === 59) i++;
+      else break;
+    }
+    if (i >= n) return true;
+    let j = i;
+    while (j < n && isIdentChar(sql.charCodeAt(j))) j++;
+    if (!NUMBER_BLIND.has(sql.slice(i, j).toLowerCase())) return false;
+    // Its end: the next `;` outside quotes.
+    for (i = j; i < n; i++) {
+      const c = sql.charCodeAt(i);
+      if (c === 59) break;
+      if (c === 39 || c === 34) {
+        const q = sql.indexOf(c === 39 ? "'" : '"', i + 1);
+        if (q < 0) return false;
+        i = q; // a doubled quote closes and reopens: the same statement either way
+      }
+    }
+  }
+  return true;
+}
+
+/**
+ * The key of a text in the classification memo (src/cache/policy.ts): its shape (shapeOf) when
+ * every statement in it is a query or plain DML, whose verdict no number changes; the text itself
+ * otherwise. `EXPLAIN (ANALYZE 0) UPDATE ...` and `EXPLAIN (ANALYZE 1) UPDATE ...` differ in
+ * whether they write, and `COPY ... (HEADER 0)` variants are not worth the risk: sharing one
+ * entry made the write that came second count as none (issue 14, finding 7).
+ */
+export function memoKeyOf(sql: string): string {
+  const shape = shapeOf(sql);
+  if (shape === sql) return sql;
+  return everyStatementNumberBlind(shape) ? shape : sql;
 }

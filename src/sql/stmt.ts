@@ -5,6 +5,7 @@
 import { COMMA, DOT, LB, LP, OP, QID, RB, RP, WORD, type Tok } from './lexer';
 import { renderQuoted } from './names';
 import type { SqlClass } from './sql-class';
+import type { FactsOut } from './statement-facts';
 
 /**
  * Classifies the statement [a, b) of s: what PREPARE, DECLARE, EXPLAIN and COPY (query) call for
@@ -15,6 +16,7 @@ export type ClassifyRange = (s: Stmt, a: number, b: number) => SqlClass;
 /** What the scans of one statement found. */
 export class Facts {
   volatile = false;
+  clock = false; // volatile whatever the catalog says: a clock keyword, string or cast, a known function, TABLESAMPLE
   mayWrite = false; // a function with (possible) data side effects
   writeTablesUnknown = false;
   taints = false;
@@ -33,9 +35,12 @@ export function addUnique(list: string[], name: string): void {
 export class Stmt {
   balanced = true;
 
-  /** match: index of the matching paren/bracket (filled here for [a, b)); notCall: 1 = not a function call. */
+  /**
+   * match: index of the matching paren/bracket (filled here for [a, b)); notCall: 1 = not a
+   * function call; out: the facts of the whole text (statement-facts.ts).
+   */
   constructor(readonly t: Tok[], readonly a: number, readonly b: number, readonly match: Int32Array,
-    readonly notCall: Uint8Array) {
+    readonly notCall: Uint8Array, readonly out: FactsOut) {
     const stack: number[] = [];
     for (let i = a; i < b; i++) {
       const k = t[i]!.k;
@@ -74,6 +79,17 @@ export class Stmt {
       if (this.k(i) === DOT) { out += '.'; i++; continue; }
       return [out, i];
     }
+  }
+
+  /**
+   * The possibly qualified name that ends with the WORD or QID at i (`s.f` for the `f` of
+   * `s.f(`), rendered like name(); the token itself alone when nothing qualifies it.
+   */
+  nameEndingAt(i: number): string {
+    let j = i;
+    while (this.k(j - 1) === DOT && (this.k(j - 2) === WORD || this.k(j - 2) === QID)) j -= 2;
+    const nm = this.name(j);
+    return nm === null ? '' : nm[0];
   }
 
   /** Index after `( ... )` starting at i (which must be LP), or -1. */

@@ -21,14 +21,16 @@
  *     EXECUTE                                        -> 'unknown', a write with tables null (the
  *       prepared text is not known here); does not taint
  *     CALL, DO                                       -> 'write', tables null (they may write
- *       anything); do not taint
+ *       anything); do not taint (facts: DO and EXECUTE are opaque, CALL calls its procedure)
  *
  * CREATE TEMP ... (ddl.ts) and SELECT INTO TEMP (dml.ts) taint too ('temp-table'), and so does a
  * statement calling set_config() (calls.ts).
  */
 import { LP } from './lexer';
+import { scanCalls } from './calls';
+import { scanRefs } from './refs';
 import { result, UNKNOWN_TAINT, type SqlClass } from './sql-class';
-import { relationList, type ClassifyRange, type Stmt } from './stmt';
+import { Facts, relationList, type ClassifyRange, type Stmt } from './stmt';
 
 /**
  * The verdict when the statement whose first keyword kw is at p (up to b) is one of the above;
@@ -55,6 +57,8 @@ export function classifyUtility(s: Stmt, kw: string, p: number, b: number, inner
       return result(false, 'session-state', stmt.taintsSession, [], false);
     }
     case 'execute':
+      s.out.opaque = true;
+      s.out.writesUnknown = true;
       return result(false, 'unknown', false, null, true);
     case 'declare': {
       let j = p + 1;
@@ -70,8 +74,17 @@ export function classifyUtility(s: Stmt, kw: string, p: number, b: number, inner
       const list = relationList(s, p + 1);
       return result(false, 'locking', false, list === null ? null : list[0], false);
     }
-    case 'call': case 'do':
+    case 'call': case 'do': {
+      // Facts: DO runs code the text only quotes; CALL p(args) calls p and what its arguments call.
+      if (kw === 'do') s.out.opaque = true;
+      else {
+        const f = new Facts();
+        scanCalls(s, f, p + 1, b);
+        scanRefs(s, f, p + 1, b);
+      }
+      s.out.writesUnknown = true;
       return result(false, 'write', false, null, true);
+    }
   }
   return null;
 }

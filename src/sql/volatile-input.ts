@@ -1,21 +1,18 @@
 /**
  * Parameter values that make a cacheable-looking statement volatile: `SELECT $1::timestamptz`
  * is cacheable by its text, but PostgreSQL resolves a bound 'now' or 'today' at execution time.
- * The classifier never sees values; the cache unit checks each text-format parameter with this.
+ * The classifier never sees values; the cache unit checks every parameter value with this.
  */
-import { VOLATILE_STRINGS } from './keywords';
+import { hasClockWordBytes } from './clock-words';
 
 /**
- * True when a text-format parameter value is one of the date/time inputs that PostgreSQL resolves
- * at execution time ('now', 'today', ...): `SELECT $1::timestamptz` with 'now' must not be cached.
+ * True when a parameter value may hold a date/time input that PostgreSQL resolves at execution
+ * time ('now', 'today', 'tomorrow', 'yesterday', in any case, anywhere in the value: `[now,)` for
+ * a range, `{now}` for an array, ` Today `), whatever the parameter's format: a binary-format
+ * text parameter is its bytes, a binary array of text holds its elements' bytes. The rule is
+ * clock-words.ts's (a maximal run of ASCII letters), so a binary value whose bytes happen to
+ * spell one of the words is refused too, which only costs a cache miss.
  */
 export function isVolatileInput(buf: Buffer, start: number, end: number): boolean {
-  const n = end - start;
-  if (n < 3 || n > 12) return false;
-  // Most values are numbers or words that cannot be one of these: decide on the first letter.
-  let i = start;
-  while (i < end && (buf[i] === 0x20 || (buf[i]! >= 0x09 && buf[i]! <= 0x0d))) i++;
-  const c = (buf[i] ?? 0) | 0x20; // ASCII lower case
-  if (c !== 0x6e && c !== 0x74 && c !== 0x79) return false; // n, t, y
-  return VOLATILE_STRINGS.has(buf.toString('latin1', start, end).trim().toLowerCase());
+  return end - start >= 3 && hasClockWordBytes(buf, start, end);
 }
