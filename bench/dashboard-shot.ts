@@ -28,7 +28,7 @@ async function main(): Promise<void> {
   try {
     const init = await run('pgbench', ['-i', '-q', '-s', '2', '-h', '127.0.0.1', '-p', String(pg.port), '-U', 'postgres', 'postgres']);
     if (init.code !== 0) throw new Error(`pgbench -i: ${init.stderr}`);
-    const p = await startProxy({ upstreamPort: pg.port, args: ['--cache', '--singleflight', '--admin', '127.0.0.1:0'] });
+    const p = await startProxy({ upstreamPort: pg.port, args: ['--cache', '--singleflight', '--catalog-user', 'postgres', '--admin', '127.0.0.1:0'] });
     const line = await p.waitStderr(/admin server listening admin=(\S+)/);
     const admin = /admin=(\S+)/.exec(line)![1]!;
     const relay = http.createServer((req, res) => {

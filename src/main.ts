@@ -4,8 +4,9 @@
  * start the Server, and wire the signals (SIGHUP reopens the log and reloads the certificates,
  * SIGTERM/SIGINT shut down gracefully).
  */
-import { ConfigError, checkEnvironment, clientTlsMode, compileRules, describe, helpText, parseCommandLine, type Command, type Config } from './config';
+import { ConfigError, cacheMode, checkEnvironment, clientTlsMode, compileRules, describe, helpText, parseCommandLine, type Command, type Config } from './config';
 import { createCacheLayer } from './cache/create';
+import { Catalogs } from './cache/catalogs';
 import { CachePolicy } from './cache/policy';
 import { fingerprintInterner, type CacheContext } from './cache/session';
 import { NoopLogger, SinkLogger, type ClientLogger } from './log/client-logger';
@@ -51,7 +52,7 @@ export function createLogger(cfg: Config, ops: OpsLog): ClientLogger {
 }
 
 /** The cache/singleflight layer the settings ask for, or null. */
-export function createCacheContext(cfg: Config, ops: OpsLog): CacheContext | null {
+export function createCacheContext(cfg: Config, ops: OpsLog, tls: TlsSetup): CacheContext | null {
   const { cache, redis } = cfg;
   if (!cache.enabled && !cache.singleflight) return null;
   const layer = createCacheLayer(
@@ -81,9 +82,20 @@ export function createCacheContext(cfg: Config, ops: OpsLog): CacheContext | nul
           },
         },
   );
+  const { catalog } = cfg;
+  // What the catalog says of a database changed (or can no longer be known): its answers go.
+  const catalogs =
+    catalog.user === ''
+      ? null
+      : new Catalogs(
+          { upstream: cfg.upstream, user: catalog.user, password: catalog.password, pollMs: catalog.pollMs, connectTimeoutMs: cfg.limits.connectTimeoutMs, tls: tls.upstream },
+          ops,
+          (db) => layer.invalidate(db, null),
+        );
   return {
     layer,
-    policy: new CachePolicy({ rules: compileRules(cache.rules), ttlMs: cache.enabled ? cache.ttlMs : 0 }),
+    policy: new CachePolicy({ rules: compileRules(cache.rules), ttlMs: cache.enabled ? cache.ttlMs : 0, rulesOnly: catalogs === null }),
+    catalogs,
     cache: cache.enabled,
     singleflight: cache.singleflight,
     maxEntryBytes: cache.maxEntryBytes,
@@ -136,7 +148,7 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
     ops.error('cannot open the query log', { log: cfg.log.path, error: (err as Error).message });
     process.exit(1);
   }
-  const cache = createCacheContext(cfg, ops);
+  const cache = createCacheContext(cfg, ops, tls);
   const insight = cfg.admin.address === null ? null : new Insight({ maxDigests: cfg.admin.digestMaxEntries, cacheEnabled: cfg.cache.enabled, cacheTtlMs: cfg.cache.ttlMs });
   const server = new Server(cfg, logger, ops, cache, tls, insight);
   let addr;
@@ -154,6 +166,7 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
     cache: cfg.cache.enabled,
     singleflight: cfg.cache.singleflight,
     workers: cache === null ? undefined : cfg.cache.workers,
+    cache_mode: cache === null ? undefined : cacheMode(cfg),
     redis: redis === null ? undefined : `${redis.host.includes(':') ? `[${redis.host}]` : redis.host}:${redis.port}`,
     tls: tls.client === null ? undefined : clientTlsMode(cfg.tls.client) + (tls.client.verifyClients ? '+client-cert' : ''),
     upstream_tls: tls.upstream === null ? undefined : cfg.tls.upstream.mode,
@@ -199,7 +212,10 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
       .shutdown(cfg.limits.shutdownGraceMs)
       .then(async () => {
         await admin?.close();
-        if (cache !== null) cacheCounters = cacheFields(await cache.layer.close());
+        if (cache !== null) {
+          cache.catalogs?.close();
+          cacheCounters = cacheFields(await cache.layer.close());
+        }
         await logger.close();
       })
       .then(() => {
@@ -246,9 +262,13 @@ export function main(argv: string[]): void {
     case 'version':
       process.stdout.write(`pgscribe ${VERSION}\n`);
       return;
-    case 'check':
+    case 'check': {
       process.stdout.write(JSON.stringify(describe(cmd.config), null, 2) + '\n');
+      // Not a setting, so not in the JSON (which reads back as a config file): said beside it.
+      const mode = cacheMode(cmd.config);
+      if (mode !== 'off') process.stderr.write(`pgscribe: cache mode: ${mode}\n`);
       return;
+    }
     case 'run':
       void run(cmd.config, tls);
   }

@@ -3,7 +3,7 @@
  * target's flags (this build, and with BASELINE_MAIN another one as `<target>@base`), the Node
  * relay and ceiling servers; PgBouncer and Pgpool-II are in pgbouncer.ts and pgpool.ts.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { makeCerts } from '../../test/harness/certs';
@@ -34,6 +34,23 @@ const PGSCRIBE_FLAGS: Record<PgscribeKind, string[]> = {
   'pgscribe-cache-x2': ['--cache', '--singleflight'],
   'pgscribe-l2-x2': ['--cache', '--singleflight'],
 };
+
+/**
+ * The cache targets read the catalog as the bench cluster's superuser (without it --cache caches
+ * only what cache-rules allow). A build from before catalog-user existed runs without it.
+ */
+const CATALOG_FLAGS = ['--catalog-user', 'postgres'];
+
+/** The build knows --catalog-user (asked once per build). */
+const knowsCatalog = new Map<string, boolean>();
+function buildKnowsCatalog(main: string): boolean {
+  let k = knowsCatalog.get(main);
+  if (k === undefined) {
+    k = spawnSync(process.execPath, [main, '--help'], { encoding: 'utf8' }).stdout.includes('--catalog-user');
+    knowsCatalog.set(main, k);
+  }
+  return k;
+}
 
 /** The targets that share a Redis (--redis), and their key prefixes (one each: no entry crosses targets). */
 const REDIS_PREFIXES: Partial<Record<PgscribeKind, string>> = { 'pgscribe-l2': 'bench-l2:', 'pgscribe-l2-x2': 'bench-l2x2:' };
@@ -130,6 +147,7 @@ export class TargetSet {
             '--log',
             logOn ? logPath : 'none',
             ...PGSCRIBE_FLAGS[kind],
+            ...(PGSCRIBE_FLAGS[kind].includes('--cache') && buildKnowsCatalog(main) ? CATALOG_FLAGS : []),
             ...(kind === 'pgscribe-tls' ? tlsFlags() : []),
             ...(redis === null ? [] : ['--redis', `127.0.0.1:${redis.port}`, '--redis-prefix', prefix!]),
           ],

@@ -147,13 +147,13 @@ export async function collect(s: Setup, p: Prepared): Promise<Collected> {
     s.pg,
     `SELECT json_agg(x) FROM (SELECT d.datname AS db, sum(s.calls)::bigint AS calls, count(*) AS entries
        FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
-      WHERE d.datname IN ('${SB_DB}', '${PGB_DB}') GROUP BY d.datname) x`,
+      WHERE d.datname IN ('${SB_DB}', '${PGB_DB}') AND s.query NOT LIKE '/* pgscribe */%' GROUP BY d.datname) x`,
   );
   const topStatements = await psqlJson<Array<{ db: string; calls: number; query: string }> | null>(
     s.pg,
     `SELECT json_agg(x) FROM (SELECT d.datname AS db, s.calls, left(regexp_replace(s.query, '\\s+', ' ', 'g'), 100) AS query
        FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
-      WHERE d.datname IN ('${SB_DB}', '${PGB_DB}') ORDER BY s.calls DESC LIMIT 30) x`,
+      WHERE d.datname IN ('${SB_DB}', '${PGB_DB}') AND s.query NOT LIKE '/* pgscribe */%' ORDER BY s.calls DESC LIMIT 30) x`,
   );
   const dealloc = Number(await s.pg.psql('SELECT dealloc FROM pg_stat_statements_info'));
   const srvErr = serverErrors(s.pg.logFile, p.serverLogStart);

@@ -12,6 +12,11 @@ export interface Request extends CacheRequest {
   hasParse: boolean;
   hasDescribe: boolean;
   ttlMs: number;
+  /**
+   * The result description an answer must carry to be served (a statement parsed earlier, whose
+   * description PostgreSQL fixed at its Parse); null: any.
+   */
+  description: string | null;
 }
 
 /** This session leads a flight: its answer is captured for the waiters and the cache. */

@@ -9,7 +9,8 @@
  * sessions whose client_encoding is UTF8, where no ASCII byte (quote, backslash) can hide inside
  * a multi-byte character.
  */
-import { classifySql, type SqlClass } from '../sql/classify';
+import { analyzeSql, type SqlClass } from '../sql/classify';
+import type { StatementFacts } from '../sql/statement-facts';
 import { relationName } from '../sql/names';
 import { memoKeyOf } from '../sql/shape';
 
@@ -22,6 +23,8 @@ export interface CacheRule {
 
 export interface StatementPolicy {
   readonly cls: SqlClass;
+  /** What the text touches, as written: what the catalog judges (src/catalog/). */
+  readonly facts: StatementFacts;
   /** A read that may be answered from the cache or shared by a flight (classifier and rules agree). */
   readonly cacheable: boolean;
   /** How long a stored answer lives (0: not stored; a flight may still share it). */
@@ -52,12 +55,18 @@ function relationNames(names: readonly string[]): string[] {
 export class CachePolicy {
   private readonly rules: readonly CacheRule[];
   private readonly defaultTtlMs: number;
+  private readonly rulesOnly: boolean;
   private readonly memo = new Map<string, StatementPolicy>();
   private readonly memoNonStandard = new Map<string, StatementPolicy>();
 
-  constructor(opts: { rules: readonly CacheRule[]; ttlMs: number }) {
+  /**
+   * rulesOnly: no catalog knowledge: a read is cacheable only when a `cache-rules` entry allows it
+   * explicitly (with a TTL), as ProxySQL caches only what its rules name.
+   */
+  constructor(opts: { rules: readonly CacheRule[]; ttlMs: number; rulesOnly: boolean }) {
     this.rules = opts.rules;
     this.defaultTtlMs = opts.ttlMs;
+    this.rulesOnly = opts.rulesOnly;
   }
 
   /**
@@ -82,20 +91,27 @@ export class CachePolicy {
   }
 
   private compute(sql: string, scs: boolean): StatementPolicy {
-    const cls = classifySql(sql, { standardConformingStrings: scs });
+    const { cls, facts } = analyzeSql(sql, { standardConformingStrings: scs });
     let cacheable = cls.cacheable && sql.length <= MAX_CACHEABLE_SQL;
     let ttlMs = this.defaultTtlMs;
+    let allowed = false;
     if (cacheable && this.rules.length > 0) {
       const text = Buffer.from(sql, 'latin1').toString('utf8');
       for (const r of this.rules) {
         if (!r.pattern.test(text)) continue;
         if (r.ttlMs === null) cacheable = false;
-        else ttlMs = r.ttlMs;
+        else {
+          ttlMs = r.ttlMs;
+          allowed = true;
+        }
         break;
       }
     }
+    // Without the catalog nothing vouches for what a statement touches: only what a rule allows.
+    if (this.rulesOnly && !allowed) cacheable = false;
     return {
       cls,
+      facts,
       cacheable,
       ttlMs,
       reads: cacheable && cls.tables !== null ? relationNames(cls.tables) : [],

@@ -161,3 +161,22 @@ export function replayAnswer(out: Outbox, a: SharedAnswer, wantParse: boolean): 
     out.push(a.bytes, 0, a.bytes.length);
   } else out.push(a.bytes, PARSE_COMPLETE.length, a.bytes.length);
 }
+
+/**
+ * The result description in an answer to a request with a Describe (ParseComplete and
+ * BindComplete first): the RowDescription's bytes as latin1, 'n' for NoData, null when there is
+ * none. The form the session ledger keeps a statement's description in.
+ */
+export function describedIn(answer: Buffer): string | null {
+  let off = 0;
+  while (off + 5 <= answer.length) {
+    const type = answer[off]!;
+    const end = off + 1 + answer.readUInt32BE(off + 1);
+    if (end > answer.length) return null;
+    if (type === Backend.RowDescription) return answer.toString('latin1', off, end);
+    if (type === Backend.NoData) return 'n';
+    if (type !== Backend.ParseComplete && type !== Backend.BindComplete) return null;
+    off = end;
+  }
+  return null;
+}

@@ -22,6 +22,9 @@ import { StatementDef, type PendingGroup, type SessionLedger, type Writes } from
 import type { CacheLayer } from './layer';
 import type { Lead, Request } from './lead';
 import type { CachePolicy, StatementPolicy } from './policy';
+import type { Catalogs } from './catalogs';
+import { identityScope, type SessionIdentity } from './probe';
+import { SessionCatalog } from './session-catalog';
 import { ResponseCapture } from './response';
 import type { Unit } from './unit';
 
@@ -38,6 +41,8 @@ export interface CacheContext {
   readonly bypassMs: number;
   /** Session fingerprint -> short id, for key prefixes. */
   intern(fingerprint: string): string;
+  /** The catalog knowledge of each database (catalog-user set), or null: rules only. */
+  readonly catalogs: Catalogs | null;
 }
 
 /** A context's intern(): ids are never reused, the table is dropped when it grows too big. */
@@ -71,12 +76,23 @@ export class CacheSession {
   private scope = '';
   private utf8 = false;
   private scs = true;
-  /** The session changed state that answers depend on (SET, SET ROLE, CREATE TEMP, ...): no cache from now on. */
+  /**
+   * The session may have changed state that answers depend on, in a way pgscribe cannot see
+   * through (SET, SET ROLE, CREATE TEMP, DO, CALL, a FunctionCall, a function not known to be
+   * STABLE or IMMUTABLE, DDL, anything the classifier does not vouch for): no cache from now on.
+   */
   tainted = false;
+  /** What the session said about its settings (probe.ts); null until it was asked. */
+  private identity: SessionIdentity | null = null;
+  private asked = false;
   /** The last Parse seen (its definition bytes, a copy) and its statement. */
   private lastParse: { bytes: Buffer; def: StatementDef } | null = null;
   /** Writes of the current transaction not yet committed. */
   private txWrites: Writes = undefined;
+  /** The current transaction ran DDL (the catalog is read again when it commits). */
+  private txDdl = false;
+  /** What the catalog says about this session's statements. */
+  private readonly catalog: SessionCatalog;
 
   /** The lead of the next group to be sealed (set while its unit is being sent). */
   private pendingLead: Lead | null = null;
@@ -101,6 +117,7 @@ export class CacheSession {
     const keys = [...startup.keys()].filter((k) => !NOT_IN_KEY.has(k)).sort();
     this.startupPart = keys.map((k) => `${k}=${startup.get(k)}`).join('\0');
     this.replication = startup.has('replication') && startup.get('replication') !== 'false' && startup.get('replication') !== 'off';
+    this.catalog = new SessionCatalog(ctx.catalogs === null ? null : ctx.catalogs.of(db), ctx.catalogs !== null);
   }
 
   // ---- eligibility and keys ------------------------------------------------------------------
@@ -108,6 +125,29 @@ export class CacheSession {
   /** The session may be answered from the cache (checked at each idle unit). */
   get usable(): boolean {
     return !this.tainted && !this.ledger.lost && this.utf8 && !this.replication;
+  }
+
+  /** While the catalog of the session's database is read for the first time: settles when it is over. */
+  catalogLoading(): Promise<void> | null {
+    return this.ctx.catalogs === null ? null : this.ctx.catalogs.firstLoad(this.db);
+  }
+
+  /** The session was asked for its identity (probe.ts); only then can a key be made. */
+  get identified(): boolean {
+    return this.asked;
+  }
+
+  /**
+   * The probe's answer (null: it failed or was not understood). A session whose settings cannot
+   * be known, or whose unqualified names may reach temp relations (a temp schema, pg_temp in its
+   * search_path), is never served.
+   */
+  identify(id: SessionIdentity | null): void {
+    this.asked = true;
+    this.identity = id;
+    this.prefix = null;
+    if (id === null || id.hasTempSchema || /pg_temp/i.test(id.searchPath)) this.tainted = true;
+    else this.catalog.identified(id.schemas);
   }
 
   /** A ParameterStatus from the server (name, value). */
@@ -123,7 +163,8 @@ export class CacheSession {
   private keyPrefix(): string {
     if (this.prefix === null) {
       const rep = [...this.reported.keys()].sort().map((k) => `${k}=${this.reported.get(k)}`).join('\0');
-      this.scope = `${this.db}\0${this.user}\0${this.startupPart}\0\0${rep}`;
+      const id = this.identity === null ? '' : identityScope(this.identity);
+      this.scope = `${this.db}\0${this.user}\0${this.startupPart}\0\0${rep}\0\0${id}`;
       this.prefix = this.ctx.intern(this.scope) + ':';
     }
     return this.prefix;
@@ -154,19 +195,39 @@ export class CacheSession {
   request(u: Unit, parseDef: StatementDef | null): Request | null {
     let pol: StatementPolicy;
     let key: string;
+    let description: string | null = null;
+    let reads: readonly string[] | null;
     if (u.kind === 'Q') {
       pol = this.ctx.policy.forSql(u.sql, this.scs);
-      if (!pol.cacheable) return null;
+      if (!pol.cacheable || (reads = this.catalog.reads(pol)) === null) return null;
       key = this.keyPrefix() + 'Q' + u.sql;
     } else {
       if (u.volatileInput) return null;
       const def = parseDef ?? this.ledger.statement(u.bindStatement);
       if (def === null || def === undefined) return null;
       pol = this.policyOf(def);
-      if (!pol.cacheable) return null;
-      key = this.keyPrefix() + (u.hasDescribe ? 'D' : 'X') + def.definition + '\0' + u.paramsKey;
+      if (!pol.cacheable || (reads = this.catalog.reads(pol)) === null) return null;
+      if (parseDef === null) {
+        // Parsed earlier: PostgreSQL answers 0A000 when its result type changed since, so it is
+        // served only an answer of the description it was given (unknown until a Describe told
+        // it): checked against the answer's RowDescription when the request describes its
+        // portal, else part of the key.
+        if (def.description === null) return null;
+        description = def.description;
+      }
+      key = this.keyPrefix() + (u.hasDescribe ? 'D' : parseDef === null ? 'x' + def.description + '\0' : 'X') + def.definition + '\0' + u.paramsKey;
     }
-    return { key, scope: this.scope, db: this.db, tables: pol.reads, kind: u.kind as 'Q' | 'X', hasParse: u.hasParse, hasDescribe: u.hasDescribe, ttlMs: pol.ttlMs };
+    return {
+      key,
+      scope: this.scope,
+      db: this.db,
+      tables: reads,
+      kind: u.kind as 'Q' | 'X',
+      hasParse: u.hasParse,
+      hasDescribe: u.hasDescribe,
+      ttlMs: pol.ttlMs,
+      description: u.hasDescribe ? description : null,
+    };
   }
 
   /** The unit about to be sent leads a flight: its group captures the answer. */
@@ -193,9 +254,10 @@ export class CacheSession {
     this.statement(def === null ? null : this.policyOf(def));
   }
 
-  /** A FunctionCall goes upstream: it may write anything. */
+  /** A FunctionCall goes upstream: it may write anything and change anything in the session. */
   functionCall(): void {
     this.statement(null);
+    this.tainted = true;
   }
 
   /** The open group is about to be sealed (its Query, Sync or FunctionCall goes upstream). */
@@ -212,12 +274,14 @@ export class CacheSession {
     if (pol === null) {
       g.statements++;
       g.writes = null;
+      this.tainted = true;
       return;
     }
     g.statements += pol.cls.reason === 'multi-statement' ? 2 : 1;
-    if (pol.cls.taintsSession) this.tainted = true;
+    if (this.catalog.changesSession(pol)) this.tainted = true;
+    if (pol.cls.reason === 'ddl') g.ddl = true;
     if (pol.dropsStatements) this.ledger.forgetStatements();
-    if (pol.cls.writes) g.writes = addWrites(g.writes, pol.writeTables);
+    if (pol.cls.writes) g.writes = addWrites(g.writes, this.catalog.writes(pol));
     const tx = pol.cls.txControl;
     if (tx === 'commit' || tx === 'prepare-transaction') g.txEnd = 'commit';
     else if (tx === 'rollback') g.txEnd = 'rollback';
@@ -232,10 +296,12 @@ export class CacheSession {
   readyForQuery(g: PendingGroup | undefined, prev: TxStatus, status: TxStatus): Lead | null {
     if (g === undefined) return null; // end of authentication
     if (g.writes !== undefined) this.txWrites = mergeWrites(this.txWrites, g.writes);
+    if (g.ddl) this.txDdl = true;
     if (this.txWrites !== undefined) {
       const single = g.statements === 1;
       if (single && (g.txEnd === 'rollback' || (g.txEnd === 'commit' && prev === TxStatus.Failed))) {
         this.txWrites = undefined; // rolled back: nothing changed
+        this.txDdl = false;
       } else if (status === TxStatus.Idle || g.txEnd === 'commit') {
         this.commit();
       }
@@ -247,6 +313,10 @@ export class CacheSession {
   private commit(): void {
     const w = this.txWrites;
     this.txWrites = undefined;
+    if (this.txDdl) {
+      this.txDdl = false;
+      this.catalog.ddlCommitted();
+    }
     if (w === undefined) return;
     if (this.ctx.layer.invalidate(this.db, w === null ? null : [...w], this.sharedDone)) this.sharing++;
   }

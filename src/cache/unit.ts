@@ -19,7 +19,7 @@
  * @see https://www.postgresql.org/docs/15/protocol-message-formats.html
  */
 import { Frontend } from '../protocol/codes';
-import { paramFormat, type BindMessage, type ClientMessage, type ParseMessage } from '../protocol/client-messages';
+import type { BindMessage, ClientMessage, ParseMessage } from '../protocol/client-messages';
 import { MAX_CACHEABLE_SQL } from './policy';
 import { isVolatileInput } from '../sql/volatile-input';
 
@@ -42,14 +42,17 @@ export type UnitVerdict = typeof MORE | typeof REJECT | typeof COMPLETE;
 /** Largest Bind parameter section that may become part of a key. */
 const MAX_PARAMS_KEY = 64 * 1024;
 
-/** A text parameter of the Bind is a date/time input resolved at execution ('now', 'today', ...). */
+/**
+ * A parameter of the Bind may hold a date/time input resolved at execution ('now', 'today', ...),
+ * in either format: a binary-format text parameter is its bytes.
+ */
 export function hasVolatileInput(b: BindMessage): boolean {
   const n = b.paramCount;
   if (n === 0) return false;
   const values = b.params;
   for (let i = 0; i < n; i++) {
     const v = values[i];
-    if (v !== null && v !== undefined && paramFormat(b.paramFormats, i) === 0 && isVolatileInput(v, 0, v.length)) return true;
+    if (v !== null && v !== undefined && isVolatileInput(v, 0, v.length)) return true;
   }
   return false;
 }

@@ -4,7 +4,7 @@
  * completion tracker. Each is told about every message once, in the order PostgreSQL acts on
  * them, so none of them can drift from the others.
  */
-import { Backend, Frontend, type TxStatus } from '../protocol/codes';
+import { Backend, Frontend, TxStatus } from '../protocol/codes';
 import { decodeParameterStatus } from '../protocol/messages';
 import type { ClientMessage } from '../protocol/client-messages';
 import type { QueryRecord } from '../log/format';
@@ -52,8 +52,12 @@ export class Books {
         ledger.bind(msg.portal, msg.statement);
         return repair;
       }
-      case Frontend.Describe:
-        return msg !== null && msg.type === Frontend.Describe && msg.kind === 'S' && msg.nameEnd === 6 ? ledger.repairUnnamed() : null;
+      case Frontend.Describe: {
+        if (msg === null || msg.type !== Frontend.Describe) return null;
+        const repair = msg.kind === 'S' && msg.nameEnd === 6 ? ledger.repairUnnamed() : null;
+        ledger.describe(msg.kind, msg.name);
+        return repair;
+      }
       case Frontend.Execute:
         if (cs !== null && msg !== null && msg.type === Frontend.Execute) {
           const p = ledger.portal(msg.portal);
@@ -77,6 +81,15 @@ export class Books {
     }
   }
 
+  /**
+   * What must reach the server right after a client message (its bytes are queued already): with
+   * the cache, a Describe of a named statement just parsed (ledger.describeParsed), or null.
+   */
+  after(type: number, msg: ClientMessage | null): Buffer | null {
+    if (this.cache === null || type !== Frontend.Parse || msg === null || msg.type !== Frontend.Parse || msg.nameEnd === 5) return null;
+    return this.ledger.describeParsed(msg.statement);
+  }
+
   /** The ledger's open group is about to be sealed: the cache attaches the flight it leads. */
   private sealing(): void {
     if (this.cache !== null) this.cache.cs.sealing(this.ledger.openGroup());
@@ -92,6 +105,7 @@ export class Books {
     if ((type === Backend.ParseComplete || type === Backend.CloseComplete) && !this.ledger.completion(type)) return false;
     const cs = this.cache === null ? null : this.cache.cs;
     if (cs !== null) {
+      if ((type === Backend.RowDescription || type === Backend.NoData || type === Backend.ParameterDescription) && !this.ledger.described(type, buf, start, end)) return false;
       if (cs.capturing !== null) cs.capturing.capture.add(buf, start, end);
       if (type === Backend.ParameterStatus) {
         const p = decodeParameterStatus(buf, start, end);
@@ -100,6 +114,22 @@ export class Books {
     }
     const tracker = this.recorder.tracker;
     if (tracker !== null) tracker.server(type, buf, start, end);
+    return true;
+  }
+
+  /**
+   * A server message (or a piece of one) while pgscribe's own request (the cache's probe) is
+   * answered: it is captured, not relayed, unless it is not part of the answer (a notification or
+   * a parameter change, which the client must see). At its ReadyForQuery the request is done.
+   * True when it was taken.
+   */
+  side(type: number, buf: Buffer, start: number, end: number): boolean {
+    if (type === Backend.NotificationResponse || type === Backend.ParameterStatus) return false;
+    const side = this.ledger.side!;
+    side.capture.add(buf, start, end);
+    if (type !== Backend.ReadyForQuery) return true;
+    this.ledger.readyForQuery(end - start >= 6 ? (buf[start + 5] as TxStatus) : TxStatus.Idle);
+    side.done(side.capture.overflow ? null : side.capture.finish());
     return true;
   }
 
@@ -118,6 +148,7 @@ export class Books {
   /** The session is over: the groups never answered end (aborted queries, writes that may have committed). */
   close(): void {
     const unanswered = this.ledger.drain();
+    for (const g of unanswered) g.side?.done(null);
     if (this.cache !== null) this.cache.close(unanswered);
     this.recorder.tracker?.abort(unanswered);
   }

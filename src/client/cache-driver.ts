@@ -14,12 +14,16 @@ import type { Outbox } from '../outbox';
 import type { QueryRecord } from '../log/format';
 import type { FlightClient, SharedAnswer, Verdict } from '../cache/layer';
 import type { Lead, Request } from '../cache/lead';
-import { judgeResponse, replayAnswer } from '../cache/response';
+import { ResponseCapture, describedIn, judgeResponse, replayAnswer } from '../cache/response';
 import { CacheSession, type CacheContext } from '../cache/session';
-import { COMPLETE, MORE, REJECT, Unit } from '../cache/unit';
-import type { PendingGroup, SessionLedger, StatementDef } from './ledger';
+import { MORE, REJECT, Unit } from '../cache/unit';
+import { PROBE_BATCH, parseProbeAnswer } from '../cache/probe';
+import type { PendingGroup, SessionLedger, SideRequest, StatementDef } from './ledger';
 import type { Annotation, Recorder } from './recorder';
 import { ClientState } from './states';
+
+/** The probe's answer is one short row; anything larger is not its answer. */
+const PROBE_MAX_BYTES = 64 * 1024;
 
 const HIT: Annotation = { cache: 'hit' };
 const L2_HIT: Annotation = { cache: 'l2' };
@@ -33,6 +37,8 @@ export interface CacheDriverSession {
   /** What the proxy writes to the client itself (answers from the cache). */
   readonly toClient: Outbox;
   transition(next: ClientState): void;
+  /** Send pgscribe's own request in the session (the probe), its answer to side.done. */
+  sendSide(batch: Buffer, side: SideRequest): void;
   /** Decode a whole client message; undefined when it was malformed (the session is failing). */
   decode(type: number, buf: Buffer, start: number, end: number): ClientMessage | null | undefined;
   /** log, then forward, one message outside any unit. */
@@ -70,8 +76,11 @@ export class CacheDriver implements FlightClient {
   private request: Request | null = null;
   /** The statement the unit's Parse defines. */
   private parseDef: StatementDef | null = null;
-  /** What the unit waits for: nothing, the layer's verdict (worker threads answer later), or a flight. */
-  private waitingFor: 'nothing' | 'verdict' | 'flight' = 'nothing';
+  /**
+   * What the unit waits for: nothing, the session's answer to pgscribe's probe of its settings,
+   * the layer's verdict (worker threads answer later), or another client's flight.
+   */
+  private waitingFor: 'nothing' | 'catalog' | 'probe' | 'verdict' | 'flight' = 'nothing';
   /** The flight this client waits for (waitingFor 'flight'). */
   private flightId = 0;
   /** The unit's log lines are written (once, when the cache first decided). */
@@ -146,18 +155,71 @@ export class CacheDriver implements FlightClient {
     }
     const v = u.add(type, buf, start, end, msg);
     if (v === MORE) return;
-    let req: Request | null = null;
-    if (v === COMPLETE) {
-      this.parseDef = u.parse === null ? null : this.cs.statementFor(u.parse, this.recorder.recording);
-      req = this.cs.request(u, this.parseDef);
+    if (v === REJECT) {
+      this.releaseUnit(null);
+      return;
     }
-    if (v === REJECT || req === null) {
+    this.start = performance.now();
+    this.prepare();
+  }
+
+  /**
+   * Before the first cacheable read of a session: the catalog of its database read (the first
+   * session of a database waits for that rather than being relayed) and the session's identity
+   * asked (probe). Then decide.
+   */
+  private prepare(): void {
+    const loading = this.cs.catalogLoading();
+    if (loading !== null) {
+      this.waitingFor = 'catalog';
+      this.startWaiting();
+      void loading.then(() => {
+        if (this.waitingFor !== 'catalog') return;
+        this.waitingFor = 'nothing';
+        if (this.session.state === ClientState.Closing) return;
+        this.prepare();
+        this.session.flushToUpstream();
+        this.session.flushToClient();
+      });
+      return;
+    }
+    if (this.cs.identified) this.decide();
+    else this.probe();
+  }
+
+  /** The unit is complete and the session's identity known: a cacheable read goes to the layer. */
+  private decide(): void {
+    const u = this.unit;
+    this.parseDef = u.parse === null ? null : this.cs.statementFor(u.parse, this.recorder.recording);
+    const req = this.cs.usable ? this.cs.request(u, this.parseDef) : null;
+    if (req === null) {
       this.releaseUnit(null);
       return;
     }
     this.request = req;
-    this.start = performance.now();
     this.lookup();
+  }
+
+  /**
+   * Before the session's first cacheable read: ask the session what its settings are (probe.ts).
+   * The unit waits; later client messages wait behind it.
+   */
+  private probe(): void {
+    this.waitingFor = 'probe';
+    this.startWaiting();
+    this.session.sendSide(PROBE_BATCH, { capture: new ResponseCapture(PROBE_MAX_BYTES), done: (answer) => this.onProbe(answer) });
+  }
+
+  private onProbe(answer: Buffer | null): void {
+    if (this.waitingFor !== 'probe') return;
+    this.waitingFor = 'nothing';
+    if (this.session.state === ClientState.Closing) return;
+    // An answer that is not the probe's (it failed, or the session is not what it asks about):
+    // the session's settings cannot be known, so it is never served from the cache.
+    this.cs.identify(answer === null ? null : parseProbeAnswer(answer));
+    this.decide();
+    this.session.flushToUpstream();
+    this.session.flushToClient();
   }
 
   private defer(type: number, buf: Buffer, start: number, end: number, whole: boolean): void {
@@ -194,6 +256,10 @@ export class CacheDriver implements FlightClient {
     const miss = this.ctx.cache ? 'miss' : undefined;
     switch (v.kind) {
       case 'hit':
+        if (!this.fits(v)) {
+          this.releaseUnit({ cache: 'bypass' });
+          break;
+        }
         this.logUnit(v.l2 === undefined ? HIT : v.l2 === 'hit' ? L2_HIT : L2_REMOTE);
         this.answerLocally(v);
         break;
@@ -221,7 +287,9 @@ export class CacheDriver implements FlightClient {
     this.flightId = 0;
     if (this.session.state === ClientState.Closing || this.request === null) return;
     if (answer !== null) {
-      this.answerLocally(answer);
+      if (this.fits(answer)) this.answerLocally(answer);
+      else this.releaseUnit(null);
+      this.session.flushToUpstream();
       this.session.flushToClient();
       return;
     }
@@ -258,13 +326,27 @@ export class CacheDriver implements FlightClient {
     if (wasWaiting) this.resumeAfterWait();
   }
 
+  /**
+   * The answer may be served to this request: a statement parsed earlier is served only an answer
+   * of the description PostgreSQL gave it (otherwise PostgreSQL itself must answer, with 0A000
+   * "cached plan must not change result type" when its result type changed since).
+   */
+  private fits(a: SharedAnswer): boolean {
+    const want = this.request!.description;
+    return want === null || describedIn(a.bytes) === want;
+  }
+
   /** The pending unit is answered by the proxy (cache hit, flight answer): reply in its own shape. */
   private answerLocally(a: SharedAnswer): void {
     const u = this.unit;
     replayAnswer(this.session.toClient, a, u.hasParse);
     // The server never saw it: what it did to the unnamed statement is only the client's belief.
     if (u.kind === 'Q') this.ledger.answeredLocally(null);
-    else if (u.hasParse) this.ledger.answeredLocally(this.parseDef);
+    else if (u.hasParse) {
+      this.ledger.answeredLocally(this.parseDef);
+      // What a later Bind of it without a Parse is keyed by (cache/session.ts).
+      if (u.hasDescribe && this.parseDef !== null && this.parseDef.description === null) this.parseDef.description = describedIn(a.bytes);
+    }
     this.recorder.answeredLocally(this.query, this.start, a.bytes);
     this.finishLocal();
   }

@@ -19,8 +19,11 @@ const SERVER_ALWAYS = [
 ];
 /** With a ledger of statements (log, completions or cache): which Parses and Closes the server did. */
 const SERVER_LEDGER = [Backend.ParseComplete, Backend.CloseComplete];
-/** With the cache on: the session parameters of the key. */
-const SERVER_CACHE = [Backend.ParameterStatus];
+/**
+ * With the cache on: the session parameters of the key, and the answers to Describe (a prepared
+ * statement's result description is part of its answers' keys).
+ */
+const SERVER_CACHE = [Backend.ParameterStatus, Backend.RowDescription, Backend.NoData, Backend.ParameterDescription];
 /** With completion tracking: the messages that end a query (completions.ts). */
 const SERVER_COMPLETIONS = [Backend.CommandComplete, Backend.EmptyQueryResponse, Backend.PortalSuspended];
 

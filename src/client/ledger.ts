@@ -23,6 +23,7 @@ import { Fifo } from '../fifo';
 import type { CacheOutcome, FlightRole } from '../log/format';
 import type { StatementPolicy } from '../cache/policy';
 import type { Lead } from '../cache/lead';
+import type { ResponseCapture } from '../cache/response';
 
 /** A prepared statement. */
 export class StatementDef {
@@ -34,6 +35,13 @@ export class StatementDef {
   readonly sqlLength: number;
   /** The cache's verdict on the SQL, worked out once per statement. */
   policy: StatementPolicy | null = null;
+  /**
+   * The result description PostgreSQL gave for it (the RowDescription's bytes as latin1, or 'n'
+   * for NoData), null until a Describe of it (or of a portal of it) was answered. It is fixed at
+   * Parse: a statement whose result type changed since fails with 0A000, so the cache keys its
+   * answers by it.
+   */
+  description: string | null = null;
 
   constructor(sql: string | null, definition: string, sqlLength: number) {
     this.sql = sql;
@@ -64,16 +72,34 @@ export interface PendingQuery {
 /** Writes of a group: relation names, null for "anything", undefined for none. */
 export type Writes = Set<string> | null | undefined;
 
-/** A ParseComplete or CloseComplete the server owes for a message of the group. */
+/**
+ * What the server owes for a message of the group: a ParseComplete, a CloseComplete, or the
+ * answer to a Describe (ParameterDescription and RowDescription/NoData for a statement,
+ * RowDescription/NoData for a portal). Answers to other messages are not followed.
+ */
 interface Awaited {
-  readonly completion: typeof Backend.ParseComplete | typeof Backend.CloseComplete;
+  readonly completion: typeof Backend.ParseComplete | typeof Backend.CloseComplete | typeof Backend.RowDescription;
   /** Sent by the proxy (repairUnnamed): its completion is not relayed. */
   readonly injected: boolean;
   readonly name: string;
   readonly def: StatementDef | null;
   /** For a Parse of a named statement: the statement of that name before it, restored if it fails. */
   readonly prev: StatementDef | undefined;
+  /** For a Describe of a statement: its ParameterDescription is still to come. */
+  parameters: boolean;
   ok: boolean;
+}
+
+/**
+ * A request pgscribe sends in the client's own session for itself (the cache's probe of the
+ * session's settings): its whole answer, up to its ReadyForQuery, goes to `done`, never to the
+ * client.
+ */
+export interface SideRequest {
+  /** Where the answer's bytes go as they arrive. */
+  readonly capture: ResponseCapture;
+  /** The answer is complete (the capture's bytes), or null: the session closed first. */
+  done(answer: Buffer | null): void;
 }
 
 /** Messages sent upstream up to and including one Query, Sync or FunctionCall. */
@@ -94,6 +120,10 @@ export class PendingGroup {
   txEnd: 'commit' | 'rollback' | null = null;
   /** The cache flight whose answer this group carries, if it leads one. */
   lead: Lead | null = null;
+  /** pgscribe's own request: nothing of its answer is the client's. */
+  side: SideRequest | null = null;
+  /** The group ran DDL: what the catalog says may have changed. */
+  ddl = false;
 }
 
 /** Close of the unnamed statement, injected when the client believes it gone (by a Query the cache answered). */
@@ -132,6 +162,22 @@ export class SessionLedger {
     return this.groups.size > 0 ? this.groups.at(0)! : this.open;
   }
 
+  /** pgscribe's own request the server is answering now, if it is one. */
+  get side(): SideRequest | null {
+    const g = this.head;
+    return g === null ? null : g.side;
+  }
+
+  /**
+   * Send pgscribe's own request (a batch ending in Sync, at a moment when nothing is pending):
+   * a group of its own, whose answer is not the client's.
+   */
+  sendSide(side: SideRequest): void {
+    const g = this.openGroup();
+    g.side = side;
+    this.seal();
+  }
+
   /** The group being built (created on first use). */
   openGroup(): PendingGroup {
     return (this.open ??= new PendingGroup());
@@ -152,7 +198,7 @@ export class SessionLedger {
     this.statements.set(name, def);
     if (name === '') this.unnamedClient = undefined;
     const g = this.openGroup();
-    (g.awaiting ??= []).push({ completion: Backend.ParseComplete, injected, name, def, prev: name === '' ? undefined : prev, ok: false });
+    (g.awaiting ??= []).push({ completion: Backend.ParseComplete, injected, name, def, prev: name === '' ? undefined : prev, parameters: false, ok: false });
   }
 
   bind(portal: string, statement: string): void {
@@ -165,7 +211,34 @@ export class SessionLedger {
       if (name === '') this.unnamedClient = undefined;
     } else this.portals.delete(name);
     const g = this.openGroup();
-    (g.awaiting ??= []).push({ completion: Backend.CloseComplete, injected, name, def: null, prev: undefined, ok: false });
+    (g.awaiting ??= []).push({ completion: Backend.CloseComplete, injected, name, def: null, prev: undefined, parameters: false, ok: false });
+  }
+
+  /**
+   * A Describe goes upstream (only followed when its answer is looked at: the cache's sessions).
+   * Its RowDescription becomes the description of the statement it is about.
+   */
+  describe(kind: 'S' | 'P', name: string, injected = false): void {
+    const def = kind === 'S' ? (this.statements.get(name) ?? null) : (this.portals.get(name)?.def ?? null);
+    const g = this.openGroup();
+    (g.awaiting ??= []).push({ completion: Backend.RowDescription, injected, name, def, prev: undefined, parameters: kind === 'S', ok: false });
+  }
+
+  /**
+   * After a named Parse goes upstream (only with the cache, which follows Describe answers): a
+   * Describe of it that the proxy sends for itself, so that the statement's description as of its
+   * Parse is known before its first execution. Its answer is not relayed.
+   */
+  describeParsed(name: string): Buffer {
+    this.describe('S', name, true);
+    const n = Buffer.from(name, 'utf8');
+    const msg = Buffer.allocUnsafe(7 + n.length);
+    msg[0] = Frontend.Describe;
+    msg.writeUInt32BE(6 + n.length, 1);
+    msg[5] = 0x53; // 'S'
+    n.copy(msg, 6);
+    msg[6 + n.length] = 0;
+    return msg;
   }
 
   /** A Sync or FunctionCall goes upstream: it ends a group. */
@@ -226,6 +299,27 @@ export class SessionLedger {
     }
     g.next++;
     a.ok = true;
+    return !a.injected;
+  }
+
+  /**
+   * ParameterDescription, RowDescription or NoData arrived: when it answers a Describe the ledger
+   * follows, the statement learns its description (buf[start, end): the whole message). A
+   * RowDescription that answers a Query is not one. False when it answers the proxy's own
+   * Describe (describeParsed): the client must not see it.
+   */
+  described(type: number, buf: Buffer, start: number, end: number): boolean {
+    const g = this.head;
+    const a = g === null || g.awaiting === null ? undefined : g.awaiting[g.next];
+    if (g === null || a === undefined || a.completion !== Backend.RowDescription) return true;
+    if (type === Backend.ParameterDescription) {
+      if (a.parameters) a.parameters = false;
+      else this.lost = true;
+      return !a.injected;
+    }
+    g.next++;
+    a.ok = true;
+    if (a.def !== null && a.def.description === null) a.def.description = type === Backend.NoData ? 'n' : buf.toString('latin1', start, end);
     return !a.injected;
   }
 

@@ -29,7 +29,7 @@ import { Books } from './books';
 import { ClientLeg, Pause, type ClientLegEvents } from './client-leg';
 import { SessionError } from './errors';
 import { STARTS_REQUEST, clientInspect, serverInspect } from './inspect';
-import { SessionLedger } from './ledger';
+import { SessionLedger, type SideRequest } from './ledger';
 import { Recorder, type Annotation } from './recorder';
 import { withoutChannelBinding } from './scram-filter';
 import { StartupPhase, type StartupSession } from './startup';
@@ -221,6 +221,8 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     }
     if (this.state === S.Idle && STARTS_REQUEST[type] === 1) this.transition(S.Request);
     this.toUpstream.push(buf, start, end);
+    const after = this.books.after(type, msg);
+    if (after !== null) this.toUpstream.push(after, 0, after.length);
   }
 
   flushToUpstream(): void {
@@ -284,7 +286,10 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     this.host.counters.bytesFromServers += chunk.length;
     this.serverFramer!.push(chunk);
     const cache = this.cache;
-    if (cache !== null) cache.cs.capturing?.capture.settle();
+    if (cache !== null) {
+      cache.cs.capturing?.capture.settle();
+      this.ledger.side?.capture.settle();
+    }
     if (cache !== null && cache.holding) this.setUpstreamPaused(true);
     else if (!this.toClient.empty && !this.clientLeg.flush(this.toClient)) this.setUpstreamPaused(true);
     if (this.shutdownRequested && this.isIdle && (cache === null || !cache.holding)) this.closeForShutdown();
@@ -293,6 +298,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
   /** response: a whole server message; keep the books, then relay it. */
   private onResponse(type: number, buf: Buffer, start: number, end: number): void {
     if (this.state === S.Closing) return;
+    if (this.ledger.side !== null && this.sideAnswer(type, buf, start, end)) return;
     try {
       if (!this.books.received(type, buf, start, end)) return;
     } catch (err) {
@@ -348,10 +354,28 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
 
   private onServerPiece(type: number, buf: Buffer, start: number, end: number): void {
     if (this.state === S.Closing) return;
+    if (this.ledger.side !== null && this.sideAnswer(type, buf, start, end)) return;
     const next = afterServerMessage(this.state, type);
     if (next !== null) this.transition(next);
     this.cache?.cs.capturing?.capture.add(buf, start, end);
     this.toClient.push(buf, start, end);
+  }
+
+  /**
+   * Send pgscribe's own request in this session (the cache's probe): a batch ending in Sync, at a
+   * moment when nothing is pending and the client is held. Its answer goes to side.done.
+   */
+  sendSide(batch: Buffer, side: SideRequest): void {
+    this.ledger.sendSide(side);
+    this.toUpstream.push(batch, 0, batch.length);
+    this.flushToUpstream();
+  }
+
+  /** A server message (or a piece of one) while pgscribe's own request is answered: true when it was part of that answer. */
+  private sideAnswer(type: number, buf: Buffer, start: number, end: number): boolean {
+    if (!this.books.side(type, buf, start, end)) return false;
+    if (type === Backend.ReadyForQuery && end - start >= 6) this.txStatus = buf[start + 5] as TxStatus;
+    return true;
   }
 
   /** The invalidations of a commit reached the other instances: let its ReadyForQuery go. */

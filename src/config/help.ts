@@ -48,6 +48,18 @@ export function describe(cfg: Config): Record<string, unknown> {
   if (cfg.admin.token !== '') out['admin-token'] = '(set)';
   if (cfg.redis.address === null) out['redis'] = 'off';
   if (cfg.redis.password !== '') out['redis-password'] = '(set)';
+  if (cfg.catalog.password !== '') out['catalog-password'] = '(set)';
   out['tls-mode'] = clientTlsMode(cfg.tls.client);
   return out;
+}
+
+/**
+ * How the cache decides what it may answer, and why (--check and the start-up line say it):
+ * with the catalog, what each statement touches comes from PostgreSQL; without it, only what a
+ * cache-rules entry allows is cached.
+ */
+export function cacheMode(cfg: Config): string {
+  if (!cfg.cache.enabled && !cfg.cache.singleflight) return 'off';
+  if (cfg.catalog.user !== '') return `catalog: what statements touch comes from PostgreSQL's catalog (catalog-user ${cfg.catalog.user})`;
+  return 'rules-only: no catalog-user, so only statements a cache-rules entry allows are cached or shared';
 }

@@ -98,6 +98,19 @@ export interface TlsConfig {
   upstream: UpstreamTlsConfig;
 }
 
+/**
+ * pgscribe's own connection to PostgreSQL, with its own credentials: what statements touch comes
+ * from the catalog through it (one connection per database the sessions use). user '' = off.
+ */
+export interface CatalogConfig {
+  user: string;
+  password: string;
+  /** The database of the connection that is not about one session's database. */
+  database: string;
+  /** ms between checks for catalog changes made by anyone (DDL not through pgscribe). */
+  pollMs: number;
+}
+
 /** The admin HTTP server. */
 export interface AdminConfig {
   /** null: off. */
@@ -117,6 +130,7 @@ export interface Config {
   log: LogConfig;
   cache: CacheConfig;
   redis: RedisConfig;
+  catalog: CatalogConfig;
   tls: TlsConfig;
   admin: AdminConfig;
 }

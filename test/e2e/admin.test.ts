@@ -10,6 +10,7 @@ import { MAIN, type Proxy } from '../harness/proxy';
 import { enc } from '../helpers/wire';
 import { dumpDom, findChromium, screenshot } from '../harness/chromium';
 import { parseProm, value } from '../helpers/prom';
+import { CATALOG_ARGS } from '../helpers/cache';
 
 const USER = USERS.trust.user;
 
@@ -54,7 +55,7 @@ t.test('the Prometheus parser of this test rejects what it must', async (tt) => 
 });
 
 t.test('/metrics parses and its counters move with a known workload', async (tt) => {
-  const a = await withAdmin(['--cache']);
+  const a = await withAdmin(['--cache', ...CATALOG_ARGS]);
   const r0 = await a.get('/metrics');
   tt.equal(r0.status, 200);
   tt.match(r0.type, /^text\/plain; version=0\.0\.4/);
@@ -185,7 +186,7 @@ t.test('POST /cache/flush, 404, 405', async (tt) => {
   tt.equal((await off.get('/nope')).status, 404);
   await stopProxy(off.p);
 
-  const a = await withAdmin(['--cache', '--cache-ttl', '60000']);
+  const a = await withAdmin(['--cache', '--cache-ttl', '60000', ...CATALOG_ARGS]);
   const c = await session(a.p.port);
   const ask = async () => {
     c.write(enc.query('select 7'));
@@ -210,7 +211,7 @@ t.test(
   { skip: haveChromium || process.env.CI === 'true' ? false : 'chromium not installed (apt-get install chromium)' },
   async (tt) => {
     tt.ok(haveChromium, 'chromium is installed (CI installs it in .ci/run)');
-    const a = await withAdmin(['--cache'], 'dash-token');
+    const a = await withAdmin(['--cache', ...CATALOG_ARGS], 'dash-token');
     const r = await run('pgbench', ['-n', '-c', '2', '-t', '30', '-M', 'prepared', '-h', '127.0.0.1', '-p', String(a.p.port), '-U', USER, 'postgres']);
     tt.equal(r.code, 0, r.stderr);
     const dom = await dumpDom(`${a.base}/?token=dash-token`, { budgetMs: 3000 });

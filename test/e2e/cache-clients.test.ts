@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { PG_BIN } from '../harness/pg-cluster';
 import { run, type RunResult } from '../harness/run';
 import { clusterAndProxies } from '../helpers/fixture';
-import { WORKER_MODES, workerArgs } from '../helpers/cache';
+import { CATALOG_ARGS, WORKER_MODES, cacheArgs } from '../helpers/cache';
 
 const { pg, fx } = clusterAndProxies(t);
 const PGBENCH = fs.existsSync(path.join(PG_BIN, 'pgbench')) ? path.join(PG_BIN, 'pgbench') : 'pgbench';
@@ -54,7 +54,7 @@ for (const workers of WORKER_MODES) {
   const mode = `workers=${workers}`;
   for (const protocol of ['simple', 'extended', 'prepared']) {
     t.test(`${mode}: pgbench -M ${protocol}: hot reads and read-your-writes, no failure, no stale read`, async (t) => {
-      const p = await fx.launch(['--cache', '--singleflight', '--cache-ttl', '60000', '--log', 'none', ...workerArgs(workers)]);
+      const p = await fx.launch(['--cache', '--singleflight', '--cache-ttl', '60000', '--log', 'none', ...cacheArgs(workers)]);
       const r = await pgbench(p.port, ['-c', '8', '-j', '2', '-T', '3', '-M', protocol, '-f', 'ryw.sql@1', '-f', 'hot.sql@4']);
       t.equal(r.code, 0, `pgbench exits 0: ${r.stderr.slice(-600)}`);
       t.notMatch(r.stderr, /aborted|stale_read|division by zero|pgscribe/, 'no client aborted, no stale read');
@@ -66,7 +66,7 @@ for (const workers of WORKER_MODES) {
   }
 
   t.test(`${mode}: pgbench TPC-B-like through the cache: no failure, the balances still add up`, async (t) => {
-    const p = await fx.launch(['--cache', '--singleflight', '--log', 'none', ...workerArgs(workers)]);
+    const p = await fx.launch(['--cache', '--singleflight', '--log', 'none', ...cacheArgs(workers)]);
     const r = await pgbench(p.port, ['-c', '8', '-j', '2', '-T', '3', '-M', 'prepared']);
     t.equal(r.code, 0, `pgbench exits 0: ${r.stderr.slice(-600)}`);
     t.equal(failed(r), 0, 'no failed transaction');
@@ -85,7 +85,7 @@ t.test('sysbench oltp_read_write (autocommit) through --cache --singleflight: no
     return;
   }
   await pg().psql('CREATE DATABASE sbtest');
-  const p = await fx.launch(['--cache', '--singleflight', '--log', 'none']);
+  const p = await fx.launch(['--cache', '--singleflight', '--log', 'none', ...CATALOG_ARGS]);
   const common = [
     'oltp_read_write', '--db-driver=pgsql', '--pgsql-host=127.0.0.1', `--pgsql-port=${p.port}`, '--pgsql-user=postgres',
     '--pgsql-db=sbtest', '--tables=2', '--table-size=1000',

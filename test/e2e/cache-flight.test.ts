@@ -11,7 +11,7 @@ import { USERS } from '../harness/pg-cluster';
 import { clusterAndProxies } from '../helpers/fixture';
 import type { Proxy } from '../harness/proxy';
 import {
-  WORKER_MODES, calls, extUnit, holdTableLock, linesWith, lockWaitersSql, waitLines, waitUntilCount, wireBytes, workerArgs,
+  WORKER_MODES, calls, extUnit, holdTableLock, linesWith, lockWaitersSql, waitLines, waitUntilCount, wireBytes, cacheArgs,
 } from '../helpers/cache';
 import { RawClient, column, describeMessages, enc, errorsIn, firstRow, value, type BackendMessage } from '../helpers/wire';
 import { sleep } from '../harness/time';
@@ -51,7 +51,7 @@ for (const workers of WORKER_MODES) {
   const mode = `workers=${workers}`;
 
   t.test(`${mode}: ${CLIENTS} simple-query clients, one execution, identical answers`, async (t) => {
-    const p = await fx.launch(['--singleflight', ...workerArgs(workers)]);
+    const p = await fx.launch(['--singleflight', ...cacheArgs(workers)]);
     const cs = await sessions(p, CLIENTS);
     await resetStatements();
     const lock = await blockedLeader(cs[0]!, enc.query(READ));
@@ -76,7 +76,7 @@ for (const workers of WORKER_MODES) {
   });
 
   t.test(`${mode}: ${CLIENTS} extended-protocol clients, each answered in its own shape`, async (t) => {
-    const p = await fx.launch(['--singleflight', ...workerArgs(workers)]);
+    const p = await fx.launch(['--singleflight', ...cacheArgs(workers)]);
     const cs = await sessions(p, CLIENTS);
     // Odd clients use a named prepared statement (Bind without Parse, like pgbench -M prepared),
     // even ones Parse the unnamed statement each time (like -M extended).
@@ -104,7 +104,7 @@ for (const workers of WORKER_MODES) {
   });
 
   t.test(`${mode}: killing the leader's client mid-flight, every waiter still gets a correct answer`, async (t) => {
-    const p = await fx.launch(['--singleflight', ...workerArgs(workers)]);
+    const p = await fx.launch(['--singleflight', ...cacheArgs(workers)]);
     const cs = await sessions(p, 20);
     const lock = await blockedLeader(cs[0]!, enc.query(READ));
     for (const c of cs.slice(1)) c.write(enc.query(READ));
@@ -122,7 +122,7 @@ for (const workers of WORKER_MODES) {
   });
 
   t.test(`${mode}: a waiter whose client goes away is dropped; the others get the answer`, async (t) => {
-    const p = await fx.launch(['--singleflight', ...workerArgs(workers)]);
+    const p = await fx.launch(['--singleflight', ...cacheArgs(workers)]);
     const cs = await sessions(p, 4);
     const lock = await blockedLeader(cs[0]!, enc.query(READ));
     for (const c of cs.slice(1)) c.write(enc.query(READ));
@@ -138,7 +138,7 @@ for (const workers of WORKER_MODES) {
   });
 
   t.test(`${mode}: a cancelled waiter gets 57014 and its session carries on; the flight goes on`, async (t) => {
-    const p = await fx.launch(['--singleflight', ...workerArgs(workers)]);
+    const p = await fx.launch(['--singleflight', ...cacheArgs(workers)]);
     const leader = await fx.session(p.port);
     const waiter = await fx.sessionWithKey(p.port);
     const lock = await blockedLeader(leader, enc.query(READ));
@@ -157,7 +157,7 @@ for (const workers of WORKER_MODES) {
   });
 
   t.test(`${mode}: a division by zero is shared with the waiters; errors of the leader's session are not`, async (t) => {
-    const p = await fx.launch(['--singleflight', ...workerArgs(workers)]);
+    const p = await fx.launch(['--singleflight', ...cacheArgs(workers)]);
     const cs = await sessions(p, 5);
     const bad = 'SELECT count(*) / 0 FROM sf_t';
     await resetStatements();
@@ -170,7 +170,7 @@ for (const workers of WORKER_MODES) {
   });
 
   t.test(`${mode}: a waiter's pipelined requests wait behind it and are answered in order`, async (t) => {
-    const p = await fx.launch(['--singleflight', ...workerArgs(workers)]);
+    const p = await fx.launch(['--singleflight', ...cacheArgs(workers)]);
     const [leader, waiter] = await sessions(p, 2);
     const lock = await blockedLeader(leader!, enc.query(READ));
     waiter!.write(Buffer.concat([enc.query(READ), enc.query('SELECT 42'), extUnit({ sql: 'SELECT $1::int + 1', params: ['1'] }), enc.query(READ)]));
@@ -183,7 +183,7 @@ for (const workers of WORKER_MODES) {
   });
 
   t.test(`${mode}: SIGTERM while a client waits: it gets its answer, then 57P01`, async (t) => {
-    const p = await fx.launch(['--singleflight', '--shutdown-grace', '20000', ...workerArgs(workers)]);
+    const p = await fx.launch(['--singleflight', '--shutdown-grace', '20000', ...cacheArgs(workers)]);
     const [leader, waiter] = await sessions(p, 2);
     const lock = await blockedLeader(leader!, enc.query(READ));
     waiter!.write(enc.query(READ));
@@ -201,7 +201,7 @@ for (const workers of WORKER_MODES) {
   });
 
   t.test(`${mode}: a leader cancelled by the server (57014) does not pass its error on`, async (t) => {
-    const p = await fx.launch(['--singleflight', ...workerArgs(workers)]);
+    const p = await fx.launch(['--singleflight', ...cacheArgs(workers)]);
     const [leader, waiter] = await sessions(p, 2);
     const lock = await blockedLeader(leader!, enc.query(READ));
     waiter!.write(enc.query(READ));

@@ -17,7 +17,7 @@ import { run, type RunResult } from '../harness/run';
 import { clusterAndProxies } from '../helpers/fixture';
 import type { Proxy } from '../harness/proxy';
 import {
-  WORKER_MODES, calls, extUnit, holdTableLock, lockWaitersSql, waitCounter, waitUntilCount, wireBytes, workerArgs,
+  WORKER_MODES, calls, extUnit, holdTableLock, lockWaitersSql, waitCounter, waitUntilCount, wireBytes, cacheArgs,
 } from '../helpers/cache';
 import { parseProm, value as sample } from '../helpers/prom';
 import { startRedis, type RedisServer } from '../harness/redis';
@@ -69,7 +69,7 @@ let prefixes = 0;
  */
 async function pair(t: Tap, workers: number, extra: string[] = []): Promise<[Proxy, Proxy]> {
   const timeout = extra.includes('--redis-timeout-ms') ? [] : ['--redis-timeout-ms', '2000'];
-  const args = ['--cache', '--singleflight', '--cache-ttl', HOUR, '--redis', `127.0.0.1:${redis.port}`, '--redis-prefix', `t${++prefixes}:`, ...workerArgs(workers), ...timeout, ...extra];
+  const args = ['--cache', '--singleflight', '--cache-ttl', HOUR, '--redis', `127.0.0.1:${redis.port}`, '--redis-prefix', `t${++prefixes}:`, ...cacheArgs(workers), ...timeout, ...extra];
   const a = await fx.launch(args);
   const b = await fx.launch(args);
   t.teardown(() => Promise.all([fx.stopProxy(a), fx.stopProxy(b)]).then(() => undefined));

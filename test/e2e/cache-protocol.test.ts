@@ -6,7 +6,7 @@ import t from 'tap';
 import { USERS } from '../harness/pg-cluster';
 import { clusterAndProxies } from '../helpers/fixture';
 import type { Proxy } from '../harness/proxy';
-import { WORKER_MODES, extUnit, runUnit, wireBytes, workerArgs, type UnitOptions } from '../helpers/cache';
+import { WORKER_MODES, extUnit, runUnit, wireBytes, cacheArgs, type UnitOptions } from '../helpers/cache';
 import { RawClient, describeMessages, enc, errorsIn, i32, value } from '../helpers/wire';
 
 const { pg, fx } = clusterAndProxies(t);
@@ -32,7 +32,7 @@ async function direct(): Promise<RawClient> {
 }
 
 async function cachedProxy(workers: number, extra: string[] = []): Promise<Proxy> {
-  return fx.launch(['--cache', '--singleflight', '--cache-ttl', '3600000', ...workerArgs(workers), ...extra]);
+  return fx.launch(['--cache', '--singleflight', '--cache-ttl', '3600000', ...cacheArgs(workers), ...extra]);
 }
 
 const SIMPLE = [

@@ -6,7 +6,7 @@ import t from 'tap';
 import { USERS } from '../harness/pg-cluster';
 import { clusterAndProxies } from '../helpers/fixture';
 import type { Proxy } from '../harness/proxy';
-import { WORKER_MODES, calls, runUnit, waitCounter, waitUntilCount, workerArgs } from '../helpers/cache';
+import { WORKER_MODES, calls, runUnit, waitCounter, waitUntilCount, cacheArgs } from '../helpers/cache';
 import { RawClient, describeMessages, enc, errorsIn, value } from '../helpers/wire';
 import { sleep } from '../harness/time';
 
@@ -42,7 +42,7 @@ t.before(async () => {
 });
 
 async function cachedProxy(workers: number, extra: string[] = []): Promise<Proxy> {
-  return fx.launch(['--cache', '--singleflight', '--cache-ttl', HOUR, ...workerArgs(workers), ...extra]);
+  return fx.launch(['--cache', '--singleflight', '--cache-ttl', HOUR, ...cacheArgs(workers), ...extra]);
 }
 
 /** A read through the proxy: its value, and whether the proxy's hit counter moved (nothing else runs meanwhile). */

@@ -8,6 +8,7 @@ import { clusterAndProxies } from '../helpers/fixture';
 import { type Proxy } from '../harness/proxy';
 import { enc, type RawClient } from '../helpers/wire';
 import { sleep } from '../harness/time';
+import { CATALOG_ARGS } from '../helpers/cache';
 
 const USER = USERS.trust.user;
 
@@ -99,7 +100,7 @@ t.test('psql and raw pipelines through the proxy: one done line per Q/E, with ro
 });
 
 t.test('json lines; cache hits and aborted queries get done lines too', async (tt) => {
-  const p = await launch(['--log-completions', '--log-format', 'json', '--cache']);
+  const p = await launch(['--log-completions', '--log-format', 'json', '--cache', ...CATALOG_ARGS]);
   const c = await session(p.port);
   for (let i = 0; i < 3; i++) {
     c.write(enc.query('select 42 as answer'));

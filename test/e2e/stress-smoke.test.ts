@@ -15,8 +15,8 @@ const ROOT = path.resolve(__dirname, '../../..');
 const RUNS: [string, Record<string, string>][] = [
   ['make stress DURATION=20 passes its checks', {}],
   [
-    "make stress DURATION=20 PGSCRIBE_ARGS='--cache --singleflight --log-completions --admin 127.0.0.1:0' SYSBENCH_ARGS=--skip_trx=on passes its checks",
-    { PGSCRIBE_ARGS: '--cache --singleflight --log-completions --admin 127.0.0.1:0', SYSBENCH_ARGS: '--skip_trx=on' },
+    "make stress DURATION=20 PGSCRIBE_ARGS='--cache --singleflight --catalog-user postgres --log-completions --admin 127.0.0.1:0' SYSBENCH_ARGS=--skip_trx=on passes its checks",
+    { PGSCRIBE_ARGS: '--cache --singleflight --catalog-user postgres --log-completions --admin 127.0.0.1:0', SYSBENCH_ARGS: '--skip_trx=on' },
   ],
 ];
 

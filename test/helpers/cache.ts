@@ -16,6 +16,17 @@ export function workerArgs(workers: number): string[] {
   return workers === 0 ? [] : ['--workers', String(workers)];
 }
 
+/**
+ * pgscribe's own catalog connection, as the harness cluster's superuser (trust over TCP): without
+ * it --cache and --singleflight answer only what cache-rules allow.
+ */
+export const CATALOG_ARGS: readonly string[] = ['--catalog-user', 'postgres'];
+
+/** The flags of a cache test's pgscribe: the catalog connection and the worker threads. */
+export function cacheArgs(workers: number): string[] {
+  return [...CATALOG_ARGS, ...workerArgs(workers)];
+}
+
 export interface UnitOptions {
   /** Parse this SQL into the unnamed statement first (null: no Parse, Bind `statement`). */
   sql: string | null;

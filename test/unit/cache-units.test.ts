@@ -89,7 +89,7 @@ t.test('Bind parts and volatile inputs; malformed Binds are ProtocolErrors', asy
   t.equal(b[l.paramsAt - 1], 0, 'params start right after the statement name');
   t.equal(hasVolatileInput(l), true, "'now' as text is volatile");
   const bin = enc.bind('', '', ['now'], [1]);
-  t.equal(hasVolatileInput(new BindMessage(bin, 0, bin.length)), false, "'now' in binary format is bytes, not a date");
+  t.equal(hasVolatileInput(new BindMessage(bin, 0, bin.length)), true, "'now' in binary format: a binary text parameter is its bytes (issue 14, finding 9)");
   const perParam = enc.bind('', '', [i32(1), ' Today '], [1, 0]);
   t.equal(hasVolatileInput(new BindMessage(perParam, 0, perParam.length)), true, 'per-parameter formats; trimmed, any case');
   // Every truncation of a valid Bind is rejected, never read past its end.
@@ -206,7 +206,7 @@ t.test('relationName: the last component, quotes respected', async (t) => {
 });
 
 t.test('CachePolicy: classifier, rules, memo', async (t) => {
-  const pol = new CachePolicy({ rules: [{ pattern: /^select \* from never/i, ttlMs: null }, { pattern: /short/, ttlMs: 5 }], ttlMs: 1000 });
+  const pol = new CachePolicy({ rules: [{ pattern: /^select \* from never/i, ttlMs: null }, { pattern: /short/, ttlMs: 5 }], ttlMs: 1000, rulesOnly: false });
   const a = pol.forSql('SELECT * FROM public.t JOIN s.u ON true');
   t.equal(a.cacheable, true);
   t.strictSame(a.reads, ['t', 'u'], 'relation names');
@@ -219,6 +219,16 @@ t.test('CachePolicy: classifier, rules, memo', async (t) => {
   t.equal(pol.forSql('DELETE FROM t USING u WHERE f(t.a)').writeTables, null, 'unknown function: the whole database');
   t.equal(pol.forSql('DEALLOCATE ALL').dropsStatements, true);
   t.equal(pol.forSql("SELECT 'a\\' FROM t", false).cacheable, false, 'standard_conforming_strings off: the backslash escapes the quote');
+});
+
+t.test('CachePolicy without the catalog: only what a rule allows, with its TTL', async (t) => {
+  const pol = new CachePolicy({ rules: [{ pattern: /^select \* from never/i, ttlMs: null }, { pattern: /from allowed/i, ttlMs: 5 }], ttlMs: 1000, rulesOnly: true });
+  t.equal(pol.forSql('SELECT * FROM t').cacheable, false, 'a read no rule names: relayed');
+  const a = pol.forSql('SELECT * FROM allowed');
+  t.strictSame([a.cacheable, a.ttlMs], [true, 5], 'a read a rule allows: cached with the rule\'s TTL');
+  t.equal(pol.forSql('SELECT * FROM never').cacheable, false, 'a rule saying never');
+  t.equal(pol.forSql('UPDATE allowed SET a = 1').cacheable, false, 'a rule cannot make a write cacheable');
+  t.equal(pol.forSql('SELECT * FROM allowed FOR UPDATE').cacheable, false, 'nor a locking read');
 });
 
 t.test('CacheShard: hits, TTL, LRU bounds, invalidation, flights', async (t) => {

@@ -50,6 +50,7 @@ const DEFAULTS: Config = {
     singleflight: false,
     lockMs: 2000,
   },
+  catalog: { user: '', password: '', database: 'postgres', pollMs: 1000 },
   tls: {
     client: { cert: '', key: '', ca: '', mode: 'disable' },
     upstream: { mode: 'disable', ca: '', cert: '', key: '' },
@@ -87,6 +88,10 @@ const DEFAULTS_DESCRIBED = {
   'redis-timeout-ms': 50,
   'redis-singleflight': false,
   'redis-lock-ms': 2000,
+  'catalog-user': '',
+  'catalog-password': '',
+  'catalog-database': 'postgres',
+  'catalog-poll-ms': 1000,
   'log-completions': false,
   admin: 'off',
   'admin-token': '',
@@ -218,6 +223,10 @@ t.test('every flag parses', async (tt) => {
     '--redis-timeout-ms', '10',
     '--redis-singleflight',
     '--redis-lock-ms', '100',
+    '--catalog-user', 'pgscribe',
+    '--catalog-password', 'cpw',
+    '--catalog-database', 'meta',
+    '--catalog-poll-ms', '100',
     '--log-completions',
     '--admin', '127.0.0.2:9187',
     '--admin-token', 'tok',
@@ -273,6 +282,7 @@ t.test('every flag parses', async (tt) => {
       singleflight: true,
       lockMs: 100,
     },
+    catalog: { user: 'pgscribe', password: 'cpw', database: 'meta', pollMs: 100 },
     tls: {
       client: { cert: '/etc/pgscribe/server.crt', key: '/etc/pgscribe/server.key', ca: '/etc/pgscribe/clients-ca.crt', mode: 'require' },
       upstream: { mode: 'verify-full', ca: '/etc/pgscribe/pg-ca.crt', cert: '/etc/pgscribe/pgscribe.crt', key: '/etc/pgscribe/pgscribe.key' },
@@ -427,6 +437,10 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
       'redis-timeout-ms': 20,
       'redis-singleflight': true,
       'redis-lock-ms': 500,
+      'catalog-user': 'pgscribe',
+      'catalog-password': 'cpw',
+      'catalog-database': 'meta',
+      'catalog-poll-ms': 250,
       'log-completions': true,
       admin: '0.0.0.0:9187',
       'admin-token': 's3cret',
@@ -480,6 +494,7 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
       singleflight: true,
       lockMs: 500,
     },
+    catalog: { user: 'pgscribe', password: 'cpw', database: 'meta', pollMs: 250 },
     tls: {
       client: { cert: 'c.pem', key: 'k.pem', ca: '', mode: 'allow' },
       upstream: { mode: 'prefer', ca: 'ca.pem', cert: '', key: '' },
@@ -772,6 +787,24 @@ t.test('admin: PORT means loopback; beyond loopback it needs a token; --check hi
   const refused = spawnSync(process.execPath, [MAIN, '--check', '--log', 'none', '--admin', '0.0.0.0:9'], { encoding: 'utf8' });
   tt.equal(refused.status, 1, 'a non-loopback admin address without a token fails --check');
   tt.match(refused.stderr, /invalid setting admin: binding the admin server to 0\.0\.0\.0/);
+});
+
+t.test('catalog: --check hides the password and says which cache mode runs and why', async (tt) => {
+  const c = configOf(['--catalog-user', 'pgscribe', '--catalog-password', 'pw', '--catalog-database', 'meta', '--catalog-poll-ms', '250']);
+  tt.strictSame(c.catalog, { user: 'pgscribe', password: 'pw', database: 'meta', pollMs: 250 });
+  for (const bad of [['--catalog-poll-ms', '10'], ['--catalog-database', '']]) {
+    const err = configError(tt, () => parseCommandLine(bad), bad.join(' '));
+    tt.ok(err !== null && err.key.includes(bad[0]!.slice(2)), `${bad.join(' ')}: names ${bad[0]} (${err?.message})`);
+  }
+  const r = spawnSync(process.execPath, [MAIN, '--check', '--log', 'none', '--cache', '--catalog-user', 'pgscribe', '--catalog-password', 'hunter2'], { encoding: 'utf8' });
+  tt.equal(r.status, 0, r.stderr);
+  tt.notMatch(r.stdout, /hunter2/, 'the password is not printed');
+  tt.match(r.stdout, /"catalog-password": "\(set\)"/);
+  tt.match(r.stderr, /^pgscribe: cache mode: catalog: what statements touch comes from PostgreSQL's catalog \(catalog-user pgscribe\)$/m, 'the mode, on stderr');
+  const rulesOnly = spawnSync(process.execPath, [MAIN, '--check', '--log', 'none', '--singleflight'], { encoding: 'utf8' });
+  tt.match(rulesOnly.stderr, /^pgscribe: cache mode: rules-only: no catalog-user, so only statements a cache-rules entry allows are cached or shared$/m);
+  const off = spawnSync(process.execPath, [MAIN, '--check', '--log', 'none'], { encoding: 'utf8' });
+  tt.equal(off.stderr, '', 'nothing said without the cache');
 });
 
 t.test('redis: needs --cache; redis-singleflight needs --redis; --check hides the password', async (tt) => {

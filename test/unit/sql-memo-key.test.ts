@@ -56,8 +56,8 @@ t.test('memoKeyOf: shape only for queries and plain DML', async (t) => {
 t.test('the policy memo: whichever text comes first, each gets its own verdict', async (t) => {
   for (const [a, b] of DIFFERENT) {
     for (const [first, second] of [[a, b], [b, a]] as const) {
-      const p = new CachePolicy({ rules: [], ttlMs: 1000 });
-      const want = new CachePolicy({ rules: [], ttlMs: 1000 }).forSql(second);
+      const p = new CachePolicy({ rules: [], ttlMs: 1000, rulesOnly: false });
+      const want = new CachePolicy({ rules: [], ttlMs: 1000, rulesOnly: false }).forSql(second);
       p.forSql(first);
       const got = p.forSql(second);
       t.strictSame(got.cls, want.cls, `${second} after ${first}`);
@@ -65,10 +65,10 @@ t.test('the policy memo: whichever text comes first, each gets its own verdict',
     }
   }
   // The finding's pair: the ANALYZE 1 one writes t whatever came first.
-  const p = new CachePolicy({ rules: [], ttlMs: 1000 });
+  const p = new CachePolicy({ rules: [], ttlMs: 1000, rulesOnly: false });
   t.equal(p.forSql('EXPLAIN (ANALYZE 0) UPDATE t SET a = 1').cls.writes, false);
   t.equal(p.forSql('EXPLAIN (ANALYZE 1) UPDATE t SET a = 1').cls.writes, true);
   // DML still shares: the second text is the first one's entry.
-  const q = new CachePolicy({ rules: [], ttlMs: 1000 });
+  const q = new CachePolicy({ rules: [], ttlMs: 1000, rulesOnly: false });
   t.equal(q.forSql(SHARED[1]![0]), q.forSql(SHARED[1]![1]), 'one entry for both');
 });
