@@ -58,6 +58,19 @@ export const enc = {
   terminate: () => msg('X', Buffer.alloc(0)),
   copyData: (data: string | Buffer) => msg('d', Buffer.from(data)),
   copyDone: () => msg('c', Buffer.alloc(0)),
+  /** FunctionCall (fastpath): function `oid` with text-format arguments (null: SQL NULL), a text result. */
+  functionCall: (oid: number, args: (string | null)[]) =>
+    msg(
+      'F',
+      Buffer.concat([
+        i32(oid),
+        i16(1),
+        i16(0), // one format code: every argument is text
+        i16(args.length),
+        ...args.flatMap((a) => (a === null ? [i32(-1)] : [i32(Buffer.byteLength(a)), Buffer.from(a)])),
+        i16(0), // result format: text
+      ]),
+    ),
   raw: msg,
 };
 
