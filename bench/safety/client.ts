@@ -6,10 +6,10 @@
  * same interleaving: that is up to the machine).
  */
 import { sleep } from '../../test/harness/time';
-import { Conn, type Answer } from './conn';
+import { Conn, type Answer, type ExtOptions } from './conn';
 import type { Floor, Model } from './model';
 import { judge, type Finding } from './oracle';
-import { inlineParams, randomRead } from './reads';
+import { inlineParams, randomRead, type ReadSpec } from './reads';
 import { APP_ROLES, SUPERUSER } from './schema';
 import { randomSettingOp, randomStartupOptions, type RoleLocks } from './settings-ops';
 import type { ShapeOracle } from './shape';
@@ -65,8 +65,12 @@ function pickLogin(rng: () => number): string {
   return rng() < 0.1 ? SUPERUSER : APP_ROLES[Math.floor(rng() * APP_ROLES.length)]!;
 }
 
+/** How many reads a client keeps repeating (an application's queries, across its sessions). */
+const WORKING_SET = 8;
+
 export async function clientLoop(ctx: ClientContext, idx: number, rng: () => number): Promise<void> {
   let sessionNo = 0;
+  const recent: { spec: ReadSpec; how: ExtOptions | null }[] = [];
   while (!ctx.stopping()) {
     const login = pickLogin(rng);
     const options = randomStartupOptions(rng);
@@ -101,8 +105,8 @@ export async function clientLoop(ctx: ClientContext, idx: number, rng: () => num
       if (rng() < 0.15) await changeState(ctx, c, s, rng, note);
       for (let i = 0; i < ops && !ctx.stopping(); i++) {
         const x = rng();
-        if (x < 0.88) await read(ctx, idx, sessionNo, c, s, rng, history, note);
-        else if (x < 0.98) await write(ctx, c, s, rng, note);
+        if (x < 0.89) await read(ctx, idx, sessionNo, c, s, rng, history, note, recent);
+        else if (x < 0.99) await write(ctx, c, s, rng, note);
         else await changeState(ctx, c, s, rng, note);
       }
     } catch (e) {
@@ -112,9 +116,21 @@ export async function clientLoop(ctx: ClientContext, idx: number, rng: () => num
   }
 }
 
-async function read(ctx: ClientContext, idx: number, sessionNo: number, c: Conn, s: SessionState, rng: () => number, history: string[], note: (s: string) => void): Promise<void> {
-  const spec = randomRead(rng, s, ctx.model);
-  const how = protocolFor(rng);
+async function read(
+  ctx: ClientContext, idx: number, sessionNo: number, c: Conn, s: SessionState, rng: () => number,
+  history: string[], note: (s: string) => void, recent: { spec: ReadSpec; how: ExtOptions | null }[],
+): Promise<void> {
+  // Half the time one of the client's recent reads again, as an application repeats its queries:
+  // the same statement from many sessions is what a cache shares, rightly or wrongly.
+  let spec: ReadSpec;
+  let how: ExtOptions | null;
+  if (recent.length > 0 && rng() < 0.5) ({ spec, how } = recent[Math.floor(rng() * recent.length)]!);
+  else {
+    spec = randomRead(rng, s, ctx.model);
+    how = protocolFor(rng);
+    recent.push({ spec, how });
+    if (recent.length > WORKING_SET) recent.shift();
+  }
   const snapshot = { ...s };
   const start = ctx.model.tick();
   ctx.inflight.set(idx, start);

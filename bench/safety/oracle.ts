@@ -30,7 +30,7 @@
 import type { Answer } from './conn';
 import { DELETED, type Floor, type Model, type ModelRow } from './model';
 import type { ReadSpec } from './reads';
-import { byteaText, currentSchema, floatText, maySee, maySeeRow, VISIBILITY, type SessionState } from './state';
+import { byteaText, currentSchema, floatText, maySee, maySeeRow, shelfFamily, VISIBILITY, type SessionState } from './state';
 
 const SHELF_TAG: Partial<Record<string, string>> = { shelf1: 's1', shelf2: 's2', shelftmp: 'tmp' };
 
@@ -97,10 +97,10 @@ export function judge(spec: ReadSpec, s: SessionState, a: Answer, start: number,
       if (f !== null && v <= f) out.add('stale-call', `touch() returned version ${v}, but version ${f} of touches[${item.tenant}] was acknowledged before the call`);
       else floors.push({ fam: 'touches', id: item.tenant, ver: v });
     }
-  } else if (c.fam === null) {
+  } else if ((c.fam === 'shelf' ? shelfFamily(s) : c.fam) === null) {
     out.add('wrong-schema', `rows answered, but search_path '${s.searchPath}' names no such table (PostgreSQL: 42P01)`);
   } else {
-    const fam = c.fam;
+    const fam = c.fam === 'shelf' ? shelfFamily(s)! : c.fam;
     const seen = new Set<number>();
     const colNames = (a.cols ?? []).map((x) => x.name);
     const fCol = colNames.indexOf('f');

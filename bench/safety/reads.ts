@@ -9,10 +9,11 @@
  */
 import type { Family, Model, ModelRow } from './model';
 import { TENANTS } from './schema';
-import { shelfFamily, type SessionState } from './state';
+import type { SessionState } from './state';
 
 export type ReadCheck =
-  | { type: 'rows'; fam: Family | null; pred: (r: ModelRow) => boolean }
+  /** fam 'shelf': the family an unqualified `shelf` means for the session (state.ts shelfFamily). */
+  | { type: 'rows'; fam: Family | 'shelf'; pred: (r: ModelRow) => boolean }
   | { type: 'settings' }
   | { type: 'tenant' }
   | { type: 'identity' }
@@ -55,7 +56,7 @@ const byTenant = (t: number) => (r: ModelRow) => r.tenant === t;
 
 type Template = (rng: Rng, s: SessionState, m: Model) => ReadSpec;
 
-function rowsRead(name: string, sql: string, params: (string | number)[], fam: Family | null, pred: (r: ModelRow) => boolean): ReadSpec {
+function rowsRead(name: string, sql: string, params: (string | number)[], fam: Family | 'shelf', pred: (r: ModelRow) => boolean): ReadSpec {
   return { name, sql, params: params.map(String), check: { type: 'rows', fam, pred } };
 }
 
@@ -73,7 +74,7 @@ const TEMPLATES: [number, Template][] = [
     const t = tenantParam(r, s);
     return rowsRead('view-by-tenant', 'SELECT id, tenant, ver FROM v_items WHERE tenant = $1 ORDER BY id', [t], 'items', byTenant(t));
   }],
-  [1, (r, s) => {
+  [0.3, (r, s) => {
     const t = tenantParam(r, s);
     return rowsRead('stable-function', 'SELECT id, tenant, ver FROM items_of($1) ORDER BY id', [t], 'items', byTenant(t));
   }],
@@ -100,8 +101,8 @@ const TEMPLATES: [number, Template][] = [
   }],
   [2, () => rowsRead('fk-set-null-links', 'SELECT id, tenant, ver FROM links ORDER BY id', [], 'links', all)],
   [4, () => rowsRead('rls-current-user', 'SELECT id, owner, ver FROM docs ORDER BY id', [], 'docs', all)],
-  [4, (_r, s) => rowsRead('search-path', 'SELECT id, tenant, ver, tag FROM shelf ORDER BY id', [], shelfFamily(s), all)],
-  [2, (_r, s) => rowsRead('search-path-star', 'SELECT * FROM shelf ORDER BY id', [], shelfFamily(s), all)],
+  [4, () => rowsRead('search-path', 'SELECT id, tenant, ver, tag FROM shelf ORDER BY id', [], 'shelf', all)],
+  [2, () => rowsRead('search-path-star', 'SELECT * FROM shelf ORDER BY id', [], 'shelf', all)],
   [1, () => rowsRead('qualified-s1', 'SELECT id, tenant, ver, tag, f FROM s1.shelf ORDER BY id', [], 'shelf1', all)],
   [1, () => rowsRead('qualified-s2', 'SELECT id, tenant, ver, tag FROM s2.shelf ORDER BY id', [], 'shelf2', all)],
   [3, () => rowsRead('matview', 'SELECT id, tenant, ver FROM mv_items ORDER BY id', [], 'mv', all)],
@@ -112,7 +113,7 @@ const TEMPLATES: [number, Template][] = [
     params: [],
     check: { type: 'settings' },
   })],
-  [1, () => ({ name: 'stable-setting-function', sql: 'SELECT current_tenant()', params: [], check: { type: 'tenant' } })],
+  [0.3, () => ({ name: 'stable-setting-function', sql: 'SELECT current_tenant()', params: [], check: { type: 'tenant' } })],
   [2, (r, _s, m) => ({ name: 'attribute-call', sql: 'SELECT i.id, i.touch FROM items i WHERE i.id = $1', params: [String(idParam(r, m, 'items'))], check: { type: 'touch' } })],
 ];
 

@@ -48,11 +48,14 @@ export interface CheckResult {
   pgscribeArgs: string[];
   main: string | null;
   tally: Tally;
-  /** The first violations in full. */
+  /** The first violations of each kind and read template, in full. */
   examples: Violation[];
   /** pgscribe's stats line at the end of the load. */
   proxyStats: Stats | null;
 }
+
+/** Violations kept in full per kind and read template. */
+const EXAMPLES_PER_KIND = 3;
 
 /** pgscribe's flags for a run. */
 export function pgscribeArgs(o: CheckOptions, redis: RedisServer | null): string[] {
@@ -107,7 +110,8 @@ export async function runSafetyCheck(o: CheckOptions): Promise<CheckResult> {
       stopping: () => Date.now() >= stopAt || (proxy !== null && !proxy.alive),
       report: (v) => {
         tally.violation(v.kind, v.template);
-        if (examples.length < 200) examples.push(v);
+        // The first few of each kind and read: a rare kind is not crowded out by a frequent one.
+        if ((tally.violationsByTemplate[`${v.kind} <- ${v.template}`] ?? 0) <= EXAMPLES_PER_KIND) examples.push(v);
         if (tally.totalViolations <= o.printLimit) o.log(formatViolation(v));
       },
     };

@@ -86,7 +86,7 @@ function tempOp(rng: Rng): SettingOp {
   return { name: 'temp-table-do', sql: doBlock(TEMP_SHELF), params: [], simpleOnly: true, apply };
 }
 
-/** A random change of the session's state. */
+/** A random change of the session's state (only: of its tenant). */
 export function randomSettingOp(rng: Rng, s: SessionState, only?: 'tenant'): SettingOp {
   if (only === 'tenant') return tenantOp(rng);
   const x = rng();

@@ -105,8 +105,8 @@ const itemWrite = (name: string, sql: (id: number) => string, opts: { simpleOnly
 const MAKERS: [number, Maker][] = [
   [6, itemWrite('item-update', () => 'UPDATE items SET qty = qty + 1 WHERE id = $1', { autocommit: true })],
   [4, itemWrite('item-update-view', () => 'UPDATE v_items SET qty = qty + 1 WHERE id = $1')],
-  [1, itemWrite('item-update-function', () => 'SELECT bump_item($1)')],
-  [1, itemWrite('item-update-do', (id) => `DO $$BEGIN UPDATE items SET qty = qty + 1 WHERE id = ${id}; END$$`, { simpleOnly: true })],
+  [0.5, itemWrite('item-update-function', () => 'SELECT bump_item($1)')],
+  [0.5, itemWrite('item-update-do', (id) => `DO $$BEGIN UPDATE items SET qty = qty + 1 WHERE id = ${id}; END$$`, { simpleOnly: true })],
   [3, itemWrite('item-delete', () => 'DELETE FROM items WHERE id = $1', { deletes: true })],
   [4, (rng, s, m) => {
     const t = newTenant(rng, s);
@@ -126,7 +126,7 @@ const MAKERS: [number, Maker][] = [
     const r = pick(rng, live(m, s, 'meas'));
     if (r === undefined) return null;
     const part = r.tenant <= 2 ? 'meas_p1' : 'meas_p2';
-    const how = rng() < 0.1 ? 2 : rng() < 0.5 ? 0 : 1;
+    const how = rng() < 0.05 ? 2 : rng() < 0.5 ? 0 : 1;
     const base = { locks: [lockSql('meas', `id = ${r.id}`)], params: [String(r.id)] };
     if (how === 0) return plan({ ...base, name: 'partition-update-partition', sql: `UPDATE ${part} SET val = val + 1 WHERE id = $1`, autocommit: 'meas' });
     if (how === 1) return plan({ ...base, name: 'partition-update-parent', sql: 'UPDATE meas SET val = val + 1 WHERE id = $1', autocommit: 'meas' });
@@ -201,7 +201,7 @@ const MAKERS: [number, Maker][] = [
     const table = qualified ? FAMILY_TABLE[fam][0] : 'shelf';
     return plan({ name: qualified ? 'schema-update-qualified' : 'schema-update-search-path', locks: [lockSql(fam, `id = ${r.id}`)], sql: `UPDATE ${table} SET tenant = tenant WHERE id = $1`, params: [String(r.id)], autocommit: fam });
   }],
-  [1, () => plan({ name: 'matview-refresh-function', sql: 'SELECT refresh_mv()', whole: 'mv' })],
+  [0.5, () => plan({ name: 'matview-refresh-function', sql: 'SELECT refresh_mv()', whole: 'mv' })],
 ];
 
 const TOTAL = MAKERS.reduce((a, [w]) => a + w, 0);

@@ -84,8 +84,9 @@ t.test('search_path decides the schema; formats follow the session', async (t) =
   const spec: ReadSpec = { name: 'search-path', sql: 'SELECT id, tenant, ver, tag FROM shelf', params: [], check: { type: 'rows', fam: 'shelf2', pred: () => true } };
   t.same(kinds(m, spec, answer([['800', '1', '5', 's2']], ['id', 'tenant', 'ver', 'tag']), m.clock, s2), []);
   t.ok(kinds(m, spec, answer([['700', '1', '5', 's1']], ['id', 'tenant', 'ver', 'tag']), m.clock, s2).includes('wrong-schema'));
-  const none: ReadSpec = { ...spec, check: { type: 'rows', fam: null, pred: () => true } };
-  t.same(kinds(m, none, answer([]), m.clock), ['wrong-schema'], 'rows where PostgreSQL says 42P01');
+  const unqualified: ReadSpec = { ...spec, check: { type: 'rows', fam: 'shelf', pred: () => true } };
+  t.same(kinds(m, unqualified, answer([['800', '1', '5', 's2']], ['id', 'tenant', 'ver', 'tag']), m.clock, s2), [], 'shelf is s2.shelf under s2, public');
+  t.same(kinds(m, unqualified, answer([]), m.clock, { ...tenant1, searchPath: 'public' }), ['wrong-schema'], 'rows where PostgreSQL says 42P01');
 
   t.equal(floatText(1, 0), '0.333333333333333');
   t.equal(floatText(1, 1), '0.3333333333333333');
