@@ -7,7 +7,7 @@ ARGS ?=
 # e.g. make test TESTS=build/test/unit/framer.test.js
 TESTS ?= build/test/unit/*.test.js build/test/e2e/*.test.js build/test/regress/*.test.js
 
-.PHONY: all install build compile test test-unit run clean bench bench-log bench-cache stress dashboard-shot
+.PHONY: all install build compile test test-unit run clean bench bench-log bench-cache stress dashboard-shot safety-check
 
 all: build
 
@@ -64,6 +64,15 @@ dashboard-shot: compile
 # sysbench oltp_read_write + pgbench through pgscribe; DURATION in seconds (default 300).
 stress: compile
 	$(NODE) build/bench/stress.js
+
+# Randomized checker: concurrent clients (roles, tenants, search paths, DO blocks, writes through
+# views/partitions/triggers/cascades) through pgscribe --cache --singleflight --cache-ttl 60000;
+# every answer judged against what PostgreSQL could have given; exit 1 on any violation.
+# Knobs: DURATION (s, 300), CLIENTS (24), SEED, PGSCRIBE_ARGS, WORKERS (0|2), REDIS=1,
+# BASELINE_MAIN (another build), NO_CATALOG=1 (no --catalog-user postgres), ELSEWHERE=1
+# (see bench/safety-check.ts). Results: logs/safety-<time>.json.
+safety-check: compile
+	$(NODE) build/bench/safety-check.js
 
 run: build
 	$(NODE) dist/main.js $(ARGS)

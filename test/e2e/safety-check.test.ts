@@ -1,0 +1,37 @@
+// The randomized safety checker (bench/safety-check.ts, `make safety-check`) for a short run with a
+// fixed seed, in each worker mode: no answer through pgscribe that PostgreSQL would not have
+// given. It cannot pass vacuously: the run must have judged many reads, committed writes, and had
+// pgscribe answer some reads from its cache.
+import t from 'tap';
+import { formatViolation, runSafetyCheck } from '../../bench/safety/run';
+import { WORKER_MODES } from '../helpers/cache';
+
+const SEED = 14;
+const DURATION_S = 25;
+
+for (const workers of WORKER_MODES) {
+  t.test(`safety check, ${DURATION_S} s, seed ${SEED}, --workers ${workers}`, async (t) => {
+    const lines: string[] = [];
+    const r = await runSafetyCheck({
+      durationS: DURATION_S,
+      clients: 16,
+      seed: SEED,
+      extraArgs: [],
+      workers,
+      redis: false,
+      catalog: true,
+      direct: false,
+      elsewhere: false,
+      elsewhereLagMs: 0,
+      printLimit: 0,
+      log: (s) => lines.push(s),
+    });
+    const tally = r.tally;
+    const hits = (r.proxyStats?.['cache_hits'] ?? 0) + (r.proxyStats?.['cache_waiters'] ?? 0);
+    t.equal(tally.totalViolations, 0, `no violations; found ${JSON.stringify(tally.violations)}:\n${r.examples.slice(0, 5).map(formatViolation).join('\n')}`);
+    t.ok(tally.reads >= 1000, `judged ${tally.reads} reads (at least 1000)`);
+    t.ok(tally.writesCommitted >= 100, `${tally.writesCommitted} writes committed (at least 100)`);
+    t.ok(hits >= 100, `pgscribe answered ${hits} reads from its cache or a flight (at least 100): ${JSON.stringify(r.proxyStats)}`);
+    t.ok(Object.keys(tally.readsByTemplate).length >= 20, `reads of ${Object.keys(tally.readsByTemplate).length} kinds`);
+  });
+}
