@@ -159,6 +159,9 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
     process.exit(1);
   }
   const redis = cfg.redis.address;
+  // Before the listening line: whoever reads it may send SIGUSR2 at once (its default kills).
+  const printStats = () => ops.info('stats', statsLine(server));
+  process.on('SIGUSR2', printStats);
   ops.info('listening', {
     listen: `${addr.address}:${addr.port}`,
     upstream: `${cfg.upstream.host}:${cfg.upstream.port}`,
@@ -190,8 +193,6 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
     }
   }
 
-  const printStats = () => ops.info('stats', statsLine(server));
-  process.on('SIGUSR2', printStats);
   if (cfg.statsIntervalMs > 0) setInterval(printStats, cfg.statsIntervalMs).unref();
 
   process.on('SIGHUP', () => {
