@@ -11,6 +11,7 @@ import { CatalogKnowledge } from '../catalog/knowledge';
 import type { CatalogRows, CatalogSource } from '../catalog/source';
 import { PgConnection } from '../pg/connection';
 import type { UpstreamTls } from '../tls';
+import { OWN_SQL_MARK } from './probe';
 
 export interface CatalogSettings {
   upstream: HostPort;
@@ -55,7 +56,7 @@ class DatabaseCatalog implements CatalogSource {
 
   async query(sql: string): Promise<CatalogRows> {
     const conn = await this.connection();
-    const r = await conn.query(sql);
+    const r = await conn.query(`${OWN_SQL_MARK} ${sql}`);
     return { fields: r.fields, rows: r.rows };
   }
 

@@ -278,8 +278,18 @@ export class CacheSession {
       return;
     }
     g.statements += pol.cls.reason === 'multi-statement' ? 2 : 1;
-    if (this.catalog.changesSession(pol)) this.tainted = true;
-    if (pol.cls.reason === 'ddl') g.ddl = true;
+    // Code pgscribe cannot see through (a volatile function, even one a domain check or a view
+    // calls, DO, CALL) may change the session and write anything.
+    if (this.catalog.changesSession(pol)) {
+      this.tainted = true;
+      g.writes = null;
+    }
+    // DDL, and a configuration reload (it changes the settings of every open session): what was
+    // cached may not be what PostgreSQL answers now, and the catalog is read again.
+    if (pol.cls.reason === 'ddl' || reloadsConfiguration(pol)) {
+      g.ddl = true;
+      g.writes = null;
+    }
     if (pol.dropsStatements) this.ledger.forgetStatements();
     if (pol.cls.writes) g.writes = addWrites(g.writes, this.catalog.writes(pol));
     const tx = pol.cls.txControl;
@@ -347,4 +357,10 @@ function mergeWrites(a: Writes, b: Writes): Writes {
   if (b === undefined) return a;
   if (b === null) return null;
   return addWrites(a, [...b]);
+}
+
+/** The statement calls pg_reload_conf(). */
+function reloadsConfiguration(pol: StatementPolicy): boolean {
+  for (const f of pol.facts.functions) if (f === 'pg_reload_conf' || f === 'pg_catalog.pg_reload_conf') return true;
+  return false;
 }

@@ -58,7 +58,9 @@ export const FINGERPRINT = [
   ['pg_attrdef', `adrelid NOT IN ${TEMP_RELS}`],
   ['pg_cast', ''],
 ].map(([cat, where]) => `SELECT '${cat}', count(*), coalesce(sum(xmin::text::bigint), 0) FROM pg_catalog.${cat}` +
-  (where === '' ? '' : ` WHERE ${where}`)).join('\nUNION ALL ');
+  (where === '' ? '' : ` WHERE ${where}`)).join('\nUNION ALL ') +
+  // A configuration reload (pg_reload_conf(), SIGHUP) changes the settings of open sessions.
+  "\nUNION ALL SELECT 'conf', 0, (extract(epoch FROM pg_catalog.pg_conf_load_time()) * 1000000)::bigint";
 
 /** Columns: oid, name. */
 export const SCHEMAS = 'SELECT oid, nspname FROM pg_namespace';

@@ -18,6 +18,7 @@ import { ResponseCapture, describedIn, judgeResponse, replayAnswer } from '../ca
 import { CacheSession, type CacheContext } from '../cache/session';
 import { MORE, REJECT, Unit } from '../cache/unit';
 import { PROBE_BATCH, parseProbeAnswer } from '../cache/probe';
+import { recheckBatch, recheckRefusal } from '../cache/recheck';
 import type { PendingGroup, SessionLedger, SideRequest, StatementDef } from './ledger';
 import type { Annotation, Recorder } from './recorder';
 import { ClientState } from './states';
@@ -80,7 +81,7 @@ export class CacheDriver implements FlightClient {
    * What the unit waits for: nothing, the session's answer to pgscribe's probe of its settings,
    * the layer's verdict (worker threads answer later), or another client's flight.
    */
-  private waitingFor: 'nothing' | 'catalog' | 'probe' | 'verdict' | 'flight' = 'nothing';
+  private waitingFor: 'nothing' | 'catalog' | 'probe' | 'check' | 'verdict' | 'flight' = 'nothing';
   /** The flight this client waits for (waitingFor 'flight'). */
   private flightId = 0;
   /** The unit's log lines are written (once, when the cache first decided). */
@@ -190,6 +191,13 @@ export class CacheDriver implements FlightClient {
   /** The unit is complete and the session's identity known: a cacheable read goes to the layer. */
   private decide(): void {
     const u = this.unit;
+    if (!u.hasParse && u.bindStatement === '') {
+      const believed = this.ledger.unnamedToCheck();
+      if (believed !== null) {
+        this.checkUnnamed(believed);
+        return;
+      }
+    }
     this.parseDef = u.parse === null ? null : this.cs.statementFor(u.parse, this.recorder.recording);
     const req = this.cs.usable ? this.cs.request(u, this.parseDef) : null;
     if (req === null) {
@@ -208,6 +216,38 @@ export class CacheDriver implements FlightClient {
     this.waitingFor = 'probe';
     this.startWaiting();
     this.session.sendSide(PROBE_BATCH, { capture: new ResponseCapture(PROBE_MAX_BYTES), done: (answer) => this.onProbe(answer) });
+  }
+
+  /**
+   * The unit runs the unnamed statement the client believes in, which an answer from the cache
+   * kept from the server: parse it there again (a request of pgscribe's own) and compare its
+   * description with the one the client was given. PostgreSQL fails a statement whose result type
+   * changed since its Parse with 0A000; so does pgscribe then, without sending the unit.
+   */
+  private checkUnnamed(def: StatementDef): void {
+    this.waitingFor = 'check';
+    this.startWaiting();
+    this.session.sendSide(recheckBatch(def), { capture: new ResponseCapture(PROBE_MAX_BYTES), done: (answer) => this.onChecked(def, answer) });
+  }
+
+  private onChecked(def: StatementDef, answer: Buffer | null): void {
+    if (this.waitingFor !== 'check') return;
+    this.waitingFor = 'nothing';
+    if (this.session.state === ClientState.Closing || answer === null) return;
+    const refusal = recheckRefusal(answer, def.description!);
+    this.ledger.unnamedChecked(def, refusal === null);
+    if (refusal === null) this.decide();
+    else {
+      // What PostgreSQL answers the unit: the error at its Bind, the rest skipped up to Sync.
+      if (this.recorder.recording) this.query = this.recorder.recordBatch(this.unit.held, {});
+      const out = this.session.toClient;
+      out.push(refusal, 0, refusal.length);
+      out.push(READY_IDLE, 0, READY_IDLE.length);
+      this.recorder.answeredLocally(this.query, this.start, refusal);
+      this.finishLocal();
+    }
+    this.session.flushToUpstream();
+    this.session.flushToClient();
   }
 
   private onProbe(answer: Buffer | null): void {

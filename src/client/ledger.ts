@@ -284,6 +284,29 @@ export class SessionLedger {
     this.unnamedClient = def;
   }
 
+  /**
+   * The unnamed statement the client believes in, when the server does not have it and its
+   * result description is known: before a request uses it, the cache checks that parsing it
+   * again gives that description (PostgreSQL answers 0A000 for a statement whose result type
+   * changed since its Parse). Null: nothing to check.
+   */
+  unnamedToCheck(): StatementDef | null {
+    const want = this.unnamedClient;
+    return want === undefined || want === null || want.description === null ? null : want;
+  }
+
+  /**
+   * The cache's check parsed the believed unnamed statement on the server (in a request of its
+   * own): with the same description (same: the server has it now, nothing left to repair), or
+   * another (the server has another statement under the name; the client's still fails).
+   */
+  unnamedChecked(def: StatementDef, same: boolean): void {
+    if (same) {
+      this.statements.set('', def);
+      this.unnamedClient = undefined;
+    } else this.statements.delete('');
+  }
+
   // ---- the server's answers --------------------------------------------------------------------
 
   /**

@@ -225,6 +225,13 @@ export interface Target {
   psql(commands: readonly string[], o?: SessionOptions): Promise<string>;
   /** Statements run one by one as the superuser straight to PostgreSQL (the operator's own psql), whatever the target. */
   truth(sql: string, database?: string): Promise<Answer>;
+  /**
+   * Run `change` (statements straight to PostgreSQL that change what the catalog or the settings
+   * say: DDL, a configuration reload), then wait until every pgscribe instance noticed it (its
+   * catalog poll dropped the database's cached answers: its cache_invalidations moved on).
+   * pgscribe can see such a change only that way; the direct run just runs it.
+   */
+  catalogChange(change: () => Promise<void>): Promise<void>;
 }
 
 const PSQL = fs.existsSync(path.join(PG_BIN, 'psql')) ? path.join(PG_BIN, 'psql') : 'psql';
@@ -276,7 +283,22 @@ class Run implements Target {
     private readonly pg: PgCluster,
     private readonly portOf: (via: 0 | 1) => number,
     private readonly settle: ((previous: 0 | 1) => Promise<void>) | null,
+    private readonly instances: readonly Proxy[] = [],
   ) {}
+
+  async catalogChange(change: () => Promise<void>): Promise<void> {
+    const before = await Promise.all(this.instances.map(async (p) => (await p.stats())['cache_invalidations'] ?? 0));
+    await change();
+    await Promise.all(
+      this.instances.map((p, i) =>
+        waitFor(async () => (((await p.stats())['cache_invalidations'] ?? 0) > before[i]! ? true : undefined), {
+          timeoutMs: 20_000,
+          intervalMs: 50,
+          timeout: () => 'pgscribe did not notice the change made straight in PostgreSQL',
+        }),
+      ),
+    );
+  }
 
   /** Before a request through instance `via`. */
   private async switchTo(via: 0 | 1): Promise<void> {
@@ -390,7 +412,7 @@ export function issue14Suite(
   };
 
   const proxyRun = (instances: Proxy[], mode: CacheMode): Run =>
-    new Run('pgscribe', pg(), (via) => instances[Math.min(via, instances.length - 1)]!.port, mode.redis ? (v) => settleL2(instances[v]!) : null);
+    new Run('pgscribe', pg(), (via) => instances[Math.min(via, instances.length - 1)]!.port, mode.redis ? (v) => settleL2(instances[v]!) : null, instances);
 
   /** The direct run of each scenario, once for every mode (PostgreSQL's answers do not depend on pgscribe's mode). */
   const directRuns = new Map<Scenario, Promise<{ want: Observations; errors: string[] }>>();

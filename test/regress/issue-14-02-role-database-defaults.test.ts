@@ -118,8 +118,13 @@ async function waitSetting(s: Sess, setting: string, value: string): Promise<voi
   throw new Error(`${setting} never became ${value}`);
 }
 
-const alterSystem: Scenario = {
-  name: 'ALTER SYSTEM SET bytea_output + pg_reload_conf(): sessions open and new',
+/**
+ * ALTER SYSTEM and the reload, straight to PostgreSQL (pgscribe notices by polling the
+ * catalog, which watches pg_conf_load_time()) or through pgscribe (it drops the cached answers
+ * when they commit).
+ */
+const alterSystem = (through: 'PostgreSQL' | 'pgscribe'): Scenario => ({
+  name: `ALTER SYSTEM SET bytea_output + pg_reload_conf() through ${through}: sessions open and new`,
   setup: ['ALTER SYSTEM RESET bytea_output', 'SELECT pg_reload_conf()', 'DROP TABLE IF EXISTS sysblobs', 'CREATE TABLE sysblobs (b bytea)', "INSERT INTO sysblobs VALUES ('\\x00ff41'::bytea)", 'GRANT SELECT ON sysblobs TO PUBLIC'],
   teardown: ['ALTER SYSTEM RESET bytea_output', 'SELECT pg_reload_conf()'],
   distinct: [['old session, before', 'old session, after the reload']],
@@ -128,8 +133,16 @@ const alterSystem: Scenario = {
     const old = await x.session();
     await waitSetting(old, 'bytea_output', 'hex');
     const before = (await old.q(read)).data;
-    await x.truth("ALTER SYSTEM SET bytea_output = 'escape'");
-    await x.truth('SELECT pg_reload_conf()');
+    if (through === 'PostgreSQL') {
+      await x.catalogChange(async () => {
+        await x.truth("ALTER SYSTEM SET bytea_output = 'escape'");
+        await x.truth('SELECT pg_reload_conf()');
+      });
+    } else {
+      const su = await x.session({ user: 'postgres' });
+      await su.q("ALTER SYSTEM SET bytea_output = 'escape'");
+      await su.q('SELECT pg_reload_conf()');
+    }
     await waitSetting(old, 'bytea_output', 'escape');
     const fresh = await x.session({ via: 1 });
     await waitSetting(fresh, 'bytea_output', 'escape');
@@ -139,7 +152,7 @@ const alterSystem: Scenario = {
       'new session, after the reload': (await fresh.q(read)).data,
     };
   },
-};
+});
 
 const scenarios: Scenario[] = [];
 for (const through of ['PostgreSQL', 'pgscribe'] as const) {
@@ -153,7 +166,8 @@ for (const through of ['PostgreSQL', 'pgscribe'] as const) {
 scenarios.push(
   pgTempFirst('search_path starting with pg_temp, from ALTER ROLE r SET search_path = pg_temp, public', [`ALTER ROLE ${R} SET search_path = pg_temp, public`], {}),
   pgTempFirst('search_path starting with pg_temp, from the startup options', [], { options: '-c search_path=pg_temp,public' }),
-  alterSystem,
+  alterSystem('PostgreSQL'),
+  alterSystem('pgscribe'),
 );
 
 issue14Suite(t, {
