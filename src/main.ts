@@ -175,6 +175,7 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
     upstream_tls: tls.upstream === null ? undefined : cfg.tls.upstream.mode,
     version: VERSION,
   });
+  if (cache?.catalogs) void cache.catalogs.check(cfg.catalog.database);
   if (tls.client !== null) reportCert(ops, 'TLS for clients', tls.client.cert);
   if (tls.upstream?.cert) reportCert(ops, 'TLS client certificate for the upstream', tls.upstream.cert);
   let admin: AdminServer | null = null;

@@ -172,6 +172,39 @@ export class Catalogs {
     return d;
   }
 
+  /**
+   * At start-up: try pgscribe's own login on `database` once and say how it went, so that an
+   * operator learns about wrong credentials at start rather than from an idle cache.
+   */
+  async check(database: string): Promise<void> {
+    const s = this.settings;
+    try {
+      const conn = await PgConnection.connect({
+        host: s.upstream.host,
+        port: s.upstream.port,
+        user: s.user,
+        password: s.password,
+        database,
+        applicationName: 'pgscribe catalog',
+        connectTimeoutMs: s.connectTimeoutMs,
+        tls: s.tls,
+      });
+      const r = await conn.query(`${OWN_SQL_MARK} SELECT current_user, version()`);
+      conn.close();
+      this.ops.info('catalog: pgscribe\'s own connection works; the cache reads each database\'s catalog through it', {
+        user: r.rows[0]?.[0] ?? s.user,
+        database,
+        server: r.rows[0]?.[1]?.split(' ').slice(0, 2).join(' ') ?? undefined,
+      });
+    } catch (err) {
+      this.ops.warn('catalog: pgscribe\'s own connection fails; the cache serves nothing from a database whose catalog it cannot read. Check catalog-user and catalog-password', {
+        user: s.user,
+        database,
+        reason: (err as Error).message,
+      });
+    }
+  }
+
   close(): void {
     for (const d of this.dbs.values()) d.close();
     this.dbs.clear();
