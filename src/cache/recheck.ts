@@ -9,7 +9,7 @@
  * @see https://www.postgresql.org/docs/15/protocol-flow.html#PROTOCOL-FLOW-EXT-QUERY
  */
 import { Backend, Frontend, SqlState } from '../protocol/codes';
-import { encodeErrorResponse } from '../protocol/messages';
+import { encodeErrorResponse, rowShape } from '../protocol/messages';
 import type { StatementDef } from '../client/ledger';
 
 function message(type: number, body: Buffer): Buffer {
@@ -44,7 +44,7 @@ export function recheckRefusal(answer: Buffer, description: string): Buffer | nu
     const end = off + 1 + answer.readUInt32BE(off + 1);
     if (end > answer.length || end < off + 5) break;
     if (type === Backend.ErrorResponse) return Buffer.from(answer.subarray(off, end));
-    if (type === Backend.RowDescription) return answer.toString('latin1', off, end) === description ? null : CHANGED;
+    if (type === Backend.RowDescription) return rowShape(answer, off, end) === description ? null : CHANGED;
     if (type === Backend.NoData) return description === 'n' ? null : CHANGED;
     off = end;
   }

@@ -12,7 +12,7 @@
  * @see https://www.postgresql.org/docs/15/protocol-flow.html#PROTOCOL-FLOW-EXT-QUERY
  */
 import { Backend, TxStatus } from '../protocol/codes';
-import { decodeFields } from '../protocol/messages';
+import { decodeFields, rowShape } from '../protocol/messages';
 import type { Outbox } from '../outbox';
 import type { SharedAnswer } from './layer';
 
@@ -164,8 +164,8 @@ export function replayAnswer(out: Outbox, a: SharedAnswer, wantParse: boolean): 
 
 /**
  * The result description in an answer to a request with a Describe (ParseComplete and
- * BindComplete first): the RowDescription's bytes as latin1, 'n' for NoData, null when there is
- * none. The form the session ledger keeps a statement's description in.
+ * BindComplete first): the RowDescription's shape (rowShape: formats left out), 'n' for NoData,
+ * null when there is none. The form the session ledger keeps a statement's description in.
  */
 export function describedIn(answer: Buffer): string | null {
   let off = 0;
@@ -173,7 +173,7 @@ export function describedIn(answer: Buffer): string | null {
     const type = answer[off]!;
     const end = off + 1 + answer.readUInt32BE(off + 1);
     if (end > answer.length) return null;
-    if (type === Backend.RowDescription) return answer.toString('latin1', off, end);
+    if (type === Backend.RowDescription) return rowShape(answer, off, end);
     if (type === Backend.NoData) return 'n';
     if (type !== Backend.ParseComplete && type !== Backend.BindComplete) return null;
     off = end;

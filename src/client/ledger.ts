@@ -20,6 +20,7 @@
  */
 import { Backend, Frontend, TxStatus } from '../protocol/codes';
 import { Fifo } from '../fifo';
+import { rowShape } from '../protocol/messages';
 import type { CacheOutcome, FlightRole } from '../log/format';
 import type { StatementPolicy } from '../cache/policy';
 import type { Lead } from '../cache/lead';
@@ -36,8 +37,8 @@ export class StatementDef {
   /** The cache's verdict on the SQL, worked out once per statement. */
   policy: StatementPolicy | null = null;
   /**
-   * The result description PostgreSQL gave for it (the RowDescription's bytes as latin1, or 'n'
-   * for NoData), null until a Describe of it (or of a portal of it) was answered. It is fixed at
+   * The result description PostgreSQL gave for it (rowShape() of the RowDescription: the
+   * formats, which a portal chooses, left out; or 'n' for NoData), null until a Describe of it (or of a portal of it) was answered. It is fixed at
    * Parse: a statement whose result type changed since fails with 0A000, so the cache keys its
    * answers by it.
    */
@@ -342,7 +343,7 @@ export class SessionLedger {
     }
     g.next++;
     a.ok = true;
-    if (a.def !== null && a.def.description === null) a.def.description = type === Backend.NoData ? 'n' : buf.toString('latin1', start, end);
+    if (a.def !== null && a.def.description === null) a.def.description = type === Backend.NoData ? 'n' : rowShape(buf, start, end);
     return !a.injected;
   }
 

@@ -204,3 +204,25 @@ export function encodeCancelRequest(pid: number, secret: number): Buffer {
   b.writeInt32BE(secret, 12);
   return b;
 }
+
+/**
+ * A RowDescription ('T', whole at buf[start, end)) as a result shape: its bytes as latin1 with
+ * every column's format code set to 0. A Describe of a statement gives 0 for formats not chosen
+ * yet, a Describe of a portal the formats its Bind chose; the shape (names, tables, types,
+ * modifiers) is what a statement's Parse fixes. A malformed one is returned as it is.
+ * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (RowDescription)
+ */
+export function rowShape(buf: Buffer, start: number, end: number): string {
+  if (end - start < 7) return buf.toString('latin1', start, end);
+  const copy = Buffer.from(buf.subarray(start, end));
+  const n = copy.readInt16BE(5);
+  let off = 7;
+  for (let i = 0; i < n; i++) {
+    const nul = copy.indexOf(0, off);
+    if (nul < 0 || nul + 19 > copy.length) return buf.toString('latin1', start, end);
+    // After the name: table OID (4), column number (2), type OID (4), type size (2), type modifier (4), format (2).
+    copy.writeInt16BE(0, nul + 17);
+    off = nul + 19;
+  }
+  return copy.toString('latin1');
+}

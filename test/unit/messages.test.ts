@@ -14,6 +14,7 @@ import {
   encodeErrorResponse,
   encodeSslRequest,
   isFatalError,
+  rowShape,
   SSL_ACCEPTED,
 } from '../../src/protocol/messages';
 import { BindMessage, CloseMessage, DescribeMessage, ExecuteMessage, ParseMessage, QueryMessage, decodeClientMessage } from '../../src/protocol/client-messages';
@@ -415,4 +416,21 @@ t.test('encodeSslRequest, SSL_ACCEPTED', async (tt) => {
   tt.strictSame(encodeSslRequest(), enc.sslRequest());
   tt.strictSame(call(decodeStartup, encodeSslRequest()), { kind: 'ssl' });
   tt.strictSame(SSL_ACCEPTED, Buffer.from([0x53]));
+});
+
+t.test('rowShape: a RowDescription without its format codes', async (tt) => {
+  const field = (name: string, type: number, format: number) =>
+    Buffer.concat([cstr(name), i32(16384), i16(1), i32(type), i16(4), i32(-1), i16(format)]);
+  const rd = (...fields: Buffer[]) => enc.raw('T', Buffer.concat([i16(fields.length), ...fields]));
+  const text = rd(field('v', 23, 0), field('w', 25, 0));
+  const binary = rd(field('v', 23, 1), field('w', 25, 1));
+  const v = embed(binary);
+  tt.equal(rowShape(v.buf, v.start, v.end), text.toString('latin1'), 'a portal\'s binary formats: the shape of the statement\'s description');
+  const retyped = rd(field('v', 25, 0), field('w', 25, 0));
+  tt.not(rowShape(retyped, 0, retyped.length), rowShape(text, 0, text.length), 'another type is another shape');
+  const renamed = rd(field('x', 23, 0), field('w', 25, 0));
+  tt.not(rowShape(renamed, 0, renamed.length), rowShape(text, 0, text.length), 'another name is another shape');
+  const cut = Buffer.from(text.subarray(0, text.length - 3));
+  tt.equal(rowShape(cut, 0, cut.length), cut.toString('latin1'), 'a malformed one is returned as it is');
+  tt.equal(v.buf[v.end - 1], 1, 'the message itself is not changed');
 });
