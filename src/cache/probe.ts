@@ -13,6 +13,7 @@
  * @see https://www.postgresql.org/docs/15/functions-info.html
  */
 import { Backend, Frontend } from '../protocol/codes';
+import { encodeMessage } from '../protocol/messages';
 
 /** A statement name no client is expected to use; a clash makes the probe fail, which is safe. */
 const NAME = 'pgscribe.probe';
@@ -43,13 +44,6 @@ export interface SessionIdentity {
   readonly settingsDigest: string;
 }
 
-function message(type: number, body: Buffer): Buffer {
-  const b = Buffer.allocUnsafe(5 + body.length);
-  b[0] = type;
-  b.writeUInt32BE(4 + body.length, 1);
-  body.copy(b, 5);
-  return b;
-}
 
 function cstr(s: string): Buffer {
   return Buffer.from(s + '\0', 'utf8');
@@ -57,12 +51,12 @@ function cstr(s: string): Buffer {
 
 /** Parse, Bind, Execute, Close and Sync of the probe, as one batch. */
 export const PROBE_BATCH: Buffer = Buffer.concat([
-  message(Frontend.Parse, Buffer.concat([cstr(NAME), cstr(SQL), Buffer.from([0, 0])])),
+  encodeMessage(Frontend.Parse, Buffer.concat([cstr(NAME), cstr(SQL), Buffer.from([0, 0])])),
   // Unnamed portal, the probe statement, no parameter formats, no parameters, no result formats.
-  message(Frontend.Bind, Buffer.concat([cstr(''), cstr(NAME), Buffer.from([0, 0, 0, 0, 0, 0])])),
-  message(Frontend.Execute, Buffer.concat([cstr(''), Buffer.from([0, 0, 0, 0])])),
-  message(Frontend.Close, Buffer.concat([Buffer.from('S'), cstr(NAME)])),
-  message(Frontend.Sync, Buffer.alloc(0)),
+  encodeMessage(Frontend.Bind, Buffer.concat([cstr(''), cstr(NAME), Buffer.from([0, 0, 0, 0, 0, 0])])),
+  encodeMessage(Frontend.Execute, Buffer.concat([cstr(''), Buffer.from([0, 0, 0, 0])])),
+  encodeMessage(Frontend.Close, Buffer.concat([Buffer.from('S'), cstr(NAME)])),
+  encodeMessage(Frontend.Sync, Buffer.alloc(0)),
 ]);
 
 /**

@@ -9,23 +9,16 @@
  * @see https://www.postgresql.org/docs/15/protocol-flow.html#PROTOCOL-FLOW-EXT-QUERY
  */
 import { Backend, Frontend, SqlState } from '../protocol/codes';
-import { encodeErrorResponse, rowShape } from '../protocol/messages';
+import { encodeErrorResponse, encodeMessage, rowShape } from '../protocol/messages';
 import type { StatementDef } from '../client/ledger';
 
-function message(type: number, body: Buffer): Buffer {
-  const b = Buffer.allocUnsafe(5 + body.length);
-  b[0] = type;
-  b.writeUInt32BE(4 + body.length, 1);
-  body.copy(b, 5);
-  return b;
-}
 
 /** Parse of the unnamed statement as the client defined it, Describe of it, Sync. */
 export function recheckBatch(def: StatementDef): Buffer {
   return Buffer.concat([
-    message(Frontend.Parse, Buffer.concat([Buffer.from([0]), Buffer.from(def.definition, 'latin1')])),
-    message(Frontend.Describe, Buffer.from([0x53, 0])), // 'S', unnamed
-    message(Frontend.Sync, Buffer.alloc(0)),
+    encodeMessage(Frontend.Parse, Buffer.concat([Buffer.from([0]), Buffer.from(def.definition, 'latin1')])),
+    encodeMessage(Frontend.Describe, Buffer.from([0x53, 0])), // 'S', unnamed
+    encodeMessage(Frontend.Sync, Buffer.alloc(0)),
   ]);
 }
 

@@ -20,7 +20,7 @@
  */
 import { Backend, Frontend, TxStatus } from '../protocol/codes';
 import { Fifo } from '../fifo';
-import { rowShape } from '../protocol/messages';
+import { encodeMessage, rowShape } from '../protocol/messages';
 import type { CacheOutcome, FlightRole } from '../log/format';
 import type { StatementPolicy } from '../cache/policy';
 import type { Lead } from '../cache/lead';
@@ -232,14 +232,7 @@ export class SessionLedger {
    */
   describeParsed(name: string): Buffer {
     this.describe('S', name, true);
-    const n = Buffer.from(name, 'utf8');
-    const msg = Buffer.allocUnsafe(7 + n.length);
-    msg[0] = Frontend.Describe;
-    msg.writeUInt32BE(6 + n.length, 1);
-    msg[5] = 0x53; // 'S'
-    n.copy(msg, 6);
-    msg[6 + n.length] = 0;
-    return msg;
+    return encodeMessage(Frontend.Describe, Buffer.from(`S${name}\0`, 'utf8'));
   }
 
   /** A Sync or FunctionCall goes upstream: it ends a group. */
@@ -265,14 +258,9 @@ export class SessionLedger {
       this.close('S', '', true);
       return CLOSE_UNNAMED;
     }
-    const body = Buffer.from(want.definition, 'latin1');
-    const msg = Buffer.allocUnsafe(6 + body.length);
-    msg[0] = Frontend.Parse;
-    msg.writeUInt32BE(5 + body.length, 1);
-    msg[5] = 0; // unnamed
-    body.copy(msg, 6);
     this.parse('', want, true);
-    return msg;
+    // The unnamed statement's name (empty), then the definition as the client sent it.
+    return encodeMessage(Frontend.Parse, Buffer.concat([Buffer.from([0]), Buffer.from(want.definition, 'latin1')]));
   }
 
   // ---- requests answered without the server ----------------------------------------------------

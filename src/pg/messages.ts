@@ -9,7 +9,7 @@
  * @see https://www.postgresql.org/docs/15/protocol-message-formats.html
  */
 import { StartupCode, type TxStatus } from '../protocol/codes';
-import { ProtocolError, cstringEnd, decodeFields, need } from '../protocol/messages';
+import { ProtocolError, cstringEnd, decodeFields, encodeMessage, need } from '../protocol/messages';
 import { PgError } from './errors';
 
 /** Throws unless the message ends at off. */
@@ -204,14 +204,6 @@ function cstring(s: string, what: string): Buffer {
   return Buffer.from(s + '\0', 'utf8');
 }
 
-/** A typed message: type byte, Int32 length (itself included), body. */
-function typed(type: number, body: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(5 + body.length);
-  out[0] = type;
-  out.writeUInt32BE(4 + body.length, 1);
-  body.copy(out, 5);
-  return out;
-}
 
 /**
  * StartupMessage for protocol 3.0 with these parameters (user, database, options, ...).
@@ -233,7 +225,7 @@ export function encodeStartup(params: ReadonlyMap<string, string>): Buffer {
  * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (PasswordMessage)
  */
 export function encodePassword(password: string): Buffer {
-  return typed(0x70, cstring(password, 'a password'));
+  return encodeMessage(0x70, cstring(password, 'a password'));
 }
 
 /**
@@ -243,7 +235,7 @@ export function encodePassword(password: string): Buffer {
 export function encodeSaslInitialResponse(mechanism: string, data: Buffer): Buffer {
   const len = Buffer.allocUnsafe(4);
   len.writeInt32BE(data.length, 0);
-  return typed(0x70, Buffer.concat([cstring(mechanism, 'a SASL mechanism'), len, data]));
+  return encodeMessage(0x70, Buffer.concat([cstring(mechanism, 'a SASL mechanism'), len, data]));
 }
 
 /**
@@ -251,7 +243,7 @@ export function encodeSaslInitialResponse(mechanism: string, data: Buffer): Buff
  * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (SASLResponse)
  */
 export function encodeSaslResponse(data: Buffer): Buffer {
-  return typed(0x70, data);
+  return encodeMessage(0x70, data);
 }
 
 /**
@@ -259,7 +251,7 @@ export function encodeSaslResponse(data: Buffer): Buffer {
  * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (Query)
  */
 export function encodeQuery(sql: string): Buffer {
-  return typed(0x51, cstring(sql, 'a query string'));
+  return encodeMessage(0x51, cstring(sql, 'a query string'));
 }
 
 /**
@@ -267,5 +259,5 @@ export function encodeQuery(sql: string): Buffer {
  * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (CopyFail)
  */
 export function encodeCopyFail(reason: string): Buffer {
-  return typed(0x66, cstring(reason, 'a CopyFail reason'));
+  return encodeMessage(0x66, cstring(reason, 'a CopyFail reason'));
 }

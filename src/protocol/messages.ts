@@ -18,6 +18,15 @@ export function cstringEnd(buf: Buffer, off: number, end: number, what: string):
   return nul;
 }
 
+/** A typed message: type byte, Int32 length (itself included), body. */
+export function encodeMessage(type: number, body: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(5 + body.length);
+  out[0] = type;
+  out.writeUInt32BE(4 + body.length, 1);
+  body.copy(out, 5);
+  return out;
+}
+
 /** Throws unless n more bytes from off fit before end. */
 export function need(off: number, n: number, end: number, what: string): void {
   if (off + n > end) throw new ProtocolError(`${what}: message too short`);
