@@ -8,14 +8,15 @@
  * with other pgscribe instances (the commit hold, --redis).
  */
 import { Frontend, SqlState, TxStatus } from '../protocol/codes';
-import { decodeClientMessage, type ClientMessage } from '../protocol/client-messages';
-import { ProtocolError, READY_IDLE, encodeErrorResponse } from '../protocol/messages';
+import type { ClientMessage } from '../protocol/client-messages';
+import { READY_IDLE, encodeErrorResponse } from '../protocol/messages';
 import type { Outbox } from '../outbox';
 import type { QueryRecord } from '../log/format';
 import type { FlightClient, SharedAnswer, Verdict } from '../cache/layer';
 import type { Lead, Request } from '../cache/lead';
 import { ResponseCapture, describedIn, judgeResponse, replayAnswer } from '../cache/response';
 import { CacheSession, type CacheContext } from '../cache/session';
+import { Backlog } from './backlog';
 import { MORE, REJECT, Unit } from '../cache/unit';
 import { PROBE_BATCH, parseProbeAnswer } from '../cache/probe';
 import { recheckBatch, recheckRefusal } from '../cache/recheck';
@@ -23,8 +24,13 @@ import type { PendingGroup, SessionLedger, SideRequest, StatementDef } from './l
 import type { Annotation, Recorder } from './recorder';
 import { ClientState } from './states';
 
-/** The probe's answer is one short row; anything larger is not its answer. */
-const PROBE_MAX_BYTES = 64 * 1024;
+/** The answers to pgscribe's own requests (the probe, the recheck) are short; anything larger is not theirs. */
+const SIDE_MAX_BYTES = 64 * 1024;
+
+/** A request of pgscribe's own in the session, its whole answer to done (null: the session closed). */
+function side(done: (answer: Buffer | null) => void): SideRequest {
+  return { capture: new ResponseCapture(SIDE_MAX_BYTES), done };
+}
 
 const HIT: Annotation = { cache: 'hit' };
 const L2_HIT: Annotation = { cache: 'l2' };
@@ -58,13 +64,6 @@ export interface CacheDriverSession {
   shutdownIfIdle(): void;
 }
 
-/** A client message that arrived while the session was Waiting: a copy, whole or a streamed piece. */
-interface Deferred {
-  type: number;
-  buf: Buffer;
-  whole: boolean;
-}
-
 export class CacheDriver implements FlightClient {
   readonly id: number;
   readonly cs: CacheSession;
@@ -91,8 +90,7 @@ export class CacheDriver implements FlightClient {
   /** performance.now() when the unit was complete: its query's start. */
   private start = 0;
   /** Client messages received while Waiting, in order. */
-  private backlog: Deferred[] = [];
-  private draining = false;
+  private readonly backlog = new Backlog();
   /**
    * What goes to the client waits: a commit's invalidation is being shared with other pgscribe
    * instances (--redis), and its ReadyForQuery must not reach the client before they can no
@@ -118,13 +116,13 @@ export class CacheDriver implements FlightClient {
 
   /** The session waits, or messages that arrived while it waited are still to be taken. */
   private get deferring(): boolean {
-    return this.session.state === ClientState.Waiting || (this.backlog.length > 0 && !this.draining);
+    return this.backlog.holds(this.session.state === ClientState.Waiting);
   }
 
   /** client-request, with the cache on: a whole message. */
   onMessage(type: number, buf: Buffer, start: number, end: number): void {
     if (this.deferring) {
-      this.defer(type, buf, start, end, true);
+      this.backlog.keep(type, buf, start, end, true);
       return;
     }
     const msg = this.session.decode(type, buf, start, end);
@@ -134,7 +132,7 @@ export class CacheDriver implements FlightClient {
   /** A streamed piece of a message: false when the session relays it as usual. */
   onPiece(type: number, buf: Buffer, start: number, end: number): boolean {
     if (this.deferring) {
-      this.defer(type, buf, start, end, false);
+      this.backlog.keep(type, buf, start, end, false);
       return true;
     }
     // A streamed message is never part of a cacheable unit.
@@ -167,36 +165,36 @@ export class CacheDriver implements FlightClient {
   /**
    * Before the first cacheable read of a session: the catalog of its database read (the first
    * session of a database waits for that rather than being relayed) and the session's identity
-   * asked (probe). Then decide.
+   * asked (the probe, probe.ts: what it says goes into every key). Then decide.
    */
   private prepare(): void {
     const loading = this.cs.catalogLoading();
     if (loading !== null) {
-      this.waitingFor = 'catalog';
-      this.startWaiting();
-      void loading.then(() => {
-        if (this.waitingFor !== 'catalog') return;
-        this.waitingFor = 'nothing';
-        if (this.session.state === ClientState.Closing) return;
-        this.prepare();
-        this.session.flushToUpstream();
-        this.session.flushToClient();
-      });
+      this.waitFor('catalog', (resume) => void loading.then(() => resume(() => this.prepare())));
       return;
     }
-    if (this.cs.identified) this.decide();
-    else this.probe();
+    if (this.cs.identified) {
+      this.decide();
+      return;
+    }
+    // An answer that is not the probe's (it failed, or the session is not what it asks about):
+    // the session's settings cannot be known, so it is never served from the cache.
+    const done = (answer: Buffer | null) => {
+      this.cs.identify(answer === null ? null : parseProbeAnswer(answer));
+      this.decide();
+    };
+    this.waitFor('probe', (resume) => this.session.sendSide(PROBE_BATCH, side((a) => resume(() => done(a)))));
   }
 
   /** The unit is complete and the session's identity known: a cacheable read goes to the layer. */
   private decide(): void {
     const u = this.unit;
-    if (!u.hasParse && u.bindStatement === '') {
-      const believed = this.ledger.unnamedToCheck();
-      if (believed !== null) {
-        this.checkUnnamed(believed);
-        return;
-      }
+    const believed = !u.hasParse && u.bindStatement === '' ? this.ledger.unnamedToCheck() : null;
+    if (believed !== null) {
+      // The unit runs the unnamed statement the client believes in, which an answer from the
+      // cache kept from the server: parse it there again and compare descriptions (recheck.ts).
+      this.waitFor('check', (resume) => this.session.sendSide(recheckBatch(believed), side((a) => resume(() => this.checked(believed, a)))));
+      return;
     }
     this.parseDef = u.parse === null ? null : this.cs.statementFor(u.parse, this.recorder.recording);
     const req = this.cs.usable ? this.cs.request(u, this.parseDef) : null;
@@ -209,61 +207,37 @@ export class CacheDriver implements FlightClient {
   }
 
   /**
-   * Before the session's first cacheable read: ask the session what its settings are (probe.ts).
-   * The unit waits; later client messages wait behind it.
+   * The unit is held (the session Waiting) until step `kind`, started by `begin`, calls resume;
+   * then `go` runs, unless the session closed or stopped waiting for it meanwhile.
    */
-  private probe(): void {
-    this.waitingFor = 'probe';
+  private waitFor(kind: 'catalog' | 'probe' | 'check', begin: (resume: (go: () => void) => void) => void): void {
+    this.waitingFor = kind;
     this.startWaiting();
-    this.session.sendSide(PROBE_BATCH, { capture: new ResponseCapture(PROBE_MAX_BYTES), done: (answer) => this.onProbe(answer) });
+    begin((go) => {
+      if (this.waitingFor !== kind) return;
+      this.waitingFor = 'nothing';
+      if (this.session.state === ClientState.Closing) return;
+      go();
+      this.session.flushToUpstream();
+      this.session.flushToClient();
+    });
   }
 
-  /**
-   * The unit runs the unnamed statement the client believes in, which an answer from the cache
-   * kept from the server: parse it there again (a request of pgscribe's own) and compare its
-   * description with the one the client was given. PostgreSQL fails a statement whose result type
-   * changed since its Parse with 0A000; so does pgscribe then, without sending the unit.
-   */
-  private checkUnnamed(def: StatementDef): void {
-    this.waitingFor = 'check';
-    this.startWaiting();
-    this.session.sendSide(recheckBatch(def), { capture: new ResponseCapture(PROBE_MAX_BYTES), done: (answer) => this.onChecked(def, answer) });
-  }
-
-  private onChecked(def: StatementDef, answer: Buffer | null): void {
-    if (this.waitingFor !== 'check') return;
-    this.waitingFor = 'nothing';
-    if (this.session.state === ClientState.Closing || answer === null) return;
-    const refusal = recheckRefusal(answer, def.description!);
+  /** The recheck's answer: the server has the client's statement now, or the unit gets PostgreSQL's refusal. */
+  private checked(def: StatementDef, answer: Buffer | null): void {
+    const refusal = recheckRefusal(answer ?? Buffer.alloc(0), def.description!);
     this.ledger.unnamedChecked(def, refusal === null);
-    if (refusal === null) this.decide();
-    else {
-      // What PostgreSQL answers the unit: the error at its Bind, the rest skipped up to Sync.
-      if (this.recorder.recording) this.query = this.recorder.recordBatch(this.unit.held, {});
-      const out = this.session.toClient;
-      out.push(refusal, 0, refusal.length);
-      out.push(READY_IDLE, 0, READY_IDLE.length);
-      this.recorder.answeredLocally(this.query, this.start, refusal);
-      this.finishLocal();
+    if (refusal === null) {
+      this.decide();
+      return;
     }
-    this.session.flushToUpstream();
-    this.session.flushToClient();
-  }
-
-  private onProbe(answer: Buffer | null): void {
-    if (this.waitingFor !== 'probe') return;
-    this.waitingFor = 'nothing';
-    if (this.session.state === ClientState.Closing) return;
-    // An answer that is not the probe's (it failed, or the session is not what it asks about):
-    // the session's settings cannot be known, so it is never served from the cache.
-    this.cs.identify(answer === null ? null : parseProbeAnswer(answer));
-    this.decide();
-    this.session.flushToUpstream();
-    this.session.flushToClient();
-  }
-
-  private defer(type: number, buf: Buffer, start: number, end: number, whole: boolean): void {
-    this.backlog.push({ type, buf: Buffer.from(buf.subarray(start, end)), whole });
+    // What PostgreSQL answers the unit: the error at its Bind, the rest skipped up to Sync.
+    if (this.recorder.recording) this.query = this.recorder.recordBatch(this.unit.held, {});
+    const out = this.session.toClient;
+    out.push(refusal, 0, refusal.length);
+    out.push(READY_IDLE, 0, READY_IDLE.length);
+    this.recorder.answeredLocally(this.query, this.start, refusal);
+    this.finishLocal();
   }
 
   // ---- the layer's answers ---------------------------------------------------------------------
@@ -407,19 +381,16 @@ export class CacheDriver implements FlightClient {
   private resumeAfterWait(): void {
     const s = this.session;
     s.flushToClient();
-    if (this.draining) return;
-    this.draining = true;
-    while (this.backlog.length > 0 && s.state !== ClientState.Waiting && s.state !== ClientState.Closing) {
-      const d = this.backlog.shift()!;
+    const going = () => s.state !== ClientState.Waiting && s.state !== ClientState.Closing;
+    const taken = this.backlog.take(going, (d) => {
       if (!d.whole) {
         if (!this.onPiece(d.type, d.buf, 0, d.buf.length)) s.relayPiece(d.type, d.buf, 0, d.buf.length);
-        continue;
+        return;
       }
       const msg = s.decode(d.type, d.buf, 0, d.buf.length);
       if (msg !== undefined) this.intake(d.type, d.buf, 0, d.buf.length, msg);
-    }
-    this.draining = false;
-    if (s.state === ClientState.Waiting || s.state === ClientState.Closing) return;
+    });
+    if (!taken || !going()) return;
     s.pauseForCache(false);
     s.flushToUpstream();
     s.flushToClient();
@@ -499,25 +470,13 @@ export class CacheDriver implements FlightClient {
       this.logUnit({});
       if (this.query !== null) this.recorder.abandoned(this.query, this.start);
     }
-    const backlog = this.backlog;
-    this.backlog = [];
-    if (this.recorder.recording) this.logBacklog(backlog);
+    const kept = this.backlog.abandon();
+    if (this.recorder.recording) {
+      const now = performance.now();
+      this.recorder.recordBatch(kept, null, (r) => this.recorder.abandoned(r, now));
+    }
     this.query = null;
     this.request = null;
     this.unit.reset();
-  }
-
-  private logBacklog(backlog: readonly Deferred[]): void {
-    const msgs: { msg: ClientMessage | null }[] = [];
-    for (const d of backlog) {
-      if (!d.whole) continue;
-      try {
-        msgs.push({ msg: decodeClientMessage(d.type, d.buf, 0, d.buf.length) });
-      } catch (err) {
-        if (!(err instanceof ProtocolError)) throw err;
-      }
-    }
-    const now = performance.now();
-    this.recorder.recordBatch(msgs, null, (r) => this.recorder.abandoned(r, now));
   }
 }
