@@ -119,9 +119,9 @@ export function lockWaitersSql(prefix: string): string {
   return `SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '${prefix.replace(/'/g, "''")}%'`;
 }
 
-/** Log lines of the proxy that carry `field` (e.g. 'flight=waiter'). */
+/** Log lines of the proxy that carry `field` (e.g. 'flight=waiter'; sql=... is the line's last field). */
 export function linesWith(p: Proxy, field: string): string[] {
-  return p.logLines().filter((l) => l.includes(` ${field} `));
+  return p.logLines().filter((l) => l.includes(` ${field} `) || l.endsWith(` ${field}`));
 }
 
 /** Wait until the query log holds at least n lines carrying `field`. */
