@@ -29,6 +29,8 @@ export class CatalogKnowledge {
   private failed = false;
   private gen = 0;
   private queue: Promise<void> = Promise.resolve();
+  /** A reload queued and not begun yet: a later refresh() joins it (its read starts after both DDLs). */
+  private queuedLoad: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private running = false;
   private readonly pollMs: number;
@@ -72,7 +74,13 @@ export class CatalogKnowledge {
 
   /** Reloads now (after a DDL through pgscribe); resolves when done. Loads run one at a time, in order. */
   refresh(): Promise<void> {
-    return this.enqueue(() => this.load());
+    // Each DDL of a schema script asks for a reload; one that has not begun covers them all, so
+    // the knowledge catches up after one load, not one per DDL.
+    this.queuedLoad ??= this.enqueue(() => {
+      this.queuedLoad = null;
+      return this.load();
+    });
+    return this.queuedLoad;
   }
 
   /** Compares the fingerprint once and reloads when it moved (or when not ready); resolves when done. */

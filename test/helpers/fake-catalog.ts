@@ -23,6 +23,8 @@ export class FakeCatalog implements CatalogSource {
   fingerprint = 'fp-1';
   failing = false;
   queries = 0;
+  /** While set, every query waits for it (a load held half-way). */
+  gate: Promise<void> | null = null;
   private oid = 50_000;
   private readonly schemaOids = new Map<string, number>();
   private readonly rows = {
@@ -84,6 +86,7 @@ export class FakeCatalog implements CatalogSource {
 
   async query(sql: string): Promise<CatalogRows> {
     this.queries++;
+    if (this.gate !== null) await this.gate;
     if (this.failing) throw new Error('connection lost');
     const rows = ((): Row[] => {
       switch (sql) {

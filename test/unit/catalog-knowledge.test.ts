@@ -62,6 +62,31 @@ t.test('loads, polls, refreshes, listeners', async (t) => {
   k.stop();
 });
 
+t.test('refreshes asked for while a load runs share one reload that begins after it', async (t) => {
+  const c = new FakeCatalog();
+  c.relation('public', 't');
+  const k = new CatalogKnowledge(c, { pollMs: 0 });
+  await k.start();
+  let open!: () => void;
+  c.gate = new Promise((resolve) => { open = resolve; });
+  const first = k.refresh();
+  const before = c.queries;
+  while (c.queries === before) await new Promise((resolve) => setImmediate(resolve));
+  c.relation('public', 'u'); // a DDL commits while that load reads the catalog
+  const second = k.refresh();
+  const third = k.refresh();
+  t.equal(second, third, 'the refreshes queued behind the running load are one');
+  t.not(first, second, 'the running load is not joined: it may have read the catalog before the DDL');
+  c.gate = null;
+  open();
+  await Promise.all([first, second, third]);
+  t.equal(k.generation, 3, 'two loads after the start, not three');
+  t.equal(k.judgeRead(analyzeSql('select * from u').facts, PATH).cacheable, true, 'the last load saw the DDL');
+  await k.refresh();
+  t.equal(k.generation, 4, 'a refresh after they are over loads again');
+  k.stop();
+});
+
 t.test('the timer polls until stopped', async (t) => {
   const c = new FakeCatalog();
   const k = new CatalogKnowledge(c, { pollMs: 5 });
