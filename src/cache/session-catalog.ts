@@ -35,6 +35,16 @@ export class SessionCatalog {
   }
 
   /**
+   * The session's search order may have changed (a SET, or code pgscribe cannot see through):
+   * until the probe tells it again, no read is judged and a write's targets are looked up in
+   * every schema (a superset).
+   */
+  unidentified(): void {
+    this.schemas = null;
+    this.verdicts.clear();
+  }
+
+  /**
    * The relation names a cacheable read's answer depends on (invalidated by writes to them), or
    * null when it may not be answered from the cache now (the catalog is not ready, it touches
    * something unknown or unsafe, the session's search order is not known).

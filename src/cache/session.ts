@@ -4,9 +4,10 @@
  *
  * - the cache key prefix: database, user, startup parameters and the parameters the server
  *   reports (ParameterStatus), interned to a short id;
- * - whether the session may use the cache at all (not after SET, SET ROLE, CREATE TEMP, LISTEN,
- *   DISCARD ...: "tainted"; only with client_encoding UTF8; never for replication; not once the
- *   session ledger lost track of the server's statements);
+ * - whether the session may use the cache at all (not after CREATE TEMP, LISTEN, DISCARD, DO, a
+ *   volatile function ...: "tainted"; only with client_encoding UTF8; never for replication; not
+ *   once the session ledger lost track of the server's statements); after a SET or RESET the
+ *   session is asked for its settings again (probe.ts) before its next cached read;
  * - the writes of each request group sent upstream, so that committed writes invalidate the
  *   tables they name: immediately outside a transaction block, at COMMIT inside one, not on
  *   ROLLBACK; when the tables are unknown, the whole database;
@@ -78,8 +79,9 @@ export class CacheSession {
   private scs = true;
   /**
    * The session may have changed state that answers depend on, in a way pgscribe cannot see
-   * through (SET, SET ROLE, CREATE TEMP, DO, CALL, a FunctionCall, a function not known to be
-   * STABLE or IMMUTABLE, DDL, anything the classifier does not vouch for): no cache from now on.
+   * through (CREATE TEMP, DO, CALL, a FunctionCall, a function not known to be STABLE or
+   * IMMUTABLE, DDL, anything the classifier does not vouch for): no cache from now on. (SET and
+   * RESET do not taint: the probe reads every setting and the role again.)
    */
   tainted = false;
   /** What the session said about its settings (probe.ts); null until it was asked. */
@@ -257,7 +259,20 @@ export class CacheSession {
   /** A FunctionCall goes upstream: it may write anything and change anything in the session. */
   functionCall(): void {
     this.statement(null);
+  }
+
+  /** No cache for the session from now on; its search order may have changed too. */
+  private taint(): void {
     this.tainted = true;
+    this.catalog.unidentified();
+  }
+
+  /** The session's settings, role or search order may have changed: ask it again. */
+  private unidentify(): void {
+    this.asked = false;
+    this.identity = null;
+    this.prefix = null;
+    this.catalog.unidentified();
   }
 
   /** The open group is about to be sealed (its Query, Sync or FunctionCall goes upstream). */
@@ -274,16 +289,19 @@ export class CacheSession {
     if (pol === null) {
       g.statements++;
       g.writes = null;
-      this.tainted = true;
+      this.taint();
       return;
     }
     g.statements += pol.cls.reason === 'multi-statement' ? 2 : 1;
     // Code pgscribe cannot see through (a volatile function, even one a domain check or a view
     // calls, DO, CALL) may change the session and write anything.
     if (this.catalog.changesSession(pol)) {
-      this.tainted = true;
+      this.taint();
       g.writes = null;
     }
+    // SET, RESET: what the session said about itself may no longer hold; it is asked again
+    // before its next cached read (only when idle: after this statement has run).
+    if (pol.cls.changesSettings === true) this.unidentify();
     // DDL, and a configuration reload (it changes the settings of every open session): what was
     // cached may not be what PostgreSQL answers now, and the catalog is read again.
     if (pol.cls.reason === 'ddl' || reloadsConfiguration(pol)) {

@@ -160,7 +160,10 @@ export function analyzeSql(sql: string, opts?: ClassifyOptions): SqlAnalysis {
     for (const t of c.tables) addUnique(tables, t);
   }
   return {
-    cls: result(false, 'multi-statement', parts.some((c) => c.taintsSession), tables, writes),
+    cls: {
+      ...result(false, 'multi-statement', parts.some((c) => c.taintsSession), tables, writes),
+      ...(parts.some((c) => c.changesSettings === true) ? { changesSettings: true } : {}),
+    },
     facts: out.done('multi-statement'),
   };
 }

@@ -63,6 +63,12 @@ export interface SqlClass {
   reason: SqlReason | null;
   /** The statement changes session state that makes the session uncacheable from now on. */
   taintsSession: boolean;
+  /**
+   * The statement changes settings or the role (SET, RESET), all of which the cache's probe of
+   * the session reads (cache/probe.ts): the session is asked again before its next cached read,
+   * rather than tainted.
+   */
+  changesSettings?: boolean;
   /** Relations read (reads) or written (writes); see classify.ts for the name format. Null when
    * they cannot be determined (a write then invalidates the whole database). */
   tables: string[] | null;

@@ -3,11 +3,12 @@
  * none is cacheable):
  *
  *     SET x / SET SESSION x / SET ROLE / SET SESSION AUTHORIZATION /
- *       SET SESSION CHARACTERISTICS                 -> taints
- *     SET LOCAL ... / SET TRANSACTION / SET CONSTRAINTS -> does not taint: it ends with the
+ *       SET SESSION CHARACTERISTICS, RESET x / RESET ALL / RESET ROLE
+ *                                                    -> changesSettings, does not taint: the
+ *       cache asks the session for its settings and role again (cache/probe.ts) before its next
+ *       cached read, so the key holds what SET changed, whatever it was
+ *     SET LOCAL ... / SET TRANSACTION / SET CONSTRAINTS -> neither: it ends with the
  *       transaction, and nothing is cached inside a transaction block anyway
- *     RESET x / RESET ALL / RESET ROLE               -> taints (the session already was, or we
- *       cannot tell what RESET restores from; untainting is not this module's business)
  *     DISCARD ...                                    -> taints (as issue 4 lists it)
  *     LISTEN                                         -> taints; UNLISTEN does not
  *     LOAD                                           -> taints
@@ -41,9 +42,12 @@ export function classifyUtility(s: Stmt, kw: string, p: number, b: number, inner
     case 'set': {
       const n = s.w(p + 1);
       const local = n === 'local' || n === 'transaction' || n === 'constraints';
-      return result(false, 'session-state', !local, [], false);
+      const cls = result(false, 'session-state', false, [], false);
+      return local ? cls : { ...cls, changesSettings: true };
     }
-    case 'reset': case 'discard': case 'listen': case 'load':
+    case 'reset':
+      return { ...result(false, 'session-state', false, [], false), changesSettings: true };
+    case 'discard': case 'listen': case 'load':
       return result(false, 'session-state', true, [], false);
     case 'unlisten':
       return result(false, 'session-state', false, [], false);

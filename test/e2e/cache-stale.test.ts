@@ -32,10 +32,11 @@ t.before(async () => {
       'CREATE SCHEMA sb',
       "CREATE TABLE sa.where_am_i AS SELECT 'schema a' AS v",
       "CREATE TABLE sb.where_am_i AS SELECT 'schema b' AS v",
+      "CREATE TABLE public.where_am_i AS SELECT 'schema public' AS v",
       `GRANT ALL ON kv, ctr, shadow TO ${USER}`,
       `GRANT SELECT ON rls TO ${USER}, rls_b`,
       `GRANT USAGE ON SCHEMA sa, sb TO ${USER}`,
-      `GRANT SELECT ON sa.where_am_i, sb.where_am_i TO ${USER}`,
+      `GRANT SELECT ON sa.where_am_i, sb.where_am_i, public.where_am_i TO ${USER}`,
       `GRANT CREATE ON SCHEMA public TO rls_b`,
     ].join('; '),
   );
@@ -228,11 +229,19 @@ for (const workers of WORKER_MODES) {
     t.equal((await read(p, a, q)).v, 'schema a', 'options=-c search_path=sa');
     t.strictSame(await read(p, b, q), { v: 'schema b', hit: false }, 'options=-c search_path=sb: not the other one\'s entry');
     t.strictSame(await read(p, b, q), { v: 'schema b', hit: true }, 'its own entry');
+    // A SET does not end a session's use of the cache: it is asked for its settings again, and
+    // its answers are keyed by what it has now.
     const c = await fx.session(p.port);
     await c.query('SET search_path = sa');
-    t.strictSame(await read(p, c, q), { v: 'schema a', hit: false }, 'after SET: never from the cache');
+    t.strictSame(await read(p, c, q), { v: 'schema a', hit: false }, 'after SET: not the entry of a session whose startup packet differs');
+    t.strictSame(await read(p, c, q), { v: 'schema a', hit: true }, 'after SET: its own entry, under the setting it has now');
     await c.query('SET search_path = sb');
-    t.strictSame(await read(p, c, q), { v: 'schema b', hit: false }, 'after another SET: its own answer');
+    t.strictSame(await read(p, c, q), { v: 'schema b', hit: false }, 'after another SET: not the entry of its old setting');
+    const d = await fx.session(p.port);
+    await d.query('SET search_path = sb');
+    t.strictSame(await read(p, d, q), { v: 'schema b', hit: true }, 'another session after the same SET: the same entry');
+    await d.query('RESET search_path');
+    t.strictSame(await read(p, d, q), { v: 'schema public', hit: false }, 'after RESET: the default path\'s answer, not the SET one\'s');
     a.sock.destroy();
     b.sock.destroy();
   });

@@ -19,6 +19,8 @@ const TX = (txControl: TxControl): SqlClass =>
   ({ cacheable: false, reason: 'transaction-control', taintsSession: false, tables: [], writes: false, txControl });
 /** Session state. */
 const S = (taintsSession: boolean): SqlClass => N('session-state', [], taintsSession);
+/** SET and RESET: not a taint; the cache asks the session for its settings again. */
+const SET: SqlClass = { ...S(false), changesSettings: true };
 /** A volatile read that may write (unknown function): tables null. */
 const MAYWRITE = W(null, 'volatile');
 const UNKNOWN = W(null, 'unknown', true);
@@ -206,7 +208,7 @@ const CASES: Array<[string, SqlClass]> = [
   ['select * from a; select * from b', N('multi-statement', ['a', 'b'])],
   ['select 1; delete from t where id = 1', W(['t'], 'multi-statement')],
   ['begin; update t set a = 1; commit;', W(['t'], 'multi-statement')],
-  ['set x = 1; select 1', N('multi-statement', [], true)],
+  ['set x = 1; select 1', { ...N('multi-statement', [], false), changesSettings: true }],
   ['select 1; call p()', W(null, 'multi-statement')],
   ['create procedure p() begin atomic insert into t values (1); end', W(null, 'multi-statement')],
 
@@ -230,17 +232,17 @@ const CASES: Array<[string, SqlClass]> = [
   ["ROLLBACK PREPARED 'x'", TX('rollback-prepared')],
 
   // session state
-  ['SET search_path = x', S(true)],
-  ['set statement_timeout to 0', S(true)],
-  ["SET SESSION timezone = 'UTC'", S(true)],
-  ['SET ROLE app', S(true)],
-  ['SET SESSION AUTHORIZATION bob', S(true)],
-  ['set session characteristics as transaction read only', S(true)],
+  ['SET search_path = x', SET],
+  ['set statement_timeout to 0', SET],
+  ["SET SESSION timezone = 'UTC'", SET],
+  ['SET ROLE app', SET],
+  ['SET SESSION AUTHORIZATION bob', SET],
+  ['set session characteristics as transaction read only', SET],
   ["SET LOCAL work_mem = '1MB'", S(false)],
   ['set transaction isolation level read committed', S(false)],
   ['SET CONSTRAINTS ALL DEFERRED', S(false)],
-  ['RESET ALL', S(true)],
-  ['reset role', S(true)],
+  ['RESET ALL', SET],
+  ['reset role', SET],
   ['DISCARD ALL', S(true)],
   ['LISTEN chan', S(true)],
   ['UNLISTEN *', S(false)],
