@@ -1,9 +1,16 @@
 /**
  * The probe: before a session's first cacheable read, pgscribe asks the session itself what
  * shapes its answers, instead of guessing from what it saw: every setting (role and database
- * defaults, ALTER SYSTEM, custom settings that policies read, whatever the startup packet or
- * server-side code set), the current and session user, the effective schema search order and the
- * temp schema. Two sessions share cached answers only when all of that is equal.
+ * defaults, ALTER SYSTEM, whatever the startup packet or server-side code set), the current and
+ * session user, the effective schema search order and the temp schema. Two sessions share cached
+ * answers only when all of that is equal.
+ *
+ * Custom settings (`app.tenant`, the ones row-level security policies read) are placeholders that
+ * pg_settings does not list, and no view does: the probe asks for each by name, every name a
+ * role or database default sets (pg_db_role_setting, readable by every role) and every name the
+ * session SET itself (the text says it; a custom setting changed where pgscribe cannot see,
+ * set_config() or a DO block, taints the session instead). A name from the startup packet is in
+ * the key already, and SET of it is seen.
  *
  * It runs in the client's own session as a named statement of its own, in the extended protocol,
  * so that the client's unnamed statement and portals are left as they were; it is closed in the
@@ -14,6 +21,7 @@
  */
 import { Backend, Frontend } from '../protocol/codes';
 import { encodeMessage } from '../protocol/messages';
+import { CUSTOM_SETTING_NAME } from '../sql/sql-class';
 
 /** A statement name no client is expected to use; a clash makes the probe fail, which is safe. */
 const NAME = 'pgscribe.probe';
@@ -24,11 +32,18 @@ const NAME = 'pgscribe.probe';
  */
 export const OWN_SQL_MARK = '/* pgscribe */';
 
-const SQL =
-  OWN_SQL_MARK +
-  ' SELECT current_user, session_user, pg_my_temp_schema() <> 0, array_to_json(current_schemas(true))::text, ' +
-  "current_setting('search_path'), " +
-  "md5(string_agg(name || '=' || coalesce(setting, ''), E'\\n' ORDER BY name)) FROM pg_settings";
+
+function probeSql(customNames: readonly string[]): string {
+  const named = customNames.map((n) => `'${n}'`).join(', ');
+  return OWN_SQL_MARK +
+    ' SELECT current_user, session_user, pg_my_temp_schema() <> 0, array_to_json(current_schemas(true))::text, ' +
+    "current_setting('search_path'), " +
+    "md5(string_agg(name || '=' || coalesce(setting, ''), E'\\n' ORDER BY name)), " +
+    "(SELECT coalesce(json_agg(json_build_array(n, current_setting(n, true)) ORDER BY n), '[]')::text FROM " +
+    "(SELECT split_part(c, '=', 1) FROM pg_db_role_setting, unnest(setconfig) c" +
+    (named === '' ? '' : ` UNION SELECT unnest(ARRAY[${named}]::text[])`) +
+    ") AS s(n) WHERE n LIKE '%.%') FROM pg_settings";
+}
 
 /** What the session said about itself. */
 export interface SessionIdentity {
@@ -42,6 +57,8 @@ export interface SessionIdentity {
   readonly searchPath: string;
   /** md5 of every setting's name and value. */
   readonly settingsDigest: string;
+  /** The custom settings the probe asked for by name, with their values (JSON text). */
+  readonly customSettings: string;
 }
 
 
@@ -49,15 +66,21 @@ function cstr(s: string): Buffer {
   return Buffer.from(s + '\0', 'utf8');
 }
 
-/** Parse, Bind, Execute, Close and Sync of the probe, as one batch. */
-export const PROBE_BATCH: Buffer = Buffer.concat([
-  encodeMessage(Frontend.Parse, Buffer.concat([cstr(NAME), cstr(SQL), Buffer.from([0, 0])])),
-  // Unnamed portal, the probe statement, no parameter formats, no parameters, no result formats.
-  encodeMessage(Frontend.Bind, Buffer.concat([cstr(''), cstr(NAME), Buffer.from([0, 0, 0, 0, 0, 0])])),
-  encodeMessage(Frontend.Execute, Buffer.concat([cstr(''), Buffer.from([0, 0, 0, 0])])),
-  encodeMessage(Frontend.Close, Buffer.concat([Buffer.from('S'), cstr(NAME)])),
-  encodeMessage(Frontend.Sync, Buffer.alloc(0)),
-]);
+/**
+ * Parse, Bind, Execute, Close and Sync of the probe, as one batch; customNames: the custom
+ * settings the session SET (each matching CUSTOM_SETTING_NAME).
+ */
+export function probeBatch(customNames: readonly string[] = []): Buffer {
+  for (const n of customNames) if (!CUSTOM_SETTING_NAME.test(n)) throw new Error(`not a custom setting name: ${n}`);
+  return Buffer.concat([
+    encodeMessage(Frontend.Parse, Buffer.concat([cstr(NAME), cstr(probeSql(customNames)), Buffer.from([0, 0])])),
+    // Unnamed portal, the probe statement, no parameter formats, no parameters, no result formats.
+    encodeMessage(Frontend.Bind, Buffer.concat([cstr(''), cstr(NAME), Buffer.from([0, 0, 0, 0, 0, 0])])),
+    encodeMessage(Frontend.Execute, Buffer.concat([cstr(''), Buffer.from([0, 0, 0, 0])])),
+    encodeMessage(Frontend.Close, Buffer.concat([Buffer.from('S'), cstr(NAME)])),
+    encodeMessage(Frontend.Sync, Buffer.alloc(0)),
+  ]);
+}
 
 /**
  * The identity in the probe's answer (whole messages, up to its ReadyForQuery), or null when it
@@ -74,8 +97,8 @@ export function parseProbeAnswer(answer: Buffer): SessionIdentity | null {
     if (type === Backend.DataRow && row === null) row = dataRow(answer, off + 5, end);
     off = end;
   }
-  if (row === null || row.length !== 6 || row.some((v) => v === null)) return null;
-  const [currentUser, sessionUser, temp, schemasJson, searchPath, digest] = row as string[];
+  if (row === null || row.length !== 7 || row.some((v) => v === null)) return null;
+  const [currentUser, sessionUser, temp, schemasJson, searchPath, digest, custom] = row as string[];
   let schemas: unknown;
   try {
     schemas = JSON.parse(schemasJson!);
@@ -83,7 +106,10 @@ export function parseProbeAnswer(answer: Buffer): SessionIdentity | null {
     return null;
   }
   if (!Array.isArray(schemas) || !schemas.every((s): s is string => typeof s === 'string')) return null;
-  return { currentUser: currentUser!, sessionUser: sessionUser!, hasTempSchema: temp === 't', schemas, searchPath: searchPath!, settingsDigest: digest! };
+  return {
+    currentUser: currentUser!, sessionUser: sessionUser!, hasTempSchema: temp === 't', schemas, searchPath: searchPath!,
+    settingsDigest: digest!, customSettings: custom!,
+  };
 }
 
 /** A DataRow's text values (body at buf[start, end)), or null when malformed. */
@@ -109,5 +135,5 @@ function dataRow(buf: Buffer, start: number, end: number): (string | null)[] | n
 
 /** The identity as one string: part of every cache key of the session. */
 export function identityScope(id: SessionIdentity): string {
-  return `${id.currentUser}\0${id.sessionUser}\0${id.hasTempSchema ? 't' : 'f'}\0${id.schemas.join('\u0001')}\0${id.settingsDigest}`;
+  return `${id.currentUser}\0${id.sessionUser}\0${id.hasTempSchema ? 't' : 'f'}\0${id.schemas.join('\u0001')}\0${id.settingsDigest}\0${id.customSettings}`;
 }

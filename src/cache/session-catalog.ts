@@ -28,6 +28,11 @@ export class SessionCatalog {
     private readonly catalogMode: boolean,
   ) {}
 
+  /** Custom settings the catalog's role and database defaults have named (see CatalogKnowledge). */
+  customSettingNames(): Iterable<string> {
+    return this.knowledge?.customSettingNames ?? [];
+  }
+
   /** The probe told the session's schema search order. */
   identified(schemas: readonly string[]): void {
     this.schemas = schemas;

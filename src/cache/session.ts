@@ -24,7 +24,7 @@ import type { CacheLayer } from './layer';
 import type { Lead, Request } from './lead';
 import type { CachePolicy, StatementPolicy } from './policy';
 import type { Catalogs } from './catalogs';
-import { identityScope, type SessionIdentity } from './probe';
+import { identityScope, probeBatch, type SessionIdentity } from './probe';
 import { SessionCatalog } from './session-catalog';
 import { ResponseCapture } from './response';
 import type { Unit } from './unit';
@@ -87,6 +87,8 @@ export class CacheSession {
   /** What the session said about its settings (probe.ts); null until it was asked. */
   private identity: SessionIdentity | null = null;
   private asked = false;
+  /** Custom settings (app.tenant) the session SET: the probe asks for each (pg_settings does not list them). */
+  private readonly customNames = new Set<string>();
   /** The last Parse seen (its definition bytes, a copy) and its statement. */
   private lastParse: { bytes: Buffer; def: StatementDef } | null = null;
   /** Writes of the current transaction not yet committed. */
@@ -132,6 +134,12 @@ export class CacheSession {
   /** While the catalog of the session's database is read for the first time: settles when it is over. */
   catalogLoading(): Promise<void> | null {
     return this.ctx.catalogs === null ? null : this.ctx.catalogs.firstLoad(this.db);
+  }
+
+  /** The probe batch for this session (probe.ts). */
+  probeRequest(): Buffer {
+    const names = new Set([...this.customNames, ...this.catalog.customSettingNames()]);
+    return probeBatch([...names].sort());
   }
 
   /** The session was asked for its identity (probe.ts); only then can a key be made. */
@@ -301,7 +309,10 @@ export class CacheSession {
     }
     // SET, RESET: what the session said about itself may no longer hold; it is asked again
     // before its next cached read (only when idle: after this statement has run).
-    if (pol.cls.changesSettings === true) this.unidentify();
+    if (pol.cls.changesSettings === true) {
+      for (const n of pol.cls.customSettings ?? []) this.customNames.add(n);
+      this.unidentify();
+    }
     // DDL, and a configuration reload (it changes the settings of every open session): what was
     // cached may not be what PostgreSQL answers now, and the catalog is read again.
     if (pol.cls.reason === 'ddl' || reloadsConfiguration(pol)) {

@@ -9,6 +9,7 @@
  * while the last query failed, `ready` is false and every verdict is "unknown": not cacheable,
  * writes of the whole database, calls not known stable.
  */
+import { CUSTOM_SETTING_NAME } from '../sql/sql-class';
 import { callsOnlyStable, judgeRead, writeTargets, type ReadVerdict } from './judge';
 import { FINGERPRINT } from './queries';
 import { CatalogSnapshot, fingerprintOf } from './snapshot';
@@ -36,6 +37,7 @@ export class CatalogKnowledge {
   private readonly pollMs: number;
   private readonly onError: ((err: Error) => void) | undefined;
   private readonly listeners = new Set<(generation: number) => void>();
+  private readonly customNames = new Set<string>();
 
   constructor(private readonly source: CatalogSource, opts: KnowledgeOptions = {}) {
     this.pollMs = opts.pollMs ?? 1000;
@@ -86,6 +88,15 @@ export class CatalogKnowledge {
   /** Compares the fingerprint once and reloads when it moved (or when not ready); resolves when done. */
   poll(): Promise<void> {
     return this.enqueue(() => this.check());
+  }
+
+  /**
+   * Every custom setting (app.tenant) a role or database default has named in any load so far:
+   * a session that started under a default RESET since still has the value, so the cache's probe
+   * keeps asking for it.
+   */
+  get customSettingNames(): ReadonlySet<string> {
+    return this.customNames;
   }
 
   /** Calls listener(generation) after each bump; returns the unsubscribe function. */
@@ -141,6 +152,10 @@ export class CatalogKnowledge {
   private async load(): Promise<void> {
     try {
       this.snap = await CatalogSnapshot.load(this.source);
+      for (const r of this.snap.roleSettings) {
+        const name = r.setting.slice(0, Math.max(0, r.setting.indexOf('='))).toLowerCase();
+        if (CUSTOM_SETTING_NAME.test(name)) this.customNames.add(name);
+      }
       this.failed = false;
       this.bump();
     } catch (err) {

@@ -18,7 +18,7 @@ import { ResponseCapture, describedIn, judgeResponse, replayAnswer } from '../ca
 import { CacheSession, type CacheContext } from '../cache/session';
 import { Backlog } from './backlog';
 import { MORE, REJECT, Unit } from '../cache/unit';
-import { PROBE_BATCH, parseProbeAnswer } from '../cache/probe';
+import { parseProbeAnswer } from '../cache/probe';
 import { recheckBatch, recheckRefusal } from '../cache/recheck';
 import type { PendingGroup, SessionLedger, SideRequest, StatementDef } from './ledger';
 import type { Annotation, Recorder } from './recorder';
@@ -183,7 +183,7 @@ export class CacheDriver implements FlightClient {
       this.cs.identify(answer === null ? null : parseProbeAnswer(answer));
       this.decide();
     };
-    this.waitFor('probe', (resume) => this.session.sendSide(PROBE_BATCH, side((a) => resume(() => done(a)))));
+    this.waitFor('probe', (resume) => this.session.sendSide(this.cs.probeRequest(), side((a) => resume(() => done(a)))));
   }
 
   /** The unit is complete and the session's identity known: a cacheable read goes to the layer. */

@@ -163,6 +163,7 @@ export function analyzeSql(sql: string, opts?: ClassifyOptions): SqlAnalysis {
     cls: {
       ...result(false, 'multi-statement', parts.some((c) => c.taintsSession), tables, writes),
       ...(parts.some((c) => c.changesSettings === true) ? { changesSettings: true } : {}),
+      ...(parts.some((c) => c.customSettings !== undefined) ? { customSettings: parts.flatMap((c) => c.customSettings ?? []) } : {}),
     },
     facts: out.done('multi-statement'),
   };

@@ -69,6 +69,8 @@ export interface SqlClass {
    * rather than tainted.
    */
   changesSettings?: boolean;
+  /** With changesSettings: the custom settings (a dotted name: app.tenant) it changes. */
+  customSettings?: string[];
   /** Relations read (reads) or written (writes); see classify.ts for the name format. Null when
    * they cannot be determined (a write then invalidates the whole database). */
   tables: string[] | null;
@@ -78,6 +80,12 @@ export interface SqlClass {
    * text: track the transaction state from ReadyForQuery, not from text). */
   txControl: TxControl | null;
 }
+
+/**
+ * A custom setting's name as the classifier reports it (lower case, unquoted words joined by
+ * dots); the cache's probe writes such names into its SQL, so nothing else may pass.
+ */
+export const CUSTOM_SETTING_NAME = /^[a-z_][a-z0-9_$]*(\.[a-z_][a-z0-9_$]*)+$/;
 
 /** How to read a text. */
 export interface ClassifyOptions {

@@ -30,8 +30,22 @@
 import { LP } from './lexer';
 import { scanCalls } from './calls';
 import { scanRefs } from './refs';
-import { result, UNKNOWN_TAINT, type SqlClass } from './sql-class';
+import { CUSTOM_SETTING_NAME, result, UNKNOWN_TAINT, type SqlClass } from './sql-class';
 import { Facts, relationList, type ClassifyRange, type Stmt } from './stmt';
+
+/**
+ * SET or RESET of the setting named at i. A custom setting (a dotted name: app.tenant) is one
+ * pg_settings does not list, so the cache's probe must be told its name; one whose name is not
+ * plain words (quoted, or not understood) taints the session instead.
+ */
+function settingsChange(s: Stmt, i: number): SqlClass {
+  const cls = result(false, 'session-state', false, [], false);
+  const named = s.name(i);
+  if (named === null || !named[0].includes('.')) return { ...cls, changesSettings: true };
+  const name = named[0];
+  if (!CUSTOM_SETTING_NAME.test(name)) return result(false, 'session-state', true, [], false);
+  return { ...cls, changesSettings: true, customSettings: [name] };
+}
 
 /**
  * The verdict when the statement whose first keyword kw is at p (up to b) is one of the above;
@@ -42,11 +56,10 @@ export function classifyUtility(s: Stmt, kw: string, p: number, b: number, inner
     case 'set': {
       const n = s.w(p + 1);
       const local = n === 'local' || n === 'transaction' || n === 'constraints';
-      const cls = result(false, 'session-state', false, [], false);
-      return local ? cls : { ...cls, changesSettings: true };
+      return local ? result(false, 'session-state', false, [], false) : settingsChange(s, n === 'session' ? p + 2 : p + 1);
     }
     case 'reset':
-      return { ...result(false, 'session-state', false, [], false), changesSettings: true };
+      return settingsChange(s, p + 1);
     case 'discard': case 'listen': case 'load':
       return result(false, 'session-state', true, [], false);
     case 'unlisten':

@@ -10,7 +10,9 @@
 // The class covered here: set_config in a SQL function, in a plpgsql function, in a DO block and
 // a procedure (CALL); SET app.tenant and SET ROLE inside DO; a temp table created in DO that
 // shadows a shared table; search_path and bytea_output changed inside DO; and a fastpath
-// FunctionCall (F message) of set_config for app.tenant, search_path and bytea_output.
+// FunctionCall (F message) of set_config for app.tenant, search_path and bytea_output. And what
+// does not taint, so must be in the key: a plain SET of a custom setting (pg_settings does not
+// list those), and a role default of one that changed between two sessions of the same login.
 import t from 'tap';
 import { USERS } from '../harness/pg-cluster';
 import { issue14Suite, type Scenario, type Sess, type Target } from '../helpers/safe-cache';
@@ -107,6 +109,54 @@ const scenarios: Scenario[] = [
   tenants('set_config in a plpgsql function', (_x, s, n) => s.q(`SELECT set_tenant_pl(${n})`)),
   tenants('set_config in a DO block', (_x, s, n) => s.q(`DO $$ BEGIN PERFORM set_config('app.tenant', '${n}', false); END $$`)),
   tenants('SET app.tenant inside a DO block', (_x, s, n) => s.q(`DO $$ BEGIN SET app.tenant = ${n}; END $$`)),
+  // Plain SET does not taint (the probe asks the session again), but custom settings are
+  // placeholders pg_settings does not list: the probe must ask for app.tenant by name.
+  tenants('plain SET app.tenant: the custom setting is asked for by name', (_x, s, n) => s.q(`SET app.tenant = ${n}`)),
+  tenants('SET SESSION app.tenant in the extended protocol', (_x, s, n) => s.ext({ sql: `SET SESSION app.tenant = '${n}'` })),
+  tenants('SET app.tenant then RESET ALL and SET again', async (_x, s, n) => {
+    await s.q('SET app.tenant = 3');
+    await s.q('RESET ALL');
+    await s.q(`SET app.tenant TO ${n}`);
+  }),
+  {
+    // A role default of a custom setting changes between two sessions of the same login: each
+    // keeps the value it started with, and pg_settings lists neither.
+    name: 'a role default of app.tenant changed between two sessions of one login',
+    setup: [...TENANTS, "ALTER ROLE bob SET app.tenant = '1'"],
+    teardown: ['ALTER ROLE bob RESET app.tenant'],
+    distinct: [['S1 (started as tenant 1) reads docs', 'S2 (started as tenant 2) reads docs']],
+    async run(x) {
+      const s1 = await x.session({ user: 'bob' });
+      const first = (await s1.q(READ_DOCS)).data;
+      await x.catalogChange(async () => { await x.truth("ALTER ROLE bob SET app.tenant = '2'"); });
+      const s2 = await x.session({ user: 'bob', via: 1 });
+      return {
+        'S1 first read': first,
+        'S1 (started as tenant 1) reads docs': (await s1.q(READ_DOCS)).data,
+        'S2 (started as tenant 2) reads docs': (await s2.q(READ_DOCS)).data,
+      };
+    },
+  },
+  {
+    // The same, with the default RESET: the session started under it still has app.tenant,
+    // which no default names any more; the later one has none (its read fails, 42704).
+    name: 'a role default of app.tenant RESET between two sessions of one login',
+    setup: [...TENANTS, "ALTER ROLE bob SET app.tenant = '1'"],
+    teardown: ['ALTER ROLE bob RESET app.tenant'],
+    errorsExpected: true,
+    distinct: [['S1 (started as tenant 1) reads docs', 'S2 (started with no tenant) reads docs']],
+    async run(x) {
+      const s1 = await x.session({ user: 'bob' });
+      const first = (await s1.q(READ_DOCS)).data;
+      await x.catalogChange(async () => { await x.truth('ALTER ROLE bob RESET app.tenant'); });
+      const s2 = await x.session({ user: 'bob', via: 1 });
+      return {
+        'S1 first read': first,
+        'S1 (started as tenant 1) reads docs': (await s1.q(READ_DOCS)).data,
+        'S2 (started with no tenant) reads docs': (await s2.q(READ_DOCS)).data,
+      };
+    },
+  },
   tenants('set_config in a procedure (CALL)', (_x, s, n) => s.q(`CALL set_tenant_proc(${n})`)),
   tenants('set_config through a fastpath FunctionCall (F message)', (x, s, n) => fastpathSetConfig(x, s, 'app.tenant', String(n))),
   ownState(

@@ -2,7 +2,9 @@
 // named statement of its own, closed again: the client's unnamed statement and portals are left
 // alone) and how its answer is read (anything but the expected row means "unknown": not served).
 import t from 'tap';
-import { PROBE_BATCH, identityScope, parseProbeAnswer } from '../../src/cache/probe';
+import { identityScope, parseProbeAnswer, probeBatch } from '../../src/cache/probe';
+
+const PROBE_BATCH = probeBatch();
 import { ParseMessage, BindMessage, ExecuteMessage, CloseMessage, decodeClientMessage } from '../../src/protocol/client-messages';
 import { Frontend } from '../../src/protocol/codes';
 
@@ -31,7 +33,7 @@ function dataRow(values: (string | null)[]): Buffer {
   return msg('D', Buffer.concat(parts));
 }
 
-const ROW = ['alice', 'bob', 'f', '["pg_catalog","s2","public"]', '"$user", s2, public', '0123456789abcdef0123456789abcdef'];
+const ROW = ['alice', 'bob', 'f', '["pg_catalog","s2","public"]', '"$user", s2, public', '0123456789abcdef0123456789abcdef', '[["app.tenant", "1"]]'];
 const answer = (row: Buffer) =>
   Buffer.concat([msg('1', Buffer.alloc(0)), msg('2', Buffer.alloc(0)), row, msg('C', Buffer.from('SELECT 1\0')), msg('3', Buffer.alloc(0)), msg('Z', Buffer.from('I'))]);
 
@@ -66,11 +68,12 @@ t.test('the answer: the identity, or null for anything else', async (t) => {
     schemas: ['pg_catalog', 's2', 'public'],
     searchPath: '"$user", s2, public',
     settingsDigest: '0123456789abcdef0123456789abcdef',
+    customSettings: '[["app.tenant", "1"]]',
   });
   t.equal(parseProbeAnswer(answer(dataRow(ROW.map((v, i) => (i === 2 ? 't' : v)))))!.hasTempSchema, true, 'a temp schema');
   const failed = Buffer.concat([msg('E', Buffer.from('SERROR\0C42P05\0Mexists\0\0')), msg('Z', Buffer.from('I'))]);
   t.equal(parseProbeAnswer(failed), null, 'an error (e.g. the name is taken)');
-  t.equal(parseProbeAnswer(answer(dataRow(ROW.slice(0, 5)))), null, 'a row of another shape');
+  t.equal(parseProbeAnswer(answer(dataRow(ROW.slice(0, 6)))), null, 'a row of another shape');
   t.equal(parseProbeAnswer(answer(dataRow(ROW.map((v, i) => (i === 1 ? null : v))))), null, 'a NULL');
   t.equal(parseProbeAnswer(answer(dataRow(ROW.map((v, i) => (i === 3 ? '{pg_catalog}' : v))))), null, 'schemas that are not JSON');
   t.equal(parseProbeAnswer(answer(dataRow(ROW.map((v, i) => (i === 3 ? '[1,2]' : v))))), null, 'schemas that are not names');
@@ -94,7 +97,23 @@ t.test('identityScope: equal only when everything the probe saw is equal', async
     ['temp schema', { ...a, hasTempSchema: true }],
     ['schemas', { ...a, schemas: ['pg_catalog', 'public', 's2'] }],
     ['settings', { ...a, settingsDigest: 'f'.repeat(32) }],
+    ['custom setting', { ...a, customSettings: '[["app.tenant", "2"]]' }],
   ] as const) {
     t.not(identityScope(other), identityScope(a), `a different ${what}`);
+  }
+});
+
+t.test('custom settings: asked for by name, every name a role or database default sets and those given', async (t) => {
+  const sqlOf = (b: Buffer): string => {
+    const end = 1 + b.readUInt32BE(1);
+    return (decodeClientMessage(b[0]!, b, 0, end) as ParseMessage).sql;
+  };
+  const plain = sqlOf(probeBatch());
+  t.match(plain, /pg_db_role_setting/, 'the names role and database defaults set');
+  t.match(plain, /current_setting\(n, true\)/, 'each asked for, missing or not');
+  const named = sqlOf(probeBatch(['app.tenant', 'x.y_z']));
+  t.match(named, /ARRAY\['app\.tenant', 'x\.y_z'\]/, 'the names the session SET');
+  for (const bad of ["app.x'; DROP TABLE t; --", 'tenant', 'App.Tenant', 'app."t"']) {
+    t.throws(() => probeBatch([bad]), `${JSON.stringify(bad)} is not written into SQL`);
   }
 });
