@@ -120,11 +120,11 @@ async function read(
   ctx: ClientContext, idx: number, sessionNo: number, c: Conn, s: SessionState, rng: () => number,
   history: string[], note: (s: string) => void, recent: { spec: ReadSpec; how: ExtOptions | null }[],
 ): Promise<void> {
-  // Half the time one of the client's recent reads again, as an application repeats its queries:
-  // the same statement from many sessions is what a cache shares, rightly or wrongly.
+  // Mostly one of the client's recent reads again, as an application repeats its queries: the
+  // same statement from many sessions is what a cache shares, rightly or wrongly.
   let spec: ReadSpec;
   let how: ExtOptions | null;
-  if (recent.length > 0 && rng() < 0.5) ({ spec, how } = recent[Math.floor(rng() * recent.length)]!);
+  if (recent.length > 0 && rng() < 0.75) ({ spec, how } = recent[Math.floor(rng() * recent.length)]!);
   else {
     spec = randomRead(rng, s, ctx.model);
     how = protocolFor(rng);

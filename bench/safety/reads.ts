@@ -114,7 +114,8 @@ const TEMPLATES: [number, Template][] = [
     check: { type: 'settings' },
   })],
   [0.3, () => ({ name: 'stable-setting-function', sql: 'SELECT current_tenant()', params: [], check: { type: 'tenant' } })],
-  [2, (r, _s, m) => ({ name: 'attribute-call', sql: 'SELECT i.id, i.touch FROM items i WHERE i.id = $1', params: [String(idParam(r, m, 'items'))], check: { type: 'touch' } })],
+  // A volatile function in attribute notation: it taints the session and drops the database's answers.
+  [0.5, (r, _s, m) => ({ name: 'attribute-call', sql: 'SELECT i.id, i.touch FROM items i WHERE i.id = $1', params: [String(idParam(r, m, 'items'))], check: { type: 'touch' } })],
 ];
 
 const TOTAL = TEMPLATES.reduce((a, [w]) => a + w, 0);

@@ -7,7 +7,7 @@ import { formatViolation, runSafetyCheck } from '../../bench/safety/run';
 import { WORKER_MODES } from '../helpers/cache';
 
 const SEED = 14;
-const DURATION_S = 25;
+const DURATION_S = 30;
 
 for (const workers of WORKER_MODES) {
   t.test(`safety check, ${DURATION_S} s, seed ${SEED}, --workers ${workers}`, async (t) => {
