@@ -1,12 +1,12 @@
 /**
- * One checker session over the raw protocol client of the tests (test/helpers/wire.ts): startup,
+ * One checker session over the raw protocol client of the tests (test/harness/wire.ts): startup,
  * simple queries (one answer per statement), and extended-protocol requests through the unnamed
  * or a named prepared statement, each decoded into columns, text rows, command tag and error.
  * No driver: what the checker sees is exactly what pgscribe sent.
  *
  * @see https://www.postgresql.org/docs/current/protocol-flow.html
  */
-import { RawClient, enc, errorFields, type BackendMessage } from '../../test/helpers/wire';
+import { RawClient, enc, errorFields, type BackendMessage } from '../../test/harness/wire';
 
 /** A column of a RowDescription. */
 export interface Col {

@@ -7,7 +7,7 @@
 import { startCluster, type PgCluster } from '../../test/harness/pg-cluster';
 import { startProxy, type Proxy, type Stats } from '../../test/harness/proxy';
 import { startRedis, type RedisServer } from '../../test/harness/redis';
-import { prng } from '../../test/helpers/prng';
+import { prng } from '../../test/harness/prng';
 import { adminLoop, elsewhereLoop } from './background';
 import { clientLoop, type ClientContext, type Violation } from './client';
 import { Conn, mustSimple } from './conn';

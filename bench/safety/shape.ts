@@ -6,7 +6,7 @@
  *
  * @see https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-EXT-QUERY
  */
-import { RawClient, enc } from '../../test/helpers/wire';
+import { RawClient, enc } from '../../test/harness/wire';
 import { decodeReply, decodeRowDescription, type Answer, type Col } from './conn';
 import type { Finding } from './oracle';
 

@@ -7,7 +7,7 @@ import { USERS } from '../harness/pg-cluster';
 import { run } from '../harness/run';
 import { clusterAndProxies } from '../helpers/fixture';
 import { MAIN, type Proxy } from '../harness/proxy';
-import { enc } from '../helpers/wire';
+import { enc } from '../harness/wire';
 import { dumpDom, findChromium, screenshot } from '../harness/chromium';
 import { parseProm, value } from '../helpers/prom';
 import { CATALOG_ARGS } from '../helpers/cache';

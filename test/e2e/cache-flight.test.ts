@@ -13,7 +13,7 @@ import type { Proxy } from '../harness/proxy';
 import {
   WORKER_MODES, calls, extUnit, holdTableLock, linesWith, lockWaitersSql, waitLines, waitUntilCount, wireBytes, cacheArgs,
 } from '../helpers/cache';
-import { RawClient, column, describeMessages, enc, errorsIn, firstRow, value, type BackendMessage } from '../helpers/wire';
+import { RawClient, column, describeMessages, enc, errorsIn, firstRow, value, type BackendMessage } from '../harness/wire';
 import { sleep } from '../harness/time';
 
 

@@ -22,7 +22,7 @@ import {
 import { parseProm, value as sample } from '../helpers/prom';
 import { startRedis, type RedisServer } from '../harness/redis';
 import { command } from '../helpers/resp-client';
-import { RawClient, column, describeMessages, enc, errorsIn, value, type BackendMessage } from '../helpers/wire';
+import { RawClient, column, describeMessages, enc, errorsIn, value, type BackendMessage } from '../harness/wire';
 import { sleep } from '../harness/time';
 
 const { pg, fx } = clusterAndProxies(t);

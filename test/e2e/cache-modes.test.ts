@@ -6,7 +6,7 @@ import type { Proxy } from '../harness/proxy';
 import { USERS } from '../harness/pg-cluster';
 import { clusterAndProxies } from '../helpers/fixture';
 import { CATALOG_ARGS, waitLines } from '../helpers/cache';
-import { value } from '../helpers/wire';
+import { value } from '../harness/wire';
 
 const { pg, fx } = clusterAndProxies(t);
 const USER = USERS.trust.user;

@@ -7,7 +7,7 @@ import { USERS } from '../harness/pg-cluster';
 import { clusterAndProxies } from '../helpers/fixture';
 import type { Proxy } from '../harness/proxy';
 import { WORKER_MODES, extUnit, runUnit, wireBytes, cacheArgs, type UnitOptions } from '../helpers/cache';
-import { RawClient, describeMessages, enc, errorsIn, i32, value } from '../helpers/wire';
+import { RawClient, describeMessages, enc, errorsIn, i32, value } from '../harness/wire';
 
 const { pg, fx } = clusterAndProxies(t);
 const USER = USERS.trust.user;

@@ -7,7 +7,7 @@ import { USERS } from '../harness/pg-cluster';
 import { clusterAndProxies } from '../helpers/fixture';
 import type { Proxy } from '../harness/proxy';
 import { WORKER_MODES, calls, runUnit, waitCounter, waitUntilCount, cacheArgs } from '../helpers/cache';
-import { RawClient, describeMessages, enc, errorsIn, value } from '../helpers/wire';
+import { RawClient, describeMessages, enc, errorsIn, value } from '../harness/wire';
 import { sleep } from '../harness/time';
 
 const { pg, fx } = clusterAndProxies(t);

@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { startCluster, USERS, PG_BIN, type PgCluster } from '../harness/pg-cluster';
 import { run, type RunResult } from '../harness/run';
 import { startProxy, type Proxy } from '../harness/proxy';
-import { RawClient, enc, errorFields, type BackendMessage } from '../helpers/wire';
+import { RawClient, enc, errorFields, type BackendMessage } from '../harness/wire';
 import { sleep } from '../harness/time';
 import { cancelPsqlSleep } from '../helpers/psql-cancel';
 

@@ -6,7 +6,7 @@ import { USERS } from '../harness/pg-cluster';
 import { run } from '../harness/run';
 import { clusterAndProxies } from '../helpers/fixture';
 import { type Proxy } from '../harness/proxy';
-import { enc, type RawClient } from '../helpers/wire';
+import { enc, type RawClient } from '../harness/wire';
 import { sleep } from '../harness/time';
 import { CATALOG_ARGS } from '../helpers/cache';
 

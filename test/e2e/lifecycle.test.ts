@@ -6,7 +6,7 @@ import * as net from 'node:net';
 import { startCluster, USERS, type PgCluster } from '../harness/pg-cluster';
 import { expectFatalAndClose } from '../helpers/expect';
 import { proxyFixture, sigterm } from '../helpers/fixture';
-import { enc, errorsIn as errs, type BackendMessage, type RawClient } from '../helpers/wire';
+import { enc, errorsIn as errs, type BackendMessage, type RawClient } from '../harness/wire';
 import { sleep } from '../harness/time';
 
 const USER = USERS.trust.user;

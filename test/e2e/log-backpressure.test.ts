@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { clusterAndProxies } from '../helpers/fixture';
-import { enc } from '../helpers/wire';
+import { enc } from '../harness/wire';
 import { sleep } from '../harness/time';
 
 const { fx } = clusterAndProxies(t);

@@ -11,7 +11,7 @@ import { startInProcess, type InProcessProxy } from '../harness/in-process';
 import { PG_BIN, USERS, startCluster, type PgCluster } from '../harness/pg-cluster';
 import type { LoggedQuery, RecordingLogger } from '../harness/recording-logger';
 import { run } from '../harness/run';
-import { RawClient, column, describeMessages, enc, errorsIn } from '../helpers/wire';
+import { RawClient, column, describeMessages, enc, errorsIn } from '../harness/wire';
 
 const PSQL = fs.existsSync(path.join(PG_BIN, 'psql')) ? path.join(PG_BIN, 'psql') : 'psql';
 const PGBENCH = fs.existsSync(path.join(PG_BIN, 'pgbench')) ? path.join(PG_BIN, 'pgbench') : 'pgbench';

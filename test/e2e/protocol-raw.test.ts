@@ -1,5 +1,5 @@
 // Raw-socket protocol tests: the real proxy (dist/main.js) in front of a real PostgreSQL 15,
-// driven byte by byte with the independent encoder in helpers/wire.ts.
+// driven byte by byte with the independent encoder in harness/wire.ts.
 import t from 'tap';
 import * as crypto from 'node:crypto';
 import * as net from 'node:net';
@@ -8,7 +8,7 @@ import { freePort } from '../harness/free-port';
 import { proxyFixture } from '../helpers/fixture';
 import { type Proxy } from '../harness/proxy';
 import { expectFatalAndClose, type Tap } from '../helpers/expect';
-import { describeMessages as describe, enc, errorsIn as errors, i32, normalizeMessages as normalize, value as firstValue, type BackendMessage, type RawClient } from '../helpers/wire';
+import { describeMessages as describe, enc, errorsIn as errors, i32, normalizeMessages as normalize, value as firstValue, type BackendMessage, type RawClient } from '../harness/wire';
 import { sleep } from '../harness/time';
 
 const USER = USERS.trust.user;

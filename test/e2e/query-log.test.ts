@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import { startCluster, USERS, type PgCluster } from '../harness/pg-cluster';
 import { proxyFixture } from '../helpers/fixture';
 import { type Proxy } from '../harness/proxy';
-import { enc, errorsIn, type BackendMessage, type RawClient } from '../helpers/wire';
+import { enc, errorsIn, type BackendMessage, type RawClient } from '../harness/wire';
 import { sleep } from '../harness/time';
 
 const USER = USERS.trust.user;

@@ -3,7 +3,7 @@
 // many times over; every byte must still arrive intact and in order.
 import t from 'tap';
 import { clusterAndProxies } from '../helpers/fixture';
-import { corruptMd5Rows, enc, readZInBursts } from '../helpers/wire';
+import { corruptMd5Rows, enc, readZInBursts } from '../harness/wire';
 import { sleep } from '../harness/time';
 
 const { fx } = clusterAndProxies(t);

@@ -2,7 +2,7 @@
 import t from 'tap';
 import { startCluster, USERS, type PgCluster } from '../harness/pg-cluster';
 import { parseStatsLine, startProxy } from '../harness/proxy';
-import { RawClient, enc } from '../helpers/wire';
+import { RawClient, enc } from '../harness/wire';
 
 let pg: PgCluster;
 t.before(async () => {

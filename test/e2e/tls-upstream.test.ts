@@ -11,7 +11,7 @@ import { proxyFixture } from '../helpers/fixture';
 import { type Proxy } from '../harness/proxy';
 import { connectTls } from '../helpers/tls';
 import { makeCerts, type KeyPair, type TestCerts } from '../harness/certs';
-import { enc, errorsIn as errors, type BackendMessage } from '../helpers/wire';
+import { enc, errorsIn as errors, type BackendMessage } from '../harness/wire';
 import { sleep } from '../harness/time';
 import { cancelPsqlSleep } from '../helpers/psql-cancel';
 

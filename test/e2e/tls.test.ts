@@ -21,7 +21,7 @@ import { loadTls } from '../../src/tls';
 import { connectTls } from '../helpers/tls';
 import { fingerprint, makeCerts, type KeyPair, type TestCerts } from '../harness/certs';
 import { expectFatalAndClose, type Tap } from '../helpers/expect';
-import { corruptMd5Rows, describeMessages as describe, enc, errorFields, errorsIn as errors, normalizeMessages as normalize, readZInBursts, value as firstValue, type BackendMessage, type RawClient } from '../helpers/wire';
+import { corruptMd5Rows, describeMessages as describe, enc, errorFields, errorsIn as errors, normalizeMessages as normalize, readZInBursts, value as firstValue, type BackendMessage, type RawClient } from '../harness/wire';
 import { sleep } from '../harness/time';
 import { cancelPsqlSleep } from '../helpers/psql-cancel';
 

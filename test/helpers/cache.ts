@@ -4,7 +4,7 @@
 import type { PgCluster } from '../harness/pg-cluster';
 import type { Proxy } from '../harness/proxy';
 import { waitFor } from '../harness/time';
-import { RawClient, describeMessages, enc, errorsIn, type BackendMessage } from './wire';
+import { RawClient, describeMessages, enc, errorsIn, type BackendMessage } from '../harness/wire';
 
 /**
  * The cache layer runs in the event loop thread (workers 0) or sharded over worker threads; every

@@ -1,7 +1,7 @@
 // Assertions shared by the protocol tests.
 
 import type { Test } from 'tap';
-import { describeMessages, errorsIn, type RawClient } from './wire';
+import { describeMessages, errorsIn, type RawClient } from '../harness/wire';
 
 /** The assertions the helpers below make (a tap Test or a subtest). */
 export type Tap = Pick<Test, 'equal' | 'ok' | 'match' | 'same' | 'notMatch' | 'not'>;

@@ -4,7 +4,7 @@
 
 import { startCluster, USERS, type PgCluster } from '../harness/pg-cluster';
 import { startProxy, type Exit, type Proxy } from '../harness/proxy';
-import { describeMessages, RawClient, type BackendMessage } from './wire';
+import { describeMessages, RawClient, type BackendMessage } from '../harness/wire';
 
 export interface Session {
   c: RawClient;

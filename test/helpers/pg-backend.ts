@@ -1,6 +1,6 @@
 // Server messages built by hand, for the tests of pgscribe's own PostgreSQL client (src/pg/).
 // Independent of src/: each message is written out field by field from the protocol docs.
-import { cstr, enc, i16, i32 } from './wire';
+import { cstr, enc, i16, i32 } from '../harness/wire';
 
 const fieldsBody = (fields: [string, string][]): Buffer =>
   Buffer.concat([...fields.map(([k, v]) => Buffer.concat([Buffer.from(k, 'latin1'), cstr(v)])), Buffer.from([0])]);

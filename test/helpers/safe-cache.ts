@@ -21,7 +21,7 @@ import { run as runCommand } from '../harness/run';
 import { sleep, waitFor } from '../harness/time';
 import { WORKER_MODES, extUnit, workerArgs, type UnitOptions } from './cache';
 import { clusterAndProxies, type ProxyFixture } from './fixture';
-import { RawClient, describeMessages, enc, errorFields, type BackendMessage } from './wire';
+import { RawClient, describeMessages, enc, errorFields, type BackendMessage } from '../harness/wire';
 
 /** The cache flags every issue-14 test runs pgscribe with (besides the worker and Redis flags). */
 export const SAFE_CACHE_FLAGS: readonly string[] = ['--cache', '--singleflight', '--cache-ttl', '60000'];

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { KeyPair } from '../harness/certs';
-import { RawClient, enc } from './wire';
+import { RawClient, enc } from '../harness/wire';
 
 /**
  * Connect, send SSLRequest, expect 'S', and start TLS (no verification unless ca is given).

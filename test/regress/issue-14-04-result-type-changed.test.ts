@@ -11,7 +11,7 @@
 // direct run shows it, wherever PostgreSQL raises it.
 import t from 'tap';
 import { issue14Suite, type Scenario } from '../helpers/safe-cache';
-import { enc } from '../helpers/wire';
+import { enc } from '../harness/wire';
 
 const SQL = 'SELECT v FROM pt4 ORDER BY v';
 const SETUP = ['DROP TABLE IF EXISTS pt4', 'CREATE TABLE pt4 (v int)', 'INSERT INTO pt4 VALUES (1), (2)', 'GRANT SELECT ON pt4 TO PUBLIC'];

@@ -10,7 +10,7 @@
 // here: DEALLOCATE s9 and DEALLOCATE ALL run by EXECUTE inside DO, and by a plpgsql function.
 import t from 'tap';
 import { issue14Suite, type Scenario } from '../helpers/safe-cache';
-import { enc } from '../helpers/wire';
+import { enc } from '../harness/wire';
 
 const FIRST = "SELECT 'first' AS answer";
 

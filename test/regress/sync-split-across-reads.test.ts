@@ -4,7 +4,7 @@
 import t from 'tap';
 import { sleep } from '../harness/time';
 import { clusterAndProxies, sigterm } from '../helpers/fixture';
-import { describeMessages, enc, errorsIn } from '../helpers/wire';
+import { describeMessages, enc, errorsIn } from '../harness/wire';
 
 const { fx } = clusterAndProxies(t);
 

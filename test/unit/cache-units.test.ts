@@ -11,7 +11,7 @@ import { CacheShard } from '../../src/cache/shard';
 import { COMPLETE, MORE, REJECT, Unit, hasVolatileInput } from '../../src/cache/unit';
 import { BindMessage, decodeClientMessage } from '../../src/protocol/client-messages';
 import { ProtocolError } from '../../src/protocol/messages';
-import { enc, i32 } from '../helpers/wire';
+import { enc, i32 } from '../harness/wire';
 
 /** Feed whole messages (as the framer would) to a fresh unit; the verdict of each. */
 function feed(...msgs: Buffer[]): { unit: Unit; verdicts: number[] } {

@@ -2,8 +2,8 @@
 // same messages, byte for byte, in order. Input is built with the independent test encoder.
 import t from 'tap';
 import { Framer, describeType, type FrameHandler, type FramerOptions } from '../../src/protocol/framer';
-import { enc } from '../helpers/wire';
-import { prng } from '../helpers/prng';
+import { enc } from '../harness/wire';
+import { prng } from '../harness/prng';
 
 const code = (c: string): number => c.charCodeAt(0);
 /** What the real client inspects: Query, Parse, Bind, Execute, Close. */

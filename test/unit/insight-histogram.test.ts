@@ -3,7 +3,7 @@
 // counts, bounded and lazily grown memory, reset.
 import t from 'tap';
 import { LatencyHistogram } from '../../src/insight/histogram';
-import { prng as rng } from '../helpers/prng';
+import { prng as rng } from '../harness/prng';
 
 /** The nearest-rank q-quantile of sorted xs: the ceil(q n)-th smallest. */
 function exactQuantile(sorted: number[], q: number): number {

@@ -18,7 +18,7 @@ import {
   SSL_ACCEPTED,
 } from '../../src/protocol/messages';
 import { BindMessage, CloseMessage, DescribeMessage, ExecuteMessage, ParseMessage, QueryMessage, decodeClientMessage } from '../../src/protocol/client-messages';
-import { cstr, enc, errorFields, i16, i32 } from '../helpers/wire';
+import { cstr, enc, errorFields, i16, i32 } from '../harness/wire';
 
 // The client messages are decoded once into objects (client-messages.ts); these give the parts
 // the tests compare as plain values (paramsAt as an offset in the buffer, as the test data has it).

@@ -8,7 +8,7 @@ import { ProtocolError } from '../../src/protocol/messages';
 import * as m from '../../src/pg/messages';
 import { PgError } from '../../src/pg/errors';
 import { be } from '../helpers/pg-backend';
-import { cstr, enc, i16, i32 } from '../helpers/wire';
+import { cstr, enc, i16, i32 } from '../harness/wire';
 
 const PRE = Buffer.from([0x44, 0, 0, 0, 6, 0, 1]); // the tail of another message
 const JUNK = Buffer.from([0, 0, 0, 0, 0x5a, 0, 0x49, 0, 0xff, 0xff, 0xff, 0xff, 0, 1, 0, 0, 0, 0]);

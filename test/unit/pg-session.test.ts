@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { PgClientError, PgError } from '../../src/pg/errors';
 import { PgSession, type QueryResult, type SessionHost } from '../../src/pg/session';
 import { be } from '../helpers/pg-backend';
-import { cstr, enc } from '../helpers/wire';
+import { cstr, enc } from '../harness/wire';
 
 class FakeHost implements SessionHost {
   sent: Buffer[] = [];

@@ -3,7 +3,7 @@
 
 import * as net from 'net';
 import { createHash } from 'crypto';
-import { sleep } from '../harness/time';
+import { sleep } from './time';
 
 function msg(type: string, body: Buffer): Buffer {
   const h = Buffer.alloc(5);
