@@ -17,6 +17,9 @@ export class SessionCatalog {
   private schemas: readonly string[] | null = null;
   private readonly verdicts = new Map<StatementPolicy, ReadVerdict>();
   private generation = -1;
+  /** The catalog generation when the probe now being answered was sent, and when the one whose answer holds was. */
+  private probeSentAt = -1;
+  private probedAt = -1;
 
   /**
    * knowledge: the catalog of the session's database. Null with catalogMode: catalog-user is set
@@ -33,10 +36,26 @@ export class SessionCatalog {
     return this.knowledge?.customSettingNames ?? [];
   }
 
+  /** The probe is being sent. */
+  probing(): void {
+    this.probeSentAt = this.knowledge?.generation ?? -1;
+  }
+
   /** The probe told the session's schema search order. */
   identified(schemas: readonly string[]): void {
     this.schemas = schemas;
+    this.probedAt = this.probeSentAt;
     this.verdicts.clear();
+  }
+
+  /**
+   * What the probe said still holds for the catalog as pgscribe knows it: a schema created,
+   * dropped or granted since (the catalog read again) may change the session's search order
+   * (current_schemas lists only the schemas that exist and it may use), so it is asked again.
+   */
+  get probeCurrent(): boolean {
+    const k = this.knowledge;
+    return k === null || k.generation === this.probedAt;
   }
 
   /**
@@ -57,7 +76,7 @@ export class SessionCatalog {
   reads(pol: StatementPolicy): readonly string[] | null {
     const k = this.knowledge;
     if (k === null) return this.catalogMode ? null : pol.reads;
-    if (!k.ready || this.schemas === null) return null;
+    if (!k.ready || this.schemas === null || !this.probeCurrent) return null;
     if (this.generation !== k.generation) {
       this.verdicts.clear();
       this.generation = k.generation;
@@ -78,7 +97,7 @@ export class SessionCatalog {
     const k = this.knowledge;
     if (k === null) return this.catalogMode ? null : pol.writeTables;
     if (!k.ready) return null;
-    if (this.schemas !== null) return k.writeTargets(pol.facts, this.schemas);
+    if (this.schemas !== null && this.probeCurrent) return k.writeTargets(pol.facts, this.schemas);
     // The search order is not known yet (no cacheable read so far): each schema the name may
     // resolve in, all of their targets (a superset is safe).
     const out = new Set<string>();

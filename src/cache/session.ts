@@ -138,13 +138,14 @@ export class CacheSession {
 
   /** The probe batch for this session (probe.ts). */
   probeRequest(): Buffer {
+    this.catalog.probing();
     const names = new Set([...this.customNames, ...this.catalog.customSettingNames()]);
     return probeBatch([...names].sort());
   }
 
   /** The session was asked for its identity (probe.ts); only then can a key be made. */
   get identified(): boolean {
-    return this.asked;
+    return this.asked && this.catalog.probeCurrent;
   }
 
   /**

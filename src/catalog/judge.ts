@@ -97,7 +97,9 @@ class Walk {
     if (vol === 'v' && !(this.harmless && schema === 'pg_catalog' && HARMLESS_VOLATILE.has(name))) {
       return this.fail(`${what} may call volatile function ${schema}.${name}`);
     }
-    if (!this.read) return true;
+    // PostgreSQL does not hold a STABLE function to its word: its body may call set_config() or
+    // anything volatile. Whether a statement may change the session (or write) follows it too.
+    if (!this.read) return vol !== 's' || isSystemSchema(schema) || this.stableBodies(schema, name);
     if (isClockOrSession(schema, name)) return this.fail(`${what} calls ${schema}.${name} (clock or session)`);
     if (vol === 's' && !isSystemSchema(schema)) return this.stableBodies(schema, name);
     return true;
@@ -112,7 +114,7 @@ class Walk {
       if (!this.once('body:' + body)) continue;
       if (++this.bodies > MAX_BODIES) return this.fail(`too many function bodies to follow at ${schema}.${name}`);
       const facts = analyzeSql(body).facts;
-      if (facts.readBlocker !== null) return this.fail(`function ${schema}.${name}: ${facts.readBlocker}`);
+      if (this.read && facts.readBlocker !== null) return this.fail(`function ${schema}.${name}: ${facts.readBlocker}`);
       if (!this.reads(facts) || !this.calls(facts)) return false;
     }
     return true;

@@ -27,7 +27,7 @@
  * CREATE TEMP ... (ddl.ts) and SELECT INTO TEMP (dml.ts) taint too ('temp-table'), and so does a
  * statement calling set_config() (calls.ts).
  */
-import { LP } from './lexer';
+import { DOT, LP } from './lexer';
 import { scanCalls } from './calls';
 import { scanRefs } from './refs';
 import { CUSTOM_SETTING_NAME, result, UNKNOWN_TAINT, type SqlClass } from './sql-class';
@@ -41,7 +41,8 @@ import { Facts, relationList, type ClassifyRange, type Stmt } from './stmt';
 function settingsChange(s: Stmt, i: number): SqlClass {
   const cls = result(false, 'session-state', false, [], false);
   const named = s.name(i);
-  if (named === null || !named[0].includes('.')) return { ...cls, changesSettings: true };
+  if (named === null) return result(false, 'session-state', true, [], false);
+  if (!named[0].includes('.')) return { ...cls, changesSettings: true };
   const name = named[0];
   if (!CUSTOM_SETTING_NAME.test(name)) return result(false, 'session-state', true, [], false);
   return { ...cls, changesSettings: true, customSettings: [name] };
@@ -54,7 +55,9 @@ function settingsChange(s: Stmt, i: number): SqlClass {
 export function classifyUtility(s: Stmt, kw: string, p: number, b: number, inner: ClassifyRange): SqlClass | null {
   switch (kw) {
     case 'set': {
-      const n = s.w(p + 1);
+      // `SET local.tenant = 1` sets a custom setting of class "local": a word followed by a dot
+      // is the setting's name, not SET LOCAL / TRANSACTION / CONSTRAINTS / SESSION.
+      const n = s.k(p + 2) === DOT ? '' : s.w(p + 1);
       const local = n === 'local' || n === 'transaction' || n === 'constraints';
       return local ? result(false, 'session-state', false, [], false) : settingsChange(s, n === 'session' ? p + 2 : p + 1);
     }

@@ -134,6 +134,8 @@ t.test('STABLE functions outside pg_catalog: what their sql bodies read', async 
   c.fn('public', 'remote', 's');
   c.body('public', 'remote', 'select count(*) from ft');
   c.fn('public', 'plpg', 's', '', true);
+  c.fn('public', 'tenant_setter', 's');
+  c.body('public', 'tenant_setter', "select set_config('app.tenant', '1', false)");
   c.fn('public', 'loop1', 's');
   c.body('public', 'loop1', 'select loop2()');
   c.fn('public', 'loop2', 's');
@@ -142,7 +144,10 @@ t.test('STABLE functions outside pg_catalog: what their sql bodies read', async 
   t.strictSame(judgeRead(s, facts('select doc_count()'), PATH), { cacheable: true, reason: '', dependsOn: ['docs'] });
   t.match(judgeRead(s, facts('select remote()'), PATH), { cacheable: false, reason: /foreign table/ });
   t.match(judgeRead(s, facts('select plpg()'), PATH), { cacheable: false, reason: /cannot name/ });
-  t.equal(callsOnlyStable(s, facts('select plpg()'), PATH), true, 'stable all the same');
+  // PostgreSQL does not hold a STABLE function to its word: its body may call set_config().
+  t.equal(callsOnlyStable(s, facts('select plpg()'), PATH), false, 'a STABLE body the catalog cannot read may change the session');
+  t.equal(callsOnlyStable(s, facts('select doc_count()'), PATH), true, 'a STABLE sql body that calls nothing volatile does not');
+  t.equal(callsOnlyStable(s, facts('select tenant_setter()'), PATH, { harmless: true }), false, 'a STABLE sql body that calls set_config() does');
   t.equal(judgeRead(s, facts('select loop1()'), PATH).cacheable, true, 'recursion ends');
 });
 
