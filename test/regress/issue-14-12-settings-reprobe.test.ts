@@ -23,7 +23,6 @@
 import t from 'tap';
 import { issue14Suite, type Scenario, type Sess, type Target } from '../helpers/safe-cache';
 import { enc } from '../harness/wire';
-import { sleep } from '../harness/time';
 
 /** A table whose policy shows the rows of the tenant in custom setting `setting` (none when unset). */
 function tenantTable(setting: string): string[] {
@@ -194,13 +193,14 @@ const scenarios: Scenario[] = [
       const s1 = await x.session();
       await s1.q('SET search_path = tenant_b, public');
       const before = (await s1.q(READ_SP)).data;
-      await x.truth('CREATE SCHEMA tenant_b');
-      await x.truth('CREATE TABLE tenant_b.sp_items (body text)');
-      await x.truth("INSERT INTO tenant_b.sp_items VALUES ('tenant_b row 1')");
-      await x.truth('GRANT USAGE ON SCHEMA tenant_b TO PUBLIC');
-      await x.truth('GRANT SELECT, INSERT ON tenant_b.sp_items TO PUBLIC');
-      // The catalog poll (every second) and the change stream notice it.
-      if (x.kind === 'pgscribe') await sleep(3000);
+      // Straight in PostgreSQL: pgscribe notices it at its next catalog poll (catalogChange waits for that).
+      await x.catalogChange(async () => {
+        await x.truth('CREATE SCHEMA tenant_b');
+        await x.truth('CREATE TABLE tenant_b.sp_items (body text)');
+        await x.truth("INSERT INTO tenant_b.sp_items VALUES ('tenant_b row 1')");
+        await x.truth('GRANT USAGE ON SCHEMA tenant_b TO PUBLIC');
+        await x.truth('GRANT SELECT, INSERT ON tenant_b.sp_items TO PUBLIC');
+      });
       const created = (await s1.q(READ_SP)).data;
       // The write goes through pgscribe (another session, the other instance with --redis): a write
       // made straight in PostgreSQL is bounded only by the TTL (docs/cache.md).
@@ -225,12 +225,12 @@ const scenarios: Scenario[] = [
       const s1 = await x.session();
       await s1.q('SET search_path = tenant_b, public');
       const before = (await s1.q(READ_SP)).data;
-      for (const ddl of [
-        'CREATE SCHEMA tenant_b', 'CREATE SEQUENCE tenant_b.seq', "CREATE VIEW tenant_b.sp_items AS SELECT nextval('tenant_b.seq')::text AS body",
-        'GRANT USAGE ON SCHEMA tenant_b TO PUBLIC', 'GRANT SELECT ON tenant_b.sp_items TO PUBLIC', 'GRANT USAGE ON SEQUENCE tenant_b.seq TO PUBLIC',
-      ]) await x.truth(ddl);
-      // The catalog poll (every second) notices it.
-      if (x.kind === 'pgscribe') await sleep(3000);
+      await x.catalogChange(async () => {
+        for (const ddl of [
+          'CREATE SCHEMA tenant_b', 'CREATE SEQUENCE tenant_b.seq', "CREATE VIEW tenant_b.sp_items AS SELECT nextval('tenant_b.seq')::text AS body",
+          'GRANT USAGE ON SCHEMA tenant_b TO PUBLIC', 'GRANT SELECT ON tenant_b.sp_items TO PUBLIC', 'GRANT USAGE ON SEQUENCE tenant_b.seq TO PUBLIC',
+        ]) await x.truth(ddl);
+      });
       return {
         'S1 read before tenant_b exists': before,
         'S1 first read of the view': (await s1.q(READ_SP)).data,
