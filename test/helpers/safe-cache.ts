@@ -497,3 +497,24 @@ export function issue14Suite(
 export function tick(): Promise<void> {
   return sleep(5);
 }
+
+/**
+ * Setup: public.sp_items and tenant_a.sp_items, one row each, both readable: which one an
+ * unqualified name reaches is the session's search order. tenant_b is dropped (a scenario may
+ * create it).
+ */
+export const SHARED_AND_TENANT_A: readonly string[] = [
+  'DROP SCHEMA IF EXISTS tenant_a CASCADE',
+  'DROP SCHEMA IF EXISTS tenant_b CASCADE',
+  'DROP TABLE IF EXISTS sp_items',
+  'CREATE SCHEMA tenant_a',
+  'CREATE TABLE tenant_a.sp_items (body text)',
+  "INSERT INTO tenant_a.sp_items VALUES ('tenant_a row')",
+  'CREATE TABLE public.sp_items (body text)',
+  "INSERT INTO public.sp_items VALUES ('public row')",
+  'GRANT USAGE ON SCHEMA tenant_a TO PUBLIC',
+  'GRANT SELECT ON tenant_a.sp_items, public.sp_items TO PUBLIC',
+];
+
+/** Setup: one bytea value, whose text form bytea_output decides. */
+export const BLOBS: readonly string[] = ['DROP TABLE IF EXISTS blobs', 'CREATE TABLE blobs (b bytea)', "INSERT INTO blobs VALUES ('\\x00ff41'::bytea)", 'GRANT SELECT ON blobs TO PUBLIC'];

@@ -15,7 +15,7 @@
 // list those), and a role default of one that changed between two sessions of the same login.
 import t from 'tap';
 import { USERS } from '../harness/pg-cluster';
-import { issue14Suite, type Scenario, type Sess, type Target } from '../helpers/safe-cache';
+import { BLOBS, SHARED_AND_TENANT_A, issue14Suite, type Scenario, type Sess, type Target } from '../helpers/safe-cache';
 
 const TENANTS = [
   'DROP TABLE IF EXISTS docs CASCADE',
@@ -57,22 +57,9 @@ async function fastpathSetConfig(x: Target, s: Sess, name: string, value: string
   await s.fastpath(setConfigOid, [name, value, 'false']);
 }
 
-const SHARED_AND_TENANT_A = [
-  'DROP SCHEMA IF EXISTS tenant_a CASCADE',
-  'DROP TABLE IF EXISTS sp_items',
-  'CREATE SCHEMA tenant_a',
-  'CREATE TABLE tenant_a.sp_items (body text)',
-  "INSERT INTO tenant_a.sp_items VALUES ('tenant_a row')",
-  'CREATE TABLE public.sp_items (body text)',
-  "INSERT INTO public.sp_items VALUES ('public row')",
-  'GRANT USAGE ON SCHEMA tenant_a TO PUBLIC',
-  'GRANT SELECT ON tenant_a.sp_items, public.sp_items TO PUBLIC',
-];
-
-const BLOBS = ['DROP TABLE IF EXISTS blobs', 'CREATE TABLE blobs (b bytea)', "INSERT INTO blobs VALUES ('\\x00ff41'::bytea)", 'GRANT SELECT ON blobs TO PUBLIC'];
 
 /** S1 changes its own state (`change`), reads `read`; then S2, untouched, reads the same. */
-function ownState(name: string, setup: string[], read: string, change: (x: Target, s: Sess) => Promise<unknown>, user?: string): Scenario {
+function ownState(name: string, setup: readonly string[], read: string, change: (x: Target, s: Sess) => Promise<unknown>, user?: string): Scenario {
   return {
     name,
     setup,

@@ -21,7 +21,7 @@
 // rollbacks, savepoints, failed transactions, multi-statement Queries, pipelines, roles, session
 // authorization, startup options, quoted and upper-case names, PREPARE/EXECUTE.
 import t from 'tap';
-import { issue14Suite, type Scenario, type Sess, type Target } from '../helpers/safe-cache';
+import { BLOBS, SHARED_AND_TENANT_A, issue14Suite, type Scenario, type Sess, type Target } from '../helpers/safe-cache';
 import { enc } from '../harness/wire';
 
 /** A table whose policy shows the rows of the tenant in custom setting `setting` (none when unset). */
@@ -103,24 +103,10 @@ const OWNED = [
 ];
 const READ_OWNED = 'SELECT body FROM owned ORDER BY body';
 
-const SHARED_AND_TENANT_A = [
-  'DROP SCHEMA IF EXISTS tenant_a CASCADE',
-  'DROP SCHEMA IF EXISTS tenant_b CASCADE',
-  'DROP TABLE IF EXISTS sp_items',
-  'CREATE SCHEMA tenant_a',
-  'CREATE TABLE tenant_a.sp_items (body text)',
-  "INSERT INTO tenant_a.sp_items VALUES ('tenant_a row')",
-  'CREATE TABLE public.sp_items (body text)',
-  "INSERT INTO public.sp_items VALUES ('public row')",
-  'GRANT USAGE ON SCHEMA tenant_a TO PUBLIC',
-  'GRANT SELECT ON tenant_a.sp_items, public.sp_items TO PUBLIC',
-];
 const READ_SP = 'SELECT body FROM sp_items ORDER BY body';
 
-const BLOBS = ['DROP TABLE IF EXISTS blobs', 'CREATE TABLE blobs (b bytea)', "INSERT INTO blobs VALUES ('\\x00ff41'::bytea)", 'GRANT SELECT ON blobs TO PUBLIC'];
-
 /** S1 reads, changes its own state (`change`), reads again; then S2, untouched, reads. */
-function ownState(name: string, setup: string[], read: string, change: (x: Target, s: Sess) => Promise<unknown>, user?: string, undone = false): Scenario {
+function ownState(name: string, setup: readonly string[], read: string, change: (x: Target, s: Sess) => Promise<unknown>, user?: string, undone = false): Scenario {
   return {
     name,
     setup,
