@@ -29,6 +29,9 @@ import { SessionCatalog } from './session-catalog';
 import { ResponseCapture } from './response';
 import type { Unit } from './unit';
 
+/** Custom settings a session may SET and still be served from the cache (see statement()). */
+const MAX_CUSTOM_SETTINGS = 64;
+
 /** What the cache layer shares between sessions: the layer, the policy and the settings. */
 export interface CacheContext {
   readonly layer: CacheLayer;
@@ -312,7 +315,10 @@ export class CacheSession {
     // before its next cached read (only when idle: after this statement has run).
     if (pol.cls.changesSettings === true) {
       for (const n of pol.cls.customSettings ?? []) this.customNames.add(n);
-      this.unidentify();
+      // Each name is asked for in every probe of the session: a client that sets hundreds of
+      // them gets relayed rather than an ever longer probe.
+      if (this.customNames.size > MAX_CUSTOM_SETTINGS) this.taint();
+      else this.unidentify();
     }
     // DDL, and a configuration reload (it changes the settings of every open session): what was
     // cached may not be what PostgreSQL answers now, and the catalog is read again.

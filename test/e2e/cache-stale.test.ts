@@ -246,6 +246,18 @@ for (const workers of WORKER_MODES) {
     b.sock.destroy();
   });
 
+  t.test(`${mode}: a session that SETs more than 64 custom settings is relayed, not probed for each`, async (t) => {
+    const p = await cachedProxy(workers);
+    const c = await fx.session(p.port);
+    const q = 'SELECT v FROM kv WHERE id = 1 /* custom settings */';
+    await c.query('SET app.n1 = 1');
+    await read(p, c, q);
+    t.equal((await read(p, c, q)).hit, true, 'one custom setting: asked for by name, served');
+    await c.query(Array.from({ length: 64 }, (_, i) => `SET app.n${i + 2} = 1`).join('; '));
+    await read(p, c, q);
+    t.equal((await read(p, c, q)).hit, false, '65 of them: the session is relayed from now on');
+  });
+
   t.test(`${mode}: volatile functions, locking reads and catalog reads are never cached`, async (t) => {
     const p = await cachedProxy(workers);
     const a = await fx.session(p.port);
