@@ -518,3 +518,37 @@ export const SHARED_AND_TENANT_A: readonly string[] = [
 
 /** Setup: one bytea value, whose text form bytea_output decides. */
 export const BLOBS: readonly string[] = ['DROP TABLE IF EXISTS blobs', 'CREATE TABLE blobs (b bytea)', "INSERT INTO blobs VALUES ('\\x00ff41'::bytea)", 'GRANT SELECT ON blobs TO PUBLIC'];
+
+/**
+ * R reads `read`; another session (through the other instance) runs `writes`; R and a new session
+ * read again. PostgreSQL's answers before and after differ (the writes change what R reads).
+ */
+export function readsAroundWrites(name: string, setup: readonly string[], read: string, writes: readonly string[],
+  readOpts: SessionOptions = {}, writeOpts: SessionOptions = {}): Scenario {
+  return {
+    name,
+    setup,
+    distinct: [['R reads, before', 'R reads, after']],
+    async run(x) {
+      const r = await x.session(readOpts);
+      const before = (await r.q(read)).data;
+      const w = await x.session({ ...writeOpts, via: 1 });
+      for (const sql of writes) await w.q(sql);
+      return {
+        'R reads, before': before,
+        'R reads, after': (await r.q(read)).data,
+        'a new session reads, after': (await (await x.session({ ...readOpts, via: 1 })).q(read)).data,
+      };
+    },
+  };
+}
+
+/** Setup: rows owned by alice and by bob, each visible only to its owner (RLS on current_user). */
+export const OWNED: readonly string[] = [
+  'DROP TABLE IF EXISTS owned',
+  'CREATE TABLE owned (owner name, body text)',
+  "INSERT INTO owned VALUES ('alice', 'alice row'), ('bob', 'bob row')",
+  'ALTER TABLE owned ENABLE ROW LEVEL SECURITY',
+  'CREATE POLICY mine ON owned USING (owner = current_user)',
+  'GRANT SELECT ON owned TO PUBLIC',
+];

@@ -15,7 +15,7 @@
 // list those), and a role default of one that changed between two sessions of the same login.
 import t from 'tap';
 import { USERS } from '../harness/pg-cluster';
-import { BLOBS, SHARED_AND_TENANT_A, issue14Suite, type Scenario, type Sess, type Target } from '../helpers/safe-cache';
+import { BLOBS, OWNED, SHARED_AND_TENANT_A, issue14Suite, type Scenario, type Sess, type Target } from '../helpers/safe-cache';
 
 const TENANTS = [
   'DROP TABLE IF EXISTS docs CASCADE',
@@ -148,14 +148,7 @@ const scenarios: Scenario[] = [
   tenants('set_config through a fastpath FunctionCall (F message)', (x, s, n) => fastpathSetConfig(x, s, 'app.tenant', String(n))),
   ownState(
     'SET ROLE inside DO: a later session of the same login does not get the role\'s RLS rows',
-    [
-      'DROP TABLE IF EXISTS owned',
-      'CREATE TABLE owned (owner name, body text)',
-      "INSERT INTO owned VALUES ('alice', 'alice row'), ('bob', 'bob row')",
-      'ALTER TABLE owned ENABLE ROW LEVEL SECURITY',
-      'CREATE POLICY mine ON owned USING (owner = current_user)',
-      'GRANT SELECT ON owned TO PUBLIC',
-    ],
+    OWNED,
     'SELECT body FROM owned ORDER BY body',
     (_x, s) => s.q('DO $$ BEGIN SET ROLE alice; END $$'),
     'bob',

@@ -8,26 +8,13 @@
 // ("$user", public) with a schema named after the user; and ALTER TABLE IF EXISTS.
 import t from 'tap';
 import { USERS } from '../harness/pg-cluster';
-import { issue14Suite, type Scenario, type SessionOptions } from '../helpers/safe-cache';
+import { issue14Suite, readsAroundWrites, type Scenario, type SessionOptions } from '../helpers/safe-cache';
 
 const USER = USERS.trust.user;
 
+/** R reads; the superuser renames (through the other instance); R and a new session read again. */
 function renamed(name: string, setup: string[], read: string, rename: string, opts: SessionOptions): Scenario {
-  return {
-    name,
-    setup,
-    distinct: [['R reads, before the rename', 'R reads, after the rename']],
-    async run(x) {
-      const r = await x.session(opts);
-      const before = (await r.q(read)).data;
-      await (await x.session({ user: 'postgres', via: 1 })).q(rename);
-      return {
-        'R reads, before the rename': before,
-        'R reads, after the rename': (await r.q(read)).data,
-        'a new session reads, after the rename': (await (await x.session({ ...opts, via: 1 })).q(read)).data,
-      };
-    },
-  };
+  return readsAroundWrites(name, setup, read, [rename], opts, { user: 'postgres' });
 }
 
 const scenarios: Scenario[] = [

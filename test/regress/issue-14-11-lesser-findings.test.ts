@@ -8,42 +8,22 @@
 // information_schema.tables lists the tables that exist now; current_setting('application_name')
 // is the session's own, so a policy on it shows each application its own rows.
 import t from 'tap';
-import { issue14Suite, type Scenario, type SessionOptions } from '../helpers/safe-cache';
-
-/** R reads; W writes (through the other instance); R and a new session read again. */
-function afterWrite(name: string, setup: string[], read: string, writes: string[], readOpts: SessionOptions = {}, writeOpts: SessionOptions = {}): Scenario {
-  return {
-    name,
-    setup,
-    distinct: [['R reads, before', 'R reads, after']],
-    async run(x) {
-      const r = await x.session(readOpts);
-      const before = (await r.q(read)).data;
-      const w = await x.session({ ...writeOpts, via: 1 });
-      for (const sql of writes) await w.q(sql);
-      return {
-        'R reads, before': before,
-        'R reads, after': (await r.q(read)).data,
-        'a new session reads, after': (await (await x.session({ ...readOpts, via: 1 })).q(read)).data,
-      };
-    },
-  };
-}
+import { issue14Suite, readsAroundWrites, type Scenario } from '../helpers/safe-cache';
 
 const scenarios: Scenario[] = [
-  afterWrite(
+  readsAroundWrites(
     "a serial column's default advances its sequence: last_value of t11_id_seq",
     ['DROP TABLE IF EXISTS t11', 'CREATE TABLE t11 (id serial, v text)', "INSERT INTO t11 (v) VALUES ('a')", 'GRANT ALL ON t11, t11_id_seq TO PUBLIC'],
     'SELECT last_value, is_called FROM t11_id_seq',
     ["INSERT INTO t11 (v) VALUES ('b')"],
   ),
-  afterWrite(
+  readsAroundWrites(
     "an identity column's default advances its sequence: last_value of t11i_id_seq",
     ['DROP TABLE IF EXISTS t11i', 'CREATE TABLE t11i (id int GENERATED ALWAYS AS IDENTITY, v text)', "INSERT INTO t11i (v) VALUES ('a')", 'GRANT ALL ON t11i, t11i_id_seq TO PUBLIC'],
     'SELECT last_value, is_called FROM t11i_id_seq',
     ["INSERT INTO t11i (v) VALUES ('b')"],
   ),
-  afterWrite(
+  readsAroundWrites(
     'TRUNCATE ... RESTART IDENTITY resets the sequence: last_value of t11r_id_seq',
     ['DROP TABLE IF EXISTS t11r', 'CREATE TABLE t11r (id serial, v text)', "INSERT INTO t11r (v) VALUES ('a'), ('b'), ('c')", 'GRANT ALL ON t11r, t11r_id_seq TO PUBLIC'],
     'SELECT last_value, is_called FROM t11r_id_seq',
@@ -72,7 +52,7 @@ const scenarios: Scenario[] = [
       };
     },
   },
-  afterWrite(
+  readsAroundWrites(
     'information_schema.tables read as `tables` through search_path information_schema, public',
     ['DROP TABLE IF EXISTS new11, old11', 'CREATE TABLE old11 (id int)', 'GRANT SELECT ON old11 TO PUBLIC'],
     "SELECT table_name FROM tables WHERE table_schema = 'public' AND table_name IN ('old11', 'new11') ORDER BY 1",

@@ -21,7 +21,7 @@
 // rollbacks, savepoints, failed transactions, multi-statement Queries, pipelines, roles, session
 // authorization, startup options, quoted and upper-case names, PREPARE/EXECUTE.
 import t from 'tap';
-import { BLOBS, SHARED_AND_TENANT_A, issue14Suite, type Scenario, type Sess, type Target } from '../helpers/safe-cache';
+import { BLOBS, OWNED, SHARED_AND_TENANT_A, issue14Suite, type Scenario, type Sess, type Target } from '../helpers/safe-cache';
 import { enc } from '../harness/wire';
 
 /** A table whose policy shows the rows of the tenant in custom setting `setting` (none when unset). */
@@ -93,14 +93,6 @@ async function each(s: Sess, sqls: string[]): Promise<string> {
   return out.join(' / ');
 }
 
-const OWNED = [
-  'DROP TABLE IF EXISTS owned',
-  'CREATE TABLE owned (owner name, body text)',
-  "INSERT INTO owned VALUES ('alice', 'alice row'), ('bob', 'bob row')",
-  'ALTER TABLE owned ENABLE ROW LEVEL SECURITY',
-  'CREATE POLICY mine ON owned USING (owner = current_user)',
-  'GRANT SELECT ON owned TO PUBLIC',
-];
 const READ_OWNED = 'SELECT body FROM owned ORDER BY body';
 
 const READ_SP = 'SELECT body FROM sp_items ORDER BY body';
