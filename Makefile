@@ -31,8 +31,19 @@ compile: build
 	npx tsc -p tsconfig.test.json
 	mkdir -p build/src/admin && cp src/admin/dashboard.html build/src/admin/dashboard.html
 
+# The TAP stream is kept in build/test-output.tap; on a failure the last lines printed name every
+# failing test (file, subtest, assertion) with the first failure's diagnostics, because a CI log is
+# often read from its tail only.
 test: compile
-	npx tap --disable-coverage --timeout=300 --jobs=2 $(TESTS)
+	@set -o pipefail; npx tap --disable-coverage --timeout=300 --jobs=2 $(TESTS) 2>&1 | tee build/test-output.tap; \
+	status=$$?; \
+	if [ $$status -ne 0 ]; then \
+	  echo "== make test failed (exit $$status); the first failure's diagnostics:"; \
+	  grep -m1 -A24 '^ *not ok' build/test-output.tap | sed -n '1,25p'; \
+	  echo "== every failing test and assertion (line numbers in build/test-output.tap):"; \
+	  grep -n '^ *not ok' build/test-output.tap | cut -c1-200 | head -n 40; \
+	fi; \
+	exit $$status
 
 # The unit tier alone: no PostgreSQL, no proxy process; seconds, not minutes.
 test-unit: compile
