@@ -8,6 +8,7 @@ import { startCluster, type PgCluster } from '../../test/harness/pg-cluster';
 import { startProxy, type Proxy, type Stats } from '../../test/harness/proxy';
 import { startRedis, type RedisServer } from '../../test/harness/redis';
 import { prng } from '../../test/harness/prng';
+import { sleep } from '../../test/harness/time';
 import { adminLoop, elsewhereLoop } from './background';
 import { clientLoop, type ClientContext, type Violation } from './client';
 import { Conn, mustSimple } from './conn';
@@ -17,8 +18,22 @@ import { RoleLocks } from './settings-ops';
 import { ShapeOracle } from './shape';
 import { Tally } from './tally';
 
+/**
+ * A run long enough to judge something: after `durationS` it goes on until it has judged this
+ * many reads and committed writes and pgscribe has answered this many reads from its cache or a
+ * flight, or until `maxDurationS`. A slower machine then runs longer instead of judging less.
+ */
+export interface Enough {
+  reads: number;
+  writes: number;
+  cacheAnswers: number;
+  maxDurationS: number;
+}
+
 export interface CheckOptions {
   durationS: number;
+  /** Go past durationS until this much was judged (default: stop at durationS). */
+  enough?: Enough;
   clients: number;
   seed: number;
   /** Extra pgscribe flags (after the checker's own). */
@@ -43,6 +58,7 @@ export interface CheckOptions {
 
 export interface CheckResult {
   seed: number;
+  /** How long the load ran (durationS, or more when `enough` extended it). */
   durationS: number;
   clients: number;
   pgscribeArgs: string[];
@@ -96,7 +112,8 @@ export async function runSafetyCheck(o: CheckOptions): Promise<CheckResult> {
     o.log(`safety-check: seed ${o.seed}, ${o.clients} clients, ${o.durationS} s, ${o.direct ? 'straight to PostgreSQL (no pgscribe)' : `pgscribe ${o.main ?? '(this build)'} ${args.join(' ')}`}`);
     shapes = await ShapeOracle.open(pg.port);
 
-    const stopAt = Date.now() + o.durationS * 1000;
+    const startedAt = Date.now();
+    const end = { at: startedAt + o.durationS * 1000 };
     const inflight = new Map<number, number>();
     model.lowWater = () => Math.min(model.clock, ...inflight.values());
     const ctx: ClientContext = {
@@ -107,7 +124,7 @@ export async function runSafetyCheck(o: CheckOptions): Promise<CheckResult> {
       roleLocks: new RoleLocks(),
       tally,
       inflight,
-      stopping: () => Date.now() >= stopAt || (proxy !== null && !proxy.alive),
+      stopping: () => Date.now() >= end.at || (proxy !== null && !proxy.alive),
       report: (v) => {
         tally.violation(v.kind, v.template);
         // The first few of each kind and read: a rare kind is not crowded out by a frequent one.
@@ -120,18 +137,42 @@ export async function runSafetyCheck(o: CheckOptions): Promise<CheckResult> {
     loops.push(adminLoop(ctx, prng(o.seed * 1000 + 999)));
     if (o.elsewhere) loops.push(elsewhereLoop(ctx, pg.port, o.elsewhereLagMs, prng(o.seed * 1000 + 998)));
     const progress = setInterval(() => {
-      o.log(`safety-check: ${Math.round((stopAt - Date.now()) / 1000)} s left, ${tally.reads} reads, ${tally.writesCommitted} writes, ${tally.totalViolations} violations`);
+      o.log(`safety-check: ${Math.round((end.at - Date.now()) / 1000)} s left, ${tally.reads} reads, ${tally.writesCommitted} writes, ${tally.totalViolations} violations`);
     }, 30_000);
+    const extending = o.enough !== undefined && proxy !== null ? extendUntilEnough(o.enough, startedAt, end, proxy, tally, o.log) : null;
     await Promise.all(loops);
     clearInterval(progress);
+    await extending;
     if (proxy !== null && !proxy.alive) throw new Error(`pgscribe exited during the run (${JSON.stringify(proxy.exit)}): ${proxy.stderr().slice(-2000)}`);
     const proxyStats = proxy === null ? null : await proxy.stats();
-    return { seed: o.seed, durationS: o.durationS, clients: o.clients, pgscribeArgs: args, main: o.main ?? null, tally, examples, proxyStats };
+    return { seed: o.seed, durationS: Math.round((Date.now() - startedAt) / 1000), clients: o.clients, pgscribeArgs: args, main: o.main ?? null, tally, examples, proxyStats };
   } finally {
     shapes?.close();
     if (proxy?.alive) await proxy.stop('SIGTERM', { killAfterMs: 5000 });
     await redis?.stop();
     await pg?.stop();
+  }
+}
+
+function cacheAnswers(stats: Stats): number {
+  return (stats['cache_hits'] ?? 0) + (stats['cache_waiters'] ?? 0);
+}
+
+/**
+ * A little before the planned end, asks pgscribe for its counters and moves the end on by 5 s
+ * while the run has not judged `enough`, up to `enough.maxDurationS`.
+ */
+async function extendUntilEnough(enough: Enough, startedAt: number, end: { at: number }, proxy: Proxy, tally: Tally, log: (s: string) => void): Promise<void> {
+  const hardStop = startedAt + enough.maxDurationS * 1000;
+  for (;;) {
+    await sleep(Math.max(0, end.at - 3000 - Date.now()));
+    if (end.at >= hardStop || !proxy.alive) return;
+    const stats = await proxy.stats().catch(() => null);
+    if (stats === null) return;
+    const answers = cacheAnswers(stats);
+    if (tally.reads >= enough.reads && tally.writesCommitted >= enough.writes && answers >= enough.cacheAnswers) return;
+    end.at = Math.min(hardStop, end.at + 5000);
+    log(`safety-check: not enough judged yet (${tally.reads} reads, ${tally.writesCommitted} writes, ${answers} cache answers): running on to ${Math.round((end.at - startedAt) / 1000)} s`);
   }
 }
 
