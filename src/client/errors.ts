@@ -16,13 +16,19 @@ const UPSTREAM_HINT = 'Check that PostgreSQL is running and reachable at the --u
 export const SessionError = {
   /** 08P01: a malformed or oversized message. */
   protocolViolation: (reason: string) => fatal(SqlState.ProtocolViolation, `pgscribe: protocol violation: ${reason}`),
-  /** 08P01: no startup packet in time. */
-  startupTimeout: (ms: number) => fatal(SqlState.ProtocolViolation, `pgscribe: startup packet not received within ${ms} ms`),
-  /** 0A000: a protocol version other than 3. */
+  /**
+   * 0A000: a second SSLRequest or GSSENCRequest, which the postmaster reads as a StartupMessage of
+   * that "version" (1234.5679, 1234.5680). Its words: pgscribe, too, speaks 3.0 only.
+   */
   unsupportedProtocol: (code: number) =>
-    fatal(SqlState.FeatureNotSupported, `pgscribe: unsupported frontend protocol ${code >>> 16}.${code & 0xffff}: only protocol 3 is supported`),
-  /** 28000: a StartupMessage without a user. */
-  noUser: () => fatal(SqlState.InvalidAuthorizationSpecification, 'pgscribe: no PostgreSQL user name specified in startup packet'),
+    fatal(SqlState.FeatureNotSupported, `unsupported frontend protocol ${code >>> 16}.${code & 0xffff}: server supports 3.0 to 3.0`),
+  /** 08P01: bytes in the clear behind an SSLRequest or GSSENCRequest, before its answer (CVE-2021-23214), in the postmaster's words. */
+  unencryptedAfterRequest: (request: 'ssl' | 'gssenc') => ({
+    severity: 'FATAL' as const,
+    code: SqlState.ProtocolViolation,
+    message: request === 'ssl' ? 'received unencrypted data after SSL request' : 'received unencrypted data after GSSAPI encryption request',
+    detail: 'This could be either a client-software bug or evidence of an attempted man-in-the-middle attack.',
+  }),
   /** 28000: a plaintext client while --tls-mode require. */
   tlsRequired: () => fatal(SqlState.InvalidAuthorizationSpecification, 'pgscribe: this proxy accepts only TLS connections', 'Connect with sslmode=require, verify-ca or verify-full.'),
   /** 28000: no client certificate, or one not signed by the --tls-ca certificates. */

@@ -17,7 +17,7 @@
  * streams through.
  */
 import type * as net from 'node:net';
-import { Backend, Frontend, MAX_STARTUP_PACKET_LENGTH, TxStatus } from '../protocol/codes';
+import { Backend, Frontend, MAX_STARTUP_PACKET_BYTES, TxStatus } from '../protocol/codes';
 import { Framer } from '../protocol/framer';
 import { ProtocolError, TERMINATE, encodeErrorResponse, isFatalError, type ErrorFields } from '../protocol/messages';
 import { decodeClientMessage, type ClientMessage } from '../protocol/client-messages';
@@ -81,6 +81,11 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
   private shutdownRequested = false;
   /** The session holds one of the host's admitted sessions. */
   private admitted = false;
+  /**
+   * The StartupMessage asked for a protocol before 3.0: the server's refusal comes in that
+   * version's format, without message lengths, and is relayed as bytes until the server closes.
+   */
+  private rawAnswer = false;
 
   constructor(host: ClientHost, socket: net.Socket, id: number) {
     this.host = host;
@@ -103,11 +108,12 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
       {
         onMessage: (type, buf, start, end) => this.onClientRequest(type, buf, start, end),
         onPassthrough: (type, buf, start, end) => this.onClientPiece(type, buf, start, end),
-        onFramingError: (reason) => this.protocolViolation(reason),
+        // A startup packet's bad length is one of the faults the postmaster only logs.
+        onFramingError: (reason) => (this.state === S.Startup ? this.startup.onBadLength(reason) : this.protocolViolation(reason)),
       },
       {
         maxLength: host.settings.maxMessageBytes,
-        maxStartupLength: MAX_STARTUP_PACKET_LENGTH,
+        maxStartupLength: MAX_STARTUP_PACKET_BYTES,
         inspect: clientInspect(host.cache !== null),
         startup: true,
       },
@@ -251,7 +257,13 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     this.transition(S.Closing);
   }
 
-  begin(user: string, params: ReadonlyMap<string, string>, packet: Buffer): void {
+  closeSilently(): void {
+    this.clientFramer.stop();
+    this.transition(S.Closing);
+  }
+
+  begin(user: string, params: ReadonlyMap<string, string>, packet: Buffer, rawAnswer: boolean): void {
+    this.rawAnswer = rawAnswer;
     const host = this.host;
     const database = params.get('database') || user;
     this.admitted = true;
@@ -284,6 +296,10 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
 
   onServerData(chunk: Buffer): void {
     this.host.counters.bytesFromServers += chunk.length;
+    if (this.rawAnswer) {
+      this.clientLeg.write(chunk);
+      return;
+    }
     this.serverFramer!.push(chunk);
     const cache = this.cache;
     if (cache !== null) {
@@ -437,7 +453,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
 
   onUpstreamClose(): void {
     if (this.state === S.Closing || this.state === S.Connecting) return;
-    if (this.clientTerminated || this.serverSaidFatal) {
+    if (this.clientTerminated || this.serverSaidFatal || this.rawAnswer) {
       // The server said why (FATAL) or the client asked for it (Terminate): nothing to add.
       this.transition(S.Closing);
       return;

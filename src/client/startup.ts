@@ -1,13 +1,21 @@
 /**
  * The startup phase of a client connection, before the upstream is involved: SSLRequest and
  * GSSENCRequest (answered 'N' unless TLS is configured for clients, then the TLS handshake),
- * CancelRequest (routed to the session it names; it has no reply), the StartupMessage (checked,
- * then admitted under the session limit), and the timeout for all of it.
+ * CancelRequest (routed to the session it names; it has no reply), the StartupMessage (admitted
+ * under the session limit, then relayed), and the timeout for all of it.
+ *
+ * Faults are answered as the postmaster answers them (ProcessStartupPacket): what it only logs
+ * (a bad length, an early EOF, a CancelRequest of the wrong size, the timeout) closes in silence;
+ * what it reports in the StartupMessage (protocol version, layout, no user) is PostgreSQL's own
+ * answer, because the packet is relayed to it as it came; and the negotiation faults only the
+ * postmaster's state can see (a second SSLRequest or GSSENCRequest, plaintext pipelined behind
+ * one) get its FATAL, worded as it words them. docs/protocol.md has the whole table.
  *
  * @see https://www.postgresql.org/docs/15/protocol-flow.html#PROTOCOL-FLOW-START-UP
  */
 import type * as tls from 'node:tls';
-import { NEGOTIATION_REFUSED, SSL_ACCEPTED, decodeStartup, type ErrorFields } from '../protocol/messages';
+import { StartupCode } from '../protocol/codes';
+import { NEGOTIATION_REFUSED, SSL_ACCEPTED, readStartupParams, type ErrorFields } from '../protocol/messages';
 import type { ClientTls, TlsUpgradeListener } from '../tls';
 import type { ClientLeg } from './client-leg';
 import { SessionError } from './errors';
@@ -19,15 +27,19 @@ export interface StartupSession extends ClientHandle {
   readonly state: ClientState;
   transition(next: ClientState): void;
   fail(error: ErrorFields): void;
-  protocolViolation(reason: string): void;
+  /** Close without a word, as the postmaster does after a fault it only logs. */
+  closeSilently(): void;
   /** The framer holds no part of a message (nothing arrived in the clear after the SSLRequest). */
   readonly clientAtBoundary: boolean;
   /** The connection to the client, handed to TLS and back here. */
   readonly clientLeg: ClientLeg;
   /** A CancelRequest arrived on this connection: it has no reply; the connection closes. */
   closeAfterCancel(): void;
-  /** The StartupMessage was accepted and admitted: open the upstream and relay it. */
-  begin(user: string, params: ReadonlyMap<string, string>, packet: Buffer): void;
+  /**
+   * The StartupMessage was admitted: open the upstream and relay it. rawAnswer: the server will
+   * refuse it in the pre-3.0 error format, which is relayed as bytes, unread.
+   */
+  begin(user: string, params: ReadonlyMap<string, string>, packet: Buffer, rawAnswer: boolean): void;
 }
 
 export class StartupPhase implements TlsUpgradeListener {
@@ -37,6 +49,19 @@ export class StartupPhase implements TlsUpgradeListener {
   encrypted = false;
   /** 'S' has been written: nothing may follow in the clear before the handshake. */
   private sslAnswered = false;
+  /** Plaintext arrived between 'S' and the handshake: refused once the handshake is done. */
+  private plaintextBeforeHandshake = false;
+  /**
+   * The postmaster's ssl_done and gss_done: a request it has had once (or that encryption made
+   * pointless) is not a request any more, but a StartupMessage of an unknown protocol version.
+   */
+  private sslDone = false;
+  private gssDone = false;
+  /**
+   * 'N' was written in answer to this request during the current read: whatever else that read
+   * held came before the answer, in the clear and unasked for, and is refused.
+   */
+  private refusedInThisRead: 'ssl' | 'gssenc' | null = null;
   /** The handshake's key in ClientTls (to forget it if the client goes away first). */
   private handshakeKey = '';
   private timer: NodeJS.Timeout | null;
@@ -47,56 +72,87 @@ export class StartupPhase implements TlsUpgradeListener {
     this.timer = setTimeout(() => this.onTimeout(), host.settings.startupTimeoutMs);
   }
 
-  /** An untyped startup-phase packet arrived. */
+  /** An untyped startup-phase packet arrived (the framer checked its length: 8 to 10004 bytes). */
   onPacket(buf: Buffer, start: number, end: number): void {
     const s = this.session;
     if (this.sslAnswered) {
       // PostgreSQL's rule since CVE-2021-23214: bytes that follow an SSLRequest before the handshake
-      // were not protected by it (they may come from someone in the middle), so they are refused.
-      s.protocolViolation('received unencrypted data after SSLRequest');
+      // were not protected by it (they may come from someone in the middle). The handshake goes on,
+      // as the postmaster's does, and the refusal is said inside it (startTls, onTlsSecure).
+      this.plaintextBeforeHandshake = true;
       return;
     }
-    let packet;
-    try {
-      packet = decodeStartup(buf, start, end);
-    } catch (err) {
-      s.protocolViolation((err as Error).message);
+    if (this.refusedInThisRead !== null) {
+      s.fail(SessionError.unencryptedAfterRequest(this.refusedInThisRead));
       return;
     }
-    switch (packet.kind) {
-      case 'ssl':
-      case 'gssenc': {
-        if (this.encrypted) {
-          s.protocolViolation(`${packet.kind === 'ssl' ? 'SSLRequest' : 'GSSENCRequest'} on a connection that is already encrypted`);
-          return;
-        }
-        const ctls = this.host.tls.client;
-        if (packet.kind === 'ssl' && ctls !== null) {
-          this.answerSsl(ctls);
-          return;
-        }
-        // No GSSAPI encryption (nor TLS, unless configured): 'N' lets the client carry on in plaintext.
-        s.clientLeg.write(NEGOTIATION_REFUSED);
-        return;
-      }
-      case 'cancel':
-        // Accepted in the clear even with --tls-mode require, as PostgreSQL accepts it whatever
-        // pg_hba.conf says: libpq before 17 always sends cancel requests unencrypted.
-        this.stopTimer();
-        this.host.keys.cancel(packet.pid, packet.secret, s.address);
-        s.closeAfterCancel();
-        return;
-      case 'unsupported':
-        s.fail(SessionError.unsupportedProtocol(packet.code));
-        return;
-      case 'startup':
-        this.onStartupMessage(packet.params, buf.subarray(start, end));
-        return;
+    const code = buf.readUInt32BE(start + 4);
+    if (code === StartupCode.CancelRequest) {
+      this.onCancelRequest(buf, start, end);
+      return;
     }
+    if (code === StartupCode.SSLRequest && !this.sslDone) {
+      this.onSslRequest();
+      return;
+    }
+    if (code === StartupCode.GSSENCRequest && !this.gssDone) {
+      // No GSSAPI encryption: 'N', as from a server built without it.
+      this.sslDone = false;
+      this.gssDone = true;
+      this.refuse('gssenc');
+      return;
+    }
+    this.onStartupMessage(code, buf.subarray(start, end));
   }
 
-  private onStartupMessage(params: ReadonlyMap<string, string>, packet: Buffer): void {
+  /**
+   * Accepted in the clear even with --tls-mode require, as PostgreSQL accepts it whatever
+   * pg_hba.conf says: libpq before 17 always sends cancel requests unencrypted. The wrong size is
+   * dropped unread, as the postmaster drops it.
+   */
+  private onCancelRequest(buf: Buffer, start: number, end: number): void {
+    this.stopTimer();
+    if (end - start !== 16) {
+      this.closeSilently('invalid length of startup packet (a CancelRequest is 16 bytes)', end - start);
+      return;
+    }
+    this.host.keys.cancel(buf.readInt32BE(start + 8), buf.readInt32BE(start + 12), this.session.address);
+    this.session.closeAfterCancel();
+  }
+
+  private onSslRequest(): void {
+    const ctls = this.host.tls.client;
+    if (this.encrypted || ctls === null) {
+      this.sslDone = true;
+      this.gssDone = false;
+      this.refuse('ssl');
+      return;
+    }
+    this.sslDone = true;
+    this.gssDone = true;
+    this.answerSsl(ctls);
+  }
+
+  /** 'N': carry on in plaintext; the rest of this read must be empty (see refusedInThisRead). */
+  private refuse(request: 'ssl' | 'gssenc'): void {
     const s = this.session;
+    s.clientLeg.write(NEGOTIATION_REFUSED);
+    this.refusedInThisRead = request;
+    // Runs once the framer is through the read that held the request.
+    queueMicrotask(() => {
+      this.refusedInThisRead = null;
+      if (s.state === ClientState.Startup && !s.clientAtBoundary) s.fail(SessionError.unencryptedAfterRequest(request));
+    });
+  }
+
+  private onStartupMessage(code: number, packet: Buffer): void {
+    const s = this.session;
+    if (code === StartupCode.SSLRequest || code === StartupCode.GSSENCRequest) {
+      // A second request: the postmaster reads it as a StartupMessage of protocol 1234.5679 or .5680.
+      s.fail(SessionError.unsupportedProtocol(code));
+      return;
+    }
+    const params = readStartupParams(packet, 0, packet.length);
     if (!this.encrypted && this.host.tls.client?.mode === 'require') {
       this.host.ops.warn('plaintext client refused: --tls-mode require; it must connect with sslmode=require or stronger', {
         conn: s.id,
@@ -107,16 +163,44 @@ export class StartupPhase implements TlsUpgradeListener {
       return;
     }
     this.stopTimer();
-    const user = params.get('user');
-    if (user === undefined || user === '') {
-      s.fail(SessionError.noUser());
-      return;
-    }
     if (!this.host.admit(s)) {
       s.fail(SessionError.tooManyClients());
       return;
     }
-    s.begin(user, params, packet);
+    // Whatever is wrong with it (protocol version, layout, no user), PostgreSQL says so itself.
+    s.begin(params.get('user') ?? '', params, packet, code >>> 16 < 3);
+  }
+
+  /**
+   * The framer found a startup packet's length out of bounds. Bytes behind a request that was
+   * just answered are refused first, as the postmaster checks its buffer before it reads on.
+   */
+  onBadLength(reason: string): void {
+    if (this.sslAnswered) {
+      this.plaintextBeforeHandshake = true;
+      return;
+    }
+    if (this.refusedInThisRead !== null) {
+      this.session.fail(SessionError.unencryptedAfterRequest(this.refusedInThisRead));
+      return;
+    }
+    this.closeSilently(reason);
+  }
+
+  /**
+   * A fault the postmaster logs (COMMERROR) and answers by closing without a word: say it to the
+   * operator, nothing to the client.
+   */
+  closeSilently(reason: string, length?: number): void {
+    const s = this.session;
+    this.stopTimer();
+    this.host.ops.warn('client startup packet refused; closing it without a reply, as PostgreSQL does', {
+      conn: s.id,
+      client: s.address,
+      reason,
+      ...(length === undefined ? {} : { length }),
+    });
+    s.closeSilently();
   }
 
   /**
@@ -137,10 +221,7 @@ export class StartupPhase implements TlsUpgradeListener {
   private startTls(ctls: ClientTls): void {
     const s = this.session;
     if (s.state !== ClientState.Startup) return;
-    if (!s.clientAtBoundary) {
-      s.protocolViolation('received unencrypted data after SSLRequest');
-      return;
-    }
+    if (!s.clientAtBoundary) this.plaintextBeforeHandshake = true;
     const raw = s.clientLeg.releaseRaw();
     s.transition(ClientState.TlsHandshake);
     this.handshakeKey = ctls.upgrade(raw, this);
@@ -155,6 +236,13 @@ export class StartupPhase implements TlsUpgradeListener {
     }
     this.encrypted = true;
     this.sslAnswered = false;
+    if (this.plaintextBeforeHandshake) {
+      s.clientLeg.useTls(sock, true);
+      s.transition(ClientState.Startup);
+      this.host.ops.warn('client sent plaintext between SSLRequest and the TLS handshake; refusing it', { conn: s.id, client: s.address });
+      s.fail(SessionError.unencryptedAfterRequest('ssl'));
+      return;
+    }
     const ctls = this.host.tls.client!;
     const refused = ctls.verifyClients && !sock.authorized;
     s.clientLeg.useTls(sock, !refused);
@@ -192,8 +280,9 @@ export class StartupPhase implements TlsUpgradeListener {
       return;
     }
     if (s.state !== ClientState.Startup) return;
+    // The postmaster's child simply exits at authentication_timeout: no message.
     this.host.ops.warn('client did not send a startup packet in time; dropping it', { conn: s.id, client: s.address, timeout_ms: timeoutMs });
-    s.fail(SessionError.startupTimeout(timeoutMs));
+    s.closeSilently();
   }
 
   private stopTimer(): void {

@@ -77,5 +77,10 @@ export const SqlState = {
 } as const;
 export type SqlState = (typeof SqlState)[keyof typeof SqlState];
 
-/** PostgreSQL refuses startup packets longer than this (MAX_STARTUP_PACKET_LENGTH). */
+/**
+ * PostgreSQL refuses a startup packet whose body (what follows the length word) is longer than
+ * this (MAX_STARTUP_PACKET_LENGTH), or shorter than the 4-byte request code.
+ */
 export const MAX_STARTUP_PACKET_LENGTH = 10000;
+/** The same limits on the whole packet, length word included, as the framer counts it. */
+export const MAX_STARTUP_PACKET_BYTES = MAX_STARTUP_PACKET_LENGTH + 4;

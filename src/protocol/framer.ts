@@ -9,6 +9,7 @@
  *
  * @see https://www.postgresql.org/docs/15/protocol-overview.html#PROTOCOL-MESSAGE-CONCEPTS
  */
+import { MAX_STARTUP_PACKET_BYTES } from './codes';
 
 export interface FrameHandler {
   /**
@@ -29,7 +30,7 @@ export interface FramerOptions {
   inspect: Iterable<number>;
   /** Start in startup mode: untyped packets (length + payload) until setStartup(false). */
   startup?: boolean;
-  /** Largest accepted startup packet. */
+  /** Largest accepted startup packet, length word included (default: PostgreSQL's, 10004). */
   maxStartupLength?: number;
   /** Largest accepted message of an inspected type (they are assembled in memory); default maxLength. */
   maxInspectLength?: number;
@@ -58,7 +59,7 @@ export class Framer {
   constructor(handler: FrameHandler, opts: FramerOptions) {
     this.handler = handler;
     this.maxLength = opts.maxLength;
-    this.maxStartupLength = opts.maxStartupLength ?? 10000;
+    this.maxStartupLength = opts.maxStartupLength ?? MAX_STARTUP_PACKET_BYTES;
     this.maxInspectLength = Math.min(opts.maxInspectLength ?? opts.maxLength, opts.maxLength);
     this.startup = opts.startup ?? false;
     for (const t of opts.inspect) this.inspect[t] = 1;

@@ -71,6 +71,26 @@ export function decodeStartup(buf: Buffer, start: number, end: number): StartupP
 }
 
 /**
+ * A StartupMessage's parameters read as the postmaster reads them, whatever its protocol version
+ * and even when malformed: name/value strings until an empty name, a name without a value, or the
+ * end. pgscribe relays such a packet and lets PostgreSQL judge it; this only names the session.
+ */
+export function readStartupParams(buf: Buffer, start: number, end: number): Map<string, string> {
+  const params = new Map<string, string>();
+  let off = start + 8;
+  while (off < end && buf[off] !== 0) {
+    let nameEnd = buf.indexOf(0, off);
+    if (nameEnd < 0 || nameEnd > end) nameEnd = end;
+    if (nameEnd + 1 >= end) break; // a name without its value
+    let valueEnd = buf.indexOf(0, nameEnd + 1);
+    if (valueEnd < 0 || valueEnd > end) valueEnd = end;
+    params.set(buf.toString('utf8', off, nameEnd), buf.toString('utf8', nameEnd + 1, valueEnd));
+    off = valueEnd + 1;
+  }
+  return params;
+}
+
+/**
  * ParameterStatus ('S' from the server): a run-time parameter's name and current value.
  * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (ParameterStatus)
  */

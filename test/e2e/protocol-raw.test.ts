@@ -80,21 +80,20 @@ t.test('startup negotiation', async (t) => {
     c.end();
   });
 
-  await t.test('protocol 2.0 startup gets FATAL 0A000 and a close', async (t) => {
-    const c = await connect(proxy.port);
-    c.write(enc.startup({ user: USER, database: 'postgres' }, 0x00020000));
-    await expectFatalAndClose(t, c, '0A000', 'protocol 2.0');
-  });
-
+  // The postmaster only logs these (COMMERROR) and closes without a word; so does pgscribe.
+  // test/e2e/startup-conformance.test.ts compares every startup fault with PostgreSQL's answer.
   for (const len of [4, 0, 7, 100000, 0x7fffffff]) {
-    await t.test(`startup packet length ${len} gets FATAL 08P01 and a close`, async (t) => {
+    await t.test(`startup packet length ${len}: closed without a reply`, async (t) => {
       const c = await connect(proxy.port);
       c.write(Buffer.concat([i32(len), i32(0x00030000)]));
-      await expectFatalAndClose(t, c, '08P01', `length ${len}`);
+      const r = await c.readUntilClosed(8000);
+      t.ok(r.closed, `length ${len}: closed`);
+      t.equal(r.msgs.length, 0, `length ${len}: nothing sent (got ${describe(r.msgs)})`);
     });
   }
+  await proxy.waitStderr(/client startup packet refused; closing it without a reply, as PostgreSQL does conn=\d+ client=127\.0\.0\.1:\d+ reason=/);
 
-  await t.test('StartupMessage without a user gets FATAL 28000', async (t) => {
+  await t.test("StartupMessage without a user gets PostgreSQL's FATAL 28000", async (t) => {
     const c = await connect(proxy.port);
     c.write(enc.startup({ database: 'postgres' }));
     await expectFatalAndClose(t, c, '28000', 'no user');
@@ -374,19 +373,27 @@ t.test('connection limit', async (t) => {
   await stopProxy(p);
 });
 
+// At the startup timeout the client is dropped without a word, as the postmaster's child exits at
+// authentication_timeout.
 t.test('startup timeout', async (t) => {
   const p = await launch(['--startup-timeout', '300']);
+  const droppedSilently = async (c: RawClient, what: string): Promise<void> => {
+    const r = await c.readUntilClosed(5000);
+    t.ok(r.closed, `${what}: closed (the timeout is 300 ms)`);
+    t.equal(r.msgs.length, 0, `${what}: nothing sent (got ${describe(r.msgs)})`);
+  };
   const silent = await connect(p.port);
-  await expectFatalAndClose(t, silent, '08P01', 'silent client');
+  await droppedSilently(silent, 'silent client');
   // A client that sent half a startup packet is dropped too.
   const half = await connect(p.port);
   half.write(enc.startup({ user: USER, database: 'postgres' }).subarray(0, 10));
-  await expectFatalAndClose(t, half, '08P01', 'half a startup packet');
+  await droppedSilently(half, 'half a startup packet');
   // SSLRequest answered, then silence: the timeout still applies.
   const ssl = await connect(p.port);
   ssl.write(enc.sslRequest());
   t.equal(await ssl.readByte(), 'N');
-  await expectFatalAndClose(t, ssl, '08P01', 'silent after SSLRequest');
+  await droppedSilently(ssl, 'silent after SSLRequest');
+  await p.waitStderr(/client did not send a startup packet in time; dropping it conn=\d+ client=127\.0\.0\.1:\d+ timeout_ms=300/);
   const ok = await session(p.port);
   t.equal(firstValue(await ok.c.query('select 7')), '7', 'proxy keeps working');
   await sleep(500);

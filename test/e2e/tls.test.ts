@@ -211,32 +211,34 @@ t.test('startup negotiation with TLS on', async (t) => {
     secure.end();
   });
 
-  await t.test('SSLRequest or GSSENCRequest inside TLS is a protocol violation', async (t) => {
-    for (const [name, req] of [
-      ['SSLRequest', enc.sslRequest()],
-      ['GSSENCRequest', enc.gssencRequest()],
+  // Inside TLS the postmaster has had its SSLRequest (and no GSSENCRequest may follow an accepted
+  // one): another is read as a StartupMessage of protocol 1234.5679 or 1234.5680.
+  await t.test('SSLRequest or GSSENCRequest inside TLS: FATAL 0A000 unsupported frontend protocol, as PostgreSQL', async (t) => {
+    for (const [name, req, version] of [
+      ['SSLRequest', enc.sslRequest(), '1234.5679'],
+      ['GSSENCRequest', enc.gssencRequest(), '1234.5680'],
     ] as const) {
       const s = await connectTls(proxy.port);
       s.write(req);
-      const f = await expectFatalAndClose(t, s, '08P01', `${name} inside TLS`);
-      t.match(f['M'] ?? '', /already encrypted/);
+      const f = await expectFatalAndClose(t, s, '0A000', `${name} inside TLS`);
+      t.equal(f['M'], `unsupported frontend protocol ${version}: server supports 3.0 to 3.0`);
     }
   });
 
-  // CVE-2021-23214: bytes after SSLRequest and before the handshake are not protected by it.
-  await t.test('plaintext pipelined after SSLRequest is refused with 08P01', async (t) => {
+  // CVE-2021-23214: bytes after SSLRequest and before the handshake are not protected by it. The
+  // postmaster goes through the handshake and then refuses them, inside TLS.
+  await t.test('plaintext pipelined after SSLRequest: the handshake, then FATAL 08P01 inside TLS', async (t) => {
     const cases: [string, Buffer][] = [
       ['a whole StartupMessage', enc.startup({ user: USER, database: 'postgres' })],
       ['three bytes', Buffer.from([0, 0, 0])],
     ];
     for (const [what, extra] of cases) {
-      const c = await connect(proxy.port);
-      c.write(Buffer.concat([enc.sslRequest(), extra]));
-      t.equal(await c.readByte(), 'S', `${what}: SSLRequest answered S`);
+      const c = await connectTls(proxy.port, { plaintextAfterRequest: extra });
       const f = await expectFatalAndClose(t, c, '08P01', what);
-      t.equal(f['M'], 'pgscribe: protocol violation: received unencrypted data after SSLRequest', what);
+      t.equal(f['M'], 'received unencrypted data after SSL request', what);
+      t.equal(f['D'], 'This could be either a client-software bug or evidence of an attempted man-in-the-middle attack.', what);
     }
-    await proxy.waitStderr(/client protocol violation; closing it conn=\d+ client=127\.0\.0\.1:\d+ reason="received unencrypted data after SSLRequest"/);
+    await proxy.waitStderr(/client sent plaintext between SSLRequest and the TLS handshake; refusing it conn=\d+ client=127\.0\.0\.1:\d+/);
   });
 
   await t.test('a failed handshake is logged with the client address and leaves other sessions alone', async (t) => {

@@ -11,13 +11,14 @@ import { RawClient, enc } from '../harness/wire';
  * Connect, send SSLRequest, expect 'S', and start TLS (no verification unless ca is given).
  * Resolves with a RawClient over the TLS session (its `sock` is the TLSSocket).
  */
-export async function connectTls(port: number, opts: { ca?: string; cert?: KeyPair; servername?: string } = {}): Promise<RawClient> {
+export async function connectTls(port: number, opts: { ca?: string; cert?: KeyPair; servername?: string; plaintextAfterRequest?: Buffer } = {}): Promise<RawClient> {
   const raw = await new Promise<net.Socket>((resolve, reject) => {
     const s = net.connect({ port, host: '127.0.0.1' }, () => resolve(s));
     s.once('error', reject);
   });
   raw.setNoDelay(true);
-  raw.write(enc.sslRequest());
+  // plaintextAfterRequest: bytes sent in the clear right behind the SSLRequest (CVE-2021-23214).
+  raw.write(opts.plaintextAfterRequest === undefined ? enc.sslRequest() : Buffer.concat([enc.sslRequest(), opts.plaintextAfterRequest]));
   const answer = await new Promise<Buffer>((resolve, reject) => {
     raw.once('data', resolve);
     raw.once('close', () => reject(new Error('closed before answering SSLRequest')));

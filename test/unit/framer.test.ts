@@ -386,13 +386,14 @@ const ERROR_CASES: ErrorCase[] = [
     reason: 'startup packet length 101 exceeds 100',
   },
   {
-    name: 'startup packet over the default maxStartupLength of 10000',
-    before: [Buffer.concat([i32(10000), Buffer.alloc(9996)])],
-    bad: Buffer.concat([i32(10001), Buffer.alloc(9997)]),
+    // PostgreSQL's MAX_STARTUP_PACKET_LENGTH bounds what follows the length word: 10000 + 4.
+    name: 'startup packet over the default maxStartupLength of 10004',
+    before: [Buffer.concat([i32(10004), Buffer.alloc(10000)])],
+    bad: Buffer.concat([i32(10005), Buffer.alloc(10001)]),
     opts: { startup: true },
     type: 0,
-    declared: 10001,
-    reason: 'startup packet length 10001 exceeds 10000',
+    declared: 10005,
+    reason: 'startup packet length 10005 exceeds 10004',
   },
 ];
 

@@ -9,6 +9,7 @@ import {
   decodeFields,
   decodeSaslMechanisms,
   decodeStartup,
+  readStartupParams,
   encodeAuthenticationSasl,
   encodeCancelRequest,
   encodeErrorResponse,
@@ -300,6 +301,32 @@ t.test('decodeStartup: unsupported versions and codes', async (tt) => {
   tt.strictSame(call(decodeStartup, enc.startup({ user: 'u' }, 0x00040000)), { kind: 'unsupported', code: 0x00040000 }, 'protocol 4.0');
   const unknown = Buffer.concat([i32(8), i32(80877105)]); // 1234.5681: not a request code
   tt.strictSame(call(decodeStartup, unknown), { kind: 'unsupported', code: 80877105 });
+});
+
+// The postmaster's reading: strings until an empty name, a name without a value, or the end; the
+// packet always reads (PostgreSQL judges its layout itself, pgscribe only names the session).
+t.test('readStartupParams: what the postmaster reads, for any version and any layout', async (tt) => {
+  const body = (...parts: Buffer[]) => Buffer.concat([i32(8 + Buffer.concat(parts).length), i32(0x00030000), ...parts]);
+  const z = (s: string) => cstr(s);
+  const cases: [string, Buffer, [string, string][]][] = [
+    ['well formed', enc.startup({ user: 'alice', database: 'shop' }), [['user', 'alice'], ['database', 'shop']]],
+    ['protocol 2.0', enc.startup({ user: 'bob' }, 0x00020000), [['user', 'bob']]],
+    ['no parameters', enc.startup({}), []],
+    ['no terminator', body(z('user'), z('carol')), [['user', 'carol']]],
+    ['a name without its value', body(z('user'), z('dave'), z('database')), [['user', 'dave']]],
+    ['a value without its NUL', body(z('user'), Buffer.from('erin')), [['user', 'erin']]],
+    ['a name without its NUL', body(z('user'), z('fay'), Buffer.from('datab')), [['user', 'fay']]],
+    ['bytes after the terminator', body(z('user'), z('gus'), Buffer.from([0, 0x41, 0])), [['user', 'gus']]],
+    ['the later of two users', body(z('user'), z('h1'), z('user'), z('h2'), Buffer.from([0])), [['user', 'h2']]],
+    ['only the 8-byte header', Buffer.concat([i32(8), i32(0x00030000)]), []],
+  ];
+  for (const [name, packet, want] of cases) {
+    tt.strictSame([...call(readStartupParams, packet)], want, name);
+    // Nothing is read past the packet's end, whatever follows it in the buffer.
+    const v = embed(packet);
+    v.buf.fill(0x41, v.end);
+    tt.strictSame([...readStartupParams(v.buf, v.start, v.end)], want, `${name}: bounded by the packet`);
+  }
 });
 
 t.test('decodeStartup: every truncation throws (never a short or partial result)', async (tt) => {
