@@ -2,7 +2,7 @@
 /**
  * pgscribe entry point: parse the command line, load the TLS certificates, open the query log,
  * start the Server, and wire the signals (SIGHUP reopens the log and reloads the certificates,
- * SIGTERM/SIGINT shut down gracefully).
+ * SIGTERM/SIGINT shut down gracefully, SIGUSR2 prints the stats line, SIGUSR1 is refused).
  */
 import { ConfigError, cacheMode, checkEnvironment, clientTlsMode, compileRules, describe, helpText, parseCommandLine, type Command, type Config } from './config';
 import { createCacheLayer } from './cache/create';
@@ -141,6 +141,9 @@ export function reloadTls(tls: TlsSetup, ops: OpsLog): void {
 
 async function run(cfg: Config, tls: TlsSetup): Promise<void> {
   const ops = streamOpsLog();
+  // Node opens its inspector on 127.0.0.1:9229 at SIGUSR1 unless the signal has a listener: any
+  // local user could then run code inside the proxy, with its sessions and secrets.
+  process.on('SIGUSR1', () => ops.warn('SIGUSR1 ignored: the Node inspector stays closed in pgscribe (send SIGUSR2 for the stats line)'));
   let logger: ClientLogger;
   try {
     logger = createLogger(cfg, ops);
