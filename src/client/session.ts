@@ -257,6 +257,11 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     this.transition(S.Closing);
   }
 
+  closeWithServerError(bytes: Buffer): void {
+    if (this.clientLeg.writable) this.clientLeg.write(bytes);
+    this.transition(S.Closing);
+  }
+
   closeSilently(): void {
     this.clientFramer.stop();
     this.transition(S.Closing);

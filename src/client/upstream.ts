@@ -18,6 +18,8 @@ export interface UpstreamSession {
   readonly address: string;
   readonly state: ClientState;
   fail(error: ErrorFields): void;
+  /** The server refused the connection with this ErrorResponse (its bytes): pass it on and close. */
+  closeWithServerError(bytes: Buffer): void;
   /** The connection carries the session: relay authentication, read the client again. */
   upstreamReady(): void;
   onServerData(chunk: Buffer): void;
@@ -127,15 +129,13 @@ export class UpstreamLeg {
       }
       case 'error': {
         // Like libpq: a protocol-3 ErrorResponse is the server's word and goes to the client as
-        // is; anything else is an old-style error text ('E', then a string).
+        // is; anything else is an old-style error text ('E', then a string). Either way the
+        // connection ends there: nothing (no startup packet, no password) goes on in plaintext.
         const d = n.data;
         const len = d.length >= 5 ? d.readUInt32BE(1) : 8;
         if (len >= 8 && len <= 30000) {
-          this.host.ops.warn('upstream answered the SSL request with an error; passing it on to the client', { conn: s.id, client: s.address, upstream: this.target });
-          this.listen(raw);
-          raw.resume();
-          this.ready();
-          s.onServerData(d);
+          this.host.ops.warn('upstream answered the SSL request with an error; passing it on to the client and closing', { conn: s.id, client: s.address, upstream: this.target });
+          this.relayErrorAndClose(raw, d, 1 + len);
           return;
         }
         const text = d.toString('utf8', 1).replace(/\0[\s\S]*$/, '').trim();
@@ -146,6 +146,30 @@ export class UpstreamLeg {
         this.negotiationFailed(n.reason);
         return;
     }
+  }
+
+  /** Read the rest of the server's ErrorResponse (size bytes in all), give it to the client, close. */
+  private relayErrorAndClose(raw: net.Socket, first: Buffer, size: number): void {
+    const s = this.session;
+    let got = first;
+    const settle = (): void => {
+      if (got.length < size) return;
+      raw.off('data', onData);
+      raw.destroy();
+      this.stopTimer();
+      if (s.state === ClientState.Connecting) s.closeWithServerError(got.subarray(0, size));
+    };
+    const onData = (chunk: Buffer): void => {
+      got = Buffer.concat([got, chunk]);
+      settle();
+    };
+    raw.on('data', onData);
+    // Ended before its error was whole: what came is not a message to pass on.
+    raw.once('close', () => {
+      if (got.length < size && s.state === ClientState.Connecting) this.negotiationFailed('the server closed the connection in the middle of its error');
+    });
+    raw.resume();
+    settle();
   }
 
   private negotiationFailed(reason: string): void {
