@@ -3,6 +3,7 @@
  * heat, a cache flush, and the dashboard page. node:http only. It binds to loopback unless an
  * --admin-token is set (config/checks.ts refuses otherwise); with a token, every request must
  * carry it (`Authorization: Bearer TOKEN`, or `?token=TOKEN` for a browser opening the dashboard).
+ * Without a token, only loopback Host names are answered; a POST from another Origin never is.
  * The counters and gauges of /metrics and /stats come from the registry in metrics.ts.
  *
  *   GET  /                 the dashboard (dashboard.html)
@@ -41,6 +42,9 @@ interface Health {
   upstreamMs: number | null;
 }
 
+/** How long a refused socket may take to read the 400 before it is destroyed. */
+const CLOSE_LINGER_MS = 1000;
+
 export class AdminServer {
   private readonly http: http.Server;
   private health: Health | null = null;
@@ -55,7 +59,9 @@ export class AdminServer {
   ) {
     // Compared as digests: equal lengths for timingSafeEqual, and no early exit on a prefix.
     this.tokenDigest = opts.token === '' ? null : sha256(opts.token);
-    this.http = http.createServer((req, res) => {
+    // connectionsCheckingInterval: how often headersTimeout and requestTimeout are enforced
+    // (Node's default, 30 s, would let silent sockets hold the 64 slots that long).
+    this.http = http.createServer({ connectionsCheckingInterval: 1000 }, (req, res) => {
       this.handle(req, res).catch((err: Error) => {
         this.ops.error('admin request failed', { path: req.url, error: err.message });
         if (!res.headersSent) send(res, 500, { error: `internal error: ${err.message}` });
@@ -67,8 +73,13 @@ export class AdminServer {
     this.http.keepAliveTimeout = 5_000;
     this.http.maxConnections = 64;
     this.http.on('clientError', (_err, sock) => {
-      if (sock.writable) sock.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-      else sock.destroy();
+      // end() alone only half-closes: a peer that never closes its side would keep the slot.
+      if (sock.writable) {
+        sock.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+        setTimeout(() => sock.destroy(), CLOSE_LINGER_MS).unref();
+      } else {
+        sock.destroy();
+      }
     });
   }
 
@@ -93,6 +104,11 @@ export class AdminServer {
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://admin');
+    const refusal = this.crossSiteRefusal(req);
+    if (refusal !== null) {
+      send(res, 403, { error: refusal });
+      return;
+    }
     if (!this.authorized(req, url)) {
       res.setHeader('WWW-Authenticate', 'Bearer realm="pgscribe"');
       send(res, 401, { error: 'pgscribe admin: a valid token is required (Authorization: Bearer TOKEN, or ?token=TOKEN)' });
@@ -102,7 +118,14 @@ export class AdminServer {
     switch (route) {
       case 'GET /':
       case 'HEAD /':
-        res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-store', 'X-Content-Type-Options': 'nosniff' });
+        res.writeHead(200, {
+          'Content-Type': 'text/html; charset=utf-8',
+          'Cache-Control': 'no-store',
+          'X-Content-Type-Options': 'nosniff',
+          // No other site may frame the page (clickjacking the flush button).
+          'Content-Security-Policy': "frame-ancestors 'none'",
+          'X-Frame-Options': 'DENY',
+        });
         res.end(req.method === 'HEAD' ? undefined : dashboardHtml());
         return;
       case 'GET /health': {
@@ -162,6 +185,24 @@ export class AdminServer {
     send(res, 404, { error: `no such endpoint ${url.pathname}; see ${known.join(', ')}` });
   }
 
+  /**
+   * Why a request that a browser may have been made to send is refused, or null. Without a token
+   * the admin listens on loopback only, and a web page the operator opens could still reach it:
+   * by DNS rebinding (its own name, resolved to 127.0.0.1: the Host header gives it away) or by a
+   * cross-site form POST (the Origin header gives it away). With a token, a page does not know it.
+   */
+  private crossSiteRefusal(req: http.IncomingMessage): string | null {
+    const host = req.headers.host ?? '';
+    if (this.tokenDigest === null && !isLoopbackHost(host)) {
+      return `pgscribe admin: Host ${JSON.stringify(host.slice(0, 100))} is not a loopback name; without --admin-token only localhost, 127.0.0.1 or [::1] are answered (a DNS rebinding defence)`;
+    }
+    const origin = req.headers.origin;
+    if (req.method !== 'GET' && req.method !== 'HEAD' && typeof origin === 'string' && origin !== `http://${host}` && origin !== `https://${host}`) {
+      return `pgscribe admin: ${req.method} from another origin (${JSON.stringify(origin.slice(0, 100))}) is refused (a cross-site request forgery defence)`;
+    }
+    return null;
+  }
+
   private authorized(req: http.IncomingMessage, url: URL): boolean {
     if (this.tokenDigest === null) return true;
     const header = req.headers.authorization;
@@ -200,6 +241,12 @@ export class AdminServer {
   metrics(): string {
     return prometheus(this.server);
   }
+}
+
+/** localhost, 127.0.0.0/8 or [::1], with or without a port. */
+function isLoopbackHost(host: string): boolean {
+  const name = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.replace(/:\d+$/, '');
+  return name === 'localhost' || name === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
 }
 
 function sha256(s: string): Buffer {
