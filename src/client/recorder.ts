@@ -35,6 +35,9 @@ export interface RecorderHost {
   pauseForLog(paused: boolean): void;
 }
 
+/** Records held before the session is accepted, at most; then the client is not read until it is. */
+const UNACCEPTED_MAX = 256;
+
 export class Recorder {
   /** Q/P/B/E messages are decoded into records: for the log, or for the completion tracker. */
   readonly recording: boolean;
@@ -46,6 +49,14 @@ export class Recorder {
   private readonly ledger: SessionLedger;
   /** seq of the last Q/P/B/E record. */
   private seq = 0;
+  /**
+   * Records of a session PostgreSQL has not accepted yet (before its first ReadyForQuery): held,
+   * not logged, because until then the startup packet's user is only a claim, and a client
+   * without the password could have lines logged under any user. null once accepted.
+   */
+  private unaccepted: QueryRecord[] | null = [];
+  /** The client is not read because UNACCEPTED_MAX records are held. */
+  private pausedUnaccepted = false;
   private awaitingDrain = false;
   private readonly resume = (): void => {
     this.awaitingDrain = false;
@@ -137,7 +148,41 @@ export class Recorder {
   }
 
   private write(r: QueryRecord): void {
-    if (this.host.logger.enabled) this.written(this.host.logger.log(this.session!, r));
+    if (!this.host.logger.enabled) return;
+    if (this.unaccepted !== null) {
+      this.hold(r);
+      return;
+    }
+    this.written(this.host.logger.log(this.session!, r));
+  }
+
+  private hold(r: QueryRecord): void {
+    const held = this.unaccepted!;
+    held.push(r);
+    if (held.length >= UNACCEPTED_MAX && !this.pausedUnaccepted) {
+      // A client pipelining this much before its session exists is read again once it does.
+      this.pausedUnaccepted = true;
+      this.host.pauseForLog(true);
+    }
+  }
+
+  /** PostgreSQL accepted the session (its first ReadyForQuery): log what was held, in order. */
+  accepted(): void {
+    const held = this.unaccepted;
+    if (held === null) return;
+    this.unaccepted = null;
+    for (const r of held) this.write(r);
+    if (this.pausedUnaccepted) {
+      this.pausedUnaccepted = false;
+      if (!this.awaitingDrain) this.host.pauseForLog(false);
+    }
+  }
+
+  /** The session ends: how many records were never logged because PostgreSQL never accepted it. */
+  discardUnaccepted(): number {
+    const n = this.unaccepted === null ? 0 : this.unaccepted.length;
+    this.unaccepted = null;
+    return n;
   }
 
   /**
@@ -162,6 +207,8 @@ export class Recorder {
 
   /** A query ended (completions.ts): its `done` line and its digest. */
   private completed(c: Completed): void {
+    // Nothing of a session PostgreSQL never accepted is recorded (see unaccepted).
+    if (this.unaccepted !== null) return;
     const digests = this.host.digests;
     if (digests !== null && c.sql !== null) {
       digests.record({ sql: c.sql, ms: c.ms, rows: c.rows, error: c.status === 'error', cache: c.cache, flight: c.flight, now: Date.now() });

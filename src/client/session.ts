@@ -337,6 +337,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
         const prev = this.txStatus;
         this.txStatus = buf[start + 5] as TxStatus;
         lead = this.books.readyForQuery(prev, this.txStatus);
+        if (this.state === S.Authenticating) this.recorder.accepted();
         if (this.state === S.Authenticating || this.ledger.pendingGroups === 0) this.transition(S.Idle);
         else this.transition(S.Response);
         break;
@@ -502,6 +503,15 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     this.serverFramer?.stop();
     this.host.keys.unregister(this);
     this.books.close();
+    const unlogged = this.recorder.discardUnaccepted();
+    if (unlogged > 0) {
+      this.host.ops.warn('session ended before PostgreSQL accepted it; its queries were not logged, since its user was never confirmed', {
+        conn: this.id,
+        client: this.address,
+        claimed_user: this.recorder.session?.user,
+        messages: unlogged,
+      });
+    }
     if (this.upstream.socket !== null && !this.upstream.negotiating && !this.upstream.socket.destroyed) this.flushToUpstream();
     this.upstream.close(!this.clientFramer.midPassthrough && !this.clientTerminated, TERMINATE, CLOSE_LINGER_MS);
     this.toUpstream.clear();
