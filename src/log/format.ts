@@ -3,6 +3,7 @@
  * character, so `tail -f` and `wc -l` see one query per line.
  */
 import { paramFormat } from '../protocol/client-messages';
+import { TEXT_UNSAFE, TEXT_UNSAFE_ALL, jsonSafe } from './escape';
 
 /** Who sent a query: fixed for the lifetime of a client connection. */
 export interface SessionInfo {
@@ -96,13 +97,6 @@ export function isoTime(ms: number): string {
   return cachedIso;
 }
 
-// eslint-disable-next-line no-control-regex
-const NEEDS_ESCAPE = /[\x00-\x1f\x7f-\x9f\\]/;
-// eslint-disable-next-line no-control-regex
-const ESCAPE_ALL = /[\x00-\x1f\x7f-\x9f\\]/g;
-/** What JSON.stringify leaves raw but terminals and line splitters may act on: DEL, C1, U+2028/9. */
-// eslint-disable-next-line no-control-regex
-const JSON_UNSAFE = /[\x7f-\x9f\u2028\u2029]/g;
 
 function escapeChar(c: string): string {
   switch (c) {
@@ -114,20 +108,25 @@ function escapeChar(c: string): string {
       return '\\r';
     case '\t':
       return '\\t';
-    default:
-      return '\\x' + c.charCodeAt(0).toString(16).padStart(2, '0');
+    default: {
+      const code = c.charCodeAt(0);
+      return code < 0x100 ? '\\x' + code.toString(16).padStart(2, '0') : '\\u' + code.toString(16).padStart(4, '0');
+    }
   }
 }
 
-/** Backslash-escape backslashes and control characters (C0, DEL, C1) so the text stays on one line. */
+/**
+ * Backslash-escape backslashes, control characters (C0, DEL, C1), line separators and bidi
+ * controls (escape.ts) so the text stays on one line and reads as it is.
+ */
 export function escapeText(s: string): string {
-  return NEEDS_ESCAPE.test(s) ? s.replace(ESCAPE_ALL, escapeChar) : s;
+  return TEXT_UNSAFE.test(s) ? s.replace(TEXT_UNSAFE_ALL, escapeChar) : s;
 }
 
-/** The inverse of escapeText, for tools that read the text log back (\n \r \t \\ \xHH). */
+/** The inverse of escapeText, for tools that read the text log back (\n \r \t \\ \xHH \uHHHH). */
 export function unescapeText(s: string): string {
   if (!s.includes('\\')) return s;
-  return s.replace(/\\(n|r|t|\\|x[0-9a-fA-F]{2})/g, (_m, e: string) => {
+  return s.replace(/\\(n|r|t|\\|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4})/g, (_m, e: string) => {
     switch (e) {
       case 'n':
         return '\n';
@@ -145,7 +144,7 @@ export function unescapeText(s: string): string {
 
 /** A name (statement, portal, user, database) as a single token: bare when plain, quoted otherwise. */
 function nameToken(name: string): string {
-  return name !== '' && /^[\w.$-]+$/.test(name) ? name : JSON.stringify(name).replace(JSON_UNSAFE, jsonEscape);
+  return name !== '' && /^[\w.$-]+$/.test(name) ? name : jsonSafe(JSON.stringify(name));
 }
 
 interface ParamValue {
@@ -257,17 +256,13 @@ export function jsonCompletionFormatter(): CompletionFormatter {
     });
     if (c.cache !== undefined) o['cache'] = c.cache;
     if (c.flight !== undefined) o['flight'] = c.flight;
-    return JSON.stringify(o).replace(JSON_UNSAFE, jsonEscape) + '\n';
+    return jsonSafe(JSON.stringify(o)) + '\n';
   };
 }
 
 /** The fields every JSON line starts with. */
 function jsonHead(s: SessionInfo, now: number, type: string): Record<string, unknown> {
   return { ts: isoTime(now), conn: s.id, user: s.user, db: s.database, client: s.client, type };
-}
-
-function jsonEscape(c: string): string {
-  return '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0');
 }
 
 type JsonParam = string | null | { text?: string; hex?: string; truncatedBytes?: number };
@@ -307,7 +302,7 @@ export function jsonFormatter(opts: FormatOptions): LineFormatter {
     if (r.cache !== undefined) o['cache'] = r.cache;
     if (r.flight !== undefined) o['flight'] = r.flight;
     o['sql'] = r.sql;
-    // JSON.stringify escapes C0 controls and quotes; DEL, C1 and U+2028/9 are escaped here.
-    return JSON.stringify(o).replace(JSON_UNSAFE, jsonEscape) + '\n';
+    // JSON.stringify escapes C0 controls and quotes; jsonSafe the rest (escape.ts).
+    return jsonSafe(JSON.stringify(o)) + '\n';
   };
 }

@@ -2,6 +2,8 @@
  * The proxy's own operational messages (listening, client and upstream errors, reopen, shutdown):
  * one line each on stderr, `2026-11-23T10:15:02.345Z WARN message key=value ...`.
  */
+import { jsonSafe } from './escape';
+
 export type OpsLevel = 'INFO' | 'WARN' | 'ERROR';
 
 export type OpsFields = Record<string, string | number | boolean | undefined>;
@@ -14,7 +16,8 @@ export interface OpsLog {
 
 function fieldValue(v: string | number | boolean): string {
   const s = String(v);
-  return /^[\w.:@/[\]-]+$/.test(s) ? s : JSON.stringify(s);
+  // Quoted values may hold what a client chose (a user name, a reason): nothing raw (escape.ts).
+  return /^[\w.:@/[\]-]+$/.test(s) ? s : jsonSafe(JSON.stringify(s));
 }
 
 export function formatOps(level: OpsLevel, msg: string, fields: OpsFields | undefined, now: number): string {

@@ -11,6 +11,7 @@ import {
   type QueryRecord,
   type SessionInfo,
 } from '../../src/log/format';
+import { formatOps } from '../../src/log/ops';
 
 const S: SessionInfo = { id: 17, user: 'app', database: 'shop', client: '127.0.0.1:53422' };
 const NOW = Date.UTC(2026, 10, 23, 10, 15, 2, 345);
@@ -29,7 +30,7 @@ const b = (values: (Buffer | string | null)[], formats: number[] = [], statement
   params: { formats, values: values.map((v) => (typeof v === 'string' ? Buffer.from(v, 'utf8') : v)) },
 });
 
-/** Independent inverse of the text format's escaping: \\ \n \r \t \xHH. */
+/** Independent inverse of the text format's escaping: \\ \n \r \t \xHH \uHHHH. */
 function unescapeText(s: string): string {
   let out = '';
   for (let i = 0; i < s.length; i++) {
@@ -48,6 +49,11 @@ function unescapeText(s: string): string {
       if (!/^[0-9a-f]{2}$/.test(hex)) throw new Error(`bad escape \\x${hex}`);
       out += String.fromCharCode(parseInt(hex, 16));
       i += 2;
+    } else if (n === 'u') {
+      const hex = s.slice(i + 1, i + 5);
+      if (!/^[0-9a-f]{4}$/.test(hex)) throw new Error(`bad escape \\u${hex}`);
+      out += String.fromCharCode(parseInt(hex, 16));
+      i += 4;
     } else throw new Error(`bad escape \\${n}`);
   }
   return out;
@@ -273,4 +279,37 @@ t.test('seq on query lines (only with the seq option) and done lines', async (tt
     status: 'skipped',
     sqlstate: null,
   });
+});
+
+// ---- readers that split lines more eagerly than on \n (issue 15, security finding 16) ------------
+
+/** Every line end Python's str.splitlines() knows, and what terminals and humans misread. */
+const SPLITLINES = /\r\n|[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]/;
+const TRICKY = ['\u2028', '\u2029', '\x85', '\x1c', '\x1d', '\x1e', '\v', '\f', '\x9b', '\u202e', '\u202a', '\u2066', '\u2069', '\u200e', '\u200f', '\u061c'];
+/** Raw: a line end for some reader, a terminal control, or a bidi control. */
+// eslint-disable-next-line no-control-regex
+const RAW_TRICKY = /[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/;
+
+t.test('no line end, terminal control or bidi control reaches a log line raw, in any field', async (tt) => {
+  const evil = `select 1 ${TRICKY.join(' x ')} -- fake\u2028${PREFIX} Q sql=DROP TABLE t`;
+  const who: SessionInfo = { id: 3, user: `u\u2028${TRICKY.join('')}`, database: `d\u202e`, client: '127.0.0.1:1' };
+  const records: QueryRecord[] = [q(evil), b([evil, Buffer.from(evil, 'utf8')], [0, 1], `s\u2029`, `p\x85`), { type: 'E', statement: `s\u2029`, portal: `p\x85`, sql: evil, params: null }];
+  for (const [name, f] of [
+    ['text', text],
+    ['json', json],
+  ] as const) {
+    const out = records.map((r) => f(who, r, NOW)).join('');
+    tt.equal(out.split(SPLITLINES).length - 1, records.length, `${name}: splitlines() reads exactly ${records.length} lines`);
+    for (const line of out.split('\n').slice(0, -1)) tt.notMatch(line, RAW_TRICKY, `${name}: nothing raw in ${JSON.stringify(line.slice(0, 60))}...`);
+  }
+  for (const c of TRICKY) tt.equal(unescapeText(text(S, q(`a${c}b`), NOW).trimEnd().split(' sql=')[1]!), `a${c}b`, `text: U+${c.charCodeAt(0).toString(16)} escaped and read back`);
+  for (const c of TRICKY) tt.equal(srcUnescape(text(S, q(`a${c}b`), NOW).trimEnd().split(' sql=')[1]!), `a${c}b`, `unescapeText reads back U+${c.charCodeAt(0).toString(16)}`);
+  tt.equal(JSON.parse(json(S, q(evil), NOW)).sql, evil, 'json: the same text, parsed back');
+});
+
+t.test('the operational log: a client-chosen value cannot add a line or reorder one', async (tt) => {
+  const line = formatOps('WARN', 'client startup packet refused', { user: `x\u2028${TRICKY.join('')}`, reason: 'a\x85b' }, NOW);
+  tt.equal(line.split(SPLITLINES).length - 1, 1, 'one line for splitlines()');
+  tt.notMatch(line.slice(0, -1), RAW_TRICKY, 'nothing raw');
+  tt.match(line, /user="x\\u2028/, 'escaped, still readable');
 });
