@@ -236,6 +236,11 @@ function pass(sql: string, base: number): number {
   let o = 0;
   let space = false; // whitespace or a comment since the last token
   let lastKind = K_NONE;
+  // The operator run being split (see K_OP): where it ends, and the last index in it of a
+  // character that keeps a trailing + or - (before its last character) and of one not + or -.
+  let runEnd = -1;
+  let runLastSpecial = -1;
+  let runLastOther = -1;
   let lastWord = 0; // id of the last token if it was a word, else 0
   let prevWord = 0; // id of the token before it if that was a word, else 0
   let typeWord = false; // the last word names a type (after ::, or a type keyword)
@@ -379,22 +384,27 @@ function pass(sql: string, base: number): number {
           if (!isOpChar(c)) { kind = K_OTHER; break; }
           kind = K_OP;
           {
-            let j = operatorRunEnd(sql, i);
+            // The run of operator characters i is in, scanned once per run: `+-+-...` splits into
+            // one-character operators, and scanning the rest of the run again from each of them
+            // was quadratic (issue 15, security finding 3: 28 KB stalled every session for 7 s).
+            if (i >= runEnd) {
+              runEnd = operatorRunEnd(sql, i);
+              runLastSpecial = -1;
+              runLastOther = -1;
+              for (let k = i; k < runEnd; k++) {
+                const e = sql.charCodeAt(k);
+                if (k < runEnd - 1 && (e === 126 || e === 33 || e === 64 || e === 35 || e === 94 || e === 38 || e === 124 ||
+                  e === 96 || e === 63 || e === 37)) runLastSpecial = k;
+                if (e !== 43 && e !== 45) runLastOther = k;
+              }
+            }
+            let j = runEnd;
             // PostgreSQL's lexer: a multi-character operator does not end in + or - unless it
-            // contains one of ~ ! @ # % ^ & | ` ? (so `=-5` is `=` then `-5`).
+            // contains one of ~ ! @ # % ^ & | ` ? (so `=-5` is `=` then `-5`): trailing + and -
+            // go, back to the last other character, leaving at least one.
             if (j - i > 1) {
               const last = sql.charCodeAt(j - 1);
-              if (last === 43 || last === 45) {
-                let special = false;
-                for (let k = i; k < j - 1; k++) {
-                  const e = sql.charCodeAt(k);
-                  if (e === 126 || e === 33 || e === 64 || e === 35 || e === 94 || e === 38 || e === 124 ||
-                    e === 96 || e === 63 || e === 37) { special = true; break; }
-                }
-                if (!special) {
-                  do j--; while (j - i > 1 && (sql.charCodeAt(j - 1) === 43 || sql.charCodeAt(j - 1) === 45));
-                }
-              }
+              if ((last === 43 || last === 45) && runLastSpecial < i) j = Math.max(i + 1, runLastOther + 1);
             }
             end = j;
           }

@@ -209,3 +209,18 @@ t.test('fingerprintId: FNV-1a 64, 16 hex chars', async (t) => {
   for (let i = 0; i < 5000; i++) ids.add(fingerprintId(`select c${i} from t`));
   t.equal(ids.size, 5000);
 });
+
+// Issue 15, security finding 3: a run of `+-` (or any run of operator characters ending in + or
+// -) was scanned again from each of its one-character operators, so 28 KB of `+-` stalled every
+// session for 7 s and 80 KB for a minute. The normal forms of long runs are checked here; the
+// timeout is a guard a thousand times wider than the linear scan needs (80 KB: under 10 ms here),
+// which the quadratic one missed by minutes.
+t.test('long operator runs: the normal form, in linear time', async (t) => {
+  t.setTimeout(10_000);
+  const n = 40_000;
+  t.equal(normalizeSql('select ' + '+-'.repeat(n) + '1'), 'select ' + '+-'.repeat(n - 1) + '+$1', '+-+-...1: the last minus negates the number');
+  t.equal(normalizeSql('select 1 ' + '+-'.repeat(n) + ' a'), 'select $1 ' + '+-'.repeat(n) + ' a', 'a run before a name stays as written');
+  t.equal(normalizeSql('select a ' + '=-'.repeat(n) + '~ 1'), 'select a ' + '=-'.repeat(n) + '~ $1', 'a run with ~ is one operator');
+  t.equal(normalizeSql('select ' + '- '.repeat(n) + '1'), 'select ' + '- '.repeat(n - 1) + '$1', 'minus signs apart');
+  t.equal(normalizeSql('select ' + '*-'.repeat(n) + '1'), 'select ' + '*-'.repeat(n - 1) + '*$1', '*-*-...1');
+});
