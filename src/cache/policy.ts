@@ -13,6 +13,7 @@ import { analyzeSql, type SqlClass } from '../sql/classify';
 import type { StatementFacts } from '../sql/statement-facts';
 import { relationName } from '../sql/names';
 import { memoKeyOf } from '../sql/shape';
+import { addUnique } from '../unique-list';
 
 /** One `cache-rules` entry: the first rule whose pattern matches the SQL decides its TTL. */
 export interface CacheRule {
@@ -47,7 +48,7 @@ function relationNames(names: readonly string[]): string[] {
   const out: string[] = [];
   for (const n of names) {
     const r = relationName(n);
-    if (!out.includes(r)) out.push(r);
+    addUnique(out, r);
   }
   return out;
 }

@@ -33,6 +33,7 @@ import { nameParts, renderQuoted } from '../sql/names';
 import type { StatementFacts } from '../sql/statement-facts';
 import { isSystemSchema, resolveFunctions, resolveOperators, resolveRelation, resolveType } from './resolve';
 import type { CatalogSnapshot, FunctionRef, Reach, Relation, TypeInfo, Volatility } from './snapshot';
+import { addUnique, hasUnique } from '../unique-list';
 
 /** A read's verdict. */
 export interface ReadVerdict {
@@ -153,7 +154,7 @@ class Walk {
       if (rel.kind === 'S') return this.fail(`${qn} is a sequence`);
       if (rel.kind !== 'r' && rel.kind !== 'p' && rel.kind !== 'v' && rel.kind !== 'm') return this.fail(`${qn} is not a table`);
       const n = renderQuoted(rel.name);
-      if (!this.dependsOn.includes(n)) this.dependsOn.push(n);
+      addUnique(this.dependsOn, n);
     }
     if (rel.rowSecurity && rel.policies !== null && !this.reach(rel.policies, `a policy of ${qn}`, true)) return false;
     if (rel.kind === 'v' && rel.view !== null && !this.reach(rel.view, `view ${qn}`, true)) return false;
@@ -181,7 +182,7 @@ class Walk {
     for (const name of facts.reads) {
       const rel = resolveRelation(this.snap, name, this.schemas);
       if (rel === null) {
-        if (facts.ctes.includes(name)) continue;
+        if (hasUnique(facts.ctes, name)) continue;
         return this.fail(`unknown relation ${name}`);
       }
       if (!this.relation(rel)) return false;
@@ -262,7 +263,7 @@ function targets(snap: CatalogSnapshot, facts: StatementFacts, schemas: readonly
     if (rel.rowSecurity && rel.policies !== null && !w.reach(rel.policies, `a policy of ${qn}`, false)) return false;
     if (rel.kind === 'm' && rel.view !== null && !w.reach(rel.view, `materialized view ${qn}`, false)) return false;
     const n = renderQuoted(rel.name);
-    if (!out.includes(n)) out.push(n);
+    addUnique(out, n);
     const next = (oids: number[], u: boolean, d: boolean): boolean => {
       for (const oid of oids) {
         const r = snap.relations.get(oid);

@@ -5,6 +5,7 @@
  */
 import type { CatalogRows, CatalogSource } from './source';
 import * as Q from './queries';
+import { addUnique } from '../unique-list';
 
 /** pg_proc.provolatile: immutable, stable, volatile ('i' < 's' < 'v'). */
 export type Volatility = 'i' | 's' | 'v';
@@ -239,8 +240,8 @@ export class CatalogSnapshot {
     }
     switch (row[2]) {
       case 'f': reach.functions.push({ vol: vol(row[4]), schema: str(row[5]), name: str(row[6]) }); break;
-      case 'r': if (!reach.relations.includes(num(row[3]))) reach.relations.push(num(row[3])); break;
-      case 't': if (!reach.domains.includes(num(row[3]))) reach.domains.push(num(row[3])); break;
+      case 'r': addUnique(reach.relations, num(row[3])); break;
+      case 't': addUnique(reach.domains, num(row[3])); break;
       case 'c': reach.clock = true; break;
     }
   }

@@ -42,6 +42,7 @@ import type { TableStats } from './heat';
 import { kthSmallest } from './select';
 import type { DigestKind, DigestView } from './types';
 import { usRound } from './units';
+import { addUnique, hasUnique } from '../unique-list';
 
 /** Texts longer than this are not memoised (the memo must not pin big strings). */
 const MEMO_MAX_SQL = 4096;
@@ -229,9 +230,9 @@ function create(sql: string, text: string, key: string, maxChars: number, now: n
   const ctes = cteNames(text);
   const names: string[] = [];
   for (const t of tables) {
-    if (ctes.includes(t)) continue;
+    if (hasUnique(ctes, t)) continue;
     const n = relationName(t);
-    if (!names.includes(n)) names.push(n);
+    addUnique(names, n);
   }
   const query = text.length <= maxChars ? text : text.slice(0, maxChars) + ' ...';
   return new DigestEntry(key, fingerprintId(text), query, kind, names, cls.cacheable, now);

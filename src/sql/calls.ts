@@ -30,7 +30,8 @@ import { literalHasClockWord } from './clock-words';
 import { SAFE_FUNCTIONS, isUncacheableFunction } from './functions';
 import { CLOCK_CAST_FUNCTIONS, GRAMMAR_CALLS, NOT_CALL, VOLATILE_KEYWORDS } from './keywords';
 import { renderQuoted } from './names';
-import { addUnique, type Facts, type Stmt } from './stmt';
+import { type Facts, type Stmt } from './stmt';
+import { addUnique } from '../unique-list';
 
 /** Volatile whatever the catalog says (a clock, a known volatile or session-specific function). */
 function clock(f: Facts): void {

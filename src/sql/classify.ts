@@ -79,7 +79,8 @@ import { classifyDml, classifyTruncate } from './dml';
 import { classifyCopy, classifyExplain } from './explain-copy';
 import { result, UNKNOWN_TAINT, type ClassifyOptions, type SqlClass } from './sql-class';
 import { FactsOut, type StatementFacts } from './statement-facts';
-import { Stmt, addUnique } from './stmt';
+import { Stmt } from './stmt';
+import { addUnique } from '../unique-list';
 import { classifyTransaction } from './transaction';
 import { classifyUtility } from './utility';
 

@@ -26,7 +26,8 @@ import { scanCalls } from './calls';
 import { scanFrom, scanUsing } from './from-list';
 import { scanRefs } from './refs';
 import { result, type SqlClass, type SqlReason } from './sql-class';
-import { Facts, addUnique, relationList, type Stmt } from './stmt';
+import { Facts, relationList, type Stmt } from './stmt';
+import { addUnique } from '../unique-list';
 
 /** The target relation of the DML keyword at i; marks an INSERT column list as not a call. */
 function dmlTarget(s: Stmt, i: number): string | null {

@@ -7,7 +7,8 @@
  */
 import { CAST, COMMA, DOT, LB, LP, OP, QID, RB, RP, SEMI, WORD } from './lexer';
 import { FROM_END, JOIN_WORDS, NOT_ALIAS, READ_START } from './keywords';
-import { addUnique, type Facts, type Stmt } from './stmt';
+import { type Facts, type Stmt } from './stmt';
+import { addUnique } from '../unique-list';
 
 /** A join starts at i: JOIN, or INNER / LEFT / RIGHT / FULL / CROSS / NATURAL [OUTER] ... JOIN. */
 function isJoinStart(s: Stmt, i: number): boolean {

@@ -9,6 +9,7 @@
  * (`public.t`, `pg_catalog.lower`, `"My Schema"."F"`). nameParts() (names.ts) splits them back.
  */
 import type { SqlReason } from './sql-class';
+import { addUnique } from '../unique-list';
 
 /** The facts of one SQL text (all its statements). */
 export interface StatementFacts {
@@ -40,10 +41,7 @@ export interface StatementFacts {
   readonly attributes: readonly string[];
 }
 
-/** Appends name unless the list has it. */
-function add(list: string[], name: string): void {
-  if (!list.includes(name)) list.push(name);
-}
+const add = addUnique<string>;
 
 /** The collector the scans of one text write into (one per analyzeSql call). */
 export class FactsOut {

@@ -6,6 +6,7 @@ import { COMMA, DOT, LB, LP, OP, QID, RB, RP, WORD, type Tok } from './lexer';
 import { renderQuoted } from './names';
 import type { SqlClass } from './sql-class';
 import type { FactsOut } from './statement-facts';
+import { addUnique } from '../unique-list';
 
 /**
  * Classifies the statement [a, b) of s: what PREPARE, DECLARE, EXPLAIN and COPY (query) call for
@@ -26,10 +27,6 @@ export class Facts {
   written: string[] = [];
 }
 
-/** Appends name unless the list has it (lists stay small: a statement names few relations). */
-export function addUnique(list: string[], name: string): void {
-  if (!list.includes(name)) list.push(name);
-}
 
 /** One statement's tokens, with helpers. Ranges are [a, b) over `t`. */
 export class Stmt {
