@@ -110,6 +110,10 @@ export class RedisClient implements RedisLink {
   private connectTimer: NodeJS.Timeout | null = null;
   private timeoutTimer: NodeJS.Timeout | null = null;
   private timeoutAt = 0;
+  /** Runs while a reply is partly read (watchStall). */
+  private stallTimer: NodeJS.Timeout | null = null;
+  /** Whole replies read on any connection so far. */
+  private repliesRead = 0;
   /** The reason given for the connection going down, once per connection. */
   private downReported = false;
 
@@ -118,7 +122,9 @@ export class RedisClient implements RedisLink {
     this.maxPending = opts.maxPending ?? 4096;
     this.maxBufferedBytes = opts.maxBufferedBytes ?? 32 << 20;
     this.connectTimeoutMs = opts.connectTimeoutMs ?? Math.max(1000, 4 * opts.timeoutMs);
-    this.parser = new RespParser((v) => this.onReply(v), { maxBulkBytes: opts.maxBulkBytes ?? 512 << 20 });
+    const maxBulkBytes = opts.maxBulkBytes ?? 512 << 20;
+    // A reply holds one entry and a few small values (MGET of a value and its generations).
+    this.parser = new RespParser((v) => this.onReply(v), { maxBulkBytes, maxReplyBytes: maxBulkBytes + (1 << 20) });
   }
 
   get ready(): boolean {
@@ -246,6 +252,10 @@ export class RedisClient implements RedisLink {
     s.on('error', () => {});
     s.destroy();
     this.parser.reset();
+    if (this.stallTimer !== null) {
+      clearTimeout(this.stallTimer);
+      this.stallTimer = null;
+    }
     this.out = [];
     this.outBytes = 0;
     this.failAll(new RedisFailure('disconnected', `Redis connection lost: ${reason}`));
@@ -308,10 +318,40 @@ export class RedisClient implements RedisLink {
     } catch (err) {
       if (!(err instanceof RespProtocolError)) throw err;
       this.drop(`invalid reply from Redis: ${err.message}`);
+      return;
     }
+    this.watchStall();
+  }
+
+  /**
+   * A reply begun must end within the connect timeout. The command timeout covers replies a
+   * command waits for; this also covers a subscriber connection, which waits for none, and
+   * whose server could otherwise trickle one endless reply into memory.
+   */
+  private watchStall(): void {
+    if (this.parser.atBoundary) {
+      if (this.stallTimer !== null) {
+        clearTimeout(this.stallTimer);
+        this.stallTimer = null;
+      }
+      return;
+    }
+    if (this.stallTimer !== null) return;
+    const sock = this.sock;
+    // Under steady pipelined traffic a read may end inside a reply every time: what counts is
+    // whether any reply completed meanwhile.
+    const mark = this.repliesRead;
+    this.stallTimer = setTimeout(() => {
+      this.stallTimer = null;
+      if (this.sock !== sock || this.parser.atBoundary) return;
+      if (this.repliesRead !== mark) this.watchStall();
+      else this.drop(`a reply from Redis stalled: not complete within ${this.connectTimeoutMs} ms`);
+    }, this.connectTimeoutMs);
+    this.stallTimer.unref();
   }
 
   private onReply(v: RespValue): void {
+    this.repliesRead++;
     if (this.opts.isPush !== undefined && this.opts.isPush(v)) {
       this.opts.onPush?.(v);
       return;

@@ -8,7 +8,8 @@
  * size as it arrives, a header line is kept only while its CRLF is missing, and arrays are
  * filled on an explicit stack. Lengths are distrusted: a bulk larger than maxBulkBytes, an array
  * longer than maxArrayLength, a header line longer than maxLineBytes or nesting deeper than
- * maxDepth is a protocol error, never an allocation.
+ * maxDepth is a protocol error, never an allocation; so is a reply whose parts add up to more than
+ * maxReplyBytes (an array of a million large strings would otherwise be held whole).
  *
  * Bulk strings are returned as Buffers of their own (copies, never views of socket chunks):
  * callers keep them (cache entries).
@@ -38,6 +39,8 @@ export interface RespLimits {
   maxLineBytes: number;
   /** Deepest array nesting. */
   maxDepth: number;
+  /** Most bytes of one whole reply, its arrays' elements and header lines included. */
+  maxReplyBytes: number;
 }
 
 export const DEFAULT_LIMITS: RespLimits = {
@@ -45,6 +48,7 @@ export const DEFAULT_LIMITS: RespLimits = {
   maxArrayLength: 1 << 20,
   maxLineBytes: 64 << 10,
   maxDepth: 8,
+  maxReplyBytes: (512 << 20) + (1 << 20),
 };
 
 const CR = 13;
@@ -97,6 +101,8 @@ export class RespParser {
   /** CRLF bytes still expected after a bulk payload (2, 1 or 0). */
   private crlf = 0;
   private failed = false;
+  /** Bytes of the reply being read so far (see maxReplyBytes). */
+  private replyBytes = 0;
 
   constructor(onReply: (v: RespValue) => void, limits: Partial<RespLimits> = {}) {
     this.onReply = onReply;
@@ -116,6 +122,7 @@ export class RespParser {
     this.bulkFilled = 0;
     this.crlf = 0;
     this.failed = false;
+    this.replyBytes = 0;
   }
 
   /** Parse a chunk. Throws RespProtocolError; after that the parser ignores input until reset(). */
@@ -156,6 +163,7 @@ export class RespParser {
         to = nl + 1;
       }
       if (to - from > this.limits.maxLineBytes) throw new RespProtocolError(`header line longer than ${this.limits.maxLineBytes} bytes`);
+      this.count(to - from);
       i = nl + 1;
       if (to - from < 3 || line[to - 2] !== CR) throw new RespProtocolError('header line does not end with CRLF');
       const type = line[from]!;
@@ -178,6 +186,7 @@ export class RespParser {
           }
           if (len < 0) throw new RespProtocolError(`negative bulk length ${len}`);
           if (len > this.limits.maxBulkBytes) throw new RespProtocolError(`bulk string of ${len} bytes is over the limit of ${this.limits.maxBulkBytes}`);
+          this.count(len + 2);
           if (n - i >= len + 2) {
             // Whole in this chunk: one copy.
             if (chunk[i + len] !== CR || chunk[i + len + 1] !== LF) throw new RespProtocolError('bulk string not followed by CRLF');
@@ -247,10 +256,17 @@ export class RespParser {
   }
 
   /** A complete value: into the array being filled, or out as a reply. */
+  /** n more bytes of the reply being read; throws past maxReplyBytes. */
+  private count(n: number): void {
+    this.replyBytes += n;
+    if (this.replyBytes > this.limits.maxReplyBytes) throw new RespProtocolError(`reply of more than ${this.limits.maxReplyBytes} bytes`);
+  }
+
   private emit(v: RespValue): void {
     for (;;) {
       const top = this.stack[this.stack.length - 1];
       if (top === undefined) {
+        this.replyBytes = 0;
         this.onReply(v);
         return;
       }

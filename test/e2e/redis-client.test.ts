@@ -222,6 +222,26 @@ t.test('a server that does not speak RESP is dropped with the reason; nothing th
   }
 });
 
+// Issue 15, security finding 5: a hostile Redis streaming one huge reply (a million elements of
+// up to 1 MiB each) took RSS to 372 MB; and a reply begun and never finished held its part.
+t.test('a reply too big as a whole, or one that never ends, drops the connection with the reason', async (t) => {
+  const elements = 3000;
+  const huge = Buffer.concat([Buffer.from(`*${elements}\r\n`), Buffer.from(`$1000\r\n${'x'.repeat(1000)}\r\n`.repeat(elements))]);
+  for (const [what, reply, re] of [
+    ['3 MB in one array, each element under the bulk limit', huge, /invalid reply from Redis: reply of more than 1049600 bytes/],
+    ['a reply begun and never finished', Buffer.from('*3\r\n$5\r\nhello\r\n'), /a reply from Redis stalled: not complete within 1000 ms/],
+  ] as const) {
+    const fake = await fakeServer(reply);
+    const w = client({ port: fake.port } as RedisServer, { timeoutMs: 200, maxBulkBytes: 1024 });
+    await until('ready', () => w.client.ready);
+    void call(w.client, ['PING']);
+    await until(`${what}: a down report`, () => w.downs.length > 0);
+    t.match(w.downs[0], re, `${what}: ${w.downs[0]}`);
+    w.client.close();
+    fake.close();
+  }
+});
+
 t.test('close(): waiting commands fail with unavailable, no reconnect', async (t) => {
   const w = client(redis, { timeoutMs: 5000 });
   await until('ready', () => w.client.ready);

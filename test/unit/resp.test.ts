@@ -121,6 +121,9 @@ t.test('malformed replies and broken limits are protocol errors', async (t) => {
     ['an array over maxArrayLength', Buffer.from('*5\r\n'), { maxArrayLength: 4 }],
     ['arrays nested over maxDepth', Buffer.from('*1\r\n*1\r\n*1\r\n'), { maxDepth: 2 }],
     ['a header line over maxLineBytes', Buffer.from('+' + 'x'.repeat(100) + '\r\n'), { maxLineBytes: 64 }],
+    // Issue 15, security finding 5: each part within its limit, the whole too big.
+    ['an array of bulks over maxReplyBytes', Buffer.from('*3\r\n' + '$10\r\n0123456789\r\n'.repeat(3)), { maxReplyBytes: 40 }],
+    ['nested arrays over maxReplyBytes', Buffer.from('*2\r\n*2\r\n:1\r\n:2\r\n*2\r\n:3\r\n:4\r\n'), { maxReplyBytes: 20 }],
   ];
   for (const [what, input, limits] of bad) {
     // Whole, and one byte at a time: the same verdict either way.
@@ -136,6 +139,15 @@ t.test('malformed replies and broken limits are protocol errors', async (t) => {
       t.ok(err instanceof RespProtocolError, `${what}${split ? ', byte by byte' : ''}: RespProtocolError (${(err as Error)?.message})`);
     }
   }
+});
+
+t.test('maxReplyBytes counts one reply at a time: many replies, each under it, all parse', async (t) => {
+  const one = '*3\r\n' + '$10\r\n0123456789\r\n'.repeat(3); // 55 bytes
+  const got: unknown[] = [];
+  const p = new RespParser((v) => got.push(v), { maxReplyBytes: one.length });
+  p.push(Buffer.from(one.repeat(20)));
+  t.equal(got.length, 20);
+  t.throws(() => new RespParser(() => {}, { maxReplyBytes: one.length - 1 }).push(Buffer.from(one)), { message: /reply of more than 54 bytes/ }, 'one byte less: refused');
 });
 
 t.test('a long line is refused while it is still arriving, not after it is buffered', async (t) => {
