@@ -60,6 +60,29 @@ export function isOpChar(c: number): boolean {
     c === 96 || c === 63;
 }
 
+/** PostgreSQL's NAMEDATALEN - 1: the most bytes of an identifier; the scanner cuts the rest. */
+export const MAX_IDENTIFIER_BYTES = 63;
+
+/**
+ * An identifier as PostgreSQL's scanner keeps it (truncate_identifier): at most 63 bytes of
+ * UTF-8, cut at a character boundary. `"a...a"` of 1 MiB names the same relation as its first 63
+ * bytes, and nothing downstream (digests, table heat, the catalog) holds more than that.
+ */
+export function truncateIdentifier(v: string): string {
+  // 21 UTF-16 units are at most 63 bytes of UTF-8 (3 per unit; a surrogate pair is 4 for 2).
+  if (v.length <= 21 || Buffer.byteLength(v, 'utf8') <= MAX_IDENTIFIER_BYTES) return v;
+  let bytes = 0;
+  let i = 0;
+  while (i < v.length) {
+    const c = v.codePointAt(i)!;
+    const n = c < 0x80 ? 1 : c < 0x800 ? 2 : c < 0x10000 ? 3 : 4;
+    if (bytes + n > MAX_IDENTIFIER_BYTES) break;
+    bytes += n;
+    i += c >= 0x10000 ? 2 : 1;
+  }
+  return v.slice(0, i);
+}
+
 /**
  * Folds ASCII letters only, as PostgreSQL does for identifiers in multi-byte encodings.
  * hasUpper false: the caller saw no upper-case letter, s is returned as it is.
@@ -123,7 +146,7 @@ export function tokenize(sql: string, scs: boolean): Tok[] | null {
       }
       v += sql.slice(from, j);
       if (v.length === 0) return null;
-      toks.push({ k: QID, v });
+      toks.push({ k: QID, v: truncateIdentifier(v) });
       i = j + 1;
       continue;
     }
@@ -169,7 +192,7 @@ export function tokenize(sql: string, scs: boolean): Tok[] | null {
           if (q === 39 || q === 34) return null;
         }
       }
-      toks.push({ k: WORD, v: foldAscii(sql.slice(i, j), upper) });
+      toks.push({ k: WORD, v: truncateIdentifier(foldAscii(sql.slice(i, j), upper)) });
       i = j;
       continue;
     }

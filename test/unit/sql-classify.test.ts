@@ -435,3 +435,18 @@ t.test('long and deeply nested texts', async (t) => {
   const str = "select '" + 'x'.repeat(1 << 20) + "' from t";
   t.strictSame(classifySql(str), R('t'));
 });
+
+// Issue 15, security finding 8: a 1 MiB quoted name was kept whole in the digests and the table
+// heat (120 such queries: 516 MB of RSS, a 126 MB GET /tables). PostgreSQL's scanner keeps 63
+// bytes of any identifier (NAMEDATALEN - 1), cut at a character boundary; so does the lexer now.
+t.test('identifiers are cut to 63 bytes, as PostgreSQL cuts them', async (t) => {
+  const a63 = 'a'.repeat(63);
+  t.same(classifySql(`select * from "${'a'.repeat(1 << 20)}"`).tables, [a63], 'a quoted name of 1 MiB');
+  t.same(classifySql(`select * from ${'b'.repeat(200)}`).tables, ['b'.repeat(63)], 'an unquoted name');
+  t.same(classifySql(`select * from s${'s'.repeat(99)}.${'T'.repeat(99)}`).tables, [`${'s'.repeat(63)}.${'t'.repeat(63)}`], 'each part of a qualified name');
+  // é is 2 bytes: 31 of them are 62 bytes, a 32nd would make 64.
+  t.same(classifySql(`select * from "${'é'.repeat(40)}"`).tables, [`"${'é'.repeat(31)}"`], 'a multi-byte name, cut at a character boundary');
+  // 𝔸 is 4 bytes (a surrogate pair): 15 of them are 60 bytes.
+  t.same(classifySql(`select * from "${'𝔸'.repeat(20)}"`).tables, [`"${'𝔸'.repeat(15)}"`], 'never half a surrogate pair');
+  t.same(classifySql(`select * from "${'a'.repeat(63)}"`).tables, [a63], 'exactly 63 bytes: kept');
+});
