@@ -35,7 +35,7 @@ const VERSION = readVersion();
 export function createLogger(cfg: Config, ops: OpsLog): ClientLogger {
   const log = cfg.log;
   if (log.path === 'none') return new NoopLogger();
-  const fmtOpts = { params: log.params, paramMaxBytes: log.paramMaxBytes, seq: log.completions };
+  const fmtOpts = { params: log.params, paramMaxBytes: log.paramMaxBytes, repeatedSqlMaxChars: log.repeatedSqlMaxChars, seq: log.completions };
   const format = log.format === 'json' ? jsonFormatter(fmtOpts) : textFormatter(fmtOpts);
   const done = !log.completions ? null : log.format === 'json' ? jsonCompletionFormatter() : textCompletionFormatter();
   const onError = (err: NodeJS.ErrnoException, context: string) =>

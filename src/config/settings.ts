@@ -51,6 +51,7 @@ export const SETTINGS = {
   'log-format': setting(['log', 'format'], oneOf('text', 'json'), 'text', 'query log format: text or json'),
   'log-params': setting(['log', 'params'], bool, true, 'log Bind parameter values (false: only their count)'),
   'log-param-max-bytes': setting(['log', 'paramMaxBytes'], int(0, 1 << 20), 256, 'parameter values longer than this are cut in the log'),
+  'log-repeated-sql-max-chars': setting(['log', 'repeatedSqlMaxChars'], int(0, 0x3fffffff), 4096, "Bind and Execute lines show this much of their statement's SQL (the Parse line has it whole); 0: all"),
   'log-buffer-bytes': setting(['log', 'bufferBytes'], int(4096, 1 << 30), 8 << 20, 'log bytes queued before client reads pause'),
   'max-connections': setting(['limits', 'maxConnections'], int(1, 100000), 100, 'client sessions at once; more get 53300'),
   'max-message-bytes': setting(['limits', 'maxMessageBytes'], int(1024, 0x3fffffff), 64 << 20, 'largest client message; larger gets 08P01'),

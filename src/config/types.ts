@@ -36,6 +36,11 @@ export interface LogConfig {
   format: 'text' | 'json';
   params: boolean;
   paramMaxBytes: number;
+  /**
+   * Bind and Execute lines repeat at most this many characters of their statement's SQL (0: all):
+   * a client repeating a large statement's Execute must not multiply its size in the log.
+   */
+  repeatedSqlMaxChars: number;
   bufferBytes: number;
   /** A `done` line after each Q/E's answer. */
   completions: boolean;

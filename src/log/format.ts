@@ -81,6 +81,14 @@ export interface FormatOptions {
   paramMaxBytes: number;
   /** Print each line's seq (on with --log-completions, so that `done` lines can be matched). */
   seq?: boolean;
+  /** Bind and Execute lines show at most this many characters of their SQL (0 or absent: all). */
+  repeatedSqlMaxChars?: number;
+}
+
+/** Characters of a B or E line's SQL cut off at repeatedSqlMaxChars (0: none). */
+function repeatedSqlCut(r: QueryRecord, max: number): number {
+  if (max <= 0 || r.sql === null || r.sql.length <= max || (r.type !== 'B' && r.type !== 'E')) return 0;
+  return r.sql.length - max;
 }
 
 export type LineFormatter = (s: SessionInfo, r: QueryRecord, now: number) => string;
@@ -187,6 +195,7 @@ function textParams(p: BindParams, max: number): string {
 export function textFormatter(opts: FormatOptions): LineFormatter {
   const prefixOf = textPrefixes();
   const withSeq = opts.seq === true;
+  const maxRepeated = opts.repeatedSqlMaxChars ?? 0;
   return (s, r, now) => {
     let line = isoTime(now) + prefixOf(s) + r.type;
     if (withSeq && r.seq !== undefined) line += ' seq=' + r.seq;
@@ -197,7 +206,10 @@ export function textFormatter(opts: FormatOptions): LineFormatter {
     }
     if (r.cache !== undefined) line += ' cache=' + r.cache;
     if (r.flight !== undefined) line += ' flight=' + r.flight;
-    line += r.sql === null ? ' sql=?' : ' sql=' + escapeText(r.sql);
+    const cut = repeatedSqlCut(r, maxRepeated);
+    if (r.sql === null) line += ' sql=?';
+    else if (cut === 0) line += ' sql=' + escapeText(r.sql);
+    else line += ' sql=' + escapeText(r.sql.slice(0, r.sql.length - cut)) + '...(+' + cut + ' chars)';
     return line + '\n';
   };
 }
@@ -290,6 +302,7 @@ function jsonParams(p: BindParams, max: number): JsonParam[] {
  */
 export function jsonFormatter(opts: FormatOptions): LineFormatter {
   const withSeq = opts.seq === true;
+  const maxRepeated = opts.repeatedSqlMaxChars ?? 0;
   return (s, r, now) => {
     const o = jsonHead(s, now, r.type);
     if (withSeq && r.seq !== undefined) o['seq'] = r.seq;
@@ -301,7 +314,12 @@ export function jsonFormatter(opts: FormatOptions): LineFormatter {
     }
     if (r.cache !== undefined) o['cache'] = r.cache;
     if (r.flight !== undefined) o['flight'] = r.flight;
-    o['sql'] = r.sql;
+    const cut = repeatedSqlCut(r, maxRepeated);
+    if (cut === 0) o['sql'] = r.sql;
+    else {
+      o['sql'] = r.sql!.slice(0, r.sql!.length - cut);
+      o['sqlCutChars'] = cut;
+    }
     // JSON.stringify escapes C0 controls and quotes; jsonSafe the rest (escape.ts).
     return jsonSafe(JSON.stringify(o)) + '\n';
   };

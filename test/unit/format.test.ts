@@ -313,3 +313,30 @@ t.test('the operational log: a client-chosen value cannot add a line or reorder 
   tt.notMatch(line.slice(0, -1), RAW_TRICKY, 'nothing raw');
   tt.match(line, /user="x\\u2028/, 'escaped, still readable');
 });
+
+// Issue 15, security finding 1: every B and E line repeated its statement's whole SQL, so a
+// 512 KiB Parse and 400 Executes (528 KB sent) wrote 211 MB of log. B and E lines now repeat at
+// most repeatedSqlMaxChars of it, marked; P and Q lines (one per message sent) keep it whole.
+t.test('B and E lines repeat at most repeatedSqlMaxChars of the SQL; P and Q keep it whole', async (tt) => {
+  const big = 'select ' + 'x'.repeat(10_000);
+  const opts = { params: true, paramMaxBytes: 256, repeatedSqlMaxChars: 100 };
+  const tf = textFormatter(opts);
+  const jf = jsonFormatter(opts);
+  const recs: QueryRecord[] = [
+    q(big),
+    { type: 'P', statement: 's1', portal: null, sql: big, params: null },
+    { type: 'B', statement: 's1', portal: '', sql: big, params: { formats: [], values: [] } },
+    { type: 'E', statement: 's1', portal: '', sql: big, params: null },
+  ];
+  const [tq, tp, tb, te] = recs.map((r) => tf(S, r, NOW));
+  tt.ok(tq!.endsWith(` sql=${big}\n`), 'Q: whole');
+  tt.ok(tp!.endsWith(` sql=${big}\n`), 'P: whole');
+  tt.ok(tb!.endsWith(` sql=${big.slice(0, 100)}...(+${big.length - 100} chars)\n`), 'B: cut, marked');
+  tt.ok(te!.endsWith(` sql=${big.slice(0, 100)}...(+${big.length - 100} chars)\n`), 'E: cut, marked');
+  const [jq, , , je] = recs.map((r) => JSON.parse(jf(S, r, NOW)));
+  tt.equal(jq.sql, big, 'json Q: whole');
+  tt.equal(je.sql, big.slice(0, 100), 'json E: cut');
+  tt.equal(je.sqlCutChars, big.length - 100, 'json E: says how much');
+  tt.equal(textFormatter({ ...opts, repeatedSqlMaxChars: 0 })(S, recs[3]!, NOW).endsWith(` sql=${big}\n`), true, '0: no limit');
+  tt.equal(tf(S, { ...recs[3]!, sql: 'select 1' }, NOW).endsWith(' sql=select 1\n'), true, 'short SQL: unchanged');
+});
