@@ -10,19 +10,24 @@
 import * as net from 'node:net';
 import type { HostPort } from './config';
 import type { OpsLog } from './log/ops';
+import { ThrottledLine } from './log/ops-throttle';
 import { encodeCancelRequest } from './protocol/messages';
 import { negotiateUpstream, type UpstreamTls } from './tls';
 import type { ClientHandle, KeyRegistry } from './client/host';
 
 export class CancelRouter implements KeyRegistry {
   private readonly byKey = new Map<string, ClientHandle>();
+  /** Anyone can send unknown keys, as fast as they like: said at most once a second. */
+  private readonly unknownKey: ThrottledLine;
 
   constructor(
     private readonly upstream: HostPort,
     private readonly upstreamTls: UpstreamTls | null,
     private readonly connectTimeoutMs: number,
     private readonly ops: OpsLog,
-  ) {}
+  ) {
+    this.unknownKey = new ThrottledLine((m, f) => ops.warn(m, f), 'cancel request for an unknown session ignored');
+  }
 
   register(c: ClientHandle): void {
     const k = c.backendKey;
@@ -37,7 +42,7 @@ export class CancelRouter implements KeyRegistry {
   cancel(pid: number, secret: number, from: string): void {
     const target = this.byKey.get(`${pid}.${secret}`);
     if (target === undefined) {
-      this.ops.warn('cancel request for an unknown session ignored', { client: from, pid });
+      this.unknownKey.log({ client: from, pid });
       return;
     }
     if (target.cancelWait()) {

@@ -18,6 +18,8 @@ import { StartupCode } from '../protocol/codes';
 import { NEGOTIATION_REFUSED, SSL_ACCEPTED, readStartupParams, type ErrorFields } from '../protocol/messages';
 import type { ClientTls, TlsUpgradeListener } from '../tls';
 import type { ClientLeg } from './client-leg';
+import type { OpsLog } from '../log/ops';
+import { ThrottledLine } from '../log/ops-throttle';
 import { SessionError } from './errors';
 import type { ClientHandle, ClientHost } from './host';
 import { ClientState } from './states';
@@ -40,6 +42,17 @@ export interface StartupSession extends ClientHandle {
    * refuse it in the pre-3.0 error format, which is relayed as bytes, unread.
    */
   begin(user: string, params: ReadonlyMap<string, string>, packet: Buffer, rawAnswer: boolean): void;
+}
+
+/** One throttled line per operational log for refused startup packets (anyone can send them). */
+const refusalLines = new WeakMap<OpsLog, ThrottledLine>();
+function refusals(ops: OpsLog): ThrottledLine {
+  let line = refusalLines.get(ops);
+  if (line === undefined) {
+    line = new ThrottledLine((m, f) => ops.warn(m, f), 'client startup packet refused; closing it without a reply, as PostgreSQL does');
+    refusalLines.set(ops, line);
+  }
+  return line;
 }
 
 export class StartupPhase implements TlsUpgradeListener {
@@ -194,12 +207,7 @@ export class StartupPhase implements TlsUpgradeListener {
   closeSilently(reason: string, length?: number): void {
     const s = this.session;
     this.stopTimer();
-    this.host.ops.warn('client startup packet refused; closing it without a reply, as PostgreSQL does', {
-      conn: s.id,
-      client: s.address,
-      reason,
-      ...(length === undefined ? {} : { length }),
-    });
+    refusals(this.host.ops).log({ conn: s.id, client: s.address, reason, ...(length === undefined ? {} : { length }) });
     s.closeSilently();
   }
 
