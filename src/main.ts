@@ -48,7 +48,19 @@ export function createLogger(cfg: Config, ops: OpsLog): ClientLogger {
     log.path === '-'
       ? new StdoutSink({ highWaterMark: log.bufferBytes, onError })
       : new FileSink({ path: log.path, mode: 0o600, highWaterMark: log.bufferBytes, onError });
+  if (sink instanceof FileSink) warnIfOthersCanRead(log.path, ops);
   return new SinkLogger(sink, format, done);
+}
+
+/** The log holds queries and their parameters: a file others can read is said once, at start. */
+function warnIfOthersCanRead(path: string, ops: OpsLog): void {
+  const mode = fs.statSync(path).mode & 0o777;
+  if ((mode & 0o077) !== 0) {
+    ops.warn('the query log can be read by other users than pgscribe\'s; it holds every query and its parameters. New files are made 0600: run chmod 600 on it', {
+      log: path,
+      mode: mode.toString(8).padStart(4, '0'),
+    });
+  }
 }
 
 /** The cache/singleflight layer the settings ask for, or null. */

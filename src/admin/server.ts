@@ -63,7 +63,8 @@ export class AdminServer {
     // (Node's default, 30 s, would let silent sockets hold the 64 slots that long).
     this.http = http.createServer({ connectionsCheckingInterval: 1000 }, (req, res) => {
       this.handle(req, res).catch((err: Error) => {
-        this.ops.error('admin request failed', { path: req.url, error: err.message });
+        // The path only: a query string may hold ?token=.
+        this.ops.error('admin request failed', { path: (req.url ?? '').split('?')[0], error: err.message });
         if (!res.headersSent) send(res, 500, { error: `internal error: ${err.message}` });
         else res.destroy();
       });

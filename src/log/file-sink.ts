@@ -514,6 +514,12 @@ abstract class FdSink implements LineSink {
   }
 }
 
+/**
+ * Append, create if missing, and refuse a symbolic link as the file itself (ELOOP): whoever can
+ * write the log's directory must not be able to point pgscribe's writes at another file.
+ */
+const APPEND_NO_SYMLINK = fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW;
+
 /** Appends lines to a file; reopen() supports logrotate (rename + SIGHUP). */
 export class FileSink extends FdSink {
   readonly path: string;
@@ -524,7 +530,7 @@ export class FileSink extends FdSink {
     // Synchronous so that startup fails fast; the error message contains the path
     // (e.g. "ENOENT: no such file or directory, open '/x/y.log'"). Parent dirs are not created.
     const resolved = resolveOptions(opts);
-    const fd = fs.openSync(opts.path, 'a', mode);
+    const fd = fs.openSync(opts.path, APPEND_NO_SYMLINK, mode);
     super(fd, resolved);
     this.path = opts.path;
     this.mode = mode;
@@ -536,7 +542,7 @@ export class FileSink extends FdSink {
 
   protected override startReopen(): void {
     super.startReopen();
-    fs.open(this.path, 'a', this.mode, (err, newFd) => {
+    fs.open(this.path, APPEND_NO_SYMLINK, this.mode, (err, newFd) => {
       if (err) {
         // Keep writing to the old fd; the next reopen() call tries again.
         this.reopenFinished();
