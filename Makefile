@@ -7,7 +7,7 @@ ARGS ?=
 # e.g. make test TESTS=build/test/unit/framer.test.js
 TESTS ?= build/test/unit/*.test.js build/test/e2e/*.test.js build/test/regress/*.test.js
 
-.PHONY: all install build compile test test-unit run clean bench bench-log bench-cache stress dashboard-shot safety-check
+.PHONY: all install build compile test test-unit run clean bench bench-log bench-cache stress dashboard-shot safety-check fuzz
 
 all: build
 
@@ -84,6 +84,13 @@ stress: compile
 # (see bench/safety-check.ts). Results: logs/safety-<time>.json.
 safety-check: compile
 	$(NODE) build/bench/safety-check.js
+
+# The protocol fuzzer (bench/fuzz/): mutated startup packets, message pipelines and garbage cut at
+# random offsets while valid sessions check their answers; exit 1 on a hang, a wrong answer, an
+# exit or RSS past the bound. Knobs: DURATION (s, 600), SEED, CONCURRENCY (8), VALID (4),
+# RSS_BOUND_MB (256), PGSCRIBE_ARGS, FUZZ_ONLY=<case seed> (replay one case). Results: logs/fuzz-protocol-<time>.json.
+fuzz: compile
+	$(NODE) build/bench/fuzz-protocol.js
 
 run: build
 	$(NODE) dist/main.js $(ARGS)
