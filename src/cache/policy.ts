@@ -42,6 +42,13 @@ export interface StatementPolicy {
 const MEMO_MAX = 20_000;
 /** Texts longer than this are classified each time and never cached (keys stay small). */
 export const MAX_CACHEABLE_SQL = 64 * 1024;
+/**
+ * `cache-rules` patterns run on texts up to this long; longer ones are relayed when rules exist.
+ * An operator's regex may backtrack (`SELECT .* FROM t` without `^` took 0.4 s per 63 KB text,
+ * issue 15, security finding 17); on 8 KiB its worst case is some 60 times cheaper, and not
+ * running a `never` rule must not mean caching what it names: so the long text is not cached.
+ */
+export const MAX_RULE_SQL = 8 * 1024;
 
 
 function relationNames(names: readonly string[]): string[] {
@@ -96,7 +103,8 @@ export class CachePolicy {
     let cacheable = cls.cacheable && sql.length <= MAX_CACHEABLE_SQL;
     let ttlMs = this.defaultTtlMs;
     let allowed = false;
-    if (cacheable && this.rules.length > 0) {
+    if (cacheable && this.rules.length > 0 && sql.length > MAX_RULE_SQL) cacheable = false;
+    else if (cacheable && this.rules.length > 0) {
       const text = Buffer.from(sql, 'latin1').toString('utf8');
       for (const r of this.rules) {
         if (!r.pattern.test(text)) continue;

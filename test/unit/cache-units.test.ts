@@ -3,7 +3,7 @@
 // relation names, and the shard's LRU, TTL and invalidation rules.
 import t from 'tap';
 import { Outbox } from '../../src/outbox';
-import { CachePolicy } from '../../src/cache/policy';
+import { MAX_RULE_SQL, CachePolicy } from '../../src/cache/policy';
 import { relationName } from '../../src/sql/names';
 import { isVolatileInput } from '../../src/sql/volatile-input';
 import { PARSE_COMPLETE, ResponseCapture, judgeResponse, replayAnswer } from '../../src/cache/response';
@@ -219,6 +219,19 @@ t.test('CachePolicy: classifier, rules, memo', async (t) => {
   t.equal(pol.forSql('DELETE FROM t USING u WHERE f(t.a)').writeTables, null, 'unknown function: the whole database');
   t.equal(pol.forSql('DEALLOCATE ALL').dropsStatements, true);
   t.equal(pol.forSql("SELECT 'a\\' FROM t", false).cacheable, false, 'standard_conforming_strings off: the backslash escapes the quote');
+});
+
+// Issue 15, security finding 17: an operator's pattern may backtrack, and it ran on every distinct
+// text up to 64 KiB. Rules now see texts up to MAX_RULE_SQL; a longer one is relayed.
+t.test('cache-rules see texts up to MAX_RULE_SQL; with rules, a longer read is relayed', async (t) => {
+  const pol = new CachePolicy({ rules: [{ pattern: /select .* from never/i, ttlMs: null }, { pattern: /from t where/i, ttlMs: 5 }], ttlMs: 1000, rulesOnly: false });
+  const pad = (n: number, head: string) => head + ' '.repeat(n - head.length - 8) + ' and 1=1';
+  const fits = pol.forSql(pad(MAX_RULE_SQL, 'select a from t where a = 1'));
+  t.strictSame([fits.cacheable, fits.ttlMs], [true, 5], 'at the limit: the rule decides');
+  t.equal(pol.forSql(pad(MAX_RULE_SQL + 1, 'select a from t where a = 1')).cacheable, false, 'one byte over: relayed');
+  t.equal(pol.forSql(pad(MAX_RULE_SQL + 1, 'select a from never_cached where a = 1')).cacheable, false, 'a text a never rule would match: relayed, not cached');
+  const none = new CachePolicy({ rules: [], ttlMs: 1000, rulesOnly: false });
+  t.equal(none.forSql(pad(MAX_RULE_SQL + 1, 'select a from t where a = 1')).cacheable, true, 'without rules the limit does not apply');
 });
 
 t.test('CachePolicy without the catalog: only what a rule allows, with its TTL', async (t) => {
