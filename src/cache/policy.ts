@@ -40,6 +40,12 @@ export interface StatementPolicy {
 
 /** A memo is dropped whole when it reaches this many texts (ORMs produce a bounded set of texts). */
 const MEMO_MAX = 20_000;
+/**
+ * ...and at most this many characters of text in its keys: 20,000 texts of 64 KiB would be
+ * 2.5 GB, outside any cache-max-bytes (issue 15, security finding 12). Past either bound the
+ * memo starts again empty.
+ */
+const MEMO_MAX_CHARS = 16 << 20;
 /** Texts longer than this are classified each time and never cached (keys stay small). */
 export const MAX_CACHEABLE_SQL = 64 * 1024;
 /**
@@ -66,6 +72,8 @@ export class CachePolicy {
   private readonly rulesOnly: boolean;
   private readonly memo = new Map<string, StatementPolicy>();
   private readonly memoNonStandard = new Map<string, StatementPolicy>();
+  /** Characters of the keys in each memo (see MEMO_MAX_CHARS). */
+  private readonly memoChars = new Map<Map<string, StatementPolicy>, number>();
 
   /**
    * rulesOnly: no catalog knowledge: a read is cacheable only when a `cache-rules` entry allows it
@@ -81,6 +89,13 @@ export class CachePolicy {
    * The policy for a SQL text (latin1 string of its bytes). standardConformingStrings is the
    * session's reported setting: it changes how backslashes in string literals tokenise.
    */
+  /** What the memos hold: texts, and characters of text (bounded by MEMO_MAX, MEMO_MAX_CHARS). */
+  memoFootprint(): { texts: number; chars: number } {
+    let chars = 0;
+    for (const c of this.memoChars.values()) chars += c;
+    return { texts: this.memo.size + this.memoNonStandard.size, chars };
+  }
+
   forSql(sql: string, standardConformingStrings = true): StatementPolicy {
     const memo = standardConformingStrings ? this.memo : this.memoNonStandard;
     // Rules match the text itself; without them, queries and DML that differ only in numbers
@@ -91,7 +106,13 @@ export class CachePolicy {
     if (p === undefined) {
       p = this.compute(sql, standardConformingStrings);
       if (sql.length <= MAX_CACHEABLE_SQL) {
-        if (memo.size >= MEMO_MAX) memo.clear();
+        const chars = (this.memoChars.get(memo) ?? 0) + key.length;
+        if (memo.size >= MEMO_MAX || chars > MEMO_MAX_CHARS) {
+          memo.clear();
+          this.memoChars.set(memo, key.length);
+        } else {
+          this.memoChars.set(memo, chars);
+        }
         memo.set(key, p);
       }
     }

@@ -234,6 +234,18 @@ t.test('cache-rules see texts up to MAX_RULE_SQL; with rules, a longer read is r
   t.equal(none.forSql(pad(MAX_RULE_SQL + 1, 'select a from t where a = 1')).cacheable, true, 'without rules the limit does not apply');
 });
 
+// Issue 15, security finding 12: 2,000 distinct 65 KB SELECTs left a 152 MB heap with a 1 MiB
+// cache bound: the classification memo was bounded in texts only.
+t.test('the classification memo holds at most 16 Mi characters of text', async (t) => {
+  const pol = new CachePolicy({ rules: [], ttlMs: 1000, rulesOnly: false });
+  for (let i = 0; i < 600; i++) pol.forSql(`select a as c${i.toString(36)}, '${'x'.repeat(60_000)}' as pad from t`);
+  const f = pol.memoFootprint();
+  t.ok(f.chars <= 16 * 2 ** 20, `${f.chars} characters held (bound ${16 * 2 ** 20})`);
+  t.ok(f.texts > 0 && f.texts < 600, `${f.texts} texts held: started again when full`);
+  const again = pol.forSql('select 1 from t');
+  t.equal(pol.forSql('select 1 from t'), again, 'still a memo');
+});
+
 t.test('CachePolicy without the catalog: only what a rule allows, with its TTL', async (t) => {
   const pol = new CachePolicy({ rules: [{ pattern: /^select \* from never/i, ttlMs: null }, { pattern: /from allowed/i, ttlMs: 5 }], ttlMs: 1000, rulesOnly: true });
   t.equal(pol.forSql('SELECT * FROM t').cacheable, false, 'a read no rule names: relayed');
