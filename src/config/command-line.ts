@@ -1,6 +1,7 @@
 /**
  * The command line and the JSON config file. Every setting has one name, used both as `--name`
  * on the command line and as `"name"` in the file given with --config; flags win over the file.
+ * The secrets may also come from environment variables (SECRET_ENV).
  * Unknown flags and keys are errors naming the offender.
  */
 import * as fs from 'node:fs';
@@ -31,8 +32,19 @@ export function fromFile(path: string, cfg: Config = defaults()): Config {
 /** What the command line asks for: run or check with these settings, or print help or the version. */
 export type Command = { kind: 'run' | 'check'; config: Config } | { kind: 'help' } | { kind: 'version' };
 
+/**
+ * Secrets may come from the environment, so that they need not be on the command line, where
+ * any local user sees them in `ps` (or in a config file, which can be made unreadable to others).
+ * Precedence: defaults, the config file, these variables, the flags.
+ */
+export const SECRET_ENV: Readonly<Record<string, string>> = {
+  PGSCRIBE_ADMIN_TOKEN: 'admin-token',
+  PGSCRIBE_REDIS_PASSWORD: 'redis-password',
+  PGSCRIBE_CATALOG_PASSWORD: 'catalog-password',
+};
+
 /** Parse argv (without node and script). Throws ConfigError on anything wrong. */
-export function parseCommandLine(argv: string[]): Command {
+export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv = process.env): Command {
   const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
     config: { type: 'string', short: 'c' },
     check: { type: 'boolean' },
@@ -51,6 +63,10 @@ export function parseCommandLine(argv: string[]): Command {
   if (v['help']) return { kind: 'help' };
   if (v['version']) return { kind: 'version' };
   const cfg = typeof v['config'] === 'string' ? fromFile(v['config']) : defaults();
+  for (const [variable, name] of Object.entries(SECRET_ENV)) {
+    const value = env[variable];
+    if (value !== undefined && value !== '') apply(cfg, name, value, `environment variable ${variable}`);
+  }
   for (const n of NAMES) {
     const raw = v[n];
     if (raw !== undefined) apply(cfg, n, raw, 'flag');

@@ -834,3 +834,21 @@ t.test('redis: needs --cache; redis-singleflight needs --redis; --check hides th
   tt.equal(refused.status, 1, '--redis without --cache fails --check');
   tt.match(refused.stderr, /invalid setting redis: .*needs --cache/);
 });
+
+// Issue 15, security finding 18: the admin token and the Redis password could only be given on
+// the command line (visible to every local user in `ps`) or in the config file. The environment
+// works too now: defaults < file < environment < flags.
+t.test('secrets from the environment: PGSCRIBE_ADMIN_TOKEN, PGSCRIBE_REDIS_PASSWORD, PGSCRIBE_CATALOG_PASSWORD', async (tt) => {
+  const env = { PGSCRIBE_ADMIN_TOKEN: 'tok-env', PGSCRIBE_REDIS_PASSWORD: 'redis-env', PGSCRIBE_CATALOG_PASSWORD: 'cat-env', PGSCRIBE_OTHER: 'x' };
+  const cmd = parseCommandLine([], env);
+  if (cmd.kind !== 'run') throw new Error('not run');
+  tt.equal(cmd.config.admin.token, 'tok-env');
+  tt.equal(cmd.config.redis.password, 'redis-env');
+  tt.equal(cmd.config.catalog.password, 'cat-env');
+  const flagged = parseCommandLine(['--admin-token', 'tok-flag'], env);
+  tt.equal(flagged.kind === 'run' && flagged.config.admin.token, 'tok-flag', 'a flag wins');
+  const empty = parseCommandLine([], { PGSCRIBE_ADMIN_TOKEN: '' });
+  tt.equal(empty.kind === 'run' && empty.config.admin.token, '', 'an empty variable is no setting');
+  const none = parseCommandLine([], {});
+  tt.equal(none.kind === 'run' && none.config.redis.password, '', 'none: the default');
+});
