@@ -122,6 +122,9 @@ function reportCert(ops: OpsLog, what: string, cert: CertInfo): void {
   if (cert.expired) {
     ops.warn(`${what}: the certificate has expired; peers that verify it will refuse to connect. Renew it and send SIGHUP`, { cert: cert.file, expires: cert.expires });
   }
+  if ((cert.keyMode & 0o077) !== 0) {
+    ops.warn(`${what}: the private key can be read by other users (PostgreSQL refuses such a key file); run chmod 600 on it`, { key: cert.keyFile, mode: cert.keyMode.toString(8).padStart(4, '0') });
+  }
 }
 
 /**

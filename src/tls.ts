@@ -29,6 +29,9 @@ export interface CertInfo {
   /** notAfter, ISO 8601 when it parses. */
   expires: string;
   expired: boolean;
+  /** The private key file, and its permission bits (PostgreSQL refuses a key others can read). */
+  keyFile: string;
+  keyMode: number;
 }
 
 /** Files of one side and the names of the settings they came from (for error messages). */
@@ -52,7 +55,7 @@ function readPem(file: string, key: string, what: string): Buffer {
   }
 }
 
-function certInfo(file: string, x509: crypto.X509Certificate): CertInfo {
+function certInfo(file: string, x509: crypto.X509Certificate): Omit<CertInfo, 'keyFile' | 'keyMode'> {
   const notAfter = new Date(x509.validTo);
   const ok = !Number.isNaN(notAfter.getTime());
   return {
@@ -91,7 +94,7 @@ function loadContext(files: PemFiles, keys: PemFiles): { context: tls.SecureCont
     }
     opts.cert = certPem;
     opts.key = keyPem;
-    cert = certInfo(files.cert, x509);
+    cert = { ...certInfo(files.cert, x509), keyFile: files.key, keyMode: fs.statSync(files.key).mode & 0o777 };
   }
   if (files.ca !== '') {
     const caPem = readPem(files.ca, keys.ca, 'CA certificates');
