@@ -135,7 +135,8 @@ export class StartupPhase implements TlsUpgradeListener {
 
   private onSslRequest(): void {
     const ctls = this.host.tls.client;
-    if (this.encrypted || ctls === null) {
+    // (Inside TLS sslDone is already set: a second SSLRequest never comes here.)
+    if (ctls === null) {
       this.sslDone = true;
       this.gssDone = false;
       this.refuse('ssl');
