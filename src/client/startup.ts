@@ -44,16 +44,20 @@ export interface StartupSession extends ClientHandle {
   begin(user: string, params: ReadonlyMap<string, string>, packet: Buffer, rawAnswer: boolean): void;
 }
 
-/** One throttled line per operational log for refused startup packets (anyone can send them). */
-const refusalLines = new WeakMap<OpsLog, ThrottledLine>();
-function refusals(ops: OpsLog): ThrottledLine {
-  let line = refusalLines.get(ops);
-  if (line === undefined) {
-    line = new ThrottledLine((m, f) => ops.warn(m, f), 'client startup packet refused; closing it without a reply, as PostgreSQL does');
-    refusalLines.set(ops, line);
-  }
-  return line;
+/** One throttled line per operational log and message: anyone can cause these, as often as they like. */
+function throttledWarning(message: string): (ops: OpsLog) => ThrottledLine {
+  const lines = new WeakMap<OpsLog, ThrottledLine>();
+  return (ops) => {
+    let line = lines.get(ops);
+    if (line === undefined) {
+      line = new ThrottledLine((m, f) => ops.warn(m, f), message);
+      lines.set(ops, line);
+    }
+    return line;
+  };
 }
+const refusals = throttledWarning('client startup packet refused; closing it without a reply, as PostgreSQL does');
+const lateStartups = throttledWarning('client did not send a startup packet in time; dropping it');
 
 export class StartupPhase implements TlsUpgradeListener {
   private readonly session: StartupSession;
@@ -290,7 +294,7 @@ export class StartupPhase implements TlsUpgradeListener {
     }
     if (s.state !== ClientState.Startup) return;
     // The postmaster's child simply exits at authentication_timeout: no message.
-    this.host.ops.warn('client did not send a startup packet in time; dropping it', { conn: s.id, client: s.address, timeout_ms: timeoutMs });
+    lateStartups(this.host.ops).log({ conn: s.id, client: s.address, timeout_ms: timeoutMs });
     s.closeSilently();
   }
 
