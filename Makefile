@@ -7,7 +7,7 @@ ARGS ?=
 # e.g. make test TESTS=build/test/unit/framer.test.js
 TESTS ?= build/test/unit/*.test.js build/test/e2e/*.test.js build/test/regress/*.test.js
 
-.PHONY: all install build compile test test-unit run clean bench bench-log bench-cache stress dashboard-shot safety-check fuzz
+.PHONY: all install build compile test test-unit run clean bench bench-log bench-cache stress dashboard-shot safety-check fuzz fuzz-admin
 
 all: build
 
@@ -91,6 +91,12 @@ safety-check: compile
 # RSS_BOUND_MB (256), PGSCRIBE_ARGS, FUZZ_ONLY=<case seed> (replay one case). Results: logs/fuzz-protocol-<time>.json.
 fuzz: compile
 	$(NODE) build/bench/fuzz-protocol.js
+
+# The admin HTTP server's fuzzer (bench/fuzz/admin-http.ts): malformed requests, slowloris, huge
+# headers and bodies while /health is checked every 200 ms. Knobs: DURATION (600), SEED,
+# CONCURRENCY (8), RSS_BOUND_MB (256). Results: logs/fuzz-admin-<time>.json.
+fuzz-admin: compile
+	$(NODE) build/bench/fuzz-admin.js
 
 run: build
 	$(NODE) dist/main.js $(ARGS)
