@@ -11,7 +11,7 @@ const env = (k: string, d: number): number => (process.env[k] === undefined ? d 
 
 async function main(): Promise<void> {
   const rssBoundBytes = env('RSS_BOUND_MB', 256) * 2 ** 20;
-  const r = await runAdminFuzz({ durationS: env('DURATION', 600), seed: env('SEED', Date.now() % 1_000_000), concurrency: env('CONCURRENCY', 8), rssBoundBytes, log: (s) => console.error(s) });
+  const r = await runAdminFuzz({ durationS: env('DURATION', 600), seed: env('SEED', Date.now() % 1_000_000), concurrency: env('CONCURRENCY', 8), log: (s) => console.error(s) });
   const ok = r.hangs.length === 0 && r.healthFailures.length === 0 && r.pgscribeExited === null && r.rssMaxBytes - r.rssStartBytes <= rssBoundBytes;
   const file = path.join('logs', `fuzz-admin-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   fs.mkdirSync('logs', { recursive: true });

@@ -20,7 +20,6 @@ async function main(): Promise<void> {
     concurrency: env('CONCURRENCY', 8),
     validSessions: env('VALID', 4),
     args: (process.env['PGSCRIBE_ARGS'] ?? '').split(' ').filter((a) => a !== ''),
-    rssBoundBytes,
     ...(only === undefined ? {} : { only }),
     log: (s) => console.error(s),
   });

@@ -66,14 +66,28 @@ function relationNames(names: readonly string[]): string[] {
   return out;
 }
 
+/** Verdicts by text, dropped whole at MEMO_MAX texts or MEMO_MAX_CHARS characters of keys. */
+class Memo {
+  readonly map = new Map<string, StatementPolicy>();
+  /** Characters of the keys in map. */
+  chars = 0;
+
+  add(key: string, p: StatementPolicy): void {
+    if (this.map.size >= MEMO_MAX || this.chars + key.length > MEMO_MAX_CHARS) {
+      this.map.clear();
+      this.chars = 0;
+    }
+    this.map.set(key, p);
+    this.chars += key.length;
+  }
+}
+
 export class CachePolicy {
   private readonly rules: readonly CacheRule[];
   private readonly defaultTtlMs: number;
   private readonly rulesOnly: boolean;
-  private readonly memo = new Map<string, StatementPolicy>();
-  private readonly memoNonStandard = new Map<string, StatementPolicy>();
-  /** Characters of the keys in each memo (see MEMO_MAX_CHARS). */
-  private readonly memoChars = new Map<Map<string, StatementPolicy>, number>();
+  private readonly memo = new Memo();
+  private readonly memoNonStandard = new Memo();
 
   /**
    * rulesOnly: no catalog knowledge: a read is cacheable only when a `cache-rules` entry allows it
@@ -91,9 +105,7 @@ export class CachePolicy {
    */
   /** What the memos hold: texts, and characters of text (bounded by MEMO_MAX, MEMO_MAX_CHARS). */
   memoFootprint(): { texts: number; chars: number } {
-    let chars = 0;
-    for (const c of this.memoChars.values()) chars += c;
-    return { texts: this.memo.size + this.memoNonStandard.size, chars };
+    return { texts: this.memo.map.size + this.memoNonStandard.map.size, chars: this.memo.chars + this.memoNonStandard.chars };
   }
 
   forSql(sql: string, standardConformingStrings = true): StatementPolicy {
@@ -102,18 +114,11 @@ export class CachePolicy {
     // (pgbench and ORMs inlining ids) share one classification instead of paying for one each.
     // Other statements are keyed by their text: a number can change their verdict (memoKeyOf).
     const key = this.rules.length === 0 && standardConformingStrings ? memoKeyOf(sql) : sql;
-    let p = memo.get(key);
+    let p = memo.map.get(key);
     if (p === undefined) {
       p = this.compute(sql, standardConformingStrings);
       if (sql.length <= MAX_CACHEABLE_SQL) {
-        const chars = (this.memoChars.get(memo) ?? 0) + key.length;
-        if (memo.size >= MEMO_MAX || chars > MEMO_MAX_CHARS) {
-          memo.clear();
-          this.memoChars.set(memo, key.length);
-        } else {
-          this.memoChars.set(memo, chars);
-        }
-        memo.set(key, p);
+        memo.add(key, p);
       }
     }
     return p;
