@@ -34,26 +34,32 @@ export class Books {
     if (record !== null) this.recorder.sent(record, queryStart);
     const cs = this.cache === null ? null : this.cache.cs;
     const ledger = this.ledger;
+    // The server failed the group being built and discards everything up to the Sync, Queries
+    // and FunctionCalls included (PostgreSQL's ignore_till_sync): those messages change no
+    // statement, portal or group and owe no answer, so the ledger skips them. The cache still
+    // hears of the writes they name: an invalidation of a write that never ran is only more care.
+    const discarding = ledger.discarding;
     switch (type) {
       case Frontend.Query:
         if (cs !== null && msg !== null && msg.type === Frontend.Query) cs.query(msg.sqlBytes);
+        if (discarding) return null;
         this.sealing();
         ledger.query();
         return null;
       case Frontend.Parse:
-        if (msg !== null && msg.type === Frontend.Parse) {
+        if (msg !== null && msg.type === Frontend.Parse && !discarding) {
           const def = cs !== null ? cs.statementFor(msg, this.recorder.recording) : new StatementDef(msg.sql, '', msg.sqlLength);
           ledger.parse(msg.statement, def);
         }
         return null;
       case Frontend.Bind: {
-        if (msg === null || msg.type !== Frontend.Bind) return null;
+        if (msg === null || msg.type !== Frontend.Bind || discarding) return null;
         const repair = msg.statementEnd === msg.portalEnd + 1 ? ledger.repairUnnamed() : null;
         ledger.bind(msg.portal, msg.statement);
         return repair;
       }
       case Frontend.Describe: {
-        if (msg === null || msg.type !== Frontend.Describe) return null;
+        if (msg === null || msg.type !== Frontend.Describe || discarding) return null;
         const repair = msg.kind === 'S' && msg.nameEnd === 6 ? ledger.repairUnnamed() : null;
         ledger.describe(msg.kind, msg.name);
         return repair;
@@ -65,7 +71,7 @@ export class Books {
         }
         return null;
       case Frontend.Close:
-        if (msg !== null && msg.type === Frontend.Close) ledger.close(msg.kind, msg.name);
+        if (msg !== null && msg.type === Frontend.Close && !discarding) ledger.close(msg.kind, msg.name);
         return null;
       case Frontend.Sync:
         this.sealing();
@@ -73,6 +79,7 @@ export class Books {
         return null;
       case Frontend.FunctionCall:
         if (cs !== null) cs.functionCall();
+        if (discarding) return null;
         this.sealing();
         ledger.seal();
         return null;
@@ -86,7 +93,7 @@ export class Books {
    * the cache, a Describe of a named statement just parsed (ledger.describeParsed), or null.
    */
   after(type: number, msg: ClientMessage | null): Buffer | null {
-    if (this.cache === null || type !== Frontend.Parse || msg === null || msg.type !== Frontend.Parse || msg.nameEnd === 5) return null;
+    if (this.cache === null || type !== Frontend.Parse || msg === null || msg.type !== Frontend.Parse || msg.nameEnd === 5 || this.ledger.discarding) return null;
     return this.ledger.describeParsed(msg.statement);
   }
 
@@ -103,6 +110,7 @@ export class Books {
   received(type: number, buf: Buffer, start: number, end: number): boolean {
     // Completions of messages the proxy injected (the ledger's repair) are not the client's.
     if ((type === Backend.ParseComplete || type === Backend.CloseComplete) && !this.ledger.completion(type)) return false;
+    if (type === Backend.ErrorResponse) this.ledger.serverError();
     const cs = this.cache === null ? null : this.cache.cs;
     if (cs !== null) {
       if ((type === Backend.RowDescription || type === Backend.NoData || type === Backend.ParameterDescription) && !this.ledger.described(type, buf, start, end)) return false;

@@ -37,6 +37,13 @@ export class CompletionTracker {
    */
   sent(of: 'Q' | 'E', seq: number, sql: string | null, start: number, cache: CacheOutcome | undefined, flight: FlightRole | undefined): void {
     const g = this.ledger.openGroup();
+    if (g.failed) {
+      // The server discards it unanswered (an earlier message of the group failed, no Sync since):
+      // it ends now, skipped, instead of waiting in the group. Its place in the order holds, since
+      // the error already ended every query the group held before it.
+      this.done({ seq, of, sql, ms: 0, rows: 0, status: 'skipped', sqlstate: null, cache, flight });
+      return;
+    }
     (g.queries ??= []).push({ of, seq, sql, start, rows: 0, sqlstate: null, cache, flight });
   }
 
@@ -67,6 +74,9 @@ export class CompletionTracker {
         if (e.of === 'E') {
           e.sqlstate = code;
           this.finish(g!, e, 'error', 0);
+          // PostgreSQL discards the rest of the group up to its Sync: the Executes queued behind
+          // this one end now, skipped, so that a group failed early holds no queue.
+          if (g!.failed) this.skipRest(g!);
         } else if (e.sqlstate === null) e.sqlstate = code;
         return;
       }
@@ -80,6 +90,11 @@ export class CompletionTracker {
       const e = g.queries[g.queryHead]!;
       this.finish(g, e, e.of === 'Q' ? (e.sqlstate === null ? 'ok' : 'error') : 'skipped', 0);
     }
+  }
+
+  /** The server failed group g: it discards the rest up to the Sync, so every query still queued in it is skipped. */
+  private skipRest(g: PendingGroup): void {
+    while (g.queryHead < g.queries!.length) this.finish(g, g.queries![g.queryHead]!, 'skipped', 0);
   }
 
   /** The connection ended: whatever the groups still held never completed. */

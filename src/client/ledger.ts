@@ -117,6 +117,13 @@ export class PendingGroup {
   writes: Writes = undefined;
   /** Statements the group runs (2 for "several"): a COMMIT alone in its group is told apart. */
   statements = 0;
+  /**
+   * The server answered a message of the group with an ErrorResponse: PostgreSQL now reads and
+   * discards every message up to the Sync, answering none (protocol-flow, "extended query"). The
+   * rest of the group is not followed message by message, so a client that pipelines without Sync
+   * after an error costs nothing per message here.
+   */
+  failed = false;
   /** The group's transaction-ending statement, if it had one. */
   txEnd: 'commit' | 'rollback' | null = null;
   /** The cache flight whose answer this group carries, if it leads one. */
@@ -177,6 +184,25 @@ export class SessionLedger {
     const g = this.openGroup();
     g.side = side;
     this.seal();
+  }
+
+  /**
+   * The group being built is one the server already failed (the error came before its Sync): the
+   * messages still added to it are read and discarded by PostgreSQL, unanswered, so they change
+   * nothing the ledger keeps. Books.sent() skips them instead of recording what will never be.
+   */
+  get discarding(): boolean {
+    return this.open !== null && this.open.failed;
+  }
+
+  /**
+   * An ErrorResponse arrived: the group the server is answering is failed from here to its Sync
+   * (for a Query's group it ends there anyway). Returns that group.
+   */
+  serverError(): PendingGroup | null {
+    const g = this.head;
+    if (g !== null && g.side === null) g.failed = true;
+    return g;
   }
 
   /** The group being built (created on first use). */
