@@ -20,6 +20,8 @@ import { Server } from './server';
 import { loadTls, type CertInfo, type TlsSetup } from './tls';
 
 import * as fs from 'node:fs';
+import * as net from 'node:net';
+import type * as tls from 'node:tls';
 import * as path from 'node:path';
 
 /** The version in the package.json above this file (dist/ in production, build/src/ in tests). */
@@ -63,6 +65,17 @@ function warnIfOthersCanRead(path: string, ops: OpsLog): void {
   }
 }
 
+/**
+ * tls.connect options for --redis-tls: require encrypts without checking who answers (like
+ * libpq's sslmode=require); verify-full checks the certificate against redis-tls-ca and the host
+ * name (or IP address) against it. Null: plaintext.
+ */
+function redisTls(redis: Config['redis']): tls.ConnectionOptions | null {
+  if (redis.tls === 'disable') return null;
+  if (redis.tls === 'require') return { rejectUnauthorized: false };
+  return { ca: fs.readFileSync(redis.tlsCa), rejectUnauthorized: true, ...(net.isIP(redis.address!.host) === 0 ? { servername: redis.address!.host } : {}) };
+}
+
 /** The cache/singleflight layer the settings ask for, or null. */
 export function createCacheContext(cfg: Config, ops: OpsLog, tls: TlsSetup): CacheContext | null {
   const { cache, redis } = cfg;
@@ -84,6 +97,8 @@ export function createCacheContext(cfg: Config, ops: OpsLog, tls: TlsSetup): Cac
             host: redis.address.host,
             port: redis.address.port,
             password: redis.password,
+            key: Buffer.from(redis.key, 'utf8'),
+            tls: redisTls(redis),
             user: redis.user,
             db: redis.db,
             prefix: redis.prefix,

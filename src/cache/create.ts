@@ -2,6 +2,7 @@
  * The cache layer the settings ask for: in the event loop thread (workers 0) or sharded over
  * worker threads, optionally in front of the shared Redis cache (--redis).
  */
+import type * as tls from 'node:tls';
 import type { OpsLog } from '../log/ops';
 import { RedisClient } from '../redis/client';
 import type { RespValue } from '../redis/resp';
@@ -21,6 +22,10 @@ export interface RedisSettings {
   /** Cross-instance singleflight. */
   singleflight: boolean;
   lockMs: number;
+  /** --redis-key: the secret that signs entries. */
+  key: Buffer;
+  /** TLS options for both connections, or null for plaintext. */
+  tls: tls.ConnectionOptions | null;
   /** Largest answer stored (cache-max-entry-bytes): larger replies from Redis are refused. */
   maxEntryBytes: number;
 }
@@ -43,7 +48,7 @@ function isMessage(v: RespValue): boolean {
  * channel (a subscribed connection can run nothing else).
  */
 function sharedLayer(inner: CacheLayer, s: RedisSettings, ops: OpsLog): TieredCacheLayer {
-  const common = { host: s.host, port: s.port, password: s.password, user: s.user, db: s.db };
+  const common = { host: s.host, port: s.port, password: s.password, user: s.user, db: s.db, tls: s.tls };
   // An entry is at most the answer plus its generations and a few bytes of framing.
   const maxBulkBytes = s.maxEntryBytes + 64 * 1024;
   // The callbacks run only after connect(), below: l2 exists by then.
@@ -54,7 +59,7 @@ function sharedLayer(inner: CacheLayer, s: RedisSettings, ops: OpsLog): TieredCa
     onReady: () => shared.linkReady(),
     onDown: (reason) => shared.linkDown(reason),
   });
-  const shared = new RedisL2(cmd, { prefix: s.prefix, redisDb: s.db, lockMs: s.lockMs, address: cmd.address }, ops);
+  const shared = new RedisL2(cmd, { prefix: s.prefix, redisDb: s.db, lockMs: s.lockMs, address: cmd.address, key: s.key }, ops);
   const sub: RedisClient = new RedisClient({
     ...common,
     // Only SUBSCRIBE is sent here; a short timeout would just lose track of its reply.

@@ -77,6 +77,8 @@ export interface L2Options {
   address: string;
   /** How long a cross-instance flight lock lives. */
   lockMs: number;
+  /** --redis-key: the secret every instance tags its entries with (l2-value.ts). */
+  key: Buffer;
 }
 
 /** Failures in a row that open the breaker; cooldown bounds of its probes. */
@@ -264,7 +266,14 @@ export class RedisL2 {
       return { kind: 'miss', gens };
     }
     if (!Buffer.isBuffer(value)) return this.refuse(gens);
-    const d = decodeEntry(id.digest, value);
+    const now = Date.now();
+    const d = decodeEntry(this.opts.key, id.digest, value, now);
+    if (!d.ok && d.why === 'expired') {
+      // Genuine, but Redis kept it past the TTL it was stored with (clocks apart, or a replay).
+      this.counters.l2_stale++;
+      this.counters.l2_misses++;
+      return { kind: 'miss', gens };
+    }
     if (!d.ok) return this.refuse(gens);
     if (d.generations.length !== gens.length || d.generations.some((g, i) => g !== gens[i])) {
       this.counters.l2_stale++;
@@ -275,8 +284,10 @@ export class RedisL2 {
     // of this request's shape, as the L1 cache would have stored it.
     if (!judgeResponse(d.entry.bytes, id.kind, d.entry.hasParse, id.hasDescribe).storable) return this.refuse(gens);
     this.counters.l2_hits++;
-    // PTTL: ms left; -1: no expiry (not set by pgscribe); -2: gone since the MGET.
-    const ttlMs = typeof pttl === 'number' ? (pttl === -1 ? -1 : Math.max(0, pttl)) : 0;
+    // PTTL: ms left; -1: no expiry (not set by pgscribe); -2: gone since the MGET. Never longer
+    // than the expiry the entry was stored with: Redis cannot extend an answer's life.
+    const left = d.expiresAt - now;
+    const ttlMs = typeof pttl === 'number' && pttl >= 0 ? Math.min(pttl, left) : typeof pttl === 'number' && pttl === -1 ? left : 0;
     return { kind: 'hit', entry: d.entry, ttlMs };
   }
 
@@ -293,7 +304,7 @@ export class RedisL2 {
       this.counters.l2_skips++;
       return;
     }
-    const value = encodeEntry(id.digest, entry, gens);
+    const value = encodeEntry(this.opts.key, id.digest, entry, gens, Date.now() + ttlMs);
     if (value === null) return;
     this.send(['SET', this.dbKey(id.db) + 'v:' + id.hash, value, 'PX', String(Math.max(1, Math.round(ttlMs)))], (f) => {
       if (f === null) this.counters.l2_stores++;

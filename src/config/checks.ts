@@ -41,6 +41,9 @@ function checkTlsSettings({ client, upstream }: TlsConfig): void {
   }
 }
 
+/** A shorter secret is guessable offline from one entry; 32 characters of base64 are 192 bits. */
+const MIN_REDIS_KEY_CHARS = 32;
+
 /**
  * Workers need the cache or singleflight; Redis needs the cache; the admin server beyond
  * loopback needs a token; the TLS settings must fit together; the query log must be writable
@@ -53,6 +56,15 @@ export function checkEnvironment(cfg: Config): void {
   }
   if (redis.address !== null && !cache.enabled) {
     throw new ConfigError('redis', 'the shared cache in Redis is a second level under the result cache: it needs --cache');
+  }
+  if (redis.address !== null && redis.key.length < MIN_REDIS_KEY_CHARS) {
+    throw new ConfigError(
+      'redis-key',
+      `${redis.key === '' ? 'is not set' : `has ${redis.key.length} characters`}: every shared cache entry is signed with this secret, so that whoever answers pgscribe's Redis reads cannot forge an answer. Set PGSCRIBE_REDIS_KEY (or redis-key in the config file) to at least ${MIN_REDIS_KEY_CHARS} random characters, the same in every instance, e.g. from: openssl rand -base64 32`,
+    );
+  }
+  if (redis.tls === 'verify-full' && redis.tlsCa === '') {
+    throw new ConfigError('redis-tls', 'verify-full needs redis-tls-ca, the CA certificates to verify the Redis certificate with');
   }
   if (redis.singleflight && redis.address === null) {
     throw new ConfigError('redis-singleflight', 'elects the leader with a Redis lock: it needs --redis HOST:PORT');

@@ -40,6 +40,7 @@ export type Command = { kind: 'run' | 'check'; config: Config } | { kind: 'help'
 export const SECRET_ENV: Readonly<Record<string, string>> = {
   PGSCRIBE_ADMIN_TOKEN: 'admin-token',
   PGSCRIBE_REDIS_PASSWORD: 'redis-password',
+  PGSCRIBE_REDIS_KEY: 'redis-key',
   PGSCRIBE_CATALOG_PASSWORD: 'catalog-password',
 };
 

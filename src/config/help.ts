@@ -48,6 +48,7 @@ export function describe(cfg: Config): Record<string, unknown> {
   if (cfg.admin.token !== '') out['admin-token'] = '(set)';
   if (cfg.redis.address === null) out['redis'] = 'off';
   if (cfg.redis.password !== '') out['redis-password'] = '(set)';
+  if (cfg.redis.key !== '') out['redis-key'] = '(set)';
   if (cfg.catalog.password !== '') out['catalog-password'] = '(set)';
   out['tls-mode'] = clientTlsMode(cfg.tls.client);
   return out;

@@ -6,7 +6,7 @@
 import { cacheRules } from './cache-rules';
 import { ConfigError } from './config-error';
 import { adminAddress, bool, filePath, int, nonEmpty, oneOf, parseHostPort, redisAddress, str, tlsMode, type Parser } from './parsers';
-import type { Config, HostPort, UpstreamTlsMode } from './types';
+import type { Config, HostPort, RedisTlsMode, UpstreamTlsMode } from './types';
 
 /** What sits at the end of a path: a HostPort or a list is one value, not a section. */
 type Leaf = string | number | boolean | null | readonly unknown[] | HostPort;
@@ -71,6 +71,9 @@ export const SETTINGS = {
   'redis-password': setting(['redis', 'password'], str, '', 'password for Redis AUTH'),
   'redis-user': setting(['redis', 'user'], str, '', 'Redis ACL user for AUTH (default: the default user)'),
   'redis-db': setting(['redis', 'db'], int(0, 65535), 0, 'Redis database number (SELECT)'),
+  'redis-key': setting(['redis', 'key'], str, '', 'secret (32+ characters, the same in every instance) that signs shared cache entries; required with --redis; better from PGSCRIBE_REDIS_KEY'),
+  'redis-tls': setting(['redis', 'tls'], oneOf<RedisTlsMode>('disable', 'require', 'verify-full'), 'disable', 'TLS to Redis: disable, require (encrypted, unverified) or verify-full (certificate and host name checked against redis-tls-ca)'),
+  'redis-tls-ca': setting(['redis', 'tlsCa'], filePath, '', 'PEM CA certificates the Redis certificate must chain to (verify-full)'),
   'redis-prefix': setting(['redis', 'prefix'], nonEmpty, 'pgscribe:', 'prefix of every Redis key and of the events channel'),
   'redis-timeout-ms': setting(['redis', 'timeoutMs'], int(1, 60_000), 50, 'ms a Redis command may take; then the lookup goes upstream'),
   'redis-singleflight': setting(['redis', 'singleflight'], bool, false, 'identical reads through several instances run once: a Redis lock elects the leader (switch)', true),

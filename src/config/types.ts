@@ -11,6 +11,8 @@ export interface HostPort {
 /** Client side, PgBouncer's client_tls_sslmode: disable answers SSLRequest 'N'; allow offers TLS; require refuses plaintext. */
 export type ClientTlsMode = 'disable' | 'allow' | 'require';
 /** Upstream side, libpq's sslmode (without allow). */
+/** TLS to Redis: none, encrypted without checking the certificate, or checked against redis-tls-ca. */
+export type RedisTlsMode = 'disable' | 'require' | 'verify-full';
 export type UpstreamTlsMode = 'disable' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
 
 /** A `cache-rules` entry as written (kept for --check); cache-rules.ts compiles it. */
@@ -70,6 +72,11 @@ export interface RedisConfig {
   db: number;
   prefix: string;
   timeoutMs: number;
+  /** The secret that signs shared entries (l2-value.ts); required with an address. */
+  key: string;
+  tls: RedisTlsMode;
+  /** PEM CA certificates for verify-full ('' for none). */
+  tlsCa: string;
   /** Identical reads through several instances run once (a Redis lock elects the leader). */
   singleflight: boolean;
   lockMs: number;

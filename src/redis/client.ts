@@ -14,6 +14,7 @@
  * instead of the FIFO.
  */
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 import { Fifo } from '../fifo';
 import { RespParser, RespProtocolError, RespError, encodeCommand, type RespValue } from './resp';
 
@@ -58,6 +59,8 @@ export interface RedisClientOptions {
   user: string;
   /** SELECT this database on connect (0: none sent). */
   db: number;
+  /** TLS (tls.connect options; null or absent: plaintext). */
+  tls?: tls.ConnectionOptions | null;
   /** Per-command timeout, ms. */
   timeoutMs: number;
   /** Most commands waiting for a reply; more fail with queue-full. Default 4096. */
@@ -186,7 +189,8 @@ export class RedisClient implements RedisLink {
   // ---- connection --------------------------------------------------------------------------
 
   private open(): void {
-    const s = net.connect({ host: this.opts.host, port: this.opts.port });
+    const secure = this.opts.tls ?? null;
+    const s: net.Socket = secure === null ? net.connect({ host: this.opts.host, port: this.opts.port }) : tls.connect({ ...secure, host: this.opts.host, port: this.opts.port });
     this.sock = s;
     this.downReported = false;
     s.setNoDelay(true);
@@ -195,7 +199,8 @@ export class RedisClient implements RedisLink {
       this.connectTimer = null;
       this.drop(`no connection within ${this.connectTimeoutMs} ms`);
     }, this.connectTimeoutMs);
-    s.on('connect', () => this.handshake());
+    // Over TLS, nothing goes out before the handshake checked the server (AUTH carries a password).
+    s.on(secure === null ? 'connect' : 'secureConnect', () => this.handshake());
     s.on('data', (chunk: Buffer) => this.onData(chunk));
     s.on('error', (err: NodeJS.ErrnoException) => this.drop(err.code ?? err.message));
     s.on('close', () => this.drop('connection closed by the server'));

@@ -7,6 +7,7 @@
 // As in cache-flight.test.ts, reads are held back deterministically where timing matters: a direct
 // session holds an ACCESS EXCLUSIVE lock, so the leading query blocks inside PostgreSQL (visible
 // in pg_stat_activity) until it is released.
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -15,7 +16,7 @@ import { encodeEntry, decodeEntry } from '../../src/cache/l2-value';
 import { PG_BIN, USERS } from '../harness/pg-cluster';
 import { run, type RunResult } from '../harness/run';
 import { clusterAndProxies } from '../helpers/fixture';
-import type { Proxy } from '../harness/proxy';
+import { TEST_REDIS_KEY, type Proxy } from '../harness/proxy';
 import {
   WORKER_MODES, calls, extUnit, holdTableLock, lockWaitersSql, waitCounter, waitUntilCount, wireBytes, cacheArgs,
 } from '../helpers/cache';
@@ -226,6 +227,48 @@ t.test('/metrics shows the shared cache; POST /cache/flush on A empties the cach
   t.match((await logged(a, sql, 2))[1], / Q cache=l2 /, "and A reads B's fresh answer from Redis");
 });
 
+/** The answer with its DataRows' one value replaced by `to` (lengths rewritten). */
+function forgeRow(answer: Buffer, to: string): Buffer {
+  const out: Buffer[] = [];
+  for (let off = 0; off < answer.length; ) {
+    const len = answer.readUInt32BE(off + 1);
+    const m = answer.subarray(off, off + 1 + len);
+    if (m[0] === 0x44) {
+      const v = Buffer.from(to);
+      const head = Buffer.from([0x44, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]);
+      head.writeUInt32BE(4 + 2 + 4 + v.length, 1);
+      head.writeUInt32BE(v.length, 7);
+      out.push(head, v);
+    } else out.push(m);
+    off += 1 + len;
+  }
+  return Buffer.concat(out);
+}
+
+/** An entry's parts read by its layout (format 1 or 2), nothing checked: what anyone reading Redis sees. */
+function layoutOf(v: Buffer): { hasParse: boolean; generations: string[]; answer: Buffer } {
+  let off = v[4] === 1 ? 6 : 12;
+  const count = v[off++]!;
+  const generations: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const len = v[off++]!;
+    generations.push(v.toString('latin1', off, off + len));
+    off += len;
+  }
+  const n = v.readUInt32BE(off);
+  return { hasParse: (v[5]! & 1) === 1, generations, answer: v.subarray(off + 4, off + 4 + n) };
+}
+
+/** An entry in format 1, as pgscribe checked it before issue 15: SHA-256, no key, no expiry. */
+function unkeyedFormat1(digest: Buffer, bytes: Buffer, hasParse: boolean, gens: string[]): Buffer {
+  const head = Buffer.from([0x70, 0x67, 0x73, 0x63, 1, hasParse ? 1 : 0, gens.length]);
+  const parts = [head, ...gens.flatMap((g) => [Buffer.from([g.length]), Buffer.from(g, 'latin1')])];
+  const n = Buffer.alloc(4);
+  n.writeUInt32BE(bytes.length);
+  const body = Buffer.concat([...parts, n, bytes]);
+  return Buffer.concat([body, createHash('sha256').update(digest).update(body).digest().subarray(0, 16)]);
+}
+
 t.test('a tampered value in Redis is never an answer', async (t) => {
   const [a, b] = await pair(t, 0);
   const ca = await fx.session(a.port);
@@ -264,14 +307,36 @@ t.test('a tampered value in Redis is never an answer', async (t) => {
       },
     ],
     [
-      'a forged entry with a valid checksum and current generations whose answer is cut before its ReadyForQuery',
+      // Issue 15, security finding 4: the entry's checksum was unkeyed SHA-256 over a digest that
+      // is the key's own last part, so whoever answers Redis reads could forge any answer. This is
+      // that forgery (format 1, as it was). Now refused as foreign.
+      "a forged row under the unkeyed checksum of format 1 ('v16' becomes 'forged')",
       async (v, key) => {
-        // Made with pgscribe's own encoder: what an attacker who knows the format could write.
+        // Read as an attacker would: by its layout, without checking anything.
         const digest = Buffer.from(key.slice(key.lastIndexOf(':') + 1), 'base64url');
-        const d = decodeEntry(digest, v);
+        const d = layoutOf(v);
+        await command(redis, ['SET', key, unkeyedFormat1(digest, forgeRow(d.answer, 'forged'), d.hasParse, d.generations)]);
+      },
+    ],
+    [
+      "a forged row in today's format, signed with a key other than the instances' ('v17' becomes 'forged')",
+      async (v, key) => {
+        const digest = Buffer.from(key.slice(key.lastIndexOf(':') + 1), 'base64url');
+        const d = layoutOf(v);
+        const forged = { bytes: forgeRow(d.answer, 'forged'), hasParse: d.hasParse };
+        await command(redis, ['SET', key, encodeEntry(Buffer.from('a guessed key, not the instances\' one'), digest, forged, d.generations, Date.now() + 60_000)!]);
+      },
+    ],
+    [
+      'an entry signed with the right key (an insider) and current generations whose answer is cut before its ReadyForQuery',
+      async (v, key) => {
+        // Made with pgscribe's own encoder and key: the tag proves who wrote it, not that it is
+        // an answer; the shape check still refuses it.
+        const digest = Buffer.from(key.slice(key.lastIndexOf(':') + 1), 'base64url');
+        const d = decodeEntry(Buffer.from(TEST_REDIS_KEY), digest, v, Date.now());
         if (!d.ok) throw new Error('the stored entry does not decode');
         const cut = d.entry.bytes.subarray(0, d.entry.bytes.length - 6);
-        await command(redis, ['SET', key, encodeEntry(digest, { bytes: cut, hasParse: d.entry.hasParse }, d.generations)!]);
+        await command(redis, ['SET', key, encodeEntry(Buffer.from(TEST_REDIS_KEY), digest, { bytes: cut, hasParse: d.entry.hasParse }, d.generations, d.expiresAt)!]);
       },
     ],
   ];

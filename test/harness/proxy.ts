@@ -10,6 +10,13 @@ import * as path from 'node:path';
 import { sleep, waitFor } from './time';
 import { killOnExit, type Watchdog } from './watchdog';
 
+/**
+ * The shared cache's signing key (--redis-key) every proxy started here gets from its environment,
+ * so that instances of one test or bench trust each other's entries, as a deployment's would.
+ * An older build (BASELINE_MAIN) ignores the variable.
+ */
+export const TEST_REDIS_KEY = 'pgscribe-test-key-0123456789abcdef-not-a-secret';
+
 /** This checkout's build. */
 export const MAIN = path.resolve(__dirname, '../../../dist/main.js');
 
@@ -69,6 +76,8 @@ export interface ProxyOptions {
    * process die without running its exit handlers.
    */
   detached?: boolean;
+  /** Environment variables added to (or replacing) this process's, e.g. a PGSCRIBE_REDIS_KEY of its own. */
+  env?: Record<string, string | undefined>;
   /** How long to wait for its "listening" line (default 10 s). */
   startTimeoutMs?: number;
 }
@@ -118,7 +127,8 @@ export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
     ...args,
   ];
   const detached = opts.detached ?? false;
-  const proc = spawn(process.execPath, full, { stdio: ['ignore', 'pipe', 'pipe'], detached, cwd: opts.cwd });
+  const env = { ...process.env, PGSCRIBE_REDIS_KEY: TEST_REDIS_KEY, ...opts.env };
+  const proc = spawn(process.execPath, full, { stdio: ['ignore', 'pipe', 'pipe'], detached, cwd: opts.cwd, env });
   running.set(proc, detached);
   const dog: Watchdog | null = detached ? killOnExit(proc.pid!) : null;
 

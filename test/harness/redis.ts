@@ -57,7 +57,11 @@ function hookExit(): void {
   });
 }
 
-export async function startRedis(opts: { password?: string } = {}): Promise<RedisServer> {
+/**
+ * tls: serve TLS only (no plaintext port), with this certificate and key; clients need no
+ * certificate of their own.
+ */
+export async function startRedis(opts: { password?: string; tls?: { cert: string; key: string } } = {}): Promise<RedisServer> {
   hookExit();
   const bin = findRedisServer();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgscribe-redis-'));
@@ -69,6 +73,10 @@ export async function startRedis(opts: { password?: string } = {}): Promise<Redi
   const launch = async (): Promise<void> => {
     const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'no', '--logfile', ''];
     if (password !== '') args.push('--requirepass', password);
+    if (opts.tls !== undefined) {
+      args[1] = '0';
+      args.push('--tls-port', String(port), '--tls-cert-file', opts.tls.cert, '--tls-key-file', opts.tls.key, '--tls-auth-clients', 'no');
+    }
     const p = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     live.add(p);
     const dog = killOnExit(p.pid!);

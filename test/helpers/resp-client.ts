@@ -2,6 +2,7 @@
 // keeps in Redis, and to check src/redis/resp.ts against.
 
 import * as net from 'node:net';
+import * as tls from 'node:tls';
 
 export type Reply = string | number | Buffer | null | { error: string } | Reply[];
 
@@ -53,17 +54,17 @@ export function parseReply(buf: Buffer, off = 0): { value: Reply; end: number } 
   }
 }
 
-/** Connect, AUTH and SELECT if needed, send one command, read its reply, close. */
-export function redisCommand(port: number, args: (string | Buffer)[], password = '', db = 0): Promise<Reply> {
+/** Connect (over TLS with secure), AUTH and SELECT if needed, send one command, read its reply, close. */
+export function redisCommand(port: number, args: (string | Buffer)[], password = '', db = 0, secure: tls.ConnectionOptions | null = null): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const sock = net.connect({ host: '127.0.0.1', port });
+    const sock = secure === null ? net.connect({ host: '127.0.0.1', port }) : tls.connect({ ...secure, host: '127.0.0.1', port });
     let buf = Buffer.alloc(0);
     let skip = (password === '' ? 0 : 1) + (db === 0 ? 0 : 1);
     const timer = setTimeout(() => {
       sock.destroy();
       reject(new Error(`no reply to ${args[0]} within 10 s`));
     }, 10000);
-    sock.on('connect', () => {
+    sock.on(secure === null ? 'connect' : 'secureConnect', () => {
       if (password !== '') sock.write(encodeRequest(['AUTH', password]));
       if (db !== 0) sock.write(encodeRequest(['SELECT', String(db)]));
       sock.write(encodeRequest(args));
@@ -92,6 +93,6 @@ export function redisCommand(port: number, args: (string | Buffer)[], password =
 }
 
 /** `redisCommand` against a started server (its port and password). */
-export function command(server: { port: number; password: string }, args: (string | Buffer)[], db = 0): Promise<Reply> {
-  return redisCommand(server.port, args, server.password, db);
+export function command(server: { port: number; password: string }, args: (string | Buffer)[], db = 0, secure: tls.ConnectionOptions | null = null): Promise<Reply> {
+  return redisCommand(server.port, args, server.password, db, secure);
 }

@@ -48,6 +48,9 @@ const DEFAULTS: Config = {
     db: 0,
     prefix: 'pgscribe:',
     timeoutMs: 50,
+    key: '',
+    tls: 'disable',
+    tlsCa: '',
     singleflight: false,
     lockMs: 2000,
   },
@@ -87,6 +90,9 @@ const DEFAULTS_DESCRIBED = {
   'redis-user': '',
   'redis-db': 0,
   'redis-prefix': 'pgscribe:',
+  'redis-key': '',
+  'redis-tls': 'disable',
+  'redis-tls-ca': '',
   'redis-timeout-ms': 50,
   'redis-singleflight': false,
   'redis-lock-ms': 2000,
@@ -223,6 +229,9 @@ t.test('every flag parses', async (tt) => {
     '--redis-user', 'app',
     '--redis-db', '2',
     '--redis-prefix', 'x:',
+    '--redis-key', 'x'.repeat(32),
+    '--redis-tls', 'require',
+    '--redis-tls-ca', '/etc/pgscribe/redis-ca.crt',
     '--redis-timeout-ms', '10',
     '--redis-singleflight',
     '--redis-lock-ms', '100',
@@ -283,6 +292,9 @@ t.test('every flag parses', async (tt) => {
       db: 2,
       prefix: 'x:',
       timeoutMs: 10,
+      key: 'x'.repeat(32),
+      tls: 'require',
+      tlsCa: '/etc/pgscribe/redis-ca.crt',
       singleflight: true,
       lockMs: 100,
     },
@@ -440,6 +452,9 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
       'redis-user': 'pgscribe',
       'redis-db': 3,
       'redis-prefix': 'app1:',
+      'redis-key': 'k'.repeat(32),
+      'redis-tls': 'verify-full',
+      'redis-tls-ca': '/etc/ssl/redis-ca.pem',
       'redis-timeout-ms': 20,
       'redis-singleflight': true,
       'redis-lock-ms': 500,
@@ -498,6 +513,9 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
       db: 3,
       prefix: 'app1:',
       timeoutMs: 20,
+      key: 'k'.repeat(32),
+      tls: 'verify-full',
+      tlsCa: '/etc/ssl/redis-ca.pem',
       singleflight: true,
       lockMs: 500,
     },
@@ -824,10 +842,22 @@ t.test('redis: needs --cache; redis-singleflight needs --redis; --check hides th
   }
   tt.throws(() => checkEnvironment(patched(configOf(['--redis', '127.0.0.1:6379']), { log: { path: 'none' } })), /redis: .* needs --cache/, '--redis without --cache');
   tt.throws(() => checkEnvironment(patched(configOf(['--cache', '--redis-singleflight']), { log: { path: 'none' } })), /redis-singleflight: .* needs --redis/, '--redis-singleflight without --redis');
-  tt.doesNotThrow(() => checkEnvironment(patched(configOf(['--cache', '--redis', '127.0.0.1:6379', '--redis-singleflight']), { log: { path: 'none' } })));
-  const r = spawnSync(process.execPath, [MAIN, '--check', '--log', 'none', '--cache', '--redis', '127.0.0.1:6379', '--redis-password', 'hunter2'], { encoding: 'utf8' });
+  const KEY = ['--redis-key', 'k'.repeat(32)];
+  tt.doesNotThrow(() => checkEnvironment(patched(configOf(['--cache', '--redis', '127.0.0.1:6379', '--redis-singleflight', ...KEY]), { log: { path: 'none' } })));
+  // Issue 15, finding 4: entries are signed with a shared secret; without one, --redis is refused.
+  tt.throws(() => checkEnvironment(patched(configOf(['--cache', '--redis', '127.0.0.1:6379']), { log: { path: 'none' } })), /redis-key: is not set: every shared cache entry is signed .*PGSCRIBE_REDIS_KEY/, '--redis without a key');
+  tt.throws(() => checkEnvironment(patched(configOf(['--cache', '--redis', '127.0.0.1:6379', '--redis-key', 'short']), { log: { path: 'none' } })), /redis-key: has 5 characters/, 'a key under 32 characters');
+  tt.throws(() => checkEnvironment(patched(configOf(['--cache', '--redis', '127.0.0.1:6379', ...KEY, '--redis-tls', 'verify-full']), { log: { path: 'none' } })), /redis-tls: verify-full needs redis-tls-ca/, 'verify-full without a CA');
+  tt.throws(() => parseCommandLine(['--redis-tls', 'prefer']), /redis-tls/, 'an unknown TLS mode');
+  tt.equal(parseCommandLine(['--cache'], { PGSCRIBE_REDIS_KEY: 'e'.repeat(40) }).kind === 'run' && (parseCommandLine(['--cache'], { PGSCRIBE_REDIS_KEY: 'e'.repeat(40) }) as { config: Config }).config.redis.key, 'e'.repeat(40), 'the key from PGSCRIBE_REDIS_KEY');
+  const r = spawnSync(process.execPath, [MAIN, '--check', '--log', 'none', '--cache', '--redis', '127.0.0.1:6379', '--redis-password', 'hunter2'], {
+    encoding: 'utf8',
+    env: { ...process.env, PGSCRIBE_REDIS_KEY: 'secret-signing-key-0123456789abcdef' },
+  });
   tt.equal(r.status, 0, r.stderr);
   tt.notMatch(r.stdout, /hunter2/, 'the password is not printed');
+  tt.notMatch(r.stdout, /secret-signing-key/, 'nor the signing key');
+  tt.match(r.stdout, /"redis-key": "\(set\)"/);
   tt.match(r.stdout, /"redis-password": "\(set\)"/);
   tt.match(r.stdout, /"redis": "127\.0\.0\.1:6379"/);
   const refused = spawnSync(process.execPath, [MAIN, '--check', '--log', 'none', '--redis', '127.0.0.1:6379'], { encoding: 'utf8' });

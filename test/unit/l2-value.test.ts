@@ -1,6 +1,6 @@
 // The shared cache's entry format and its circuit breaker, without Redis: an entry is accepted
-// only whole, unchanged, and for the request it was stored for; the breaker opens, probes and
-// closes as its comment says.
+// only whole, unchanged, signed with the instance's key, for the request it was stored for and
+// before its expiry; the breaker opens, probes and closes as its comment says.
 import t from 'tap';
 import { decodeEntry, encodeEntry, identityDigest, keyPart } from '../../src/cache/l2-value';
 import { Breaker, type BreakerState } from '../../src/redis/breaker';
@@ -16,65 +16,85 @@ const ANSWER = Buffer.concat([
 const GENS = ['AbCdEfGhIjKl.1', 'AbCdEfGhIjKl.2', 'zz.9k'];
 const SCOPE = 'db\0user\0\0\0TimeZone=UTC';
 const DIGEST = identityDigest(SCOPE, "Qselect v from t where id = 1");
+const KEY = Buffer.from('unit-test-key-0123456789abcdef0123456789');
+const NOW = 1_780_000_000_000;
+const LATER = NOW + 60_000;
+
+const encode = (digest: Buffer, bytes: Buffer, hasParse: boolean, gens: string[], key = KEY, expiresAt = LATER) => encodeEntry(key, digest, { bytes, hasParse }, gens, expiresAt);
+const decode = (digest: Buffer, v: Buffer, key = KEY, now = NOW) => decodeEntry(key, digest, v, now);
 
 t.test('an entry decodes to exactly what was encoded', async (t) => {
   for (const hasParse of [false, true]) {
-    const v = encodeEntry(DIGEST, { bytes: ANSWER, hasParse }, GENS)!;
-    const d = decodeEntry(DIGEST, v);
+    const v = encode(DIGEST, ANSWER, hasParse, GENS)!;
+    const d = decode(DIGEST, v);
     t.ok(d.ok, 'accepted');
     if (!d.ok) continue;
     t.same(d.entry.bytes, ANSWER, 'answer bytes');
     t.equal(d.entry.hasParse, hasParse, 'hasParse');
     t.same(d.generations, GENS, 'generations');
+    t.equal(d.expiresAt, LATER, 'expiry');
     t.equal(d.entry.bytes.buffer.byteLength, ANSWER.length, 'the answer is a copy of its own, not a view of the value');
   }
-  const empty = decodeEntry(DIGEST, encodeEntry(DIGEST, { bytes: Buffer.alloc(0), hasParse: false }, [])!);
+  const empty = decode(DIGEST, encode(DIGEST, Buffer.alloc(0), false, [])!);
   t.ok(empty.ok && empty.entry.bytes.length === 0 && empty.generations.length === 0, 'no generations, empty answer');
 });
 
 t.test('any single changed byte, any truncation, any extension is refused', async (t) => {
-  const v = encodeEntry(DIGEST, { bytes: ANSWER, hasParse: false }, GENS)!;
+  const v = encode(DIGEST, ANSWER, false, GENS)!;
   let accepted = 0;
   for (let i = 0; i < v.length; i++) {
     for (const x of [0x01, 0x80, 0xff]) {
       const w = Buffer.from(v);
       w[i]! ^= x;
-      if (decodeEntry(DIGEST, w).ok) accepted++;
+      if (decode(DIGEST, w).ok) accepted++;
     }
   }
   t.equal(accepted, 0, `all ${v.length * 3} one-byte changes refused`);
   let truncated = 0;
-  for (let n = 0; n < v.length; n++) if (decodeEntry(DIGEST, v.subarray(0, n)).ok) truncated++;
+  for (let n = 0; n < v.length; n++) if (decode(DIGEST, v.subarray(0, n)).ok) truncated++;
   t.equal(truncated, 0, `all ${v.length} truncations refused`);
-  t.notOk(decodeEntry(DIGEST, Buffer.concat([v, Buffer.from([0])])).ok, 'a byte appended is refused');
+  t.notOk(decode(DIGEST, Buffer.concat([v, Buffer.from([0])])).ok, 'a byte appended is refused');
 });
 
 t.test('a value is refused for any other request: the checksum binds it to its identity', async (t) => {
-  const v = encodeEntry(DIGEST, { bytes: ANSWER, hasParse: false }, GENS)!;
+  const v = encode(DIGEST, ANSWER, false, GENS)!;
   const others = [
     identityDigest(SCOPE, 'Qselect v from t where id = 2'),
     identityDigest('db\0other_user\0\0\0TimeZone=UTC', 'Qselect v from t where id = 1'),
     identityDigest(SCOPE + '\0', 'Qselect v from t where id = 1'),
   ];
   for (const d of others) {
-    const r = decodeEntry(d, v);
+    const r = decode(d, v);
     t.same(r, { ok: false, why: 'corrupt' }, 'refused as corrupt');
   }
 });
 
+t.test('a value signed with another key is refused: without the key no one forges an entry', async (t) => {
+  const forged = encode(DIGEST, ANSWER, false, GENS, Buffer.from('a guessed key, or the unkeyed scheme'))!;
+  t.same(decode(DIGEST, forged), { ok: false, why: 'corrupt' }, 'refused as corrupt');
+  t.ok(decode(DIGEST, forged, Buffer.from('a guessed key, or the unkeyed scheme')).ok, 'accepted only by an instance holding that key');
+});
+
+t.test('an entry past the expiry it was stored with is no answer, whatever Redis says of its TTL', async (t) => {
+  const v = encode(DIGEST, ANSWER, false, GENS)!;
+  t.ok(decode(DIGEST, v, KEY, LATER - 1).ok, 'accepted 1 ms before its expiry');
+  t.same(decode(DIGEST, v, KEY, LATER), { ok: false, why: 'expired' }, 'expired at its expiry');
+  t.same(decode(DIGEST, v, KEY, LATER + 86_400_000), { ok: false, why: 'expired' }, 'and a day later (a replay)');
+});
+
 t.test('another format, version or program is foreign', async (t) => {
-  const v = encodeEntry(DIGEST, { bytes: ANSWER, hasParse: false }, GENS)!;
+  const v = encode(DIGEST, ANSWER, false, GENS)!;
   const version = Buffer.from(v);
-  version[4] = 2;
-  t.same(decodeEntry(DIGEST, version), { ok: false, why: 'foreign' }, 'format version 2');
-  t.same(decodeEntry(DIGEST, Buffer.from('{"rows":[["one"]]}')), { ok: false, why: 'foreign' }, 'JSON from another program');
-  t.same(decodeEntry(DIGEST, Buffer.alloc(0)), { ok: false, why: 'foreign' }, 'empty');
+  version[4] = 1;
+  t.same(decode(DIGEST, version), { ok: false, why: 'foreign' }, 'format version 1 (unkeyed, before issue 15)');
+  t.same(decode(DIGEST, Buffer.from('{"rows":[["one"]]}')), { ok: false, why: 'foreign' }, 'JSON from another program');
+  t.same(decode(DIGEST, Buffer.alloc(0)), { ok: false, why: 'foreign' }, 'empty');
 });
 
 t.test('generations that do not fit are not encoded', async (t) => {
-  t.equal(encodeEntry(DIGEST, { bytes: ANSWER, hasParse: false }, ['x'.repeat(256)]), null, 'a 256-byte generation');
-  t.equal(encodeEntry(DIGEST, { bytes: ANSWER, hasParse: false }, Array.from({ length: 256 }, () => 'g')), null, '256 generations');
-  t.ok(encodeEntry(DIGEST, { bytes: ANSWER, hasParse: false }, Array.from({ length: 255 }, () => 'x'.repeat(255))), '255 of 255 bytes fit');
+  t.equal(encode(DIGEST, ANSWER, false, ['x'.repeat(256)]), null, 'a 256-byte generation');
+  t.equal(encode(DIGEST, ANSWER, false, Array.from({ length: 256 }, () => 'g')), null, '256 generations');
+  t.ok(encode(DIGEST, ANSWER, false, Array.from({ length: 255 }, () => 'x'.repeat(255))), '255 of 255 bytes fit');
 });
 
 t.test('keyPart keeps distinct names distinct', async (t) => {
