@@ -72,6 +72,8 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
   /** The connection to the client (the startup phase hands it to TLS and back). */
   readonly clientLeg: ClientLeg;
   private readonly clientFramer: Framer;
+  /** The query log asked for a pause (pauseForLog), and has not lifted it yet. */
+  private logPaused = false;
   private serverFramer: Framer | null = null;
   private readonly toUpstream = new Outbox();
   /** The client sent Terminate: it expects the close, and the upstream got its goodbye. */
@@ -97,7 +99,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
         logger: host.logger,
         digests: host.digests,
         logCompletions: host.settings.logCompletions,
-        pauseForLog: (paused) => this.setClientPaused(Pause.LogFull, paused),
+        pauseForLog: (paused) => this.pauseForLog(paused),
       },
       this.ledger,
       host.tracksCompletions,
@@ -409,6 +411,29 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
   }
 
   // ---- flow control --------------------------------------------------------------------------
+
+  /**
+   * The query log is behind (or the session is not accepted yet, see Recorder): stop reading the
+   * client, and stop delivering the messages of the read at hand after the current one, so that a
+   * read costs at most one message's lines beyond the log's bound (a 64 KiB read of Executes is
+   * thousands of them). This may be called inside another message's handling, a server's among
+   * them, so delivery resumes in a microtask, once that handling is over.
+   */
+  private pauseForLog(paused: boolean): void {
+    this.logPaused = paused;
+    this.setClientPaused(Pause.LogFull, paused);
+    if (paused) this.clientFramer.hold();
+    else queueMicrotask(this.releaseForLog);
+  }
+
+  /** The log caught up: the messages held back are delivered, then what they queued goes out. */
+  private readonly releaseForLog = (): void => {
+    if (this.logPaused || this.state === S.Closing) return;
+    this.clientFramer.release();
+    if (this.cache !== null) this.cache.afterRead();
+    this.flushToUpstream();
+    this.flushToClient();
+  };
 
   private setClientPaused(reason: Pause, on: boolean): void {
     this.clientLeg.setPaused(reason, on, this.state !== S.Closing);

@@ -7,6 +7,10 @@
  * wants to look inside) or passed through piece by piece as it arrives (everything else), so a
  * 1 GB DataRow never has to sit in memory.
  *
+ * Delivery can be held between two messages (hold/release): the rest of the chunk waits, as a
+ * view, until the consumer can take more. The query log uses it to push back per message, not
+ * per socket read: one 64 KiB read of Executes is thousands of log lines.
+ *
  * @see https://www.postgresql.org/docs/15/protocol-overview.html#PROTOCOL-MESSAGE-CONCEPTS
  */
 import { MAX_STARTUP_PACKET_BYTES } from './codes';
@@ -55,6 +59,10 @@ export class Framer {
   /** Bytes still to pass through for a streamed message. */
   private streamRemaining = 0;
   private streamType = 0;
+  /** Delivery is held (hold()): whole messages wait in `rest` until release(). */
+  private held = false;
+  /** What a held push did not deliver yet (a view of its chunk, or a copy when chunks pile up). */
+  private rest: Buffer | null = null;
 
   constructor(handler: FrameHandler, opts: FramerOptions) {
     this.handler = handler;
@@ -80,9 +88,26 @@ export class Framer {
     return this.streamRemaining === 0 && this.acc === null && this.hdrLen === 0;
   }
 
-  /** Bytes of a partially received message held in memory (assembly buffer or header). */
+  /** Bytes of a partially received message held in memory (assembly buffer or header), and of held input. */
   get bufferedBytes(): number {
-    return (this.acc === null ? 0 : this.accLen) + this.hdrLen;
+    return (this.acc === null ? 0 : this.accLen) + this.hdrLen + (this.rest === null ? 0 : this.rest.length);
+  }
+
+  /**
+   * Deliver nothing more after the message being delivered now (or from the next push): the
+   * rest waits for release(). The caller pauses the socket too, so what waits is one read.
+   */
+  hold(): void {
+    this.held = true;
+  }
+
+  /** Deliver what hold() kept back, then carry on as usual (until the next hold()). */
+  release(): void {
+    if (!this.held) return;
+    this.held = false;
+    const rest = this.rest;
+    this.rest = null;
+    if (rest !== null && !this.failed) this.push(rest);
   }
 
   get isFailed(): boolean {
@@ -93,10 +118,16 @@ export class Framer {
   stop(): void {
     this.failed = true;
     this.acc = null;
+    this.rest = null;
   }
 
   push(chunk: Buffer): void {
     if (this.failed) return;
+    if (this.held) {
+      // A read that was already under way when delivery was held.
+      this.rest = this.rest === null ? chunk : Buffer.concat([this.rest, chunk]);
+      return;
+    }
     const len = chunk.length;
     let off = 0;
 
@@ -116,6 +147,7 @@ export class Framer {
       off = n;
       this.handler.onMessage(this.accType, acc, 0, acc.length);
       if (this.failed) return;
+      if (this.held) return this.keep(chunk, off);
     } else if (this.hdrLen > 0) {
       const hs = this.startup ? 4 : 5;
       const n = Math.min(hs - this.hdrLen, len);
@@ -143,6 +175,7 @@ export class Framer {
         }
         this.handler.onMessage(type, acc, 0, total);
         if (this.failed) return;
+        if (this.held) return this.keep(chunk, off);
       } else {
         this.handler.onPassthrough(type, header, 0, hs);
         if (this.failed) return;
@@ -172,6 +205,7 @@ export class Framer {
       if (len - off >= total) {
         this.handler.onMessage(type, chunk, off, off + total);
         off += total;
+        if (this.held) return this.keep(chunk, off);
         continue;
       }
       // The message straddles into the next chunk.
@@ -188,6 +222,11 @@ export class Framer {
       }
       return;
     }
+  }
+
+  /** Delivery was held at chunk[off]: keep what is left of the chunk for release(). */
+  private keep(chunk: Buffer, off: number): void {
+    if (off < chunk.length) this.rest = chunk.subarray(off);
   }
 
   /** Validate a declared length; returns the full message size or -1 after reporting. */

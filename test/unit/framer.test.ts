@@ -562,3 +562,88 @@ t.test('describeType', async (tt) => {
   tt.equal(describeType(0x7f), '0x7f');
   tt.equal(describeType(0xff), '0xff');
 });
+
+/**
+ * Feed chunks to a framer that is held after every whole message (as the query log holds it when
+ * it is behind) and released until nothing more comes. Returns the bytes delivered, in order, the
+ * whole messages, and the most whole messages one push() or release() delivered.
+ */
+function runHeld(s: Stream, sizes: number[]): { bytes: Buffer; messages: number; mostPerCall: number } {
+  const out: Buffer[] = [];
+  let messages = 0;
+  let inCall = 0;
+  let mostPerCall = 0;
+  const framer: Framer = new Framer(
+    {
+      onMessage(type, buf, start, end) {
+        out.push(Buffer.from(buf.subarray(start, end)));
+        messages++;
+        mostPerCall = Math.max(mostPerCall, ++inCall);
+        if (type === 0 && end - start >= 8 && buf.readUInt32BE(start + 4) === PROTOCOL_V3) framer.setStartup(false);
+        framer.hold();
+      },
+      onPassthrough(_type, buf, start, end) {
+        out.push(Buffer.from(buf.subarray(start, end)));
+      },
+      onFramingError(reason) {
+        throw new Error(reason);
+      },
+    },
+    { maxLength: 1 << 20, inspect: INSPECT, startup: true },
+  );
+  let at = 0;
+  for (const size of sizes) {
+    inCall = 0;
+    framer.push(Buffer.from(s.input.subarray(at, at + size)));
+    at += size;
+    for (let before = -1; before !== messages; ) {
+      before = messages;
+      inCall = 0;
+      framer.release();
+    }
+  }
+  return { bytes: Buffer.concat(out), messages, mostPerCall };
+}
+
+t.test('hold() after every message, release() until it delivers nothing: the same bytes and messages, one per call, at every split in three', async (tt) => {
+  const problems: string[] = [];
+  let runs = 0;
+  // Every split of the small stream; the realistic one (170 KB) in random chunkings.
+  const cases: [Stream, number[]][] = [
+    ...[...everyThreeWaySplit(SMALL.input.length)].map((sizes): [Stream, number[]] => [SMALL, sizes]),
+    ...[...randomChunkings(REALISTIC.input.length, [1, 2, 3])].map((sizes): [Stream, number[]] => [REALISTIC, sizes]),
+  ];
+  for (const [s, sizes] of cases) {
+    runs++;
+    const whole = s.messages.filter((m) => m.startup || INSPECT.includes(m.type)).length;
+    const r = runHeld(s, sizes);
+    const where = sizes.length <= 8 ? JSON.stringify(sizes) : `${sizes.length} chunks`;
+    if (!r.bytes.equals(s.input)) problems.push(`${where}: ${r.bytes.length} of ${s.input.length} bytes delivered, or out of order`);
+    else if (r.messages < whole) problems.push(`${where}: ${r.messages} whole messages, expected at least ${whole}`);
+    else if (r.mostPerCall > 1) problems.push(`${where}: ${r.mostPerCall} messages delivered by one call while held`);
+    if (problems.length >= 5) break;
+  }
+  tt.strictSame(problems, [], `all ${runs} chunkings`);
+});
+
+t.test('stop() while held: what was kept back is never delivered', async (tt) => {
+  let delivered = 0;
+  const framer: Framer = new Framer(
+    {
+      onMessage() {
+        delivered++;
+        framer.hold();
+      },
+      onPassthrough() {},
+      onFramingError() {},
+    },
+    { maxLength: 1 << 20, inspect: INSPECT },
+  );
+  const q = Buffer.concat([typedHeader('Q', 4), typedHeader('Q', 4), typedHeader('Q', 4)]);
+  framer.push(q);
+  tt.equal(delivered, 1, 'held after the first');
+  tt.equal(framer.bufferedBytes, 10, 'the other two kept back');
+  framer.stop();
+  framer.release();
+  tt.equal(delivered, 1, 'nothing after stop()');
+});
