@@ -50,8 +50,13 @@ export interface ChaosRelay {
   oneByteWrites(on: boolean): void;
   /** Reset new connections at once instead of forwarding them. */
   dropNewConnections(on: boolean): void;
+  /**
+   * Do not pass on an end() (a FIN) while on: the peer sees the connection open after the last
+   * bytes, so that a test can act between a server's last message and its close.
+   */
+  holdEnds(on: boolean): void;
   counts(): ChaosCounts;
-  /** Back to plain forwarding: no latency, stall, one-byte writes or drops. */
+  /** Back to plain forwarding: no latency, stall, one-byte writes, drops or held ends. */
   heal(): void;
   /** Stop listening and destroy every connection. */
   close(): Promise<void>;
@@ -136,7 +141,7 @@ class Pipe {
       }
     }
     this.resumeSource();
-    if (this.eof && !this.done) {
+    if (this.eof && !this.done && !this.relay.endsHeld) {
       this.done = true;
       this.dst.end();
     }
@@ -238,6 +243,7 @@ class Relay implements ChaosRelay {
   port = 0;
   latencyMs = 0;
   oneByte = false;
+  endsHeld = false;
   writes = 0;
   private stalledUp = false;
   private stalledDown = false;
@@ -322,6 +328,11 @@ class Relay implements ChaosRelay {
     this.dropping = on;
   }
 
+  holdEnds(on: boolean): void {
+    this.endsHeld = on;
+    if (!on) this.pumpAll();
+  }
+
   counts(): ChaosCounts {
     return { accepted: this.accepted, active: this.conns.size, dropped: this.dropped, reset: this.resets, halfClosed: this.halfClosed, writes: this.writes };
   }
@@ -330,6 +341,7 @@ class Relay implements ChaosRelay {
     this.latencyMs = 0;
     this.dropping = false;
     this.oneByte = false;
+    this.endsHeld = false;
     this.resume();
   }
 

@@ -169,3 +169,18 @@ t.test('dropNewConnections: new connections are reset, open ones carry on', asyn
   t.equal(open.got().toString(), 'still', 'the open connection still works');
   open.sock.destroy();
 });
+
+t.test('holdEnds: an end() waits until it is released', async (t) => {
+  const p = await connect(relay.port);
+  p.sock.write('x');
+  await until('the echo', () => p.got().length >= 1);
+  const ended = echo.ended;
+  relay.holdEnds(true);
+  p.sock.end();
+  await sleep(300);
+  t.equal(echo.ended, ended, 'the target has not read EOF');
+  relay.holdEnds(false);
+  await until('the target to read EOF', () => echo.ended > ended);
+  await until('its end to come back', () => p.ended());
+  p.sock.destroy();
+});
