@@ -374,6 +374,19 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     if (next !== null) this.transition(next);
     this.toClient.push(buf, start, end);
     if (lead !== null) this.cache!.finishLead(lead);
+    if (type === Backend.ErrorResponse && this.serverSaidFatal) this.closeAfterServerFatal();
+  }
+
+  /**
+   * The server's FATAL is its last word (PostgreSQL closes right after it): pass it on and close
+   * now rather than when the server's socket closes, so that nothing reaches the client after it,
+   * such as an answer from the cache to a read sent meanwhile (issue 15, the chaos test). While a
+   * commit's answer is held for Redis, holdReleased() does it.
+   */
+  private closeAfterServerFatal(): void {
+    if (this.state === S.Closing || (this.cache !== null && this.cache.holding)) return;
+    this.clientLeg.flush(this.toClient);
+    this.transition(S.Closing);
   }
 
   private onServerPiece(type: number, buf: Buffer, start: number, end: number): void {
@@ -405,6 +418,10 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
   /** The invalidations of a commit reached the other instances: let its ReadyForQuery go. */
   holdReleased(): void {
     if (this.state === S.Closing) return;
+    if (this.serverSaidFatal) {
+      this.closeAfterServerFatal();
+      return;
+    }
     if (!this.toClient.empty && !this.clientLeg.flush(this.toClient)) return; // 'drain' resumes the upstream
     this.setUpstreamPaused(false);
     if (this.shutdownRequested && this.isIdle) this.closeForShutdown();
