@@ -13,9 +13,21 @@ import type { CacheContext } from './cache/session';
 import type { Insight } from './insight';
 import type { TlsSetup } from './tls';
 import { CancelRouter } from './cancel';
+import { ThrottledLine } from './log/ops-throttle';
 
 /** Sockets still in their startup phase beyond the session limit get this much headroom. */
 const STARTUP_HEADROOM = 64;
+/**
+ * At the socket limit, a newcomer takes the place of a socket that has sent no StartupMessage for
+ * this long (clients send theirs at once; a burst of new connections is younger than this).
+ */
+const SILENT_EVICT_MS = 1000;
+
+/** The host part of a client address ("10.0.0.7:5432" or "[::1]:5432"): one peer. */
+function peerOf(address: string): string {
+  const colon = address.lastIndexOf(':');
+  return colon < 0 ? address : address.slice(0, colon);
+}
 
 export class Server implements ClientHost {
   readonly config: Config;
@@ -45,6 +57,9 @@ export class Server implements ClientHost {
   private listener: net.Server | null = null;
   private shuttingDown = false;
   private idleWaiters: (() => void)[] = [];
+  /** Clients that have sent no StartupMessage yet, in arrival order, with when they came (performance.now()). */
+  private readonly silent = new Map<ClientHandle, number>();
+  private readonly evictedLine: ThrottledLine;
 
   constructor(
     config: Config,
@@ -70,6 +85,10 @@ export class Server implements ClientHost {
     this.digests = insight;
     this.tracksCompletions = insight !== null || (config.log.completions && logger.enabled);
     this.keys = new CancelRouter(config.upstream, tls.upstream, config.limits.connectTimeoutMs, ops);
+    this.evictedLine = new ThrottledLine(
+      (msg, fields) => ops.warn(msg, fields),
+      'connection slots full: closed the oldest silent socket of the peer holding the most, to let a new client in; many silent sockets from one address look like a slot-exhaustion attempt',
+    );
   }
 
   get sessionCount(): number {
@@ -101,7 +120,7 @@ export class Server implements ClientHost {
   }
 
   private accept(sock: net.Socket): void {
-    if (this.shuttingDown || this.clients.size >= this.config.limits.maxConnections + STARTUP_HEADROOM) {
+    if (this.shuttingDown || (this.clients.size >= this.config.limits.maxConnections + STARTUP_HEADROOM && !this.evictSilent())) {
       // Far over the limit (or stopping): refuse before reading anything.
       sock.on('error', () => {});
       sock.destroy();
@@ -109,9 +128,43 @@ export class Server implements ClientHost {
     }
     const client = new Client(this, sock, this.nextId++);
     this.clients.add(client);
+    this.silent.set(client, performance.now());
+  }
+
+  /**
+   * Every socket slot is taken: close the oldest socket that has been silent (no StartupMessage)
+   * for SILENT_EVICT_MS, of the peer that holds the most such sockets, as the postmaster closes a
+   * silent socket at its startup timeout. Otherwise whoever keeps the headroom filled with silent
+   * sockets, reconnecting at each startup timeout, keeps every new client out. Legitimate clients
+   * speak at once, so only a peer that holds silent sockets loses one. False: none qualifies.
+   */
+  private evictSilent(): boolean {
+    const now = performance.now();
+    const byPeer = new Map<string, { count: number; oldest: ClientHandle }>();
+    for (const [c, since] of this.silent) {
+      if (now - since < SILENT_EVICT_MS) break; // arrival order: the rest are younger
+      const peer = peerOf(c.address);
+      const e = byPeer.get(peer);
+      if (e === undefined) byPeer.set(peer, { count: 1, oldest: c });
+      else e.count++;
+    }
+    let victim: { count: number; oldest: ClientHandle } | null = null;
+    let victimPeer = '';
+    for (const [peer, e] of byPeer) {
+      if (victim === null || e.count > victim.count) {
+        victim = e;
+        victimPeer = peer;
+      }
+    }
+    if (victim === null) return false;
+    this.silent.delete(victim.oldest);
+    this.evictedLine.log({ conn: victim.oldest.id, peer: victimPeer, silent_sockets_of_peer: victim.count, sockets: this.clients.size });
+    victim.oldest.destroy();
+    return true;
   }
 
   admit(client: ClientHandle): boolean {
+    this.silent.delete(client);
     if (this.sessions >= this.config.limits.maxConnections) {
       this.ops.warn('connection limit reached; refusing client with 53300', {
         conn: client.id,
@@ -127,6 +180,7 @@ export class Server implements ClientHost {
   closed(client: ClientHandle, admitted: boolean): void {
     if (admitted) this.sessions--;
     this.clients.delete(client);
+    this.silent.delete(client);
     if (this.clients.size === 0 && this.idleWaiters.length > 0) {
       const w = this.idleWaiters;
       this.idleWaiters = [];
