@@ -218,7 +218,7 @@ export class CacheSession {
     } else {
       if (u.volatileInput) return null;
       const def = parseDef ?? this.ledger.statement(u.bindStatement);
-      if (def === null || def === undefined) return null;
+      if (def === null || def === undefined || def.forgotten) return null;
       pol = this.policyOf(def);
       if (!pol.cacheable || (reads = this.catalog.reads(pol)) === null) return null;
       if (parseDef === null) {

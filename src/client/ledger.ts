@@ -43,13 +43,33 @@ export class StatementDef {
    * answers by it.
    */
   description: string | null = null;
+  /**
+   * The session kept more statement text than MAX_RETAINED_STATEMENT_CHARS when this one was
+   * parsed: its text is not kept (sql null, no definition). Its Bind and Execute lines say
+   * `sql=?` (its P line has the text), and the cache treats it as a statement it does not know.
+   */
+  readonly forgotten: boolean;
 
-  constructor(sql: string | null, definition: string, sqlLength: number) {
+  constructor(sql: string | null, definition: string, sqlLength: number, forgotten = false) {
     this.sql = sql;
     this.definition = definition;
     this.sqlLength = sqlLength;
+    this.forgotten = forgotten;
+  }
+
+  /** Characters of text it keeps alive. */
+  get retainedChars(): number {
+    return (this.sql === null ? 0 : this.sql.length) + this.definition.length;
   }
 }
+
+/**
+ * Statement text one session's ledger keeps, at most (SQL and definitions, in characters). A
+ * client can prepare statements without end; PostgreSQL keeps them in its own backend, but
+ * pgscribe serves many sessions in one process, so each gets a bound: 150 named statements of 1 MiB
+ * held 210 MB before. Past it, new statements are kept without their text (forgotten).
+ */
+export const MAX_RETAINED_STATEMENT_CHARS = 16 * 2 ** 20;
 
 /** A portal: the statement it was bound to (def null: a statement the ledger does not know). */
 export interface Portal {
@@ -140,6 +160,8 @@ const CLOSE_UNNAMED = Buffer.from([Frontend.Close, 0, 0, 0, 6, 0x53, 0]);
 export class SessionLedger {
   /** Statements the server has ('' is the unnamed one), as of the messages sent so far. */
   private readonly statements = new Map<string, StatementDef>();
+  /** Characters of text the statements map keeps alive (see MAX_RETAINED_STATEMENT_CHARS). */
+  private retained = 0;
   /** The unnamed statement as the client believes it, where that differs: a def, null (none), undefined (same as the server). */
   private unnamedClient: StatementDef | null | undefined = undefined;
   private readonly portals = new Map<string, Portal>();
@@ -214,27 +236,50 @@ export class SessionLedger {
 
   /** A Query goes upstream: it destroys the unnamed statement, here and in the client's mind, and ends a group. */
   query(): void {
-    this.statements.delete('');
+    this.dropStatement('');
     this.unnamedClient = undefined;
     this.seal();
   }
 
-  /** A Parse of `name` goes upstream (injected: sent by the proxy to repair the unnamed statement). */
-  parse(name: string, def: StatementDef, injected = false): void {
-    const prev = this.statements.get(name);
+  private setStatement(name: string, def: StatementDef): void {
+    const old = this.statements.get(name);
+    if (old !== undefined) this.retained -= old.retainedChars;
     this.statements.set(name, def);
+    this.retained += def.retainedChars;
+  }
+
+  private dropStatement(name: string): void {
+    const old = this.statements.get(name);
+    if (old === undefined) return;
+    this.retained -= old.retainedChars;
+    this.statements.delete(name);
+  }
+
+  /** Characters of statement text kept for the session (tests and bounds). */
+  get retainedChars(): number {
+    return this.retained;
+  }
+
+  /** A Parse of `name` goes upstream (injected: sent by the proxy to repair the unnamed statement). */
+  parse(name: string, given: StatementDef, injected = false): void {
+    const prev = this.statements.get(name);
+    const room = MAX_RETAINED_STATEMENT_CHARS - this.retained + (prev === undefined ? 0 : prev.retainedChars);
+    const def = given.retainedChars <= room ? given : new StatementDef(null, '', given.sqlLength, true);
+    this.setStatement(name, def);
     if (name === '') this.unnamedClient = undefined;
     const g = this.openGroup();
     (g.awaiting ??= []).push({ completion: Backend.ParseComplete, injected, name, def, prev: name === '' ? undefined : prev, parameters: false, ok: false });
   }
 
   bind(portal: string, statement: string): void {
-    this.portals.set(portal, { statement, def: this.statements.get(statement) ?? null });
+    // A forgotten statement's portal is one of a statement the ledger does not know.
+    const def = this.statements.get(statement);
+    this.portals.set(portal, { statement, def: def === undefined || def.forgotten ? null : def });
   }
 
   close(kind: 'S' | 'P', name: string, injected = false): void {
     if (kind === 'S') {
-      this.statements.delete(name);
+      this.dropStatement(name);
       if (name === '') this.unnamedClient = undefined;
     } else this.portals.delete(name);
     const g = this.openGroup();
@@ -271,6 +316,7 @@ export class SessionLedger {
   /** A statement that may deallocate prepared statements ran: the ledger no longer knows which exist. */
   forgetStatements(): void {
     this.statements.clear();
+    this.retained = 0;
   }
 
   /**
@@ -317,9 +363,9 @@ export class SessionLedger {
    */
   unnamedChecked(def: StatementDef, same: boolean): void {
     if (same) {
-      this.statements.set('', def);
+      this.setStatement('', def);
       this.unnamedClient = undefined;
-    } else this.statements.delete('');
+    } else this.dropStatement('');
   }
 
   // ---- the server's answers --------------------------------------------------------------------
@@ -370,8 +416,8 @@ export class SessionLedger {
     if (g !== undefined && g.awaiting !== null) {
       for (const a of g.awaiting) {
         if (a.completion !== Backend.ParseComplete || a.ok || this.statements.get(a.name) !== a.def) continue;
-        if (a.prev !== undefined) this.statements.set(a.name, a.prev);
-        else this.statements.delete(a.name);
+        if (a.prev !== undefined) this.setStatement(a.name, a.prev);
+        else this.dropStatement(a.name);
       }
     }
     if (status === TxStatus.Idle) this.portals.clear();

@@ -44,6 +44,15 @@ const S = ClientState;
 const SERVER_MAX_LENGTH = 0x7fffffff;
 const SERVER_MAX_INSPECT_ALLOC = 64 << 20;
 
+/**
+ * Largest message of a type pgscribe looks inside, before the server accepted the session:
+ * PostgreSQL's own bound on what it reads from a client that has not authenticated
+ * (PG_MAX_AUTH_TOKEN_LENGTH, 65535, plus the length word). Messages pipelined before
+ * authentication are assembled here, so without it every unauthenticated socket could make
+ * pgscribe hold max-message-bytes (64 MiB).
+ */
+const MAX_UNAUTHENTICATED_MESSAGE_LENGTH = 65535 + 4;
+
 /** How long a closing client gets to read its final ErrorResponse before the socket is destroyed. */
 const CLOSE_LINGER_MS = 5000;
 
@@ -277,6 +286,10 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     this.recorder.session = { id: this.id, user, database, client: this.address };
     if (host.cache !== null) this.cache = this.books.cache = new CacheDriver(this, host.cache, this.ledger, this.recorder, params, user, database);
     this.clientFramer.setStartup(false);
+    // Until PostgreSQL accepts the session, what a client may make pgscribe assemble is what the
+    // server itself reads from an unauthenticated client (an authentication message); the full
+    // max-message-bytes once it is accepted (onResponse, ReadyForQuery).
+    this.clientFramer.setMaxInspectLength(MAX_UNAUTHENTICATED_MESSAGE_LENGTH);
     this.transition(S.Connecting);
     this.serverFramer = new Framer(
       {
@@ -339,7 +352,10 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
         const prev = this.txStatus;
         this.txStatus = buf[start + 5] as TxStatus;
         lead = this.books.readyForQuery(prev, this.txStatus);
-        if (this.state === S.Authenticating) this.recorder.accepted();
+        if (this.state === S.Authenticating) {
+          this.recorder.accepted();
+          this.clientFramer.setMaxInspectLength(this.host.settings.maxMessageBytes);
+        }
         if (this.state === S.Authenticating || this.ledger.pendingGroups === 0) this.transition(S.Idle);
         else this.transition(S.Response);
         break;

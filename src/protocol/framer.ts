@@ -44,7 +44,7 @@ export class Framer {
   private readonly handler: FrameHandler;
   private readonly maxLength: number;
   private readonly maxStartupLength: number;
-  private readonly maxInspectLength: number;
+  private maxInspectLength: number;
   private readonly inspect = new Uint8Array(256);
   private startup: boolean;
   private failed = false;
@@ -71,6 +71,11 @@ export class Framer {
     this.maxInspectLength = Math.min(opts.maxInspectLength ?? opts.maxLength, opts.maxLength);
     this.startup = opts.startup ?? false;
     for (const t of opts.inspect) this.inspect[t] = 1;
+  }
+
+  /** Largest message of an inspected type from now on (never above maxLength). */
+  setMaxInspectLength(n: number): void {
+    this.maxInspectLength = Math.min(n, this.maxLength);
   }
 
   /** Switch between untyped startup packets and typed messages. Call between messages only. */
