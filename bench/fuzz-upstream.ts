@@ -2,8 +2,9 @@
  * `make fuzz-upstream`: the hostile-upstream fuzzer (bench/fuzz/upstream.ts) for DURATION seconds
  * (default 600) from SEED (default: the time), CONCURRENCY fuzzed connections at once (8) and
  * VALID sessions (4). Prints the result as JSON and exits 1 on a hang, a wrong answer, pgscribe
- * exiting or writing a stack trace, or RSS past the bound (RSS_BOUND_MB, 256 over the start).
- * FUZZ_ONLY=<case seed> replays one case; PGSCRIBE_ARGS adds flags to the main pgscribe.
+ * exiting, writing a stack trace or an "internal error", or RSS past the bound (RSS_BOUND_MB, 256
+ * over the start). FUZZ_ONLY=<case seed> replays one case; PGSCRIBE_ARGS adds flags to the main
+ * pgscribe.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -26,7 +27,7 @@ async function main(): Promise<void> {
     log: (s) => console.error(s),
   });
   const rssGrowth = Math.max(r.rssMaxBytes - r.rssStartBytes, r.sslRssMaxBytes - r.sslRssStartBytes);
-  const ok = r.hangs.length === 0 && r.wrongAnswers.length === 0 && r.pgscribeExited === null && r.stderrTraces.length === 0 && rssGrowth <= rssBoundBytes;
+  const ok = r.hangs.length === 0 && r.wrongAnswers.length === 0 && r.pgscribeExited === null && r.stderrTraces.length === 0 && r.internalErrors.length === 0 && rssGrowth <= rssBoundBytes;
   const out = { ok, rssBoundBytes, rssGrowthBytes: rssGrowth, ...r, hangs: r.hangs.slice(0, 50), wrongAnswers: r.wrongAnswers.slice(0, 50) };
   const file = path.join('logs', `fuzz-upstream-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   fs.mkdirSync('logs', { recursive: true });

@@ -13,7 +13,8 @@
  * knows whose SSLRequest it answers.
  *
  * The oracle:
- * - both pgscribe processes stay up, and neither writes a stack trace or an uncaught error;
+ * - both pgscribe processes stay up, and neither writes a stack trace, an uncaught error or an
+ *   "internal error" (what an upstream sends is its own violation, never pgscribe's bug);
  * - every valid session's answer is right, all along (honest cases share their queries, flights
  *   and cache entries; a lying case asks its own);
  * - a fuzzed client is closed by pgscribe within CLOSE_BOUND_MS of the upstream ending the

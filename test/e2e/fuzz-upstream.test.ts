@@ -15,6 +15,7 @@ t.test(`hostile-upstream fuzzer, 20 s from seed ${SEED}: pgscribe stays up, answ
   const r = await runUpstreamFuzz({ durationS: 20, seed: SEED, concurrency: 6, validSessions: 3, args: [], log: (s) => t.comment(s) });
   t.equal(r.pgscribeExited, null, 'pgscribe did not exit');
   t.same(r.stderrTraces.slice(0, 5), [], 'no stack trace or uncaught error on stderr');
+  t.same(r.internalErrors.slice(0, 5), [], 'no internal error blamed on pgscribe for what the upstream did (issue-15-20)');
   t.same(r.hangs.slice(0, 5), [], `no fuzzed connection left hanging (${r.hangs.length})`);
   t.same(r.wrongAnswers.slice(0, 5), [], `no wrong answer to the valid sessions (${r.wrongAnswers.length})`);
   t.ok(r.cases >= 60, `${r.cases} cases run (${JSON.stringify(r.byKind)}), ${r.mustDetect} pgscribe had to refuse by itself`);
