@@ -238,12 +238,15 @@ class FakeUpstream {
   /** The case's connection came: note it, and end it by MAX_CASE_MS whatever happens. */
   private reached(down: net.Socket, t: Track): void {
     t.reachedAt = Date.now();
-    down.on('close', () => {
+    // pgscribe's close is its FIN ('end': this server is half-open) or a reset ('close').
+    const closedByPgscribe = (): void => {
       if (t.endedAt === null) {
         t.endedAt = Date.now();
         t.pgscribeClosedFirst = true;
       }
-    });
+    };
+    down.on('end', closedByPgscribe);
+    down.on('close', closedByPgscribe);
     setTimeout(() => this.end(down, t), MAX_CASE_MS).unref();
   }
 
@@ -501,7 +504,10 @@ export async function runUpstreamFuzz(o: UpstreamFuzzOptions): Promise<UpstreamF
     sslFake = new FakeUpstream(pg.port, true);
     await fake.listen();
     await sslFake.listen();
-    const common = ['--cache', '--singleflight', '--cache-rules', CACHE_RULES, '--connect-timeout', String(CONNECT_TIMEOUT_MS), '--max-connections', String(o.concurrency + o.validSessions + 20)];
+    // The cache is kept small: filled to its default bounds by the valid sessions' distinct answers
+    // (64 MiB, a million entries) it alone took RSS from 54 to 275 MiB in 60 s, hiding what the
+    // hostile upstream costs.
+    const common = ['--cache', '--singleflight', '--cache-rules', CACHE_RULES, '--cache-max-bytes', String(8 << 20), '--cache-max-entries', '20000', '--connect-timeout', String(CONNECT_TIMEOUT_MS), '--max-connections', String(o.concurrency + o.validSessions + 20)];
     proxy = await startProxy({ upstreamPort: fake.port, args: ['--log', path.join(dir, 'queries.log'), ...common, ...o.args], stderrLimit: 1 << 20, onStderrLine });
     sslProxy = await startProxy({ upstreamPort: sslFake.port, args: ['--log', path.join(dir, 'queries-ssl.log'), ...common, '--upstream-tls', 'prefer', '--workers', '2'], stderrLimit: 1 << 20, onStderrLine });
     const pid = proxy.proc.pid!;
