@@ -7,7 +7,7 @@ ARGS ?=
 # e.g. make test TESTS=build/test/unit/framer.test.js
 TESTS ?= build/test/unit/*.test.js build/test/e2e/*.test.js build/test/regress/*.test.js
 
-.PHONY: all install build compile test test-unit run clean bench bench-log bench-cache stress dashboard-shot safety-check fuzz fuzz-admin
+.PHONY: all install build compile test test-unit run clean bench bench-log bench-cache stress dashboard-shot safety-check fuzz fuzz-admin fuzz-upstream
 
 all: build
 
@@ -97,6 +97,15 @@ fuzz: compile
 # CONCURRENCY (8), RSS_BOUND_MB (256). Results: logs/fuzz-admin-<time>.json.
 fuzz-admin: compile
 	$(NODE) build/bench/fuzz-admin.js
+
+# The hostile-upstream fuzzer (bench/fuzz/upstream.ts): a fake upstream between pgscribe and
+# PostgreSQL corrupts marked sessions (bad lengths, messages out of order, storms, oversized
+# messages, cuts, stalls, closes), plays a hostile authentication phase or answers the SSLRequest
+# with garbage, while valid sessions check their answers; exit 1 on a hang, a wrong answer, an exit,
+# a stack trace or RSS past the bound. Knobs: DURATION (s, 600), SEED, CONCURRENCY (8), VALID (4),
+# RSS_BOUND_MB (256), PGSCRIBE_ARGS, FUZZ_ONLY=<case seed> (replay one case). Results: logs/fuzz-upstream-<time>.json.
+fuzz-upstream: compile
+	$(NODE) build/bench/fuzz-upstream.js
 
 run: build
 	$(NODE) dist/main.js $(ARGS)

@@ -18,7 +18,7 @@
  */
 import type * as net from 'node:net';
 import { Backend, Frontend, MAX_STARTUP_PACKET_BYTES, TxStatus } from '../protocol/codes';
-import { Framer } from '../protocol/framer';
+import { Framer, describeType } from '../protocol/framer';
 import { ProtocolError, TERMINATE, encodeErrorResponse, isFatalError, type ErrorFields } from '../protocol/messages';
 import { decodeClientMessage, type ClientMessage } from '../protocol/client-messages';
 import { Outbox } from '../outbox';
@@ -349,6 +349,9 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
           this.upstreamProtocolViolation('ReadyForQuery without a transaction status');
           return;
         }
+        // Where it leads once it has ended the oldest pending group, checked before anything changes.
+        const settled = this.state === S.Authenticating || this.ledger.pendingGroups <= 1 ? S.Idle : S.Response;
+        if (!this.serverMayMove(settled, type)) return;
         const prev = this.txStatus;
         this.txStatus = buf[start + 5] as TxStatus;
         lead = this.books.readyForQuery(prev, this.txStatus);
@@ -356,8 +359,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
           this.recorder.accepted();
           this.clientFramer.setMaxInspectLength(this.host.settings.maxMessageBytes);
         }
-        if (this.state === S.Authenticating || this.ledger.pendingGroups === 0) this.transition(S.Idle);
-        else this.transition(S.Response);
+        this.transition(settled);
         break;
       }
       case Backend.Authentication:
@@ -387,7 +389,10 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
         break;
     }
     const next = afterServerMessage(this.state, type);
-    if (next !== null) this.transition(next);
+    if (next !== null) {
+      if (!this.serverMayMove(next, type)) return;
+      this.transition(next);
+    }
     this.toClient.push(buf, start, end);
     if (lead !== null) this.cache!.finishLead(lead);
     if (type === Backend.ErrorResponse && this.serverSaidFatal) this.closeAfterServerFatal();
@@ -409,9 +414,24 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     if (this.state === S.Closing) return;
     if (this.ledger.side !== null && this.sideAnswer(type, buf, start, end)) return;
     const next = afterServerMessage(this.state, type);
-    if (next !== null) this.transition(next);
+    if (next !== null) {
+      if (!this.serverMayMove(next, type)) return;
+      this.transition(next);
+    }
     this.cache?.cs.capturing?.capture.add(buf, start, end);
     this.toClient.push(buf, start, end);
+  }
+
+  /**
+   * Whether the session's state can take a server message that leads to `next`. One it cannot (a
+   * COPY answer during authentication or while idle, ReadyForQuery in the middle of COPY FROM
+   * STDIN) is the server's protocol violation, not pgscribe's illegal transition: the session is
+   * failed with 08006 like any invalid server message (issue 15, finding 20).
+   */
+  private serverMayMove(next: ClientState, type: number): boolean {
+    if (next === this.state || ALLOWED[this.state].includes(next)) return true;
+    this.upstreamProtocolViolation(`${describeType(type)} while the session is ${this.state}`);
+    return false;
   }
 
   /**
