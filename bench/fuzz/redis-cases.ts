@@ -23,14 +23,16 @@
  *   half-close        part of the reply, then FIN
  *   wrong-value       an MGET's entry replaced: copied from another key, random bytes of the same
  *                     length, one byte changed, cut short
- *   wrong-generation  an MGET's generation replaced (another one seen, random, missing)
+ *   wrong-generation  an MGET's generation replaced (one seen under another key, random, missing)
  *   pubsub-garbage    pushes nobody published: `message` with forged events and random payloads,
  *                     wrong arity, `pmessage`, `subscribe`, nested arrays (on the command
  *                     connection they are replies to no command)
  *
- * Not among them: an entry copied back under its own key with the generations it was stored
- * under (a replay of an old state). That is a Redis forging its own state, which no client of it
- * can tell from the truth; the checksum covers who an entry is for, not when.
+ * Not among them: an entry, or a generation, copied back under its own key from an older reply (a
+ * replay of an old state: a stale entry with the generation it was stored under reads as
+ * current). That is a Redis forging its own state, which no client of it can tell from the truth;
+ * the checksum covers who an entry is for, not when. (An early version of wrong-generation did
+ * this, and the 10-minute run found the 2 stale reads it must.)
  *
  * The same seed gives the same plan and the same decisions for the same sequence of replies;
  * which replies a connection sees depends on timing, so a replay is close, not exact.
@@ -155,16 +157,23 @@ export function encodeArray(items: readonly (Buffer | string | null)[]): Buffer 
 /** Replies of other keys and the generations seen so far, for the wrong-value kinds (bounded). */
 export class Seen {
   readonly values = new Map<string, Buffer>();
-  readonly gens: string[] = [];
+  /** Generations seen, with the key each was read under. */
+  readonly gens: [string, string][] = [];
 
   value(key: string, v: Buffer): void {
     if (this.values.size >= 256) this.values.delete(this.values.keys().next().value!);
     this.values.set(key, Buffer.from(v));
   }
 
-  gen(g: string): void {
+  gen(key: string, g: string): void {
     if (this.gens.length >= 256) this.gens.shift();
-    this.gens.push(g);
+    this.gens.push([key, g]);
+  }
+
+  /** A generation read under another key than `key` (null: none yet). */
+  otherGen(r: Rand, key: string): string | null {
+    const others = this.gens.filter(([k]) => k !== key);
+    return others.length === 0 ? null : pick(r, others)[1];
   }
 
   /**
@@ -365,7 +374,7 @@ export function mutateReply(p: MitmPlan, reply: Buffer, ctx: ReplyContext): Out[
       const items = isEntryMget(ctx.cmd) ? bulkArray(reply) : null;
       if (items === null || items.length < 2) return [{ kind: 'bytes', bytes: reply }];
       const i = 1 + int(r, items.length - 1);
-      const g = ctx.seen.gens.length > 0 && r() < 0.6 ? pick(r, ctx.seen.gens) : r() < 0.5 ? null : `fz.${int(r, 1000)}`;
+      const g = r() < 0.6 ? ctx.seen.otherGen(r, ctx.cmd![i + 1]!) : r() < 0.5 ? null : `fz.${int(r, 1000)}`;
       const out = [...items];
       out[i] = g === null ? null : Buffer.from(g, 'latin1');
       return [{ kind: 'bytes', bytes: encodeArray(out) }];

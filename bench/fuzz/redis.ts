@@ -231,7 +231,7 @@ class MitmConn {
       const items = bulkArray(reply);
       if (items !== null) {
         if (/:v:/.test(cmd[1] ?? '') && items[0]) this.seen.value(cmd[1]!, items[0]);
-        for (const g of items.slice(/:v:/.test(cmd[1] ?? '') ? 1 : 0)) if (g !== null) this.seen.gen(g.toString('latin1'));
+        for (let i = /:v:/.test(cmd[1] ?? '') ? 1 : 0; i < items.length; i++) if (items[i]) this.seen.gen(cmd[i + 1] ?? '', items[i]!.toString('latin1'));
       }
     }
     const p = this.plan;
