@@ -23,7 +23,8 @@
  *   half-close        part of the reply, then FIN
  *   wrong-value       an MGET's entry replaced: copied from another key, random bytes of the same
  *                     length, one byte changed, cut short
- *   wrong-generation  an MGET's generation replaced (one seen under another key, random, missing)
+ *   wrong-generation  an MGET's generation replaced by one never seen before (another key's with a
+ *                     suffix, random) or missing
  *   pubsub-garbage    pushes nobody published: `message` with forged events and random payloads,
  *                     wrong arity, `pmessage`, `subscribe`, nested arrays (on the command
  *                     connection they are replies to no command)
@@ -31,8 +32,11 @@
  * Not among them: an entry, or a generation, copied back under its own key from an older reply (a
  * replay of an old state: a stale entry with the generation it was stored under reads as
  * current). That is a Redis forging its own state, which no client of it can tell from the truth;
- * the checksum covers who an entry is for, not when. (An early version of wrong-generation did
- * this, and the 10-minute run found the 2 stale reads it must.)
+ * the checksum covers who an entry is for, not when. So a forged generation is never used twice:
+ * pgscribe stores the answer of a miss under the generations the lookup read, and a Redis that
+ * reports the same forged value again (or an old true one: early versions of wrong-generation
+ * did both, and 10-minute runs found 2 and 4 stale reads) has frozen the generation, which no
+ * client can tell from the truth either.
  *
  * The same seed gives the same plan and the same decisions for the same sequence of replies;
  * which replies a connection sees depends on timing, so a replay is close, not exact.
@@ -170,10 +174,12 @@ export class Seen {
     this.gens.push([key, g]);
   }
 
-  /** A generation read under another key than `key` (null: none yet). */
-  otherGen(r: Rand, key: string): string | null {
+  private forged = 0;
+
+  /** A generation never seen before that looks like one: another key's with a suffix. */
+  newGen(r: Rand, key: string): string {
     const others = this.gens.filter(([k]) => k !== key);
-    return others.length === 0 ? null : pick(r, others)[1];
+    return `${others.length === 0 ? 'fz' : pick(r, others)[1]}.${(++this.forged).toString(36)}`;
   }
 
   /**
@@ -374,7 +380,7 @@ export function mutateReply(p: MitmPlan, reply: Buffer, ctx: ReplyContext): Out[
       const items = isEntryMget(ctx.cmd) ? bulkArray(reply) : null;
       if (items === null || items.length < 2) return [{ kind: 'bytes', bytes: reply }];
       const i = 1 + int(r, items.length - 1);
-      const g = r() < 0.6 ? ctx.seen.otherGen(r, ctx.cmd![i + 1]!) : r() < 0.5 ? null : `fz.${int(r, 1000)}`;
+      const g = r() < 0.7 ? ctx.seen.newGen(r, ctx.cmd![i + 1]!) : null;
       const out = [...items];
       out[i] = g === null ? null : Buffer.from(g, 'latin1');
       return [{ kind: 'bytes', bytes: encodeArray(out) }];
