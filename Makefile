@@ -7,7 +7,7 @@ ARGS ?=
 # e.g. make test TESTS=build/test/unit/framer.test.js
 TESTS ?= build/test/unit/*.test.js build/test/e2e/*.test.js build/test/regress/*.test.js
 
-.PHONY: all install build compile test test-unit run clean bench bench-log bench-cache stress dashboard-shot safety-check fuzz fuzz-admin fuzz-upstream
+.PHONY: all install build compile test test-unit run clean bench bench-log bench-cache stress dashboard-shot safety-check fuzz fuzz-admin fuzz-upstream fuzz-redis
 
 all: build
 
@@ -106,6 +106,15 @@ fuzz-admin: compile
 # RSS_BOUND_MB (256), PGSCRIBE_ARGS, FUZZ_ONLY=<case seed> (replay one case). Results: logs/fuzz-upstream-<time>.json.
 fuzz-upstream: compile
 	$(NODE) build/bench/fuzz-upstream.js
+
+# The hostile-Redis fuzzer (bench/fuzz/redis.ts): a man in the middle between pgscribe and a real
+# redis-server flips bytes, lies about lengths, nests, speaks RESP3, stalls, reorders, drops and
+# invents replies, resets, and swaps cache entries, while valid sessions judge every answer; exit 1
+# on a wrong answer, a hang, a stack trace, an exit or RSS past the bound. Knobs: DURATION (s, 600),
+# SEED, SESSIONS (6), RSS_BOUND_MB (256), PGSCRIBE_ARGS, FUZZ_ONLY=<case seed> (every connection
+# gets that case's plan), FUZZ_KIND=<kind>. Results: logs/fuzz-redis-<time>.json.
+fuzz-redis: compile
+	$(NODE) build/bench/fuzz-redis.js
 
 run: build
 	$(NODE) dist/main.js $(ARGS)

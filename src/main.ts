@@ -41,17 +41,33 @@ export function createLogger(cfg: Config, ops: OpsLog): ClientLogger {
   const format = log.format === 'json' ? jsonFormatter(fmtOpts) : textFormatter(fmtOpts);
   const done = !log.completions ? null : log.format === 'json' ? jsonCompletionFormatter() : textCompletionFormatter();
   const onError = (err: NodeJS.ErrnoException, context: string) =>
-    ops.error('query log write problem; lines are kept in memory and client reads pause until it clears', {
+    ops.error(logProblem(err), {
       log: log.path,
       context,
       error: err.code ?? err.message,
     });
+  // The one line that ends the episode: without it an operator who freed space cannot tell
+  // whether pgscribe noticed (it retries by itself, within a second).
+  const onRecover = (failedForMs: number) => ops.info('query log is writable again; paused clients resume', { log: log.path, failed_ms: Math.round(failedForMs) });
   const sink =
     log.path === '-'
-      ? new StdoutSink({ highWaterMark: log.bufferBytes, onError })
-      : new FileSink({ path: log.path, mode: 0o600, highWaterMark: log.bufferBytes, onError });
+      ? new StdoutSink({ highWaterMark: log.bufferBytes, onError, onRecover })
+      : new FileSink({ path: log.path, mode: 0o600, highWaterMark: log.bufferBytes, onError, onRecover });
   if (sink instanceof FileSink) warnIfOthersCanRead(log.path, ops);
   return new SinkLogger(sink, format, done);
+}
+
+/** What the operator reads when the query log cannot be written: the problem and what to do. */
+function logProblem(err: NodeJS.ErrnoException): string {
+  const after = 'lines are kept in memory, client reads pause until it clears, and pgscribe retries by itself';
+  switch (err.code) {
+    case 'ENOSPC':
+      return `query log: the disk is full; free space on the file system that holds the log; ${after}`;
+    case 'EDQUOT':
+      return `query log: the disk quota is used up; free space or raise the quota of pgscribe's user; ${after}`;
+    default:
+      return `query log write problem; ${after}`;
+  }
 }
 
 /** The log holds queries and their parameters: a file others can read is said once, at start. */

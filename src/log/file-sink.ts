@@ -14,9 +14,11 @@
  *   after a partial write the remainder (`subarray(n)`) is written before anything else.
  * - Nothing is ever dropped. On EAGAIN/EINTR the same bytes are retried with a bounded backoff
  *   (10 ms doubling up to 1 s). On any other error (ENOSPC, EIO, EBADF, ...) `onError` is called
- *   once per failure episode (until the next successful write) and the write is retried every
- *   second. The producer sees backpressure because `write()` keeps returning false once more
- *   than `highWaterMark` bytes are buffered.
+ *   once per failure episode, the write is retried at 100 ms doubling up to 1 s, and `onRecover`
+ *   is called once when a write succeeds again (the end of the episode). The producer sees
+ *   backpressure because `write()` keeps returning false once more than `highWaterMark` bytes
+ *   are buffered. A write that fails wrote nothing; one cut short by a full disk wrote a prefix,
+ *   and the rest goes first on the retry: the file gets every line once, whole, in order.
  * - Timers exist only while data is queued and a retry is pending; an idle sink holds no timer
  *   and no pending I/O, so it never keeps the process alive on its own.
  */
@@ -73,6 +75,11 @@ export interface SinkOptions {
    * retry. `context` is one of 'write', 'flushSync', 'reopen', 'close'.
    */
   onError?: (err: NodeJS.ErrnoException, context: string) => void;
+  /**
+   * A write succeeded after a failure episode that onError reported ('write' or 'flushSync'):
+   * the operator learns that the problem cleared, and how long it lasted (ms).
+   */
+  onRecover?: (failedForMs: number) => void;
 }
 
 export interface FileSinkOptions extends SinkOptions {
@@ -92,8 +99,13 @@ const DEFAULT_MIN_WRITE = 64 * 1024;
 const DEFAULT_MAX_DELAY_MS = 20;
 const RETRY_MIN_MS = 10;
 const RETRY_MAX_MS = 1000;
-/** Failures (not EAGAIN) are retried at this interval. */
-const FAILURE_RETRY_MS = 1000;
+/**
+ * Failures (not EAGAIN) are retried at 100 ms doubling up to 1 s: space freed on a full disk is
+ * used (and paused clients resume) within a second, and a disk that stays full costs one write a
+ * second.
+ */
+const FAILURE_RETRY_MIN_MS = 100;
+const FAILURE_RETRY_MAX_MS = 1000;
 /** How long flushSync keeps retrying EAGAIN before giving up (e.g. a stalled stdout pipe). */
 const SYNC_EAGAIN_BUDGET_MS = 5000;
 
@@ -122,6 +134,7 @@ interface ResolvedOptions {
   minWrite: number;
   maxDelayMs: number;
   onError: (err: NodeJS.ErrnoException, context: string) => void;
+  onRecover: (failedForMs: number) => void;
 }
 
 function resolveOptions(opts: SinkOptions): ResolvedOptions {
@@ -137,7 +150,7 @@ function resolveOptions(opts: SinkOptions): ResolvedOptions {
   const maxDelayMs = opts.maxDelayMs ?? DEFAULT_MAX_DELAY_MS;
   if (!(minWrite >= 0 && minWrite <= maxWrite)) throw new RangeError(`minWrite must be between 0 and maxWrite, got ${minWrite}`);
   if (!(maxDelayMs >= 0)) throw new RangeError(`maxDelayMs must be >= 0, got ${maxDelayMs}`);
-  return { highWaterMark, lowWaterMark, maxWrite, minWrite, maxDelayMs, onError: opts.onError ?? noop };
+  return { highWaterMark, lowWaterMark, maxWrite, minWrite, maxDelayMs, onError: opts.onError ?? noop, onRecover: opts.onRecover ?? noop };
 }
 
 interface FlushWaiter {
@@ -148,6 +161,7 @@ interface FlushWaiter {
 abstract class FdSink implements LineSink {
   protected fd: number;
   protected readonly onError: (err: NodeJS.ErrnoException, context: string) => void;
+  private readonly onRecover: (failedForMs: number) => void;
   private readonly highWaterMark: number;
   private readonly lowWaterMark: number;
   private readonly maxWrite: number;
@@ -185,6 +199,8 @@ abstract class FdSink implements LineSink {
   private backoffMs = 0;
   /** In a (non-transient) failure episode: onError already called. */
   private failing = false;
+  /** When the failure episode began (performance.now()). */
+  private failingSince = 0;
 
   /** Cumulative accounted bytes queued / fully written; used for flush(). */
   private queuedTotal = 0;
@@ -220,7 +236,7 @@ abstract class FdSink implements LineSink {
       return;
     }
     this.backoffMs = 0;
-    this.failing = false;
+    this.recovered();
     this.consumed(n);
     this.pump();
     this.maybeDrain();
@@ -234,6 +250,7 @@ abstract class FdSink implements LineSink {
     this.minWrite = opts.minWrite;
     this.maxDelayMs = opts.maxDelayMs;
     this.onError = opts.onError;
+    this.onRecover = opts.onRecover;
   }
 
   get bufferedBytes(): number {
@@ -361,7 +378,7 @@ abstract class FdSink implements LineSink {
       }
       eagainSince = 0;
       this.backoffMs = 0;
-      this.failing = false;
+      this.recovered();
       this.consumed(n);
     }
     if (this.drainCallbacks.length > 0) process.nextTick(() => this.maybeDrain());
@@ -488,13 +505,21 @@ abstract class FdSink implements LineSink {
     }
   }
 
+  /** A write went through: a failure episode (if any) is over, and the operator hears so once. */
+  private recovered(): void {
+    if (!this.failing) return;
+    this.failing = false;
+    this.onRecover(performance.now() - this.failingSince);
+  }
+
   private onWriteFailed(err: NodeJS.ErrnoException, context: string): void {
     let report = false;
     if (isTransient(err)) {
       this.backoffMs = this.backoffMs === 0 ? RETRY_MIN_MS : Math.min(this.backoffMs * 2, RETRY_MAX_MS);
     } else {
-      this.backoffMs = FAILURE_RETRY_MS;
       report = !this.failing;
+      this.backoffMs = report ? FAILURE_RETRY_MIN_MS : Math.min(Math.max(this.backoffMs, FAILURE_RETRY_MIN_MS) * 2, FAILURE_RETRY_MAX_MS);
+      if (report) this.failingSince = performance.now();
       this.failing = true;
     }
     if (this.reopenPending && this.failing) {

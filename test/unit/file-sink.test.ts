@@ -305,17 +305,40 @@ t.test('ENOSPC episode: onError once, data kept and written after recovery', asy
     real(fd, buf, off, len, pos, cb);
   });
   const errors: Array<[string | undefined, string]> = [];
-  const sink = new FileSink({ path: p, onError: (err, ctx) => errors.push([err.code, ctx]) });
+  const recovered: number[] = [];
+  const sink = new FileSink({ path: p, onError: (err, ctx) => errors.push([err.code, ctx]), onRecover: (ms) => recovered.push(ms) });
   sink.write(line(0));
   await sink.flush();
-  failures = 2; // two consecutive failures = one episode (two 1 s retries)
+  tt.same(recovered, [], 'no recovery without a failure');
+  failures = 2; // two consecutive failures = one episode (retried after 100 ms, then 200 ms)
+  const began = Date.now();
   sink.write(line(1));
   await tick();
   sink.write(line(2));
   await sink.flush();
   tt.equal(failures, 0);
   tt.same(errors, [['ENOSPC', 'write']], 'reported once per episode, not per retry');
+  tt.equal(recovered.length, 1, 'and its end once');
+  tt.ok(recovered[0]! >= 250 && Date.now() - began < 900, `retried with a backoff from 100 ms (episode ${Math.round(recovered[0]!)} ms)`);
   tt.equal(fs.readFileSync(p, 'utf8'), expected(0, 3));
+  await sink.close();
+});
+
+t.test('a disk that fills mid-write: the prefix it took is not written again, the rest goes first', async (tt) => {
+  const p = path.join(tmpDir(tt), 'q.log');
+  let calls = 0;
+  patchWrite(tt, (real, fd, buf, off, len, pos, cb) => {
+    calls++;
+    if (calls === 1) real(fd, buf, off, Math.floor(len / 2), pos, cb); // a short write: the disk is full now
+    else if (calls <= 3) process.nextTick(() => cb(errno('ENOSPC'), 0, buf));
+    else real(fd, buf, off, len, pos, cb);
+  });
+  const errors: string[] = [];
+  const sink = new FileSink({ path: p, onError: (err) => errors.push(err.code ?? '') });
+  for (let i = 0; i < 50; i++) sink.write(line(i));
+  await sink.flush();
+  tt.same(errors, ['ENOSPC']);
+  tt.equal(fs.readFileSync(p, 'utf8'), expected(0, 50), 'every line once, whole, in order');
   await sink.close();
 });
 
