@@ -49,16 +49,26 @@ export interface CacheContext {
   readonly catalogs: Catalogs | null;
 }
 
-/** A context's intern(): ids are never reused, the table is dropped when it grows too big. */
-export function fingerprintInterner(max = 100_000): (fp: string) => string {
+/**
+ * A context's intern(): short ids for session scopes (the cache key's prefix). Ids are never
+ * reused; the table is dropped when it grows past `max` scopes or `maxChars` characters of them,
+ * since a client controls its scope's length (startup parameters, settings): 100,000 scopes of
+ * 10 KB each would hold a gigabyte. Dropping it only gives the scopes that come next new ids.
+ */
+export function fingerprintInterner(max = 100_000, maxChars = 16 * 2 ** 20): (fp: string) => string {
   const ids = new Map<string, string>();
+  let chars = 0;
   let next = 1;
   return (fp) => {
     let id = ids.get(fp);
     if (id === undefined) {
-      if (ids.size >= max) ids.clear();
+      if (ids.size >= max || chars + fp.length > maxChars) {
+        ids.clear();
+        chars = 0;
+      }
       id = (next++).toString(36);
       ids.set(fp, id);
+      chars += fp.length;
     }
     return id;
   };
