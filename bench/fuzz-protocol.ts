@@ -4,31 +4,24 @@
  * result as JSON and exits 1 on a hang, a wrong answer, pgscribe exiting, or RSS past the bound
  * (RSS_BOUND_MB, 256 over the start). FUZZ_ONLY=<case seed> replays one case.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { runProtocolFuzz } from './fuzz/protocol';
-
-const env = (k: string, d: number): number => (process.env[k] === undefined ? d : Number(process.env[k]));
+import { envNumber, runKnobs, writeFuzzResult } from './fuzz/shared';
 
 async function main(): Promise<void> {
-  const seed = env('SEED', Date.now() % 1_000_000);
-  const only = process.env['FUZZ_ONLY'] === undefined ? undefined : Number(process.env['FUZZ_ONLY']);
-  const rssBoundBytes = env('RSS_BOUND_MB', 256) * 2 ** 20;
+  const { seed, only, rssBoundBytes, args } = runKnobs();
   const r = await runProtocolFuzz({
-    durationS: env('DURATION', 600),
+    durationS: envNumber('DURATION', 600),
     seed,
-    concurrency: env('CONCURRENCY', 8),
-    validSessions: env('VALID', 4),
-    args: (process.env['PGSCRIBE_ARGS'] ?? '').split(' ').filter((a) => a !== ''),
+    concurrency: envNumber('CONCURRENCY', 8),
+    validSessions: envNumber('VALID', 4),
+    args,
     ...(only === undefined ? {} : { only }),
     log: (s) => console.error(s),
   });
   const rssGrowth = r.rssMaxBytes - r.rssStartBytes;
   const ok = r.hangs.length === 0 && r.wrongAnswers.length === 0 && r.pgscribeExited === null && rssGrowth <= rssBoundBytes;
   const out = { ok, rssBoundBytes, rssGrowthBytes: rssGrowth, ...r, hangs: r.hangs.slice(0, 50), wrongAnswers: r.wrongAnswers.slice(0, 50) };
-  const file = path.join('logs', `fuzz-protocol-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  fs.mkdirSync('logs', { recursive: true });
-  fs.writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
+  const file = writeFuzzResult('fuzz-protocol', out);
   console.log(JSON.stringify({ ok, seed: r.seed, durationS: r.durationS, cases: r.cases, byKind: r.byKind, hangs: r.hangs.length, wrongAnswers: r.wrongAnswers.length, validQueries: r.validQueries, pgscribeExited: r.pgscribeExited, rssStartMiB: +(r.rssStartBytes / 2 ** 20).toFixed(1), rssMaxMiB: +(r.rssMaxBytes / 2 ** 20).toFixed(1), rssEndMiB: +(r.rssEndBytes / 2 ** 20).toFixed(1), file }));
   process.exit(ok ? 0 : 1);
 }

@@ -5,24 +5,19 @@
  * (RSS_BOUND_MB, 256 over the start). FUZZ_ONLY=<case seed> gives every Redis connection that
  * case's plan; FUZZ_KIND=<kind> gives every one that kind of trouble.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { runRedisFuzz } from './fuzz/redis';
+import { envNumber, runKnobs, writeFuzzResult } from './fuzz/shared';
 import { MITM_KINDS, type MitmKind } from './fuzz/redis-cases';
 
-const env = (k: string, d: number): number => (process.env[k] === undefined ? d : Number(process.env[k]));
-
 async function main(): Promise<void> {
-  const seed = env('SEED', Date.now() % 1_000_000);
-  const only = process.env['FUZZ_ONLY'] === undefined ? undefined : Number(process.env['FUZZ_ONLY']);
+  const { seed, only, rssBoundBytes, args } = runKnobs();
   const kind = process.env['FUZZ_KIND'];
   if (kind !== undefined && !(MITM_KINDS as readonly string[]).includes(kind)) throw new Error(`FUZZ_KIND must be one of ${MITM_KINDS.join(', ')}`);
-  const rssBoundBytes = env('RSS_BOUND_MB', 256) * 2 ** 20;
   const r = await runRedisFuzz({
-    durationS: env('DURATION', 600),
+    durationS: envNumber('DURATION', 600),
     seed,
-    sessions: env('SESSIONS', 6),
-    args: (process.env['PGSCRIBE_ARGS'] ?? '').split(' ').filter((a) => a !== ''),
+    sessions: envNumber('SESSIONS', 6),
+    args,
     ...(only === undefined ? {} : { only }),
     ...(kind === undefined ? {} : { onlyKind: kind as MitmKind }),
     log: (s) => console.error(s),
@@ -30,9 +25,7 @@ async function main(): Promise<void> {
   const rssGrowth = r.rssMaxBytes - r.rssStartBytes;
   const ok = r.wrongAnswers.length === 0 && r.hangs.length === 0 && r.stackTraces.length === 0 && r.pgscribeExited === null && rssGrowth <= rssBoundBytes;
   const out = { ok, rssBoundBytes, rssGrowthBytes: rssGrowth, ...r, wrongAnswers: r.wrongAnswers.slice(0, 50), hangs: r.hangs.slice(0, 50) };
-  const file = path.join('logs', `fuzz-redis-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  fs.mkdirSync('logs', { recursive: true });
-  fs.writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
+  const file = writeFuzzResult('fuzz-redis', out);
   const mib = (b: number): number => +(b / 2 ** 20).toFixed(1);
   console.log(
     JSON.stringify({ ok, seed: r.seed, durationS: r.durationS, cases: r.cases, replies: r.replies, mutated: r.mutated, garbagePushes: r.garbagePushes, forgedEntries: r.forgedEntries, queries: r.queries, wrongAnswers: r.wrongAnswers.length, hangs: r.hangs.length, maxLatencyMs: r.maxLatencyMs, stackTraces: r.stackTraces.length, pgscribeExited: r.pgscribeExited, l2Hits: r.counters['cache_l2_hits'], l2Refused: r.counters['cache_l2_refused'], rssStartMiB: mib(r.rssStartBytes), rssMaxMiB: mib(r.rssMaxBytes), rssEndMiB: mib(r.rssEndBytes), file }),

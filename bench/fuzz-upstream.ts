@@ -6,32 +6,26 @@
  * over the start). FUZZ_ONLY=<case seed> replays one case; PGSCRIBE_ARGS adds flags to the main
  * pgscribe.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { runUpstreamFuzz } from './fuzz/upstream';
+import { envNumber, runKnobs, writeFuzzResult } from './fuzz/shared';
 
-const env = (k: string, d: number): number => (process.env[k] === undefined ? d : Number(process.env[k]));
 const mib = (b: number): number => +(b / 2 ** 20).toFixed(1);
 
 async function main(): Promise<void> {
-  const seed = env('SEED', Date.now() % 1_000_000);
-  const only = process.env['FUZZ_ONLY'] === undefined ? undefined : Number(process.env['FUZZ_ONLY']);
-  const rssBoundBytes = env('RSS_BOUND_MB', 256) * 2 ** 20;
+  const { seed, only, rssBoundBytes, args } = runKnobs();
   const r = await runUpstreamFuzz({
-    durationS: env('DURATION', 600),
+    durationS: envNumber('DURATION', 600),
     seed,
-    concurrency: env('CONCURRENCY', 8),
-    validSessions: env('VALID', 4),
-    args: (process.env['PGSCRIBE_ARGS'] ?? '').split(' ').filter((a) => a !== ''),
+    concurrency: envNumber('CONCURRENCY', 8),
+    validSessions: envNumber('VALID', 4),
+    args,
     ...(only === undefined ? {} : { only }),
     log: (s) => console.error(s),
   });
   const rssGrowth = Math.max(r.rssMaxBytes - r.rssStartBytes, r.sslRssMaxBytes - r.sslRssStartBytes);
   const ok = r.hangs.length === 0 && r.wrongAnswers.length === 0 && r.pgscribeExited === null && r.stderrTraces.length === 0 && r.internalErrors.length === 0 && rssGrowth <= rssBoundBytes;
   const out = { ok, rssBoundBytes, rssGrowthBytes: rssGrowth, ...r, hangs: r.hangs.slice(0, 50), wrongAnswers: r.wrongAnswers.slice(0, 50) };
-  const file = path.join('logs', `fuzz-upstream-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  fs.mkdirSync('logs', { recursive: true });
-  fs.writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
+  const file = writeFuzzResult('fuzz-upstream', out);
   console.log(
     JSON.stringify({
       ok,

@@ -17,32 +17,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { startCluster, USERS, type PgCluster } from '../../test/harness/pg-cluster';
 import { startProxy, type Proxy } from '../../test/harness/proxy';
-import { rssBytes } from '../../test/harness/proc';
-import { RawClient, enc, errorsIn, value } from '../../test/harness/wire';
 import { sleep } from '../../test/harness/time';
-import { prng } from '../../test/harness/prng';
 import { fuzzCase, type FuzzCase, type Kind } from './cases';
+import { RssSampler, validLoop, type FuzzFinding, type FuzzRunOptions } from './shared';
 
-export interface FuzzOptions {
-  durationS: number;
-  seed: number;
-  /** Fuzz connections at once. */
-  concurrency: number;
-  /** Valid sessions checking their answers meanwhile. */
-  validSessions: number;
-  /** Extra pgscribe flags. */
-  args: string[];
-  /** Replay one case (its seed) instead of a run. */
-  only?: number;
-  log(line: string): void;
-}
-
-export interface Finding {
-  seed: number;
-  kind: Kind;
-  what: string;
-  problem: string;
-}
+export type FuzzOptions = FuzzRunOptions;
+export type Finding = FuzzFinding<Kind>;
 
 export interface FuzzResult {
   seed: number;
@@ -117,28 +97,6 @@ function runCase(port: number, c: FuzzCase): Promise<string | null> {
   });
 }
 
-/** A valid session asking `select n + 1` in the simple and the extended protocol, checking each answer. */
-async function validLoop(port: number, seed: number, stop: () => boolean, wrong: string[], counted: () => void): Promise<void> {
-  const r = prng(seed);
-  let c: RawClient | null = null;
-  try {
-    c = await RawClient.connect(port);
-    await c.startup(USER);
-    while (!stop()) {
-      const n = Math.floor(r() * 1_000_000);
-      const simple = await c.query(`select ${n}::int + 1`);
-      if (value(simple) !== String(n + 1)) wrong.push(`simple: select ${n} + 1 gave ${JSON.stringify(value(simple))} ${JSON.stringify(errorsIn(simple))}`);
-      c.write(Buffer.concat([enc.parse('', 'select $1::int + 1'), enc.bind('', '', [String(n)]), enc.execute(''), enc.sync()]));
-      const ext = await c.readZ(1);
-      if (value(ext) !== String(n + 1)) wrong.push(`extended: $1 = ${n} gave ${JSON.stringify(value(ext))} ${JSON.stringify(errorsIn(ext))}`);
-      counted();
-    }
-  } catch (err) {
-    if (!stop()) wrong.push(`a valid session failed: ${(err as Error).message}`);
-  } finally {
-    c?.end();
-  }
-}
 
 export async function runProtocolFuzz(o: FuzzOptions): Promise<FuzzResult> {
   let pg: PgCluster | null = null;
@@ -158,17 +116,13 @@ export async function runProtocolFuzz(o: FuzzOptions): Promise<FuzzResult> {
       stderrLimit: 1 << 20,
     });
     const pid = proxy.proc.pid!;
-    const rssStartBytes = rssBytes(pid) ?? 0;
-    let rssMaxBytes = rssStartBytes;
-    const rssTimer = setInterval(() => {
-      rssMaxBytes = Math.max(rssMaxBytes, rssBytes(pid) ?? 0);
-    }, 200);
+    const rss = new RssSampler(pid);
     const started = Date.now();
     const deadline = started + o.durationS * 1000;
     const stop = (): boolean => Date.now() >= deadline || !proxy!.alive;
     o.log(`fuzz-protocol: seed ${o.seed}, ${o.durationS} s, ${o.concurrency} fuzz connections at once, ${o.validSessions} valid sessions; replay one case with FUZZ_ONLY=<case seed>`);
 
-    const valid = Array.from({ length: o.validSessions }, (_, i) => validLoop(proxy!.port, o.seed * 7 + i, stop, wrongAnswers, () => validQueries++));
+    const valid = Array.from({ length: o.validSessions }, (_, i) => validLoop(proxy!.port, USER, o.seed * 7 + i, stop, wrongAnswers, () => validQueries++, (r) => Math.floor(r() * 1_000_000)));
     let next = 0;
     const worker = async (): Promise<void> => {
       while (!stop()) {
@@ -184,12 +138,12 @@ export async function runProtocolFuzz(o: FuzzOptions): Promise<FuzzResult> {
         if (o.only !== undefined) return;
       }
     };
-    const progress = setInterval(() => o.log(`fuzz-protocol: ${Math.round((deadline - Date.now()) / 1000)} s left, ${cases} cases, ${hangs.length} hangs, ${validQueries} valid queries, ${wrongAnswers.length} wrong, rss ${(rssMaxBytes / 2 ** 20).toFixed(0)} MiB max`), 30_000);
+    const progress = setInterval(() => o.log(`fuzz-protocol: ${Math.round((deadline - Date.now()) / 1000)} s left, ${cases} cases, ${hangs.length} hangs, ${validQueries} valid queries, ${wrongAnswers.length} wrong, rss ${(rss.maxBytes / 2 ** 20).toFixed(0)} MiB max`), 30_000);
     await Promise.all([...Array.from({ length: o.only !== undefined ? 1 : o.concurrency }, worker), ...(o.only !== undefined ? [] : valid)]);
     clearInterval(progress);
-    clearInterval(rssTimer);
+    rss.stop();
     await sleep(1000);
-    const rssEndBytes = rssBytes(pid) ?? 0;
+    const rssEndBytes = rss.sample();
     return {
       seed: o.seed,
       durationS: Math.round((Date.now() - started) / 1000),
@@ -199,8 +153,8 @@ export async function runProtocolFuzz(o: FuzzOptions): Promise<FuzzResult> {
       wrongAnswers,
       validQueries,
       pgscribeExited: proxy.alive ? null : `${JSON.stringify(proxy.exit)}: ${proxy.stderr().slice(-2000)}`,
-      rssStartBytes,
-      rssMaxBytes,
+      rssStartBytes: rss.startBytes,
+      rssMaxBytes: rss.maxBytes,
       rssEndBytes,
     };
   } finally {

@@ -29,8 +29,8 @@ import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { startCluster, USERS, type PgCluster } from '../../test/harness/pg-cluster';
 import { startProxy, type Proxy } from '../../test/harness/proxy';
+import { RssSampler } from './shared';
 import { startRedis, type RedisServer } from '../../test/harness/redis';
-import { rssBytes } from '../../test/harness/proc';
 import { RawClient, enc, errorsIn, column, describeMessages, type BackendMessage } from '../../test/harness/wire';
 import { sleep } from '../../test/harness/time';
 import { prng } from '../../test/harness/prng';
@@ -477,11 +477,7 @@ export async function runRedisFuzz(o: RedisFuzzOptions): Promise<RedisFuzzResult
       },
     });
     const pid = proxy.proc.pid!;
-    const rssStartBytes = rssBytes(pid) ?? 0;
-    let rssMaxBytes = rssStartBytes;
-    const rssTimer = setInterval(() => {
-      rssMaxBytes = Math.max(rssMaxBytes, rssBytes(pid) ?? 0);
-    }, 200);
+    const rss = new RssSampler(pid);
     const started = Date.now();
     const deadline = started + o.durationS * 1000;
     const stop = (): boolean => Date.now() >= deadline || !proxy!.alive;
@@ -492,17 +488,17 @@ export async function runRedisFuzz(o: RedisFuzzOptions): Promise<RedisFuzzResult
     const progress = setInterval(
       () =>
         o.log(
-          `fuzz-redis: ${Math.round((deadline - Date.now()) / 1000)} s left, ${tally.cases} cases, ${tally.mutated}/${tally.replies} replies mutated, ${t.queries} queries, ${t.wrong.length} wrong, ${t.hangs.length} hangs, rss ${(rssMaxBytes / 2 ** 20).toFixed(0)} MiB max`,
+          `fuzz-redis: ${Math.round((deadline - Date.now()) / 1000)} s left, ${tally.cases} cases, ${tally.mutated}/${tally.replies} replies mutated, ${t.queries} queries, ${t.wrong.length} wrong, ${t.hangs.length} hangs, rss ${(rss.maxBytes / 2 ** 20).toFixed(0)} MiB max`,
         ),
       30_000,
     );
     const live = (): string => [...tally.live].join(' ') || 'none';
     await Promise.all(Array.from({ length: o.sessions }, (_, i) => sessionLoop(proxy!.port, pg!, i, o.seed * 7 + i, stop, t, live)));
     clearInterval(progress);
-    clearInterval(rssTimer);
+    rss.stop();
     const counters: Record<string, number> = proxy.alive ? await proxy.stats().catch(() => ({})) : {};
     await sleep(1000);
-    const rssEndBytes = rssBytes(pid) ?? 0;
+    const rssEndBytes = rss.sample();
     return {
       seed: o.seed,
       durationS: Math.round((Date.now() - started) / 1000),
@@ -521,8 +517,8 @@ export async function runRedisFuzz(o: RedisFuzzOptions): Promise<RedisFuzzResult
       stackTraces,
       pgscribeExited: proxy.alive ? null : `${JSON.stringify(proxy.exit)}: ${proxy.stderr().slice(-2000)}`,
       counters: Object.fromEntries(Object.entries(counters).filter(([k]) => k.startsWith('cache_'))),
-      rssStartBytes,
-      rssMaxBytes,
+      rssStartBytes: rss.startBytes,
+      rssMaxBytes: rss.maxBytes,
       rssEndBytes,
     };
   } finally {

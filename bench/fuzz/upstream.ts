@@ -28,32 +28,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { startCluster, USERS, type PgCluster } from '../../test/harness/pg-cluster';
 import { startProxy, type Proxy } from '../../test/harness/proxy';
-import { rssBytes } from '../../test/harness/proc';
-import { RawClient, enc, errorsIn, value } from '../../test/harness/wire';
+import { enc } from '../../test/harness/wire';
 import { sleep } from '../../test/harness/time';
-import { prng } from '../../test/harness/prng';
 import { SHARED_RANGE, upstreamCase, type Kind, type UpstreamCase } from './upstream-cases';
+import { RssSampler, validLoop, type FuzzFinding, type FuzzRunOptions } from './shared';
 
-export interface UpstreamFuzzOptions {
-  durationS: number;
-  seed: number;
-  /** Fuzzed connections at once. */
-  concurrency: number;
-  /** Valid sessions checking their answers meanwhile. */
-  validSessions: number;
-  /** Extra flags for the main pgscribe. */
-  args: string[];
-  /** Replay one case (its seed) instead of a run. */
-  only?: number;
-  log(line: string): void;
-}
-
-export interface Finding {
-  seed: number;
-  kind: Kind;
-  what: string;
-  problem: string;
-}
+export type UpstreamFuzzOptions = FuzzRunOptions;
+export type Finding = FuzzFinding<Kind>;
 
 export interface UpstreamFuzzResult {
   seed: number;
@@ -447,29 +428,6 @@ function runCase(port: number, t: Track): Promise<CaseOutcome> {
   });
 }
 
-/** A valid session asking `select n::int + 1` in the simple and the extended protocol, checking each answer. */
-async function validLoop(port: number, seed: number, stop: () => boolean, wrong: string[], counted: () => void): Promise<void> {
-  const r = prng(seed);
-  let c: RawClient | null = null;
-  try {
-    c = await RawClient.connect(port);
-    await c.startup(USER);
-    while (!stop()) {
-      // Half of them in the range the honest cases ask too: shared flights and cache entries.
-      const n = r() < 0.5 ? Math.floor(r() * SHARED_RANGE) : Math.floor(r() * 1_000_000);
-      const simple = await c.query(`select ${n}::int + 1`);
-      if (value(simple) !== String(n + 1)) wrong.push(`simple: select ${n} + 1 gave ${JSON.stringify(value(simple))} ${JSON.stringify(errorsIn(simple))}`);
-      c.write(Buffer.concat([enc.parse('', 'select $1::int + 1'), enc.bind('', '', [String(n)]), enc.execute(''), enc.sync()]));
-      const ext = await c.readZ(1);
-      if (value(ext) !== String(n + 1)) wrong.push(`extended: $1 = ${n} gave ${JSON.stringify(value(ext))} ${JSON.stringify(errorsIn(ext))}`);
-      counted();
-    }
-  } catch (err) {
-    if (!stop()) wrong.push(`a valid session failed: ${(err as Error).message}`);
-  } finally {
-    c?.end();
-  }
-}
 
 /** stderr lines that are a finding: a stack frame, an uncaught error, an exit on an internal error. */
 const TRACE = /uncaught|unhandled|internal error; exiting|^\s+at \S.*:\d+:\d+\)?$/i;
@@ -512,14 +470,8 @@ export async function runUpstreamFuzz(o: UpstreamFuzzOptions): Promise<UpstreamF
     sslProxy = await startProxy({ upstreamPort: sslFake.port, args: ['--log', path.join(dir, 'queries-ssl.log'), ...common, '--upstream-tls', 'prefer', '--workers', '2'], stderrLimit: 1 << 20, onStderrLine });
     const pid = proxy.proc.pid!;
     const sslPid = sslProxy.proc.pid!;
-    const rssStartBytes = rssBytes(pid) ?? 0;
-    const sslRssStartBytes = rssBytes(sslPid) ?? 0;
-    let rssMaxBytes = rssStartBytes;
-    let sslRssMaxBytes = sslRssStartBytes;
-    const rssTimer = setInterval(() => {
-      rssMaxBytes = Math.max(rssMaxBytes, rssBytes(pid) ?? 0);
-      sslRssMaxBytes = Math.max(sslRssMaxBytes, rssBytes(sslPid) ?? 0);
-    }, 200);
+    const rss = new RssSampler(pid);
+    const sslRss = new RssSampler(sslPid);
     const started = Date.now();
     const deadline = started + o.durationS * 1000;
     const alive = (): boolean => proxy!.alive && sslProxy!.alive;
@@ -528,7 +480,10 @@ export async function runUpstreamFuzz(o: UpstreamFuzzOptions): Promise<UpstreamF
     const stop = (): boolean => over || Date.now() >= deadline || !alive();
     o.log(`fuzz-upstream: seed ${o.seed}, ${o.durationS} s, ${o.concurrency} fuzzed connections at once, ${o.validSessions} valid sessions; replay one case with FUZZ_ONLY=<case seed>`);
 
-    const valid = Array.from({ length: o.validSessions }, (_, i) => validLoop(proxy!.port, o.seed * 7 + i, stop, wrongAnswers, () => validQueries++));
+    const valid = Array.from({ length: o.validSessions }, (_, i) => validLoop(proxy!.port, USER, o.seed * 7 + i, stop, wrongAnswers, () => validQueries++, (r) =>
+          // Half of them in the range the honest cases ask too: shared flights and cache entries.
+          r() < 0.5 ? Math.floor(r() * SHARED_RANGE) : Math.floor(r() * 1_000_000),
+        ));
     /** The ssl cases run one at a time: their fake upstream answers the SSLRequest of `current`. */
     let sslTurn: Promise<void> = Promise.resolve();
     const runOne = async (c: UpstreamCase): Promise<void> => {
@@ -576,16 +531,17 @@ export async function runUpstreamFuzz(o: UpstreamFuzzOptions): Promise<UpstreamF
       }
     };
     const progress = setInterval(
-      () => o.log(`fuzz-upstream: ${Math.round((deadline - Date.now()) / 1000)} s left, ${cases} cases, ${hangs.length} hangs, ${validQueries} valid queries, ${wrongAnswers.length} wrong, rss ${(rssMaxBytes / 2 ** 20).toFixed(0)} MiB max`),
+      () => o.log(`fuzz-upstream: ${Math.round((deadline - Date.now()) / 1000)} s left, ${cases} cases, ${hangs.length} hangs, ${validQueries} valid queries, ${wrongAnswers.length} wrong, rss ${(rss.maxBytes / 2 ** 20).toFixed(0)} MiB max`),
       30_000,
     );
     await Promise.all(Array.from({ length: o.only !== undefined ? 1 : o.concurrency }, worker));
     over = true;
     await Promise.all(valid);
     clearInterval(progress);
-    clearInterval(rssTimer);
+    rss.stop();
+    sslRss.stop();
     await sleep(1000);
-    const rssEndBytes = rssBytes(pid) ?? 0;
+    const rssEndBytes = rss.sample();
     const exited = [proxy, sslProxy].filter((p) => !p.alive).map((p) => `${JSON.stringify(p.exit)}: ${p.stderr().slice(-2000)}`);
     return {
       seed: o.seed,
@@ -602,11 +558,11 @@ export async function runUpstreamFuzz(o: UpstreamFuzzOptions): Promise<UpstreamF
       pgscribeExited: exited.length === 0 ? null : exited.join('\n'),
       stderrTraces,
       internalErrors,
-      rssStartBytes,
-      rssMaxBytes,
+      rssStartBytes: rss.startBytes,
+      rssMaxBytes: rss.maxBytes,
       rssEndBytes,
-      sslRssStartBytes,
-      sslRssMaxBytes,
+      sslRssStartBytes: sslRss.startBytes,
+      sslRssMaxBytes: sslRss.maxBytes,
     };
   } finally {
     if (proxy?.alive) await proxy.stop('SIGTERM', { killAfterMs: 5000 });
