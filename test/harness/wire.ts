@@ -85,7 +85,9 @@ export function errorFields(body: Buffer): Record<string, string> {
   let off = 0;
   while (off < body.length && body[off] !== 0) {
     const code = String.fromCharCode(body[off]!);
-    const end = body.indexOf(0, off + 1);
+    let end = body.indexOf(0, off + 1);
+    // A field without its NUL (a malformed error from a hostile server) runs to the end of the body.
+    if (end < 0) end = body.length;
     out[code] = body.toString('utf8', off + 1, end);
     off = end + 1;
   }
