@@ -159,9 +159,13 @@ t.test('pg_terminate_backend: onClose, and a query in flight gets the FATAL', as
     timeoutMs: 20_000,
     timeout: () => 'the sleeping query never became active',
   });
+  // Both are awaited before the terminate: the FATAL may reach `busy` before admin's own answer,
+  // and a rejection nobody waits for yet is an unhandled one.
+  const sleepingRejected = tt.rejects(sleeping, { code: '57P01', severity: 'FATAL' });
+  const queuedRejected = tt.rejects(queued, { code: 'PGSCRIBE_PG_CLOSED' });
   await admin.query(`SELECT pg_terminate_backend(${busy.backendPid})`);
-  await tt.rejects(sleeping, { code: '57P01', severity: 'FATAL' });
-  await tt.rejects(queued, { code: 'PGSCRIBE_PG_CLOSED' });
+  await sleepingRejected;
+  await queuedRejected;
   tt.match(reason, /57P01/);
   admin.close();
 });
