@@ -426,7 +426,8 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
    * Whether the session's state can take a server message that leads to `next`. One it cannot (a
    * COPY answer during authentication or while idle, ReadyForQuery in the middle of COPY FROM
    * STDIN) is the server's protocol violation, not pgscribe's illegal transition: the session is
-   * failed with 08006 like any invalid server message (issue 15, finding 20).
+   * failed with 08006 like any invalid server message (found by the hostile-upstream fuzzer;
+   * test/regress/issue-15-20).
    */
   private serverMayMove(next: ClientState, type: number): boolean {
     if (next === this.state || ALLOWED[this.state].includes(next)) return true;
