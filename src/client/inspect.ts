@@ -1,9 +1,23 @@
 /**
  * Which messages a session looks inside. The framers deliver these whole (assembled when they
  * straddle two reads); every other message streams through in pieces as it arrives, so a 1 GB
- * DataRow never sits in memory. Each feature adds only what it reads.
+ * DataRow never sits in memory. Each feature adds only what it reads, and what is assembled is
+ * bounded (the limits below).
  */
 import { Backend, Frontend } from '../protocol/codes';
+
+/** Server messages are trusted more than client ones, but an inspected one is still bounded. */
+export const SERVER_MAX_LENGTH = 0x7fffffff;
+export const SERVER_MAX_INSPECT_ALLOC = 64 << 20;
+
+/**
+ * Largest message of a type pgscribe looks inside, before the server accepted the session:
+ * PostgreSQL's own bound on what it reads from a client that has not authenticated
+ * (PG_MAX_AUTH_TOKEN_LENGTH, 65535, plus the length word). Messages pipelined before
+ * authentication are assembled here, so without it every unauthenticated socket could make
+ * pgscribe hold max-message-bytes (64 MiB).
+ */
+export const MAX_UNAUTHENTICATED_MESSAGE_LENGTH = 65535 + 4;
 
 /** Backend messages the session always looks inside. */
 const SERVER_ALWAYS = [

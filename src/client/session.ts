@@ -28,7 +28,7 @@ import type { BackendKey, ClientHandle, ClientHost } from './host';
 import { Books } from './books';
 import { ClientLeg, Pause, type ClientLegEvents } from './client-leg';
 import { SessionError } from './errors';
-import { STARTS_REQUEST, clientInspect, serverInspect } from './inspect';
+import { MAX_UNAUTHENTICATED_MESSAGE_LENGTH, SERVER_MAX_INSPECT_ALLOC, SERVER_MAX_LENGTH, STARTS_REQUEST, clientInspect, serverInspect } from './inspect';
 import { SessionLedger, type SideRequest } from './ledger';
 import { Recorder, type Annotation } from './recorder';
 import { withoutChannelBinding } from './scram-filter';
@@ -39,19 +39,6 @@ import { UpstreamLeg, type UpstreamSession } from './upstream';
 export { ClientState } from './states';
 
 const S = ClientState;
-
-/** Server messages are trusted more than client ones, but an inspected one is still bounded. */
-const SERVER_MAX_LENGTH = 0x7fffffff;
-const SERVER_MAX_INSPECT_ALLOC = 64 << 20;
-
-/**
- * Largest message of a type pgscribe looks inside, before the server accepted the session:
- * PostgreSQL's own bound on what it reads from a client that has not authenticated
- * (PG_MAX_AUTH_TOKEN_LENGTH, 65535, plus the length word). Messages pipelined before
- * authentication are assembled here, so without it every unauthenticated socket could make
- * pgscribe hold max-message-bytes (64 MiB).
- */
-const MAX_UNAUTHENTICATED_MESSAGE_LENGTH = 65535 + 4;
 
 /** How long a closing client gets to read its final ErrorResponse before the socket is destroyed. */
 const CLOSE_LINGER_MS = 5000;
