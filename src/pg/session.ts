@@ -118,12 +118,7 @@ export class PgSession {
 
   /** Queue a simple query; timeoutMs 0: none. */
   query(sql: string, timeoutMs: number): Promise<QueryResult> {
-    if (this.closedError !== null) return Promise.reject(this.closedError);
-    if (sql.includes('\0')) return Promise.reject(new PgClientError(PgClientCode.Unsupported, 'a query string cannot contain a NUL character'));
-    return new Promise((resolve, reject) => {
-      this.queue.push(new PendingQuery(sql, timeoutMs, resolve, reject));
-      this.pump();
-    });
+    return this.enqueue(sql, timeoutMs, null);
   }
 
   /**
@@ -133,10 +128,14 @@ export class PgSession {
    * connection ended. timeoutMs (0: none) covers only the wait for CopyBothResponse.
    */
   copyBoth(sql: string, handler: CopyBothHandler, timeoutMs: number): Promise<QueryResult> {
+    return this.enqueue(sql, timeoutMs, handler);
+  }
+
+  private enqueue(sql: string, timeoutMs: number, copyBoth: CopyBothHandler | null): Promise<QueryResult> {
     if (this.closedError !== null) return Promise.reject(this.closedError);
     if (sql.includes('\0')) return Promise.reject(new PgClientError(PgClientCode.Unsupported, 'a query string cannot contain a NUL character'));
     return new Promise((resolve, reject) => {
-      this.queue.push(new PendingQuery(sql, timeoutMs, resolve, reject, handler));
+      this.queue.push(new PendingQuery(sql, timeoutMs, resolve, reject, copyBoth));
       this.pump();
     });
   }

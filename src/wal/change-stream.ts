@@ -406,6 +406,11 @@ export class ChangeStream {
     if (wasStreaming && now - this.readySince >= STABLE_MS) this.failures = 0;
     const delay = Math.min(this.o.backoffMaxMs, this.o.backoffMinMs * 2 ** Math.min(this.failures, 30));
     this.failures++;
+    // Scheduled before onDown runs, so that a close() from inside onDown clears it.
+    this.retryTimer = setTimeout(() => {
+      if (this.stateValue === StreamState.Waiting) this.connect();
+    }, delay);
+    this.retryTimer.unref();
     if (this.downReason === null) {
       this.downReason = reason;
       this.opts.ops.warn(`change stream: down; the cache cannot see this database's changes until it is back${advice === '' ? '' : `. ${advice}`}`, {
@@ -416,10 +421,6 @@ export class ChangeStream {
       });
       this.call('onDown', () => this.opts.onDown(reason));
     }
-    this.retryTimer = setTimeout(() => {
-      if (this.stateValue === StreamState.Waiting) this.connect();
-    }, delay);
-    this.retryTimer.unref();
   }
 
   /** Close the connection, stop the timers, and give every waiter false. */

@@ -9,6 +9,7 @@ import { startChaosRelay } from '../helpers/chaos-relay';
 import type { OpsFields, OpsLog } from '../../src/log/ops';
 import { ChangeStream, type ChangeStreamOptions, type CommitInfo, type ReadyInfo } from '../../src/wal/change-stream';
 import { parseLsn } from '../../src/wal/lsn';
+import { ReplicationConnection } from '../../src/wal/replication-connection';
 
 let pg: PgCluster;
 const streams = new Set<ChangeStream>();
@@ -66,6 +67,19 @@ const names = (c: CommitInfo): string[] => c.relations.map((r) => `${r.schema}.$
 /** The first commit that changed `table` (schema public). */
 const commitOf = (seen: Seen, table: string): CommitInfo | undefined => seen.commits.find((c) => c.relations.some((r) => r.schema === 'public' && r.name === table));
 const lsnNow = async (): Promise<bigint> => parseLsn(await pg.psql('SELECT pg_current_wal_insert_lsn()'))!;
+
+t.test('the replication connection: IDENTIFY_SYSTEM, and SQL on a walsender', async (tt) => {
+  const conn = await ReplicationConnection.connect({ host: pg.host, port: pg.port, user: 'postgres', password: '', database: 'postgres', applicationName: 'pgscribe test', connectTimeoutMs: 20_000, tls: null });
+  tt.teardown(() => conn.close());
+  const id = await conn.identifySystem(20_000);
+  tt.equal(id.database, 'postgres');
+  tt.match(id.systemId, /^\d+$/);
+  tt.equal(id.timeline, 1);
+  tt.ok(id.xlogPos > 0n);
+  tt.equal(conn.serverMajor, Number((await pg.psql('SHOW server_version_num')).slice(0, -4)));
+  tt.equal(await pg.psql(`SELECT backend_type FROM pg_stat_activity WHERE pid = ${conn.backendPid}`), 'walsender');
+  tt.strictSame((await conn.query('SELECT 1 AS one', 20_000)).rows, [['1']], 'a replication=database connection takes SQL');
+});
 
 // The stream most tests share: pgscribe's own publication, created by it.
 let main: { stream: ChangeStream; seen: Seen };

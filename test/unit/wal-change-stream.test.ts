@@ -231,6 +231,19 @@ t.test('a throwing onCommit is logged and starts over on a new slot (the commit 
   tt.ok(stream.healthy);
 });
 
+t.test('close() from inside onDown: no reconnect, nothing left running', async (tt) => {
+  let stream: ChangeStream | null = null;
+  const { stream: s, seen } = open({ onDown: () => stream?.close() });
+  stream = s;
+  const c = await streamingConn(0);
+  await until(() => (seen.readies.length > 0 ? true : undefined), 'onReady');
+  const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+  c.copyData(Buffer.from('zz'));
+  await until(() => (s.state === 'closed' ? true : undefined), 'closed from onDown');
+  tt.equal(fake.connections.length, 1, 'no reconnect after close() in onDown');
+  await until(() => (timers() === 0 ? true : undefined), 'no timer left (the connection lingers at most 2 s)');
+});
+
 t.test('silence: pings after a third of the stall timeout, then down and a new connection', async (tt) => {
   const { stream, seen } = open({ stallTimeoutMs: 600, statusIntervalMs: 10_000 });
   const c = await streamingConn(0);
