@@ -55,7 +55,7 @@ export interface ChangeStreamOptions {
   tls: UpstreamTls | null;
   /**
    * The operator's publication, used as it is and never created; absent or null: pgscribe's own
-   * (`pgscribe_all`, created FOR ALL TABLES when missing, which needs a superuser).
+   * (`pgscribe_all`, created empty when missing; src/wal/publication.ts adds the tables).
    */
   publication?: string | null;
   /** TCP, TLS and authentication (default 10 s). */
@@ -256,10 +256,7 @@ export class ChangeStream {
     const publication = await ensurePublication(conn, this.opts.publication ?? null, o.setupTimeoutMs);
     if (!this.current(id)) return;
     if (publication.created) {
-      this.opts.ops.info(
-        'change stream: created the publication of every table. From now on PostgreSQL refuses UPDATE and DELETE on a table without a primary key or replica identity: give new tables one',
-        { db: o.database, publication: publication.name },
-      );
+      this.opts.ops.info('change stream: created pgscribe\'s publication; tables with a primary key or replica identity are added to it as the catalog shows them', { db: o.database, publication: publication.name });
     }
     if (publication.gaps !== null && !this.gapsReported) {
       this.gapsReported = true;

@@ -8,7 +8,11 @@
 import { PgClientError, PgError } from '../pg/connection';
 import { quoteIdent, quoteLiteral, type ReplicationConnection } from './replication-connection';
 
-/** pgscribe's own publication, `FOR ALL TABLES`, used when the operator names none. */
+/**
+ * pgscribe's own publication, used when the operator names none. It lists tables one by one
+ * (publication.ts adds each table that has a replica identity): FOR ALL TABLES would make
+ * PostgreSQL refuse UPDATE and DELETE on every table without one, subscriber or not.
+ */
 export const DEFAULT_PUBLICATION = 'pgscribe_all';
 
 /** A setup failure the operator can fix; `hint` says how. */
@@ -26,7 +30,7 @@ export interface Publication {
   name: string;
   /** pgscribe created it just now. */
   created: boolean;
-  /** What an operator's publication leaves out (null: every change of every table). */
+  /** The kinds of change an operator's publication leaves out (null: all four). */
   gaps: string | null;
 }
 
@@ -34,25 +38,11 @@ export interface Publication {
 const ACTIONS = ['pubinsert', 'pubupdate', 'pubdelete', 'pubtruncate'] as const;
 
 /**
- * Tables whose UPDATE and DELETE a publication of every table would make fail: PostgreSQL refuses
- * them ("does not have a replica identity and publishes updates") on a table without a primary
- * key or REPLICA IDENTITY, as soon as any publication publishes it, subscriber or not. Only what
- * FOR ALL TABLES takes counts: permanent ordinary tables (leaf partitions included) past the
- * system's oids.
- */
-const WITHOUT_IDENTITY = `SELECT pg_catalog.format('%I.%I', n.nspname, c.relname)
-  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-  WHERE c.relkind = 'r' AND c.relpersistence = 'p' AND c.oid >= 16384
-    AND (c.relreplident = 'n' OR (c.relreplident = 'd' AND NOT EXISTS
-      (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)))
-  ORDER BY 1 LIMIT 6`;
-
-/**
- * Make sure the publication exists. `operatorName` null: pgscribe's own, created FOR ALL TABLES
- * when missing (which needs a superuser) unless that would make writes fail on a table without
- * a replica identity, and refused when it exists but publishes less, since a change it missed
- * would leave a stale answer in the cache. A name: the operator's, never created; what it leaves
- * out is reported, not refused (the operator chose).
+ * Make sure the publication exists. `operatorName` null: pgscribe's own, created empty when
+ * missing (tables are added to it by publication.ts; relations outside it are not cached in wal
+ * mode), and refused when it publishes fewer kinds of change than all four. A name: the
+ * operator's, never created nor altered; what it leaves out is reported, not refused (the
+ * operator chose; the catalog judge relays reads of tables it does not list).
  */
 export async function ensurePublication(conn: ReplicationConnection, operatorName: string | null, timeoutMs: number): Promise<Publication> {
   const name = operatorName ?? DEFAULT_PUBLICATION;
@@ -62,26 +52,18 @@ export async function ensurePublication(conn: ReplicationConnection, operatorNam
     if (operatorName !== null) {
       throw new SetupError(
         `publication ${JSON.stringify(name)} does not exist in this database`,
-        `create it (CREATE PUBLICATION ${quoteIdent(name)} FOR ALL TABLES), or leave the publication setting unset for pgscribe to create ${DEFAULT_PUBLICATION}; the change stream stays down until it exists`,
-      );
-    }
-    const unsafe = (await conn.query(WITHOUT_IDENTITY, timeoutMs)).rows.map((row) => row[0] ?? '');
-    if (unsafe.length > 0) {
-      const list = unsafe.slice(0, 5).join(', ') + (unsafe.length > 5 ? ', ...' : '');
-      throw new SetupError(
-        `publication ${name} is not created: FOR ALL TABLES would make UPDATE and DELETE fail on tables without a primary key or replica identity (${list})`,
-        `give them one (a primary key, or ALTER TABLE ... REPLICA IDENTITY FULL), or create a publication of the tables to watch and name it in the publication setting; the change stream stays down until then`,
+        `create it (CREATE PUBLICATION ${quoteIdent(name)} FOR TABLE ...), or leave cache-wal-publication unset for pgscribe to create and fill ${DEFAULT_PUBLICATION}; the change stream stays down until it exists`,
       );
     }
     try {
-      await conn.query(`CREATE PUBLICATION ${quoteIdent(name)} FOR ALL TABLES`, timeoutMs);
+      await conn.query(`CREATE PUBLICATION ${quoteIdent(name)}`, timeoutMs);
       return { name, created: true, gaps: null };
     } catch (err) {
       // Another pgscribe created it in the meantime: the same definition.
       if (err instanceof PgError && err.code === '42710') return { name, created: false, gaps: null };
       throw new SetupError(
         `cannot create publication ${name}: ${(err as Error).message}`,
-        `a superuser can create it: CREATE PUBLICATION ${name} FOR ALL TABLES; the change stream stays down until it exists`,
+        `pgscribe's user needs CREATE on the database (GRANT CREATE ON DATABASE ...), or an operator can create it: CREATE PUBLICATION ${name}; the change stream stays down until it exists`,
       );
     }
   }
@@ -89,15 +71,12 @@ export async function ensurePublication(conn: ReplicationConnection, operatorNam
     const i = r.fields.indexOf(field);
     return i < 0 ? undefined : row[i];
   };
-  const missing: string[] = [];
-  if (col('puballtables') !== 't') missing.push('some tables (it is not FOR ALL TABLES)');
   const actions = ACTIONS.filter((a) => col(a) !== 't').map((a) => a.slice(3));
-  if (actions.length > 0) missing.push(`the ${actions.join(', ')} changes`);
-  const gaps = missing.length === 0 ? null : missing.join(' and ');
+  const gaps = actions.length === 0 ? null : `the ${actions.join(', ')} changes`;
   if (gaps !== null && operatorName === null) {
     throw new SetupError(
       `publication ${name} leaves out ${gaps}`,
-      `pgscribe needs every change of every table: DROP PUBLICATION ${name} for pgscribe to create it again; the change stream stays down until then`,
+      `pgscribe needs every kind of change: DROP PUBLICATION ${name} for pgscribe to create it again; the change stream stays down until then`,
     );
   }
   return { name, created: false, gaps };
