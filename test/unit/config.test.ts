@@ -40,6 +40,8 @@ const DEFAULTS: Config = {
     maxEntryBytes: 1024 * 1024,
     rules: [],
     workers: 0,
+    invalidation: 'ttl',
+    walPublication: '',
   },
   redis: {
     address: null,
@@ -458,6 +460,8 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
       'redis-timeout-ms': 20,
       'redis-singleflight': true,
       'redis-lock-ms': 500,
+      'cache-invalidation': 'wal',
+      'cache-wal-publication': 'app_pub',
       'catalog-user': 'pgscribe',
       'catalog-password': 'cpw',
       'catalog-database': 'meta',
@@ -505,6 +509,8 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
       maxEntryBytes: 4096,
       rules: [{ pattern: 'from sessions', flags: 'i', ttl: 5000 }],
       workers: 1,
+      invalidation: 'wal',
+      walPublication: 'app_pub',
     },
     redis: {
       address: { host: 'cache.internal', port: 6380 },
