@@ -37,7 +37,7 @@ export interface MetricsHost {
   readonly listening: boolean;
   readonly startedAt: number;
   readonly logger: { readonly lines: number; readonly queuedBytes: number };
-  readonly cache: { readonly layer: { counters(): Record<string, number> } } | null;
+  readonly cache: { readonly layer: { counters(): Record<string, number> }; readonly changes?: { counters(): Record<string, number> } | null } | null;
   readonly insight: Insight | null;
 }
 
@@ -48,6 +48,8 @@ interface Readings {
   readonly mem: NodeJS.MemoryUsage;
   /** The cache layer's counters; null when the cache and singleflight are off. */
   readonly cache: Record<string, number> | null;
+  /** The change streams' counters (wal mode); null otherwise. */
+  readonly wal: Record<string, number> | null;
   /** null without --admin. */
   readonly insight: Insight | null;
 }
@@ -58,6 +60,7 @@ function readings(host: MetricsHost): Readings {
     traffic: host.counters,
     mem: process.memoryUsage(),
     cache: host.cache === null ? null : host.cache.layer.counters(),
+    wal: host.cache?.changes?.counters() ?? null,
     insight: host.insight,
   };
 }
@@ -142,6 +145,12 @@ const gauge = (name: string, help: string, read: Sample['read'], o?: Options): F
 
 /** Stats-line names of the cache layer's counters are this plus their key. */
 const CACHE_PREFIX = 'cache_';
+/** Stats-line names of the change streams' counters (wal mode) are this plus their key. */
+const WAL_PREFIX = 'wal_';
+
+function walMember(kind: MetricKind, key: string, help: string): Member {
+  return { key, kind, help, prom: promName(WAL_PREFIX + key, kind), requires: null };
+}
 
 /**
  * A member of the cache collector: `pgscribe_cache_<key>[_total]` unless named otherwise. The
@@ -226,6 +235,23 @@ const METRICS: readonly Entry[] = [
       cacheMember('counter', 'l2_remote_leads', 'Cross-instance flights led by this instance (--redis-singleflight).', 'pgscribe_flight_remote_leads_total'),
       cacheMember('counter', 'l2_remote_waits', "Requests that waited for another instance's identical query.", 'pgscribe_flight_remote_waits_total'),
       cacheMember('counter', 'l2_remote_timeouts', 'Requests that gave up waiting for another instance and ran the query themselves.', 'pgscribe_flight_remote_timeouts_total'),
+    ],
+  },
+  {
+    type: 'collector',
+    prefix: WAL_PREFIX,
+    json: 'wal',
+    read: (r) => r.wal,
+    members: [
+      walMember('gauge', 'streams', 'Databases with a change stream (cache-invalidation wal).'),
+      walMember('gauge', 'streams_up', 'Change streams streaming now; the others\' databases are not served from the cache.'),
+      walMember('counter', 'commits', 'Committed transactions received from the change streams.'),
+      walMember('counter', 'invalidations', 'Committed transactions from the change streams that invalidated cached answers.'),
+      walMember('counter', 'gaps', 'New slots (start, reconnect): each dropped its database\'s cached answers.'),
+      walMember('counter', 'tables_added', "Tables added to pgscribe's publication."),
+      walMember('gauge', 'lag_p50_ms', 'Commit-to-invalidation lag of the change streams, median, ms (server commit time to receipt; clock skew included).'),
+      walMember('gauge', 'lag_p99_ms', 'Commit-to-invalidation lag of the change streams, 99th percentile, ms.'),
+      walMember('gauge', 'lag_max_ms', 'Commit-to-invalidation lag of the change streams, maximum, ms.'),
     ],
   },
   {
