@@ -106,6 +106,8 @@ interface Collector {
   readonly json: string;
   readonly read: (r: Readings) => Record<string, number> | null;
   readonly members: readonly Member[];
+  /** /stats leaves the key out while the set is off (rather than showing null). */
+  readonly absentWhenOff?: boolean;
 }
 
 /** A Prometheus histogram (/metrics only). */
@@ -242,6 +244,7 @@ const METRICS: readonly Entry[] = [
     prefix: WAL_PREFIX,
     json: 'wal',
     read: (r) => r.wal,
+    absentWhenOff: true,
     members: [
       walMember('gauge', 'streams', 'Databases with a change stream (cache-invalidation wal).'),
       walMember('gauge', 'streams_up', 'Change streams streaming now; the others\' databases are not served from the cache.'),
@@ -315,7 +318,8 @@ export function statsJson(host: MetricsHost): Record<string, unknown> {
         o[s.json[s.json.length - 1]!] = v;
       }
     } else if (e.type === 'collector') {
-      out[e.json] = e.read(r);
+      const v = e.read(r);
+      if (v !== null || e.absentWhenOff !== true) out[e.json] = v;
     }
   }
   return out;
