@@ -174,7 +174,7 @@ export function createCacheContext(cfg: Config, ops: OpsLog, tls: TlsSetup, inva
     catalog.user === '' || !cache.enabled || invalidation !== 'wal'
       ? null
       : new ChangeStreams(
-          { ...common, publication: cache.walPublication === '' ? DEFAULT_PUBLICATION : cache.walPublication, own: cache.walPublication === '' },
+          { ...common, publication: cache.walPublication === '' ? DEFAULT_PUBLICATION : cache.walPublication, own: cache.walPublication === '', waitMs: cache.walWaitMs },
           ops,
           (db, tables) => layer.invalidate(db, tables),
         );

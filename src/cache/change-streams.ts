@@ -23,6 +23,7 @@ import { PgError } from '../pg/connection';
 import { renderQuoted } from '../sql/names';
 import type { UpstreamTls } from '../tls';
 import { ChangeStream, type CommitInfo } from '../wal/change-stream';
+import { formatLsn, parseLsn } from '../wal/lsn';
 import { addTablesSql, tablesToAddSql } from '../wal/publication';
 
 export interface StreamSettings {
@@ -35,6 +36,8 @@ export interface StreamSettings {
   publication: string;
   /** The publication is pgscribe's own: created when missing, tables added to it. */
   own: boolean;
+  /** Read-your-writes: how long settle() waits for the stream (0: it does not wait). */
+  waitMs: number;
   /** Test hooks for the stream's timers (defaults: the stream's own). */
   stallTimeoutMs?: number;
   backoffMaxMs?: number;
@@ -42,6 +45,11 @@ export interface StreamSettings {
 
 /** Why a database is held before its first stream is up. */
 const NOT_YET = 'the change stream is not streaming yet';
+/** Who holds a database in CatalogKnowledge: the stream (down, not up yet), a read-your-writes wait past its bound. */
+const STREAM = 'change stream';
+const BEHIND = 'read-your-writes';
+/** After a wait past its bound, how long the database stays held at most while the stream catches up. */
+const CATCH_UP_MS = 600_000;
 
 /** The stream of one database and what it keeps current. */
 class DatabaseStream {
@@ -50,6 +58,8 @@ class DatabaseStream {
   private syncAgain = false;
   private syncWarned = false;
   private unsubscribe: () => void = () => undefined;
+  /** Waits past their bound still catching up (the database is held while above 0). */
+  private behind = 0;
 
   constructor(
     private readonly db: string,
@@ -59,7 +69,7 @@ class DatabaseStream {
     private readonly ops: OpsLog,
     private readonly owner: ChangeStreams,
   ) {
-    knowledge.hold(NOT_YET);
+    knowledge.hold(STREAM, NOT_YET);
     this.stream = new ChangeStream({
       host: s.upstream.host,
       port: s.upstream.port,
@@ -76,10 +86,10 @@ class DatabaseStream {
       onReady: () => {
         // A gap: what committed before this slot was never seen. Drop first, then serve.
         owner.gap(db);
-        knowledge.release();
+        knowledge.release(STREAM);
         this.sync();
       },
-      onDown: (reason) => knowledge.hold(`the change stream is down: ${reason}`),
+      onDown: (reason) => knowledge.hold(STREAM, `the change stream is down: ${reason}`),
     });
     if (s.own) this.unsubscribe = knowledge.onChange(() => this.sync());
   }
@@ -91,6 +101,42 @@ class DatabaseStream {
   close(): void {
     this.unsubscribe();
     this.stream.close();
+  }
+
+  /**
+   * Read-your-writes after a commit through pgscribe: true once the stream has handed over every
+   * change committed so far (the WAL insert position read on the catalog connection right after
+   * the commit). Past waitMs, or with the stream down or the catalog unreadable: the database's
+   * answers are dropped, and (the stream up but behind) the database is held until the stream
+   * reaches that position, said once each way.
+   */
+  async settle(waitMs: number): Promise<boolean> {
+    let lsn: bigint | null = null;
+    try {
+      lsn = parseLsn((await this.source.query('SELECT pg_catalog.pg_current_wal_insert_lsn()')).rows[0]?.[0] ?? '');
+    } catch {
+      // The catalog cannot be read: the database is not served anyway (knowledge not ready).
+    }
+    if (lsn !== null && (await this.stream.waitFor(lsn, waitMs))) return true;
+    this.owner.gap(this.db, false);
+    if (lsn === null || !this.stream.healthy) return false; // a stream down holds the database itself
+    if (this.behind++ === 0) {
+      this.knowledge.hold(BEHIND, 'the change stream is behind a commit made through pgscribe');
+      this.ops.warn('change stream: a commit through pgscribe was not applied within cache-wal-wait-ms; this database\'s answers were dropped and it is not served from the cache until the stream catches up', {
+        db: this.db,
+        wait_ms: waitMs,
+        lsn: formatLsn(lsn),
+      });
+    }
+    void this.stream.waitFor(lsn, CATCH_UP_MS).then((caught) => {
+      if (--this.behind > 0) return;
+      // Not caught up (the stream went down or stalled): its own gap and hold take over; anything
+      // cached meanwhile was judged under this hold, so nothing was.
+      if (!caught) this.owner.gap(this.db, false);
+      this.knowledge.release(BEHIND);
+      this.ops.info('change stream: caught up with the commits made through pgscribe; this database is served from the cache again', { db: this.db });
+    });
+    return false;
   }
 
   /** Add the tables that may be published and are not yet (one run at a time; a call meanwhile runs it again). */
@@ -137,6 +183,8 @@ export class ChangeStreams {
   private commits = 0;
   private invalidations = 0;
   private gaps = 0;
+  private waits = 0;
+  private waitTimeouts = 0;
   /** Tables added to pgscribe's publication. */
   added = 0;
   private closed = false;
@@ -175,10 +223,22 @@ export class ChangeStreams {
     this.invalidate(db, names);
   }
 
-  /** db's stream (re)started on a new slot: drop everything of db. */
-  gap(db: string): void {
-    this.gaps++;
+  /** Drop everything of db: its stream (re)started on a new slot (counted as a gap), or a read-your-writes wait failed. */
+  gap(db: string, newSlot = true): void {
+    if (newSlot) this.gaps++;
     this.invalidate(db, null);
+  }
+
+  /**
+   * Read-your-writes: resolves once db's stream has applied every commit so far, or waitMs passed
+   * (then db's answers were dropped; see DatabaseStream.settle). Immediately without a stream for
+   * db or with waitMs 0.
+   */
+  async settle(db: string): Promise<void> {
+    const d = this.dbs.get(db);
+    if (d === undefined || this.settings.waitMs <= 0) return;
+    this.waits++;
+    if (!(await d.settle(this.settings.waitMs))) this.waitTimeouts++;
   }
 
   /** For the stats line and /metrics (wal_ prefix). */
@@ -193,6 +253,8 @@ export class ChangeStreams {
       invalidations: this.invalidations,
       gaps: this.gaps,
       tables_added: this.added,
+      commit_waits: this.waits,
+      commit_wait_timeouts: this.waitTimeouts,
       lag_p50_ms: q(0.5),
       lag_p99_ms: q(0.99),
       lag_max_ms: this.lag.count === 0 ? 0 : this.lag.maxMs,

@@ -43,8 +43,8 @@ export class CatalogKnowledge {
   private readonly listeners = new Set<(generation: number) => void>();
   private readonly customNames = new Set<string>();
   private readonly publication: string | null;
-  /** Why the cache may not answer for this database now although the catalog is known (the change stream is down), or null. */
-  private heldBy: string | null = null;
+  /** Why the cache may not answer for this database now although the catalog is known, by who holds it (the change stream, a read-your-writes wait). */
+  private readonly holds = new Map<string, string>();
 
   constructor(private readonly source: CatalogSource, opts: KnowledgeOptions = {}) {
     this.pollMs = opts.pollMs ?? 1000;
@@ -54,25 +54,27 @@ export class CatalogKnowledge {
 
   /**
    * Reads may be answered from the cache: the catalog is known and nothing holds the database
-   * (a change stream that is down, or not streaming yet, holds it in wal mode).
+   * (in wal mode: a change stream that is down or not streaming yet, a read-your-writes wait that
+   * timed out).
    */
   get serving(): boolean {
-    return this.ready && this.heldBy === null;
+    return this.ready && this.holds.size === 0;
   }
 
   /** Why the database is held (null: it is not). */
   get held(): string | null {
-    return this.heldBy;
+    for (const reason of this.holds.values()) return reason;
+    return null;
   }
 
-  /** Serve nothing of this database from the cache until release() (the change stream is down). */
-  hold(reason: string): void {
-    this.heldBy = reason;
+  /** Serve nothing of this database from the cache until `holder` releases it. */
+  hold(holder: string, reason: string): void {
+    this.holds.set(holder, reason);
   }
 
-  /** Serve again (the change stream is back and the database's answers were dropped). */
-  release(): void {
-    this.heldBy = null;
+  /** `holder` lets go; the database is served again once no one holds it. */
+  release(holder: string): void {
+    this.holds.delete(holder);
   }
 
   /** A snapshot is loaded and the last query succeeded. */

@@ -68,6 +68,11 @@ export interface CacheConfig {
   invalidation: CacheInvalidation;
   /** The operator's publication for wal mode ('' : pgscribe's own, pgscribe_all, which it creates and fills). */
   walPublication: string;
+  /**
+   * wal mode: how long the ReadyForQuery answering a commit that wrote through pgscribe waits for
+   * the change stream to have applied that commit (read-your-writes); 0: it does not wait.
+   */
+  walWaitMs: number;
 }
 
 export type CacheInvalidation = 'auto' | 'wal' | 'ttl';

@@ -120,3 +120,45 @@ t.test('the server restarted: nothing stale once pgscribe noticed, and the cache
   await cachedAgain(tt, p, 'after the restart');
   await fx.stopProxy(p);
 });
+
+t.test('read-your-writes: the answer to a commit through pgscribe waits for the stream to apply it', async (tt) => {
+  const p = await fx.launch(WAL);
+  await cachedAgain(tt, p, 'at start');
+  const c = await session(p);
+  for (let i = 0; i < 5; i++) {
+    const commits = await stat(p, 'wal_commits');
+    const waits = await stat(p, 'wal_commit_waits');
+    await value(c, `UPDATE kv SET v = 'ryw ${i}' WHERE id = 1 RETURNING v`);
+    // Read after the answer: the stream had delivered the commit before pgscribe answered it.
+    tt.ok((await stat(p, 'wal_commits')) > commits, `commit ${i}: the stream had applied it when the client got its answer`);
+    tt.equal(await stat(p, 'wal_commit_waits'), waits + 1, `commit ${i}: one wait`);
+  }
+  tt.equal(await stat(p, 'wal_commit_wait_timeouts'), 0, 'none past the bound');
+  c.sock.destroy();
+  await fx.stopProxy(p);
+});
+
+t.test('read-your-writes past its bound (the walsender stopped): the database is dropped and held until the stream catches up', async (tt) => {
+  const p = await fx.launch([...WAL, '--cache-wal-wait-ms', '300']);
+  await cachedAgain(tt, p, 'at start');
+  const pid = Number((await admin(pg, ["SELECT active_pid FROM pg_replication_slots WHERE slot_name LIKE 'pgscribe_%' AND active"]))[0]!.value);
+  tt.ok(pid > 0, 'the walsender');
+  const c = await session(p);
+  process.kill(pid, 'SIGSTOP');
+  try {
+    await value(c, "UPDATE kv SET v = 'stopped' WHERE id = 1 RETURNING v");
+    tt.equal(await stat(p, 'wal_commit_wait_timeouts'), 1, 'the wait ran past its bound');
+    const before = await stat(p, 'cache_hits');
+    tt.equal(await value(c, READ), 'stopped', 'fresh');
+    tt.equal(await value(c, READ), 'stopped');
+    tt.equal(await stat(p, 'cache_hits'), before, 'held: nothing answered from the cache');
+  } finally {
+    process.kill(pid, 'SIGCONT');
+  }
+  await cachedAgain(tt, p, 'after the stream caught up');
+  const err = p.stderr();
+  tt.equal((err.match(/was not applied within cache-wal-wait-ms/g) ?? []).length, 1, 'said once going');
+  tt.equal((err.match(/caught up with the commits made through pgscribe/g) ?? []).length, 1, 'and once coming back');
+  c.sock.destroy();
+  await fx.stopProxy(p);
+});

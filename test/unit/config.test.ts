@@ -42,6 +42,7 @@ const DEFAULTS: Config = {
     workers: 0,
     invalidation: 'ttl',
     walPublication: '',
+    walWaitMs: 1000,
   },
   redis: {
     address: null,
@@ -100,6 +101,7 @@ const DEFAULTS_DESCRIBED = {
   'redis-lock-ms': 2000,
   'cache-invalidation': 'ttl',
   'cache-wal-publication': '',
+  'cache-wal-wait-ms': 1000,
   'catalog-user': '',
   'catalog-password': '',
   'catalog-database': 'postgres',
@@ -241,6 +243,7 @@ t.test('every flag parses', async (tt) => {
     '--redis-lock-ms', '100',
     '--cache-invalidation', 'auto',
     '--cache-wal-publication', 'pub',
+    '--cache-wal-wait-ms', '250',
     '--catalog-user', 'pgscribe',
     '--catalog-password', 'cpw',
     '--catalog-database', 'meta',
@@ -292,6 +295,7 @@ t.test('every flag parses', async (tt) => {
       workers: 2,
       invalidation: 'auto',
       walPublication: 'pub',
+      walWaitMs: 250,
     },
     redis: {
       address: { host: 'redis.internal', port: 6379 },
@@ -468,6 +472,7 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
       'redis-lock-ms': 500,
       'cache-invalidation': 'wal',
       'cache-wal-publication': 'app_pub',
+      'cache-wal-wait-ms': 0,
       'catalog-user': 'pgscribe',
       'catalog-password': 'cpw',
       'catalog-database': 'meta',
@@ -517,6 +522,7 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
       workers: 1,
       invalidation: 'wal',
       walPublication: 'app_pub',
+      walWaitMs: 0,
     },
     redis: {
       address: { host: 'cache.internal', port: 6380 },
