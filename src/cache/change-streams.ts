@@ -158,6 +158,7 @@ class DatabaseStream {
     try {
       const r = await this.source.query(tablesToAddSql(this.s.publication));
       const tables = r.rows.map((row) => row[0] ?? '').filter((t) => t !== '');
+      this.syncWarned = false;
       if (tables.length === 0) return;
       for (const sql of addTablesSql(this.s.publication, tables)) await this.source.query(sql);
       this.owner.added += tables.length;
@@ -166,7 +167,8 @@ class DatabaseStream {
     } catch (err) {
       // The publication is not there yet: the stream creates it, and its onReady syncs again.
       if (err instanceof PgError && err.code === '42704') return;
-      if (this.syncWarned) return;
+      // The catalog connection is lost: catalogs.ts says so, and the next load syncs again.
+      if (!this.knowledge.ready || this.syncWarned) return;
       this.syncWarned = true;
       this.ops.warn('change stream: cannot add tables to the publication; reads of the tables not in it are relayed, not cached', {
         db: this.db,
