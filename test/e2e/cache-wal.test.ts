@@ -157,6 +157,25 @@ async function runMode(tt: Tap, mode: CacheMode): Promise<void> {
   const sessions: RawClient[] = [];
   for (const p of proxies) sessions.push(await session(p.port, db));
 
+  // A rolled-back write invalidates nothing: the stream reports no commit for it, and the answer
+  // stays cached (the hit counter moves). First, before any case: TRUNCATE changes pg_class, and
+  // the catalog poll that notices it drops the whole database, whatever the stream says.
+  const rbRead = 'SELECT v FROM rb WHERE id = 1';
+  for (const [i, p] of proxies.entries()) await cached(p, sessions[i]!, rbRead);
+  const beforeRb = await commitCounts(proxies);
+  const invalidationsRb: number[] = [];
+  for (const p of proxies) invalidationsRb.push((await p.stats())['wal_invalidations'] ?? 0);
+  await admin(pg, ['BEGIN', "UPDATE rb SET v = 'rolled back' WHERE id = 1", 'ROLLBACK'], db);
+  await admin(pg, ["UPDATE kv SET v = 'marker' WHERE id = 2"], db);
+  await delivered(proxies, beforeRb);
+  for (const [i, p] of proxies.entries()) {
+    const st = await p.stats();
+    tt.equal(st['wal_commits'], beforeRb[i]! + 1, `rolled back: instance ${i} received the marker's commit alone`);
+    tt.equal(st['wal_invalidations'], invalidationsRb[i]! + 1, `rolled back: instance ${i} invalidated for the marker alone`);
+    const r = await readHit(p, sessions[i]!, rbRead);
+    tt.same(r, { v: 'kept', hit: true }, `rolled back: instance ${i} still answers from the cache`);
+  }
+
   for (const k of CASES) {
     const was = await direct(db, k.read);
     for (const [i, p] of proxies.entries()) tt.equal(await cached(p, sessions[i]!, k.read), was, `${k.name}: instance ${i} caches the answer PostgreSQL gives`);
@@ -166,18 +185,6 @@ async function runMode(tt: Tap, mode: CacheMode): Promise<void> {
     tt.not(now, was, `${k.name}: the write changed the answer (${was} -> ${now})`);
     await delivered(proxies, before);
     for (const i of proxies.keys()) tt.equal(await value(sessions[i]!, k.read), now, `${k.name}: instance ${i} answers as PostgreSQL once the stream delivered it`);
-  }
-
-  // A rolled-back write invalidates nothing: the answer stays cached (the hit counter moves).
-  const rbRead = 'SELECT v FROM rb WHERE id = 1';
-  for (const [i, p] of proxies.entries()) await cached(p, sessions[i]!, rbRead);
-  const beforeRb = await commitCounts(proxies);
-  await admin(pg, ['BEGIN', "UPDATE rb SET v = 'rolled back' WHERE id = 1", 'ROLLBACK'], db);
-  await admin(pg, ["UPDATE kv SET v = 'marker' WHERE id = 2"], db);
-  await delivered(proxies, beforeRb);
-  for (const [i, p] of proxies.entries()) {
-    const r = await readHit(p, sessions[i]!, rbRead);
-    tt.same(r, { v: 'kept', hit: true }, `rolled back: instance ${i} still answers from the cache`);
   }
 
   // A table without a replica identity: not in the publication, so relayed; its writes work.
