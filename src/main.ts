@@ -4,9 +4,13 @@
  * start the Server, and wire the signals (SIGHUP reopens the log and reloads the certificates,
  * SIGTERM/SIGINT shut down gracefully, SIGUSR2 prints the stats line, SIGUSR1 is refused).
  */
-import { ConfigError, cacheMode, checkEnvironment, clientTlsMode, compileRules, describe, helpText, parseCommandLine, type Command, type Config } from './config';
+import { ConfigError, cacheMode, checkEnvironment, clientTlsMode, compileRules, describe, helpText, invalidationMode, parseCommandLine, type Command, type Config } from './config';
 import { createCacheLayer } from './cache/create';
 import { Catalogs } from './cache/catalogs';
+import { ChangeStreams } from './cache/change-streams';
+import { PgConnection } from './pg/connection';
+import { DEFAULT_PUBLICATION } from './wal/setup';
+import { walReadiness } from './wal/readiness';
 import { CachePolicy } from './cache/policy';
 import { fingerprintInterner, type CacheContext } from './cache/session';
 import { NoopLogger, SinkLogger, type ClientLogger } from './log/client-logger';
@@ -92,8 +96,47 @@ function redisTls(redis: Config['redis']): tls.ConnectionOptions | null {
   return { ca: fs.readFileSync(redis.tlsCa), rejectUnauthorized: true, ...(net.isIP(redis.address!.host) === 0 ? { servername: redis.address!.host } : {}) };
 }
 
+/**
+ * Whether the change stream drops answers (wal) or only the TTL bounds what changed out of
+ * pgscribe's sight (ttl). auto asks the server once, over pgscribe's own connection to
+ * catalog-database, and says in one line what is missing when it falls back to ttl.
+ */
+export async function resolveInvalidation(cfg: Config, ops: OpsLog, tls: TlsSetup): Promise<'wal' | 'ttl'> {
+  const { cache, catalog } = cfg;
+  if (!cache.enabled || catalog.user === '' || cache.invalidation === 'ttl') return 'ttl';
+  if (cache.invalidation === 'wal') return 'wal';
+  let missing: string;
+  try {
+    const conn = await PgConnection.connect({
+      host: cfg.upstream.host,
+      port: cfg.upstream.port,
+      user: catalog.user,
+      password: catalog.password,
+      database: catalog.database,
+      applicationName: 'pgscribe catalog',
+      connectTimeoutMs: cfg.limits.connectTimeoutMs,
+      tls: tls.upstream,
+      queryTimeoutMs: 30_000,
+    });
+    try {
+      const r = await walReadiness(conn, DEFAULT_PUBLICATION, cache.walPublication);
+      if (r.ok) {
+        ops.info('cache invalidation: auto chose wal: the change stream drops what any committed change touches', { database: catalog.database });
+        return 'wal';
+      }
+      missing = r.missing;
+    } finally {
+      conn.close();
+    }
+  } catch (err) {
+    missing = `pgscribe's own connection failed (${(err as Error).message})`;
+  }
+  ops.warn(`cache invalidation: auto chose ttl: changes made outside pgscribe are dropped only when the TTL passes. Missing: ${missing}`, { database: catalog.database, user: catalog.user });
+  return 'ttl';
+}
+
 /** The cache/singleflight layer the settings ask for, or null. */
-export function createCacheContext(cfg: Config, ops: OpsLog, tls: TlsSetup): CacheContext | null {
+export function createCacheContext(cfg: Config, ops: OpsLog, tls: TlsSetup, invalidation: 'wal' | 'ttl' = 'ttl'): CacheContext | null {
   const { cache, redis } = cfg;
   if (!cache.enabled && !cache.singleflight) return null;
   const layer = createCacheLayer(
@@ -126,19 +169,25 @@ export function createCacheContext(cfg: Config, ops: OpsLog, tls: TlsSetup): Cac
         },
   );
   const { catalog } = cfg;
+  const common = { upstream: cfg.upstream, user: catalog.user, password: catalog.password, connectTimeoutMs: cfg.limits.connectTimeoutMs, tls: tls.upstream };
+  const changes =
+    catalog.user === '' || !cache.enabled || invalidation !== 'wal'
+      ? null
+      : new ChangeStreams(
+          { ...common, publication: cache.walPublication === '' ? DEFAULT_PUBLICATION : cache.walPublication, own: cache.walPublication === '', waitMs: cache.walWaitMs },
+          ops,
+          (db, tables) => layer.invalidate(db, tables),
+        );
   // What the catalog says of a database changed (or can no longer be known): its answers go.
   const catalogs =
     catalog.user === ''
       ? null
-      : new Catalogs(
-          { upstream: cfg.upstream, user: catalog.user, password: catalog.password, pollMs: catalog.pollMs, connectTimeoutMs: cfg.limits.connectTimeoutMs, tls: tls.upstream },
-          ops,
-          (db) => layer.invalidate(db, null),
-        );
+      : new Catalogs({ ...common, pollMs: catalog.pollMs, streams: changes }, ops, (db) => layer.invalidate(db, null));
   return {
     layer,
     policy: new CachePolicy({ rules: compileRules(cache.rules), ttlMs: cache.enabled ? cache.ttlMs : 0, rulesOnly: catalogs === null }),
     catalogs,
+    changes,
     cache: cache.enabled,
     singleflight: cache.singleflight,
     maxEntryBytes: cache.maxEntryBytes,
@@ -197,7 +246,7 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
     ops.error('cannot open the query log', { log: cfg.log.path, error: (err as Error).message });
     process.exit(1);
   }
-  const cache = createCacheContext(cfg, ops, tls);
+  const cache = createCacheContext(cfg, ops, tls, await resolveInvalidation(cfg, ops, tls));
   const insight = cfg.admin.address === null ? null : new Insight({ maxDigests: cfg.admin.digestMaxEntries, cacheEnabled: cfg.cache.enabled, cacheTtlMs: cfg.cache.ttlMs });
   const server = new Server(cfg, logger, ops, cache, tls, insight);
   let addr;
@@ -219,6 +268,7 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
     singleflight: cfg.cache.singleflight,
     workers: cache === null ? undefined : cfg.cache.workers,
     cache_mode: cache === null ? undefined : cacheMode(cfg),
+    cache_invalidation: cache === null || !cfg.cache.enabled ? undefined : cache.changes ? 'wal' : 'ttl',
     redis: redis === null ? undefined : `${redis.host.includes(':') ? `[${redis.host}]` : redis.host}:${redis.port}`,
     tls: tls.client === null ? undefined : clientTlsMode(cfg.tls.client) + (tls.client.verifyClients ? '+client-cert' : ''),
     upstream_tls: tls.upstream === null ? undefined : cfg.tls.upstream.mode,
@@ -318,6 +368,8 @@ export function main(argv: string[]): void {
       // Not a setting, so not in the JSON (which reads back as a config file): said beside it.
       const mode = cacheMode(cmd.config);
       if (mode !== 'off') process.stderr.write(`pgscribe: cache mode: ${mode}\n`);
+      const inv = invalidationMode(cmd.config);
+      if (inv !== null) process.stderr.write(`pgscribe: cache invalidation: ${inv}\n`);
       return;
     }
     case 'run':

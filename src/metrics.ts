@@ -37,7 +37,7 @@ export interface MetricsHost {
   readonly listening: boolean;
   readonly startedAt: number;
   readonly logger: { readonly lines: number; readonly queuedBytes: number };
-  readonly cache: { readonly layer: { counters(): Record<string, number> } } | null;
+  readonly cache: { readonly layer: { counters(): Record<string, number> }; readonly changes?: { counters(): Record<string, number> } | null } | null;
   readonly insight: Insight | null;
 }
 
@@ -48,6 +48,8 @@ interface Readings {
   readonly mem: NodeJS.MemoryUsage;
   /** The cache layer's counters; null when the cache and singleflight are off. */
   readonly cache: Record<string, number> | null;
+  /** The change streams' counters (wal mode); null otherwise. */
+  readonly wal: Record<string, number> | null;
   /** null without --admin. */
   readonly insight: Insight | null;
 }
@@ -58,6 +60,7 @@ function readings(host: MetricsHost): Readings {
     traffic: host.counters,
     mem: process.memoryUsage(),
     cache: host.cache === null ? null : host.cache.layer.counters(),
+    wal: host.cache?.changes?.counters() ?? null,
     insight: host.insight,
   };
 }
@@ -103,6 +106,8 @@ interface Collector {
   readonly json: string;
   readonly read: (r: Readings) => Record<string, number> | null;
   readonly members: readonly Member[];
+  /** /stats leaves the key out while the set is off (rather than showing null). */
+  readonly absentWhenOff?: boolean;
 }
 
 /** A Prometheus histogram (/metrics only). */
@@ -142,6 +147,12 @@ const gauge = (name: string, help: string, read: Sample['read'], o?: Options): F
 
 /** Stats-line names of the cache layer's counters are this plus their key. */
 const CACHE_PREFIX = 'cache_';
+/** Stats-line names of the change streams' counters (wal mode) are this plus their key. */
+const WAL_PREFIX = 'wal_';
+
+function walMember(kind: MetricKind, key: string, help: string): Member {
+  return { key, kind, help, prom: promName(WAL_PREFIX + key, kind), requires: null };
+}
 
 /**
  * A member of the cache collector: `pgscribe_cache_<key>[_total]` unless named otherwise. The
@@ -229,6 +240,26 @@ const METRICS: readonly Entry[] = [
     ],
   },
   {
+    type: 'collector',
+    prefix: WAL_PREFIX,
+    json: 'wal',
+    read: (r) => r.wal,
+    absentWhenOff: true,
+    members: [
+      walMember('gauge', 'streams', 'Databases with a change stream (cache-invalidation wal).'),
+      walMember('gauge', 'streams_up', 'Change streams streaming now; the others\' databases are not served from the cache.'),
+      walMember('counter', 'commits', 'Committed transactions received from the change streams.'),
+      walMember('counter', 'invalidations', 'Committed transactions from the change streams that invalidated cached answers.'),
+      walMember('counter', 'gaps', 'New slots (start, reconnect): each dropped its database\'s cached answers.'),
+      walMember('counter', 'tables_added', "Tables added to pgscribe's publication."),
+      walMember('counter', 'commit_waits', 'Commits through pgscribe whose ReadyForQuery waited for the change stream to apply them (read-your-writes).'),
+      walMember('counter', 'commit_wait_timeouts', "Such waits past cache-wal-wait-ms (or with the stream down): the database's answers were dropped."),
+      walMember('gauge', 'lag_p50_ms', 'Commit-to-invalidation lag of the change streams, median, ms (server commit time to receipt; clock skew included).'),
+      walMember('gauge', 'lag_p99_ms', 'Commit-to-invalidation lag of the change streams, 99th percentile, ms.'),
+      walMember('gauge', 'lag_max_ms', 'Commit-to-invalidation lag of the change streams, maximum, ms.'),
+    ],
+  },
+  {
     type: 'histogram',
     prom: 'pgscribe_query_duration_seconds',
     help: 'Time from a query reaching pgscribe to the end of its answer.',
@@ -289,7 +320,8 @@ export function statsJson(host: MetricsHost): Record<string, unknown> {
         o[s.json[s.json.length - 1]!] = v;
       }
     } else if (e.type === 'collector') {
-      out[e.json] = e.read(r);
+      const v = e.read(r);
+      if (v !== null || e.absentWhenOff !== true) out[e.json] = v;
     }
   }
   return out;

@@ -3,7 +3,8 @@
  * connections (src/pg/): one per database, opened when the first session of that database asks,
  * with the catalog-user credentials, and opened again with backoff when it is lost. A database
  * whose knowledge is not ready is served nothing from the cache; each change of what the catalog
- * says (a reload, a lost connection) drops that database's cached answers.
+ * says (a reload, a lost connection) drops that database's cached answers. In wal mode each
+ * database's change stream (change-streams.ts) starts with its knowledge.
  */
 import type { HostPort } from '../config';
 import type { OpsLog } from '../log/ops';
@@ -12,6 +13,7 @@ import type { CatalogRows, CatalogSource } from '../catalog/source';
 import { PgConnection } from '../pg/connection';
 import type { UpstreamTls } from '../tls';
 import { OWN_SQL_MARK } from './probe';
+import type { ChangeStreams } from './change-streams';
 
 export interface CatalogSettings {
   upstream: HostPort;
@@ -20,6 +22,8 @@ export interface CatalogSettings {
   pollMs: number;
   connectTimeoutMs: number;
   tls: UpstreamTls | null;
+  /** wal mode: each database's change stream, started with its knowledge. Null or absent: ttl mode. */
+  streams?: ChangeStreams | null;
 }
 
 /** The longest wait before connecting again. */
@@ -45,7 +49,11 @@ class DatabaseCatalog implements CatalogSource {
     private readonly settings: CatalogSettings,
     private readonly ops: OpsLog,
   ) {
-    this.knowledge = new CatalogKnowledge(this, { pollMs: settings.pollMs, onError: (err) => this.trouble(err.message) });
+    this.knowledge = new CatalogKnowledge(this, {
+      pollMs: settings.pollMs,
+      onError: (err) => this.trouble(err.message),
+      publication: settings.streams?.publication ?? null,
+    });
   }
 
   start(): void {
@@ -168,6 +176,7 @@ export class Catalogs {
         if (first.loaded) this.changed(db);
       });
       d.start();
+      this.settings.streams?.start(db, d.knowledge, d);
     }
     return d;
   }
@@ -206,6 +215,7 @@ export class Catalogs {
   }
 
   close(): void {
+    this.settings.streams?.close();
     for (const d of this.dbs.values()) d.close();
     this.dbs.clear();
   }

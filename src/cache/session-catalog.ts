@@ -70,13 +70,14 @@ export class SessionCatalog {
 
   /**
    * The relation names a cacheable read's answer depends on (invalidated by writes to them), or
-   * null when it may not be answered from the cache now (the catalog is not ready, it touches
+   * null when it may not be answered from the cache now (the catalog is not ready, the change
+   * stream of wal mode is not streaming, it touches
    * something unknown or unsafe, the session's search order is not known).
    */
   reads(pol: StatementPolicy): readonly string[] | null {
     const k = this.knowledge;
     if (k === null) return this.catalogMode ? null : pol.reads;
-    if (!k.ready || this.schemas === null || !this.probeCurrent) return null;
+    if (!k.serving || this.schemas === null || !this.probeCurrent) return null;
     if (this.generation !== k.generation) {
       this.verdicts.clear();
       this.generation = k.generation;

@@ -24,6 +24,7 @@ import type { CacheLayer } from './layer';
 import type { Lead, Request } from './lead';
 import type { CachePolicy, StatementPolicy } from './policy';
 import type { Catalogs } from './catalogs';
+import type { ChangeStreams } from './change-streams';
 import { identityScope, probeBatch, type SessionIdentity } from './probe';
 import { SessionCatalog } from './session-catalog';
 import { ResponseCapture } from './response';
@@ -47,6 +48,8 @@ export interface CacheContext {
   intern(fingerprint: string): string;
   /** The catalog knowledge of each database (catalog-user set), or null: rules only. */
   readonly catalogs: Catalogs | null;
+  /** wal mode: the change streams (their counters for the stats line and /metrics); null otherwise. */
+  readonly changes?: ChangeStreams | null;
 }
 
 /**
@@ -375,6 +378,13 @@ export class CacheSession {
     }
     if (w === undefined) return;
     if (this.ctx.layer.invalidate(this.db, w === null ? null : [...w], this.sharedDone)) this.sharing++;
+    // wal mode: what the commit's triggers, cascades and functions wrote is known only from the
+    // stream; the commit's ReadyForQuery waits until the stream has applied it (bounded).
+    const changes = this.ctx.changes;
+    if (changes) {
+      this.sharing++;
+      void changes.settle(this.db).finally(this.sharedDone);
+    }
   }
 
   /**

@@ -9,7 +9,8 @@
  *   clock or per-session built-in (now(), pg_backend_pid() ...; current_setting() is allowed: the
  *   session part of the key covers every setting). Reads follow views (transitively), a table's
  *   partitions and inheritance children (transitively), and the policies of tables with row
- *   security (what they read is read too). A STABLE function outside pg_catalog may read
+ *   security (what they read is read too). In wal mode (the snapshot has a publication) every
+ *   table and materialized view read must be one the publication streams. A STABLE function outside pg_catalog may read
  *   tables: a LANGUAGE sql body is judged like the statement (what it reads is depended on);
  *   any other body (plpgsql, C, BEGIN ATOMIC) makes the read not cacheable. dependsOn: every
  *   relation read that way, by name (the last name component, as the cache matches names).
@@ -153,6 +154,13 @@ class Walk {
       if (rel.kind === 'f') return this.fail(`${qn} is a foreign table`);
       if (rel.kind === 'S') return this.fail(`${qn} is a sequence`);
       if (rel.kind !== 'r' && rel.kind !== 'p' && rel.kind !== 'v' && rel.kind !== 'm') return this.fail(`${qn} is not a table`);
+      // wal mode: only what the stream reports can be invalidated when it changes. A view counts
+      // through its base tables and a partitioned table through its leaves (walked below); a
+      // materialized view is never published (REFRESH is not streamed).
+      const pub = this.snap.publication;
+      if (pub !== null && (rel.kind === 'r' || rel.kind === 'm') && !this.snap.published.has(rel.oid)) {
+        return this.fail(`${qn} is not in publication ${pub}: its changes are not streamed`);
+      }
       const n = renderQuoted(rel.name);
       addUnique(this.dependsOn, n);
     }

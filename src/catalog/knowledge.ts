@@ -11,8 +11,7 @@
  */
 import { CUSTOM_SETTING_NAME } from '../sql/sql-class';
 import { callsOnlyStable, judgeRead, writeTargets, type ReadVerdict } from './judge';
-import { FINGERPRINT } from './queries';
-import { CatalogSnapshot, fingerprintOf } from './snapshot';
+import { CatalogSnapshot, readFingerprint } from './snapshot';
 import type { CatalogSource } from './source';
 import type { StatementFacts } from '../sql/statement-facts';
 
@@ -21,6 +20,11 @@ export interface KnowledgeOptions {
   pollMs?: number;
   /** A query failed (the knowledge is not ready until a load succeeds). */
   onError?: (err: Error) => void;
+  /**
+   * wal mode: the publication the change stream reads. Reads of a relation it does not stream are
+   * not cacheable, and a change of what it streams reloads the snapshot. Null (default): ttl mode.
+   */
+  publication?: string | null;
 }
 
 const NOT_READY: ReadVerdict = { cacheable: false, reason: 'catalog knowledge not ready', dependsOn: [] };
@@ -38,10 +42,39 @@ export class CatalogKnowledge {
   private readonly onError: ((err: Error) => void) | undefined;
   private readonly listeners = new Set<(generation: number) => void>();
   private readonly customNames = new Set<string>();
+  private readonly publication: string | null;
+  /** Why the cache may not answer for this database now although the catalog is known, by who holds it (the change stream, a read-your-writes wait). */
+  private readonly holds = new Map<string, string>();
 
   constructor(private readonly source: CatalogSource, opts: KnowledgeOptions = {}) {
     this.pollMs = opts.pollMs ?? 1000;
     this.onError = opts.onError;
+    this.publication = opts.publication ?? null;
+  }
+
+  /**
+   * Reads may be answered from the cache: the catalog is known and nothing holds the database
+   * (in wal mode: a change stream that is down or not streaming yet, a read-your-writes wait that
+   * timed out).
+   */
+  get serving(): boolean {
+    return this.ready && this.holds.size === 0;
+  }
+
+  /** Why the database is held (null: it is not). */
+  get held(): string | null {
+    for (const reason of this.holds.values()) return reason;
+    return null;
+  }
+
+  /** Serve nothing of this database from the cache until `holder` releases it. */
+  hold(holder: string, reason: string): void {
+    this.holds.set(holder, reason);
+  }
+
+  /** `holder` lets go; the database is served again once no one holds it. */
+  release(holder: string): void {
+    this.holds.delete(holder);
   }
 
   /** A snapshot is loaded and the last query succeeded. */
@@ -151,7 +184,7 @@ export class CatalogKnowledge {
 
   private async load(): Promise<void> {
     try {
-      this.snap = await CatalogSnapshot.load(this.source);
+      this.snap = await CatalogSnapshot.load(this.source, this.publication);
       for (const r of this.snap.roleSettings) {
         const name = r.setting.slice(0, Math.max(0, r.setting.indexOf('='))).toLowerCase();
         if (CUSTOM_SETTING_NAME.test(name)) this.customNames.add(name);
@@ -167,7 +200,7 @@ export class CatalogKnowledge {
     if (!this.ready) return this.load();
     let fingerprint: string;
     try {
-      fingerprint = fingerprintOf(await this.source.query(FINGERPRINT));
+      fingerprint = await readFingerprint(this.source, this.publication);
     } catch (err) {
       this.lost(err);
       return;

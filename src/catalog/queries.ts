@@ -199,3 +199,33 @@ export const ROLE_SETTINGS = `SELECT coalesce(r.rolname, ''), c.setting
 FROM pg_db_role_setting s LEFT JOIN pg_roles r ON r.oid = s.setrole, unnest(s.setconfig) WITH ORDINALITY AS c(setting, n)
 WHERE s.setdatabase IN (0, (SELECT oid FROM pg_database WHERE datname = current_database()))
 ORDER BY s.setrole <> 0, s.setdatabase <> 0, r.rolname, c.n`;
+
+/**
+ * The relations whose changes `publication` streams, as pg_publication_tables lists them (with
+ * publish_via_partition_root off, a partitioned table's leaves by their own names; FOR ALL TABLES
+ * and FOR TABLES IN SCHEMA expanded), less those with a row filter (PostgreSQL 15: a change to a
+ * row the filter leaves out is not streamed; to_jsonb reads the column where it exists).
+ * Columns: relation oid.
+ */
+export function published(publication: string): string {
+  return `SELECT c.oid FROM pg_publication_tables t JOIN pg_namespace n ON n.nspname = t.schemaname
+  JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.tablename
+  WHERE t.pubname = ${literal(publication)} AND to_jsonb(t) ->> 'rowfilter' IS NULL`;
+}
+
+/**
+ * The fingerprint of what `publication` streams (joined to FINGERPRINT's rows): ALTER PUBLICATION
+ * writes pg_publication_rel or pg_publication_namespace, which FINGERPRINT does not count, and a
+ * table dropped from it must stop being cached at once. Columns as FINGERPRINT's.
+ */
+export function publishedFingerprint(publication: string): string {
+  return `SELECT 'published', count(*), coalesce(sum(hashtext(schemaname || '.' || tablename)), 0)
+  FROM pg_publication_tables WHERE pubname = ${literal(publication)}
+  UNION ALL SELECT 'publication', count(*), coalesce(sum((pubinsert::int + pubupdate::int * 2 + pubdelete::int * 4 + pubtruncate::int * 8 + pubviaroot::int * 16)), 0)
+  FROM pg_publication WHERE pubname = ${literal(publication)}`;
+}
+
+/** A string literal (standard_conforming_strings is on since PostgreSQL 9.1). */
+function literal(s: string): string {
+  return `'${s.replace(/'/g, "''")}'`;
+}

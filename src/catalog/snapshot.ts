@@ -126,11 +126,24 @@ export interface SnapshotRows {
   operators: CatalogRows;
   types: CatalogRows;
   settings: CatalogRows;
+  /** The publication the change stream reads (wal mode), or null. */
+  publication?: string | null;
+  /** Q.published(publication)'s rows; absent or null without a publication. */
+  published?: CatalogRows | null;
 }
 
 /** The fingerprint rows as one comparable string. */
 export function fingerprintOf(rows: CatalogRows): string {
   return rows.rows.map((r) => r.map(str).join(':')).join(',');
+}
+
+/**
+ * The fingerprint of the catalog, and of what `publication` streams when one is given: a change
+ * of either reloads the snapshot.
+ */
+export async function readFingerprint(source: CatalogSource, publication: string | null): Promise<string> {
+  const fp = fingerprintOf(await source.query(Q.FINGERPRINT));
+  return publication === null ? fp : fp + ',' + fingerprintOf(await source.query(Q.publishedFingerprint(publication)));
 }
 
 /** How many times a load starts over when the catalog changed while it ran. */
@@ -147,15 +160,19 @@ export class CatalogSnapshot {
   readonly typesByName = new Map<string, TypeInfo[]>();
   readonly roleSettings: RoleSetting[] = [];
   readonly fingerprint: string;
+  /** The publication the change stream reads (wal mode: a table outside it is not cached), or null. */
+  readonly publication: string | null;
+  /** The oids of the relations `publication` streams (empty without one). */
+  readonly published = new Set<number>();
 
   /**
    * Loads the catalog through source: the fingerprint, every query, the fingerprint again; starts
    * over when the two differ (a DDL committed meanwhile). Rejects when a query fails or the
    * catalog keeps changing.
    */
-  static async load(source: CatalogSource): Promise<CatalogSnapshot> {
+  static async load(source: CatalogSource, publication: string | null = null): Promise<CatalogSnapshot> {
     for (let attempt = 0; attempt < LOAD_ATTEMPTS; attempt++) {
-      const before = fingerprintOf(await source.query(Q.FINGERPRINT));
+      const before = await readFingerprint(source, publication);
       const rows: SnapshotRows = {
         fingerprint: before,
         schemas: await source.query(Q.SCHEMAS),
@@ -168,8 +185,10 @@ export class CatalogSnapshot {
         operators: await source.query(Q.OPERATORS),
         types: await source.query(Q.TYPES),
         settings: await source.query(Q.ROLE_SETTINGS),
+        publication,
+        published: publication === null ? null : await source.query(Q.published(publication)),
       };
-      const after = fingerprintOf(await source.query(Q.FINGERPRINT));
+      const after = await readFingerprint(source, publication);
       if (after === before) return new CatalogSnapshot(rows);
     }
     throw new Error(`the catalog changed during each of ${LOAD_ATTEMPTS} loads`);
@@ -177,6 +196,8 @@ export class CatalogSnapshot {
 
   constructor(r: SnapshotRows) {
     this.fingerprint = r.fingerprint;
+    this.publication = r.publication ?? null;
+    for (const [oid] of r.published?.rows ?? []) this.published.add(num(oid));
     for (const [oid, name] of r.schemas.rows) this.schemaNames.set(num(oid), str(name));
     for (const row of r.relations.rows) {
       const rel: Relation = {

@@ -75,6 +75,12 @@ export function checkEnvironment(cfg: Config): void {
       `binding the admin server to ${admin.address.host} would let anyone who can reach it read every query's text and flush the cache: set --admin-token, or bind to 127.0.0.1`,
     );
   }
+  if (cache.invalidation === 'wal' && (!cache.enabled || cfg.catalog.user === '')) {
+    throw new ConfigError('cache-invalidation', `wal reads PostgreSQL's change stream with pgscribe's own connection: it needs --cache and catalog-user${cache.enabled ? '' : ' (--cache is off)'}${cfg.catalog.user === '' ? ' (catalog-user is not set)' : ''}`);
+  }
+  if (cache.walPublication !== '' && cache.invalidation === 'ttl') {
+    throw new ConfigError('cache-wal-publication', 'has no effect while cache-invalidation is ttl: set --cache-invalidation wal or auto');
+  }
   checkTlsSettings(cfg.tls);
   const log = cfg.log.path;
   if (log === '-' || log === 'none') return;

@@ -64,3 +64,22 @@ export function cacheMode(cfg: Config): string {
   if (cfg.catalog.user !== '') return `catalog: what statements touch comes from PostgreSQL's catalog (catalog-user ${cfg.catalog.user})`;
   return 'rules-only: no catalog-user, so only statements a cache-rules entry allows are cached or shared';
 }
+
+/**
+ * What drops answers whose rows changed outside pgscribe's sight, as it would run (--check and
+ * the start-up line); null when the cache is off.
+ */
+export function invalidationMode(cfg: Config): string | null {
+  if (!cfg.cache.enabled) return null;
+  const pub = cfg.cache.walPublication === '' ? 'pgscribe_all (created and filled by pgscribe)' : `${cfg.cache.walPublication} (the operator's)`;
+  const ttl = 'ttl: writes through pgscribe drop what they change; other changes only when the TTL passes';
+  switch (cfg.cache.invalidation) {
+    case 'ttl':
+      return ttl;
+    case 'wal':
+      return `wal: PostgreSQL's change stream drops what any committed change touches (publication ${pub}); a database is not served from the cache while its stream is down`;
+    case 'auto':
+      if (cfg.catalog.user === '') return `${ttl} (auto: no catalog-user, so no change stream)`;
+      return `auto: wal (publication ${pub}) if, at start, wal_level is logical, catalog-user ${cfg.catalog.user} has REPLICATION (or is a superuser) and the publication exists or may be created; else ttl, said in one line`;
+  }
+}

@@ -7,7 +7,7 @@ export { compileRules } from './cache-rules';
 export { checkEnvironment, isLoopback } from './checks';
 export { fromFile, parseCommandLine, type Command } from './command-line';
 export { ConfigError } from './config-error';
-export { cacheMode, describe, helpText } from './help';
+export { cacheMode, describe, helpText, invalidationMode } from './help';
 export { parseHostPort } from './parsers';
 export { SETTINGS, defaults, valueAt, type ConfigPath, type SettingName } from './settings';
 export * from './types';

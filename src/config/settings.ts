@@ -6,7 +6,7 @@
 import { cacheRules } from './cache-rules';
 import { ConfigError } from './config-error';
 import { adminAddress, bool, filePath, int, nonEmpty, oneOf, parseHostPort, redisAddress, str, tlsMode, type Parser } from './parsers';
-import type { Config, HostPort, RedisTlsMode, UpstreamTlsMode } from './types';
+import type { CacheInvalidation, Config, HostPort, RedisTlsMode, UpstreamTlsMode } from './types';
 
 /** What sits at the end of a path: a HostPort or a list is one value, not a section. */
 type Leaf = string | number | boolean | null | readonly unknown[] | HostPort;
@@ -81,6 +81,9 @@ export const SETTINGS = {
   'catalog-user': setting(['catalog', 'user'], str, '', "pgscribe's own PostgreSQL user: the cache learns from the catalog what statements touch (without it, --cache answers only what cache-rules allow)"),
   'catalog-password': setting(['catalog', 'password'], str, '', 'password of catalog-user'),
   'catalog-database': setting(['catalog', 'database'], nonEmpty, 'postgres', "database of pgscribe's own connection when no session's database applies"),
+  'cache-invalidation': setting(['cache', 'invalidation'], oneOf<CacheInvalidation>('ttl', 'wal', 'auto'), 'ttl', "what drops answers whose rows changed outside pgscribe's sight (other clients, triggers, cascades): ttl (only the TTL), wal (PostgreSQL's change stream; needs catalog-user with REPLICATION and wal_level = logical), auto (wal when the server allows it, else ttl)"),
+  'cache-wal-publication': setting(['cache', 'walPublication'], str, '', "wal mode: the operator's publication to read, used as it is (tables it does not stream are not cached); unset: pgscribe's own pgscribe_all, which it creates and fills with every table that has a replica identity"),
+  'cache-wal-wait-ms': setting(['cache', 'walWaitMs'], int(0, 60_000), 1000, "wal mode: ms the answer to a commit that wrote through pgscribe waits for the change stream to apply it (so its triggers' and cascades' rows are never read stale); past it the database's answers are dropped and it is not served until the stream catches up; 0: no wait"),
   'catalog-poll-ms': setting(['catalog', 'pollMs'], int(100, 3_600_000), 1000, 'ms between checks for catalog changes made outside pgscribe (then cached answers of that database are dropped)'),
   'log-completions': setting(['log', 'completions'], bool, false, "a 'done' line (ms, rows, SQLSTATE) after each query's answer (switch)", true),
   admin: setting(['admin', 'address'], adminAddress, null, "admin HTTP server: PORT or HOST:PORT (loopback unless told), or 'off' (default off)"),

@@ -61,7 +61,21 @@ export interface CacheConfig {
   rules: CacheRuleSpec[];
   /** worker_threads holding the cache/singleflight shards; 0: the event loop thread. */
   workers: number;
+  /**
+   * What drops a cached answer whose rows changed without pgscribe seeing the write: ttl (only
+   * the TTL bounds it), wal (PostgreSQL's change stream), auto (wal when the server allows it).
+   */
+  invalidation: CacheInvalidation;
+  /** The operator's publication for wal mode ('' : pgscribe's own, pgscribe_all, which it creates and fills). */
+  walPublication: string;
+  /**
+   * wal mode: how long the ReadyForQuery answering a commit that wrote through pgscribe waits for
+   * the change stream to have applied that commit (read-your-writes); 0: it does not wait.
+   */
+  walWaitMs: number;
 }
+
+export type CacheInvalidation = 'auto' | 'wal' | 'ttl';
 
 /** The shared (L2) cache in Redis. */
 export interface RedisConfig {

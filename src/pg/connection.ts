@@ -1,8 +1,9 @@
 /**
  * pgscribe's own connection to PostgreSQL: the catalog connection of issue 14, and later health
- * checks and the replication connection. A minimal client of the simple query protocol, in text
- * format: connect (TLS as --upstream-tls says; trust, password, md5 or scram-sha-256), queries
- * queued and sent one at a time, each answered in order.
+ * checks and the replication connection (src/wal/). A minimal client of the simple query protocol,
+ * in text format: connect (TLS as --upstream-tls says; trust, password, md5 or scram-sha-256),
+ * queries queued and sent one at a time, each answered in order; a command may enter CopyBoth
+ * mode (START_REPLICATION), after which CopyData flows both ways.
  *
  * Errors: an ErrorResponse rejects its query with a PgError and the connection stays usable; a
  * FATAL, the server going away or anything malformed ends the connection, rejects what is
@@ -15,10 +16,10 @@ import { encodeCancelRequest, TERMINATE } from '../protocol/messages';
 import type { UpstreamTls } from '../tls';
 import { PgClientCode, PgClientError } from './errors';
 import { encodeStartup } from './messages';
-import { PgSession, SessionState, type QueryResult } from './session';
+import { PgSession, SessionState, type CopyBothHandler, type QueryResult } from './session';
 import { openSocket } from './socket';
 
-export type { QueryResult } from './session';
+export type { CopyBothHandler, QueryResult } from './session';
 export { PgClientCode, PgClientError, PgError } from './errors';
 
 export interface PgConnectOptions {
@@ -161,6 +162,30 @@ export class PgConnection {
    */
   query(sql: string, o: { timeoutMs?: number } = {}): Promise<QueryResult> {
     return this.session.query(sql, o.timeoutMs ?? this.opts.queryTimeoutMs ?? 0);
+  }
+
+  /**
+   * Run a command that enters CopyBoth mode (START_REPLICATION; see PgSession.copyBoth): the
+   * handler gets CopyBothResponse and each CopyData; the promise settles when the command is
+   * over. timeoutMs covers only the wait for CopyBothResponse (default: the query timeout).
+   */
+  copyBoth(sql: string, handler: CopyBothHandler, o: { timeoutMs?: number } = {}): Promise<QueryResult> {
+    return this.session.copyBoth(sql, handler, o.timeoutMs ?? this.opts.queryTimeoutMs ?? 0);
+  }
+
+  /** In CopyBoth mode, send a CopyData with this body; false (nothing sent) otherwise. */
+  sendCopyData(body: Buffer): boolean {
+    if (this.socket.destroyed) return false;
+    return this.session.sendCopyData(body);
+  }
+
+  /**
+   * Ask the server to cancel what this connection runs now (a CancelRequest on a connection of
+   * its own). For a command that would go on after close(): a walsender waiting inside
+   * CREATE_REPLICATION_SLOT does not read its socket, so only a cancel stops it.
+   */
+  cancel(): Promise<void> {
+    return this.sendCancel();
   }
 
   /**

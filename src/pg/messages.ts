@@ -163,6 +163,22 @@ export function decodeDataRow(buf: Buffer, start: number, end: number): (string 
 }
 
 /**
+ * CopyInResponse, CopyOutResponse, CopyBothResponse ('G', 'H', 'W'): the overall format (0 text,
+ * 1 binary) and an Int16 format per column. Checked and returned; replication streams say 0, none.
+ * @see https://www.postgresql.org/docs/15/protocol-message-formats.html (CopyBothResponse)
+ */
+export function decodeCopyResponse(buf: Buffer, start: number, end: number, what: string): { format: number; columns: number } {
+  need(start + 5, 3, end, what);
+  const format = buf[start + 5]!;
+  if (format > 1) throw new ProtocolError(`${what}: unknown format ${format}`);
+  const columns = buf.readInt16BE(start + 6);
+  if (columns < 0) throw new ProtocolError(`${what}: negative column count ${columns}`);
+  need(start + 8, 2 * columns, end, what);
+  atEnd(start + 8 + 2 * columns, end, what);
+  return { format, columns };
+}
+
+/**
  * ErrorResponse ('E') as a PgError (and NoticeResponse, checked the same way). The server
  * always sends the severity, the SQLSTATE and the message: a response without them is refused.
  * @see https://www.postgresql.org/docs/15/protocol-error-fields.html

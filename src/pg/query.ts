@@ -10,6 +10,17 @@ import { ProtocolError } from '../protocol/messages';
 import { PgClientCode, PgClientError } from './errors';
 import { decodeCommandComplete, decodeDataRow, decodeRowDescription, encodeCopyFail } from './messages';
 
+/**
+ * What a command that enters CopyBoth mode (START_REPLICATION) does with the server's side of the
+ * copy. The command's promise settles when the whole command is over (or failed).
+ */
+export interface CopyBothHandler {
+  /** CopyBothResponse: the server streams from now on, and CopyData may be sent to it. */
+  started(): void;
+  /** One CopyData, whole: its body is buf[start + 5, end). A view: copy what you keep. */
+  data(buf: Buffer, start: number, end: number): void;
+}
+
 /** A query's answer in text format. For several statements in one string: the last one's. */
 export interface QueryResult {
   /** The command tag, e.g. `SELECT 2`, `CREATE TABLE`; '' for an empty query string. */
@@ -36,12 +47,21 @@ export class PendingQuery {
   private error: Error | null = null;
   /** Inside a COPY TO STDOUT, whose data is dropped. */
   private copyOut = false;
+  /** Set for a command that may enter CopyBoth mode; any other query refuses CopyBothResponse. */
+  readonly copyBoth: CopyBothHandler | null;
 
-  constructor(sql: string, timeoutMs: number, resolve: (r: QueryResult) => void, reject: (e: Error) => void) {
+  constructor(sql: string, timeoutMs: number, resolve: (r: QueryResult) => void, reject: (e: Error) => void, copyBoth: CopyBothHandler | null = null) {
     this.sql = sql;
     this.timeoutMs = timeoutMs;
     this.resolve = resolve;
     this.rejectFn = reject;
+    this.copyBoth = copyBoth;
+  }
+
+  /** CopyBothResponse arrived: the timeout covered only the wait for it; a stream has no end to time. */
+  copyStarted(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
   }
 
   /**
@@ -87,7 +107,7 @@ export class PendingQuery {
       case Backend.CopyDone:
         return this.copyOut;
       default:
-        return false; // CopyBothResponse among them: replication will need its own handling
+        return false; // CopyBothResponse among them: the session handles it for a copyBoth command
     }
   }
 

@@ -1,6 +1,7 @@
 /**
  * The protocol side of pgscribe's own PostgreSQL connection, without the socket: startup and
- * authentication (trust, cleartext, MD5, SCRAM-SHA-256), then simple queries one at a time. Bytes
+ * authentication (trust, cleartext, MD5, SCRAM-SHA-256), then simple queries one at a time, one
+ * of which may enter CopyBoth mode (START_REPLICATION on a replication connection). Bytes
  * come in through push() and go out through the host, so the whole exchange can be driven by a
  * test without a server.
  *
@@ -11,15 +12,15 @@
  * @see https://www.postgresql.org/docs/15/protocol-flow.html
  */
 import { Fifo } from '../fifo';
-import { Backend, TxStatus } from '../protocol/codes';
+import { Backend, Frontend, TxStatus } from '../protocol/codes';
 import { Framer, describeType } from '../protocol/framer';
-import { ProtocolError, decodeParameterStatus } from '../protocol/messages';
+import { ProtocolError, decodeParameterStatus, encodeMessage } from '../protocol/messages';
 import { PgClientCode, PgClientError, PgError } from './errors';
 import * as msg from './messages';
 import { Authenticator } from './auth';
-import { PendingQuery, type QueryResult } from './query';
+import { PendingQuery, type CopyBothHandler, type QueryResult } from './query';
 
-export type { QueryResult } from './query';
+export type { CopyBothHandler, QueryResult } from './query';
 
 export const SessionState = {
   /** StartupMessage sent; the server's Authentication requests are answered. */
@@ -30,6 +31,12 @@ export const SessionState = {
   Idle: 'idle',
   /** One Query sent; its answer ends with ReadyForQuery. */
   Busy: 'busy',
+  /**
+   * A copyBoth() command got CopyBothResponse: CopyData flows both ways until the server ends
+   * the copy (CopyDone, an ERROR, or the CommandComplete a walsender sends when the server shuts
+   * down); then Busy again up to its ReadyForQuery.
+   */
+  Copying: 'copying',
   /** Over: FATAL, malformed input, the socket gone, or closed by pgscribe. */
   Closed: 'closed',
 } as const;
@@ -39,7 +46,8 @@ const NEXT: Record<SessionState, readonly SessionState[]> = {
   authenticating: ['starting', 'closed'],
   starting: ['idle', 'closed'],
   idle: ['busy', 'closed'],
-  busy: ['idle', 'closed'],
+  busy: ['idle', 'copying', 'closed'],
+  copying: ['busy', 'closed'],
   closed: [],
 };
 
@@ -110,12 +118,33 @@ export class PgSession {
 
   /** Queue a simple query; timeoutMs 0: none. */
   query(sql: string, timeoutMs: number): Promise<QueryResult> {
+    return this.enqueue(sql, timeoutMs, null);
+  }
+
+  /**
+   * Queue a command that may enter CopyBoth mode (START_REPLICATION). handler.started() is called
+   * at CopyBothResponse, handler.data() for each CopyData from then on. The promise settles when
+   * the command is over: the server ended the copy and sent ReadyForQuery, an ERROR, or the
+   * connection ended. timeoutMs (0: none) covers only the wait for CopyBothResponse.
+   */
+  copyBoth(sql: string, handler: CopyBothHandler, timeoutMs: number): Promise<QueryResult> {
+    return this.enqueue(sql, timeoutMs, handler);
+  }
+
+  private enqueue(sql: string, timeoutMs: number, copyBoth: CopyBothHandler | null): Promise<QueryResult> {
     if (this.closedError !== null) return Promise.reject(this.closedError);
     if (sql.includes('\0')) return Promise.reject(new PgClientError(PgClientCode.Unsupported, 'a query string cannot contain a NUL character'));
     return new Promise((resolve, reject) => {
-      this.queue.push(new PendingQuery(sql, timeoutMs, resolve, reject));
+      this.queue.push(new PendingQuery(sql, timeoutMs, resolve, reject, copyBoth));
       this.pump();
     });
+  }
+
+  /** Send a CopyData with this body; false (nothing sent) unless in CopyBoth mode. */
+  sendCopyData(body: Buffer): boolean {
+    if (this.state !== SessionState.Copying) return false;
+    this.host.send(encodeMessage(Frontend.CopyData, body));
+    return true;
   }
 
   /** End the session from pgscribe's side (socket gone, timeout, close()): everything pending is rejected. */
@@ -226,6 +255,9 @@ export class PgSession {
       case SessionState.Busy:
         this.onResult(this.current!, type, buf, start, end);
         return;
+      case SessionState.Copying:
+        this.onCopy(this.current!, type, buf, start, end);
+        return;
       default:
         this.violation(type);
     }
@@ -238,6 +270,8 @@ export class PgSession {
       return;
     }
     const p = this.current;
+    // An ERROR ends CopyBoth mode; the rest of the command's answer is its ReadyForQuery.
+    if (this.state === SessionState.Copying) this.to(SessionState.Busy);
     if (this.state !== SessionState.Busy || p === null) {
       const reason = `the server sent an error outside any query: ${e.code} ${e.message}`;
       this.end(reason, new PgClientError(PgClientCode.Protocol, reason));
@@ -247,6 +281,13 @@ export class PgSession {
   }
 
   private onResult(p: PendingQuery, type: number, buf: Buffer, start: number, end: number): void {
+    if (type === Backend.CopyBothResponse && p.copyBoth !== null && !p.settled) {
+      msg.decodeCopyResponse(buf, start, end, 'CopyBothResponse');
+      p.copyStarted();
+      this.to(SessionState.Copying);
+      p.copyBoth.started();
+      return;
+    }
     if (type !== Backend.ReadyForQuery) {
       if (!p.onMessage(type, buf, start, end, (data) => this.host.send(data))) this.violation(type);
       return;
@@ -256,6 +297,27 @@ export class PgSession {
     this.to(SessionState.Idle);
     p.finish();
     this.pump();
+  }
+
+  /** In CopyBoth mode: the stream, and the three ways the server ends it. */
+  private onCopy(p: PendingQuery, type: number, buf: Buffer, start: number, end: number): void {
+    switch (type) {
+      case Backend.CopyData:
+        p.copyBoth!.data(buf, start, end);
+        return;
+      case Backend.CopyDone:
+        // The server is done sending: answer with ours, which ends the copy on both sides.
+        this.host.send(encodeMessage(Frontend.CopyDone, Buffer.alloc(0)));
+        this.to(SessionState.Busy);
+        return;
+      case Backend.CommandComplete:
+        // A walsender that stops at server shutdown ends the copy with CommandComplete alone.
+        this.to(SessionState.Busy);
+        this.onResult(p, type, buf, start, end);
+        return;
+      default:
+        this.violation(type);
+    }
   }
 
   private onAuthentication(type: number, buf: Buffer, start: number, end: number): void {

@@ -467,7 +467,7 @@ t.test('replication connection: IDENTIFY_SYSTEM through the proxy', async (t) =>
   const show = await both(['-At', 'dbname=postgres replication=database', '-c', 'SHOW wal_level']);
   t.equal(show.proxy.code, 0, show.proxy.stderr);
   t.equal(show.proxy.stdout, show.direct.stdout);
-  t.equal(show.proxy.stdout, 'replica\n');
+  t.equal(show.proxy.stdout, 'logical\n', "the harness's default wal_level (for the change stream)");
   await waitLog((l) => / postgres@postgres .* Q sql=IDENTIFY_SYSTEM$/.test(l));
 });
 

@@ -87,6 +87,8 @@ function statsAnswer(n: number, cache: boolean, wavy: boolean): object {
     cache: cache
       ? { hits: 240, misses: 60, leaders: 60, waiters: 0, stores: 60, stale_skips: 0, evictions: 5, expirations: 0, invalidations: 7, invalidated_entries: 9, bypasses: 0 }
       : null,
+    // cache-invalidation wal: absent otherwise.
+    ...(cache ? { wal: { streams: 2, streams_up: 1, commits: 90, invalidations: 80, gaps: 2, tables_added: 4, commit_waits: 0, commit_wait_timeouts: 0, lag_p50_ms: 1.5, lag_p99_ms: 12.25, lag_max_ms: 140 } } : {}),
   };
 }
 
@@ -272,6 +274,7 @@ t.test('in headless chromium', { skip: haveChromium || inCi ? false : 'chromium 
     t.equal(byId(html, 'throughput'), '50.0', 'throughput from the deltas of completed between polls');
     t.match(html, /<svg id="sparkline"[^>]*>\s*<polygon[^>]*points="[^"]+"[^>]*><\/polygon><polyline[^>]*points="[^"]+"/, 'a sparkline is drawn');
     t.equal(byId(html, 'hit-ratio'), '80.0%', 'cache hit ratio 240 / (240 + 60)');
+    t.equal(byId(html, 'wal-sub'), 'change stream lag p50 1.50 · p99 12.3 · max 140 ms · 1/2 streams up', 'the change stream lag (wal mode)');
     t.equal(byId(html, 'connections'), '12', 'clients');
     t.equal(byId(html, 'connections-sub'), '11 upstream sessions · 340 since start', 'sessions and total connections');
     for (const [k, v] of [['p50', '0.125'], ['p95', '0.480'], ['p99', '1.20']]) {
@@ -323,6 +326,7 @@ t.test('in headless chromium', { skip: haveChromium || inCi ? false : 'chromium 
     const html = await dumpDom(srv.url);
     t.equal(bodyAttrs(html)['data-ready'], '1', 'the data arrived');
     t.equal(byId(html, 'hit-ratio'), 'cache off', 'cache off when /stats has cache: null');
+    t.equal(byId(html, 'wal-sub'), '', 'no change stream line without wal');
     t.match(html, /data-q="p99">–</, 'no latency yet');
     t.same(rows(html, 'top-queries').map((r) => r.cells['']), ['No queries yet'], 'empty queries table');
     t.same(rows(html, 'tables').map((r) => r.cells['']), ['No tables seen yet'], 'empty tables table');

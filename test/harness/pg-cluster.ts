@@ -69,6 +69,11 @@ export interface PgCluster {
    * Resolves stdout with trailing newlines removed; rejects with stderr on nonzero exit.
    */
   psql(sql: string, opts?: { user?: string; db?: string; port?: number; host?: string }): Promise<string>;
+  /**
+   * pg_ctl restart -m fast, on the same port and data: every connection ends (walsenders after
+   * their clients confirmed what was sent), temporary replication slots are gone.
+   */
+  restart(): Promise<void>;
   /** pg_ctl stop -m immediate, then remove the temp dir. Idempotent. */
   stop(): Promise<void>;
 }
@@ -283,6 +288,9 @@ export async function startCluster(opts: { conf?: Record<string, string>; hba?: 
       'pg_stat_statements.track': 'all',
       password_encryption: "'scram-sha-256'",
       logging_collector: 'off',
+      // pgscribe's change stream (src/wal/) decodes the WAL: logical decoding needs this level.
+      // max_wal_senders and max_replication_slots keep their defaults (10 each).
+      wal_level: 'logical',
     };
     if (opts.ssl) {
       // The server refuses a key file that others can read, or that another user owns.
@@ -403,6 +411,13 @@ function makeHandle(l: Live, port: number, socketDir: string, logFile: string): 
         throw new Error(r.stderr.trim() || `psql exited with code ${r.code}, signal ${r.signal}`);
       }
       return r.stdout.replace(/\n+$/, '');
+    },
+    async restart() {
+      if (stopped) throw new Error('restart() of a stopped cluster');
+      // -l again: without it the new postmaster would write to pg_ctl's stdout, a pipe run() waits on.
+      const pgctl = asPg(pgTool('pg_ctl'), ['-D', l.dataDir, '-l', logFile, '-m', 'fast', '-w', '-t', '60', 'restart']);
+      const r = await run(pgctl[0], pgctl[1], { env: toolEnv(), cwd: l.base, timeoutMs: 90_000 });
+      if (r.code !== 0) throw fail('pg_ctl restart', r);
     },
     stop() {
       if (!stopped) {

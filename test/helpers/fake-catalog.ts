@@ -84,6 +84,9 @@ export class FakeCatalog implements CatalogSource {
 
   setting(role: string, setting: string): void { this.rows.settings.push([role, setting]); }
 
+  /** Relation oids the publication of that name streams (wal mode): Q.published's rows. */
+  readonly published = new Map<string, number[]>();
+
   async query(sql: string): Promise<CatalogRows> {
     this.queries++;
     if (this.gate !== null) await this.gate;
@@ -101,6 +104,10 @@ export class FakeCatalog implements CatalogSource {
         case Q.OPERATORS: return this.rows.operators;
         case Q.TYPES: return this.rows.types;
         case Q.ROLE_SETTINGS: return this.rows.settings;
+      }
+      for (const [pub, oids] of this.published) {
+        if (sql === Q.published(pub)) return oids.map((oid) => [String(oid)]);
+        if (sql === Q.publishedFingerprint(pub)) return [['published', String(oids.length), oids.join('+')]];
       }
       throw new Error(`unexpected query: ${sql.slice(0, 60)}`);
     })();

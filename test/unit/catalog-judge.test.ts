@@ -281,3 +281,41 @@ t.test('writes: triggers, rules, views, cascades, defaults', async (t) => {
   t.equal(writeTargets(s, facts('do $$ begin end $$'), PATH), null);
   t.strictSame(writeTargets(s, facts('select 1'), PATH), [], 'a read writes nothing');
 });
+
+t.test('wal mode: a read of a table the publication does not stream is relayed; views through their base tables, parents through their children', async (t) => {
+  const c = new FakeCatalog();
+  const keyed = c.relation('public', 'keyed');
+  const nokey = c.relation('public', 'nokey');
+  const v = c.relation('public', 'v', { kind: 'v' });
+  c.dep('v', v, { rel: nokey });
+  const vk = c.relation('public', 'vk', { kind: 'v' });
+  c.dep('v', vk, { rel: keyed });
+  const part = c.relation('public', 'part', { kind: 'p' });
+  const leafA = c.relation('public', 'leaf_a');
+  const leafB = c.relation('public', 'leaf_b');
+  c.inherit(leafA, part);
+  c.inherit(leafB, part);
+  const ih = c.relation('public', 'ih');
+  const ihChild = c.relation('public', 'ih_child');
+  c.inherit(ihChild, ih);
+  c.relation('public', 'mv', { kind: 'm' });
+  c.published.set('pub', [keyed, leafA, leafB, ih]);
+  const s = await CatalogSnapshot.load(c, 'pub');
+  const ttl = await CatalogSnapshot.load(c);
+  const no = (sql: string, table: string, snap = s) =>
+    t.match(judgeRead(snap, facts(sql), PATH), { cacheable: false, reason: `public.${table} is not in publication pub: its changes are not streamed` }, sql);
+  t.strictSame(judgeRead(s, facts('select * from keyed'), PATH), { cacheable: true, reason: '', dependsOn: ['keyed'] });
+  no('select * from nokey', 'nokey');
+  t.equal(judgeRead(ttl, facts('select * from nokey'), PATH).cacheable, true, 'ttl mode (no publication): cacheable as before');
+  no('select * from v', 'nokey');
+  t.strictSame(judgeRead(s, facts('select * from vk'), PATH).dependsOn.sort(), ['keyed', 'vk'], 'a view over published tables is cacheable');
+  t.strictSame(judgeRead(s, facts('select * from part'), PATH).dependsOn.sort(), ['leaf_a', 'leaf_b', 'part'], 'a partitioned parent through its published leaves');
+  no('select * from ih', 'ih_child');
+  t.equal(judgeRead(s, facts('select * from keyed join nokey on true'), PATH).cacheable, false, 'one unpublished table in a join is enough');
+  no('select * from mv', 'mv');
+  c.published.set('pub', [keyed, leafA, ih, ihChild]);
+  const s2 = await CatalogSnapshot.load(c, 'pub');
+  t.not(s2.fingerprint, s.fingerprint, 'what the publication streams is part of the fingerprint');
+  no('select * from part', 'leaf_b', s2);
+  t.equal(judgeRead(s2, facts('select * from ih'), PATH).cacheable, true, 'an inheritance parent once its child is published');
+});

@@ -40,6 +40,9 @@ const DEFAULTS: Config = {
     maxEntryBytes: 1024 * 1024,
     rules: [],
     workers: 0,
+    invalidation: 'ttl',
+    walPublication: '',
+    walWaitMs: 1000,
   },
   redis: {
     address: null,
@@ -96,6 +99,9 @@ const DEFAULTS_DESCRIBED = {
   'redis-timeout-ms': 50,
   'redis-singleflight': false,
   'redis-lock-ms': 2000,
+  'cache-invalidation': 'ttl',
+  'cache-wal-publication': '',
+  'cache-wal-wait-ms': 1000,
   'catalog-user': '',
   'catalog-password': '',
   'catalog-database': 'postgres',
@@ -235,6 +241,9 @@ t.test('every flag parses', async (tt) => {
     '--redis-timeout-ms', '10',
     '--redis-singleflight',
     '--redis-lock-ms', '100',
+    '--cache-invalidation', 'auto',
+    '--cache-wal-publication', 'pub',
+    '--cache-wal-wait-ms', '250',
     '--catalog-user', 'pgscribe',
     '--catalog-password', 'cpw',
     '--catalog-database', 'meta',
@@ -284,6 +293,9 @@ t.test('every flag parses', async (tt) => {
         { pattern: 'FROM t$', flags: '', ttl: 50 },
       ],
       workers: 2,
+      invalidation: 'auto',
+      walPublication: 'pub',
+      walWaitMs: 250,
     },
     redis: {
       address: { host: 'redis.internal', port: 6379 },
@@ -458,6 +470,9 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
       'redis-timeout-ms': 20,
       'redis-singleflight': true,
       'redis-lock-ms': 500,
+      'cache-invalidation': 'wal',
+      'cache-wal-publication': 'app_pub',
+      'cache-wal-wait-ms': 0,
       'catalog-user': 'pgscribe',
       'catalog-password': 'cpw',
       'catalog-database': 'meta',
@@ -505,6 +520,9 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
       maxEntryBytes: 4096,
       rules: [{ pattern: 'from sessions', flags: 'i', ttl: 5000 }],
       workers: 1,
+      invalidation: 'wal',
+      walPublication: 'app_pub',
+      walWaitMs: 0,
     },
     redis: {
       address: { host: 'cache.internal', port: 6380 },
@@ -881,4 +899,38 @@ t.test('secrets from the environment: PGSCRIBE_ADMIN_TOKEN, PGSCRIBE_REDIS_PASSW
   tt.equal(empty.kind === 'run' && empty.config.admin.token, '', 'an empty variable is no setting');
   const none = parseCommandLine([], {});
   tt.equal(none.kind === 'run' && none.config.redis.password, '', 'none: the default');
+});
+
+t.test('cache-invalidation: ttl by default; wal needs --cache and catalog-user; --check says what would run', async (tt) => {
+  tt.equal(configOf([]).cache.invalidation, 'ttl', 'ttl keeps the behaviour of builds before it');
+  tt.equal(configOf([]).cache.walPublication, '');
+  tt.equal(configOf(['--cache-invalidation', 'wal']).cache.invalidation, 'wal');
+  tt.equal(configOf(['--cache-invalidation', 'auto']).cache.invalidation, 'auto');
+  tt.equal(configOf(['--cache-wal-publication', 'app_pub']).cache.walPublication, 'app_pub');
+  const bad = configError(tt, () => parseCommandLine(['--cache-invalidation', 'never']), 'never');
+  tt.match(bad?.message, /expected one of ttl, wal, auto/);
+  const none = { log: { path: 'none' } } as const;
+  tt.throws(() => checkEnvironment(patched(configOf(['--cache-invalidation', 'wal', '--catalog-user', 'p']), none)), /cache-invalidation: wal .* needs --cache and catalog-user \(--cache is off\)/);
+  tt.throws(() => checkEnvironment(patched(configOf(['--cache', '--cache-invalidation', 'wal']), none)), /cache-invalidation: .*\(catalog-user is not set\)/);
+  tt.doesNotThrow(() => checkEnvironment(patched(configOf(['--cache', '--cache-invalidation', 'wal', '--catalog-user', 'p']), none)));
+  tt.doesNotThrow(() => checkEnvironment(patched(configOf(['--cache', '--cache-invalidation', 'auto']), none)), 'auto without catalog-user is ttl, not an error');
+  tt.throws(() => checkEnvironment(patched(configOf(['--cache', '--cache-wal-publication', 'x']), none)), /cache-wal-publication: has no effect while cache-invalidation is ttl/);
+
+  const check = (args: string[]) => spawnSync(process.execPath, [MAIN, '--check', '--log', 'none', '--cache', ...args], { encoding: 'utf8' });
+  const ttl = check([]);
+  tt.equal(ttl.status, 0, ttl.stderr);
+  tt.match(ttl.stderr, /^pgscribe: cache invalidation: ttl: writes through pgscribe drop what they change; other changes only when the TTL passes$/m);
+  tt.match(ttl.stdout, /"cache-invalidation": "ttl"/);
+  const wal = check(['--catalog-user', 'pgscribe', '--cache-invalidation', 'wal']);
+  tt.equal(wal.status, 0, wal.stderr);
+  tt.match(wal.stderr, /^pgscribe: cache invalidation: wal: PostgreSQL's change stream .*publication pgscribe_all \(created and filled by pgscribe\).*not served from the cache while its stream is down$/m);
+  const op = check(['--catalog-user', 'pgscribe', '--cache-invalidation', 'wal', '--cache-wal-publication', 'app_pub']);
+  tt.match(op.stderr, /publication app_pub \(the operator's\)/);
+  const auto = check(['--catalog-user', 'pgscribe', '--cache-invalidation', 'auto']);
+  tt.match(auto.stderr, /^pgscribe: cache invalidation: auto: wal .* if, at start, wal_level is logical, catalog-user pgscribe has REPLICATION .*; else ttl, said in one line$/m);
+  const autoNoCatalog = check(['--cache-invalidation', 'auto']);
+  tt.match(autoNoCatalog.stderr, /cache invalidation: ttl: .*\(auto: no catalog-user, so no change stream\)$/m);
+  const refused = check(['--cache-invalidation', 'wal']);
+  tt.equal(refused.status, 1, 'wal without catalog-user fails --check');
+  tt.match(refused.stderr, /invalid setting cache-invalidation: wal reads PostgreSQL's change stream/);
 });

@@ -145,3 +145,19 @@ t.test('/metrics: the families, their types and values', async (tt) => {
   tt.match(text, /^# HELP pgscribe_messages_total Query messages received from clients, by type \(Q simple query; P\/B\/E parse\/bind\/execute\)\.\n# TYPE pgscribe_messages_total counter\npgscribe_messages_total\{type="Q"\} 11\n/m, 'HELP, TYPE, then the samples');
   tt.equal(value(parseProm(prometheus(host({ cache: { hits: 1 }, insight: true }))), 'pgscribe_cache_misses_total'), 0, 'a declared member the layer does not report is 0');
 });
+
+t.test('wal mode: the change streams on the stats line, in /stats and in /metrics (absent otherwise)', async (tt) => {
+  const WAL = { streams: 2, streams_up: 1, commits: 50, invalidations: 40, gaps: 3, tables_added: 7, lag_p50_ms: 1.5, lag_p99_ms: 9, lag_max_ms: 12 };
+  const base = host({ cache: { hits: 1 }, insight: false });
+  const wal: MetricsHost = { ...base, cache: { layer: base.cache!.layer, changes: { counters: () => ({ ...WAL }) } } };
+  const line = statsLine(wal);
+  for (const [k, v] of Object.entries(WAL)) tt.equal(line[`wal_${k}`], v, `wal_${k} on the stats line`);
+  tt.strictSame((statsJson(wal) as { wal: unknown }).wal, WAL, '/stats: under wal');
+  const prom = prometheus(wal);
+  tt.match(prom, /^# TYPE pgscribe_wal_lag_p99_ms gauge\npgscribe_wal_lag_p99_ms 9$/m);
+  tt.match(prom, /^# TYPE pgscribe_wal_invalidations_total counter\npgscribe_wal_invalidations_total 40$/m);
+  tt.match(prom, /^pgscribe_wal_streams_up 1$/m);
+  tt.notOk(Object.keys(statsLine(base)).some((k) => k.startsWith('wal_')), 'ttl mode: no wal_ fields');
+  tt.notOk('wal' in statsJson(base), 'nor a wal key in /stats');
+  tt.notMatch(prometheus(base), /pgscribe_wal_/, 'nor wal families in /metrics');
+});

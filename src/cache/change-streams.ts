@@ -1,0 +1,271 @@
+/**
+ * wal mode (cache-invalidation wal, or auto when the server allows it): one change stream
+ * (src/wal/) per database the cache serves, started with that database's catalog knowledge
+ * (catalogs.ts), with the same credentials and TLS, closed at shutdown.
+ *
+ * - Each committed transaction drops the cached answers that read a relation it changed (by the
+ *   same names judge.ts gives dependsOn: renderQuoted of the last name component), through the
+ *   layer's invalidate(), which with --redis also tells the other instances (each of which reads
+ *   the stream itself too).
+ * - Each new slot is a gap (what committed before it was not seen): the database's answers go
+ *   before it is served again.
+ * - While the stream is not streaming (not yet, or down) the database is held: its reads are not
+ *   answered from the cache (CatalogKnowledge.hold, the gate SessionCatalog.reads asks).
+ * - pgscribe's own publication is kept filled (src/wal/publication.ts) each time the catalog
+ *   changes: a table given a key since is added, and then cached once the snapshot shows it.
+ */
+import type { HostPort } from '../config';
+import type { CatalogKnowledge } from '../catalog/knowledge';
+import type { CatalogSource } from '../catalog/source';
+import { LatencyHistogram } from '../insight/histogram';
+import type { OpsLog } from '../log/ops';
+import { PgError } from '../pg/connection';
+import { renderQuoted } from '../sql/names';
+import type { UpstreamTls } from '../tls';
+import { ChangeStream, type CommitInfo } from '../wal/change-stream';
+import { formatLsn, parseLsn } from '../wal/lsn';
+import { addTablesSql, tablesToAddSql } from '../wal/publication';
+
+export interface StreamSettings {
+  upstream: HostPort;
+  user: string;
+  password: string;
+  connectTimeoutMs: number;
+  tls: UpstreamTls | null;
+  /** The publication read: pgscribe's own (filled by it) or the operator's (used as it is). */
+  publication: string;
+  /** The publication is pgscribe's own: created when missing, tables added to it. */
+  own: boolean;
+  /** Read-your-writes: how long settle() waits for the stream (0: it does not wait). */
+  waitMs: number;
+  /** Test hooks for the stream's timers (defaults: the stream's own). */
+  stallTimeoutMs?: number;
+  backoffMaxMs?: number;
+}
+
+/** Why a database is held before its first stream is up. */
+const NOT_YET = 'the change stream is not streaming yet';
+/** Who holds a database in CatalogKnowledge: the stream (down, not up yet), a read-your-writes wait past its bound. */
+const STREAM = 'change stream';
+const BEHIND = 'read-your-writes';
+/** After a wait past its bound, how long the database stays held at most while the stream catches up. */
+const CATCH_UP_MS = 600_000;
+
+/** The stream of one database and what it keeps current. */
+class DatabaseStream {
+  readonly stream: ChangeStream;
+  private syncing = false;
+  private syncAgain = false;
+  private syncWarned = false;
+  private unsubscribe: () => void = () => undefined;
+  /** Waits past their bound still catching up (the database is held while above 0). */
+  private behind = 0;
+
+  constructor(
+    private readonly db: string,
+    private readonly knowledge: CatalogKnowledge,
+    private readonly source: CatalogSource,
+    private readonly s: StreamSettings,
+    private readonly ops: OpsLog,
+    private readonly owner: ChangeStreams,
+  ) {
+    knowledge.hold(STREAM, NOT_YET);
+    this.stream = new ChangeStream({
+      host: s.upstream.host,
+      port: s.upstream.port,
+      user: s.user,
+      password: s.password,
+      database: db,
+      tls: s.tls,
+      publication: s.own ? null : s.publication,
+      connectTimeoutMs: s.connectTimeoutMs,
+      ...(s.stallTimeoutMs === undefined ? {} : { stallTimeoutMs: s.stallTimeoutMs }),
+      ...(s.backoffMaxMs === undefined ? {} : { backoffMaxMs: s.backoffMaxMs }),
+      ops,
+      onCommit: (c) => owner.commit(db, c),
+      onReady: () => {
+        // A gap: what committed before this slot was never seen. Drop first, then serve.
+        owner.gap(db);
+        knowledge.release(STREAM);
+        this.sync();
+      },
+      onDown: (reason) => knowledge.hold(STREAM, `the change stream is down: ${reason}`),
+    });
+    if (s.own) this.unsubscribe = knowledge.onChange(() => this.sync());
+  }
+
+  start(): void {
+    this.stream.start();
+  }
+
+  close(): void {
+    this.unsubscribe();
+    this.stream.close();
+  }
+
+  /**
+   * Read-your-writes after a commit through pgscribe: true once the stream has handed over every
+   * change committed so far (the WAL insert position read on the catalog connection right after
+   * the commit). Past waitMs, or with the stream down or the catalog unreadable: the database's
+   * answers are dropped, and (the stream up but behind) the database is held until the stream
+   * reaches that position, said once each way.
+   */
+  async settle(waitMs: number): Promise<boolean> {
+    let lsn: bigint | null = null;
+    try {
+      lsn = parseLsn((await this.source.query('SELECT pg_catalog.pg_current_wal_insert_lsn()')).rows[0]?.[0] ?? '');
+    } catch {
+      // The catalog cannot be read: the database is not served anyway (knowledge not ready).
+    }
+    if (lsn !== null && (await this.stream.waitFor(lsn, waitMs))) return true;
+    this.owner.gap(this.db, false);
+    if (lsn === null || !this.stream.healthy) return false; // a stream down holds the database itself
+    if (this.behind++ === 0) {
+      this.knowledge.hold(BEHIND, 'the change stream is behind a commit made through pgscribe');
+      this.ops.warn('change stream: a commit through pgscribe was not applied within cache-wal-wait-ms; this database\'s answers were dropped and it is not served from the cache until the stream catches up', {
+        db: this.db,
+        wait_ms: waitMs,
+        lsn: formatLsn(lsn),
+      });
+    }
+    void this.stream.waitFor(lsn, CATCH_UP_MS).then((caught) => {
+      if (--this.behind > 0) return;
+      // Not caught up (the stream went down or stalled): its own gap and hold take over; anything
+      // cached meanwhile was judged under this hold, so nothing was.
+      if (!caught) this.owner.gap(this.db, false);
+      this.knowledge.release(BEHIND);
+      this.ops.info('change stream: caught up with the commits made through pgscribe; this database is served from the cache again', { db: this.db });
+    });
+    return false;
+  }
+
+  /** Add the tables that may be published and are not yet (one run at a time; a call meanwhile runs it again). */
+  private sync(): void {
+    if (!this.s.own) return;
+    if (this.syncing) {
+      this.syncAgain = true;
+      return;
+    }
+    this.syncing = true;
+    this.syncAgain = false;
+    void this.addTables().finally(() => {
+      this.syncing = false;
+      if (this.syncAgain) this.sync();
+    });
+  }
+
+  private async addTables(): Promise<void> {
+    try {
+      const r = await this.source.query(tablesToAddSql(this.s.publication));
+      const tables = r.rows.map((row) => row[0] ?? '').filter((t) => t !== '');
+      this.syncWarned = false;
+      if (tables.length === 0) return;
+      for (const sql of addTablesSql(this.s.publication, tables)) await this.source.query(sql);
+      this.owner.added += tables.length;
+      // Read the catalog now rather than at the next poll: the tables are cached from then on.
+      void this.knowledge.refresh();
+    } catch (err) {
+      // The publication is not there yet: the stream creates it, and its onReady syncs again.
+      if (err instanceof PgError && err.code === '42704') return;
+      // The catalog connection is lost: catalogs.ts says so, and the next load syncs again.
+      if (!this.knowledge.ready || this.syncWarned) return;
+      this.syncWarned = true;
+      this.ops.warn('change stream: cannot add tables to the publication; reads of the tables not in it are relayed, not cached', {
+        db: this.db,
+        publication: this.s.publication,
+        reason: (err as Error).message,
+      });
+    }
+  }
+}
+
+export class ChangeStreams {
+  private readonly dbs = new Map<string, DatabaseStream>();
+  private readonly lag = new LatencyHistogram();
+  private commits = 0;
+  private invalidations = 0;
+  private gaps = 0;
+  private waits = 0;
+  private waitTimeouts = 0;
+  /** Tables added to pgscribe's publication. */
+  added = 0;
+  private closed = false;
+
+  /** invalidate(db, names | null): the cache layer's (which with --redis tells the other instances). */
+  constructor(
+    private readonly settings: StreamSettings,
+    private readonly ops: OpsLog,
+    private readonly invalidate: (db: string, tables: readonly string[] | null) => void,
+  ) {}
+
+  /** The publication the snapshot checks reads against. */
+  get publication(): string {
+    return this.settings.publication;
+  }
+
+  /** Start db's stream (once), holding db until it streams. */
+  start(db: string, knowledge: CatalogKnowledge, source: CatalogSource): void {
+    if (this.closed || this.dbs.has(db)) return;
+    const d = new DatabaseStream(db, knowledge, source, this.settings, this.ops, this);
+    this.dbs.set(db, d);
+    d.start();
+  }
+
+  /** A committed transaction of db: drop what read the relations it changed. */
+  commit(db: string, c: CommitInfo): void {
+    this.commits++;
+    this.lag.record(c.lagMs);
+    if (c.relations.length === 0) return;
+    const names: string[] = [];
+    for (const r of c.relations) {
+      const n = renderQuoted(r.name);
+      if (!names.includes(n)) names.push(n);
+    }
+    this.invalidations++;
+    this.invalidate(db, names);
+  }
+
+  /** Drop everything of db: its stream (re)started on a new slot (counted as a gap), or a read-your-writes wait failed. */
+  gap(db: string, newSlot = true): void {
+    if (newSlot) this.gaps++;
+    this.invalidate(db, null);
+  }
+
+  /**
+   * Read-your-writes: resolves once db's stream has applied every commit so far, or waitMs passed
+   * (then db's answers were dropped; see DatabaseStream.settle). Immediately without a stream for
+   * db or with waitMs 0.
+   */
+  async settle(db: string): Promise<void> {
+    const d = this.dbs.get(db);
+    if (d === undefined || this.settings.waitMs <= 0) return;
+    this.waits++;
+    if (!(await d.settle(this.settings.waitMs))) this.waitTimeouts++;
+  }
+
+  /** For the stats line and /metrics (wal_ prefix). */
+  counters(): Record<string, number> {
+    let up = 0;
+    for (const d of this.dbs.values()) if (d.stream.healthy) up++;
+    const q = (x: number): number => (this.lag.count === 0 ? 0 : Math.round(this.lag.quantile(x) * 1000) / 1000);
+    return {
+      streams: this.dbs.size,
+      streams_up: up,
+      commits: this.commits,
+      invalidations: this.invalidations,
+      gaps: this.gaps,
+      tables_added: this.added,
+      commit_waits: this.waits,
+      commit_wait_timeouts: this.waitTimeouts,
+      lag_p50_ms: q(0.5),
+      lag_p99_ms: q(0.99),
+      lag_max_ms: this.lag.count === 0 ? 0 : this.lag.maxMs,
+    };
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const d of this.dbs.values()) d.close();
+    this.dbs.clear();
+  }
+}
