@@ -23,6 +23,7 @@ import { PgError } from '../pg/connection';
 import { renderQuoted } from '../sql/names';
 import type { UpstreamTls } from '../tls';
 import { ChangeStream, type CommitInfo } from '../wal/change-stream';
+import { CommitFence } from './commit-fence';
 import { formatLsn, parseLsn } from '../wal/lsn';
 import { addTablesSql, tablesToAddSql } from '../wal/publication';
 
@@ -36,7 +37,7 @@ export interface StreamSettings {
   publication: string;
   /** The publication is pgscribe's own: created when missing, tables added to it. */
   own: boolean;
-  /** Read-your-writes: how long settle() waits for the stream (0: it does not wait). */
+  /** Read-your-writes: how long a commit's ReadyForQuery waits for the stream (0: it does not wait). */
   waitMs: number;
   /** Test hooks for the stream's timers (defaults: the stream's own). */
   stallTimeoutMs?: number;
@@ -60,6 +61,8 @@ class DatabaseStream {
   private unsubscribe: () => void = () => undefined;
   /** Waits past their bound still catching up (the database is held while above 0). */
   private behind = 0;
+  /** Read-your-writes: commits' ReadyForQuery held until the stream passes them (null: waitMs 0). */
+  private readonly fence: CommitFence | null;
 
   constructor(
     private readonly db: string,
@@ -92,6 +95,15 @@ class DatabaseStream {
       onDown: (reason) => knowledge.hold(STREAM, `the change stream is down: ${reason}`),
     });
     if (s.own) this.unsubscribe = knowledge.onChange(() => this.sync());
+    this.fence =
+      s.waitMs <= 0
+        ? null
+        : new CommitFence({
+            currentLsn: () => this.currentLsn(),
+            stream: () => this.stream,
+            holdMs: s.waitMs,
+            onLapse: (reason, lsn, commits) => this.lapse(reason, lsn, commits),
+          });
   }
 
   start(): void {
@@ -100,43 +112,58 @@ class DatabaseStream {
 
   close(): void {
     this.unsubscribe();
+    this.fence?.close();
     this.stream.close();
   }
 
   /**
-   * Read-your-writes after a commit through pgscribe: true once the stream has handed over every
-   * change committed so far (the WAL insert position read on the catalog connection right after
-   * the commit). Past waitMs, or with the stream down or the catalog unreadable: the database's
-   * answers are dropped, and (the stream up but behind) the database is held until the stream
-   * reaches that position, said once each way.
+   * Read-your-writes after a commit through pgscribe: true when `done` runs later, once the
+   * stream has handed over every change committed so far (the WAL insert position read on the
+   * catalog connection after the commit; commit-fence.ts batches those questions). false: not
+   * held (no fence, or a lapse at once).
    */
-  async settle(waitMs: number): Promise<boolean> {
-    let lsn: bigint | null = null;
-    try {
-      lsn = parseLsn((await this.source.query('SELECT pg_catalog.pg_current_wal_insert_lsn()')).rows[0]?.[0] ?? '');
-    } catch {
-      // The catalog cannot be read: the database is not served anyway (knowledge not ready).
-    }
-    if (lsn !== null && (await this.stream.waitFor(lsn, waitMs))) return true;
+  hold(done: () => void): boolean {
+    return this.fence !== null && this.fence.hold(done);
+  }
+
+  /** The server's WAL insert position, on the catalog connection. */
+  private async currentLsn(): Promise<bigint> {
+    const text = (await this.source.query('SELECT pg_catalog.pg_current_wal_insert_lsn()')).rows[0]?.[0] ?? '';
+    const lsn = parseLsn(text);
+    if (lsn === null) throw new Error(`pg_current_wal_insert_lsn() answered ${JSON.stringify(text)}`);
+    return lsn;
+  }
+
+  /**
+   * Commits were released before the stream confirmed them (past waitMs, the stream down, the
+   * position unreadable): the database's answers go, and while the stream is up but behind, the
+   * database is held until it reaches the position (asked again when unknown), said once each way.
+   * A stream that is down holds the database itself.
+   */
+  private lapse(reason: string, lsn: bigint | null, commits: number): void {
+    this.owner.lapsed(commits);
     this.owner.gap(this.db, false);
-    if (lsn === null || !this.stream.healthy) return false; // a stream down holds the database itself
+    if (!this.stream.healthy) return;
     if (this.behind++ === 0) {
       this.knowledge.hold(BEHIND, 'the change stream is behind a commit made through pgscribe');
       this.ops.warn('change stream: a commit through pgscribe was not applied within cache-wal-wait-ms; this database\'s answers were dropped and it is not served from the cache until the stream catches up', {
         db: this.db,
-        wait_ms: waitMs,
-        lsn: formatLsn(lsn),
+        wait_ms: this.s.waitMs,
+        reason,
+        ...(lsn === null ? {} : { lsn: formatLsn(lsn) }),
       });
     }
-    void this.stream.waitFor(lsn, CATCH_UP_MS).then((caught) => {
-      if (--this.behind > 0) return;
-      // Not caught up (the stream went down or stalled): its own gap and hold take over; anything
-      // cached meanwhile was judged under this hold, so nothing was.
-      if (!caught) this.owner.gap(this.db, false);
-      this.knowledge.release(BEHIND);
-      this.ops.info('change stream: caught up with the commits made through pgscribe; this database is served from the cache again', { db: this.db });
-    });
-    return false;
+    const target = lsn !== null ? Promise.resolve(lsn) : this.currentLsn();
+    void target
+      .then((l) => this.stream.waitFor(l, CATCH_UP_MS), () => false)
+      .then((caught) => {
+        if (--this.behind > 0) return;
+        // Not caught up (the stream went down or stalled): its own gap and hold take over; anything
+        // cached meanwhile was judged under this hold, so nothing was.
+        if (!caught) this.owner.gap(this.db, false);
+        this.knowledge.release(BEHIND);
+        this.ops.info('change stream: caught up with the commits made through pgscribe; this database is served from the cache again', { db: this.db });
+      });
   }
 
   /** Add the tables that may be published and are not yet (one run at a time; a call meanwhile runs it again). */
@@ -232,15 +259,20 @@ export class ChangeStreams {
   }
 
   /**
-   * Read-your-writes: resolves once db's stream has applied every commit so far, or waitMs passed
-   * (then db's answers were dropped; see DatabaseStream.settle). Immediately without a stream for
-   * db or with waitMs 0.
+   * Read-your-writes: true when `done` runs later, once db's stream has applied every commit so
+   * far or the wait lapsed (then db's answers were dropped; see DatabaseStream.lapse). false, and
+   * `done` never runs: no stream for db, waitMs 0, or a lapse at once.
    */
-  async settle(db: string): Promise<void> {
+  hold(db: string, done: () => void): boolean {
     const d = this.dbs.get(db);
-    if (d === undefined || this.settings.waitMs <= 0) return;
+    if (d === undefined || this.settings.waitMs <= 0) return false;
     this.waits++;
-    if (!(await d.settle(this.settings.waitMs))) this.waitTimeouts++;
+    return d.hold(done);
+  }
+
+  /** Commits released before the stream confirmed them. */
+  lapsed(commits: number): void {
+    this.waitTimeouts += commits;
   }
 
   /** For the stats line and /metrics (wal_ prefix). */

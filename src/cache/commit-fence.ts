@@ -30,8 +30,8 @@ export interface CommitFenceOptions {
   stream(): FenceStream | null;
   /** Longest hold of one commit, ms. */
   holdMs: number;
-  /** Commits were released unconfirmed: why, and the position the stream must reach (null: unknown). */
-  onLapse(reason: string, lsn: bigint | null): void;
+  /** Commits were released unconfirmed: why, the position the stream must reach (null: unknown), and how many. */
+  onLapse(reason: string, lsn: bigint | null, commits: number): void;
   /** Held commits at most; more are released at once as a lapse (default 100 000). */
   maxHeld?: number;
 }
@@ -73,11 +73,11 @@ export class CommitFence {
     if (this.closed) return false;
     const s = this.opts.stream();
     if (s === null || !s.healthy) {
-      this.opts.onLapse('the change stream is down', null);
+      this.opts.onLapse('the change stream is down', null, 1);
       return false;
     }
     if (this.live.size >= this.maxHeld) {
-      this.opts.onLapse(`more than ${this.maxHeld} commits wait for the change stream`, null);
+      this.opts.onLapse(`more than ${this.maxHeld} commits wait for the change stream`, null, 1);
       return false;
     }
     // The hold's bound runs from now, whatever the question and the stream do.
@@ -141,10 +141,10 @@ export class CommitFence {
 
   /** Release unconfirmed: if any of them was still held, that is a lapse. */
   private release(batch: Held[], reason: string, lsn: bigint | null): void {
-    let any = false;
-    for (const h of batch) if (this.live.has(h)) any = true;
-    if (!any) return;
-    this.opts.onLapse(reason, lsn);
+    let held = 0;
+    for (const h of batch) if (this.live.has(h)) held++;
+    if (held === 0) return;
+    this.opts.onLapse(reason, lsn, held);
     for (const h of batch) this.finish(h);
   }
 

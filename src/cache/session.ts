@@ -380,11 +380,7 @@ export class CacheSession {
     if (this.ctx.layer.invalidate(this.db, w === null ? null : [...w], this.sharedDone)) this.sharing++;
     // wal mode: what the commit's triggers, cascades and functions wrote is known only from the
     // stream; the commit's ReadyForQuery waits until the stream has applied it (bounded).
-    const changes = this.ctx.changes;
-    if (changes) {
-      this.sharing++;
-      void changes.settle(this.db).finally(this.sharedDone);
-    }
+    if (this.ctx.changes?.hold(this.db, this.sharedDone)) this.sharing++;
   }
 
   /**

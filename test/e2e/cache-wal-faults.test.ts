@@ -162,3 +162,39 @@ t.test('read-your-writes past its bound (the walsender stopped): the database is
   c.sock.destroy();
   await fx.stopProxy(p);
 });
+
+// What the hold is for: a write whose side effects pgscribe cannot name. A trigger created straight
+// on PostgreSQL, behind the catalog pgscribe read (polls turned off), copies each write of src into
+// dst; the write goes through pgscribe, which invalidates only src by itself. The very next read of
+// dst through pgscribe must show the trigger's row: the commit's answer waited for the stream.
+t.test('read-your-writes: a trigger pgscribe does not know of still cannot leave its own commit stale', async (tt) => {
+  await admin(pg, [
+    'CREATE TABLE ryw_src (id int PRIMARY KEY, v text)',
+    'CREATE TABLE ryw_dst (id int PRIMARY KEY, v text)',
+    "INSERT INTO ryw_dst VALUES (1, 'before')",
+  ]);
+  const p = await fx.launch([...WAL, '--catalog-poll-ms', HOUR]);
+  const c = await session(p);
+  const readDst = 'SELECT v FROM ryw_dst WHERE id = 1';
+  // Until the stream is up and pgscribe has added the new tables to its publication, dst is relayed.
+  const cached = await waitFor(
+    async () => {
+      const before = await stat(p, 'cache_hits');
+      const v = await value(c, readDst);
+      return (await stat(p, 'cache_hits')) > before ? v : undefined;
+    },
+    { timeoutMs: 30_000, intervalMs: 50, timeout: () => 'dst was never answered from the cache' },
+  );
+  tt.equal(cached, 'before', 'dst is answered from the cache: a stale answer would show');
+  await admin(pg, [
+    "CREATE FUNCTION ryw_copy() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN UPDATE ryw_dst SET v = NEW.v WHERE id = NEW.id; RETURN NEW; END $$",
+    'CREATE TRIGGER ryw_copy AFTER INSERT OR UPDATE ON ryw_src FOR EACH ROW EXECUTE FUNCTION ryw_copy()',
+  ]);
+  for (let i = 0; i < 5; i++) {
+    await value(c, `INSERT INTO ryw_src VALUES (1, 'after ${i}') ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v`);
+    tt.equal(await value(c, readDst), `after ${i}`, `write ${i}: the next read shows what the trigger wrote`);
+  }
+  tt.equal(await stat(p, 'wal_commit_wait_timeouts'), 0, 'no wait past its bound');
+  c.sock.destroy();
+  await fx.stopProxy(p);
+});
