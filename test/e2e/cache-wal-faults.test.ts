@@ -6,7 +6,7 @@ import t, { type Test as Tap } from 'tap';
 import { startCluster, USERS, type PgCluster } from '../harness/pg-cluster';
 import type { Proxy } from '../harness/proxy';
 import { waitFor } from '../harness/time';
-import { describeMessages, errorsIn, type RawClient } from '../harness/wire';
+import { queryValue, type RawClient } from '../harness/wire';
 import { proxyFixture } from '../helpers/fixture';
 import { admin } from '../helpers/safe-cache';
 
@@ -25,21 +25,9 @@ t.teardown(async () => {
   await pg?.stop();
 });
 
-async function session(p: Proxy): Promise<RawClient> {
-  const c = await fx.connect(p.port);
-  const startup = await c.startup('postgres', 'postgres');
-  if (startup[startup.length - 1]?.type !== 'Z') throw new Error(`startup failed: ${describeMessages(startup)}`);
-  return c;
-}
+const session = (p: Proxy): Promise<RawClient> => fx.session(p.port);
 
-async function value(c: RawClient, sql: string): Promise<string | null> {
-  const r = await c.query(sql, 30_000);
-  if (errorsIn(r).length > 0) throw new Error(`${sql}: ${describeMessages(r)}`);
-  const d = r.find((m) => m.type === 'D');
-  if (d === undefined) return null;
-  const len = d.body.readInt32BE(2);
-  return len < 0 ? null : d.body.toString('utf8', 6, 6 + len);
-}
+const value = (c: RawClient, sql: string): Promise<string | null> => queryValue(c, sql);
 
 const READ = 'SELECT v FROM kv WHERE id = 1';
 const direct = async (): Promise<string | null> => (await admin(pg, [READ]))[0]!.value;

@@ -10,7 +10,7 @@ import { startCluster, type PgCluster } from '../harness/pg-cluster';
 import type { Proxy } from '../harness/proxy';
 import { startRedis, type RedisServer } from '../harness/redis';
 import { waitFor } from '../harness/time';
-import { describeMessages, errorsIn, RawClient } from '../harness/wire';
+import { queryValue, RawClient } from '../harness/wire';
 import { workerArgs } from '../helpers/cache';
 import { proxyFixture } from '../helpers/fixture';
 import { admin, cacheModes, type CacheMode } from '../helpers/safe-cache';
@@ -86,22 +86,9 @@ const CASES: readonly Case[] = [
 ];
 
 /** One pgscribe session on a database, as postgres. */
-async function session(port: number, db: string): Promise<RawClient> {
-  const c = await fx.connect(port);
-  const startup = await c.startup('postgres', db);
-  if (startup[startup.length - 1]?.type !== 'Z') throw new Error(`startup failed: ${describeMessages(startup)}`);
-  return c;
-}
+const session = (port: number, db: string): Promise<RawClient> => fx.session(port, db);
 
-/** The first column of the first row, as text; throws on an error. */
-async function value(c: RawClient, sql: string): Promise<string | null> {
-  const r = await c.query(sql, 30_000);
-  if (errorsIn(r).length > 0) throw new Error(`${sql}: ${describeMessages(r)}`);
-  const d = r.find((m) => m.type === 'D');
-  if (d === undefined) return null;
-  const len = d.body.readInt32BE(2);
-  return len < 0 ? null : d.body.toString('utf8', 6, 6 + len);
-}
+const value = (c: RawClient, sql: string): Promise<string | null> => queryValue(c, sql);
 
 const direct = async (db: string, sql: string): Promise<string | null> => (await admin(pg, [sql], db))[0]!.value;
 /** The last stats line read, for the messages of a timeout. */

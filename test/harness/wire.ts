@@ -116,6 +116,13 @@ export function column(msgs: BackendMessage[]): (string | null)[] {
     });
 }
 
+/** The first column of the first row of `sql`'s answer, as text (null for NULL or no row); throws on an ErrorResponse. */
+export async function queryValue(c: RawClient, sql: string, timeoutMs = 30_000): Promise<string | null> {
+  const r = await c.query(sql, timeoutMs);
+  if (errorsIn(r).length > 0) throw new Error(`${sql}: ${describeMessages(r)}`);
+  return column(r)[0] ?? null;
+}
+
 /** Every column of the first row, as text. */
 export function firstRow(msgs: BackendMessage[]): (string | null)[] {
   const d = msgs.find((m) => m.type === 'D');

@@ -22,10 +22,10 @@ export interface ProxyFixture {
   stopProxy(p: Proxy): Promise<void>;
   /** A raw connection with Nagle off. */
   connect(port: number): Promise<RawClient>;
-  /** Connect and complete a trust startup; throws unless it ends in ReadyForQuery. */
-  sessionWithKey(port: number): Promise<Session>;
+  /** Connect and complete a trust startup (on `database`, default postgres); throws unless it ends in ReadyForQuery. */
+  sessionWithKey(port: number, database?: string): Promise<Session>;
   /** sessionWithKey, the client alone. */
-  session(port: number): Promise<RawClient>;
+  session(port: number, database?: string): Promise<RawClient>;
   /**
    * Destroy every client still open and stop every proxy still tracked: with stopProxy, or with
    * `signal` straight away when given.
@@ -58,16 +58,16 @@ export function proxyFixture(opts: { upstreamPort: () => number; user: string })
     return c;
   };
 
-  const sessionWithKey = async (port: number): Promise<Session> => {
+  const sessionWithKey = async (port: number, database = 'postgres'): Promise<Session> => {
     const c = await connect(port);
-    const startup = await c.startup(opts.user);
+    const startup = await c.startup(opts.user, database);
     const last = startup[startup.length - 1];
     if (!last || last.type !== 'Z') throw new Error(`startup did not finish: ${describeMessages(startup)}`);
     const k = startup.find((m) => m.type === 'K');
     return { c, startup, pid: k ? k.body.readInt32BE(0) : 0, secret: k ? k.body.readInt32BE(4) : 0 };
   };
 
-  const session = async (port: number): Promise<RawClient> => (await sessionWithKey(port)).c;
+  const session = async (port: number, database?: string): Promise<RawClient> => (await sessionWithKey(port, database)).c;
 
   const cleanup = async (signal?: NodeJS.Signals): Promise<void> => {
     for (const c of clients) c.sock.destroy();
