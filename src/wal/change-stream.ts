@@ -141,7 +141,6 @@ export class ChangeStream {
   /** Why the stream is down (null while up or before the first attempt ended): one warning per outage. */
   private downReason: string | null = null;
   private everReady = false;
-  private gapsReported = false;
 
   constructor(opts: ChangeStreamOptions) {
     this.opts = opts;
@@ -257,10 +256,6 @@ export class ChangeStream {
     if (!this.current(id)) return;
     if (publication.created) {
       this.opts.ops.info('change stream: created pgscribe\'s publication; tables with a primary key or replica identity are added to it as the catalog shows them', { db: o.database, publication: publication.name });
-    }
-    if (publication.gaps !== null && !this.gapsReported) {
-      this.gapsReported = true;
-      this.opts.ops.warn('change stream: the publication leaves changes out; the cache does not see them', { db: o.database, publication: publication.name, missing: publication.gaps });
     }
     const slot = await conn.createTemporarySlot(nextSlotName(), 'pgoutput', o.setupTimeoutMs);
     if (!this.current(id)) return;

@@ -30,8 +30,6 @@ export interface Publication {
   name: string;
   /** pgscribe created it just now. */
   created: boolean;
-  /** The kinds of change an operator's publication leaves out (null: all four). */
-  gaps: string | null;
 }
 
 /** The columns of pg_publication that say what is published; older servers lack some. */
@@ -40,9 +38,10 @@ const ACTIONS = ['pubinsert', 'pubupdate', 'pubdelete', 'pubtruncate'] as const;
 /**
  * Make sure the publication exists. `operatorName` null: pgscribe's own, created empty when
  * missing (tables are added to it by publication.ts; relations outside it are not cached in wal
- * mode), and refused when it publishes fewer kinds of change than all four. A name: the
- * operator's, never created nor altered; what it leaves out is reported, not refused (the
- * operator chose; the catalog judge relays reads of tables it does not list).
+ * mode). A name: the operator's, never created nor altered; the tables it does not list are the
+ * operator's choice (the catalog judge relays reads of them). Either is refused when it publishes
+ * fewer kinds of change than all four: an UPDATE the stream never carries would leave a listed
+ * table's cached answers stale for their whole TTL, which in wal mode may be an hour.
  */
 export async function ensurePublication(conn: ReplicationConnection, operatorName: string | null, timeoutMs: number): Promise<Publication> {
   const name = operatorName ?? DEFAULT_PUBLICATION;
@@ -57,10 +56,10 @@ export async function ensurePublication(conn: ReplicationConnection, operatorNam
     }
     try {
       await conn.query(`CREATE PUBLICATION ${quoteIdent(name)}`, timeoutMs);
-      return { name, created: true, gaps: null };
+      return { name, created: true };
     } catch (err) {
       // Another pgscribe created it in the meantime: the same definition.
-      if (err instanceof PgError && err.code === '42710') return { name, created: false, gaps: null };
+      if (err instanceof PgError && err.code === '42710') return { name, created: false };
       throw new SetupError(
         `cannot create publication ${name}: ${(err as Error).message}`,
         `pgscribe's user needs CREATE on the database (GRANT CREATE ON DATABASE ...), or an operator can create it: CREATE PUBLICATION ${name}; the change stream stays down until it exists`,
@@ -72,14 +71,17 @@ export async function ensurePublication(conn: ReplicationConnection, operatorNam
     return i < 0 ? undefined : row[i];
   };
   const actions = ACTIONS.filter((a) => col(a) !== 't').map((a) => a.slice(3));
-  const gaps = actions.length === 0 ? null : `the ${actions.join(', ')} changes`;
-  if (gaps !== null && operatorName === null) {
+  if (actions.length > 0) {
+    const fix =
+      operatorName === null
+        ? `DROP PUBLICATION ${name} for pgscribe to create it again`
+        : `ALTER PUBLICATION ${quoteIdent(name)} SET (publish = 'insert, update, delete, truncate')`;
     throw new SetupError(
-      `publication ${name} leaves out ${gaps}`,
-      `pgscribe needs every kind of change: DROP PUBLICATION ${name} for pgscribe to create it again; the change stream stays down until then`,
+      `publication ${name} leaves out the ${actions.join(', ')} changes`,
+      `pgscribe needs every kind of change, or the cache would miss them: ${fix}; the change stream stays down (nothing of this database is served from the cache) until then`,
     );
   }
-  return { name, created: false, gaps };
+  return { name, created: false };
 }
 
 let slots = 0;

@@ -289,7 +289,7 @@ t.test("an operator's publication: never created, a clear warning, used once it 
   await until(() => (seen.readies.length > 0 ? true : undefined), 'onReady once it exists', seen);
   tt.equal(seen.readies[0]!.publication, pub, 'retried until it exists');
   tt.equal(seen.downs.length, 1, 'onDown once for the outage, whatever the retries');
-  tt.notOk(seen.ops.some((l) => l.level === 'WARN' && /leaves changes out/.test(l.msg)), 'a table list is the operator\'s choice, not a gap (the cache relays what it leaves out)');
+  tt.notOk(seen.ops.some((l) => l.level === 'WARN' && /leaves out/.test(l.msg)), 'a table list is the operator\'s choice, not a gap (the cache relays what it leaves out)');
   await pg.psql('INSERT INTO op_out VALUES (1)');
   await pg.psql('INSERT INTO op_in VALUES (1)');
   await until(() => commitOf(seen, 'op_in'), 'a change to a published table', seen);
@@ -323,6 +323,17 @@ t.test('setup refused: pgscribe_all publishing less, a role without REPLICATION'
   tt.match(narrow.seen.ops.find((l) => l.level === 'WARN')?.msg, /DROP PUBLICATION pgscribe_all/);
   tt.equal(narrow.stream.healthy, false);
   narrow.stream.close();
+
+  // The operator's own publication is refused the same way: the UPDATEs it does not carry would
+  // leave its tables' cached answers stale for their whole TTL.
+  await pg.psql("CREATE TABLE ins_only (id int PRIMARY KEY); CREATE PUBLICATION inserts_only FOR TABLE ins_only WITH (publish = 'insert')", { db: 'other' });
+  const partial = open({ database: 'other', publication: 'inserts_only' });
+  await until(() => (partial.seen.downs.length > 0 ? true : undefined), 'onDown', partial.seen);
+  tt.match(partial.seen.downs[0], /publication inserts_only leaves out the update, delete, truncate changes/);
+  tt.match(partial.seen.ops.find((l) => l.level === 'WARN')?.msg, /ALTER PUBLICATION "inserts_only" SET \(publish = 'insert, update, delete, truncate'\)/);
+  tt.equal(partial.stream.healthy, false, 'the stream stays down: nothing of the database is served from the cache');
+  tt.equal(partial.seen.readies.length, 0);
+  partial.stream.close();
 
   const weak = open({ user: USERS.trust.user });
   await until(() => (weak.seen.downs.length > 0 ? true : undefined), 'onDown', weak.seen);
