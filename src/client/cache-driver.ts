@@ -148,7 +148,10 @@ export class CacheDriver implements FlightClient {
   private intake(type: number, buf: Buffer, start: number, end: number, msg: ClientMessage | null): void {
     const s = this.session;
     const u = this.unit;
-    if (!u.active && !(s.state === ClientState.Idle && this.ledger.pendingGroups === 0 && s.txStatus === TxStatus.Idle && this.cs.usable)) {
+    // While a commit's ReadyForQuery is held (its invalidation shared through Redis, or awaited
+    // from the change stream), a read pipelined behind it must not be answered from the cache:
+    // what the commit changed may not be invalidated yet. It is relayed (issue 16, review finding 2).
+    if (!u.active && !(s.state === ClientState.Idle && this.ledger.pendingGroups === 0 && s.txStatus === TxStatus.Idle && this.cs.usable && this.cs.sharing === 0)) {
       s.logAndForward(type, buf, start, end, msg, null);
       return;
     }
