@@ -8,7 +8,7 @@ import { clusterAndProxies } from '../helpers/fixture';
 import type { Proxy } from '../harness/proxy';
 import { WORKER_MODES, calls, runUnit, waitCounter, waitUntilCount, cacheArgs } from '../helpers/cache';
 import { RawClient, describeMessages, enc, errorsIn, value } from '../harness/wire';
-import { sleep } from '../harness/time';
+import { sleep, waitFor } from '../harness/time';
 
 const { pg, fx } = clusterAndProxies(t);
 const USER = USERS.trust.user;
@@ -106,8 +106,15 @@ for (const workers of WORKER_MODES) {
     const b = await fx.session(p.port);
     const q = 'SELECT v FROM kv WHERE id = 3';
     const cycle = async (what: string, write: () => Promise<unknown>, expect: string) => {
-      await read(p, b, q);
-      t.equal((await read(p, b, q)).hit, true, `${what}: cached before`);
+      // Cached before the write, so that a fresh read after it means something. Read until a hit:
+      // the catalog poll may drop the database between two reads (the TRUNCATE cycle rewrites
+      // pg_class, which the poll sees up to catalog-poll-ms later).
+      const cached = await waitFor(async () => ((await read(p, b, q)).hit ? true : undefined), {
+        timeoutMs: 10_000,
+        intervalMs: 10,
+        timeout: () => `${what}: never answered from the cache before the write`,
+      });
+      t.equal(cached, true, `${what}: cached before`);
       await write();
       t.strictSame(await read(p, b, q), { v: expect, hit: false }, `${what}: the next read is fresh`);
     };
