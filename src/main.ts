@@ -6,9 +6,8 @@
  */
 import { ConfigError, cacheMode, checkEnvironment, clientTlsMode, compileRules, describe, helpText, invalidationMode, parseCommandLine, type Command, type Config } from './config';
 import { createCacheLayer } from './cache/create';
-import { Catalogs } from './cache/catalogs';
+import { Catalogs, connectOwn, type OwnLogin } from './cache/catalogs';
 import { ChangeStreams } from './cache/change-streams';
-import { PgConnection } from './pg/connection';
 import { DEFAULT_PUBLICATION } from './wal/setup';
 import { walReadiness } from './wal/readiness';
 import { CachePolicy } from './cache/policy';
@@ -96,6 +95,11 @@ function redisTls(redis: Config['redis']): tls.ConnectionOptions | null {
   return { ca: fs.readFileSync(redis.tlsCa), rejectUnauthorized: true, ...(net.isIP(redis.address!.host) === 0 ? { servername: redis.address!.host } : {}) };
 }
 
+/** pgscribe's own login (catalog-user) on the upstream. */
+function ownLogin(cfg: Config, tls: TlsSetup): OwnLogin {
+  return { upstream: cfg.upstream, user: cfg.catalog.user, password: cfg.catalog.password, connectTimeoutMs: cfg.limits.connectTimeoutMs, tls: tls.upstream };
+}
+
 /**
  * Whether the change stream drops answers (wal) or only the TTL bounds what changed out of
  * pgscribe's sight (ttl). auto asks the server once, over pgscribe's own connection to
@@ -107,17 +111,7 @@ export async function resolveInvalidation(cfg: Config, ops: OpsLog, tls: TlsSetu
   if (cache.invalidation === 'wal') return 'wal';
   let missing: string;
   try {
-    const conn = await PgConnection.connect({
-      host: cfg.upstream.host,
-      port: cfg.upstream.port,
-      user: catalog.user,
-      password: catalog.password,
-      database: catalog.database,
-      applicationName: 'pgscribe catalog',
-      connectTimeoutMs: cfg.limits.connectTimeoutMs,
-      tls: tls.upstream,
-      queryTimeoutMs: 30_000,
-    });
+    const conn = await connectOwn(ownLogin(cfg, tls), catalog.database, 30_000);
     try {
       const r = await walReadiness(conn, DEFAULT_PUBLICATION, cache.walPublication);
       if (r.ok) {
@@ -169,7 +163,7 @@ export function createCacheContext(cfg: Config, ops: OpsLog, tls: TlsSetup, inva
         },
   );
   const { catalog } = cfg;
-  const common = { upstream: cfg.upstream, user: catalog.user, password: catalog.password, connectTimeoutMs: cfg.limits.connectTimeoutMs, tls: tls.upstream };
+  const common = ownLogin(cfg, tls);
   const changes =
     catalog.user === '' || !cache.enabled || invalidation !== 'wal'
       ? null

@@ -26,6 +26,24 @@ export interface CatalogSettings {
   streams?: ChangeStreams | null;
 }
 
+/** Who pgscribe's own connections log in as, and where (catalogs, the `auto` check in main.ts). */
+export type OwnLogin = Pick<CatalogSettings, 'upstream' | 'user' | 'password' | 'connectTimeoutMs' | 'tls'>;
+
+/** pgscribe's own connection to `database` (application_name 'pgscribe catalog'). */
+export function connectOwn(s: OwnLogin, database: string, queryTimeoutMs?: number): Promise<PgConnection> {
+  return PgConnection.connect({
+    host: s.upstream.host,
+    port: s.upstream.port,
+    user: s.user,
+    password: s.password,
+    database,
+    applicationName: 'pgscribe catalog',
+    connectTimeoutMs: s.connectTimeoutMs,
+    tls: s.tls,
+    ...(queryTimeoutMs === undefined ? {} : { queryTimeoutMs }),
+  });
+}
+
 /** The longest wait before connecting again. */
 const MAX_BACKOFF_MS = 10_000;
 /** More databases than this get no catalog connection (their sessions are not served). */
@@ -71,17 +89,7 @@ class DatabaseCatalog implements CatalogSource {
   private connection(): Promise<PgConnection> {
     if (this.conn !== null) return Promise.resolve(this.conn);
     if (this.closed) return Promise.reject(new Error('the catalog connections are closed'));
-    this.connecting ??= PgConnection.connect({
-      host: this.settings.upstream.host,
-      port: this.settings.upstream.port,
-      user: this.settings.user,
-      password: this.settings.password,
-      database: this.db,
-      applicationName: 'pgscribe catalog',
-      connectTimeoutMs: this.settings.connectTimeoutMs,
-      tls: this.settings.tls,
-      queryTimeoutMs: 30_000,
-    }).then(
+    this.connecting ??= connectOwn(this.settings, this.db, 30_000).then(
       (conn) => {
         this.connecting = null;
         if (this.closed) {
@@ -188,16 +196,7 @@ export class Catalogs {
   async check(database: string): Promise<void> {
     const s = this.settings;
     try {
-      const conn = await PgConnection.connect({
-        host: s.upstream.host,
-        port: s.upstream.port,
-        user: s.user,
-        password: s.password,
-        database,
-        applicationName: 'pgscribe catalog',
-        connectTimeoutMs: s.connectTimeoutMs,
-        tls: s.tls,
-      });
+      const conn = await connectOwn(s, database);
       const r = await conn.query(`${OWN_SQL_MARK} SELECT current_user, version()`);
       conn.close();
       this.ops.info('catalog: pgscribe\'s own connection works; the cache reads each database\'s catalog through it', {
