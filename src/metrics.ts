@@ -250,6 +250,8 @@ const METRICS: readonly Entry[] = [
       walMember('gauge', 'streams_up', 'Change streams streaming now; the others\' databases are not served from the cache.'),
       walMember('counter', 'commits', 'Committed transactions received from the change streams.'),
       walMember('counter', 'invalidations', 'Committed transactions from the change streams that invalidated cached answers.'),
+      walMember('counter', 'settled_invalidations', 'The same, again once the commit was seen visible to other sessions (a commit can stream before it is: synchronous replication).'),
+      walMember('gauge', 'commits_unsettled', 'Streamed commits not yet seen visible to other sessions.'),
       walMember('counter', 'gaps', 'New slots (start, reconnect): each dropped its database\'s cached answers.'),
       walMember('counter', 'tables_added', "Tables added to pgscribe's publication."),
       walMember('counter', 'commit_waits', 'Commits through pgscribe whose ReadyForQuery waited for the change stream to apply them (read-your-writes).'),

@@ -24,6 +24,8 @@ import { renderQuoted } from '../sql/names';
 import type { UpstreamTls } from '../tls';
 import { ChangeStream, type CommitInfo } from '../wal/change-stream';
 import { CommitFence } from './commit-fence';
+import { CommitSettling, SNAPSHOT_SQL } from './commit-settling';
+import { namesStandby } from '../wal/sync-standby';
 import { formatLsn, parseLsn } from '../wal/lsn';
 import { addTablesSql, tablesToAddSql } from '../wal/publication';
 
@@ -49,6 +51,7 @@ const NOT_YET = 'the change stream is not streaming yet';
 /** Who holds a database in CatalogKnowledge: the stream (down, not up yet), a read-your-writes wait past its bound. */
 const STREAM = 'change stream';
 const BEHIND = 'read-your-writes';
+const SETTLING = 'commit visibility';
 /** After a wait past its bound, how long the database stays held at most while the stream catches up. */
 const CATCH_UP_MS = 600_000;
 
@@ -63,6 +66,8 @@ class DatabaseStream {
   private behind = 0;
   /** Read-your-writes: commits' ReadyForQuery held until the stream passes them (null: waitMs 0). */
   private readonly fence: CommitFence | null;
+  /** Streamed commits not yet visible to other sessions, invalidated again once they are. */
+  readonly settling: CommitSettling;
 
   constructor(
     private readonly db: string,
@@ -73,6 +78,22 @@ class DatabaseStream {
     private readonly owner: ChangeStreams,
   ) {
     knowledge.hold(STREAM, NOT_YET);
+    this.settling = new CommitSettling({
+      ask: async () => {
+        const row = (await source.query(SNAPSHOT_SQL)).rows[0] ?? [];
+        return { snapshot: row[0] ?? '', syncStandbyNames: row[1] ?? '' };
+      },
+      onSettled: (names) => owner.settled(db, names),
+      onFailed: (reason) => {
+        if (reason === null) knowledge.release(SETTLING);
+        else knowledge.hold(SETTLING, `cannot tell whether streamed commits are visible yet: ${reason}`);
+      },
+      onSyncStandbyNames: (setting) => {
+        if (namesStandby(setting, this.stream.applicationName)) {
+          this.stream.interrupt(`synchronous_standby_names changed to '${setting}', which would make pgscribe's change stream a synchronous standby; name the real standbys instead of '*'`);
+        }
+      },
+    });
     this.stream = new ChangeStream({
       host: s.upstream.host,
       port: s.upstream.port,
@@ -85,7 +106,7 @@ class DatabaseStream {
       ...(s.stallTimeoutMs === undefined ? {} : { stallTimeoutMs: s.stallTimeoutMs }),
       ...(s.backoffMaxMs === undefined ? {} : { backoffMaxMs: s.backoffMaxMs }),
       ops,
-      onCommit: (c) => owner.commit(db, c),
+      onCommit: (c) => this.settling.add(c.xid, owner.commit(db, c)),
       onReady: () => {
         // A gap: what committed before this slot was never seen. Drop first, then serve.
         owner.gap(db);
@@ -100,7 +121,7 @@ class DatabaseStream {
         ? null
         : new CommitFence({
             currentLsn: () => this.currentLsn(),
-            stream: () => this.stream,
+            stream: () => ({ healthy: this.stream.healthy, waitFor: (lsn, ms) => this.waitApplied(lsn, ms) }),
             holdMs: s.waitMs,
             onLapse: (reason, lsn, commits) => this.lapse(reason, lsn, commits),
           });
@@ -114,6 +135,25 @@ class DatabaseStream {
     this.unsubscribe();
     this.fence?.close();
     this.stream.close();
+    this.settling.close();
+  }
+
+  /**
+   * True once the stream has handed over every change up to lsn and each of those commits was
+   * seen visible and invalidated again (commit-settling.ts); false after timeoutMs or when the
+   * stream goes down.
+   */
+  private async waitApplied(lsn: bigint, timeoutMs: number): Promise<boolean> {
+    const start = performance.now();
+    if (!(await this.stream.waitFor(lsn, timeoutMs))) return false;
+    const left = timeoutMs - (performance.now() - start);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), Math.max(0, left));
+      this.settling.whenSettled((ok) => {
+        clearTimeout(timer);
+        resolve(ok);
+      });
+    });
   }
 
   /**
@@ -155,7 +195,7 @@ class DatabaseStream {
     }
     const target = lsn !== null ? Promise.resolve(lsn) : this.currentLsn();
     void target
-      .then((l) => this.stream.waitFor(l, CATCH_UP_MS), () => false)
+      .then((l) => this.waitApplied(l, CATCH_UP_MS), () => false)
       .then((caught) => {
         if (--this.behind > 0) return;
         // Not caught up (the stream went down or stalled): its own gap and hold take over; anything
@@ -211,6 +251,7 @@ export class ChangeStreams {
   private readonly lag = new LatencyHistogram();
   private commits = 0;
   private invalidations = 0;
+  private settledInvalidations = 0;
   private gaps = 0;
   private waits = 0;
   private waitTimeouts = 0;
@@ -238,17 +279,24 @@ export class ChangeStreams {
     d.start();
   }
 
-  /** A committed transaction of db: drop what read the relations it changed. */
-  commit(db: string, c: CommitInfo): void {
+  /** A committed transaction of db: drop what read the relations it changed; their names (to drop again once the commit is visible). */
+  commit(db: string, c: CommitInfo): string[] {
     this.commits++;
     this.lag.record(c.lagMs);
-    if (c.relations.length === 0) return;
+    if (c.relations.length === 0) return [];
     const names: string[] = [];
     for (const r of c.relations) {
       const n = renderQuoted(r.name);
       if (!names.includes(n)) names.push(n);
     }
     this.invalidations++;
+    this.invalidate(db, names);
+    return names;
+  }
+
+  /** Streamed commits of db are visible now: drop again what read what they changed (commit-settling.ts). */
+  settled(db: string, names: readonly string[]): void {
+    this.settledInvalidations++;
     this.invalidate(db, names);
   }
 
@@ -278,13 +326,19 @@ export class ChangeStreams {
   /** For the stats line and /metrics (wal_ prefix). */
   counters(): Record<string, number> {
     let up = 0;
-    for (const d of this.dbs.values()) if (d.stream.healthy) up++;
+    let unsettled = 0;
+    for (const d of this.dbs.values()) {
+      if (d.stream.healthy) up++;
+      unsettled += d.settling.pending;
+    }
     const q = (x: number): number => (this.lag.count === 0 ? 0 : Math.round(this.lag.quantile(x) * 1000) / 1000);
     return {
       streams: this.dbs.size,
       streams_up: up,
       commits: this.commits,
       invalidations: this.invalidations,
+      settled_invalidations: this.settledInvalidations,
+      commits_unsettled: unsettled,
       gaps: this.gaps,
       tables_added: this.added,
       commit_waits: this.waits,

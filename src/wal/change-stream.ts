@@ -25,7 +25,7 @@ import type { UpstreamTls } from '../tls';
 import { formatLsn } from './lsn';
 import { decodePgoutput, type PrimaryKeepalive, type XLogData } from './pgoutput';
 import { ReplicationConnection } from './replication-connection';
-import { adviceFor, ensurePublication, nextSlotName } from './setup';
+import { adviceFor, ensurePublication, nextSlotName, refuseSynchronousStandby } from './setup';
 import { TransactionAssembler, type CommittedTransaction } from './transactions';
 
 export type { ChangedRelation } from './transactions';
@@ -177,6 +177,11 @@ export class ChangeStream {
     return this.processed;
   }
 
+  /** What the replication connection says it is (a synchronous_standby_names entry would match it). */
+  get applicationName(): string {
+    return this.o.applicationName;
+  }
+
   /** The slot streaming now, or null. */
   get slotName(): string | null {
     return this.slot;
@@ -208,6 +213,15 @@ export class ChangeStream {
       this.waiters.add(w);
       this.requestPing();
     });
+  }
+
+  /**
+   * End the stream now and connect again after the usual backoff (onDown, then a new slot and
+   * onReady): for a caller that learnt the stream must not go on, e.g. synchronous_standby_names
+   * changed to name it.
+   */
+  interrupt(reason: string): void {
+    if (this.stateValue === StreamState.Streaming || this.stateValue === StreamState.Connecting) this.conn?.fail(reason);
   }
 
   /** Stop: the connection (and with it the slot) goes, every timer is cleared, waiters get false. onDown is not called. */
@@ -252,6 +266,8 @@ export class ChangeStream {
     }
     this.conn = conn;
     conn.onEnd((reason) => this.lost(id, reason));
+    await refuseSynchronousStandby(conn, o.applicationName, o.setupTimeoutMs);
+    if (!this.current(id)) return;
     const publication = await ensurePublication(conn, this.opts.publication ?? null, o.setupTimeoutMs);
     if (!this.current(id)) return;
     if (publication.created) {

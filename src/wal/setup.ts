@@ -7,6 +7,7 @@
  */
 import { PgClientError, PgError } from '../pg/connection';
 import { quoteIdent, quoteLiteral, type ReplicationConnection } from './replication-connection';
+import { namesStandby } from './sync-standby';
 
 /**
  * pgscribe's own publication, used when the operator names none. It lists tables one by one
@@ -82,6 +83,20 @@ export async function ensurePublication(conn: ReplicationConnection, operatorNam
     );
   }
   return { name, created: false };
+}
+
+/**
+ * Refuse to stream while synchronous_standby_names names this connection's application_name
+ * (or is '*'): PostgreSQL could pick pgscribe as a synchronous standby (sync-standby.ts). Asked
+ * on the walsender's own connection, so it is the value that walsender runs with.
+ */
+export async function refuseSynchronousStandby(conn: ReplicationConnection, applicationName: string, timeoutMs: number): Promise<void> {
+  const setting = (await conn.query('SHOW synchronous_standby_names', timeoutMs)).rows[0]?.[0] ?? '';
+  if (!namesStandby(setting, applicationName)) return;
+  throw new SetupError(
+    `synchronous_standby_names = '${setting}' would make pgscribe's change stream (application_name '${applicationName}') a synchronous standby`,
+    `commits would wait for pgscribe and count as replicated once pgscribe read them: name the real standbys in synchronous_standby_names instead of '*'; the change stream stays down (nothing of this database is served from the cache) until then, and is tried again every few seconds`,
+  );
 }
 
 let slots = 0;

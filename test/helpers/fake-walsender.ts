@@ -26,7 +26,8 @@ export interface FakeWalsender {
   /** CancelRequests received. */
   cancels: number;
   /**
-   * How to answer a query; return undefined for the default answer. The default: pg_publication
+   * How to answer a query; return undefined for the default answer. The default:
+   * synchronous_standby_names is empty, pg_publication
    * says pgscribe_all publishes everything, CREATE_REPLICATION_SLOT succeeds at 0/1000000,
    * START_REPLICATION streams.
    */
@@ -39,6 +40,9 @@ export interface FakeWalsender {
 export const CONSISTENT_POINT = 0x1000000n;
 
 function defaultAnswer(sql: string, c: FakeConnection): Buffer {
+  if (sql === 'SHOW synchronous_standby_names') {
+    return Buffer.concat([be.rowDesc(['synchronous_standby_names']), be.dataRow(['']), be.complete('SHOW'), be.ready()]);
+  }
   if (/FROM pg_catalog\.pg_publication/.test(sql)) {
     const cols = ['pubname', 'puballtables', 'pubinsert', 'pubupdate', 'pubdelete', 'pubtruncate', 'pubviaroot'];
     return Buffer.concat([be.rowDesc(cols), be.dataRow(['pgscribe_all', 't', 't', 't', 't', 't', 'f']), be.complete('SELECT 1'), be.ready()]);

@@ -70,8 +70,9 @@ t.test('the commands, and the publication name quoted as an identifier inside a 
   await until(() => (a.seen.readies.length > 0 ? true : undefined), 'onReady');
   const slot = a.seen.readies[0]!;
   tt.match(slot, new RegExp(`^pgscribe_${process.pid}_\\d+$`));
-  tt.equal(c0.queries[1], `CREATE_REPLICATION_SLOT ${slot} TEMPORARY LOGICAL pgoutput (SNAPSHOT 'nothing')`);
-  tt.equal(c0.queries[2], `START_REPLICATION SLOT ${slot} LOGICAL 0/0 (proto_version '1', publication_names '"pgscribe_all"')`);
+  tt.equal(c0.queries[0], 'SHOW synchronous_standby_names', 'first: whether pgscribe would be a synchronous standby');
+  tt.equal(c0.queries[2], `CREATE_REPLICATION_SLOT ${slot} TEMPORARY LOGICAL pgoutput (SNAPSHOT 'nothing')`);
+  tt.equal(c0.queries[3], `START_REPLICATION SLOT ${slot} LOGICAL 0/0 (proto_version '1', publication_names '"pgscribe_all"')`);
   tt.equal(a.stream.position, P, 'the position starts at the slot\'s consistent point');
   a.stream.close();
 
@@ -79,8 +80,8 @@ t.test('the commands, and the publication name quoted as an identifier inside a 
     /pg_publication/.test(sql) ? Buffer.concat([be.rowDesc(['puballtables', 'pubinsert', 'pubupdate', 'pubdelete', 'pubtruncate']), be.dataRow(['t', 't', 't', 't', 't']), be.complete('SELECT 1'), be.ready()]) : undefined;
   const b = open({ publication: `it's "x", y` });
   const c1 = await streamingConn(1);
-  tt.equal(c1.queries[0], `SELECT * FROM pg_catalog.pg_publication WHERE pubname = 'it''s "x", y'`);
-  tt.match(c1.queries[2], /\(proto_version '1', publication_names '"it''s ""x"", y"'\)$/, 'a comma or quote inside the name stays inside the one identifier');
+  tt.equal(c1.queries[1], `SELECT * FROM pg_catalog.pg_publication WHERE pubname = 'it''s "x", y'`);
+  tt.match(c1.queries[3], /\(proto_version '1', publication_names '"it''s ""x"", y"'\)$/, 'a comma or quote inside the name stays inside the one identifier');
   b.stream.close();
 });
 
@@ -269,15 +270,31 @@ t.test('setup failures: a slot-name clash is retried under another name; close()
   await until(() => (seen.readies.length > 0 ? true : undefined), 'onReady after the clash');
   tt.match(seen.downs[0], /already exists/);
   tt.match(seen.ops.find((l) => l.level === 'WARN')?.msg, /next attempt takes another name/);
-  const names = fake.connections.map((c) => /^CREATE_REPLICATION_SLOT (\S+)/.exec(c.queries[1] ?? '')?.[1]);
+  const names = fake.connections.map((c) => /^CREATE_REPLICATION_SLOT (\S+)/.exec(c.queries[2] ?? '')?.[1]);
   tt.equal(names.length, 2);
   tt.not(names[0], names[1], 'the retry uses another name');
 
   // A CREATE_REPLICATION_SLOT that never answers (the server waits for running transactions).
   fake.answer = (sql) => (/^CREATE_REPLICATION_SLOT/.test(sql) ? Buffer.alloc(0) : undefined);
   const hung = open({ setupTimeoutMs: 60_000 });
-  await until(() => (fake.connections.length === 3 && fake.connections[2]!.queries.length === 2 ? true : undefined), 'the slot being created');
+  await until(() => (fake.connections.length === 3 && fake.connections[2]!.queries.length === 3 ? true : undefined), 'the slot being created');
   hung.stream.close();
   await until(() => (fake.cancels > 0 ? true : undefined), 'a CancelRequest for the command in flight');
   tt.equal(hung.seen.downs.length, 0, 'close() is not an outage');
+});
+
+t.test("synchronous_standby_names = '*': no slot, down with what to change, tried again", async (tt) => {
+  let setting = 'ANY 1 (s1, *)';
+  fake.answer = (sql) =>
+    sql === 'SHOW synchronous_standby_names' ? Buffer.concat([be.rowDesc(['synchronous_standby_names']), be.dataRow([setting]), be.complete('SHOW'), be.ready()]) : undefined;
+  const first = fake.connections.length;
+  const { seen } = open({ backoffMinMs: 20, backoffMaxMs: 50 });
+  await until(() => (seen.downs.length > 0 ? true : undefined), 'the refusal');
+  tt.match(seen.downs[0], /would make pgscribe's change stream \(application_name 'pgscribe changes'\) a synchronous standby/);
+  tt.match(seen.ops.find((l) => l.level === 'WARN')?.msg, /name the real standbys in synchronous_standby_names instead of '\*'/);
+  await until(() => (fake.connections.length >= first + 2 ? true : undefined), 'tried again');
+  tt.ok(fake.connections.slice(first).every((c) => !c.queries.some((q) => /^CREATE_REPLICATION_SLOT/.test(q))), 'no slot made meanwhile');
+  setting = 's1, s2';
+  await until(() => (seen.readies.length > 0 ? true : undefined), 'streaming once the setting names only real standbys');
+  tt.equal(seen.downs.length, 1, 'one warning for the outage');
 });

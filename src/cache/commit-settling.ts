@@ -1,0 +1,211 @@
+/**
+ * A commit the change stream hands over may not be visible yet: PostgreSQL streams a commit once
+ * its record is flushed, but other sessions see it only once the committing backend has left the
+ * running transactions, after any synchronous-replication wait (seconds, with a slow standby) and,
+ * without one, a few instructions later. A read that starts in between gets, and caches, the old
+ * rows; the stream's invalidation has already happened, so they would stay until the TTL, which
+ * in wal mode may be an hour.
+ *
+ * So each streamed commit is invalidated twice: by the stream at once (what is already visible,
+ * nearly always, goes without waiting) and again here once a snapshot taken after it arrived shows
+ * it finished: any answer cached from a snapshot older than that goes then. The snapshots are
+ * pg_current_snapshot() on the catalog connection, one question at a time, each covering every
+ * commit handed over before it was sent; while some are still running the question is asked
+ * again, sooner after new commits, at most every MAX_RETRY_MS otherwise.
+ *
+ * The same answer carries synchronous_standby_names: a value that now names pgscribe's stream
+ * (sync-standby.ts) is reported, for the stream to be ended.
+ *
+ * A question that fails (the catalog connection lost) leaves the commits unsettled: onFailed()
+ * tells the caller, which must not serve the database from the cache until settled() is true.
+ */
+
+/** A commit waiting to be seen finished. */
+interface Unsettled {
+  /** Order of arrival, from 1. */
+  seq: number;
+  /** The top-level transaction id, 32 bits as pgoutput gives it. */
+  xid: number;
+  /** What to invalidate again once it is visible. */
+  names: readonly string[];
+}
+
+export interface SnapshotAnswer {
+  /** pg_current_snapshot() as text: xmin:xmax:xip,... (64-bit ids). */
+  snapshot: string;
+  /** current_setting('synchronous_standby_names'). */
+  syncStandbyNames: string;
+}
+
+export interface CommitSettlingOptions {
+  /** Asks the server (SNAPSHOT_SQL on the catalog connection). */
+  ask(): Promise<SnapshotAnswer>;
+  /** These commits are visible now: invalidate what they changed again. */
+  onSettled(names: readonly string[]): void;
+  /** A question failed (the commits stay unsettled; asked again later), or, with null, one succeeded again. */
+  onFailed(reason: string | null): void;
+  /** Each answer's synchronous_standby_names. */
+  onSyncStandbyNames(setting: string): void;
+}
+
+export const SNAPSHOT_SQL = "SELECT pg_catalog.pg_current_snapshot()::text, pg_catalog.current_setting('synchronous_standby_names')";
+
+/** Wait before asking again while commits are still running, doubling from MIN to MAX. */
+const MIN_RETRY_MS = 1;
+const MAX_RETRY_MS = 50;
+/** After a failed question. */
+const FAILED_RETRY_MS = 200;
+
+const XID_MASK = 0xffffffffn;
+
+/** The running transactions of a snapshot, in pgoutput's 32-bit ids. */
+export interface Running {
+  /** Every id at or after this (modulo 2^32) had not finished when the snapshot was taken. */
+  xmax: number;
+  xip: ReadonlySet<number>;
+}
+
+/** Parse pg_current_snapshot()'s text; null when it is not one. */
+export function parseSnapshot(text: string): Running | null {
+  const m = /^(\d+):(\d+):([\d,]*)$/.exec(text.trim());
+  if (m === null) return null;
+  const xip = new Set<number>();
+  for (const x of m[3]!.split(',')) if (x !== '') xip.add(Number(BigInt(x) & XID_MASK));
+  return { xmax: Number(BigInt(m[2]!) & XID_MASK), xip };
+}
+
+/** xid had finished (committed or aborted) when the snapshot was taken: before xmax (in modulo-2^32 order, as PostgreSQL compares) and not running. */
+export function finished(xid: number, r: Running): boolean {
+  const before = ((xid - r.xmax) | 0) < 0;
+  return before && !r.xip.has(xid >>> 0);
+}
+
+export class CommitSettling {
+  private waiting: Unsettled[] = [];
+  /** Commits added since the question out was sent (it does not cover them). */
+  private arrived: Unsettled[] = [];
+  private asking = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private retryMs = MIN_RETRY_MS;
+  private failing = false;
+  private closed = false;
+  private lastSeq = 0;
+  /** whenSettled() callers, in order, each with the last commit it waits for. */
+  private settleWaiters: { upTo: number; done: (ok: boolean) => void }[] = [];
+
+  constructor(private readonly o: CommitSettlingOptions) {}
+
+  /** Commits not yet seen finished. */
+  get pending(): number {
+    return this.waiting.length + this.arrived.length;
+  }
+
+  /** Every commit handed over so far was seen finished (and invalidated again). */
+  get settled(): boolean {
+    return this.pending === 0;
+  }
+
+  /** A streamed commit (already invalidated once by the caller). */
+  add(xid: number, names: readonly string[]): void {
+    if (this.closed || names.length === 0) return;
+    this.arrived.push({ seq: ++this.lastSeq, xid, names });
+    if (!this.asking) {
+      this.clearRetry();
+      this.retryMs = MIN_RETRY_MS;
+      this.askNow();
+    }
+  }
+
+  /** `done` runs once every commit added before this call has settled (at once when none waits); false when closed. */
+  whenSettled(done: (ok: boolean) => void): void {
+    if (this.closed) return done(false);
+    if (this.settled) return done(true);
+    this.settleWaiters.push({ upTo: this.lastSeq, done });
+  }
+
+  close(): void {
+    this.closed = true;
+    this.clearRetry();
+    this.waiting = [];
+    this.arrived = [];
+    const ws = this.settleWaiters;
+    this.settleWaiters = [];
+    for (const w of ws) w.done(false);
+  }
+
+  private askNow(): void {
+    this.retryTimer = null;
+    if (this.closed) return;
+    this.waiting.push(...this.arrived);
+    this.arrived = [];
+    if (this.waiting.length === 0) return;
+    this.asking = true;
+    this.o.ask().then(
+      (a) => this.answered(a),
+      (err: unknown) => this.failed(err instanceof Error ? err.message : String(err)),
+    );
+  }
+
+  private answered(a: SnapshotAnswer): void {
+    this.asking = false;
+    if (this.closed) return;
+    if (this.failing) {
+      this.failing = false;
+      this.o.onFailed(null);
+    }
+    this.o.onSyncStandbyNames(a.syncStandbyNames);
+    const running = parseSnapshot(a.snapshot);
+    if (running === null) return this.failed(`pg_current_snapshot() answered ${JSON.stringify(a.snapshot)}`);
+    const still: Unsettled[] = [];
+    const names = new Set<string>();
+    for (const u of this.waiting) {
+      if (finished(u.xid, running)) for (const n of u.names) names.add(n);
+      else still.push(u);
+    }
+    this.waiting = still;
+    if (names.size > 0) this.o.onSettled([...names]);
+    this.releaseWaiters();
+    if (this.pending === 0) {
+      this.retryMs = MIN_RETRY_MS;
+      return;
+    }
+    // New commits: ask at once. Only running ones: ask again after a growing pause.
+    if (this.arrived.length > 0) {
+      this.askNow();
+      return;
+    }
+    this.retryLater(this.retryMs);
+    this.retryMs = Math.min(MAX_RETRY_MS, this.retryMs * 2);
+  }
+
+  /** Release the whenSettled() callers whose commits have all settled (the lists are in arrival order). */
+  private releaseWaiters(): void {
+    const oldest = this.waiting[0]?.seq ?? this.arrived[0]?.seq ?? Infinity;
+    let n = 0;
+    while (n < this.settleWaiters.length && this.settleWaiters[n]!.upTo < oldest) n++;
+    if (n === 0) return;
+    const ws = this.settleWaiters.splice(0, n);
+    for (const w of ws) w.done(true);
+  }
+
+  private failed(reason: string): void {
+    this.asking = false;
+    if (this.closed) return;
+    if (!this.failing) {
+      this.failing = true;
+      this.o.onFailed(reason);
+    }
+    this.retryLater(FAILED_RETRY_MS);
+  }
+
+  private retryLater(ms: number): void {
+    this.clearRetry();
+    this.retryTimer = setTimeout(() => this.askNow(), ms);
+    this.retryTimer.unref();
+  }
+
+  private clearRetry(): void {
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+  }
+}
