@@ -254,6 +254,7 @@ const METRICS: readonly Entry[] = [
       walMember('gauge', 'commits_unsettled', 'Streamed commits not yet seen visible to other sessions.'),
       walMember('counter', 'gaps', 'New slots (start, reconnect): each dropped its database\'s cached answers.'),
       walMember('counter', 'tables_added', "Tables added to pgscribe's publication."),
+      walMember('counter', 'tables_dropped', "Tables dropped from pgscribe's publication: they lost their replica identity, and PostgreSQL would refuse their UPDATEs and DELETEs."),
       walMember('counter', 'commit_waits', 'Commits through pgscribe whose ReadyForQuery waited for the change stream to apply them (read-your-writes).'),
       walMember('counter', 'commit_wait_timeouts', "Such waits past cache-wal-wait-ms (or with the stream down): the database's answers were dropped."),
       walMember('gauge', 'lag_p50_ms', 'Commit-to-invalidation lag of the change streams, median, ms (server commit time to receipt; clock skew included).'),

@@ -11,8 +11,9 @@
  *   before it is served again.
  * - While the stream is not streaming (not yet, or down) the database is held: its reads are not
  *   answered from the cache (CatalogKnowledge.hold, the gate SessionCatalog.reads asks).
- * - pgscribe's own publication is kept filled (src/wal/publication.ts) each time the catalog
- *   changes: a table given a key since is added, and then cached once the snapshot shows it.
+ * - pgscribe's own publication is kept current (src/wal/publication.ts) each time the catalog
+ *   changes: a table given a key since is added, and then cached once the snapshot shows it; a
+ *   listed table that lost its key is dropped, or PostgreSQL would refuse its UPDATEs and DELETEs.
  */
 import type { HostPort } from '../config';
 import type { CatalogKnowledge } from '../catalog/knowledge';
@@ -27,7 +28,7 @@ import { CommitFence } from './commit-fence';
 import { CommitSettling, SNAPSHOT_SQL } from './commit-settling';
 import { namesStandby } from '../wal/sync-standby';
 import { formatLsn, parseLsn } from '../wal/lsn';
-import { addTablesSql, tablesToAddSql } from '../wal/publication';
+import { addTablesSql, dropTablesSql, tablesToAddSql, tablesToDropSql } from '../wal/publication';
 
 export interface StreamSettings {
   upstream: HostPort;
@@ -52,6 +53,9 @@ const NOT_YET = 'the change stream is not streaming yet';
 const STREAM = 'change stream';
 const BEHIND = 'read-your-writes';
 const SETTLING = 'commit visibility';
+const LEAVING = 'publication';
+/** After a failed sync, when the next one runs: a table that lost its key has its writes refused until it is dropped. */
+const SYNC_RETRY_MS = 5_000;
 /** After a wait past its bound, how long the database stays held at most while the stream catches up. */
 const CATCH_UP_MS = 600_000;
 
@@ -61,6 +65,8 @@ class DatabaseStream {
   private syncing = false;
   private syncAgain = false;
   private syncWarned = false;
+  private syncRetry: NodeJS.Timeout | null = null;
+  private closed = false;
   private unsubscribe: () => void = () => undefined;
   /** Waits past their bound still catching up (the database is held while above 0). */
   private behind = 0;
@@ -132,7 +138,10 @@ class DatabaseStream {
   }
 
   close(): void {
+    this.closed = true;
     this.unsubscribe();
+    if (this.syncRetry !== null) clearTimeout(this.syncRetry);
+    this.syncRetry = null;
     this.fence?.close();
     this.stream.close();
     this.settling.close();
@@ -206,23 +215,29 @@ class DatabaseStream {
       });
   }
 
-  /** Add the tables that may be published and are not yet (one run at a time; a call meanwhile runs it again). */
+  /**
+   * Drop the tables that lost their replica identity, add those that may be published and are
+   * not yet (one run at a time; a call meanwhile runs it again).
+   */
   private sync(): void {
     if (!this.s.own) return;
     if (this.syncing) {
       this.syncAgain = true;
       return;
     }
+    if (this.syncRetry !== null) clearTimeout(this.syncRetry);
+    this.syncRetry = null;
     this.syncing = true;
     this.syncAgain = false;
-    void this.addTables().finally(() => {
+    void this.syncTables().finally(() => {
       this.syncing = false;
       if (this.syncAgain) this.sync();
     });
   }
 
-  private async addTables(): Promise<void> {
+  private async syncTables(): Promise<void> {
     try {
+      if (await this.dropTables()) return;
       const r = await this.source.query(tablesToAddSql(this.s.publication));
       const tables = r.rows.map((row) => row[0] ?? '').filter((t) => t !== '');
       this.syncWarned = false;
@@ -235,14 +250,59 @@ class DatabaseStream {
       // The publication is not there yet: the stream creates it, and its onReady syncs again.
       if (err instanceof PgError && err.code === '42704') return;
       // The catalog connection is lost: catalogs.ts says so, and the next load syncs again.
-      if (!this.knowledge.ready || this.syncWarned) return;
+      if (!this.knowledge.ready) return;
+      // Until a sync works, a table that lost its key stays listed and its writes are refused:
+      // try again soon rather than at the next change of the catalog, which may never come.
+      if (!this.closed) {
+        this.syncRetry = setTimeout(() => this.sync(), SYNC_RETRY_MS);
+        this.syncRetry.unref();
+      }
+      if (this.syncWarned) return;
       this.syncWarned = true;
-      this.ops.warn('change stream: cannot add tables to the publication; reads of the tables not in it are relayed, not cached', {
+      this.ops.warn('change stream: cannot keep the publication current; reads of the tables not in it are relayed, not cached, and a table in it that lost its key has its UPDATEs and DELETEs refused by PostgreSQL until it leaves', {
         db: this.db,
         publication: this.s.publication,
         reason: (err as Error).message,
       });
     }
+  }
+
+  /**
+   * Drop from the publication the tables that lost their replica identity; true when it dropped
+   * some (the catalog is read again, whose change syncs again for the tables to add). Until the
+   * snapshot no longer lists them, their changes are not streamed but their reads would still be
+   * cached: the database is held from before the drop until the catalog is read again, and that
+   * reload drops everything of the database cached so far (catalogs.ts).
+   */
+  private async dropTables(): Promise<boolean> {
+    const r = await this.source.query(tablesToDropSql(this.s.publication));
+    const tables = r.rows.map((row) => row[0] ?? '').filter((t) => t !== '');
+    if (tables.length === 0) return false;
+    this.knowledge.hold(LEAVING, 'a table is leaving the publication');
+    // Some table left (or may have): what the snapshot says is published is out of date.
+    let changed = false;
+    try {
+      for (const sql of dropTablesSql(this.s.publication, tables)) {
+        await this.source.query(sql);
+        changed = true;
+      }
+      this.owner.dropped += tables.length;
+      this.ops.info('change stream: tables lost their replica identity and left the publication; their reads are relayed from now on', {
+        db: this.db,
+        publication: this.s.publication,
+        tables: tables.join(', '),
+      });
+    } catch (err) {
+      // 42704: another instance dropped one first; the reload below syncs again for the rest.
+      if (err instanceof PgError && err.code === '42704') changed = true;
+      else throw err;
+    } finally {
+      // Not after a failure that dropped nothing: the reload would sync again at once, and fail
+      // again; syncTables retries after SYNC_RETRY_MS instead.
+      if (changed) await this.knowledge.refresh();
+      this.knowledge.release(LEAVING);
+    }
+    return true;
   }
 }
 
@@ -257,6 +317,8 @@ export class ChangeStreams {
   private waitTimeouts = 0;
   /** Tables added to pgscribe's publication. */
   added = 0;
+  /** Tables dropped from it (they lost their replica identity). */
+  dropped = 0;
   private closed = false;
 
   /** invalidate(db, names | null): the cache layer's (which with --redis tells the other instances). */
@@ -341,6 +403,7 @@ export class ChangeStreams {
       commits_unsettled: unsettled,
       gaps: this.gaps,
       tables_added: this.added,
+      tables_dropped: this.dropped,
       commit_waits: this.waits,
       commit_wait_timeouts: this.waitTimeouts,
       lag_p50_ms: q(0.5),
