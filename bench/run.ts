@@ -17,6 +17,9 @@
  *   tpcb              pgbench default TPC-B-like script, -M simple
  *   hotset            SELECT abalance FROM pgbench_accounts WHERE aid = :aid, aid in 1..1000, -M simple
  *   hotset-extended   the same script with -M extended (Parse/Bind/Execute, unnamed statement)
+ *   write-mix         the hot set with 10% writes, half of them firing a trigger that writes a table
+ *                     the reads touch (run/write-mix.ts); on direct, pgscribe-log, pgscribe-cache and
+ *                     pgscribe-cache-wal only
  * Targets:
  *   direct            PostgreSQL itself
  *   pgscribe-log      pgscribe (dist/main.js) with the file log on (rotated between runs)
@@ -28,6 +31,11 @@
  *   node-relay        bench/relay.ts: net sockets piped both ways, the floor for a Node proxy
  *   pgbouncer         PgBouncer in session mode (skipped when not installed)
  *   pgscribe-cache    pgscribe-log plus --cache --singleflight (the result cache)
+ *   pgscribe-cache-wal pgscribe-cache plus --cache-invalidation wal (issue 16: PostgreSQL's change
+ *                     stream drops what any commit changed); hotset workloads and write-mix only.
+ *                     Its cells also report its stream's commits, commit waits and lag p99, and its
+ *                     walsender's CPU; during the other targets' cells its idle consumer's CPU
+ *                     (run/wal-sample.ts)
  *   pgscribe-cache-nolog  pgscribe-cache with --log none
  *   pgscribe-cache-w2 pgscribe-cache plus --workers 2
  *   pgpool-cache      Pgpool-II (raw mode, one backend) with its shmem in-memory query cache on
@@ -65,7 +73,8 @@
  *
  * The code: run/settings.ts (knobs, workloads, targets), run/targets.ts (how each target
  * starts, with run/pgbouncer.ts and run/pgpool.ts), run/cell.ts (one measured pgbench run) and
- * run/report.ts (medians, ratios, table, JSON).
+ * run/report.ts (medians, ratios, table, JSON), with run/write-mix.ts (the write-mix workload),
+ * run/wal-sample.ts and run/wal-report.ts (the wal target's figures).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -79,6 +88,7 @@ import { writeReport } from './run/report';
 import { REPEATS, SCALE, WORKLOADS, type Workload } from './run/settings';
 import type { Target } from './run/target';
 import { TargetSet, runsOn } from './run/targets';
+import { setupWriteMix } from './run/write-mix';
 
 const ROOT = repoRoot();
 
@@ -108,6 +118,7 @@ async function main(): Promise<void> {
       timeoutMs: 600_000,
     });
     if (init.code !== 0) throw new Error(`pgbench -i failed: ${init.stderr}`);
+    if (WORKLOADS.includes('write-mix')) await setupWriteMix(pg.port);
     targets = new TargetSet(pg.port, dir);
     await targets.startAll();
     const started = new Date();
@@ -130,12 +141,13 @@ async function runRepeats(targets: readonly Target[], dir: string): Promise<Cell
   for (let rep = 1; rep <= REPEATS; rep++) {
     for (const w of WORKLOADS) {
       for (const t of interleave(runs(w), rep % 2 === 0)) {
-        const c = await runCell(w, t, rep, dir);
+        const c = await runCell(w, t, rep, dir, targets);
         cells.push(c);
         process.stderr.write(
           `[${cells.length}/${total}] repeat ${rep} ${w} ${t.name}: ${c.tps.toFixed(0)} tps, p99 ${c.latencyP99Ms.toFixed(2)} ms` +
             (c.cpuUsPerTxn === null ? '' : `, ${c.cpuUsPerTxn.toFixed(1)} µs CPU/txn`) +
             (c.cacheHitRatio === null ? '' : `, cache hit ratio ${(c.cacheHitRatio * 100).toFixed(1)}%`) +
+            (c.wal === null ? '' : `, wal: ${c.wal.commits} commits, lag p99 ${c.wal.lagP99Ms} ms, walsender ${c.wal.walsenderCpuMs?.toFixed(0) ?? '?'} ms CPU`) +
             (c.failed ? `, ${c.failed} FAILED` : '') +
             '\n',
         );

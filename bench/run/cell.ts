@@ -1,6 +1,7 @@
 /**
  * One cell of `make bench`: one pgbench run of one workload against one target, with the target's
- * CPU time per transaction (its process trees, from /proc) and its cache hit ratio.
+ * CPU time per transaction (its process trees, from /proc), its cache hit ratio, and the wal-mode
+ * figures (wal-sample.ts) of the wal targets, the measured one and the others beside it.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -8,6 +9,8 @@ import { CLK_TCK, treeCpuTicks } from '../../test/harness/proc';
 import { run } from '../../test/harness/run';
 import { CLIENTS, DURATION, LATENCY_SAMPLE, THREADS, type Workload } from './settings';
 import type { CacheCounters, Target } from './target';
+import { walFigures, walStatsBefore, walTicks, type Bystander, type WalCell } from './wal-sample';
+import { HOTSET_SQL, mergeScripts, parseScripts, scriptFile, writeMixArgs, writeMixEnv, type ScriptStats } from './write-mix';
 
 export interface Cell {
   workload: Workload;
@@ -22,6 +25,12 @@ export interface Cell {
   cpuUsPerTxn: number | null;
   /** The cache targets: the cache's hits / (hits + misses) during this run. */
   cacheHitRatio: number | null;
+  /** Workloads of several scripts (write-mix): each script's transactions and mean latency. */
+  scripts: ScriptStats[] | null;
+  /** A wal-mode target: its stream's figures over the run. */
+  wal: WalCell | null;
+  /** The wal-mode targets beside this run (not the one measured): what their stream cost meanwhile. */
+  bystanders: Bystander[];
 }
 
 /** pgbench's options for workload w (the hot-set script is written into dir once). */
@@ -34,14 +43,10 @@ function workloadArgs(w: Workload, dir: string): string[] {
     case 'tpcb':
       return ['-M', 'simple'];
     case 'hotset':
-    case 'hotset-extended': {
-      const f = path.join(dir, 'hotset.sql');
-      if (!fs.existsSync(f)) {
-        fs.writeFileSync(f, '\\set aid random(1, 1000)\nSELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n');
-        fs.chmodSync(f, 0o644);
-      }
-      return ['-f', f, '-M', w === 'hotset' ? 'simple' : 'extended'];
-    }
+    case 'hotset-extended':
+      return ['-f', scriptFile(dir, 'hotset.sql', HOTSET_SQL), '-M', w === 'hotset' ? 'simple' : 'extended'];
+    case 'write-mix':
+      return writeMixArgs(dir);
   }
 }
 
@@ -86,7 +91,7 @@ function targetTicks(t: Target): number {
  * One measured run: pgbench (one process per instance of the target, the clients split evenly)
  * for DURATION seconds, with the target's CPU time read from /proc before and after.
  */
-export async function runCell(w: Workload, t: Target, repeat: number, dir: string): Promise<Cell> {
+export async function runCell(w: Workload, t: Target, repeat: number, dir: string, all: readonly Target[]): Promise<Cell> {
   const ports = [t.port, ...(t.extraPorts ?? [])];
   // Several instances: one pgbench per instance, the clients and threads split evenly.
   const clients = Math.max(1, Math.floor(CLIENTS / ports.length));
@@ -116,16 +121,21 @@ export async function runCell(w: Workload, t: Target, repeat: number, dir: strin
   ];
   // Cache counters are read outside the CPU window: the SHOW query is not the workload's.
   const cache0 = (await t.cacheCounters?.()) ?? null;
+  const wal0 = await walStatsBefore(all);
+  const walBefore = walTicks(wal0);
   const before = targetTicks(t);
-  const env = t.env === undefined ? process.env : { ...process.env, ...t.env };
+  const env = { ...process.env, ...t.env, ...(w === 'write-mix' ? writeMixEnv() : {}) };
   const results = await Promise.all(ports.map((port, i) => run('pgbench', argsFor(port, i), { timeoutMs: (DURATION + 60) * 1000, cwd: dir, env })));
   const after = targetTicks(t);
+  const walAfter = walTicks(wal0);
   const cache1 = (await t.cacheCounters?.()) ?? null;
+  const { wal, bystanders } = await walFigures(t, walBefore, walAfter, CLK_TCK);
   let tps = 0;
   let transactions = 0;
   let failed = 0;
   let latencySum = 0;
   const lats: number[] = [];
+  const scripts: ScriptStats[][] = [];
   for (const [i, r] of results.entries()) {
     if (r.code !== 0) throw new Error(`pgbench ${argsFor(ports[i]!, i).join(' ')} failed (${r.code}): ${r.stderr}\n${r.stdout}`);
     const num = (re: RegExp) => {
@@ -138,6 +148,7 @@ export async function runCell(w: Workload, t: Target, repeat: number, dir: strin
     transactions += n;
     failed += num(/number of failed transactions: (\d+)/) || 0;
     latencySum += num(/latency average = ([\d.]+) ms/) * n;
+    scripts.push(parseScripts(r.stdout));
     for (const x of readLatencies(ports.length === 1 ? prefix : `${prefix}-${i}`)) lats.push(x);
   }
   const lat = Float64Array.from(lats);
@@ -153,6 +164,9 @@ export async function runCell(w: Workload, t: Target, repeat: number, dir: strin
     latencyP99Ms: percentile(lat, 99) / 1000,
     cpuUsPerTxn: t.pid === null ? null : (((after - before) / CLK_TCK) * 1e6) / transactions,
     cacheHitRatio: cache0 !== null && cache1 !== null ? hitRatio(cache0, cache1) : null,
+    scripts: mergeScripts(scripts),
+    wal,
+    bystanders,
   };
 }
 

@@ -12,10 +12,11 @@ import { median } from '../lib/common';
 import type { Cell } from './cell';
 import { findPgbouncer } from './pgbouncer';
 import { findPgpool, pgpoolVersion } from './pgpool';
-import { BASELINE_MAIN, BASE_SUFFIX, CLIENTS, DURATION, REPEATS, SCALE, THREADS, WORKLOADS, isPgscribe, type Workload } from './settings';
+import { BASELINE_MAIN, BASE_SUFFIX, CLIENTS, DURATION, REPEATS, SCALE, THREADS, WORKLOADS, WRITE_MIX_SYNC_COMMIT, isPgscribe, type Workload } from './settings';
 import type { Target } from './target';
+import { consumerCosts, scriptLatencies, walColumns, walLines, type WalColumns } from './wal-report';
 
-export interface Summary {
+export interface Summary extends WalColumns {
   workload: Workload;
   target: string;
   tps: number;
@@ -39,6 +40,8 @@ export interface Summary {
   cpuVsBase: number | null;
   /** The cache targets: median over repeats of the cache's hit ratio in the run. */
   cacheHitRatio: number | null;
+  /** Workloads of several scripts (write-mix): each script's mean latency, ms, median over repeats. */
+  scriptLatencyMs: Record<string, number> | null;
 }
 
 /** One row per workload and started target (in start order, each @base after its twin). */
@@ -76,6 +79,8 @@ export function summarise(cells: Cell[], targets: readonly Target[]): Summary[] 
         tpsVsBase: twin === null ? null : ratio(tps, med(w, twin, (c) => c.tps)),
         cpuVsBase: twin === null ? null : ratio(cpu, med(w, twin, (c) => c.cpuUsPerTxn)),
         cacheHitRatio: med(w, t.name, (c) => c.cacheHitRatio),
+        scriptLatencyMs: scriptLatencies(cells.filter((c) => c.workload === w && c.target === t.name)),
+        ...walColumns(cells, w, t, tps, cpu),
       });
     }
   }
@@ -139,13 +144,13 @@ function baseLines(rows: Summary[]): string {
 function markdown(rows: Summary[]): string {
   const base = BASELINE_MAIN !== null;
   const lines = [
-    '| workload | target | tps | mean ms | p99 ms | proxy CPU µs/txn | tps vs direct | tps vs relay | tps vs pgbouncer | tps vs pgpool-cache | tps vs pgscribe-log | tps vs ceiling | CPU vs relay | CPU vs pgbouncer |' +
+    '| workload | target | tps | mean ms | p99 ms | proxy CPU µs/txn | tps vs direct | tps vs relay | tps vs pgbouncer | tps vs pgpool-cache | tps vs pgscribe-log | tps vs ceiling | CPU vs relay | CPU vs pgbouncer | cache hits % | walsender CPU µs/txn | wal lag p99 ms |' +
       (base ? ' tps vs @base | CPU vs @base |' : ''),
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |' + (base ? ' ---: | ---: |' : ''),
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |' + (base ? ' ---: | ---: |' : ''),
   ];
   for (const r of rows) {
     lines.push(
-      `| ${r.workload} | ${r.target} | ${f1(r.tps, 0)} | ${f1(r.latencyMeanMs, 3)} | ${f1(r.latencyP99Ms, 3)} | ${f1(r.cpuUsPerTxn)} | ${f1(r.tpsVsDirect, 2)} | ${f1(r.tpsVsRelay, 2)} | ${f1(r.tpsVsPgbouncer, 2)} | ${f1(r.tpsVsPgpoolCache, 2)} | ${f1(r.tpsVsLog, 2)} | ${f1(r.tpsVsCeiling, 2)} | ${f1(r.cpuVsRelay, 2)} | ${f1(r.cpuVsPgbouncer, 2)} |` +
+      `| ${r.workload} | ${r.target} | ${f1(r.tps, 0)} | ${f1(r.latencyMeanMs, 3)} | ${f1(r.latencyP99Ms, 3)} | ${f1(r.cpuUsPerTxn)} | ${f1(r.tpsVsDirect, 2)} | ${f1(r.tpsVsRelay, 2)} | ${f1(r.tpsVsPgbouncer, 2)} | ${f1(r.tpsVsPgpoolCache, 2)} | ${f1(r.tpsVsLog, 2)} | ${f1(r.tpsVsCeiling, 2)} | ${f1(r.cpuVsRelay, 2)} | ${f1(r.cpuVsPgbouncer, 2)} | ${f1(r.cacheHitRatio === null ? null : r.cacheHitRatio * 100)} | ${f1(r.walsenderCpuUsPerTxn)} | ${f1(r.walLagP99Ms, 2)} |` +
         (base ? ` ${f1(r.tpsVsBase, 3)} | ${f1(r.cpuVsBase, 3)} |` : ''),
     );
   }
@@ -155,6 +160,7 @@ function markdown(rows: Summary[]): string {
 /** The table and the lines under it on stdout, everything as JSON in <root>/logs/; returns the JSON's path. */
 export function writeReport(root: string, started: Date, cells: Cell[], targets: readonly Target[]): string {
   const rows = summarise(cells, targets);
+  const walConsumer = consumerCosts(cells);
   const machine = {
     date: started.toISOString(),
     host: os.hostname(),
@@ -166,8 +172,11 @@ export function writeReport(root: string, started: Date, cells: Cell[], targets:
     pgbouncer: targets.some((t) => t.kind === 'pgbouncer') ? runSync(findPgbouncer()!, ['--version']).split('\n')[0] : 'not installed',
     pgpool: pgpoolVersion() + (targets.some((t) => t.kind === 'pgpool-cache') || findPgpool() === null ? '' : ' (not run)'),
   };
-  const settings = { DURATION, CLIENTS, THREADS, REPEATS, SCALE, WORKLOADS, TARGETS: targets.map((t) => t.name), BASELINE_MAIN };
-  const knobs = `DURATION=${DURATION} CLIENTS=${CLIENTS} THREADS=${THREADS} REPEATS=${REPEATS} SCALE=${SCALE}` + (BASELINE_MAIN === null ? '' : ` BASELINE_MAIN=${BASELINE_MAIN}`);
+  const settings = { DURATION, CLIENTS, THREADS, REPEATS, SCALE, WORKLOADS, TARGETS: targets.map((t) => t.name), BASELINE_MAIN, WRITE_MIX_SYNC_COMMIT };
+  const knobs =
+    `DURATION=${DURATION} CLIENTS=${CLIENTS} THREADS=${THREADS} REPEATS=${REPEATS} SCALE=${SCALE}` +
+    (BASELINE_MAIN === null ? '' : ` BASELINE_MAIN=${BASELINE_MAIN}`) +
+    (WORKLOADS.includes('write-mix') ? ` WRITE_MIX_SYNC_COMMIT=${WRITE_MIX_SYNC_COMMIT}` : '');
   process.stdout.write(
     `\n## pgscribe bench ${machine.date}\n\n` +
       `Machine: ${machine.cores} × ${machine.cpu}, ${machine.memGiB} GiB; Node ${machine.node}; ${machine.postgres}; ${machine.pgbouncer}; ${machine.pgpool}\n` +
@@ -176,10 +185,11 @@ export function writeReport(root: string, started: Date, cells: Cell[], targets:
       '\n' +
       tlsCost(rows) +
       sharedCacheLines(rows) +
+      walLines(rows, walConsumer) +
       baseLines(rows),
   );
   const out = path.join(root, 'logs', `bench-${machine.date.replace(/[:.]/g, '-')}.json`);
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, JSON.stringify({ machine, settings, summary: rows, cells }, null, 2) + '\n');
+  fs.writeFileSync(out, JSON.stringify({ machine, settings, summary: rows, walConsumer, cells }, null, 2) + '\n');
   return out;
 }

@@ -8,10 +8,19 @@ export const CLIENTS = Number(env['CLIENTS'] ?? 32);
 export const THREADS = Number(env['THREADS'] ?? 2);
 export const REPEATS = Number(env['REPEATS'] ?? 3);
 export const SCALE = Number(env['SCALE'] ?? 10);
+/**
+ * synchronous_commit of write-mix's sessions (PGOPTIONS, every target alike). The bench cluster
+ * runs with synchronous_commit = off (the test harness's setting), under which a commit reaches
+ * the change stream only when the WAL writer flushes it (wal_writer_delay, 200 ms): wal mode's
+ * read-your-writes hold then waits that long on every write (the smoke run of 2026-12-05 05:17 UTC:
+ * write transactions 318 ms mean through pgscribe-cache-wal vs 15 ms through pgscribe-cache).
+ * 'on' is PostgreSQL's default; WRITE_MIX_SYNC_COMMIT=off measures the other case.
+ */
+export const WRITE_MIX_SYNC_COMMIT = env['WRITE_MIX_SYNC_COMMIT'] ?? 'on';
 /** Fraction of transactions pgbench logs for the latency percentiles. */
 export const LATENCY_SAMPLE = 0.1;
 
-export const ALL_WORKLOADS = ['select-simple', 'select-prepared', 'tpcb', 'hotset', 'hotset-extended'] as const;
+export const ALL_WORKLOADS = ['select-simple', 'select-prepared', 'tpcb', 'hotset', 'hotset-extended', 'write-mix'] as const;
 export const ALL_TARGETS = [
   'direct',
   'pgscribe-log',
@@ -20,6 +29,8 @@ export const ALL_TARGETS = [
   'node-relay',
   'pgbouncer',
   'pgscribe-cache',
+  // Right after pgscribe-cache: the two invalidation modes run back to back in each repeat.
+  'pgscribe-cache-wal',
   'pgscribe-cache-nolog',
   'pgscribe-cache-w2',
   'pgpool-cache',

@@ -8,6 +8,14 @@ export interface CacheCounters {
   misses: number;
 }
 
+/** What the bench reads of a pgscribe in wal mode around each run. */
+export interface WalProbe {
+  /** Its stats line (SIGUSR2): wal_commits, wal_lag_p99_ms, cache_hits... */
+  stats: () => Promise<Record<string, number>>;
+  /** The walsender backends streaming to it now (pg_replication_slots.active_pid). */
+  senderPids: () => Promise<number[]>;
+}
+
 /** A started target: where pgbench connects, and whose CPU time a run is charged. */
 export interface Target {
   /** Its name in the report: the kind, plus @base when it runs the BASELINE_MAIN build. */
@@ -28,6 +36,11 @@ export interface Target {
   stop: () => Promise<void>;
   /** Cumulative query-cache counters, read before and after each run (the cache targets). */
   cacheCounters?: () => Promise<CacheCounters | null>;
+  /**
+   * wal mode (pgscribe-cache-wal): its stats line (the wal_* fields), and the pids of the
+   * walsenders serving its change streams (the slots named pgscribe_<its pid>_*).
+   */
+  wal?: WalProbe;
   /** libpq settings for pgbench against this target (pgscribe-tls: sslmode=require). */
   env?: Record<string, string>;
   /** The only workloads this target runs (default: all of WORKLOADS). */
