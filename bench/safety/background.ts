@@ -63,7 +63,13 @@ export async function elsewhereLoop(ctx: ClientContext, directPort: number, lagM
     try {
       if (c === null || c.closed) c = await Conn.open(directPort, SUPERUSER, {});
       const p = randomPlan(rng, state, ctx.model);
-      if (p === null) continue;
+      // Not a refresh: what a refresh removes from the materialized view is judged against the
+      // rows the model knows when its read-back is checked, and with the acknowledgement delayed
+      // by lagMs a refresh acknowledged meanwhile through pgscribe can add a row this one removed,
+      // which the model then keeps as present (DIRECT=1 ELSEWHERE=1, seed 1605: 26 false
+      // stale-missing in 300 s). A matview is never cached in wal mode, and in ttl mode a write
+      // from elsewhere is outside what the cache promises.
+      if (p === null || p.whole !== undefined) continue;
       const r = await runPlan(c, p, { model: ctx.model, rng, ack });
       ctx.tally.write(`elsewhere-${r.name}`, r.ok, r.why);
     } catch (e) {
