@@ -4,9 +4,9 @@
 // and the cached answer stayed for the TTL (an hour here), long after later commits were
 // delivered. Since f4d7a2b such a publication is refused: the stream stays down, the database is
 // relayed, and the operator is told what to change. On the build before it, the read below was
-// cached and answered 'one' after the UPDATE. (The review's other wal finding, a commit streamed
-// before it is visible under synchronous replication, is not fixed yet: README, "Not safe yet
-// with synchronous replication"; a published table losing its key is issue-16-03.)
+// cached and answered 'one' after the UPDATE. (The review's other wal findings: a published table
+// losing its key is issue-16-03, a commit streamed before it is visible under synchronous
+// replication issue-16-04.)
 import t from 'tap';
 import { startCluster, type PgCluster } from '../harness/pg-cluster';
 import { sleep } from '../harness/time';
