@@ -108,8 +108,13 @@ export async function runPlan(c: Conn, p: Plan, env: WriteEnv): Promise<WriteRes
     if (mv !== undefined) doomed.push(mv);
   }
   if (p.whole === 'mv') {
-    // A refresh drops the rows of items deleted since the last one.
-    for (const row of model.family('mv').values()) if (model.get('items', row.id)?.firstDeleteSend != null) doomed.push(row);
+    // A refresh drops the rows of items deleted since the last one, also those the model does
+    // not know yet: an earlier refresh that added one may be acknowledged only after this one
+    // removed it (wal mode holds a commit's answer for the stream), and would then leave it
+    // standing as present.
+    for (const item of model.family('items').values()) {
+      if (item.firstDeleteSend !== null) doomed.push(model.get('mv', item.id) ?? model.row('mv', item.id, item.tenant, ''));
+    }
   }
   if (doomed.length > 0) model.mayDelete(doomed);
 
