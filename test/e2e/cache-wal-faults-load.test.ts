@@ -7,9 +7,10 @@
 // each write into `mirror` (written straight and through pgscribe by a session of its own: a
 // session that writes a table with triggers is never answered from the cache again, since a
 // trigger may change the session, and pgscribe drops the whole database after such a write), and
-// `cold`, written only straight on PostgreSQL, once before the fault and once right after it (when
-// the stream cannot see the write), then left alone: its answers stay cached unless the new
-// slot's gap drops them, so a gap that drops nothing shows up as stale `cold` reads.
+// `cold`, written only straight on PostgreSQL, once before the fault and once right after it, when
+// the stream cannot see the write, then left alone. The trigger writer stops before the fault, so
+// that only the new slot's gap drops what `cold` had cached: a gap that drops nothing shows up as
+// stale `cold` reads (the restart's catalog reconnection drops the database too, so not there).
 //
 // The oracle: a read sent after version v of a row was acknowledged must return >= v. A write
 // through pgscribe counts at once (read-your-writes); a write straight on PostgreSQL counts once it
@@ -25,7 +26,7 @@ import type { Proxy } from '../harness/proxy';
 import { sleep, waitFor } from '../harness/time';
 import { column, enc, errorFields, RawClient, type BackendMessage } from '../harness/wire';
 import { proxyFixture } from '../helpers/fixture';
-import { admin } from '../helpers/safe-cache';
+import { admin, Answer } from '../helpers/safe-cache';
 
 let pg: PgCluster;
 const fx = proxyFixture({ upstreamPort: () => pg.port, user: 'postgres' });
@@ -60,6 +61,7 @@ t.before(async () => {
 });
 
 t.teardown(async () => {
+  control?.sock.destroy();
   await fx.cleanup();
   await pg?.stop();
 });
@@ -164,6 +166,8 @@ const describe = (r: Reply): string =>
 class Load {
   private running = true;
   private readonly loops: Promise<void>[] = [];
+  private triggerWrites = true;
+  private triggerWrite: Promise<unknown> = Promise.resolve();
   /** Errors no fault explains (any error, when the server does not restart). */
   readonly unexpected: string[] = [];
   /** Errors the restart explains, by SQLSTATE ('closed': the connection ended without one). */
@@ -180,6 +184,12 @@ class Load {
     for (let i = 0; i < CLIENTS; i++) this.loops.push(this.guard(`client ${i}`, this.client(i)));
     this.loops.push(this.guard('trigger writer', this.triggerWriter()));
     this.loops.push(this.guard('direct writer', this.directWriter()));
+  }
+
+  /** No more writes of src through pgscribe (each drops the whole database); resolves once the last one is answered. */
+  async pauseTriggerWrites(): Promise<void> {
+    this.triggerWrites = false;
+    await this.triggerWrite;
   }
 
   async stop(): Promise<void> {
@@ -273,8 +283,14 @@ class Load {
     const rnd = prng(SEED + 2000);
     let c = await this.session(who, this.p.port);
     while (this.running && c !== null) {
+      if (!this.triggerWrites) {
+        await sleep(50);
+        continue;
+      }
       const id = 1 + Math.floor(rnd() * HOT_ROWS);
-      const reply = await ask(c, `UPDATE src SET ver = ver + 1 WHERE id = ${id} RETURNING ver`);
+      const write = ask(c, `UPDATE src SET ver = ver + 1 WHERE id = ${id} RETURNING ver`);
+      this.triggerWrite = write.catch(() => undefined);
+      const reply = await write;
       if (reply.closed || codes(reply).length > 0) {
         this.failed(who, 'write', reply);
         c.sock.destroy();
@@ -316,10 +332,35 @@ class Load {
 }
 
 /** Every cold row one version up, straight on PostgreSQL, acknowledged into the model. */
+/**
+ * A statement straight on PostgreSQL, on one session kept open for the faults: the write that
+ * follows a fault goes out within milliseconds (a new connection each time took up to 100 ms under
+ * load, pgscribe's whole backoff, and the write was sometimes streamed by the new slot).
+ */
+let control: RawClient | null = null;
+async function ctl(sql: string): Promise<Answer> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      if (control === null || control.closed) {
+        control = await RawClient.connect(pg.port);
+        control.sock.setNoDelay(true);
+        const startup = await control.startup('postgres');
+        if (startup[startup.length - 1]?.type !== 'Z') throw new Error(`control session: ${new Answer(startup).text}`);
+      }
+      const a = new Answer(await control.query(sql, 60_000));
+      if (a.errors.length > 0) throw new Error(`statement failed: ${sql}: ${a.errors.join(', ')}`);
+      return a;
+    } catch (err) {
+      // The server restarted since the last statement: once more on a new session.
+      if (attempt > 0 || control === null || !control.closed) throw err;
+    }
+  }
+}
+
 async function writeCold(model: Model): Promise<void> {
-  const a = await admin(pg, ["UPDATE cold SET ver = ver + 1 RETURNING id || ':' || ver"]);
+  const a = await ctl("UPDATE cold SET ver = ver + 1 RETURNING id || ':' || ver");
   const at = Date.now();
-  for (const v of a[0]!.rows) {
+  for (const v of a.rows) {
     const [id, ver] = v[0]!.split(':');
     model.ackDirect(`cold:${id}`, Number(ver), at);
   }
@@ -348,8 +389,8 @@ async function allCached(tt: Tap, p: Proxy, what: string): Promise<void> {
 
 /** The walsender of pgscribe's slot and the slot's name. */
 async function walsender(): Promise<{ pid: number; slot: string }> {
-  const a = await admin(pg, ["SELECT active_pid, slot_name FROM pg_replication_slots WHERE slot_name LIKE 'pgscribe_%' AND active"]);
-  const row = a[0]!.rows[0];
+  const a = await ctl("SELECT active_pid, slot_name FROM pg_replication_slots WHERE slot_name LIKE 'pgscribe_%' AND active");
+  const row = a.rows[0];
   if (row === undefined) throw new Error('no active pgscribe slot');
   return { pid: Number(row[0]), slot: row[1]! };
 }
@@ -371,7 +412,7 @@ const FAULTS: readonly Fault[] = [
     async inject() {
       const { pid } = await walsender();
       // The timeout makes it wait for the walsender's exit: the write that follows is not streamed by it.
-      await admin(pg, [`SELECT pg_terminate_backend(${pid}, 10000)`]);
+      await ctl(`SELECT pg_terminate_backend(${pid}, 10000)`);
       return nothing;
     },
   },
@@ -380,14 +421,14 @@ const FAULTS: readonly Fault[] = [
     restarts: false,
     async inject() {
       const { pid, slot } = await walsender();
-      await admin(pg, [`SELECT pg_terminate_backend(${pid})`]);
+      await ctl(`SELECT pg_terminate_backend(${pid})`);
       // A temporary slot goes with its session; drop it if it is still there, once no longer active.
       await waitFor(
         async () => {
-          const left = await admin(pg, [`SELECT count(*) FROM pg_replication_slots WHERE slot_name = '${slot}'`]);
-          if (left[0]!.value === '0') return true;
+          const left = await ctl(`SELECT count(*) FROM pg_replication_slots WHERE slot_name = '${slot}'`);
+          if (left.value === '0') return true;
           try {
-            await admin(pg, [`SELECT pg_drop_replication_slot('${slot}')`]);
+            await ctl(`SELECT pg_drop_replication_slot('${slot}')`);
             return true;
           } catch (err) {
             const m = (err as Error).message;
@@ -395,7 +436,7 @@ const FAULTS: readonly Fault[] = [
             throw err;
           }
         },
-        { timeoutMs: 20_000, intervalMs: 20, timeout: () => `slot ${slot} could not be dropped` },
+        { timeoutMs: 20_000, intervalMs: 5, timeout: () => `slot ${slot} could not be dropped` },
       );
       return nothing;
     },
@@ -448,8 +489,11 @@ for (const fault of FAULTS.filter((f) => ONLY === undefined || f.name.includes(O
       const gaps = await stat(p, 'wal_gaps');
       model.judgeDirect = false;
       model.faultAt = Date.now();
+      // Each write of src through pgscribe drops the whole database (and, the stream broken, waits
+      // up to a second first): stopped before the fault, so that only the new slot's gap drops what
+      // cold had cached when it gets the write the stream cannot see.
+      await load.pauseTriggerWrites();
       undo = await fault.inject();
-      // Written while the stream cannot see it: only the new slot's gap drops what cold had cached.
       await writeCold(model);
       const coldAt = Date.now();
       await waitFor(async () => ((await stat(p, 'wal_streams_up')) === 0 || (await stat(p, 'wal_gaps')) > gaps ? true : undefined), {
