@@ -127,7 +127,7 @@ class DatabaseStream {
         ? null
         : new CommitFence({
             currentLsn: () => this.currentLsn(),
-            stream: () => ({ healthy: this.stream.healthy, waitFor: (lsn, ms) => this.waitApplied(lsn, ms) }),
+            stream: () => this.stream,
             holdMs: s.waitMs,
             onLapse: (reason, lsn, commits) => this.lapse(reason, lsn, commits),
           });
@@ -148,24 +148,6 @@ class DatabaseStream {
   }
 
   /**
-   * True once the stream has handed over every change up to lsn and each of those commits was
-   * seen visible and invalidated again (commit-settling.ts); false after timeoutMs or when the
-   * stream goes down.
-   */
-  private async waitApplied(lsn: bigint, timeoutMs: number): Promise<boolean> {
-    const start = performance.now();
-    if (!(await this.stream.waitFor(lsn, timeoutMs))) return false;
-    const left = timeoutMs - (performance.now() - start);
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(false), Math.max(0, left));
-      this.settling.whenSettled((ok) => {
-        clearTimeout(timer);
-        resolve(ok);
-      });
-    });
-  }
-
-  /**
    * Read-your-writes after a commit through pgscribe: true when `done` runs later, once the
    * stream has handed over every change committed so far (the WAL insert position read on the
    * catalog connection after the commit; commit-fence.ts batches those questions). false: not
@@ -175,9 +157,16 @@ class DatabaseStream {
     return this.fence !== null && this.fence.hold(done);
   }
 
-  /** The server's WAL insert position, on the catalog connection. */
+  /**
+   * The server's WAL insert position, on the catalog connection. The same answer's snapshot
+   * settles the streamed commits that arrived before the question and had finished: the commit
+   * the fence asks for is among them when it streamed before it was visible (commit-settling.ts).
+   */
   private async currentLsn(): Promise<bigint> {
-    const text = (await this.source.query('SELECT pg_catalog.pg_current_wal_insert_lsn()')).rows[0]?.[0] ?? '';
+    const upTo = this.settling.lastSeq;
+    const row = (await this.source.query('SELECT pg_catalog.pg_current_wal_insert_lsn(), pg_catalog.pg_current_snapshot()::text')).rows[0] ?? [];
+    this.settling.settleWith(row[1] ?? '', upTo);
+    const text = row[0] ?? '';
     const lsn = parseLsn(text);
     if (lsn === null) throw new Error(`pg_current_wal_insert_lsn() answered ${JSON.stringify(text)}`);
     return lsn;
@@ -204,7 +193,7 @@ class DatabaseStream {
     }
     const target = lsn !== null ? Promise.resolve(lsn) : this.currentLsn();
     void target
-      .then((l) => this.waitApplied(l, CATCH_UP_MS), () => false)
+      .then((l) => this.stream.waitFor(l, CATCH_UP_MS), () => false)
       .then((caught) => {
         if (--this.behind > 0) return;
         // Not caught up (the stream went down or stalled): its own gap and hold take over; anything

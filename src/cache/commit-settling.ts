@@ -10,8 +10,13 @@
  * nearly always, goes without waiting) and again here once a snapshot taken after it arrived shows
  * it finished: any answer cached from a snapshot older than that goes then. The snapshots are
  * pg_current_snapshot() on the catalog connection, one question at a time, each covering every
- * commit handed over before it was sent; while some are still running the question is asked
- * again, sooner after new commits, at most every MAX_RETRY_MS otherwise.
+ * commit handed over before it was sent, asked ASK_DELAY_MS after a commit arrives (so that a
+ * burst shares one), then while some are still running every 1 to MAX_RETRY_MS.
+ *
+ * Read-your-writes (commit-fence.ts) needs no wait of its own here: the fence's question, sent
+ * after the client's commit was answered (so visible), carries a snapshot too (settleWith()), and
+ * settles every commit that arrived before it was sent and had finished, the client's among
+ * them; a commit that arrives after that question was visible before it arrived.
  *
  * The same answer carries synchronous_standby_names: a value that now names pgscribe's stream
  * (sync-standby.ts) is reported, for the stream to be ended.
@@ -50,13 +55,19 @@ export interface CommitSettlingOptions {
 
 export const SNAPSHOT_SQL = "SELECT pg_catalog.pg_current_snapshot()::text, pg_catalog.current_setting('synchronous_standby_names')";
 
+/** After a commit arrives, before the question (commits arriving meanwhile share it). */
+const ASK_DELAY_MS = 2;
 /** Wait before asking again while commits are still running, doubling from MIN to MAX. */
 const MIN_RETRY_MS = 1;
 const MAX_RETRY_MS = 50;
 /** After a failed question. */
 const FAILED_RETRY_MS = 200;
 
-const XID_MASK = 0xffffffffn;
+/** The low 32 bits of a 64-bit transaction id in decimal (epoch << 32 | xid; far below 2^53 in practice, BigInt otherwise). */
+function low32(text: string): number {
+  const n = Number(text);
+  return Number.isSafeInteger(n) ? n % 2 ** 32 : Number(BigInt(text) & 0xffffffffn);
+}
 
 /** The running transactions of a snapshot, in pgoutput's 32-bit ids. */
 export interface Running {
@@ -70,8 +81,8 @@ export function parseSnapshot(text: string): Running | null {
   const m = /^(\d+):(\d+):([\d,]*)$/.exec(text.trim());
   if (m === null) return null;
   const xip = new Set<number>();
-  for (const x of m[3]!.split(',')) if (x !== '') xip.add(Number(BigInt(x) & XID_MASK));
-  return { xmax: Number(BigInt(m[2]!) & XID_MASK), xip };
+  for (const x of m[3]!.split(',')) if (x !== '') xip.add(low32(x));
+  return { xmax: low32(m[2]!), xip };
 }
 
 /** xid had finished (committed or aborted) when the snapshot was taken: before xmax (in modulo-2^32 order, as PostgreSQL compares) and not running. */
@@ -86,12 +97,12 @@ export class CommitSettling {
   private arrived: Unsettled[] = [];
   private asking = false;
   private retryTimer: NodeJS.Timeout | null = null;
+  /** performance.now() when retryTimer fires. */
+  private retryDue = 0;
   private retryMs = MIN_RETRY_MS;
   private failing = false;
   private closed = false;
-  private lastSeq = 0;
-  /** whenSettled() callers, in order, each with the last commit it waits for. */
-  private settleWaiters: { upTo: number; done: (ok: boolean) => void }[] = [];
+  private seq = 0;
 
   constructor(private readonly o: CommitSettlingOptions) {}
 
@@ -100,27 +111,30 @@ export class CommitSettling {
     return this.waiting.length + this.arrived.length;
   }
 
-  /** Every commit handed over so far was seen finished (and invalidated again). */
-  get settled(): boolean {
-    return this.pending === 0;
+  /** The last commit added so far: a snapshot asked for after now covers it (settleWith). */
+  get lastSeq(): number {
+    return this.seq;
   }
 
   /** A streamed commit (already invalidated once by the caller). */
   add(xid: number, names: readonly string[]): void {
     if (this.closed || names.length === 0) return;
-    this.arrived.push({ seq: ++this.lastSeq, xid, names });
-    if (!this.asking) {
-      this.clearRetry();
+    this.arrived.push({ seq: ++this.seq, xid, names });
+    // Ask soon, unless a question is out (its answer asks again) or one is due sooner anyway.
+    if (!this.asking && (this.retryTimer === null || this.retryDue > performance.now() + ASK_DELAY_MS)) {
       this.retryMs = MIN_RETRY_MS;
-      this.askNow();
+      this.retryLater(ASK_DELAY_MS);
     }
   }
 
-  /** `done` runs once every commit added before this call has settled (at once when none waits); false when closed. */
-  whenSettled(done: (ok: boolean) => void): void {
-    if (this.closed) return done(false);
-    if (this.settled) return done(true);
-    this.settleWaiters.push({ upTo: this.lastSeq, done });
+  /**
+   * A snapshot asked for elsewhere (the fence's question) once lastSeq was upTo: settle the
+   * commits up to upTo it shows finished. An unreadable snapshot settles nothing.
+   */
+  settleWith(snapshot: string, upTo: number): void {
+    const running = parseSnapshot(snapshot);
+    if (running === null || this.closed) return;
+    this.settle(running, upTo);
   }
 
   close(): void {
@@ -128,9 +142,22 @@ export class CommitSettling {
     this.clearRetry();
     this.waiting = [];
     this.arrived = [];
-    const ws = this.settleWaiters;
-    this.settleWaiters = [];
-    for (const w of ws) w.done(false);
+  }
+
+  /** Invalidate again (in one call) the commits up to upTo that running shows finished. */
+  private settle(running: Running, upTo: number): void {
+    const names = new Set<string>();
+    const keep = (list: Unsettled[]): Unsettled[] => {
+      const still: Unsettled[] = [];
+      for (const u of list) {
+        if (u.seq <= upTo && finished(u.xid, running)) for (const n of u.names) names.add(n);
+        else still.push(u);
+      }
+      return still;
+    };
+    this.waiting = keep(this.waiting);
+    this.arrived = keep(this.arrived);
+    if (names.size > 0) this.o.onSettled([...names]);
   }
 
   private askNow(): void {
@@ -140,13 +167,14 @@ export class CommitSettling {
     this.arrived = [];
     if (this.waiting.length === 0) return;
     this.asking = true;
+    const upTo = this.seq;
     this.o.ask().then(
-      (a) => this.answered(a),
+      (a) => this.answered(a, upTo),
       (err: unknown) => this.failed(err instanceof Error ? err.message : String(err)),
     );
   }
 
-  private answered(a: SnapshotAnswer): void {
+  private answered(a: SnapshotAnswer, upTo: number): void {
     this.asking = false;
     if (this.closed) return;
     if (this.failing) {
@@ -156,36 +184,19 @@ export class CommitSettling {
     this.o.onSyncStandbyNames(a.syncStandbyNames);
     const running = parseSnapshot(a.snapshot);
     if (running === null) return this.failed(`pg_current_snapshot() answered ${JSON.stringify(a.snapshot)}`);
-    const still: Unsettled[] = [];
-    const names = new Set<string>();
-    for (const u of this.waiting) {
-      if (finished(u.xid, running)) for (const n of u.names) names.add(n);
-      else still.push(u);
-    }
-    this.waiting = still;
-    if (names.size > 0) this.o.onSettled([...names]);
-    this.releaseWaiters();
+    this.settle(running, upTo);
     if (this.pending === 0) {
       this.retryMs = MIN_RETRY_MS;
       return;
     }
-    // New commits: ask at once. Only running ones: ask again after a growing pause.
+    // New commits: ask after the usual short delay. Only running ones: after a growing pause.
     if (this.arrived.length > 0) {
-      this.askNow();
+      this.retryMs = MIN_RETRY_MS;
+      this.retryLater(ASK_DELAY_MS);
       return;
     }
     this.retryLater(this.retryMs);
     this.retryMs = Math.min(MAX_RETRY_MS, this.retryMs * 2);
-  }
-
-  /** Release the whenSettled() callers whose commits have all settled (the lists are in arrival order). */
-  private releaseWaiters(): void {
-    const oldest = this.waiting[0]?.seq ?? this.arrived[0]?.seq ?? Infinity;
-    let n = 0;
-    while (n < this.settleWaiters.length && this.settleWaiters[n]!.upTo < oldest) n++;
-    if (n === 0) return;
-    const ws = this.settleWaiters.splice(0, n);
-    for (const w of ws) w.done(true);
   }
 
   private failed(reason: string): void {
@@ -200,6 +211,7 @@ export class CommitSettling {
 
   private retryLater(ms: number): void {
     this.clearRetry();
+    this.retryDue = performance.now() + ms;
     this.retryTimer = setTimeout(() => this.askNow(), ms);
     this.retryTimer.unref();
   }

@@ -1,8 +1,9 @@
 // Commit settling (cache/commit-settling.ts): a commit the change stream hands over before other
 // sessions can see it (a synchronous-replication wait, or the instant between the WAL flush and
 // the end of the transaction) is invalidated again once a snapshot taken after it arrived shows
-// it finished; whenSettled() waits only for the commits added before it; a failed question is
-// reported once each way; synchronous_standby_names comes with every answer.
+// it finished; a snapshot from another question (the read-your-writes fence's) settles what
+// arrived before it was sent; a failed question is reported once each way;
+// synchronous_standby_names comes with every answer.
 import t from 'tap';
 import { CommitSettling, finished, parseSnapshot, type SnapshotAnswer } from '../../src/cache/commit-settling';
 import { namesStandby, standbyNames } from '../../src/wal/sync-standby';
@@ -53,46 +54,60 @@ t.test('snapshots: 64-bit ids folded to the 32 bits pgoutput gives; finished mea
 t.test('a commit still running when streamed is invalidated again once a later snapshot shows it finished', async (t) => {
   const { server, settled, s } = setUp();
   s.add(1000, ['"a"']);
-  t.equal(server.questions.length, 1, 'asked at once');
-  let done: boolean | null = null;
-  s.whenSettled((ok) => (done = ok));
+  s.add(1001, ['"b"']);
+  t.equal(server.questions.length, 0, 'not at once: a burst shares one question');
+  await later(10);
+  t.equal(server.questions.length, 1, 'one question for both');
   server.answer([1000]);
   await tick();
-  t.same(settled, [], 'still running: nothing yet');
-  t.equal(done, null);
-  await later(5);
+  t.same(settled, [['"b"']], '1001 finished: invalidated again; 1000 still running');
+  t.equal(s.pending, 1);
+  await later(10);
   t.equal(server.questions.length, 1, 'asked again after a pause');
   server.answer([]);
   await tick();
-  t.same(settled, [['"a"']], 'invalidated again once finished');
-  t.equal(done, true);
+  t.same(settled, [['"b"'], ['"a"']], 'invalidated again once finished');
   t.equal(s.pending, 0);
+  s.close();
 });
 
-t.test('whenSettled waits only for the commits added before it, not for later ones', async (t) => {
+t.test("a question covers only the commits that arrived before it was sent", async (t) => {
   const { server, settled, s } = setUp();
   s.add(1, ['"a"']);
-  const order: string[] = [];
-  s.whenSettled(() => order.push('first'));
-  s.add(2, ['"b"']); // arrives while the first question is out
-  s.whenSettled(() => order.push('second'));
+  await later(10);
+  s.add(2, ['"b"']); // arrives while the question is out
   server.answer([]);
   await tick();
-  t.same(order, ['first'], 'the first question covered commit 1 only');
-  t.same(settled, [['"a"']]);
-  t.equal(server.questions.length, 1, 'commit 2 asked about at once');
-  s.add(3, ['"c"']);
-  server.answer([3]);
+  t.same(settled, [['"a"']], 'commit 2 arrived after the question: not settled by its snapshot');
+  await later(10);
+  server.answer([]);
   await tick();
-  t.same(order, ['first', 'second'], 'commit 2 settled; commit 3, still running, does not hold the second waiter');
   t.same(settled, [['"a"'], ['"b"']]);
-  t.equal(s.pending, 1);
+  s.close();
+});
+
+t.test("settleWith: another question's snapshot settles what arrived before it was sent", async (t) => {
+  const { server, settled, s } = setUp();
+  s.add(5, ['"x"']);
+  s.add(6, ['"y"']);
+  const upTo = s.lastSeq;
+  s.add(7, ['"z"']); // after the fence's question was sent
+  s.settleWith(`100:${2 ** 32 + 5000}:${2 ** 32 + 6}`, upTo);
+  t.same(settled, [['"x"']], '5 settled; 6 still running; 7 not covered');
+  t.equal(s.pending, 2);
+  s.settleWith('not a snapshot', s.lastSeq);
+  t.equal(s.pending, 2, 'an unreadable snapshot settles nothing');
+  await later(10);
+  server.answer([]);
+  await tick();
+  t.same(settled, [['"x"'], ['"y"', '"z"']], 'the rest by its own question, in one invalidation');
   s.close();
 });
 
 t.test('a failed question holds (reported once), the next answer releases; synchronous_standby_names comes with each answer', async (t) => {
   const { server, settled, failures, syncs, s } = setUp();
   s.add(7, ['"t"']);
+  await later(10);
   server.questions.shift()!.reject(new Error('connection lost'));
   await tick();
   t.same(failures, ['connection lost']);
@@ -110,16 +125,13 @@ t.test('a failed question holds (reported once), the next answer releases; synch
   s.close();
 });
 
-t.test('close() releases the waiters with false and asks nothing more', async (t) => {
+t.test('close() asks nothing more', async (t) => {
   const { server, s } = setUp();
   s.add(9, ['"x"']);
-  let done: boolean | null = null;
-  s.whenSettled((ok) => (done = ok));
   s.close();
-  t.equal(done, false);
-  server.answer([]);
-  await tick();
+  await later(10);
   s.add(10, ['"y"']);
+  await later(10);
   t.equal(server.questions.length, 0);
 });
 
