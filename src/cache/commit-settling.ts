@@ -55,8 +55,8 @@ export interface CommitSettlingOptions {
 
 export const SNAPSHOT_SQL = "SELECT pg_catalog.pg_current_snapshot()::text, pg_catalog.current_setting('synchronous_standby_names')";
 
-/** After a commit arrives, before the question (commits arriving meanwhile share it). */
-const ASK_DELAY_MS = 2;
+/** After a commit arrives, before the question: commits arriving meanwhile share it and one invalidation (it bounds only the rare commit that streamed before it was visible). */
+const ASK_DELAY_MS = 10;
 /** Wait before asking again while commits are still running, doubling from MIN to MAX. */
 const MIN_RETRY_MS = 1;
 const MAX_RETRY_MS = 50;

@@ -56,13 +56,13 @@ t.test('a commit still running when streamed is invalidated again once a later s
   s.add(1000, ['"a"']);
   s.add(1001, ['"b"']);
   t.equal(server.questions.length, 0, 'not at once: a burst shares one question');
-  await later(10);
+  await later(30);
   t.equal(server.questions.length, 1, 'one question for both');
   server.answer([1000]);
   await tick();
   t.same(settled, [['"b"']], '1001 finished: invalidated again; 1000 still running');
   t.equal(s.pending, 1);
-  await later(10);
+  await later(30);
   t.equal(server.questions.length, 1, 'asked again after a pause');
   server.answer([]);
   await tick();
@@ -74,12 +74,12 @@ t.test('a commit still running when streamed is invalidated again once a later s
 t.test("a question covers only the commits that arrived before it was sent", async (t) => {
   const { server, settled, s } = setUp();
   s.add(1, ['"a"']);
-  await later(10);
+  await later(30);
   s.add(2, ['"b"']); // arrives while the question is out
   server.answer([]);
   await tick();
   t.same(settled, [['"a"']], 'commit 2 arrived after the question: not settled by its snapshot');
-  await later(10);
+  await later(30);
   server.answer([]);
   await tick();
   t.same(settled, [['"a"'], ['"b"']]);
@@ -97,7 +97,7 @@ t.test("settleWith: another question's snapshot settles what arrived before it w
   t.equal(s.pending, 2);
   s.settleWith('not a snapshot', s.lastSeq);
   t.equal(s.pending, 2, 'an unreadable snapshot settles nothing');
-  await later(10);
+  await later(30);
   server.answer([]);
   await tick();
   t.same(settled, [['"x"'], ['"y"', '"z"']], 'the rest by its own question, in one invalidation');
@@ -107,7 +107,7 @@ t.test("settleWith: another question's snapshot settles what arrived before it w
 t.test('a failed question holds (reported once), the next answer releases; synchronous_standby_names comes with each answer', async (t) => {
   const { server, settled, failures, syncs, s } = setUp();
   s.add(7, ['"t"']);
-  await later(10);
+  await later(30);
   server.questions.shift()!.reject(new Error('connection lost'));
   await tick();
   t.same(failures, ['connection lost']);
@@ -129,9 +129,9 @@ t.test('close() asks nothing more', async (t) => {
   const { server, s } = setUp();
   s.add(9, ['"x"']);
   s.close();
-  await later(10);
+  await later(30);
   s.add(10, ['"y"']);
-  await later(10);
+  await later(30);
   t.equal(server.questions.length, 0);
 });
 
