@@ -63,8 +63,9 @@
  *
  * Old build vs new build in one run: BASELINE_MAIN=/path/to/other/checkout/dist/main.js makes
  * every selected pgscribe-* target also run as `<target>@base` with that build, same flags. Each
- * repeat runs a target and its @base twin back to back, the order swapped every other repeat so
- * that neither always runs on a warmer (or more tired) machine. The table gains "tps vs @base"
+ * repeat runs a target and its @base twin back to back; every other repeat runs the targets in
+ * reverse order (so the twin first), so that no target always runs on a warmer (or more tired)
+ * machine, or always right after the same neighbour. The table gains "tps vs @base"
  * and "CPU vs @base" columns on this build's rows (this build / the other), and a list of those
  * ratios follows it. The other build needs its package.json above its dist/ (pgscribe reads its
  * version there), e.g. a second checkout, or a copy: `mkdir -p /tmp/base && cp -r dist
@@ -131,8 +132,11 @@ async function main(): Promise<void> {
 }
 
 /**
- * Every repeat runs every workload on every target that takes it, one after another; a @base
- * target and its twin run back to back, in swapped order every other repeat.
+ * Every repeat runs every workload on every target that takes it, one after another, in TARGETS
+ * order and in reverse every other repeat: a fixed order put pgscribe-cache-wal right after
+ * pgscribe-cache in every repeat, and the two read-only hot-set rows differed by up to 11% in one
+ * run and the other way in the next (docs/performance.md, the runs of 2026-12-05). A @base target
+ * and its twin stay back to back.
  */
 async function runRepeats(targets: readonly Target[], dir: string): Promise<Cell[]> {
   const cells: Cell[] = [];
@@ -140,7 +144,7 @@ async function runRepeats(targets: readonly Target[], dir: string): Promise<Cell
   const total = REPEATS * WORKLOADS.reduce((n, w) => n + runs(w).length, 0);
   for (let rep = 1; rep <= REPEATS; rep++) {
     for (const w of WORKLOADS) {
-      for (const t of interleave(runs(w), rep % 2 === 0)) {
+      for (const t of rep % 2 === 0 ? [...runs(w)].reverse() : runs(w)) {
         const c = await runCell(w, t, rep, dir, targets);
         cells.push(c);
         process.stderr.write(
@@ -156,16 +160,6 @@ async function runRepeats(targets: readonly Target[], dir: string): Promise<Cell
     }
   }
   return cells;
-}
-
-/** The targets in start order (each @base right after its twin), with each pair swapped when `baseFirst`. */
-function interleave(targets: Target[], baseFirst: boolean): Target[] {
-  if (!baseFirst) return targets;
-  const out = [...targets];
-  for (let i = 1; i < out.length; i++) {
-    if (out[i]!.base && out[i - 1]!.kind === out[i]!.kind && !out[i - 1]!.base) [out[i - 1], out[i]] = [out[i]!, out[i - 1]!];
-  }
-  return out;
 }
 
 main().catch((err: Error) => {
