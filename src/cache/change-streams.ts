@@ -96,7 +96,7 @@ class DatabaseStream {
       },
       onSyncStandbyNames: (setting) => {
         if (namesStandby(setting, this.stream.applicationName)) {
-          this.stream.interrupt(`synchronous_standby_names changed to '${setting}', which would make pgscribe's change stream a synchronous standby; name the real standbys instead of '*'`);
+          this.stream.interrupt(`synchronous_standby_names changed to '${setting}', which would make pgscribe's change stream a synchronous standby; name only the real standbys`);
         }
       },
     });

@@ -22,7 +22,8 @@
  * (sync-standby.ts) is reported, for the stream to be ended.
  *
  * A question that fails (the catalog connection lost) leaves the commits unsettled: onFailed()
- * tells the caller, which must not serve the database from the cache until settled() is true.
+ * tells the caller, which must not serve the database from the cache until onFailed(null) says a
+ * question was answered again.
  */
 
 /** A commit waiting to be seen finished. */
