@@ -36,6 +36,9 @@
  *                     Its cells also report its stream's commits, commit waits and lag p99, and its
  *                     walsender's CPU; during the other targets' cells its idle consumer's CPU
  *                     (run/wal-sample.ts)
+ *   pgscribe-cache-twin pgscribe-cache again, same build and flags (hotset workloads only): the
+ *                     A/A control. How far its tps lands from pgscribe-cache's is the spread of the
+ *                     run itself, the resolution of the wal-vs-ttl ratio above
  *   pgscribe-cache-nolog  pgscribe-cache with --log none
  *   pgscribe-cache-w2 pgscribe-cache plus --workers 2
  *   pgpool-cache      Pgpool-II (raw mode, one backend) with its shmem in-memory query cache on

@@ -31,6 +31,8 @@ export const ALL_TARGETS = [
   'pgscribe-cache',
   // Right after pgscribe-cache: the two invalidation modes run back to back in each repeat.
   'pgscribe-cache-wal',
+  // pgscribe-cache again (same build, same flags): the A/A control of the wal-vs-ttl comparison.
+  'pgscribe-cache-twin',
   'pgscribe-cache-nolog',
   'pgscribe-cache-w2',
   'pgpool-cache',

@@ -21,7 +21,7 @@ import type { Target, WalProbe } from './target';
  * hot set, and pgscribe-cache-wal is measured against pgscribe-cache on it (issue 16): hot set only
  * (and write-mix for the last, below).
  */
-const HOTSET_ONLY: readonly TargetKind[] = ['node-ceiling', 'pgscribe-cache-x2', 'pgscribe-l2-x2', 'pgscribe-cache-wal'];
+const HOTSET_ONLY: readonly TargetKind[] = ['node-ceiling', 'pgscribe-cache-x2', 'pgscribe-l2-x2', 'pgscribe-cache-wal', 'pgscribe-cache-twin'];
 
 /**
  * write-mix compares the cache's two invalidation modes with PostgreSQL directly and with
@@ -42,6 +42,8 @@ const PGSCRIBE_FLAGS: Record<PgscribeKind, string[]> = {
   'pgscribe-cache': ['--cache', '--singleflight'],
   // The same cache (and TTL) as pgscribe-cache: only the invalidation differs.
   'pgscribe-cache-wal': ['--cache', '--singleflight', '--cache-invalidation', 'wal'],
+  // Identical to pgscribe-cache: how far apart two runs of the same thing land (wal-report.ts).
+  'pgscribe-cache-twin': ['--cache', '--singleflight'],
   'pgscribe-cache-nolog': ['--cache', '--singleflight'],
   'pgscribe-cache-w2': ['--cache', '--singleflight', '--workers', '2'],
   'pgscribe-insight': ['--log-completions', '--admin', '127.0.0.1:0'],

@@ -163,6 +163,17 @@ export function walLines(rows: readonly Row[], costs: readonly ConsumerCost[]): 
         (writes === undefined ? '' : `; write txns ${f(writes, 3)} vs ${f(ttlWrites, 3)} ms mean`),
     );
   }
+  // The A/A control: the same build and flags as pgscribe-cache under another name. Its ratio is
+  // the spread of this run itself; a wal-vs-ttl ratio that far from 1.00 is not a measured cost.
+  for (const r of rows) {
+    if (!r.target.startsWith('pgscribe-cache-twin')) continue;
+    const ttl = rows.find((x) => x.workload === r.workload && x.target === 'pgscribe-cache' + r.target.slice('pgscribe-cache-twin'.length));
+    if (ttl === undefined) continue;
+    out.push(
+      `A/A control (${r.workload}, ${r.target}, identical to ${ttl.target}): ${f(r.tps / ttl.tps, 2)}x its tps (${f(r.tps, 0)} vs ${f(ttl.tps, 0)}), ` +
+        `proxy CPU ${f(r.cpuUsPerTxn)} vs ${f(ttl.cpuUsPerTxn)} µs/txn`,
+    );
+  }
   for (const c of costs) {
     out.push(
       `${c.walTarget}'s consumer with no clients, during ${c.during} ${c.workload}: ${f(c.commitsPerS, 0)} commits/s carried, ` +
