@@ -39,6 +39,10 @@
  *   pgscribe-cache-twin pgscribe-cache again, same build and flags (hotset workloads only): the
  *                     A/A control. How far its tps lands from pgscribe-cache's is the spread of the
  *                     run itself, the resolution of the wal-vs-ttl ratio above
+ *   pgscribe-log-p2   pgscribe-log with --processes 2 (issue 17: two serving processes behind one
+ *                     listen address, one log written by the primary)
+ *   pgscribe-cache-p2, pgscribe-cache-p4  pgscribe-cache with --processes 2 and 4 (hotset
+ *                     workloads only); the proxy CPU counts the primary and every process
  *   pgscribe-cache-nolog  pgscribe-cache with --log none
  *   pgscribe-cache-w2 pgscribe-cache plus --workers 2
  *   pgpool-cache      Pgpool-II (raw mode, one backend) with its shmem in-memory query cache on

@@ -2,7 +2,8 @@
  * CancelRequests: which live session a cancel key names, and forwarding the cancel to that
  * session's upstream on a fresh connection, with the same --upstream-tls as sessions (the cancel
  * key is a secret worth encrypting). Keys that belong to no session of this proxy are ignored,
- * as PostgreSQL ignores unknown keys; a session waiting for another client's identical query is
+ * as PostgreSQL ignores unknown keys (with --processes N, once no other process holds them
+ * either: the primary asks them, and says so when none did); a session waiting for another client's identical query is
  * answered by pgscribe itself.
  *
  * @see https://www.postgresql.org/docs/15/protocol-flow.html#PROTOCOL-FLOW-CANCELING-REQUESTS
@@ -15,6 +16,11 @@ import { encodeCancelRequest } from './protocol/messages';
 import { negotiateUpstream, type UpstreamTls } from './tls';
 import type { ClientHandle, KeyRegistry } from './client/host';
 
+/** The other processes of --processes N (worker-link.ts): they check a key this one does not hold. */
+export interface OtherProcesses {
+  askCancel(pid: number, secret: number, from: string): void;
+}
+
 export class CancelRouter implements KeyRegistry {
   private readonly byKey = new Map<string, ClientHandle>();
   /** Anyone can send unknown keys, as fast as they like: said at most once a second. */
@@ -25,6 +31,7 @@ export class CancelRouter implements KeyRegistry {
     private readonly upstreamTls: UpstreamTls | null,
     private readonly connectTimeoutMs: number,
     private readonly ops: OpsLog,
+    private readonly others: OtherProcesses | null = null,
   ) {
     this.unknownKey = new ThrottledLine((m, f) => ops.warn(m, f), 'cancel request for an unknown session ignored');
   }
@@ -40,16 +47,21 @@ export class CancelRouter implements KeyRegistry {
   }
 
   cancel(pid: number, secret: number, from: string): void {
+    if (this.cancelOwn(pid, secret, from)) return;
+    if (this.others !== null) this.others.askCancel(pid, secret, from);
+    else this.unknownKey.log({ client: from, pid });
+  }
+
+  /** Cancel the session of this process that holds the key; false when none does. */
+  cancelOwn(pid: number, secret: number, from: string): boolean {
     const target = this.byKey.get(`${pid}.${secret}`);
-    if (target === undefined) {
-      this.unknownKey.log({ client: from, pid });
-      return;
-    }
+    if (target === undefined) return false;
     if (target.cancelWait()) {
       this.ops.info("cancel request answered by pgscribe: the session was waiting for another client's identical query", { conn: target.id, client: from, pid });
-      return;
+      return true;
     }
     this.forward(target, pid, secret, from);
+    return true;
   }
 
   private forward(target: ClientHandle, pid: number, secret: number, from: string): void {

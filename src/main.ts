@@ -21,6 +21,10 @@ import { streamOpsLog, type OpsLog } from './log/ops';
 import { cacheFields, statsLine } from './metrics';
 import { Server } from './server';
 import { loadTls, type CertInfo, type TlsSetup } from './tls';
+import { LOG_PIPE_FD, PROCESS_INDEX_ENV } from './processes/ipc';
+import { Primary } from './processes/primary';
+import { WorkerLink, type Channel } from './processes/worker-link';
+import { ProcessCoherentLayer } from './processes/coherent-layer';
 
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -37,12 +41,12 @@ function readVersion(): string {
 }
 const VERSION = readVersion();
 
-export function createLogger(cfg: Config, ops: OpsLog): ClientLogger {
+/**
+ * The query log's sink: the file (or stdout) the settings name, or with --processes N in a serving
+ * process the pipe to the primary, which writes the file (processes/log-funnel.ts).
+ */
+function createSink(cfg: Config, ops: OpsLog, pipeFd: number | null): FileSink | StdoutSink {
   const log = cfg.log;
-  if (log.path === 'none') return new NoopLogger();
-  const fmtOpts = { params: log.params, paramMaxBytes: log.paramMaxBytes, repeatedSqlMaxChars: log.repeatedSqlMaxChars, seq: log.completions };
-  const format = log.format === 'json' ? jsonFormatter(fmtOpts) : textFormatter(fmtOpts);
-  const done = !log.completions ? null : log.format === 'json' ? jsonCompletionFormatter() : textCompletionFormatter();
   const onError = (err: NodeJS.ErrnoException, context: string) =>
     ops.error(logProblem(err), {
       log: log.path,
@@ -52,12 +56,22 @@ export function createLogger(cfg: Config, ops: OpsLog): ClientLogger {
   // The one line that ends the episode: without it an operator who freed space cannot tell
   // whether pgscribe noticed (it retries by itself, within a second).
   const onRecover = (failedForMs: number) => ops.info('query log is writable again; paused clients resume', { log: log.path, failed_ms: Math.round(failedForMs) });
+  if (pipeFd !== null) return new StdoutSink({ fd: pipeFd, highWaterMark: log.bufferBytes, onError, onRecover });
   const sink =
     log.path === '-'
       ? new StdoutSink({ highWaterMark: log.bufferBytes, onError, onRecover })
       : new FileSink({ path: log.path, mode: 0o600, highWaterMark: log.bufferBytes, onError, onRecover });
   if (sink instanceof FileSink) warnIfOthersCanRead(log.path, ops);
-  return new SinkLogger(sink, format, done);
+  return sink;
+}
+
+export function createLogger(cfg: Config, ops: OpsLog, pipeFd: number | null = null): ClientLogger {
+  const log = cfg.log;
+  if (log.path === 'none') return new NoopLogger();
+  const fmtOpts = { params: log.params, paramMaxBytes: log.paramMaxBytes, repeatedSqlMaxChars: log.repeatedSqlMaxChars, seq: log.completions };
+  const format = log.format === 'json' ? jsonFormatter(fmtOpts) : textFormatter(fmtOpts);
+  const done = !log.completions ? null : log.format === 'json' ? jsonCompletionFormatter() : textCompletionFormatter();
+  return new SinkLogger(createSink(cfg, ops, pipeFd), format, done);
 }
 
 /** What the operator reads when the query log cannot be written: the problem and what to do. */
@@ -130,7 +144,7 @@ export async function resolveInvalidation(cfg: Config, ops: OpsLog, tls: TlsSetu
 }
 
 /** The cache/singleflight layer the settings ask for, or null. */
-export function createCacheContext(cfg: Config, ops: OpsLog, tls: TlsSetup, invalidation: 'wal' | 'ttl' = 'ttl'): CacheContext | null {
+export function createCacheContext(cfg: Config, ops: OpsLog, tls: TlsSetup, invalidation: 'wal' | 'ttl' = 'ttl', link: WorkerLink | null = null): CacheContext | null {
   const { cache, redis } = cfg;
   if (!cache.enabled && !cache.singleflight) return null;
   const layer = createCacheLayer(
@@ -178,7 +192,9 @@ export function createCacheContext(cfg: Config, ops: OpsLog, tls: TlsSetup, inva
       ? null
       : new Catalogs({ ...common, pollMs: catalog.pollMs, streams: changes }, ops, (db) => layer.invalidate(db, null));
   return {
-    layer,
+    // The sessions' writes also leave every other process's cache (--processes N); the catalog's
+    // and the change stream's invalidations stay here: every process has its own.
+    layer: link === null ? layer : new ProcessCoherentLayer(layer, link),
     policy: new CachePolicy({ rules: compileRules(cache.rules), ttlMs: cache.enabled ? cache.ttlMs : 0, rulesOnly: catalogs === null }),
     catalogs,
     changes,
@@ -228,34 +244,44 @@ export function reloadTls(tls: TlsSetup, ops: OpsLog): void {
   }
 }
 
+/** With --processes N, this process is one of the primary's serving processes (its link), else null. */
+function servingProcessLink(): WorkerLink | null {
+  const index = process.env[PROCESS_INDEX_ENV];
+  if (index === undefined || process.send === undefined) return null;
+  return new WorkerLink(Number(index), process as unknown as Channel);
+}
+
+/** Each line of a serving process says which one it is. */
+function taggedOps(ops: OpsLog, index: number): OpsLog {
+  return {
+    info: (m, f) => ops.info(m, { process: index, ...f }),
+    warn: (m, f) => ops.warn(m, { process: index, ...f }),
+    error: (m, f) => ops.error(m, { process: index, ...f }),
+  };
+}
+
 async function run(cfg: Config, tls: TlsSetup): Promise<void> {
-  const ops = streamOpsLog();
+  const link = servingProcessLink();
+  if (link === null && cfg.processes > 1) return runPrimary(cfg);
+  const ops = link === null ? streamOpsLog() : taggedOps(streamOpsLog(), link.index);
   // Node opens its inspector on 127.0.0.1:9229 at SIGUSR1 unless the signal has a listener: any
   // local user could then run code inside the proxy, with its sessions and secrets.
   process.on('SIGUSR1', () => ops.warn('SIGUSR1 ignored: the Node inspector stays closed in pgscribe (send SIGUSR2 for the stats line)'));
   let logger: ClientLogger;
   try {
-    logger = createLogger(cfg, ops);
+    logger = createLogger(cfg, ops, link === null ? null : LOG_PIPE_FD);
   } catch (err) {
     ops.error('cannot open the query log', { log: cfg.log.path, error: (err as Error).message });
     process.exit(1);
   }
-  const cache = createCacheContext(cfg, ops, tls, await resolveInvalidation(cfg, ops, tls));
+  const cache = createCacheContext(cfg, ops, tls, await resolveInvalidation(cfg, ops, tls), link);
   const insight = cfg.admin.address === null ? null : new Insight({ maxDigests: cfg.admin.digestMaxEntries, cacheEnabled: cfg.cache.enabled, cacheTtlMs: cfg.cache.ttlMs });
-  const server = new Server(cfg, logger, ops, cache, tls, insight);
-  let addr;
-  try {
-    addr = await server.listen();
-  } catch (err) {
-    ops.error('cannot listen', { listen: `${cfg.listen.host}:${cfg.listen.port}`, error: (err as Error).message });
-    process.exit(1);
-  }
+  const server = new Server(cfg, logger, ops, cache, tls, insight, link);
   const redis = cfg.redis.address;
   // Before the listening line: whoever reads it may send SIGUSR2 at once (its default kills).
   const printStats = () => ops.info('stats', statsLine(server));
   process.on('SIGUSR2', printStats);
-  ops.info('listening', {
-    listen: `${addr.address}:${addr.port}`,
+  const fields = {
     upstream: `${cfg.upstream.host}:${cfg.upstream.port}`,
     log: cfg.log.path,
     cache: cfg.cache.enabled,
@@ -267,7 +293,19 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
     tls: tls.client === null ? undefined : clientTlsMode(cfg.tls.client) + (tls.client.verifyClients ? '+client-cert' : ''),
     upstream_tls: tls.upstream === null ? undefined : cfg.tls.upstream.mode,
     version: VERSION,
-  });
+  };
+  if (link === null) {
+    let addr;
+    try {
+      addr = await server.listen();
+    } catch (err) {
+      ops.error('cannot listen', { listen: `${cfg.listen.host}:${cfg.listen.port}`, error: (err as Error).message });
+      process.exit(1);
+    }
+    ops.info('listening', { listen: `${addr.address}:${addr.port}`, ...fields });
+  } else {
+    ops.info('serving process ready: the primary hands it connections', { pid: process.pid, ...fields });
+  }
   if (cache?.catalogs) void cache.catalogs.check(cfg.catalog.database);
   if (tls.client !== null) reportCert(ops, 'TLS for clients', tls.client.cert);
   if (tls.upstream?.cert) reportCert(ops, 'TLS client certificate for the upstream', tls.upstream.cert);
@@ -289,11 +327,11 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
 
   if (cfg.statsIntervalMs > 0) setInterval(printStats, cfg.statsIntervalMs).unref();
 
-  process.on('SIGHUP', () => {
+  const reopen = () => {
     ops.info('SIGHUP: reopening the query log', { log: cfg.log.path });
     logger.reopen();
     reloadTls(tls, ops);
-  });
+  };
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
@@ -313,8 +351,9 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
         }
         await logger.close();
       })
-      .then(() => {
+      .then(async () => {
         ops.info('shutdown complete', { query_log_lines: logger.lines, ...cacheCounters });
+        await link?.bye(logger.lines);
         process.exit(0);
       })
       .catch((err: Error) => {
@@ -323,12 +362,98 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
         process.exit(1);
       });
   };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  if (link === null) {
+    process.on('SIGHUP', reopen);
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  } else {
+    // The primary relays SIGHUP, SIGINT and SIGTERM; a terminal's signal to the whole group is its to act on.
+    process.on('SIGHUP', () => {});
+    process.on('SIGINT', () => {});
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('disconnect', () => {
+      // The primary is gone: nobody writes the log or hands out connections any more.
+      ops.error('the primary process is gone; shutting down this serving process');
+      stop('disconnect');
+      setTimeout(() => process.exit(1), cfg.limits.shutdownGraceMs + 5000).unref();
+    });
+    link.serve({
+      connection: (sock, id) => server.adopt(sock, id),
+      cancel: (pid, secret, from) => server.keys.cancelOwn(pid, secret, from),
+      invalidate: (db, tables) => (cache?.layer as ProcessCoherentLayer | undefined)?.invalidateForPeer(db, tables),
+      reload: () => reloadTls(tls, ops),
+      stats: () => {
+        const line = statsLine(server);
+        ops.info('stats', line);
+        return line;
+      },
+      stop,
+    });
+  }
   process.on('uncaughtException', (err) => {
     // A bug, not bad input: say so loudly, keep what the log holds, and exit non-zero.
     ops.error('internal error; exiting', { error: err.stack ?? err.message });
     logger.flushSync();
+    process.exit(70);
+  });
+}
+
+/**
+ * --processes N: this process is the primary (processes/primary.ts). It serves no session: it
+ * starts the serving processes, listens, hands out the connections, and writes the query log.
+ */
+async function runPrimary(cfg: Config): Promise<void> {
+  const ops = streamOpsLog();
+  process.on('SIGUSR1', () => ops.warn('SIGUSR1 ignored: the Node inspector stays closed in pgscribe (send SIGUSR2 for the stats line)'));
+  let sink: FileSink | StdoutSink | null = null;
+  try {
+    if (cfg.log.path !== 'none') sink = createSink(cfg, ops, null);
+  } catch (err) {
+    ops.error('cannot open the query log', { log: cfg.log.path, error: (err as Error).message });
+    process.exit(1);
+  }
+  const primary = new Primary({ cfg, ops, sink, script: process.argv[1]!, argv: process.argv.slice(2) });
+  process.on('SIGUSR2', () => primary.printStats());
+  try {
+    await primary.start();
+  } catch (err) {
+    ops.error('a serving process failed to start; see its lines above', { error: (err as Error).message });
+    process.exit(1);
+  }
+  let addr;
+  try {
+    addr = await primary.listen();
+  } catch (err) {
+    ops.error('cannot listen', { listen: `${cfg.listen.host}:${cfg.listen.port}`, error: (err as Error).message });
+    process.exit(1);
+  }
+  ops.info('listening', { listen: `${addr.address}:${addr.port}`, upstream: `${cfg.upstream.host}:${cfg.upstream.port}`, log: cfg.log.path, processes: cfg.processes, version: VERSION });
+  process.on('SIGHUP', () => primary.reload());
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) {
+      ops.warn(`${signal} again while shutting down; still waiting for the serving processes`);
+      return;
+    }
+    stopping = true;
+    ops.info(`${signal}: shutting down every serving process`, { processes: cfg.processes, grace_ms: cfg.limits.shutdownGraceMs });
+    primary
+      .stop(signal)
+      .then(({ handed, written }) => {
+        // The processes' own counts, summed, and what reached the file: equal unless one died mid-line.
+        ops.info('shutdown complete', { query_log_lines: handed, query_log_lines_written: written });
+        process.exit(0);
+      })
+      .catch((err: Error) => {
+        ops.error('shutdown failed', { error: err.message });
+        process.exit(1);
+      });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('uncaughtException', (err) => {
+    ops.error('internal error in the primary; exiting (the serving processes follow)', { error: err.stack ?? err.message });
+    sink?.flushSync();
     process.exit(70);
   });
 }

@@ -14,6 +14,7 @@ import type { Insight } from './insight';
 import type { TlsSetup } from './tls';
 import { CancelRouter } from './cancel';
 import { ThrottledLine } from './log/ops-throttle';
+import type { WorkerLink } from './processes/worker-link';
 
 /** Sockets still in their startup phase beyond the session limit get this much headroom. */
 const STARTUP_HEADROOM = 64;
@@ -52,8 +53,10 @@ export class Server implements ClientHost {
   };
   readonly keys: CancelRouter;
   readonly startedAt = Date.now();
-  private sessions = 0;
-  private nextId = 1;
+  /** Clients admitted (each holds one of max-connections). */
+  private readonly admitted = new Set<ClientHandle>();
+  /** Connections accepted (or handed over by the primary) so far. */
+  private accepted = 0;
   private listener: net.Server | null = null;
   private shuttingDown = false;
   private idleWaiters: (() => void)[] = [];
@@ -68,6 +71,8 @@ export class Server implements ClientHost {
     cache: CacheContext | null = null,
     tls: TlsSetup = { client: null, upstream: null },
     insight: Insight | null = null,
+    /** One of --processes N (src/processes/): the primary hands over the connections and counts the sessions. */
+    private readonly link: WorkerLink | null = null,
   ) {
     this.config = config;
     this.settings = {
@@ -84,7 +89,7 @@ export class Server implements ClientHost {
     this.insight = insight;
     this.digests = insight;
     this.tracksCompletions = insight !== null || (config.log.completions && logger.enabled);
-    this.keys = new CancelRouter(config.upstream, tls.upstream, config.limits.connectTimeoutMs, ops);
+    this.keys = new CancelRouter(config.upstream, tls.upstream, config.limits.connectTimeoutMs, ops, link);
     this.evictedLine = new ThrottledLine(
       (msg, fields) => ops.warn(msg, fields),
       'connection slots full: closed the oldest silent socket of the peer holding the most, to let a new client in; many silent sockets from one address look like a slot-exhaustion attempt',
@@ -92,16 +97,16 @@ export class Server implements ClientHost {
   }
 
   get sessionCount(): number {
-    return this.sessions;
+    return this.admitted.size;
   }
 
   get connectionsTotal(): number {
-    return this.nextId - 1;
+    return this.accepted;
   }
 
-  /** The listening socket is open (false before listen() and once shutdown began). */
+  /** The listening socket is open, or the primary hands over connections (false once shutdown began). */
   get listening(): boolean {
-    return this.listener !== null && this.listener.listening && !this.shuttingDown;
+    return !this.shuttingDown && (this.link !== null || (this.listener !== null && this.listener.listening));
   }
 
   /** Start listening; resolves with the bound address (port 0 picks a free one). */
@@ -119,14 +124,22 @@ export class Server implements ClientHost {
     });
   }
 
-  private accept(sock: net.Socket): void {
+  /** A connection the primary accepted for this process (--processes N), with its conn id. */
+  adopt(sock: net.Socket, id: number): void {
+    sock.setNoDelay(true);
+    this.accept(sock, id);
+  }
+
+  private accept(sock: net.Socket, id?: number): void {
     if (this.shuttingDown || (this.clients.size >= this.config.limits.maxConnections + STARTUP_HEADROOM && !this.evictSilent())) {
       // Far over the limit (or stopping): refuse before reading anything.
       sock.on('error', () => {});
       sock.destroy();
+      this.link?.gone(false);
       return;
     }
-    const client = new Client(this, sock, this.nextId++);
+    this.accepted++;
+    const client = new Client(this, sock, id ?? this.accepted);
     this.clients.add(client);
     this.silent.set(client, performance.now());
   }
@@ -163,22 +176,39 @@ export class Server implements ClientHost {
     return true;
   }
 
-  admit(client: ClientHandle): boolean {
+  /**
+   * Whether the session may start. With --processes N the primary keeps the one count, and the
+   * answer comes back as a promise; it is only acted on while the client is still there.
+   */
+  admit(client: ClientHandle): boolean | Promise<boolean> {
     this.silent.delete(client);
-    if (this.sessions >= this.config.limits.maxConnections) {
-      this.ops.warn('connection limit reached; refusing client with 53300', {
-        conn: client.id,
-        client: client.address,
-        max_connections: this.config.limits.maxConnections,
-      });
-      return false;
+    const link = this.link;
+    if (link === null) {
+      if (this.admitted.size >= this.config.limits.maxConnections) return this.refuse(client);
+      this.admitted.add(client);
+      return true;
     }
-    this.sessions++;
-    return true;
+    return link.admit().then((ok) => {
+      if (!ok) return this.refuse(client);
+      // Gone while the primary answered: the slot goes back (closed() has been and went).
+      if (!this.clients.has(client)) link.release();
+      else this.admitted.add(client);
+      return true;
+    });
   }
 
-  closed(client: ClientHandle, admitted: boolean): void {
-    if (admitted) this.sessions--;
+  private refuse(client: ClientHandle): false {
+    this.ops.warn('connection limit reached; refusing client with 53300', {
+      conn: client.id,
+      client: client.address,
+      max_connections: this.config.limits.maxConnections,
+    });
+    return false;
+  }
+
+  closed(client: ClientHandle): void {
+    const admitted = this.admitted.delete(client);
+    this.link?.gone(admitted);
     this.clients.delete(client);
     this.silent.delete(client);
     if (this.clients.size === 0 && this.idleWaiters.length > 0) {

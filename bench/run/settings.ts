@@ -41,6 +41,10 @@ export const ALL_TARGETS = [
   'pgscribe-l2',
   'pgscribe-cache-x2',
   'pgscribe-l2-x2',
+  // --processes N (issue 17): the log alone on every read workload, the cache on the hot set.
+  'pgscribe-log-p2',
+  'pgscribe-cache-p2',
+  'pgscribe-cache-p4',
 ] as const;
 export type Workload = (typeof ALL_WORKLOADS)[number];
 export type TargetKind = (typeof ALL_TARGETS)[number];

@@ -21,7 +21,7 @@ import type { Target, WalProbe } from './target';
  * hot set, and pgscribe-cache-wal is measured against pgscribe-cache on it (issue 16): hot set only
  * (and write-mix for the last, below).
  */
-const HOTSET_ONLY: readonly TargetKind[] = ['node-ceiling', 'pgscribe-cache-x2', 'pgscribe-l2-x2', 'pgscribe-cache-wal', 'pgscribe-cache-twin'];
+const HOTSET_ONLY: readonly TargetKind[] = ['node-ceiling', 'pgscribe-cache-x2', 'pgscribe-l2-x2', 'pgscribe-cache-wal', 'pgscribe-cache-twin', 'pgscribe-cache-p2', 'pgscribe-cache-p4'];
 
 /**
  * write-mix compares the cache's two invalidation modes with PostgreSQL directly and with
@@ -50,6 +50,9 @@ const PGSCRIBE_FLAGS: Record<PgscribeKind, string[]> = {
   'pgscribe-l2': ['--cache', '--singleflight'],
   'pgscribe-cache-x2': ['--cache', '--singleflight'],
   'pgscribe-l2-x2': ['--cache', '--singleflight'],
+  'pgscribe-log-p2': ['--processes', '2'],
+  'pgscribe-cache-p2': ['--cache', '--singleflight', '--processes', '2'],
+  'pgscribe-cache-p4': ['--cache', '--singleflight', '--processes', '4'],
 };
 
 /**

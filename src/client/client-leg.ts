@@ -19,6 +19,8 @@ export const Pause = {
   CacheWait: 8,
   /** The client's own socket buffer is full (what the proxy answered itself waits). */
   ClientFull: 16,
+  /** Another process decides whether the session fits under max-connections (--processes N). */
+  Admission: 32,
 } as const;
 export type Pause = (typeof Pause)[keyof typeof Pause];
 

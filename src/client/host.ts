@@ -79,8 +79,11 @@ export interface ClientHost {
   /** Sessions track how each Q/E ends (--log-completions, or digests). */
   readonly tracksCompletions: boolean;
   readonly keys: KeyRegistry;
-  /** A StartupMessage arrived: false when the session limit is reached (the client gets 53300). */
-  admit(c: ClientHandle): boolean;
-  /** The client's socket closed (admitted: it held one of the sessions admit() counts). */
-  closed(c: ClientHandle, admitted: boolean): void;
+  /**
+   * A StartupMessage arrived: false when the session limit is reached (the client gets 53300).
+   * With --processes N the primary keeps the count, and the answer comes as a promise.
+   */
+  admit(c: ClientHandle): boolean | Promise<boolean>;
+  /** The client's socket closed (the host knows whether it held one of the sessions admit() counts). */
+  closed(c: ClientHandle): void;
 }

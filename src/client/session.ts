@@ -77,8 +77,6 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
   /** The server sent a FATAL error: it said why it closes. */
   private serverSaidFatal = false;
   private shutdownRequested = false;
-  /** The session holds one of the host's admitted sessions. */
-  private admitted = false;
   /**
    * The StartupMessage asked for a protocol before 3.0: the server's refusal comes in that
    * version's format, without message lengths, and is relayed as bytes until the server closes.
@@ -269,7 +267,6 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     this.rawAnswer = rawAnswer;
     const host = this.host;
     const database = params.get('database') || user;
-    this.admitted = true;
     this.recorder.session = { id: this.id, user, database, client: this.address };
     if (host.cache !== null) this.cache = this.books.cache = new CacheDriver(this, host.cache, this.ledger, this.recorder, params, user, database);
     this.clientFramer.setStartup(false);
@@ -489,6 +486,12 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     this.upstream.setPaused(on, this.state !== S.Closing);
   }
 
+  holdForAdmission(on: boolean): void {
+    this.setClientPaused(Pause.Admission, on);
+    if (on) this.clientFramer.hold();
+    else if (this.state !== S.Closing) this.clientFramer.release();
+  }
+
   pauseForCache(paused: boolean): void {
     this.setClientPaused(Pause.CacheWait, paused);
   }
@@ -519,8 +522,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
       this.host.ops.warn('TLS handshake with client failed; closing it', { conn: this.id, client: this.address, error: 'connection closed during the handshake' });
     }
     if (this.state !== S.Closing) this.transition(S.Closing);
-    this.host.closed(this, this.admitted);
-    this.admitted = false;
+    this.host.closed(this);
   }
 
   onUpstreamClose(): void {

@@ -42,6 +42,11 @@ export interface StartupSession extends ClientHandle {
    * refuse it in the pre-3.0 error format, which is relayed as bytes, unread.
    */
   begin(user: string, params: ReadonlyMap<string, string>, packet: Buffer, rawAnswer: boolean): void;
+  /**
+   * Admission is asked of another process (--processes N): read and deliver nothing more from the
+   * client until the answer (on: true), then carry on (false).
+   */
+  holdForAdmission(on: boolean): void;
 }
 
 /** One throttled line per operational log and message: anyone can cause these, as often as they like. */
@@ -181,7 +186,23 @@ export class StartupPhase implements TlsUpgradeListener {
       return;
     }
     this.stopTimer();
-    if (!this.host.admit(s)) {
+    const admitted = this.host.admit(s);
+    if (typeof admitted === 'boolean') {
+      this.admitted(admitted, params, packet, code);
+      return;
+    }
+    // Bytes behind the StartupMessage wait for the answer: they are not startup packets if it is yes.
+    s.holdForAdmission(true);
+    void admitted.then((ok) => {
+      if (s.state !== ClientState.Startup) return; // it went away meanwhile
+      this.admitted(ok, params, packet, code);
+      s.holdForAdmission(false);
+    });
+  }
+
+  private admitted(ok: boolean, params: ReadonlyMap<string, string>, packet: Buffer, code: number): void {
+    const s = this.session;
+    if (!ok) {
       s.fail(SessionError.tooManyClients());
       return;
     }

@@ -3,6 +3,7 @@
  * value from a config file) and the public name to blame, and returns the value or throws a
  * ConfigError naming that key.
  */
+import * as os from 'node:os';
 import { ConfigError } from './config-error';
 import type { ClientTlsMode, HostPort } from './types';
 
@@ -32,6 +33,15 @@ export function int(min: number, max = Number.MAX_SAFE_INTEGER): Parser<number> 
     if (n < min || n > max) throw new ConfigError(key, `${n} is out of range ${min}-${max}`);
     return n;
   };
+}
+
+/** Most processes --processes starts: beyond this a typo, not a machine. */
+export const MAX_PROCESSES = 256;
+
+/** --processes: N, or 'auto' for one per core (os.availableParallelism()). */
+export function processCount(raw: unknown, key: string): number {
+  if (raw === 'auto') return Math.min(MAX_PROCESSES, os.availableParallelism());
+  return int(1, MAX_PROCESSES)(raw, key);
 }
 
 export function bool(raw: unknown, key: string): boolean {

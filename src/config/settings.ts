@@ -5,7 +5,7 @@
  */
 import { cacheRules } from './cache-rules';
 import { ConfigError } from './config-error';
-import { adminAddress, bool, filePath, int, nonEmpty, oneOf, parseHostPort, redisAddress, str, tlsMode, type Parser } from './parsers';
+import { adminAddress, bool, filePath, int, nonEmpty, oneOf, parseHostPort, processCount, redisAddress, str, tlsMode, type Parser } from './parsers';
 import type { CacheInvalidation, Config, HostPort, RedisTlsMode, UpstreamTlsMode } from './types';
 
 /** What sits at the end of a path: a HostPort or a list is one value, not a section. */
@@ -58,6 +58,7 @@ export const SETTINGS = {
   'connect-timeout': setting(['limits', 'connectTimeoutMs'], int(1, 3_600_000), 5000, 'upstream connect timeout, ms; then 08001'),
   'startup-timeout': setting(['limits', 'startupTimeoutMs'], int(1, 3_600_000), 10000, 'ms a client may take to send its startup packet'),
   'shutdown-grace': setting(['limits', 'shutdownGraceMs'], int(0, 3_600_000), 10000, 'ms sessions get to finish on SIGTERM/SIGINT before 57P01'),
+  processes: setting(['processes'], processCount, 1, "processes serving the listen address, each with its own event loop, sessions and cache, writing one query log: N, or 'auto' for one per core"),
   'stats-interval': setting(['statsIntervalMs'], int(0, 86_400_000), 0, 'ms between stats lines on stderr; 0: only on SIGUSR2'),
   cache: setting(['cache', 'enabled'], bool, false, 'answer repeated reads from an in-memory cache (switch)', true),
   singleflight: setting(['cache', 'singleflight'], bool, false, 'identical concurrent reads run once upstream (switch)', true),

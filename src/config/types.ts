@@ -151,6 +151,8 @@ export interface Config {
   listen: HostPort;
   upstream: HostPort;
   limits: LimitsConfig;
+  /** Processes serving `listen` (src/processes/); 1: this process alone, as before there were several. */
+  processes: number;
   /** ms between stats lines on stderr; 0: only on SIGUSR2. */
   statsIntervalMs: number;
   log: LogConfig;

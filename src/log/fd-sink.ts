@@ -275,18 +275,49 @@ export abstract class FdSink implements LineSink {
           this.chunks.push(b);
         }
       }
-      this.pendingBytes += n;
-      this.queuedTotal += n;
-      if (!this.scheduled && !this.writing && this.retryTimer === null && !this.reopening) {
-        if (this.pendingBytes >= this.minWrite) {
-          this.scheduled = true;
-          setImmediate(this.kick);
-        } else if (this.delayTimer === null) {
-          this.delayTimer = setTimeout(this.kick, this.maxDelayMs);
-        }
-      }
+      this.queued(n);
     }
     return this.bufferedBytes <= this.highWaterMark;
+  }
+
+  /**
+   * Queue bytes that are already whole UTF-8 lines (copied: the caller may reuse b). The primary
+   * of --processes N writes the lines its processes hand it this way, without decoding them.
+   */
+  writeBytes(b: Buffer): boolean {
+    if (this.closed) throw new Error('log sink: writeBytes() after close()');
+    const n = b.length;
+    if (n > 0) {
+      if (this.fill !== null && this.fill.length - this.fillLen >= n) {
+        b.copy(this.fill, this.fillLen);
+        this.fillLen += n;
+      } else if (n <= this.maxWrite) {
+        this.seal();
+        this.fill = this.spare ?? this.newFill();
+        this.spare = null;
+        b.copy(this.fill, 0);
+        this.fillLen = n;
+      } else {
+        this.seal();
+        this.chunks.push(Buffer.from(b));
+      }
+      this.queued(n);
+    }
+    return this.bufferedBytes <= this.highWaterMark;
+  }
+
+  /** n more bytes wait: start a write now, or when the batch is big or old enough. */
+  private queued(n: number): void {
+    this.pendingBytes += n;
+    this.queuedTotal += n;
+    if (!this.scheduled && !this.writing && this.retryTimer === null && !this.reopening) {
+      if (this.pendingBytes >= this.minWrite) {
+        this.scheduled = true;
+        setImmediate(this.kick);
+      } else if (this.delayTimer === null) {
+        this.delayTimer = setTimeout(this.kick, this.maxDelayMs);
+      }
+    }
   }
 
   onDrain(cb: () => void): void {

@@ -170,8 +170,8 @@ interface BenchRun {
 let runSeq = 0;
 
 /** Run pgbench through a fresh proxy, stop the proxy (which flushes its log), and tally both logs. */
-async function pgbenchThroughProxy(t: tap.Test, args: string[], timeoutMs = 120_000): Promise<BenchRun> {
-  const proxy: Proxy = await startProxy({ upstreamPort: pg.port });
+async function pgbenchThroughProxy(t: tap.Test, args: string[], timeoutMs = 120_000, proxyArgs: string[] = []): Promise<BenchRun> {
+  const proxy: Proxy = await startProxy({ upstreamPort: pg.port, args: proxyArgs });
   let stopped = false;
   t.teardown(async () => {
     if (!stopped) await proxy.stop();
@@ -338,4 +338,21 @@ t.test('pgbench -M prepared -c 8 -j 2 -T 5', async (t) => {
   t.equal(c.B, c.E, 'one Bind per Execute');
   // pgbench checks the timer between transactions, so every started transaction completes.
   t.equal(c.E, p!.done * TPCB_STATEMENTS, 'Executes = 7 x processed transactions');
+});
+
+t.test('--processes 2: pgbench -M extended -c 8 -j 2 -T 5, the one log counts as PostgreSQL does', async (t) => {
+  const clients = 8;
+  const r = await pgbenchThroughProxy(t, ['-n', '-c', String(clients), '-j', '2', '-T', '5', '-M', 'extended'], 120_000, ['--processes', '2']);
+  const out = r.result.stdout;
+  t.equal(r.result.code, 0, `pgbench exits 0: ${r.result.stderr}`);
+  const p = processed(out);
+  t.ok(p !== null && p.done > 0, `processed ${p?.done} transactions`);
+  checkNoFailures(t, out);
+  checkAccounting(t, r);
+  t.equal(r.proxyLog.tally.counts.E, p!.done * TPCB_STATEMENTS, 'Executes = 7 x processed transactions');
+  const m = /shutdown complete query_log_lines=(\d+) query_log_lines_written=(\d+)/.exec(r.proxyStderr);
+  const lines = r.proxyLog.tally.counts.P + r.proxyLog.tally.counts.B + r.proxyLog.tally.counts.E + r.proxyLog.tally.counts.Q;
+  t.same([Number(m?.[1]), Number(m?.[2])], [lines, lines], 'both processes\' counts, summed, and the primary\'s equal the lines in the file');
+  t.match(r.proxyStderr, /serving process ready: .*process=0 /);
+  t.match(r.proxyStderr, /serving process ready: .*process=1 /);
 });

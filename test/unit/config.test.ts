@@ -21,6 +21,7 @@ const DEFAULTS: Config = {
     startupTimeoutMs: 10000,
     shutdownGraceMs: 10000,
   },
+  processes: 1,
   statsIntervalMs: 0,
   log: {
     path: 'logs/queries.log',
@@ -79,6 +80,7 @@ const DEFAULTS_DESCRIBED = {
   'connect-timeout': 5000,
   'startup-timeout': 10000,
   'shutdown-grace': 10000,
+  processes: 1,
   'stats-interval': 0,
   cache: false,
   singleflight: false,
@@ -221,6 +223,7 @@ t.test('every flag parses', async (tt) => {
     '--connect-timeout', '1',
     '--startup-timeout', '3600000',
     '--shutdown-grace', '0',
+    '--processes', '2',
     '--stats-interval', '250',
     '--cache',
     '--singleflight', 'true',
@@ -271,6 +274,7 @@ t.test('every flag parses', async (tt) => {
       startupTimeoutMs: 3600000,
       shutdownGraceMs: 0,
     },
+    processes: 2,
     statsIntervalMs: 250,
     log: {
       path: '-',
@@ -355,6 +359,7 @@ t.test('integers: ranges and syntax', async (tt) => {
     ['connect-timeout', (c) => c.limits.connectTimeoutMs, 1, 3_600_000],
     ['startup-timeout', (c) => c.limits.startupTimeoutMs, 1, 3_600_000],
     ['shutdown-grace', (c) => c.limits.shutdownGraceMs, 0, 3_600_000],
+    ['processes', (c) => c.processes, 1, 256],
     ['stats-interval', (c) => c.statsIntervalMs, 0, 86_400_000],
     ['cache-max-bytes', (c) => c.cache.maxBytes, 4096, 2 ** 40],
     ['cache-max-entries', (c) => c.cache.maxEntries, 1, 100_000_000],
@@ -450,6 +455,7 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
       'connect-timeout': 100,
       'startup-timeout': 200,
       'shutdown-grace': 300,
+      processes: 3,
       'stats-interval': 400,
       cache: true,
       singleflight: false,
@@ -501,6 +507,7 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
       startupTimeoutMs: 200,
       shutdownGraceMs: 300,
     },
+    processes: 3,
     statsIntervalMs: 400,
     log: {
       path: '/var/log/q.log',
@@ -639,6 +646,14 @@ t.test('describe output fed back as a config file gives the same config', async 
 });
 
 // ---- checkEnvironment ----------------------------------------------------------------------------
+
+t.test('processes: N or auto (one per core), 1 to 256', async (tt) => {
+  tt.equal(configOf(['--processes', '4']).processes, 4);
+  tt.equal(configOf(['--processes', 'auto']).processes, Math.min(256, os.availableParallelism()), 'auto: one per core');
+  for (const bad of ['0', '257', 'two', '-1']) rejects(tt, () => configOf(['--processes', bad]), '--processes', bad);
+  rejects(tt, () => checkEnvironment(configOf(['--processes', '2', '--admin', '9187', '--log', 'none'])), 'processes', 'the admin server with several processes');
+  tt.doesNotThrow(() => checkEnvironment(configOf(['--processes', '1', '--admin', '9187', '--log', 'none'])), 'the admin server with one process');
+});
 
 t.test('checkEnvironment: workers need the cache or singleflight', async (tt) => {
   rejects(tt, () => checkEnvironment(configOf(['--workers', '2', '--log', 'none'])), 'workers', 'workers without cache');

@@ -1,0 +1,361 @@
+/**
+ * The primary of --processes N: it serves no session. It starts N serving processes (pgscribe
+ * itself, with the same command line, told its index in PGSCRIBE_PROCESS_INDEX), and owns what
+ * must be one across them:
+ * - The listening socket. The primary accepts each connection without reading it and hands the
+ *   socket, with a conn id unique across processes and restarts, to the ready process holding the
+ *   fewest connections. A session lives in that process from start to end.
+ * - max-connections: each StartupMessage asks the primary (one IPC round trip), so the limit is
+ *   one global count, as with one process. The socket headroom for clients still in their startup
+ *   phase (server.ts) stays per process.
+ * - The query log: the processes write into pipes, the primary into the file (log-funnel.ts).
+ * - The relay between processes: a CancelRequest for a key the accepting process does not hold
+ *   goes to the others; a write committed through one process is dropped from every other
+ *   process's cache before its ReadyForQuery is released.
+ * - Supervision: a process that dies is logged and started again (its sessions are lost: their
+ *   sockets close with it); SIGTERM/SIGINT drain every process with the usual grace rules; SIGHUP
+ *   reopens the log and makes every process reload its certificates; SIGUSR2 makes each print its
+ *   stats line, then the primary prints their total.
+ *
+ * Why not Node's cluster module: its round-robin hands sockets over the same way, but the primary
+ * could not give each one an id and a process by load, or count admissions; passing the sockets
+ * ourselves costs the same one message per connection.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import * as net from 'node:net';
+import type { Readable } from 'node:stream';
+import type { Config } from '../config';
+import type { FdSink } from '../log/fd-sink';
+import type { OpsLog } from '../log/ops';
+import { ThrottledLine } from '../log/ops-throttle';
+import { LOG_PIPE_FD, PROCESS_INDEX_ENV, isMessage, type ToPrimary, type ToWorker } from './ipc';
+import { LogFunnel } from './log-funnel';
+
+/** A process that dies sooner than this after its start counts as crash-looping: its restart waits longer. */
+const STABLE_MS = 10_000;
+const RESTART_MIN_MS = 100;
+const RESTART_MAX_MS = 5_000;
+
+interface Proc {
+  index: number;
+  child: ChildProcess;
+  ready: boolean;
+  startedAt: number;
+  /** Sockets handed to it and not yet gone; of those, admitted sessions. */
+  sockets: number;
+  sessions: number;
+  /** Its last 'bye': query log lines it wrote in all. */
+  lines: number | null;
+}
+
+/** One relayed question (a cancel, an invalidation) waiting for the other processes' answers. */
+interface Relay {
+  from: Proc;
+  fromReq: number;
+  waiting: Set<Proc>;
+  kind: 'cancel' | 'invalidate';
+  /** A cancel: whether a process held the key, and what to say when none did. */
+  found: boolean;
+  pid?: number;
+  client?: string;
+}
+
+export interface PrimaryOptions {
+  cfg: Config;
+  ops: OpsLog;
+  /** The query log file (null: --log none); the primary is its only writer. */
+  sink: (FdSink & { reopen(): void }) | null;
+  /** The script and arguments that start a serving process (pgscribe's own). */
+  script: string;
+  argv: string[];
+}
+
+export class Primary {
+  private readonly procs: (Proc | null)[] = [];
+  private readonly failures: number[] = [];
+  private listener: net.Server | null = null;
+  private nextConnId = 1;
+  /** Where dispatch's search starts: the tie-break turn. */
+  private nextTurn = 0;
+  private sessions = 0;
+  private nextReq = 1;
+  private readonly relays = new Map<number, Relay>();
+  private readonly statsWaits = new Map<number, { waiting: Set<Proc>; fields: Record<string, number>[] }>();
+  private stopping = false;
+  private readonly funnel: LogFunnel | null;
+  private readonly unknownKey: ThrottledLine;
+  /** start()'s promise, until every process is ready (or one exits first). */
+  private starting: { resolve: () => void; reject: (err: Error) => void } | null = null;
+  /** Lines of processes that have exited, summed (their 'bye' counts). */
+  private exitedLines = 0;
+
+  constructor(private readonly o: PrimaryOptions) {
+    this.funnel =
+      o.sink === null
+        ? null
+        : new LogFunnel(o.sink, {
+            onPartialLine: (index, bytes) =>
+              o.ops.error('query log: a process ended in the middle of writing a line; that partial line was left out so the file stays line-whole', { process: index, bytes }),
+          });
+    this.unknownKey = new ThrottledLine((m, f) => o.ops.warn(m, f), 'cancel request for an unknown session ignored');
+  }
+
+  get processCount(): number {
+    return this.o.cfg.processes;
+  }
+
+  /** Start every process; resolves once all are ready. */
+  start(): Promise<void> {
+    const all = new Promise<void>((resolve, reject) => (this.starting = { resolve, reject }));
+    for (let i = 0; i < this.processCount; i++) this.spawn(i);
+    return all;
+  }
+
+  /** Listen (after start()); resolves with the bound address. */
+  listen(): Promise<net.AddressInfo> {
+    const { host, port } = this.o.cfg.listen;
+    const srv = net.createServer({ pauseOnConnect: true, noDelay: true }, (sock) => this.dispatch(sock));
+    this.listener = srv;
+    return new Promise((resolve, reject) => {
+      srv.once('error', reject);
+      srv.listen({ host, port }, () => {
+        srv.off('error', reject);
+        srv.on('error', (err) => this.o.ops.error('listener error', { error: err.message }));
+        resolve(srv.address() as net.AddressInfo);
+      });
+    });
+  }
+
+  /** SIGHUP: reopen the log here, reload certificates in every process. */
+  reload(): void {
+    this.o.ops.info('SIGHUP: reopening the query log; every process reloads its TLS files', { log: this.o.cfg.log.path });
+    this.o.sink?.reopen();
+    this.broadcast({ t: 'hup' });
+  }
+
+  /** SIGUSR2: each process prints its stats line; then the total here. */
+  printStats(): void {
+    const req = this.nextReq++;
+    const waiting = new Set(this.live());
+    if (waiting.size === 0) return;
+    this.statsWaits.set(req, { waiting, fields: [] });
+    for (const p of waiting) this.send(p, { t: 'stats', req });
+    setTimeout(() => this.finishStats(req), 2000).unref();
+  }
+
+  /** Drain every process, then close the log; resolves with the line counts. */
+  async stop(signal: string): Promise<{ handed: number; written: number }> {
+    this.stopping = true;
+    this.listener?.close();
+    const exits = this.procs.filter((p): p is Proc => p !== null).map((p) => new Promise<void>((r) => (p.child.exitCode !== null || p.child.signalCode !== null ? r() : p.child.once('exit', () => r()))));
+    this.broadcast({ t: 'stop', signal });
+    await Promise.all(exits);
+    await this.funnel?.ended();
+    await this.o.sink?.close();
+    return { handed: this.exitedLines, written: this.funnel?.lines ?? 0 };
+  }
+
+  private live(): Proc[] {
+    return this.procs.filter((p): p is Proc => p !== null && p.ready);
+  }
+
+  private spawn(index: number): void {
+    const child = fork(this.o.script, this.o.argv, {
+      env: { ...process.env, [PROCESS_INDEX_ENV]: String(index) },
+      stdio: ['inherit', 'inherit', 'inherit', 'ipc', 'pipe'],
+    });
+    const p: Proc = { index, child, ready: false, startedAt: Date.now(), sockets: 0, sessions: 0, lines: null };
+    this.procs[index] = p;
+    const pipe = child.stdio[LOG_PIPE_FD] as Readable | null;
+    if (pipe !== null) {
+      if (this.funnel !== null) this.funnel.add(index, pipe);
+      else pipe.resume();
+    }
+    child.on('message', (m) => this.onMessage(p, m));
+    child.on('exit', (code, sig) => this.exited(p, code, sig));
+    child.on('error', (err) => this.o.ops.error('a serving process could not be started or signalled', { process: index, error: err.message }));
+  }
+
+  private exited(p: Proc, code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.procs[p.index] === p) this.procs[p.index] = null;
+    this.sessions -= p.sessions;
+    this.exitedLines += p.lines ?? 0;
+    // Relayed questions it will never answer: as if it said no.
+    for (const [req, r] of this.relays) {
+      if (r.from === p) this.relays.delete(req);
+      else if (r.waiting.delete(p)) this.maybeFinish(req, r);
+    }
+    for (const [req, s] of this.statsWaits) if (s.waiting.delete(p) && s.waiting.size === 0) this.finishStats(req);
+    if (this.starting !== null) {
+      // A setting or a resource it cannot get: starting it again would fail again.
+      this.starting.reject(new Error(`process ${p.index} exited (${signal ?? `code ${code}`}) before it was ready`));
+      this.starting = null;
+      this.stopping = true;
+      for (const x of this.procs) x?.child.kill('SIGTERM');
+      return;
+    }
+    if (this.stopping) return;
+    const uptime = Date.now() - p.startedAt;
+    const failures = uptime >= STABLE_MS ? 0 : (this.failures[p.index] ?? 0) + 1;
+    this.failures[p.index] = failures;
+    const delay = failures === 0 ? 0 : Math.min(RESTART_MAX_MS, RESTART_MIN_MS * 2 ** (failures - 1));
+    this.o.ops.error('a serving process died; its sessions were lost (their clients saw the connection close); starting a new one', {
+      process: p.index,
+      pid: p.child.pid,
+      exit_code: code ?? undefined,
+      signal: signal ?? undefined,
+      sessions_lost: p.sessions,
+      restart_in_ms: delay,
+    });
+    setTimeout(() => {
+      if (!this.stopping) this.spawn(p.index);
+    }, delay);
+  }
+
+  private dispatch(sock: net.Socket): void {
+    // The fewest connections wins; ties go round the processes, so that short connections (one
+    // at a time, each gone before the next) spread too.
+    const live = this.live();
+    let best: Proc | null = null;
+    for (let k = 0; k < live.length; k++) {
+      const p = live[(this.nextTurn + k) % live.length]!;
+      if (best === null || p.sockets < best.sockets) best = p;
+    }
+    this.nextTurn = (this.nextTurn + 1) % Math.max(1, live.length);
+    if (best === null || this.stopping) {
+      // No process can take it (all restarting, or stopping): refuse before reading, as when far over the limit.
+      sock.on('error', () => {});
+      sock.destroy();
+      return;
+    }
+    const target = best;
+    target.sockets++;
+    const id = this.nextConnId++;
+    try {
+      target.child.send({ t: 'conn', id } satisfies ToWorker, sock, (err) => {
+        if (err) {
+          target.sockets--;
+          sock.destroy();
+        }
+      });
+    } catch {
+      target.sockets--;
+      sock.destroy();
+    }
+  }
+
+  private onMessage(p: Proc, raw: unknown): void {
+    if (!isMessage<ToPrimary>(raw)) return;
+    const m = raw;
+    switch (m.t) {
+      case 'ready':
+        p.ready = true;
+        if (this.starting !== null && this.procs.every((x) => x?.ready)) {
+          this.starting.resolve();
+          this.starting = null;
+        }
+        if (this.failures[p.index] !== undefined && this.listener !== null) this.o.ops.info('serving process ready again', { process: p.index, pid: p.child.pid });
+        return;
+      case 'admit': {
+        const ok = !this.stopping && this.sessions < this.o.cfg.limits.maxConnections;
+        if (ok) {
+          this.sessions++;
+          p.sessions++;
+        }
+        this.send(p, { t: 'admitted', req: m.req, ok });
+        return;
+      }
+      case 'gone':
+        p.sockets--;
+        if (m.admitted) {
+          p.sessions--;
+          this.sessions--;
+        }
+        return;
+      case 'release':
+        p.sessions--;
+        this.sessions--;
+        return;
+      case 'cancel':
+      case 'invalidate': {
+        const others = this.live().filter((x) => x !== p);
+        const req = this.nextReq++;
+        const r: Relay = { from: p, fromReq: m.req, waiting: new Set(others), kind: m.t, found: false };
+        this.relays.set(req, r);
+        if (m.t === 'cancel') {
+          r.pid = m.pid;
+          r.client = m.from;
+          for (const x of others) this.send(x, { t: 'cancel', req, pid: m.pid, secret: m.secret, from: m.from });
+        } else {
+          for (const x of others) this.send(x, { t: 'invalidate', req, db: m.db, tables: m.tables });
+        }
+        this.maybeFinish(req, r);
+        return;
+      }
+      case 'cancel-answer':
+      case 'invalidate-ack': {
+        const r = this.relays.get(m.req);
+        if (r === undefined || !r.waiting.delete(p)) return;
+        if (m.t === 'cancel-answer' && m.found) r.found = true;
+        this.maybeFinish(m.req, r);
+        return;
+      }
+      case 'stats': {
+        const s = this.statsWaits.get(m.req);
+        if (s === undefined || !s.waiting.delete(p)) return;
+        const numeric: Record<string, number> = {};
+        for (const [k, v] of Object.entries(m.fields)) if (typeof v === 'number') numeric[k] = v;
+        s.fields.push(numeric);
+        if (s.waiting.size === 0) this.finishStats(m.req);
+        return;
+      }
+      case 'bye':
+        p.lines = m.lines;
+        return;
+    }
+  }
+
+  /** A relayed question every other process has answered: tell the asker, or say the key was unknown. */
+  private maybeFinish(req: number, r: Relay): void {
+    if (r.waiting.size > 0) return;
+    this.relays.delete(req);
+    if (r.kind === 'invalidate') this.send(r.from, { t: 'invalidated', req: r.fromReq });
+    else if (!r.found) this.unknownKey.log({ client: r.client, pid: r.pid });
+  }
+
+  private finishStats(req: number): void {
+    const s = this.statsWaits.get(req);
+    if (s === undefined) return;
+    this.statsWaits.delete(req);
+    this.o.ops.info('stats total', { processes: s.fields.length, ...totalOf(s.fields) });
+  }
+
+  private broadcast(m: ToWorker): void {
+    for (const p of this.procs) if (p !== null) this.send(p, m);
+  }
+
+  private send(p: Proc, m: ToWorker): void {
+    if (!p.child.connected) return;
+    try {
+      p.child.send(m);
+    } catch {
+      // Its channel closed between the check and the send: its exit handler tidies up.
+    }
+  }
+}
+
+/**
+ * The processes' stats lines summed: counters and gauges add; maxima and percentiles are not
+ * sums, so the total shows the largest of them (a percentile of the whole is not recoverable
+ * from the parts' percentiles).
+ */
+export function totalOf(lines: readonly Record<string, number>[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const l of lines) {
+    for (const [k, v] of Object.entries(l)) {
+      const notSummed = /(^|_)(p\d+|max|min|uptime|ratio)(_|$)/.test(k);
+      out[k] = k in out ? (notSummed ? Math.max(out[k]!, v) : out[k]! + v) : v;
+    }
+  }
+  return out;
+}

@@ -1,0 +1,202 @@
+// --processes N (issue 17) with the real proxy (dist/main.js) in front of a real PostgreSQL 15:
+// connections spread over the processes, one max-connections, cancel requests reaching the
+// process that holds the key, a write through one process dropping what another cached before
+// its ReadyForQuery, one line-whole query log across SIGHUP rotations under load, and a
+// process killed under load while the others' sessions carry on.
+import t from 'tap';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { PG_BIN, startCluster, USERS, type PgCluster } from '../harness/pg-cluster';
+import { proxyFixture } from '../helpers/fixture';
+import { enc, errorsIn, value, type RawClient } from '../harness/wire';
+import { run } from '../harness/run';
+import { sleep } from '../harness/time';
+import type { Proxy } from '../harness/proxy';
+
+const USER = USERS.trust.user;
+const PGBENCH = fs.existsSync(path.join(PG_BIN, 'pgbench')) ? path.join(PG_BIN, 'pgbench') : 'pgbench';
+/** A query log line (text format): timestamp, conn id, who, from where, the message. */
+const LOG_LINE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z conn=(\d+) \S+@\S+ 127\.0\.0\.1:\d+ [QPBE] /;
+
+let pg: PgCluster;
+const fx = proxyFixture({ upstreamPort: () => pg.port, user: USER });
+
+t.before(async () => {
+  pg = await startCluster();
+  await pg.psql(`create table pr_rw (id int primary key, v text); insert into pr_rw values (1, 'v0'); grant all on pr_rw to ${USER}`);
+  await run(PGBENCH, ['-i', '-s', '1', '-q'], { env: pg.env(), timeoutMs: 60_000 });
+  await pg.psql(`grant select, update, insert on all tables in schema public to ${USER}`);
+});
+
+t.teardown(async () => {
+  await fx.cleanup('SIGKILL');
+  await pg?.stop();
+});
+
+/** The pid of serving process `index`, from its ready line. */
+async function servingPid(p: Proxy, index: number): Promise<number> {
+  const line = await p.waitStderr(new RegExp(`serving process ready: .*process=${index} pid=(\\d+)`));
+  return Number(/pid=(\d+)/.exec(line)![1]);
+}
+
+/** SIGUSR2 at the primary: each process's sessions gauge, by process index, and the total line. */
+async function sessionsByProcess(p: Proxy, n: number): Promise<{ each: number[]; total: number }> {
+  const before = p.stderr().length;
+  p.proc.kill('SIGUSR2');
+  await p.waitStderr(/INFO stats total processes=\d+ .*/, 5000);
+  await sleep(50);
+  const text = p.stderr().slice(before);
+  const each: number[] = [];
+  for (let i = 0; i < n; i++) each.push(Number(new RegExp(`INFO stats process=${i} .*?\\bsessions=(\\d+)`).exec(text)?.[1] ?? NaN));
+  const total = Number(/INFO stats total processes=\d+ .*?\bsessions=(\d+)/.exec(text)?.[1] ?? NaN);
+  return { each, total };
+}
+
+async function expectValue(t: tap.Test, c: RawClient, sql: string, want: string, what: string): Promise<void> {
+  const msgs = await c.query(sql);
+  t.same(errorsIn(msgs), [], `${what}: no error`);
+  t.equal(value(msgs), want, what);
+}
+
+t.test('sessions spread over the processes; SIGUSR2 prints each one and the total', async (t) => {
+  const p = await fx.launch(['--processes', '2']);
+  const a = await fx.session(p.port);
+  const b = await fx.session(p.port);
+  await expectValue(t, a, 'select 1', '1', 'first session answers');
+  await expectValue(t, b, 'select 2', '2', 'second session answers');
+  t.same(await sessionsByProcess(p, 2), { each: [1, 1], total: 2 }, 'one session in each process: the primary hands a connection to the one holding fewest');
+  a.write(enc.terminate());
+  b.write(enc.terminate());
+  const exit = await p.stop('SIGTERM');
+  t.same(exit, { code: 0, signal: null }, 'SIGTERM: every process drains and the primary exits 0');
+  const ids = p.logLines().map((l) => Number(LOG_LINE.exec(l)?.[1]));
+  t.same([...new Set(ids)].sort(), [1, 2], 'conn ids are unique across the processes');
+  t.match(p.stderr(), /shutdown complete query_log_lines=2 query_log_lines_written=2\b/, 'the processes\' counts, summed, equal the lines written');
+});
+
+t.test('max-connections is one limit over all processes: 53300 past it, a slot freed anywhere is free', async (t) => {
+  const p = await fx.launch(['--processes', '2', '--max-connections', '2']);
+  const a = await fx.session(p.port);
+  await fx.session(p.port);
+  const c = await fx.connect(p.port);
+  const refused = await c.startup(USER);
+  t.equal(errorsIn(refused)[0]?.C, '53300', 'the third session is refused, although each process holds only one');
+  t.match(errorsIn(refused)[0]?.M, /too many clients/);
+  a.sock.destroy();
+  let d: RawClient | null = null;
+  for (let i = 0; i < 50 && d === null; i++) {
+    try {
+      d = await fx.session(p.port);
+    } catch {
+      await sleep(50);
+    }
+  }
+  t.ok(d !== null, 'once a session in either process ends, a new one is admitted');
+  t.match(p.stderr(), /WARN connection limit reached; refusing client with 53300 process=\d conn=3 .*max_connections=2/, 'the refusal is said by the process that held the client');
+});
+
+t.test('a cancel request reaches the process holding the key, whichever process accepts it', async (t) => {
+  const p = await fx.launch(['--processes', '2']);
+  const s = await fx.sessionWithKey(p.port);
+  s.c.write(enc.query('select pg_sleep(30)'));
+  await sleep(300);
+  // The primary hands the cancel's connection to the process with fewer connections: the other one.
+  const cancel = await fx.connect(p.port);
+  cancel.write(enc.cancel(s.pid, s.secret));
+  const msgs = await s.c.readZ(1, 10_000);
+  t.equal(errorsIn(msgs)[0]?.C, '57014', 'the sleeping query is cancelled (57014)');
+  t.same(await sessionsByProcess(p, 2), { each: [1, 0], total: 1 }, 'the session lives in process 0, the cancel came through process 1');
+  const unknown = await fx.connect(p.port);
+  unknown.write(enc.cancel(12345, 67890));
+  await p.waitStderr(/WARN cancel request for an unknown session ignored .*pid=12345/, 5000);
+  t.pass('a key no process holds is said once, by the primary');
+});
+
+t.test('a write through one process drops what another process cached, before its ReadyForQuery', async (t) => {
+  const p = await fx.launch(['--processes', '2', '--cache', '--cache-ttl', '3600000', '--catalog-user', 'postgres']);
+  const reader = await fx.session(p.port);
+  const writer = await fx.session(p.port);
+  t.same(await sessionsByProcess(p, 2), { each: [1, 1], total: 2 }, 'reader and writer are in different processes');
+  const read = 'select v from pr_rw where id = 1';
+  let stale = 0;
+  for (let i = 1; i <= 20; i++) {
+    await expectValue(t, reader, read, `v${i - 1}`, `read ${i} before the write`);
+    await expectValue(t, reader, read, `v${i - 1}`, `read ${i} again (from the cache)`);
+    const w = await writer.query(`update pr_rw set v = 'v${i}' where id = 1`);
+    t.same(errorsIn(w), [], `write ${i}`);
+    if (value(await reader.query(read)) !== `v${i}`) stale++;
+  }
+  t.equal(stale, 0, 'no read after a write\'s ReadyForQuery sees the old row, in the other process');
+  const hits = p.logLines().filter((l) => / Q cache=hit /.test(l)).length;
+  t.ok(hits >= 20, `the reader's process answered from its cache (${hits} hits), so the drop was needed`);
+});
+
+t.test('SIGHUP reopens the one log in the primary: 4 processes, rotations under load, no line lost or split', async (t) => {
+  const p = await fx.launch(['--processes', '4']);
+  const bench = run(PGBENCH, ['-n', '-c', '8', '-j', '2', '-T', '4', '-S', '-M', 'prepared'], { env: { ...pg.env(USER), PGHOST: p.host, PGPORT: String(p.port) }, timeoutMs: 60_000 });
+  const rotated: string[] = [];
+  for (let i = 1; i <= 3; i++) {
+    await sleep(900);
+    const to = `${p.logPath}.${i}`;
+    fs.renameSync(p.logPath, to);
+    rotated.push(to);
+    p.proc.kill('SIGHUP');
+    for (let w = 0; w < 100 && (p.stderr().match(/INFO SIGHUP: reopening the query log/g) ?? []).length < i; w++) await sleep(20);
+  }
+  const r = await bench;
+  t.equal(r.code, 0, `pgbench exits 0: ${r.stderr}`);
+  t.match(r.stdout, /number of failed transactions: 0 /);
+  const exit = await p.stop('SIGTERM');
+  t.same(exit, { code: 0, signal: null });
+  const files = [...rotated, p.logPath];
+  const lines = files.flatMap((f) => fs.readFileSync(f, 'utf8').split('\n').filter((l) => l !== ''));
+  const m = /shutdown complete query_log_lines=(\d+) query_log_lines_written=(\d+)/.exec(p.stderr());
+  t.ok(m, 'the primary reports both counts');
+  t.equal(Number(m?.[1]), lines.length, `the processes' counts sum to the lines in all ${files.length} files`);
+  t.equal(Number(m?.[2]), lines.length, 'and so does what the primary wrote');
+  t.ok(files.every((f) => fs.statSync(f).size > 0), 'every file got lines');
+  t.same(lines.filter((l) => !LOG_LINE.test(l)).slice(0, 3), [], 'every line is whole');
+  // Within a session, lines keep their order across files: timestamps never go back.
+  const last = new Map<string, string>();
+  let backwards = 0;
+  for (const l of lines) {
+    const conn = LOG_LINE.exec(l)![1]!;
+    const ts = l.slice(0, 24);
+    if ((last.get(conn) ?? '') > ts) backwards++;
+    last.set(conn, ts);
+  }
+  t.equal(backwards, 0, "each session's lines are in order");
+  t.ok(new Set(lines.map((l) => LOG_LINE.exec(l)![1])).size >= 8, 'lines of every session are there');
+});
+
+t.test('a process killed under load: its sessions close, the others carry on, a new process takes over', async (t) => {
+  const p = await fx.launch(['--processes', '2']);
+  const pid0 = await servingPid(p, 0);
+  const sessions: RawClient[] = [];
+  for (let i = 0; i < 4; i++) sessions.push(await fx.session(p.port));
+  t.same(await sessionsByProcess(p, 2), { each: [2, 2], total: 4 }, 'sessions 0 and 2 in process 0, 1 and 3 in process 1');
+  // Load on every session while the kill lands.
+  let failures = 0;
+  const survivors = [sessions[1]!, sessions[3]!];
+  const load = survivors.map(async (c) => {
+    for (let i = 0; i < 200; i++) {
+      const msgs = await c.query(`select ${i}`);
+      if (errorsIn(msgs).length > 0 || value(msgs) !== String(i)) failures++;
+    }
+  });
+  await sleep(50);
+  process.kill(pid0, 'SIGKILL');
+  await Promise.all(load);
+  t.equal(failures, 0, "the other process's sessions ran 400 queries without an error while process 0 died");
+  for (const c of [sessions[0]!, sessions[2]!]) {
+    const r = await c.readUntilClosed(5000);
+    t.ok(r.closed, "the dead process's sessions see their connection close (an error, not a hang)");
+  }
+  await p.waitStderr(/ERROR a serving process died; .* process=0 .*signal=SIGKILL sessions_lost=2/, 5000);
+  await p.waitStderr(/INFO serving process ready again process=0/, 10_000);
+  for (let i = 0; i < 4; i++) await expectValue(t, await fx.session(p.port), 'select 7', '7', `new session ${i} after the restart`);
+  const bad = p.logLines().filter((l) => !LOG_LINE.test(l));
+  t.same(bad, [], 'the log stays line-whole');
+  const exit = await p.stop('SIGTERM');
+  t.same(exit, { code: 0, signal: null }, 'and the proxy still shuts down cleanly');
+});
