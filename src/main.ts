@@ -339,6 +339,7 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
       return;
     }
     stopping = true;
+    link?.draining();
     ops.info(`${signal}: shutting down`, { sessions: server.clients.size, grace_ms: cfg.limits.shutdownGraceMs });
     let cacheCounters: Record<string, number> = {};
     server
@@ -380,7 +381,20 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
     link.serve({
       connection: (sock, id) => server.adopt(sock, id),
       cancel: (pid, secret, from) => server.keys.cancelOwn(pid, secret, from),
-      invalidate: (db, tables) => (cache?.layer as ProcessCoherentLayer | undefined)?.invalidateForPeer(db, tables),
+      invalidate: (db, tables, done) => {
+        if (cache === null) return done();
+        (cache.layer as ProcessCoherentLayer).invalidateForPeer(db, tables);
+        // wal mode: what the commit's triggers and cascades wrote reaches this process through its
+        // own stream; the ack waits until that stream has passed the server's WAL position now,
+        // as the writer's own hold does. A whole-database write may be DDL: the catalog is read
+        // again first, so that nothing is cached here under the old catalog.
+        const held = () => {
+          if (!cache.changes?.hold(db, done)) done();
+        };
+        const reload = tables === null ? cache.catalogs?.of(db)?.refresh() : undefined;
+        if (reload === undefined) held();
+        else reload.then(held, held);
+      },
       reload: () => reloadTls(tls, ops),
       stats: () => {
         const line = statsLine(server);

@@ -21,7 +21,11 @@ export interface ConnMessage { t: 'conn'; id: number }
 export interface AdmittedMessage { t: 'admitted'; req: number; ok: boolean }
 /** Another process received a CancelRequest whose key is not its own: act on it if it is yours. */
 export interface CancelMessage { t: 'cancel'; req: number; pid: number; secret: number; from: string }
-/** A write committed through another process: drop what it changed from this process's cache, then ack. */
+/**
+ * A write committed through another process: drop what it changed from this process's cache,
+ * then ack (in wal mode, once this process's change stream has passed the server's current WAL
+ * position, so that what the commit's triggers and cascades wrote is gone here too).
+ */
 export interface InvalidateMessage { t: 'invalidate'; req: number; db: string; tables: string[] | null }
 /** Every other process acknowledged this process's InvalidateMessage `req`. */
 export interface InvalidatedMessage { t: 'invalidated'; req: number }
@@ -54,10 +58,12 @@ export interface InvalidateAskMessage { t: 'invalidate'; req: number; db: string
 export interface InvalidateAckMessage { t: 'invalidate-ack'; req: number }
 /** The figures of this process's stats line, answering StatsRequestMessage `req`. */
 export interface StatsMessage { t: 'stats'; req: number; fields: Record<string, number | string | boolean | undefined> }
+/** This process is shutting down (SIGTERM sent to it, or the primary's stop): hand it no more connections. */
+export interface DrainingMessage { t: 'draining' }
 /** Shut down: the query log lines this process handed to the primary in all. */
 export interface ByeMessage { t: 'bye'; lines: number }
 
-export type ToPrimary = ReadyMessage | AdmitMessage | GoneMessage | ReleaseMessage | CancelAskMessage | CancelAnswerMessage | InvalidateAskMessage | InvalidateAckMessage | StatsMessage | ByeMessage;
+export type ToPrimary = ReadyMessage | AdmitMessage | GoneMessage | ReleaseMessage | CancelAskMessage | CancelAnswerMessage | InvalidateAskMessage | InvalidateAckMessage | StatsMessage | DrainingMessage | ByeMessage;
 
 /** A message of the right shape from the other side (anything else is ignored, and is a bug). */
 export function isMessage<T extends { t: string }>(m: unknown): m is T {

@@ -46,6 +46,13 @@ interface Proc {
   sessions: number;
   /** Its last 'bye': query log lines it wrote in all. */
   lines: number | null;
+  /** Its exit, once seen; settled once both that and its channel's end are seen. */
+  exit: { code: number | null; signal: NodeJS.Signals | null } | null;
+  disconnected: boolean;
+  settled: boolean;
+  /** Resolves once settled. */
+  gone: Promise<void>;
+  markGone: () => void;
 }
 
 /** One relayed question (a cancel, an invalidation) waiting for the other processes' answers. */
@@ -147,7 +154,7 @@ export class Primary {
   async stop(signal: string): Promise<{ handed: number; written: number }> {
     this.stopping = true;
     this.listener?.close();
-    const exits = this.procs.filter((p): p is Proc => p !== null).map((p) => new Promise<void>((r) => (p.child.exitCode !== null || p.child.signalCode !== null ? r() : p.child.once('exit', () => r()))));
+    const exits = this.procs.filter((p): p is Proc => p !== null).map((p) => p.gone);
     this.broadcast({ t: 'stop', signal });
     await Promise.all(exits);
     await this.funnel?.ended();
@@ -164,7 +171,9 @@ export class Primary {
       env: { ...process.env, [PROCESS_INDEX_ENV]: String(index) },
       stdio: ['inherit', 'inherit', 'inherit', 'ipc', 'pipe'],
     });
-    const p: Proc = { index, child, ready: false, startedAt: Date.now(), sockets: 0, sessions: 0, lines: null };
+    let markGone!: () => void;
+    const gone = new Promise<void>((r) => (markGone = r));
+    const p: Proc = { index, child, ready: false, startedAt: Date.now(), sockets: 0, sessions: 0, lines: null, exit: null, disconnected: false, settled: false, gone, markGone };
     this.procs[index] = p;
     const pipe = child.stdio[LOG_PIPE_FD] as Readable | null;
     if (pipe !== null) {
@@ -172,11 +181,25 @@ export class Primary {
       else pipe.resume();
     }
     child.on('message', (m) => this.onMessage(p, m));
-    child.on('exit', (code, sig) => this.exited(p, code, sig));
+    // 'exit' can come before the last messages are read: its counts are settled once the
+    // channel has ended too (every 'gone', 'admit' and 'bye' it sent has been handled).
+    child.on('exit', (code, signal) => {
+      p.exit = { code, signal };
+      p.ready = false;
+      if (p.disconnected) this.exited(p);
+    });
+    child.on('disconnect', () => {
+      p.disconnected = true;
+      if (p.exit !== null) this.exited(p);
+    });
     child.on('error', (err) => this.o.ops.error('a serving process could not be started or signalled', { process: index, error: err.message }));
   }
 
-  private exited(p: Proc, code: number | null, signal: NodeJS.Signals | null): void {
+  private exited(p: Proc): void {
+    if (p.settled) return;
+    p.settled = true;
+    p.markGone();
+    const { code, signal } = p.exit!;
     if (this.procs[p.index] === p) this.procs[p.index] = null;
     this.sessions -= p.sessions;
     this.exitedLines += p.lines ?? 0;
@@ -245,10 +268,15 @@ export class Primary {
   }
 
   private onMessage(p: Proc, raw: unknown): void {
-    if (!isMessage<ToPrimary>(raw)) return;
+    if (p.settled || !isMessage<ToPrimary>(raw)) return;
     const m = raw;
     switch (m.t) {
       case 'ready':
+        if (this.stopping) {
+          // Started before the stop: it missed it.
+          this.send(p, { t: 'stop', signal: 'SIGTERM' });
+          return;
+        }
         p.ready = true;
         if (this.starting !== null && this.procs.every((x) => x?.ready)) {
           this.starting.resolve();
@@ -309,6 +337,9 @@ export class Primary {
         if (s.waiting.size === 0) this.finishStats(m.req);
         return;
       }
+      case 'draining':
+        p.ready = false;
+        return;
       case 'bye':
         p.lines = m.lines;
         return;

@@ -16,8 +16,11 @@ export interface WorkerHandlers {
   connection(sock: net.Socket, id: number): void;
   /** Another process got a CancelRequest for a key it does not hold: true if one of ours does (and was cancelled). */
   cancel(pid: number, secret: number, from: string): boolean;
-  /** A write committed through another process: drop what it changed from this process's cache (not shared further). */
-  invalidate(db: string, tables: readonly string[] | null): void;
+  /**
+   * A write committed through another process: drop what it changed from this process's cache
+   * (not shared further); `done` once that holds here (it may wait, as a commit's hold does).
+   */
+  invalidate(db: string, tables: readonly string[] | null, done: () => void): void;
   /** SIGHUP at the primary. */
   reload(): void;
   /** This process's stats line figures (it prints its line too). */
@@ -30,6 +33,9 @@ export interface WorkerHandlers {
 export interface Channel {
   send(message: ToPrimary, callback?: (err: Error | null) => void): unknown;
   on(event: 'message', listener: (message: unknown, handle?: unknown) => void): unknown;
+  on(event: 'disconnect', listener: () => void): unknown;
+  /** False once the channel has closed (the primary is gone). */
+  readonly connected?: boolean;
 }
 
 export class WorkerLink {
@@ -37,6 +43,9 @@ export class WorkerLink {
   private nextReq = 1;
   private readonly admissions = new Map<number, (ok: boolean) => void>();
   private readonly invalidations = new Map<number, () => void>();
+  /** A stop (or SIGHUP) that came before serve(): acted on there. */
+  private pendingStop: string | null = null;
+  private pendingReload = false;
 
   constructor(
     /** This process's index among the primary's (0-based): its stats line says which it is. */
@@ -44,48 +53,81 @@ export class WorkerLink {
     private readonly channel: Channel,
   ) {
     channel.on('message', (m, handle) => this.onMessage(m, handle));
+    // The primary is gone: nobody will answer. Admissions are refused, invalidations have
+    // nobody else to reach.
+    channel.on('disconnect', () => {
+      for (const resolve of this.admissions.values()) resolve(false);
+      this.admissions.clear();
+      for (const done of this.invalidations.values()) done();
+      this.invalidations.clear();
+    });
   }
 
   /** Start acting on the primary's messages (connections may come at once). */
   serve(handlers: WorkerHandlers): void {
     this.handlers = handlers;
-    this.channel.send({ t: 'ready' });
+    this.send({ t: 'ready' });
+    if (this.pendingReload) handlers.reload();
+    if (this.pendingStop !== null) handlers.stop(this.pendingStop);
+  }
+
+  /** This process is shutting down: no more connections for it. */
+  draining(): void {
+    this.send({ t: 'draining' });
+  }
+
+  /** Send unless the channel is closed; a failed send is the primary going away ('disconnect' follows). */
+  private send(m: ToPrimary, then?: () => void): void {
+    if (this.channel.connected === false) {
+      then?.();
+      return;
+    }
+    try {
+      this.channel.send(m, () => then?.());
+    } catch {
+      then?.();
+    }
   }
 
   /** Whether a session may start: resolves with the primary's answer under max-connections. */
   admit(): Promise<boolean> {
+    if (this.channel.connected === false) return Promise.resolve(false);
     const req = this.nextReq++;
     return new Promise((resolve) => {
       this.admissions.set(req, resolve);
-      this.channel.send({ t: 'admit', req });
+      this.send({ t: 'admit', req });
     });
   }
 
   /** A connection this process was handed has ended. */
   gone(admitted: boolean): void {
-    this.channel.send({ t: 'gone', admitted });
+    this.send({ t: 'gone', admitted });
   }
 
   /** An admission answered yes after its client had gone: the slot goes back. */
   release(): void {
-    this.channel.send({ t: 'release' });
+    this.send({ t: 'release' });
   }
 
   /** A CancelRequest whose key no session here holds: the others check theirs. */
   askCancel(pid: number, secret: number, from: string): void {
-    this.channel.send({ t: 'cancel', req: this.nextReq++, pid, secret, from });
+    this.send({ t: 'cancel', req: this.nextReq++, pid, secret, from });
   }
 
   /** Drop what a write through this process changed in every other process; `done` once they all have. */
   invalidateOthers(db: string, tables: readonly string[] | null, done: () => void): void {
+    if (this.channel.connected === false) {
+      done();
+      return;
+    }
     const req = this.nextReq++;
     this.invalidations.set(req, done);
-    this.channel.send({ t: 'invalidate', req, db, tables: tables === null ? null : [...tables] });
+    this.send({ t: 'invalidate', req, db, tables: tables === null ? null : [...tables] });
   }
 
   /** Shutting down: the query log lines this process has written (into the primary's pipe). */
   bye(lines: number): Promise<void> {
-    return new Promise((resolve) => this.channel.send({ t: 'bye', lines }, () => resolve()));
+    return new Promise((resolve) => this.send({ t: 'bye', lines }, resolve));
   }
 
   private onMessage(raw: unknown, handle: unknown): void {
@@ -104,12 +146,14 @@ export class WorkerLink {
         return;
       }
       case 'cancel':
-        this.channel.send({ t: 'cancel-answer', req: m.req, found: h?.cancel(m.pid, m.secret, m.from) ?? false });
+        this.send({ t: 'cancel-answer', req: m.req, found: h?.cancel(m.pid, m.secret, m.from) ?? false });
         return;
-      case 'invalidate':
-        h?.invalidate(m.db, m.tables);
-        this.channel.send({ t: 'invalidate-ack', req: m.req });
+      case 'invalidate': {
+        const ack = () => this.send({ t: 'invalidate-ack', req: m.req });
+        if (h === null) ack(); // nothing cached yet
+        else h.invalidate(m.db, m.tables, ack);
         return;
+      }
       case 'invalidated': {
         const done = this.invalidations.get(m.req);
         this.invalidations.delete(m.req);
@@ -117,13 +161,15 @@ export class WorkerLink {
         return;
       }
       case 'hup':
-        h?.reload();
+        if (h === null) this.pendingReload = true;
+        else h.reload();
         return;
       case 'stats':
-        if (h !== null) this.channel.send({ t: 'stats', req: m.req, fields: h.stats() });
+        if (h !== null) this.send({ t: 'stats', req: m.req, fields: h.stats() });
         return;
       case 'stop':
-        h?.stop(m.signal);
+        if (h === null) this.pendingStop = m.signal;
+        else h.stop(m.signal);
         return;
     }
   }

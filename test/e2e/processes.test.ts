@@ -10,7 +10,8 @@ import { PG_BIN, startCluster, USERS, type PgCluster } from '../harness/pg-clust
 import { proxyFixture } from '../helpers/fixture';
 import { enc, errorsIn, value, type RawClient } from '../harness/wire';
 import { run } from '../harness/run';
-import { sleep } from '../harness/time';
+import { sleep, waitFor } from '../harness/time';
+import { admin } from '../helpers/safe-cache';
 import type { Proxy } from '../harness/proxy';
 
 const USER = USERS.trust.user;
@@ -129,6 +130,47 @@ t.test('a write through one process drops what another process cached, before it
   t.equal(stale, 0, 'no read after a write\'s ReadyForQuery sees the old row, in the other process');
   const hits = p.logLines().filter((l) => / Q cache=hit /.test(l)).length;
   t.ok(hits >= 20, `the reader's process answered from its cache (${hits} hits), so the drop was needed`);
+});
+
+// wal mode: the writer's process learns what a commit's trigger wrote from its own stream; so must
+// every other process before the commit's ReadyForQuery. The reader's process has its walsender
+// stopped: without the wait for its stream, its cached row of the trigger's table stays; with it,
+// the wait runs past cache-wal-wait-ms there, and that process drops the database and holds it.
+// The trigger is created behind pgscribe's catalog (polls off), so no process can name its table.
+t.test("wal mode: what a commit's trigger wrote is gone from every process before its ReadyForQuery", async (t) => {
+  await admin(pg, ['CREATE TABLE pr_src (id int PRIMARY KEY, v text)', 'CREATE TABLE pr_dst (id int PRIMARY KEY, v text)', "INSERT INTO pr_dst VALUES (1, 'before')", `GRANT ALL ON pr_src, pr_dst TO ${USER}`]);
+  const p = await fx.launch(['--processes', '2', '--cache', '--cache-ttl', '3600000', '--cache-invalidation', 'wal', '--catalog-user', 'postgres', '--catalog-poll-ms', '3600000', '--cache-wal-wait-ms', '300']);
+  const pid0 = await servingPid(p, 0);
+  const reader = await fx.session(p.port);
+  const writer = await fx.session(p.port);
+  t.same(await sessionsByProcess(p, 2), { each: [1, 1], total: 2 }, 'reader in process 0, writer in process 1');
+  const readDst = 'select v from pr_dst where id = 1';
+  const hits = () => p.logLines().filter((l) => / Q cache=hit .*pr_dst/.test(l)).length;
+  // The log reaches the file through the primary, some ms later: a hit shows there after a pause.
+  await waitFor(
+    async () => {
+      t.equal(value(await reader.query(readDst)), 'before');
+      await sleep(100);
+      return hits() > 0 ? true : undefined;
+    },
+    { timeoutMs: 30_000, intervalMs: 50, timeout: () => 'the reader never got pr_dst from the cache' },
+  );
+  await admin(pg, [
+    'CREATE FUNCTION pr_copy() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN UPDATE pr_dst SET v = NEW.v WHERE id = NEW.id; RETURN NEW; END $$',
+    'CREATE TRIGGER pr_copy AFTER INSERT OR UPDATE ON pr_src FOR EACH ROW EXECUTE FUNCTION pr_copy()',
+  ]);
+  const sender = Number((await admin(pg, [`SELECT active_pid FROM pg_replication_slots WHERE slot_name LIKE 'pgscribe_${pid0}_%' AND active`]))[0]!.value);
+  t.ok(sender > 0, "process 0's walsender");
+  process.kill(sender, 'SIGSTOP');
+  try {
+    const w = await writer.query("insert into pr_src values (1, 'after') on conflict (id) do update set v = excluded.v");
+    t.same(errorsIn(w), [], 'the write through process 1');
+    t.equal(value(await reader.query(readDst)), 'after', "the very next read, through process 0, shows what the trigger wrote");
+  } finally {
+    process.kill(sender, 'SIGCONT');
+  }
+  await p.waitStderr(/WARN change stream: a commit through pgscribe was not applied within cache-wal-wait-ms.* process=0|process=0 .*was not applied within cache-wal-wait-ms/, 5000);
+  t.pass("process 0 said its stream was behind a commit made through process 1");
 });
 
 t.test('SIGHUP reopens the one log in the primary: 4 processes, rotations under load, no line lost or split', async (t) => {

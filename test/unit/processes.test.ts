@@ -119,37 +119,57 @@ t.test('stats total: counters add, maxima and percentiles take the largest', asy
 /** An IPC channel the test drives: what the link sends, and messages to deliver to it. */
 class FakeChannel implements Channel {
   sent: ToPrimary[] = [];
+  connected = true;
   private listener: ((m: unknown, h?: unknown) => void) | null = null;
+  private onDisconnect: (() => void) | null = null;
   send(m: ToPrimary, cb?: (err: Error | null) => void): boolean {
     this.sent.push(m);
     cb?.(null);
     return true;
   }
-  on(_e: 'message', l: (m: unknown, h?: unknown) => void): this {
-    this.listener = l;
+  on(e: 'message' | 'disconnect', l: ((m: unknown, h?: unknown) => void) | (() => void)): this {
+    if (e === 'message') this.listener = l as (m: unknown, h?: unknown) => void;
+    else this.onDisconnect = l as () => void;
     return this;
   }
   deliver(m: unknown, h?: unknown): void {
     this.listener!(m, h);
   }
+  disconnect(): void {
+    this.connected = false;
+    this.onDisconnect?.();
+  }
+}
+
+/** Handlers that record what they are asked; invalidations wait until the test calls `release`. */
+function recordingHandlers() {
+  const calls: string[] = [];
+  const waiting: (() => void)[] = [];
+  return {
+    calls,
+    release: () => waiting.splice(0).forEach((f) => f()),
+    handlers: {
+      connection: () => {},
+      cancel: (pid: number) => {
+        calls.push(`cancel ${pid}`);
+        return pid === 42;
+      },
+      invalidate: (db: string, tables: readonly string[] | null, done: () => void) => {
+        calls.push(`invalidate ${db}:${tables?.join(',') ?? '*'}`);
+        waiting.push(done);
+      },
+      reload: () => calls.push('reload'),
+      stats: () => ({ sessions: 1 }),
+      stop: (signal: string) => calls.push(`stop ${signal}`),
+    },
+  };
 }
 
 t.test('worker link: admission, invalidation and cancel answers go to the right asker', async (t) => {
   const ch = new FakeChannel();
   const link = new WorkerLink(1, ch);
-  const invalidated: string[] = [];
-  const cancels: number[] = [];
-  link.serve({
-    connection: () => {},
-    cancel: (pid) => {
-      cancels.push(pid);
-      return pid === 42;
-    },
-    invalidate: (db, tables) => invalidated.push(`${db}:${tables?.join(',') ?? '*'}`),
-    reload: () => {},
-    stats: () => ({ sessions: 1 }),
-    stop: () => {},
-  });
+  const r = recordingHandlers();
+  link.serve(r.handlers);
   t.same(ch.sent.shift(), { t: 'ready' });
 
   const first = link.admit();
@@ -168,12 +188,14 @@ t.test('worker link: admission, invalidation and cancel answers go to the right 
   t.ok(done, 'done once the primary says so');
 
   ch.deliver({ t: 'invalidate', req: 7, db: 'db2', tables: null });
-  t.same(invalidated, ['db2:*'], "another process's write is dropped here");
-  t.same(ch.sent.shift(), { t: 'invalidate-ack', req: 7 }, 'and acknowledged');
+  t.same(r.calls, ['invalidate db2:*'], "another process's write is dropped here");
+  t.same(ch.sent, [], 'the ack waits until this process is done (in wal mode: its stream has caught up)');
+  r.release();
+  t.same(ch.sent.shift(), { t: 'invalidate-ack', req: 7 }, 'then it is acknowledged');
 
   ch.deliver({ t: 'cancel', req: 8, pid: 42, secret: 1, from: 'x' });
   ch.deliver({ t: 'cancel', req: 9, pid: 43, secret: 1, from: 'x' });
-  t.same(cancels, [42, 43]);
+  t.same(r.calls.slice(1), ['cancel 42', 'cancel 43']);
   t.same(ch.sent.splice(0), [
     { t: 'cancel-answer', req: 8, found: true },
     { t: 'cancel-answer', req: 9, found: false },
@@ -181,4 +203,35 @@ t.test('worker link: admission, invalidation and cancel answers go to the right 
   ch.deliver({ t: 'nonsense' });
   ch.deliver(null);
   t.equal(ch.sent.length, 0, 'unknown messages are ignored');
+});
+
+t.test('worker link: a stop or SIGHUP before the process is ready is acted on when it is', async (t) => {
+  const ch = new FakeChannel();
+  const link = new WorkerLink(0, ch);
+  ch.deliver({ t: 'hup' });
+  ch.deliver({ t: 'stop', signal: 'SIGTERM' });
+  ch.deliver({ t: 'invalidate', req: 3, db: 'd', tables: ['t'] });
+  t.same(ch.sent, [{ t: 'invalidate-ack', req: 3 }], 'an invalidation before anything is cached is acknowledged at once');
+  const r = recordingHandlers();
+  link.serve(r.handlers);
+  t.same(r.calls, ['reload', 'stop SIGTERM'], 'the early SIGHUP and stop are not lost');
+});
+
+t.test('worker link: once the primary is gone, nothing waits on it and nothing is sent', async (t) => {
+  const ch = new FakeChannel();
+  const link = new WorkerLink(0, ch);
+  link.serve(recordingHandlers().handlers);
+  ch.sent.length = 0;
+  const pending = link.admit();
+  let invalidated = false;
+  link.invalidateOthers('d', null, () => (invalidated = true));
+  ch.disconnect();
+  t.equal(await pending, false, 'a pending admission is refused');
+  t.ok(invalidated, 'a pending invalidation has nobody else to reach: done');
+  const sentBefore = ch.sent.length;
+  t.equal(await link.admit(), false, 'a new admission is refused at once');
+  link.gone(true);
+  link.askCancel(1, 2, 'x');
+  await link.bye(5);
+  t.equal(ch.sent.length, sentBefore, 'nothing is sent on a closed channel (no EPIPE, no crash)');
 });
