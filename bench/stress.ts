@@ -9,7 +9,9 @@
  * proxy to be idle again, compare, shut the proxy down with SIGTERM, write the results.
  *
  * Samples (each of the proxy's `stats` lines, every 5 s): RSS (/proc/PID/status VmRSS), heap
- * used and external (stats line), CPU (utime+stime delta from /proc/PID/stat, % of one core),
+ * used and external (stats line), CPU (utime+stime delta from /proc/PID/stat of the proxy and
+ * its children, % of one core); with --processes N the stats line is the primary's total and each
+ * serving process's RSS is judged too, from its own line,
  * client sessions (stats line) and open sockets (/proc/PID/fd). Output under logs/:
  * stress-<timestamp>.csv (samples), .svg (chart), .json (summary, checks); a one-screen summary
  * on stdout; exit status 1 when a check fails.

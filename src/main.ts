@@ -325,7 +325,8 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
     }
   }
 
-  if (cfg.statsIntervalMs > 0) setInterval(printStats, cfg.statsIntervalMs).unref();
+  // With --processes N the primary asks for every process's line at once, then prints the total.
+  if (cfg.statsIntervalMs > 0 && link === null) setInterval(printStats, cfg.statsIntervalMs).unref();
 
   const reopen = () => {
     ops.info('SIGHUP: reopening the query log', { log: cfg.log.path });
@@ -428,6 +429,7 @@ async function runPrimary(cfg: Config): Promise<void> {
   }
   const primary = new Primary({ cfg, ops, sink, script: process.argv[1]!, argv: process.argv.slice(2) });
   process.on('SIGUSR2', () => primary.printStats());
+  if (cfg.statsIntervalMs > 0) setInterval(() => primary.printStats(), cfg.statsIntervalMs).unref();
   try {
     await primary.start();
   } catch (err) {

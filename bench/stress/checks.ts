@@ -126,6 +126,21 @@ export function judge(s: Setup, p: Prepared, l: Loaded, c: Collected): Judgement
     detail: `${fmt(rssBase)} MB -> ${fmt(rssLast)} MB (${rssRatio >= 1 ? '+' : ''}${fmt((rssRatio - 1) * 100)}%), ${rssWindows}`,
   });
 
+  // With --processes N: each serving process's RSS, the same windows (a process restarted mid-run
+  // has a series from its restart on; the windows it misses make it fail, which is right).
+  for (const [k, series] of [...proxy.processRss].sort((a, b) => a[0] - b[0])) {
+    const at = (w: [number, number]) => series.filter((x) => (x.at - t0) / 1000 >= w[0] && (x.at - t0) / 1000 < w[1]).map((x) => x.mb);
+    const b = mean(at(base));
+    const e = mean(at(lastW));
+    const r = e / b;
+    checks.push({
+      name: `RSS stable (±20%), process ${k}`,
+      pass: Number.isFinite(r) && Math.abs(r - 1) <= RSS_TOLERANCE,
+      judged: long,
+      detail: `${fmt(b)} MB -> ${fmt(e)} MB (${r >= 1 ? '+' : ''}${fmt((r - 1) * 100)}%), ${rssWindows}`,
+    });
+  }
+
   // Statement count
   const loadCounts = scanner.countsFor('load');
   const calls = (db: string) => Number(pgss?.find((r) => r.db === db)?.calls ?? 0);

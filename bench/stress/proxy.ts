@@ -13,6 +13,8 @@ export class StressProxy {
   shutdownLogLines: number | null = null;
   /** Called with every stats line (periodic and asked for) and when it arrived. */
   onStats: ((s: Stats, at: number) => void) | null = null;
+  /** With --processes N: each serving process's RSS (MB) from its own stats lines, and when (ms since the epoch). */
+  readonly processRss = new Map<number, { at: number; mb: number }[]>();
   /** When it exited (ms since the epoch). */
   exitAt: number | null = null;
   private stopping = false;
@@ -57,6 +59,13 @@ export class StressProxy {
   }
 
   private onLine(line: string): void {
+    const own = / INFO stats process=(\d+) .*\brss=(\d+)/.exec(line);
+    if (own !== null) {
+      const k = Number(own[1]);
+      if (!this.processRss.has(k)) this.processRss.set(k, []);
+      this.processRss.get(k)!.push({ at: Date.now(), mb: Number(own[2]) / (1024 * 1024) });
+      return;
+    }
     const stats = parseStatsLine(line);
     if (stats !== null) {
       this.onStats?.(stats, Date.now());

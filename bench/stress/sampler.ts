@@ -1,5 +1,5 @@
 /** The samples of `make stress`: the proxy's RSS, CPU, heap, sessions and sockets every 5 s. */
-import { CLK_TCK, cpuTicks, rssBytes, socketCount } from '../../test/harness/proc';
+import { CLK_TCK, rssBytes, socketCount, treeCpuTicks } from '../../test/harness/proc';
 import type { Stats } from '../../test/harness/proxy';
 
 export interface Sample {
@@ -36,13 +36,13 @@ export class Sampler {
     private readonly pid: number,
     private readonly t0: number,
   ) {
-    this.prevTicks = cpuTicks(pid);
+    this.prevTicks = ticksOf(pid);
     this.prevAt = t0;
     this.lastAt = t0;
   }
 
   take(stats: Stats | null, at: number): Sample {
-    const ticks = cpuTicks(this.pid);
+    const ticks = ticksOf(this.pid);
     const dt = (at - this.prevAt) / 1000;
     const cpuPct = ticks !== null && this.prevTicks !== null && dt >= 0.5 ? ((ticks - this.prevTicks) / CLK_TCK / dt) * 100 : null;
     if (ticks !== null && dt >= 0.5) {
@@ -51,7 +51,10 @@ export class Sampler {
     }
     if (this.samples.length > 0) this.maxGapMs = Math.max(this.maxGapMs, at - this.lastAt);
     this.lastAt = at;
-    const rss = rssBytes(this.pid);
+    // With --processes N the stats line is the total of the serving processes (their rss summed);
+    // the primary's own is added. One process: its /proc figure.
+    const multi = stats !== null && stats['processes'] !== undefined;
+    const rss = multi ? (stats['rss'] ?? 0) + (rssBytes(this.pid) ?? 0) : rssBytes(this.pid);
     const g = (k: string) => (stats && Number.isFinite(stats[k]) ? stats[k]! : null);
     const mb = (v: number | null) => (v === null ? null : v / MB);
     const s: Sample = {
@@ -72,5 +75,14 @@ export class Sampler {
     this.samples.push(s);
     if (this.phase === 'start') this.phase = 'load';
     return s;
+  }
+}
+
+/** CPU ticks of the proxy and its children (the serving processes of --processes N); null once it is gone. */
+function ticksOf(pid: number): number | null {
+  try {
+    return treeCpuTicks(pid);
+  } catch {
+    return null;
   }
 }

@@ -66,6 +66,7 @@ t.test('sessions spread over the processes; SIGUSR2 prints each one and the tota
   await expectValue(t, a, 'select 1', '1', 'first session answers');
   await expectValue(t, b, 'select 2', '2', 'second session answers');
   t.same(await sessionsByProcess(p, 2), { each: [1, 1], total: 2 }, 'one session in each process: the primary hands a connection to the one holding fewest');
+  t.equal((await p.stats()).sessions, 2, "the proxy's stats line is the primary's total (the harness skips the processes' own)");
   a.write(enc.terminate());
   b.write(enc.terminate());
   const exit = await p.stop('SIGTERM');

@@ -82,10 +82,14 @@ export interface ProxyOptions {
   startTimeoutMs?: number;
 }
 
-/** The numbers of a stats line (` INFO stats k=v k=v ...`), or null when the line is not one. */
+/**
+ * The numbers of a stats line (` INFO stats k=v k=v ...`), or null when the line is not one.
+ * With --processes N the proxy's line is the primary's `stats total`; each serving process's own
+ * line (` INFO stats process=K ...`) is not the proxy's and gives null.
+ */
 export function parseStatsLine(line: string): Stats | null {
   const m = / INFO stats (.*)$/.exec(line);
-  if (m === null) return null;
+  if (m === null || m[1]!.startsWith('process=')) return null;
   const out: Stats = {};
   for (const kv of m[1]!.matchAll(/(\w+)=(-?\d+(?:\.\d+)?)(?= |$)/g)) out[kv[1]!] = Number(kv[2]);
   return out;
