@@ -135,10 +135,18 @@ export class WorkerLink {
     const h = this.handlers;
     const m = raw;
     switch (m.t) {
-      case 'conn':
-        if (h === null) (handle as net.Socket | undefined)?.destroy();
-        else h.connection(handle as net.Socket, m.id);
+      case 'conn': {
+        const sock = handle as net.Socket | undefined;
+        if (h !== null && sock !== undefined) {
+          h.connection(sock, m.id);
+          return;
+        }
+        // Not serving yet, or the socket did not arrive (out of file descriptors here): the
+        // client sees its connection close, and the primary's count of ours stays right.
+        sock?.destroy();
+        this.gone(false);
         return;
+      }
       case 'admitted': {
         const resolve = this.admissions.get(m.req);
         this.admissions.delete(m.req);

@@ -235,3 +235,15 @@ t.test('worker link: once the primary is gone, nothing waits on it and nothing i
   await link.bye(5);
   t.equal(ch.sent.length, sentBefore, 'nothing is sent on a closed channel (no EPIPE, no crash)');
 });
+
+t.test('worker link: a connection message without its socket is counted gone, not a crash', async (t) => {
+  const ch = new FakeChannel();
+  const link = new WorkerLink(0, ch);
+  const got: number[] = [];
+  link.serve({ ...recordingHandlers().handlers, connection: (_s, id) => got.push(id) });
+  ch.sent.length = 0;
+  t.doesNotThrow(() => ch.deliver({ t: 'conn', id: 5 }), 'no socket: no throw');
+  t.same(got, [], 'nothing to serve');
+  t.same(ch.sent, [{ t: 'gone', admitted: false }], "the primary's count of this process's connections stays right");
+});
+
