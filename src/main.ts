@@ -16,9 +16,11 @@ import { NoopLogger, SinkLogger, type ClientLogger } from './log/client-logger';
 import { FileSink, StdoutSink } from './log/file-sink';
 import { jsonCompletionFormatter, jsonFormatter, textCompletionFormatter, textFormatter } from './log/format';
 import { AdminServer } from './admin/server';
+import { LocalSource, insightOptions, type AdminSource } from './admin/source';
+import { ProcessesSource } from './processes/admin-source';
 import { Insight } from './insight';
 import { streamOpsLog, type OpsLog } from './log/ops';
-import { cacheFields, statsLine } from './metrics';
+import { cacheFields, readingsOf, statsLine } from './metrics';
 import { Server } from './server';
 import { loadTls, type CertInfo, type TlsSetup } from './tls';
 import { LOG_PIPE_FD, PROCESS_INDEX_ENV } from './processes/ipc';
@@ -244,6 +246,34 @@ export function reloadTls(tls: TlsSetup, ops: OpsLog): void {
   }
 }
 
+/** Listen for clients, or say why not and exit: nothing can be served. */
+async function listenOrExit(listen: () => Promise<net.AddressInfo>, cfg: Config, ops: OpsLog): Promise<net.AddressInfo> {
+  try {
+    return await listen();
+  } catch (err) {
+    ops.error('cannot listen', { listen: `${cfg.listen.host}:${cfg.listen.port}`, error: (err as Error).message });
+    process.exit(1);
+  }
+}
+
+/** The admin server when --admin asks for one (in the process that listens: the only one, or the primary), or exit if it cannot bind. */
+async function startAdmin(cfg: Config, ops: OpsLog, source: AdminSource): Promise<AdminServer | null> {
+  const address = cfg.admin.address;
+  if (address === null) return null;
+  const admin = new AdminServer(source, ops, { address, token: cfg.admin.token, version: VERSION });
+  try {
+    const a = await admin.listen();
+    ops.info('admin server listening', { admin: `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}/`, token: cfg.admin.token !== '' });
+  } catch (err) {
+    ops.error('cannot listen for the admin server; pick a free --admin address or turn it off', {
+      admin: `${address.host}:${address.port}`,
+      error: (err as Error).message,
+    });
+    process.exit(1);
+  }
+  return admin;
+}
+
 /** With --processes N, this process is one of the primary's serving processes (its link), else null. */
 function servingProcessLink(): WorkerLink | null {
   const index = process.env[PROCESS_INDEX_ENV];
@@ -275,7 +305,8 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
     process.exit(1);
   }
   const cache = createCacheContext(cfg, ops, tls, await resolveInvalidation(cfg, ops, tls), link);
-  const insight = cfg.admin.address === null ? null : new Insight({ maxDigests: cfg.admin.digestMaxEntries, cacheEnabled: cfg.cache.enabled, cacheTtlMs: cfg.cache.ttlMs });
+  // With --processes N each serving process keeps its own, and the primary's admin server sums them.
+  const insight = cfg.admin.address === null ? null : new Insight(insightOptions(cfg));
   const server = new Server(cfg, logger, ops, cache, tls, insight, link);
   const redis = cfg.redis.address;
   // Before the listening line: whoever reads it may send SIGUSR2 at once (its default kills).
@@ -295,13 +326,7 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
     version: VERSION,
   };
   if (link === null) {
-    let addr;
-    try {
-      addr = await server.listen();
-    } catch (err) {
-      ops.error('cannot listen', { listen: `${cfg.listen.host}:${cfg.listen.port}`, error: (err as Error).message });
-      process.exit(1);
-    }
+    const addr = await listenOrExit(() => server.listen(), cfg, ops);
     ops.info('listening', { listen: `${addr.address}:${addr.port}`, ...fields });
   } else {
     ops.info('serving process ready: the primary hands it connections', { pid: process.pid, ...fields });
@@ -309,21 +334,8 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
   if (cache?.catalogs) void cache.catalogs.check(cfg.catalog.database);
   if (tls.client !== null) reportCert(ops, 'TLS for clients', tls.client.cert);
   if (tls.upstream?.cert) reportCert(ops, 'TLS client certificate for the upstream', tls.upstream.cert);
-  let admin: AdminServer | null = null;
-  const adminAddress = cfg.admin.address;
-  if (adminAddress !== null && insight !== null) {
-    admin = new AdminServer(server, insight, ops, { address: adminAddress, token: cfg.admin.token, version: VERSION });
-    try {
-      const a = await admin.listen();
-      ops.info('admin server listening', { admin: `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}/`, token: cfg.admin.token !== '' });
-    } catch (err) {
-      ops.error('cannot listen for the admin server; pick a free --admin address or turn it off', {
-        admin: `${adminAddress.host}:${adminAddress.port}`,
-        error: (err as Error).message,
-      });
-      process.exit(1);
-    }
-  }
+  // A serving process answers the primary's admin server over IPC instead.
+  const admin = link === null && insight !== null ? await startAdmin(cfg, ops, new LocalSource(server, insight)) : null;
 
   // With --processes N the primary asks for every process's line at once, then prints the total.
   if (cfg.statsIntervalMs > 0 && link === null) setInterval(printStats, cfg.statsIntervalMs).unref();
@@ -402,6 +414,19 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
         ops.info('stats', line);
         return line;
       },
+      admin: (q) => {
+        switch (q) {
+          case 'readings':
+            return readingsOf(server);
+          case 'digests':
+            return insight?.digestPart() ?? { records: [], evictions: 0 };
+          case 'tables':
+            return insight?.tablePart() ?? { records: [], evictions: 0 };
+          case 'flush':
+            if (cache?.cache) cache.layer.flush();
+            return cache?.cache === true;
+        }
+      },
       stop,
     });
   }
@@ -436,14 +461,9 @@ async function runPrimary(cfg: Config): Promise<void> {
     ops.error('a serving process failed to start; see its lines above', { error: (err as Error).message });
     process.exit(1);
   }
-  let addr;
-  try {
-    addr = await primary.listen();
-  } catch (err) {
-    ops.error('cannot listen', { listen: `${cfg.listen.host}:${cfg.listen.port}`, error: (err as Error).message });
-    process.exit(1);
-  }
+  const addr = await listenOrExit(() => primary.listen(), cfg, ops);
   ops.info('listening', { listen: `${addr.address}:${addr.port}`, upstream: `${cfg.upstream.host}:${cfg.upstream.port}`, log: cfg.log.path, processes: cfg.processes, version: VERSION });
+  const admin = await startAdmin(cfg, ops, new ProcessesSource(primary, cfg, () => sink?.bufferedBytes ?? 0));
   process.on('SIGHUP', () => primary.reload());
   let stopping = false;
   const stop = (signal: string) => {
@@ -455,6 +475,10 @@ async function runPrimary(cfg: Config): Promise<void> {
     ops.info(`${signal}: shutting down every serving process`, { processes: cfg.processes, grace_ms: cfg.limits.shutdownGraceMs });
     primary
       .stop(signal)
+      .then(async (counts) => {
+        await admin?.close();
+        return counts;
+      })
       .then(({ handed, written }) => {
         // The processes' own counts, summed, and what reached the file: equal unless one died mid-line.
         ops.info('shutdown complete', { query_log_lines: handed, query_log_lines_written: written });

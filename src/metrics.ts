@@ -13,6 +13,7 @@
  * (`cache.<key>`), and the members declared here are also in /metrics.
  */
 import type { Insight } from './insight';
+import { LatencyHistogram, type HistogramState } from './insight/histogram';
 import { Frontend } from './protocol/codes';
 
 export type MetricKind = 'counter' | 'gauge';
@@ -41,28 +42,154 @@ export interface MetricsHost {
   readonly insight: Insight | null;
 }
 
-/** What one rendering reads, gathered once (one counters() call to the cache layer, one memoryUsage()). */
-interface Readings {
-  readonly host: MetricsHost;
-  readonly traffic: ClientCountersView;
-  readonly mem: NodeJS.MemoryUsage;
+/**
+ * What one rendering reads, gathered once (one counters() call to the cache layer, one
+ * memoryUsage()). Plain data: with --processes N each serving process sends its own to the
+ * primary, which renders their sum (sumReadings).
+ */
+export interface Readings {
+  listening: boolean;
+  clients: number;
+  sessions: number;
+  connectionsTotal: number;
+  /** Date.now() at start. */
+  startedAt: number;
+  bytesFromClients: number;
+  bytesFromServers: number;
+  /** Client messages received after startup, in MESSAGE_TYPES order (Q, P, B, E). */
+  messages: number[];
+  upstreamErrors: number;
+  logLines: number;
+  logQueuedBytes: number;
+  rss: number;
+  heapUsed: number;
+  external: number;
   /** The cache layer's counters; null when the cache and singleflight are off. */
-  readonly cache: Record<string, number> | null;
+  cache: Record<string, number> | null;
   /** The change streams' counters (wal mode); null otherwise. */
-  readonly wal: Record<string, number> | null;
-  /** null without --admin. */
-  readonly insight: Insight | null;
+  wal: Record<string, number> | null;
+  /** Query insight's figures; null without --admin. */
+  insight: InsightReadings | null;
+  /** With --processes N, in the primary's sum: the processes configured, and those serving now. */
+  processes: { configured: number; up: number } | null;
 }
 
-function readings(host: MetricsHost): Readings {
+export interface InsightReadings {
+  completed: number;
+  errors: number;
+  digests: number;
+  digestEvictions: number;
+  /** Every completion's duration (ms). */
+  latency: HistogramState;
+}
+
+/** The figures of one process now. */
+export function readingsOf(host: MetricsHost): Readings {
+  const traffic = host.counters;
+  const mem = process.memoryUsage();
+  const i = host.insight;
   return {
-    host,
-    traffic: host.counters,
-    mem: process.memoryUsage(),
+    listening: host.listening,
+    clients: host.clients.size,
+    sessions: host.sessionCount,
+    connectionsTotal: host.connectionsTotal,
+    startedAt: host.startedAt,
+    bytesFromClients: traffic.bytesFromClients,
+    bytesFromServers: traffic.bytesFromServers,
+    messages: MESSAGE_TYPES.map(([, code]) => traffic.messagesIn[code]!),
+    upstreamErrors: traffic.upstreamErrors,
+    logLines: host.logger.lines,
+    logQueuedBytes: host.logger.queuedBytes,
+    rss: mem.rss,
+    heapUsed: mem.heapUsed,
+    external: mem.external,
     cache: host.cache === null ? null : host.cache.layer.counters(),
     wal: host.cache?.changes?.counters() ?? null,
-    insight: host.insight,
+    insight: i === null ? null : { completed: i.completed, errors: i.errors, digests: i.digestCount, digestEvictions: i.digestEvictions, latency: i.latency.state() },
+    processes: null,
   };
+}
+
+/**
+ * How two processes' values of one figure combine into the total: counters and most gauges add;
+ * a maximum or a percentile cannot be summed, and a percentile of the whole cannot be recovered
+ * from the parts' percentiles, so the total shows the largest; an "available" flag holds only
+ * while it holds in every process. `key` is a stats-line name or a collector's key.
+ */
+export function combine(key: string, a: number, b: number): number {
+  if (/(^|_)(available|min)(_|$)/.test(key)) return Math.min(a, b);
+  if (/(^|_)(p\d+|max|uptime|ratio)(_|$)/.test(key)) return Math.max(a, b);
+  return a + b;
+}
+
+/** Flat figures (stats lines, a collector's set) combined key by key. */
+export function totalOf(parts: readonly Record<string, number>[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const part of parts) {
+    for (const [k, v] of Object.entries(part)) out[k] = k in out ? combine(k, out[k]!, v) : v;
+  }
+  return out;
+}
+
+/**
+ * The processes' figures as one: sums, by combine()'s rules; the latency histograms merge, so its
+ * percentiles are those of every query. Digests held are summed too (a statement seen by two
+ * processes is held twice). `processes` is the primary's to set.
+ */
+export function sumReadings(parts: readonly Readings[]): Readings {
+  const sum = (f: (r: Readings) => number) => parts.reduce((a, r) => a + f(r), 0);
+  const sets = (f: (r: Readings) => Record<string, number> | null) => {
+    const present = parts.map(f).filter((x): x is Record<string, number> => x !== null);
+    return present.length === 0 ? null : totalOf(present);
+  };
+  const insights = parts.map((r) => r.insight).filter((x): x is InsightReadings => x !== null);
+  let insight: InsightReadings | null = null;
+  if (insights.length > 0) {
+    const latency = new LatencyHistogram();
+    for (const x of insights) latency.merge(x.latency);
+    insight = {
+      completed: insights.reduce((a, x) => a + x.completed, 0),
+      errors: insights.reduce((a, x) => a + x.errors, 0),
+      digests: insights.reduce((a, x) => a + x.digests, 0),
+      digestEvictions: insights.reduce((a, x) => a + x.digestEvictions, 0),
+      latency: latency.state(),
+    };
+  }
+  return {
+    listening: parts.length > 0 && parts.every((r) => r.listening),
+    clients: sum((r) => r.clients),
+    sessions: sum((r) => r.sessions),
+    connectionsTotal: sum((r) => r.connectionsTotal),
+    startedAt: parts.length === 0 ? Date.now() : Math.min(...parts.map((r) => r.startedAt)),
+    bytesFromClients: sum((r) => r.bytesFromClients),
+    bytesFromServers: sum((r) => r.bytesFromServers),
+    messages: MESSAGE_TYPES.map((_, k) => sum((r) => r.messages[k] ?? 0)),
+    upstreamErrors: sum((r) => r.upstreamErrors),
+    logLines: sum((r) => r.logLines),
+    logQueuedBytes: sum((r) => r.logQueuedBytes),
+    rss: sum((r) => r.rss),
+    heapUsed: sum((r) => r.heapUsed),
+    external: sum((r) => r.external),
+    cache: sets((r) => r.cache),
+    wal: sets((r) => r.wal),
+    insight,
+    processes: null,
+  };
+}
+
+/** The latency percentiles /stats shows (ms), or null before the first completion (or without --admin). */
+export function latencySummary(r: Readings): { p50: number; p95: number; p99: number } | null {
+  const h = latencyOf(r);
+  if (h === null || h.count === 0) return null;
+  const round3 = (x: number) => Math.round(x * 1000) / 1000;
+  return { p50: round3(h.quantile(0.5)), p95: round3(h.quantile(0.95)), p99: round3(h.quantile(0.99)) };
+}
+
+function latencyOf(r: Readings): LatencyHistogram | null {
+  if (r.insight === null) return null;
+  const h = new LatencyHistogram();
+  h.merge(r.insight.latency);
+  return h;
 }
 
 /** One value of a family. */
@@ -175,36 +302,41 @@ const DURATION_BUCKETS_S = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
 
 /** Every metric, in stats-line order (the stats test and readers of the line expect it). */
 const METRICS: readonly Entry[] = [
-  gauge('up', '1 while pgscribe is listening for clients.', (r) => (r.host.listening ? 1 : 0), { line: false }),
-  gauge('clients', 'Client connections open (including those still starting up).', (r) => r.host.clients.size, {
+  gauge('up', '1 while pgscribe is listening for clients.', (r) => (r.listening ? 1 : 0), { line: false }),
+  gauge('processes', 'Serving processes configured (--processes N; absent with one process).', (r) => r.processes?.configured, { line: false, json: ['processes', 'configured'] }),
+  gauge('processes_up', 'Serving processes ready for connections: fewer than configured while one restarts (its figures are then missing from the sums).', (r) => r.processes?.up, {
+    line: false,
+    json: ['processes', 'up'],
+  }),
+  gauge('clients', 'Client connections open (including those still starting up).', (r) => r.clients, {
     prom: 'pgscribe_client_connections',
     json: ['connections', 'clients'],
   }),
-  gauge('sessions', 'Client sessions admitted (counted against --max-connections).', (r) => r.host.sessionCount, { json: ['connections', 'sessions'] }),
-  counter('connections_total', 'Client connections accepted.', (r) => r.host.connectionsTotal, { json: ['connections', 'total'] }),
+  gauge('sessions', 'Client sessions admitted (counted against --max-connections).', (r) => r.sessions, { json: ['connections', 'sessions'] }),
+  counter('connections_total', 'Client connections accepted.', (r) => r.connectionsTotal, { json: ['connections', 'total'] }),
   {
     type: 'family',
     prom: 'pgscribe_bytes_received_total',
     kind: 'counter',
     help: 'Bytes received, by side.',
     samples: [
-      { line: 'bytes_from_clients', labels: '{from="client"}', json: ['bytes', 'from_clients'], read: (r) => r.traffic.bytesFromClients },
-      { line: 'bytes_from_servers', labels: '{from="server"}', json: ['bytes', 'from_servers'], read: (r) => r.traffic.bytesFromServers },
+      { line: 'bytes_from_clients', labels: '{from="client"}', json: ['bytes', 'from_clients'], read: (r) => r.bytesFromClients },
+      { line: 'bytes_from_servers', labels: '{from="server"}', json: ['bytes', 'from_servers'], read: (r) => r.bytesFromServers },
     ],
   },
-  counter('log_lines', 'Query log lines accepted (written or queued).', (r) => r.host.logger.lines, { json: ['log', 'lines'] }),
-  gauge('rss', 'Resident memory size in bytes.', (r) => r.mem.rss, { prom: 'process_resident_memory_bytes' }),
-  gauge('heap_used', 'V8 heap in use, bytes.', (r) => r.mem.heapUsed, { prom: null }),
-  gauge('external', 'Memory of C++ objects bound to JavaScript objects (Buffers among them), bytes.', (r) => r.mem.external, { prom: null }),
-  gauge('log_queued_bytes', 'Query log bytes queued and not yet written.', (r) => r.host.logger.queuedBytes, { json: ['log', 'queued_bytes'] }),
+  counter('log_lines', 'Query log lines accepted (written or queued).', (r) => r.logLines, { json: ['log', 'lines'] }),
+  gauge('rss', 'Resident memory size in bytes.', (r) => r.rss, { prom: 'process_resident_memory_bytes' }),
+  gauge('heap_used', 'V8 heap in use, bytes.', (r) => r.heapUsed, { prom: null }),
+  gauge('external', 'Memory of C++ objects bound to JavaScript objects (Buffers among them), bytes.', (r) => r.external, { prom: null }),
+  gauge('log_queued_bytes', 'Query log bytes queued and not yet written.', (r) => r.logQueuedBytes, { json: ['log', 'queued_bytes'] }),
   {
     type: 'family',
     prom: 'pgscribe_messages_total',
     kind: 'counter',
     help: 'Query messages received from clients, by type (Q simple query; P/B/E parse/bind/execute).',
-    samples: MESSAGE_TYPES.map(([t, code]) => ({ line: `messages_${t.toLowerCase()}`, labels: `{type="${t}"}`, json: ['queries', t], read: (r: Readings) => r.traffic.messagesIn[code]! })),
+    samples: MESSAGE_TYPES.map(([t], k) => ({ line: `messages_${t.toLowerCase()}`, labels: `{type="${t}"}`, json: ['queries', t], read: (r: Readings) => r.messages[k]! })),
   },
-  counter('upstream_errors', 'Upstream failures: connect errors, unexpected closes, invalid messages.', (r) => r.traffic.upstreamErrors, { json: ['upstream_errors'] }),
+  counter('upstream_errors', 'Upstream failures: connect errors, unexpected closes, invalid messages.', (r) => r.upstreamErrors, { json: ['upstream_errors'] }),
   counter('queries_completed', 'Queries (Q or E) whose answer completed, including failed ones.', (r) => r.insight?.completed, { json: ['completed'] }),
   counter('query_errors', 'Queries that completed with an ErrorResponse.', (r) => r.insight?.errors, { json: ['errors'] }),
   {
@@ -268,21 +400,25 @@ const METRICS: readonly Entry[] = [
     help: 'Time from a query reaching pgscribe to the end of its answer.',
     bounds: DURATION_BUCKETS_S,
     read: (r, bounds) => {
-      const lat = r.insight?.latency;
-      return lat === undefined ? undefined : { cumulative: lat.cumulative(bounds.map((b) => b * 1000)), count: lat.count, sum: lat.sumMs / 1000 };
+      const lat = latencyOf(r);
+      return lat === null ? undefined : { cumulative: lat.cumulative(bounds.map((b) => b * 1000)), count: lat.count, sum: lat.sumMs / 1000 };
     },
   },
-  gauge('digests', 'Query digests held.', (r) => r.insight?.digestCount, { line: false, json: ['digests', 'entries'] }),
+  gauge('digests', 'Query digests held.', (r) => r.insight?.digests, { line: false, json: ['digests', 'entries'] }),
   counter('digest_evictions', 'Query digests evicted (least total time first) to stay within --digest-max-entries.', (r) => r.insight?.digestEvictions, {
     line: false,
     json: ['digests', 'evictions'],
   }),
-  gauge('start_time', 'Start time of the process since unix epoch in seconds.', (r) => Math.round(r.host.startedAt / 1000), { line: false, prom: 'process_start_time_seconds' }),
+  gauge('start_time', 'Start time of the process since unix epoch in seconds.', (r) => Math.round(r.startedAt / 1000), { line: false, prom: 'process_start_time_seconds' }),
 ];
 
 /** The stats line's fields, in registry order. */
 export function statsLine(host: MetricsHost): Record<string, number> {
-  const r = readings(host);
+  return statsLineOf(readingsOf(host));
+}
+
+/** The stats line's fields of given readings. */
+export function statsLineOf(r: Readings): Record<string, number> {
   const out: Record<string, number> = {};
   for (const e of METRICS) {
     if (e.type === 'family') {
@@ -311,7 +447,11 @@ function prefixed(prefix: string, values: Record<string, number> | null): Record
 
 /** The figures of /stats, nested as declared. */
 export function statsJson(host: MetricsHost): Record<string, unknown> {
-  const r = readings(host);
+  return statsJsonOf(readingsOf(host));
+}
+
+/** The figures of /stats from given readings. */
+export function statsJsonOf(r: Readings): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const e of METRICS) {
     if (e.type === 'family') {
@@ -332,7 +472,11 @@ export function statsJson(host: MetricsHost): Record<string, unknown> {
 
 /** /metrics: the Prometheus text exposition format 0.0.4. */
 export function prometheus(host: MetricsHost): string {
-  const r = readings(host);
+  return prometheusOf(readingsOf(host));
+}
+
+/** /metrics from given readings. */
+export function prometheusOf(r: Readings): string {
   const out: string[] = [];
   const head = (name: string, type: MetricKind | 'histogram', help: string) => out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
   for (const e of METRICS) {

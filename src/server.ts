@@ -15,6 +15,7 @@ import type { TlsSetup } from './tls';
 import { CancelRouter } from './cancel';
 import { ThrottledLine } from './log/ops-throttle';
 import type { WorkerLink } from './processes/worker-link';
+import { listenOn } from './listen';
 
 /** Sockets still in their startup phase beyond the session limit get this much headroom. */
 const STARTUP_HEADROOM = 64;
@@ -111,17 +112,9 @@ export class Server implements ClientHost {
 
   /** Start listening; resolves with the bound address (port 0 picks a free one). */
   listen(): Promise<net.AddressInfo> {
-    const { host, port } = this.config.listen;
     const srv = net.createServer({ noDelay: true }, (sock) => this.accept(sock));
     this.listener = srv;
-    return new Promise((resolve, reject) => {
-      srv.once('error', reject);
-      srv.listen({ host, port }, () => {
-        srv.off('error', reject);
-        srv.on('error', (err) => this.ops.error('listener error', { error: err.message }));
-        resolve(srv.address() as net.AddressInfo);
-      });
-    });
+    return listenOn(srv, this.config.listen, (err) => this.ops.error('listener error', { error: err.message }));
   }
 
   /** A connection the primary accepted for this process (--processes N), with its conn id. */

@@ -4,10 +4,12 @@
  * --admin-token is set (config/checks.ts refuses otherwise); with a token, every request must
  * carry it (`Authorization: Bearer TOKEN`, or `?token=TOKEN` for a browser opening the dashboard).
  * Without a token, only loopback Host names are answered; a POST from another Origin never is.
- * The counters and gauges of /metrics and /stats come from the registry in metrics.ts.
+ * The counters and gauges of /metrics and /stats come from the registry in metrics.ts, read from
+ * an AdminSource (source.ts): this process's own figures, or with --processes N the primary's sum
+ * of every serving process's.
  *
  *   GET  /                 the dashboard (dashboard.html)
- *   GET  /health           200 {"status":"ok"} when listening and the upstream accepts a connection; 503 with the reason
+ *   GET  /health           200 {"status":"ok"} when listening (every serving process up) and the upstream accepts a connection; 503 with the reason
  *   GET  /metrics          Prometheus text format 0.0.4
  *   GET  /stats            the same figures as JSON
  *   GET  /queries?sort=total|calls|mean&limit=N   query digests
@@ -18,11 +20,11 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { HostPort } from '../config';
-import type { Insight } from '../insight';
 import type { OpsLog } from '../log/ops';
-import type { Server } from '../server';
-import { prometheus, statsJson } from '../metrics';
+import { latencySummary, prometheusOf, statsJsonOf } from '../metrics';
+import { listenOn } from '../listen';
 import { dashboardHtml } from './dashboard';
+import type { AdminSource } from './source';
 
 /** How long a /health verdict about the upstream is reused: probes never storm the database. */
 const HEALTH_CACHE_MS = 1000;
@@ -52,8 +54,7 @@ export class AdminServer {
   private readonly tokenDigest: Buffer | null;
 
   constructor(
-    private readonly server: Server,
-    private readonly insight: Insight,
+    private readonly source: AdminSource,
     private readonly ops: OpsLog,
     private readonly opts: AdminOptions,
   ) {
@@ -85,15 +86,7 @@ export class AdminServer {
   }
 
   listen(): Promise<net.AddressInfo> {
-    const { host, port } = this.opts.address;
-    return new Promise((resolve, reject) => {
-      this.http.once('error', reject);
-      this.http.listen({ host, port }, () => {
-        this.http.off('error', reject);
-        this.http.on('error', (err) => this.ops.error('admin server error', { error: err.message }));
-        resolve(this.http.address() as net.AddressInfo);
-      });
-    });
+    return listenOn(this.http, this.opts.address, (err) => this.ops.error('admin server error', { error: err.message }));
   }
 
   close(): Promise<void> {
@@ -133,19 +126,22 @@ export class AdminServer {
         const h = await this.checkHealth();
         send(res, h.ok ? 200 : 503, {
           status: h.ok ? 'ok' : 'unavailable',
-          listening: this.server.listening,
-          upstream: `${this.server.config.upstream.host}:${this.server.config.upstream.port}`,
+          listening: this.source.listening(),
+          upstream: `${this.source.upstream.host}:${this.source.upstream.port}`,
           upstream_connect_ms: h.upstreamMs,
           ...(h.ok ? {} : { reason: h.reason }),
         });
         return;
       }
-      case 'GET /metrics':
+      case 'GET /metrics': {
+        // Gathered before the head is written: a failure (a process that does not answer) is then a 500.
+        const text = await this.metrics();
         res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Cache-Control': 'no-store' });
-        res.end(this.metrics());
+        res.end(text);
         return;
+      }
       case 'GET /stats':
-        send(res, 200, this.stats());
+        send(res, 200, await this.stats());
         return;
       case 'GET /queries': {
         const sort = url.searchParams.get('sort') ?? 'total';
@@ -159,19 +155,17 @@ export class AdminServer {
           send(res, 400, { error: `limit must be an integer 1-${MAX_LIMIT}, got ${JSON.stringify(rawLimit)}` });
           return;
         }
-        send(res, 200, { sort, queries: this.insight.queries(sort, limit) });
+        send(res, 200, { sort, queries: await this.source.queries(sort, limit) });
         return;
       }
       case 'GET /tables':
-        send(res, 200, this.insight.tables());
+        send(res, 200, await this.source.tables());
         return;
       case 'POST /cache/flush': {
-        const cache = this.server.cache;
-        if (cache === null || !cache.cache) {
+        if (!(await this.source.flushCache())) {
           send(res, 409, { error: 'the result cache is off (start pgscribe with --cache)' });
           return;
         }
-        cache.layer.flush();
         this.ops.info('admin: cache flushed', { from: `${req.socket.remoteAddress}:${req.socket.remotePort}` });
         send(res, 200, { flushed: true });
         return;
@@ -213,12 +207,13 @@ export class AdminServer {
     return given !== null && timingSafeEqual(sha256(given), this.tokenDigest);
   }
 
-  /** Listening, and the upstream accepts a TCP connection (verdict reused for a second). */
+  /** Listening (every serving process up), and the upstream accepts a TCP connection (verdict reused for a second). */
   private async checkHealth(): Promise<Health> {
-    if (!this.server.listening) return { at: Date.now(), ok: false, reason: 'pgscribe is not listening (starting or shutting down)', upstreamMs: null };
+    const reason = this.source.unavailable();
+    if (reason !== null) return { at: Date.now(), ok: false, reason, upstreamMs: null };
     const now = Date.now();
     if (this.health !== null && now - this.health.at < HEALTH_CACHE_MS) return this.health;
-    this.probing ??= probeUpstream(this.server.config.upstream, Math.min(this.server.config.limits.connectTimeoutMs, 2000)).then((h) => {
+    this.probing ??= probeUpstream(this.source.upstream, Math.min(this.source.connectTimeoutMs, 2000)).then((h) => {
       this.health = h;
       this.probing = null;
       return h;
@@ -227,20 +222,20 @@ export class AdminServer {
   }
 
   /** The figures of /stats (and of the dashboard): the registry's, with the time, version and latency percentiles. */
-  stats(): Record<string, unknown> {
-    const lat = this.insight.latency;
+  async stats(): Promise<Record<string, unknown>> {
+    const r = await this.source.readings();
     return {
       now: new Date().toISOString(),
-      uptime_s: Math.round((Date.now() - this.server.startedAt) / 100) / 10,
+      uptime_s: Math.round((Date.now() - r.startedAt) / 100) / 10,
       version: this.opts.version,
-      ...statsJson(this.server),
-      latency_ms: lat.count === 0 ? null : { p50: round3(lat.quantile(0.5)), p95: round3(lat.quantile(0.95)), p99: round3(lat.quantile(0.99)) },
+      ...statsJsonOf(r),
+      latency_ms: latencySummary(r),
     };
   }
 
   /** Prometheus text exposition format 0.0.4. */
-  metrics(): string {
-    return prometheus(this.server);
+  async metrics(): Promise<string> {
+    return prometheusOf(await this.source.readings());
   }
 }
 

@@ -75,9 +75,6 @@ export function checkEnvironment(cfg: Config): void {
       `binding the admin server to ${admin.address.host} would let anyone who can reach it read every query's text and flush the cache: set --admin-token, or bind to 127.0.0.1`,
     );
   }
-  if (cfg.processes > 1 && admin.address !== null) {
-    throw new ConfigError('processes', `the admin server does not yet sum ${cfg.processes} processes into one view: run --admin with --processes 1, or turn --admin off`);
-  }
   if (cache.invalidation === 'wal' && (!cache.enabled || cfg.catalog.user === '')) {
     throw new ConfigError('cache-invalidation', `wal reads PostgreSQL's change stream with pgscribe's own connection: it needs --cache and catalog-user${cache.enabled ? '' : ' (--cache is off)'}${cfg.catalog.user === '' ? ' (catalog-user is not set)' : ''}`);
   }

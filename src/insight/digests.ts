@@ -37,7 +37,7 @@
 import { classifySql } from '../sql/classify';
 import { relationName } from '../sql/names';
 import { fingerprintId, normalizeSqlCounting } from './fingerprint';
-import { LatencyHistogram } from './histogram';
+import { LatencyHistogram, type HistogramState } from './histogram';
 import type { TableStats } from './heat';
 import { kthSmallest } from './select';
 import type { DigestKind, DigestView } from './types';
@@ -105,6 +105,28 @@ export class DigestEntry {
       savedMs: usRound(this.savedMs),
     };
   }
+}
+
+/** A digest as plain data, for the primary of --processes N to merge the processes' digests. */
+export interface DigestRecord {
+  key: string;
+  id: string;
+  query: string;
+  kind: DigestKind;
+  tables: string[];
+  cacheable: boolean;
+  calls: number;
+  errors: number;
+  rows: number;
+  totalMs: number;
+  hist: HistogramState;
+  firstSeen: number;
+  lastSeen: number;
+  cacheHits: number;
+  cacheMisses: number;
+  upstreamCalls: number;
+  upstreamMs: number;
+  savedMs: number;
 }
 
 export interface DigestTableOptions {
@@ -201,6 +223,47 @@ export class DigestTable {
         : (e: DigestEntry) => e.totalMs;
     all.sort((a, b) => key(b) - key(a) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     return all.slice(0, Math.max(0, limit)).map((e) => e.view());
+  }
+
+  /** Every digest as plain data. */
+  records(): DigestRecord[] {
+    const out: DigestRecord[] = [];
+    for (const e of this.byKey.values()) {
+      out.push({
+        key: e.key, id: e.id, query: e.query, kind: e.kind, tables: [...e.tables], cacheable: e.cacheable,
+        calls: e.calls, errors: e.errors, rows: e.rows, totalMs: e.totalMs, hist: e.hist.state(),
+        firstSeen: e.firstSeen, lastSeen: e.lastSeen, cacheHits: e.cacheHits, cacheMisses: e.cacheMisses,
+        upstreamCalls: e.upstreamCalls, upstreamMs: e.upstreamMs, savedMs: e.savedMs,
+      });
+    }
+    return out;
+  }
+
+  /**
+   * Adds another table's digests (its records()): the same normal form adds up, a new one is
+   * taken as it is. No eviction: a merged table is built for one answer and thrown away.
+   */
+  absorb(records: readonly DigestRecord[], evictions: number): void {
+    this.evictions += evictions;
+    for (const r of records) {
+      let e = this.byKey.get(r.key);
+      if (e === undefined) {
+        e = new DigestEntry(r.key, r.id, r.query, r.kind, r.tables, r.cacheable, r.firstSeen);
+        this.byKey.set(r.key, e);
+      }
+      e.calls += r.calls;
+      e.errors += r.errors;
+      e.rows += r.rows;
+      e.totalMs += r.totalMs;
+      e.hist.merge(r.hist);
+      e.firstSeen = Math.min(e.firstSeen, r.firstSeen);
+      e.lastSeen = Math.max(e.lastSeen, r.lastSeen);
+      e.cacheHits += r.cacheHits;
+      e.cacheMisses += r.cacheMisses;
+      e.upstreamCalls += r.upstreamCalls;
+      e.upstreamMs += r.upstreamMs;
+      e.savedMs += r.savedMs;
+    }
   }
 
   reset(): void {

@@ -56,6 +56,20 @@ export class TableStats {
   }
 }
 
+/** A table's counters as plain data, for the primary of --processes N to merge. */
+export interface TableRecord {
+  name: string;
+  reads: number;
+  writes: number;
+  cacheHits: number;
+  cacheMisses: number;
+  cacheBypasses: number;
+  cacheableReads: number;
+  savedMs: number;
+  totalMs: number;
+  lastAccess: number;
+}
+
 export interface HeatOptions {
   maxTables: number;
   cacheEnabled: boolean;
@@ -204,6 +218,39 @@ export class TableHeat {
       });
     }
     return out;
+  }
+
+  /** Every table's counters as plain data. */
+  records(): TableRecord[] {
+    const out: TableRecord[] = [];
+    for (const t of this.byName.values()) {
+      out.push({
+        name: t.name, reads: t.reads, writes: t.writes, cacheHits: t.cacheHits, cacheMisses: t.cacheMisses,
+        cacheBypasses: t.cacheBypasses, cacheableReads: t.cacheableReads, savedMs: t.savedMs, totalMs: t.totalMs, lastAccess: t.lastAccess,
+      });
+    }
+    return out;
+  }
+
+  /** Adds another heat's tables (its records()); no eviction (a merged heat serves one answer). */
+  absorb(records: readonly TableRecord[], evictions: number): void {
+    this.evictions += evictions;
+    for (const r of records) {
+      let t = this.byName.get(r.name);
+      if (t === undefined) {
+        t = new TableStats(r.name);
+        this.byName.set(r.name, t);
+      }
+      t.reads += r.reads;
+      t.writes += r.writes;
+      t.cacheHits += r.cacheHits;
+      t.cacheMisses += r.cacheMisses;
+      t.cacheBypasses += r.cacheBypasses;
+      t.cacheableReads += r.cacheableReads;
+      t.savedMs += r.savedMs;
+      t.totalMs += r.totalMs;
+      t.lastAccess = Math.max(t.lastAccess, r.lastAccess);
+    }
   }
 
   reset(): void {

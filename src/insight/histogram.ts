@@ -30,6 +30,21 @@ function lowerUs(e: number, sub: number): number {
   return 2 ** e * (1 + sub / SUB);
 }
 
+/** A LatencyHistogram as plain data (JSON-safe): see LatencyHistogram.state(). */
+export interface HistogramState {
+  /** The first octave of the bucket indexes. */
+  lo: number;
+  /** [index, count] of the buckets that hold observations. */
+  buckets: [number, number][];
+  under: number;
+  over: number;
+  n: number;
+  sum: number;
+  /** 0 when n is 0. */
+  min: number;
+  max: number;
+}
+
 export class LatencyHistogram {
   private counts: Float64Array | null = null;
   /** First octave held in counts, and one past the last. */
@@ -162,6 +177,35 @@ export class LatencyHistogram {
       res.push(k);
     }
     return res;
+  }
+
+  /**
+   * Everything recorded, as plain data (for another process to merge: --processes N). Only the
+   * buckets that hold observations are listed, as [index, count] pairs from octave `lo`.
+   */
+  state(): HistogramState {
+    const buckets: [number, number][] = [];
+    const c = this.counts;
+    if (c !== null) for (let i = 0; i < c.length; i++) if (c[i]! > 0) buckets.push([i, c[i]!]);
+    return { lo: this.lo, buckets, under: this.under, over: this.over, n: this.n, sum: this.sum, min: this.n === 0 ? 0 : this.min, max: this.n === 0 ? 0 : this.max };
+  }
+
+  /** Adds another histogram's observations (its state()): the result is as if this one had recorded them too. */
+  merge(s: HistogramState): void {
+    if (!(s.n > 0)) return;
+    this.n += s.n;
+    this.sum += s.sum;
+    if (s.min < this.min) this.min = s.min;
+    if (s.max > this.max) this.max = s.max;
+    this.under += s.under;
+    this.over += s.over;
+    for (const [i, count] of s.buckets) {
+      const e = s.lo + (i >> SUB_BITS);
+      if (!(e >= 0 && e < OCTAVES) || !(count > 0)) continue;
+      if (e < this.lo || e >= this.hi || this.counts === null) this.cover(e);
+      const j = (e - this.lo) * SUB + (i & (SUB - 1));
+      this.counts![j] = this.counts![j]! + count;
+    }
   }
 
   reset(): void {

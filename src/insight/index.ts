@@ -10,17 +10,25 @@
  * costs a classification and, when full, a batch eviction every maxDigests/10 new digests.
  * Sorting, views, temperatures and recommendations happen only in queries() and tables().
  */
-import { DigestTable, type DigestEntry } from './digests';
-import { TableHeat, type TableStats } from './heat';
+import { DigestTable, type DigestEntry, type DigestRecord } from './digests';
+import { TableHeat, type TableRecord, type TableStats } from './heat';
 import { LatencyHistogram } from './histogram';
 import type { CompletionSample, DigestView, InsightOptions, Recommendation, TableView } from './types';
 
 export type {
   CacheOutcome, CompletionSample, DigestKind, DigestView, InsightOptions, Recommendation, TableView, Temperature,
 } from './types';
-export { LatencyHistogram } from './histogram';
+export { LatencyHistogram, type HistogramState } from './histogram';
+export type { DigestRecord } from './digests';
+export type { TableRecord } from './heat';
 export { fingerprintId, normalizeSql } from './fingerprint';
 export { rule, suggestedTtl } from './heat';
+
+/** One process's digests or tables as plain data, with its eviction count: what the primary of --processes N merges. */
+export interface InsightPart<R> {
+  records: R[];
+  evictions: number;
+}
 
 export class Insight {
   /** Every completion (hits included). */
@@ -142,6 +150,26 @@ export class Insight {
 
   get errors(): number {
     return this.failed;
+  }
+
+  /** The digests as plain data (for /queries summed over processes). */
+  digestPart(): InsightPart<DigestRecord> {
+    return { records: this.digests.records(), evictions: this.digests.evictions };
+  }
+
+  /** The tables as plain data (for /tables summed over processes). */
+  tablePart(): InsightPart<TableRecord> {
+    return { records: this.heat.records(), evictions: this.heat.evictions };
+  }
+
+  /** Adds another process's digests: a digest seen by several processes adds up, as if one had seen it all. */
+  absorbDigests(part: InsightPart<DigestRecord>): void {
+    this.digests.absorb(part.records, part.evictions);
+  }
+
+  /** Adds another process's tables (their temperatures and advice are then those of the sum). */
+  absorbTables(part: InsightPart<TableRecord>): void {
+    this.heat.absorb(part.records, part.evictions);
   }
 
   /** Forgets everything: digests, tables, the histogram and the counters. */

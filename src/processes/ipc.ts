@@ -33,10 +33,17 @@ export interface InvalidatedMessage { t: 'invalidated'; req: number }
 export interface HupMessage { t: 'hup' }
 /** SIGUSR2 reached the primary: print this process's stats line and send its figures. */
 export interface StatsRequestMessage { t: 'stats'; req: number }
+/**
+ * What the admin server, which runs in the primary, needs of every process: its figures (the
+ * metrics' Readings), its query digests or its table heat as plain data, or a cache flush.
+ */
+export type AdminQuery = 'readings' | 'digests' | 'tables' | 'flush';
+/** Answer the admin server's question (AdminAnswerMessage). */
+export interface AdminAskMessage { t: 'admin'; req: number; q: AdminQuery }
 /** Shut down as on SIGTERM (the primary waits for the exit). */
 export interface StopMessage { t: 'stop'; signal: string }
 
-export type ToWorker = ConnMessage | AdmittedMessage | CancelMessage | InvalidateMessage | InvalidatedMessage | HupMessage | StatsRequestMessage | StopMessage;
+export type ToWorker = ConnMessage | AdmittedMessage | CancelMessage | InvalidateMessage | InvalidatedMessage | HupMessage | StatsRequestMessage | AdminAskMessage | StopMessage;
 
 // ---- serving process -> primary ------------------------------------------------------------
 
@@ -58,12 +65,14 @@ export interface InvalidateAskMessage { t: 'invalidate'; req: number; db: string
 export interface InvalidateAckMessage { t: 'invalidate-ack'; req: number }
 /** The figures of this process's stats line, answering StatsRequestMessage `req`. */
 export interface StatsMessage { t: 'stats'; req: number; fields: Record<string, number | string | boolean | undefined> }
+/** The answer to AdminAskMessage `req` (Readings, InsightPart, or for a flush whether the cache is on). */
+export interface AdminAnswerMessage { t: 'admin-answer'; req: number; data: unknown }
 /** This process is shutting down (SIGTERM sent to it, or the primary's stop): hand it no more connections. */
 export interface DrainingMessage { t: 'draining' }
 /** Shut down: the query log lines this process handed to the primary in all. */
 export interface ByeMessage { t: 'bye'; lines: number }
 
-export type ToPrimary = ReadyMessage | AdmitMessage | GoneMessage | ReleaseMessage | CancelAskMessage | CancelAnswerMessage | InvalidateAskMessage | InvalidateAckMessage | StatsMessage | DrainingMessage | ByeMessage;
+export type ToPrimary = ReadyMessage | AdmitMessage | GoneMessage | ReleaseMessage | CancelAskMessage | CancelAnswerMessage | InvalidateAskMessage | InvalidateAckMessage | StatsMessage | AdminAnswerMessage | DrainingMessage | ByeMessage;
 
 /** A message of the right shape from the other side (anything else is ignored, and is a bug). */
 export function isMessage<T extends { t: string }>(m: unknown): m is T {

@@ -28,13 +28,17 @@ import type { Config } from '../config';
 import type { FdSink } from '../log/fd-sink';
 import type { OpsLog } from '../log/ops';
 import { ThrottledLine } from '../log/ops-throttle';
-import { LOG_PIPE_FD, PROCESS_INDEX_ENV, isMessage, type ToPrimary, type ToWorker } from './ipc';
+import { LOG_PIPE_FD, PROCESS_INDEX_ENV, isMessage, type AdminQuery, type ToPrimary, type ToWorker } from './ipc';
 import { LogFunnel } from './log-funnel';
+import { totalOf } from '../metrics';
+import { listenOn } from '../listen';
 
 /** A process that dies sooner than this after its start counts as crash-looping: its restart waits longer. */
 const STABLE_MS = 10_000;
 const RESTART_MIN_MS = 100;
 const RESTART_MAX_MS = 5_000;
+/** How long an admin question waits for the processes' answers: a process that takes longer is stuck, and the request fails saying so. */
+const ADMIN_WAIT_MS = 2_000;
 
 interface Proc {
   index: number;
@@ -53,6 +57,15 @@ interface Proc {
   /** Resolves once settled. */
   gone: Promise<void>;
   markGone: () => void;
+}
+
+/** An admin question waiting for every ready process's answer. */
+interface AdminWait {
+  waiting: Set<Proc>;
+  answers: unknown[];
+  resolve: (answers: unknown[]) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
 }
 
 /** One relayed question (a cancel, an invalidation) waiting for the other processes' answers. */
@@ -88,6 +101,9 @@ export class Primary {
   private nextReq = 1;
   private readonly relays = new Map<number, Relay>();
   private readonly statsWaits = new Map<number, { waiting: Set<Proc>; fields: Record<string, number>[] }>();
+  private readonly adminWaits = new Map<number, AdminWait>();
+  /** Date.now() at construction: the start of the whole pgscribe, whichever process restarted since. */
+  readonly startedAt = Date.now();
   private stopping = false;
   private readonly funnel: LogFunnel | null;
   private readonly unknownKey: ThrottledLine;
@@ -111,6 +127,39 @@ export class Primary {
     return this.o.cfg.processes;
   }
 
+  /** The listening socket is open, and no stop has begun. */
+  get listening(): boolean {
+    return !this.stopping && this.listener !== null && this.listener.listening;
+  }
+
+  /** The indexes of the serving processes not ready now (starting, restarting after a crash, or draining). */
+  notReady(): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < this.processCount; i++) if (this.procs[i]?.ready !== true) out.push(i);
+    return out;
+  }
+
+  /**
+   * Every ready process's answer to an admin question (each process answers from its own event
+   * loop, between its clients' messages). Rejects, naming them, when some do not answer within
+   * ADMIN_WAIT_MS; a process that exits meanwhile is left out.
+   */
+  ask(q: AdminQuery): Promise<unknown[]> {
+    const live = this.live();
+    if (live.length === 0) return Promise.resolve([]);
+    const req = this.nextReq++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.adminWaits.delete(req);
+        const late = [...w.waiting].map((p) => p.index).join(', ');
+        reject(new Error(`serving process ${late} did not answer within ${ADMIN_WAIT_MS} ms (stuck, or its event loop is saturated)`));
+      }, ADMIN_WAIT_MS);
+      const w: AdminWait = { waiting: new Set(live), answers: [], resolve, reject, timer };
+      this.adminWaits.set(req, w);
+      for (const p of live) this.send(p, { t: 'admin', req, q });
+    });
+  }
+
   /** Start every process; resolves once all are ready. */
   start(): Promise<void> {
     const all = new Promise<void>((resolve, reject) => (this.starting = { resolve, reject }));
@@ -120,17 +169,9 @@ export class Primary {
 
   /** Listen (after start()); resolves with the bound address. */
   listen(): Promise<net.AddressInfo> {
-    const { host, port } = this.o.cfg.listen;
     const srv = net.createServer({ pauseOnConnect: true, noDelay: true }, (sock) => this.dispatch(sock));
     this.listener = srv;
-    return new Promise((resolve, reject) => {
-      srv.once('error', reject);
-      srv.listen({ host, port }, () => {
-        srv.off('error', reject);
-        srv.on('error', (err) => this.o.ops.error('listener error', { error: err.message }));
-        resolve(srv.address() as net.AddressInfo);
-      });
-    });
+    return listenOn(srv, this.o.cfg.listen, (err) => this.o.ops.error('listener error', { error: err.message }));
   }
 
   /** SIGHUP: reopen the log here, reload certificates in every process. */
@@ -209,6 +250,7 @@ export class Primary {
       else if (r.waiting.delete(p)) this.maybeFinish(req, r);
     }
     for (const [req, s] of this.statsWaits) if (s.waiting.delete(p) && s.waiting.size === 0) this.finishStats(req);
+    for (const [req, w] of this.adminWaits) if (w.waiting.delete(p)) this.maybeAnswer(req, w);
     if (this.starting !== null) {
       // A setting or a resource it cannot get: starting it again would fail again.
       this.starting.reject(new Error(`process ${p.index} exited (${signal ?? `code ${code}`}) before it was ready`));
@@ -337,6 +379,13 @@ export class Primary {
         if (s.waiting.size === 0) this.finishStats(m.req);
         return;
       }
+      case 'admin-answer': {
+        const w = this.adminWaits.get(m.req);
+        if (w === undefined || !w.waiting.delete(p)) return;
+        w.answers.push(m.data);
+        this.maybeAnswer(m.req, w);
+        return;
+      }
       case 'draining':
         p.ready = false;
         return;
@@ -352,6 +401,13 @@ export class Primary {
     this.relays.delete(req);
     if (r.kind === 'invalidate') this.send(r.from, { t: 'invalidated', req: r.fromReq });
     else if (!r.found) this.unknownKey.log({ client: r.client, pid: r.pid });
+  }
+
+  private maybeAnswer(req: number, w: AdminWait): void {
+    if (w.waiting.size > 0) return;
+    this.adminWaits.delete(req);
+    clearTimeout(w.timer);
+    w.resolve(w.answers);
   }
 
   private finishStats(req: number): void {
@@ -373,20 +429,4 @@ export class Primary {
       // Its channel closed between the check and the send: its exit handler tidies up.
     }
   }
-}
-
-/**
- * The processes' stats lines summed: counters and gauges add; maxima and percentiles are not
- * sums, so the total shows the largest of them (a percentile of the whole is not recoverable
- * from the parts' percentiles).
- */
-export function totalOf(lines: readonly Record<string, number>[]): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const l of lines) {
-    for (const [k, v] of Object.entries(l)) {
-      const notSummed = /(^|_)(p\d+|max|min|uptime|ratio)(_|$)/.test(k);
-      out[k] = k in out ? (notSummed ? Math.max(out[k]!, v) : out[k]! + v) : v;
-    }
-  }
-  return out;
 }

@@ -9,7 +9,7 @@
  * The process's parts register what to do on each message (`on`); the link knows none of them.
  */
 import type * as net from 'node:net';
-import { isMessage, type ToPrimary, type ToWorker } from './ipc';
+import { isMessage, type AdminQuery, type ToPrimary, type ToWorker } from './ipc';
 
 export interface WorkerHandlers {
   /** A client connection for this process, with its conn id (unique across processes). */
@@ -25,6 +25,8 @@ export interface WorkerHandlers {
   reload(): void;
   /** This process's stats line figures (it prints its line too). */
   stats(): Record<string, number | string | boolean | undefined>;
+  /** The admin server in the primary asks for this process's figures, digests or tables, or a cache flush (plain data). */
+  admin(q: AdminQuery): unknown;
   /** SIGTERM or SIGINT at the primary: shut down. */
   stop(signal: string): void;
 }
@@ -174,6 +176,9 @@ export class WorkerLink {
         return;
       case 'stats':
         if (h !== null) this.send({ t: 'stats', req: m.req, fields: h.stats() });
+        return;
+      case 'admin':
+        if (h !== null) this.send({ t: 'admin-answer', req: m.req, data: h.admin(m.q) });
         return;
       case 'stop':
         if (h === null) this.pendingStop = m.signal;

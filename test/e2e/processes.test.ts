@@ -1,10 +1,12 @@
 // --processes N (issue 17) with the real proxy (dist/main.js) in front of a real PostgreSQL 15:
 // connections spread over the processes, one max-connections, cancel requests reaching the
 // process that holds the key, a write through one process dropping what another cached before
-// its ReadyForQuery, one line-whole query log across SIGHUP rotations under load, and a
-// process killed under load while the others' sessions carry on.
+// its ReadyForQuery, one line-whole query log across SIGHUP rotations under load, a process
+// killed under load (own sessions, and pgbench) while the others' sessions carry on, and one
+// admin view summed over the processes.
 import t from 'tap';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { PG_BIN, startCluster, USERS, type PgCluster } from '../harness/pg-cluster';
 import { proxyFixture } from '../helpers/fixture';
@@ -13,6 +15,7 @@ import { run } from '../harness/run';
 import { sleep, waitFor } from '../harness/time';
 import { admin } from '../helpers/safe-cache';
 import type { Proxy } from '../harness/proxy';
+import { parseProm, value as promValue } from '../helpers/prom';
 
 const USER = USERS.trust.user;
 const PGBENCH = fs.existsSync(path.join(PG_BIN, 'pgbench')) ? path.join(PG_BIN, 'pgbench') : 'pgbench';
@@ -242,4 +245,153 @@ t.test('a process killed under load: its sessions close, the others carry on, a 
   t.same(bad, [], 'the log stays line-whole');
   const exit = await p.stop('SIGTERM');
   t.same(exit, { code: 0, signal: null }, 'and the proxy still shuts down cleanly');
+});
+
+/** The admin server of a proxy started with --admin 127.0.0.1:0: its address from the listening line. */
+async function adminOf(p: Proxy): Promise<{ line: string; get(path: string, method?: string): Promise<{ status: number; text: string }>; json<T = Record<string, unknown>>(path: string): Promise<T> }> {
+  const line = await p.waitStderr(/admin server listening admin=http:\/\/127\.0\.0\.1:(\d+)\//);
+  const base = `http://127.0.0.1:${/:(\d+)\//.exec(line.slice(line.indexOf('admin=')))![1]}`;
+  const get = async (path: string, method = 'GET') => {
+    const r = await fetch(base + path, { method });
+    return { status: r.status, text: await r.text() };
+  };
+  return {
+    line,
+    get,
+    async json<T>(path: string) {
+      const r = await get(path);
+      if (r.status !== 200) throw new Error(`${path}: ${r.status} ${r.text}`);
+      return JSON.parse(r.text) as T;
+    },
+  };
+}
+
+t.test('one admin view: /metrics, /stats, /queries and /tables sum the processes; /health fails while one is down; a flush reaches all', async (t) => {
+  const p = await fx.launch(['--processes', '2', '--admin', '127.0.0.1:0', '--cache', '--cache-ttl', '3600000', '--catalog-user', 'postgres']);
+  const admin = await adminOf(p);
+  t.notMatch(admin.line, /process=/, 'the primary serves the admin server (the processes answer it over IPC)');
+  const m0 = parseProm((await admin.get('/metrics')).text);
+  const a = await fx.session(p.port);
+  const b = await fx.session(p.port);
+  t.same(await sessionsByProcess(p, 2), { each: [1, 1], total: 2 }, 'one session in each process');
+  const read = 'select id from pr_rw where id = 1';
+  for (let i = 0; i < 10; i++) {
+    await expectValue(t, a, read, '1', `a read ${i}`);
+    await expectValue(t, b, read, '1', `b read ${i}`);
+  }
+  const m1 = parseProm((await admin.get('/metrics')).text);
+  const d = (name: string, labels: Record<string, string> = {}) => promValue(m1, name, labels) - promValue(m0, name, labels);
+  t.equal(d('pgscribe_messages_total', { type: 'Q' }), 20, "20 Q messages: both processes' counters");
+  t.equal(d('pgscribe_cache_misses_total'), 2, 'one miss in each process (each has its own L1)');
+  t.equal(d('pgscribe_cache_hits_total'), 18, 'and nine hits in each');
+  t.equal(d('pgscribe_query_duration_seconds_count'), 20, 'the latency histograms merged');
+  t.equal(promValue(m1, 'pgscribe_sessions'), 2, 'sessions of both processes');
+  t.equal(promValue(m1, 'pgscribe_processes'), 2);
+  t.equal(promValue(m1, 'pgscribe_processes_up'), 2);
+  t.equal(promValue(m1, 'pgscribe_up'), 1, "up: the primary's listener");
+
+  const stats = await admin.json<{ connections: { sessions: number }; processes: unknown; completed: number; latency_ms: unknown }>('/stats');
+  t.equal(stats.connections.sessions, 2);
+  t.same(stats.processes, { configured: 2, up: 2 }, '/stats says how many processes serve');
+  t.ok(stats.completed >= 20 && stats.latency_ms !== null, '/stats: completions and latency percentiles of both');
+  const queries = await admin.json<{ queries: { query: string; calls: number; cacheHits: number }[] }>('/queries?sort=calls&limit=10');
+  const digest = queries.queries.find((q) => q.query === 'select id from pr_rw where id = $1');
+  t.match(digest, { calls: 20, cacheHits: 18 }, "/queries: one digest, the two processes' calls and hits added");
+  const tables = await admin.json<{ tables: { table: string; reads: number; cacheHits: number }[] }>('/tables');
+  t.match(tables.tables.find((x) => x.table === 'pr_rw'), { reads: 20, cacheHits: 18 }, '/tables: the table read in both processes, summed');
+  t.equal((await admin.get('/health')).status, 200, '/health: every process up');
+
+  const flush = await admin.get('/cache/flush', 'POST');
+  t.equal(flush.status, 200, 'POST /cache/flush');
+  await expectValue(t, a, read, '1', 'a after the flush');
+  await expectValue(t, b, read, '1', 'b after the flush');
+  const m2 = parseProm((await admin.get('/metrics')).text);
+  t.equal(promValue(m2, 'pgscribe_cache_misses_total') - promValue(m1, 'pgscribe_cache_misses_total'), 2, "the flush emptied both processes' caches: two misses");
+
+  // A stuck process: the admin answer says which one rather than a partial sum.
+  const pid1 = await servingPid(p, 1);
+  process.kill(pid1, 'SIGSTOP');
+  try {
+    const stuck = await admin.get('/metrics');
+    t.equal(stuck.status, 500, 'a process that does not answer fails the request');
+    t.match(stuck.text, /serving process 1 did not answer within 2000 ms/, 'and names it');
+  } finally {
+    process.kill(pid1, 'SIGCONT');
+  }
+  t.equal((await admin.get('/metrics')).status, 200, 'it answers again once it runs');
+
+  // A dead process: /health fails (naming it) until its replacement is ready.
+  const pid0 = await servingPid(p, 0);
+  process.kill(pid0, 'SIGKILL');
+  const down = await waitFor(
+    async () => {
+      const h = await admin.get('/health');
+      return h.status === 503 ? h : undefined;
+    },
+    { timeoutMs: 5000, intervalMs: 5, timeout: () => '/health never failed while process 0 was down' },
+  );
+  t.match(JSON.parse(down.text), { status: 'unavailable', reason: /serving process 0 of 2 is not ready/ }, '/health: 503 naming the process');
+  await p.waitStderr(/INFO serving process ready again process=0/, 10_000);
+  t.equal((await admin.get('/health')).status, 200, '/health: 200 again once the new process is ready');
+  const m3 = parseProm((await admin.get('/metrics')).text);
+  t.equal(promValue(m3, 'pgscribe_processes_up'), 2);
+  const exit = await p.stop('SIGTERM');
+  t.same(exit, { code: 0, signal: null }, 'the admin server closes with the primary');
+});
+
+t.test('a process killed under pgbench: the clients in the other process finish with no failed transaction, new sessions succeed, the log stays whole', async (t) => {
+  const p = await fx.launch(['--processes', '2']);
+  const pid0 = await servingPid(p, 0);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pgscribe-kill-pgbench-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const started = Date.now();
+  const bench = run(
+    PGBENCH,
+    ['-n', '-S', '-M', 'extended', '-c', '4', '-j', '1', '-T', '6', '-l', '--log-prefix', path.join(dir, 'tx'), '-h', '127.0.0.1', '-p', String(p.port), '-U', 'postgres', 'postgres'],
+    { timeoutMs: 60_000 },
+  );
+  const spread = await waitFor(
+    async () => {
+      const s = await sessionsByProcess(p, 2);
+      return s.total === 4 ? s : undefined;
+    },
+    { timeoutMs: 10_000, intervalMs: 100, timeout: () => 'pgbench did not connect its 4 clients' },
+  );
+  t.same(spread.each, [2, 2], "two of pgbench's clients in each process");
+  await sleep(1500);
+  const killedAt = Date.now();
+  process.kill(pid0, 'SIGKILL');
+  const r = await bench;
+  const aborted = [...r.stderr.matchAll(/client (\d+) aborted/g)].map((m) => Number(m[1]));
+  t.equal(aborted.length, 2, `the two clients of the killed process abort, no other (${r.stderr.trim().split('\n').slice(0, 4).join(' | ')})`);
+  t.match(r.stdout, /number of failed transactions: 0 \(0\.000%\)/, 'pgbench counts no failed transaction');
+  // pgbench's transaction log: client, transaction number, latency in µs (or failed/skipped), script, epoch s, µs.
+  const times = new Map<number, number[]>();
+  let failed = 0;
+  for (const f of fs.readdirSync(dir)) {
+    for (const line of fs.readFileSync(path.join(dir, f), 'utf8').split('\n')) {
+      const m = /^(\d+) \d+ (\S+) \d+ (\d+) (\d+)/.exec(line);
+      if (m === null) continue;
+      if (!/^\d+$/.test(m[2]!)) failed++;
+      const client = Number(m[1]);
+      if (!times.has(client)) times.set(client, []);
+      times.get(client)!.push(Number(m[3]) * 1000 + Number(m[4]) / 1000);
+    }
+  }
+  t.equal(failed, 0, 'no transaction in the log failed');
+  const survivors = [0, 1, 2, 3].filter((c) => !aborted.includes(c));
+  t.equal(survivors.length, 2);
+  for (const c of survivors) {
+    const mine = times.get(c) ?? [];
+    const after = mine.filter((x) => x > killedAt + 500).length;
+    t.ok(after > 50, `client ${c}, in the other process, ran on after the kill (${after} transactions from 0.5 s after it)`);
+    t.ok(Math.max(...mine) > started + 5000, `client ${c} ran to the end of the 6 s run`);
+  }
+  for (const c of aborted) t.ok(Math.max(...(times.get(c) ?? [0])) < killedAt + 500, `client ${c} stopped at the kill`);
+  await p.waitStderr(/INFO serving process ready again process=0/, 10_000);
+  for (let i = 0; i < 4; i++) await expectValue(t, await fx.session(p.port), 'select 8', '8', `new session ${i} after the restart`);
+  const bad = p.logLines().filter((l) => !LOG_LINE.test(l));
+  t.same(bad, [], 'the query log stays line-whole');
+  const exit = await p.stop('SIGTERM');
+  t.same(exit, { code: 0, signal: null });
 });

@@ -216,3 +216,32 @@ t.test('kthSmallest', async (t) => {
     for (const k of [0, n >> 1, n - 1]) t.equal(kthSmallest(Float64Array.from(xs), k), sorted[k], `n=${n} k=${k}`);
   }
 });
+
+t.test('--processes N: digests and tables merged from two processes equal one process that saw everything', async (t) => {
+  const texts = ['select a from t where id = $1', 'select * from u join t on u.id = t.uid', 'update t set a = 1 where id = 2', 'begin', 'select 1', 'insert into u values (3)'];
+  const outcomes: Array<CompletionSample['cache']> = [undefined, 'miss', 'hit', 'bypass'];
+  const one = new Insight({ cacheEnabled: true, minAccesses: 5 });
+  const parts = [new Insight({ cacheEnabled: true, minAccesses: 5 }), new Insight({ cacheEnabled: true, minAccesses: 5 })];
+  for (let i = 0; i < 600; i++) {
+    // Durations in eighths of a millisecond: every sum is exact in binary, whatever its order.
+    const s: CompletionSample = { sql: texts[(i * 7) % texts.length]!, ms: ((i * 37) % 400) / 8, rows: i % 3, error: i % 17 === 0, cache: outcomes[i % 4], flight: undefined, now: NOW - 1000 + i };
+    one.record(s);
+    parts[(i * 13) % 5 < 2 ? 0 : 1]!.record(s);
+  }
+  const merged = new Insight({ cacheEnabled: true, minAccesses: 5 });
+  // Through JSON, as over the IPC channel.
+  for (const p of parts) merged.absorbDigests(JSON.parse(JSON.stringify(p.digestPart())));
+  for (const p of parts) merged.absorbTables(JSON.parse(JSON.stringify(p.tablePart())));
+  for (const sort of ['total', 'calls', 'mean'] as const) {
+    // Time saved is estimated per process (from that process's own upstream runs): it adds up, but differs from one process's estimate.
+    const strip = (v: ReturnType<Insight['queries']>) => v.map(({ savedMs: _, ...rest }) => rest);
+    t.strictSame(strip(merged.queries(sort, 50)), strip(one.queries(sort, 50)), `/queries sorted by ${sort}: every figure of every digest, percentiles included`);
+  }
+  const saved = (ins: Insight) => ins.queries('total', 50).reduce((a, d) => a + d.savedMs, 0);
+  const sumOfParts = saved(parts[0]!) + saved(parts[1]!);
+  // Each view rounds to the µs: the sums may differ by that much per digest.
+  t.ok(sumOfParts > 0 && Math.abs(saved(merged) - sumOfParts) <= 0.001 * texts.length, `time saved is the sum of the processes' estimates (${saved(merged)} vs ${sumOfParts} ms)`);
+  const noSaved = (r: ReturnType<Insight['tables']>) => ({ ...r, tables: r.tables.map(({ savedMs: _, ...rest }) => rest) });
+  t.strictSame(noSaved(merged.tables(NOW)), noSaved(one.tables(NOW)), '/tables: counters, temperatures and recommendations of the sum');
+  t.ok(one.tables(NOW).recommendations.length > 0, 'the comparison covers recommendations');
+});

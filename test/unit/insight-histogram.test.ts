@@ -136,3 +136,32 @@ t.test('reset', async (t) => {
   t.equal(h.quantile(0.5), 2);
   t.equal(h.minMs, 2);
 });
+
+t.test('merge (--processes N): histograms recorded apart and merged through JSON equal one that recorded everything', async (t) => {
+  for (const [name, gen] of DISTRIBUTIONS) {
+    const r = rng(7);
+    const whole = new LatencyHistogram();
+    const parts = [new LatencyHistogram(), new LatencyHistogram(), new LatencyHistogram()];
+    for (let i = 0; i < 5000; i++) {
+      // Some below 1 µs and some past 134 s: the under- and overflow buckets merge too.
+      const x = i % 997 === 0 ? 0.0001 : i % 991 === 0 ? 200_000 : gen(r);
+      whole.record(x);
+      parts[i % 3 === 0 ? 0 : i % 5 === 0 ? 1 : 2]!.record(x);
+    }
+    const merged = new LatencyHistogram();
+    merged.merge(new LatencyHistogram().state()); // an empty one changes nothing
+    for (const p of parts) merged.merge(JSON.parse(JSON.stringify(p.state())));
+    t.equal(merged.count, whole.count, `${name}: count`);
+    t.equal(merged.minMs, whole.minMs, `${name}: min`);
+    t.equal(merged.maxMs, whole.maxMs, `${name}: max`);
+    t.ok(Math.abs(merged.sumMs - whole.sumMs) <= 1e-9 * whole.sumMs, `${name}: sum`);
+    for (const q of [0, 0.01, 0.5, 0.9, 0.99, 0.999, 1]) t.equal(merged.quantile(q), whole.quantile(q), `${name}: q=${q}`);
+    const bounds = [0.0005, 0.01, 0.1, 1, 10, 100, 1000, 150_000];
+    t.strictSame(merged.cumulative(bounds), whole.cumulative(bounds), `${name}: Prometheus buckets`);
+    t.strictSame({ ...merged.state(), sum: 0 }, { ...whole.state(), sum: 0 }, `${name}: the same buckets (the sum differs only by the order of additions)`);
+  }
+  const empty = new LatencyHistogram();
+  empty.merge(new LatencyHistogram().state());
+  t.equal(empty.count, 0, 'empty merged with empty');
+  t.ok(Number.isNaN(empty.quantile(0.5)), 'still empty');
+});

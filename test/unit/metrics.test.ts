@@ -3,7 +3,7 @@
 // read. The end-to-end tests (stats, admin, cache-l2) check the same outputs through the proxy.
 import t from 'tap';
 import { Insight } from '../../src/insight';
-import { prometheus, statsJson, statsLine, cacheFields, type MetricsHost } from '../../src/metrics';
+import { prometheus, prometheusOf, readingsOf, statsJson, statsJsonOf, statsLine, statsLineOf, sumReadings, cacheFields, latencySummary, type MetricsHost } from '../../src/metrics';
 import { parseProm, value } from '../helpers/prom';
 
 const CACHE = { hits: 9, misses: 1, stores: 1, evictions: 0, expirations: 2, invalidations: 3, stale_skips: 0, bypasses: 0, leaders: 5, waiters: 6, reruns: 1, entries: 4, bytes: 999 };
@@ -160,4 +160,34 @@ t.test('wal mode: the change streams on the stats line, in /stats and in /metric
   tt.notOk(Object.keys(statsLine(base)).some((k) => k.startsWith('wal_')), 'ttl mode: no wal_ fields');
   tt.notOk('wal' in statsJson(base), 'nor a wal key in /stats');
   tt.notMatch(prometheus(base), /pgscribe_wal_/, 'nor wal families in /metrics');
+});
+
+t.test('--processes N: the sum of two processes, through JSON as over IPC', async (tt) => {
+  const a = host({ cache: { ...CACHE, ...L2 }, insight: true });
+  const b = host({ cache: { ...CACHE, ...L2, l2_available: 0 }, insight: true });
+  (b.insight as Insight).record({ sql: 'select 9', ms: 40, rows: 1, error: false, cache: undefined, flight: undefined, now: 1000 });
+  const wal = { streams: 1, commits: 5, lag_p99_ms: 3, lag_max_ms: 9 };
+  const wal2 = { streams: 1, commits: 7, lag_p99_ms: 8, lag_max_ms: 4 };
+  const ra = { ...readingsOf(a), wal };
+  const rb = { ...readingsOf(b), wal: wal2 };
+  const sum = sumReadings([JSON.parse(JSON.stringify(ra)), JSON.parse(JSON.stringify(rb))]);
+  const line = statsLineOf(sum);
+  tt.match(line, { clients: 6, sessions: 4, connections_total: 14, bytes_from_clients: 2000, log_lines: 28, messages_q: 22, upstream_errors: 8, queries_completed: 25, query_errors: 2 }, 'counters and gauges add');
+  tt.equal(line['rss'], ra.rss + rb.rss, 'memory adds');
+  tt.equal(line['cache_hits'], 18, 'cache counters add');
+  tt.equal(line['cache_l2_available'], 0, 'L2 counts as up only while it is up in every process');
+  tt.match(line, { wal_streams: 2, wal_commits: 12, wal_lag_p99_ms: 8, wal_lag_max_ms: 9 }, 'wal: streams and commits add, lag percentiles and maxima take the largest');
+  tt.equal(sum.insight!.latency.n, 25, 'the latency histograms merged');
+  tt.ok(sum.insight!.latency.max === 40, 'with the slow query of one process');
+  tt.equal(latencySummary(sum)!.p99, 40, "the p99 of all queries comes from the merged histogram, not from either process's p99");
+  sum.processes = { configured: 3, up: 2 };
+  const m = parseProm(prometheusOf(sum));
+  tt.equal(value(m, 'pgscribe_processes'), 3);
+  tt.equal(value(m, 'pgscribe_processes_up'), 2);
+  tt.equal(value(m, 'pgscribe_query_duration_seconds_count'), 25);
+  tt.equal(value(m, 'pgscribe_cache_l2_up'), 0);
+  tt.match(statsJsonOf(sum), { processes: { configured: 3, up: 2 }, connections: { clients: 6 } }, '/stats says how many processes serve');
+  tt.notOk('processes' in statsJson(a), 'one process: no processes key');
+  tt.notOk(/pgscribe_processes/.test(prometheus(a)), 'nor a processes family');
+  tt.strictSame(Object.keys(statsLine(a)), Object.keys(statsLineOf(readingsOf(a))), 'one process renders its own readings');
 });

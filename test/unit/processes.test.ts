@@ -4,9 +4,9 @@
 import t from 'tap';
 import { PassThrough } from 'node:stream';
 import { LogFunnel } from '../../src/processes/log-funnel';
-import { totalOf } from '../../src/processes/primary';
 import { WorkerLink, type Channel } from '../../src/processes/worker-link';
 import type { ToPrimary } from '../../src/processes/ipc';
+import { totalOf } from '../../src/metrics';
 
 /** A sink that keeps what it is given, and says "full" while `full` is true. */
 class MemorySink {
@@ -108,12 +108,12 @@ t.test('log funnel: a full sink pauses every pipe until it drains', async (t) =>
   await f.ended();
 });
 
-t.test('stats total: counters add, maxima and percentiles take the largest', async (t) => {
+t.test('stats total: counters add, maxima and percentiles take the largest, availability the least', async (t) => {
   const total = totalOf([
-    { sessions: 3, queries: 100, wal_lag_p99_ms: 4, latency_max_ms: 9, uptime_s: 10 },
-    { sessions: 2, queries: 50, wal_lag_p99_ms: 7, latency_max_ms: 3, uptime_s: 12 },
+    { sessions: 3, queries: 100, wal_lag_p99_ms: 4, latency_max_ms: 9, uptime_s: 10, cache_l2_available: 1 },
+    { sessions: 2, queries: 50, wal_lag_p99_ms: 7, latency_max_ms: 3, uptime_s: 12, cache_l2_available: 0 },
   ]);
-  t.same(total, { sessions: 5, queries: 150, wal_lag_p99_ms: 7, latency_max_ms: 9, uptime_s: 12 });
+  t.same(total, { sessions: 5, queries: 150, wal_lag_p99_ms: 7, latency_max_ms: 9, uptime_s: 12, cache_l2_available: 0 });
 });
 
 /** An IPC channel the test drives: what the link sends, and messages to deliver to it. */
@@ -160,6 +160,7 @@ function recordingHandlers() {
       },
       reload: () => calls.push('reload'),
       stats: () => ({ sessions: 1 }),
+      admin: (q: string) => ({ answer: q }),
       stop: (signal: string) => calls.push(`stop ${signal}`),
     },
   };
@@ -200,6 +201,8 @@ t.test('worker link: admission, invalidation and cancel answers go to the right 
     { t: 'cancel-answer', req: 8, found: true },
     { t: 'cancel-answer', req: 9, found: false },
   ]);
+  ch.deliver({ t: 'admin', req: 10, q: 'digests' });
+  t.same(ch.sent.splice(0), [{ t: 'admin-answer', req: 10, data: { answer: 'digests' } }], "the admin server's question is answered with its req");
   ch.deliver({ t: 'nonsense' });
   ch.deliver(null);
   t.equal(ch.sent.length, 0, 'unknown messages are ignored');

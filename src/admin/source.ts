@@ -1,0 +1,83 @@
+/**
+ * Where the admin server's figures come from. With one process, from its own Server and Insight
+ * (LocalSource, below). With --processes N the primary answers, asking every serving process and
+ * summing (processes/admin-source.ts): the admin server does not know which.
+ */
+import type { Config, HostPort } from '../config';
+import type { DigestView, Insight, InsightOptions, Recommendation, TableView } from '../insight';
+import { readingsOf, type MetricsHost, type Readings } from '../metrics';
+
+/** The options of every Insight the admin view uses (each process's, and the primary's merge of them). */
+export function insightOptions(cfg: Config): InsightOptions {
+  return { maxDigests: cfg.admin.digestMaxEntries, cacheEnabled: cfg.cache.enabled, cacheTtlMs: cfg.cache.ttlMs };
+}
+
+export interface TablesReport {
+  tables: TableView[];
+  recommendations: Recommendation[];
+}
+
+export interface AdminSource {
+  /** The upstream /health probes. */
+  readonly upstream: HostPort;
+  readonly connectTimeoutMs: number;
+  /** Why pgscribe cannot take sessions now (not listening yet or any more, a serving process down), or null. */
+  unavailable(): string | null;
+  /** Whether it is listening for clients (/health says so). */
+  listening(): boolean;
+  /** The figures of /metrics, /stats and the stats line. */
+  readings(): Promise<Readings>;
+  queries(sort: 'total' | 'calls' | 'mean', limit: number): Promise<DigestView[]>;
+  tables(): Promise<TablesReport>;
+  /** Drops every cached answer; resolves false when the cache is off. */
+  flushCache(): Promise<boolean>;
+}
+
+/** What LocalSource needs of the Server (declared here, so that the admin code does not import it). */
+export interface LocalHost extends MetricsHost {
+  readonly config: { readonly upstream: HostPort; readonly limits: { readonly connectTimeoutMs: number } };
+  readonly cache: (MetricsHost['cache'] & { readonly cache: boolean; readonly layer: { flush(): void } }) | null;
+}
+
+/** One process's own figures. */
+export class LocalSource implements AdminSource {
+  constructor(
+    private readonly server: LocalHost,
+    private readonly insight: Insight,
+  ) {}
+
+  get upstream(): HostPort {
+    return this.server.config.upstream;
+  }
+
+  get connectTimeoutMs(): number {
+    return this.server.config.limits.connectTimeoutMs;
+  }
+
+  unavailable(): string | null {
+    return this.server.listening ? null : 'pgscribe is not listening (starting or shutting down)';
+  }
+
+  listening(): boolean {
+    return this.server.listening;
+  }
+
+  readings(): Promise<Readings> {
+    return Promise.resolve(readingsOf(this.server));
+  }
+
+  queries(sort: 'total' | 'calls' | 'mean', limit: number): Promise<DigestView[]> {
+    return Promise.resolve(this.insight.queries(sort, limit));
+  }
+
+  tables(): Promise<TablesReport> {
+    return Promise.resolve(this.insight.tables());
+  }
+
+  flushCache(): Promise<boolean> {
+    const cache = this.server.cache;
+    if (cache === null || !cache.cache) return Promise.resolve(false);
+    cache.layer.flush();
+    return Promise.resolve(true);
+  }
+}
