@@ -209,7 +209,7 @@ export class AdminServer {
 
   /** Listening (every serving process up), and the upstream accepts a TCP connection (verdict reused for a second). */
   private async checkHealth(): Promise<Health> {
-    const reason = this.source.unavailable();
+    const reason = await this.source.unavailable();
     if (reason !== null) return { at: Date.now(), ok: false, reason, upstreamMs: null };
     const now = Date.now();
     if (this.health !== null && now - this.health.at < HEALTH_CACHE_MS) return this.health;

@@ -21,8 +21,8 @@ export interface AdminSource {
   /** The upstream /health probes. */
   readonly upstream: HostPort;
   readonly connectTimeoutMs: number;
-  /** Why pgscribe cannot take sessions now (not listening yet or any more, a serving process down), or null. */
-  unavailable(): string | null;
+  /** Why pgscribe cannot take sessions now (not listening yet or any more, a serving process down or stuck), or null. */
+  unavailable(): Promise<string | null>;
   /** Whether it is listening for clients (/health says so). */
   listening(): boolean;
   /** The figures of /metrics, /stats and the stats line. */
@@ -54,8 +54,8 @@ export class LocalSource implements AdminSource {
     return this.server.config.limits.connectTimeoutMs;
   }
 
-  unavailable(): string | null {
-    return this.server.listening ? null : 'pgscribe is not listening (starting or shutting down)';
+  unavailable(): Promise<string | null> {
+    return Promise.resolve(this.server.listening ? null : 'pgscribe is not listening (starting or shutting down)');
   }
 
   listening(): boolean {

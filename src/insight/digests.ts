@@ -111,7 +111,8 @@ export class DigestEntry {
 export interface DigestRecord {
   key: string;
   id: string;
-  query: string;
+  /** null: the same as key (a text within maxQueryChars), not sent twice. */
+  query: string | null;
   kind: DigestKind;
   tables: string[];
   cacheable: boolean;
@@ -230,7 +231,7 @@ export class DigestTable {
     const out: DigestRecord[] = [];
     for (const e of this.byKey.values()) {
       out.push({
-        key: e.key, id: e.id, query: e.query, kind: e.kind, tables: [...e.tables], cacheable: e.cacheable,
+        key: e.key, id: e.id, query: e.query === e.key ? null : e.query, kind: e.kind, tables: [...e.tables], cacheable: e.cacheable,
         calls: e.calls, errors: e.errors, rows: e.rows, totalMs: e.totalMs, hist: e.hist.state(),
         firstSeen: e.firstSeen, lastSeen: e.lastSeen, cacheHits: e.cacheHits, cacheMisses: e.cacheMisses,
         upstreamCalls: e.upstreamCalls, upstreamMs: e.upstreamMs, savedMs: e.savedMs,
@@ -248,7 +249,7 @@ export class DigestTable {
     for (const r of records) {
       let e = this.byKey.get(r.key);
       if (e === undefined) {
-        e = new DigestEntry(r.key, r.id, r.query, r.kind, r.tables, r.cacheable, r.firstSeen);
+        e = new DigestEntry(r.key, r.id, r.query ?? r.key, r.kind, r.tables, r.cacheable, r.firstSeen);
         this.byKey.set(r.key, e);
       }
       e.calls += r.calls;

@@ -44,6 +44,8 @@ interface Proc {
   index: number;
   child: ChildProcess;
   ready: boolean;
+  /** It has said ready and not exited: it answers questions (also while draining its sessions). */
+  answering: boolean;
   startedAt: number;
   /** Sockets handed to it and not yet gone; of those, admitted sessions. */
   sockets: number;
@@ -140,13 +142,14 @@ export class Primary {
   }
 
   /**
-   * Every ready process's answer to an admin question (each process answers from its own event
-   * loop, between its clients' messages). Rejects, naming them, when some do not answer within
-   * ADMIN_WAIT_MS; a process that exits meanwhile is left out.
+   * Every serving process's answer to an admin question (each answers from its own event loop,
+   * between its clients' messages), draining ones included: they still hold sessions and caches.
+   * Rejects, naming them, when some do not answer within ADMIN_WAIT_MS, and when none can answer;
+   * a process that exits meanwhile is left out (its figures died with it).
    */
   ask(q: AdminQuery): Promise<unknown[]> {
-    const live = this.live();
-    if (live.length === 0) return Promise.resolve([]);
+    const live = this.procs.filter((p): p is Proc => p !== null && p.answering && p.child.connected);
+    if (live.length === 0) return Promise.reject(new Error('no serving process can answer (all starting, restarting or gone)'));
     const req = this.nextReq++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -214,7 +217,7 @@ export class Primary {
     });
     let markGone!: () => void;
     const gone = new Promise<void>((r) => (markGone = r));
-    const p: Proc = { index, child, ready: false, startedAt: Date.now(), sockets: 0, sessions: 0, lines: null, exit: null, disconnected: false, settled: false, gone, markGone };
+    const p: Proc = { index, child, ready: false, answering: false, startedAt: Date.now(), sockets: 0, sessions: 0, lines: null, exit: null, disconnected: false, settled: false, gone, markGone };
     this.procs[index] = p;
     const pipe = child.stdio[LOG_PIPE_FD] as Readable | null;
     if (pipe !== null) {
@@ -227,6 +230,7 @@ export class Primary {
     child.on('exit', (code, signal) => {
       p.exit = { code, signal };
       p.ready = false;
+      p.answering = false;
       if (p.disconnected) this.exited(p);
     });
     child.on('disconnect', () => {
@@ -320,6 +324,7 @@ export class Primary {
           return;
         }
         p.ready = true;
+        p.answering = true;
         if (this.starting !== null && this.procs.every((x) => x?.ready)) {
           this.starting.resolve();
           this.starting = null;

@@ -315,6 +315,9 @@ t.test('one admin view: /metrics, /stats, /queries and /tables sum the processes
     const stuck = await admin.get('/metrics');
     t.equal(stuck.status, 500, 'a process that does not answer fails the request');
     t.match(stuck.text, /serving process 1 did not answer within 2000 ms/, 'and names it');
+    const health = await admin.get('/health');
+    t.equal(health.status, 503, '/health fails too: the process takes connections it cannot serve');
+    t.match(JSON.parse(health.text), { reason: /serving process 1 did not answer/ }, 'naming it');
   } finally {
     process.kill(pid1, 'SIGCONT');
   }
