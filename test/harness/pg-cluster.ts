@@ -11,6 +11,10 @@
 //   <base>/data        data directory
 //   <base>/sock        unix socket directory
 //   <base>/server.log  server log
+//
+// The building blocks are exported for harnesses that make other data dirs (pg-replication.ts
+// clones standbys): running tools as the server user, tracking a temp dir for teardown, starting
+// a server on a free port, and the PgCluster handle.
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -51,7 +55,7 @@ function findPgBin(): string {
 
 export const PG_BIN: string = findPgBin();
 
-function pgTool(name: string): string {
+export function pgTool(name: string): string {
   const p = path.join(PG_BIN, name);
   return fs.existsSync(p) ? p : name; // fall back to $PATH (e.g. psql from postgresql-client)
 }
@@ -91,7 +95,7 @@ function findRunuser(): string | undefined {
 }
 
 /** [cmd, args] that runs `bin args` as the postgres OS user when root, directly otherwise. */
-function asPg(bin: string, args: string[]): [string, string[]] {
+export function asPg(bin: string, args: string[]): [string, string[]] {
   if (!isRoot) return [bin, args];
   const runuser = findRunuser();
   if (runuser) return [runuser, ['-u', 'postgres', '--', bin, ...args]];
@@ -113,7 +117,7 @@ function postgresIds(): { uid: number; gid: number } {
 }
 
 /** Environment for server-side tools: no libpq connection variables leaking in from outside. */
-function toolEnv(): NodeJS.ProcessEnv {
+export function toolEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, LC_ALL: 'C' };
   for (const k of Object.keys(env)) {
     if (k.startsWith('PG')) delete env[k];
@@ -121,8 +125,15 @@ function toolEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
+/** A file we wrote into a data dir: the server, running as the postgres OS user, must own it. */
+export function giveToServerUser(file: string): void {
+  if (!isRoot) return;
+  const { uid, gid } = postgresIds();
+  fs.chownSync(file, uid, gid);
+}
+
 /** mkdtemp a base dir that the server user can use. */
-function makeBaseDir(): string {
+export function makeBaseDir(): string {
   const candidates = [os.tmpdir(), '/tmp'];
   for (const tmp of candidates) {
     const base = fs.mkdtempSync(path.join(tmp, 'pgscribe-pg-'));
@@ -140,9 +151,14 @@ function makeBaseDir(): string {
 // ---------------------------------------------------------------------------
 // Teardown bookkeeping.
 
-interface Live {
+/** A server's temp dir (pg_ctl runs there) and the data dir inside it. */
+export interface ServerDirs {
   base: string;
   dataDir: string;
+}
+
+/** A server's dirs, tracked so that it is stopped and removed even if the test process dies. */
+export interface Live extends ServerDirs {
   watchdog?: Watchdog | undefined;
 }
 const live = new Set<Live>();
@@ -162,7 +178,8 @@ function killWatchdog(l: Live): void {
   l.watchdog = undefined;
 }
 
-function stopSync(l: Live): void {
+/** Stop the server (immediate) and remove its temp dir, synchronously: for 'exit' handlers and failed starts. */
+export function stopSync(l: Live): void {
   killWatchdog(l);
   const pid = readPostmasterPid(l.dataDir);
   if (pid !== undefined) {
@@ -217,6 +234,76 @@ function startWatchdog(l: Live): void {
   });
 }
 
+/**
+ * Track a server's temp dir from now on: the 'exit' hook and a watchdog stop the server and
+ * remove the dir unless a handle's stop() (see clusterHandle) did so first.
+ */
+export function trackServer(base: string, dataDir: string): Live {
+  installExitHook();
+  const l: Live = { base, dataDir };
+  live.add(l);
+  startWatchdog(l);
+  return l;
+}
+
+// ---------------------------------------------------------------------------
+// Starting a server whose data dir is ready.
+
+/**
+ * The file postgresql.conf includes last, so its settings win: those that belong to one data dir
+ * alone (its port; for a copied data dir, its own socket dir too). Rewritten before every start.
+ */
+const LOCAL_CONF = 'pgscribe_port.conf';
+
+/** (Re)write the data dir's LOCAL_CONF with port plus `settings` (values written as given). */
+export function writeLocalConf(dataDir: string, port: number, settings: Record<string, string> = {}): void {
+  const file = path.join(dataDir, LOCAL_CONF);
+  const lines = [`port = ${port}`, ...Object.entries(settings).map(([k, v]) => `${k} = ${v}`)];
+  fs.writeFileSync(file, lines.join('\n') + '\n');
+  giveToServerUser(file);
+}
+
+/** pg_ctl start -w on the port LOCAL_CONF names. On failure: the message, and whether the port was taken. */
+export async function pgCtlStart(l: ServerDirs, logFile: string): Promise<{ ok: true } | { ok: false; message: string; portClash: boolean }> {
+  const logStart = fs.existsSync(logFile) ? fs.statSync(logFile).size : 0;
+  const pgctl = asPg(pgTool('pg_ctl'), ['-D', l.dataDir, '-l', logFile, '-w', '-t', '60', 'start']);
+  const sr = await run(pgctl[0], pgctl[1], { env: toolEnv(), cwd: l.base, timeoutMs: 90_000 });
+  if (sr.code === 0) return { ok: true };
+  let log = '';
+  try {
+    log = fs.readFileSync(logFile, 'utf8').slice(logStart);
+  } catch {
+    // no log
+  }
+  return {
+    ok: false,
+    message: `pg_ctl start failed (code ${sr.code}):\n${sr.stderr}${sr.stdout}\n--- server log ---\n${log}`,
+    portClash: /could not bind|Address already in use|could not create any TCP\/IP sockets/i.test(log),
+  };
+}
+
+/** pg_ctl stop -m mode -w, keeping the data dir. A server that is not running is not an error. */
+export async function pgCtlStop(l: ServerDirs, mode: 'fast' | 'immediate'): Promise<void> {
+  if (readPostmasterPid(l.dataDir) === undefined) return;
+  const pgctl = asPg(pgTool('pg_ctl'), ['-D', l.dataDir, 'stop', '-m', mode, '-w', '-t', '60']);
+  const r = await run(pgctl[0], pgctl[1], { env: toolEnv(), cwd: l.base, timeoutMs: 90_000 });
+  if (r.code !== 0) throw fail(`pg_ctl stop -m ${mode}`, r);
+}
+
+/**
+ * Start the server on a free port (written to LOCAL_CONF with `localSettings`), trying another
+ * port when another process took it between freePort() and the bind. Resolves the port.
+ */
+export async function startOnFreePort(l: ServerDirs, logFile: string, localSettings: Record<string, string> = {}): Promise<number> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    writeLocalConf(l.dataDir, port, localSettings);
+    const r = await pgCtlStart(l, logFile);
+    if (r.ok) return port;
+    if (!r.portClash || attempt >= 3) throw new Error(`port ${port}: ${r.message}`);
+  }
+}
+
 // ---------------------------------------------------------------------------
 
 function confValue(v: string): string {
@@ -244,21 +331,15 @@ export interface ClusterSsl {
  * rules; `ssl` turns TLS on (ssl = on), optionally for TCP connections only.
  */
 export async function startCluster(opts: { conf?: Record<string, string>; hba?: string[]; ssl?: ClusterSsl } = {}): Promise<PgCluster> {
-  installExitHook();
   const base = makeBaseDir();
   const dataDir = path.join(base, 'data');
   const socketDir = path.join(base, 'sock');
   const logFile = path.join(base, 'server.log');
-  const l: Live = { base, dataDir };
-  live.add(l);
-  startWatchdog(l);
+  const l = trackServer(base, dataDir);
 
   try {
     fs.mkdirSync(socketDir, { mode: 0o700 });
-    if (isRoot) {
-      const { uid, gid } = postgresIds();
-      fs.chownSync(socketDir, uid, gid);
-    }
+    giveToServerUser(socketDir);
 
     const initdb = asPg(pgTool('initdb'), [
       '-D', dataDir, '--no-sync', '-A', 'trust', '-U', 'postgres', '-E', 'UTF8', '--locale=C',
@@ -304,10 +385,7 @@ export async function startCluster(opts: { conf?: Record<string, string>; hba?: 
         const dst = path.join(dataDir, name);
         fs.copyFileSync(src, dst);
         fs.chmodSync(dst, mode);
-        if (isRoot) {
-          const { uid, gid } = postgresIds();
-          fs.chownSync(dst, uid, gid);
-        }
+        giveToServerUser(dst);
       }
       baseConf['ssl'] = 'on';
       baseConf['ssl_cert_file'] = "'server.crt'";
@@ -320,37 +398,14 @@ export async function startCluster(opts: { conf?: Record<string, string>; hba?: 
       ...Object.entries(baseConf).map(([k, v]) => `${k} = ${v}`),
       ...Object.entries(opts.conf ?? {}).map(([k, v]) => `${k} = ${confValue(v)}`),
       // The port goes in an included file (last, so it wins) that is rewritten on a port-clash retry.
-      "include 'pgscribe_port.conf'",
+      `include '${LOCAL_CONF}'`,
       '',
     ];
     fs.appendFileSync(path.join(dataDir, 'postgresql.conf'), confLines.join('\n'));
 
-    let port = 0;
-    for (let attempt = 1; ; attempt++) {
-      port = await freePort();
-      const portConf = path.join(dataDir, 'pgscribe_port.conf');
-      fs.writeFileSync(portConf, `port = ${port}\n`);
-      if (isRoot) {
-        const { uid, gid } = postgresIds();
-        fs.chownSync(portConf, uid, gid);
-      }
-      const logStart = fs.existsSync(logFile) ? fs.statSync(logFile).size : 0;
-      const pgctl = asPg(pgTool('pg_ctl'), ['-D', dataDir, '-l', logFile, '-w', '-t', '60', 'start']);
-      const sr = await run(pgctl[0], pgctl[1], { env: toolEnv(), cwd: base, timeoutMs: 90_000 });
-      if (sr.code === 0) break;
-      let log = '';
-      try {
-        log = fs.readFileSync(logFile, 'utf8').slice(logStart);
-      } catch {
-        // no log
-      }
-      const portClash = /could not bind|Address already in use|could not create any TCP\/IP sockets/i.test(log);
-      if (!portClash || attempt >= 3) {
-        throw new Error(`pg_ctl start failed (code ${sr.code}, port ${port}):\n${sr.stderr}${sr.stdout}\n--- server log ---\n${log}`);
-      }
-    }
+    const port = await startOnFreePort(l, logFile);
 
-    const cluster = makeHandle(l, port, socketDir, logFile);
+    const cluster = clusterHandle(l, port, socketDir, logFile);
     await cluster.psql(
       [
         'CREATE EXTENSION IF NOT EXISTS pg_stat_statements;',
@@ -371,7 +426,8 @@ export async function startCluster(opts: { conf?: Record<string, string>; hba?: 
   }
 }
 
-function makeHandle(l: Live, port: number, socketDir: string, logFile: string): PgCluster {
+/** The PgCluster handle of a tracked server listening on 127.0.0.1:port (also for data dirs not made by startCluster). */
+export function clusterHandle(l: Live, port: number, socketDir: string, logFile: string): PgCluster {
   const host = '127.0.0.1';
   let stopped: Promise<void> | undefined;
 
