@@ -65,7 +65,8 @@ export class CancelRouter implements KeyRegistry {
   }
 
   private forward(target: ClientHandle, pid: number, secret: number, from: string): void {
-    const { host, port } = this.upstream;
+    // The node the session is on (several upstreams), else the one upstream.
+    const { host, port } = target.upstreamNode ?? this.upstream;
     const sock = net.connect({ host, port });
     let current: net.Socket = sock;
     const timer = setTimeout(() => current.destroy(), this.connectTimeoutMs).unref();

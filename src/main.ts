@@ -27,6 +27,9 @@ import { LOG_PIPE_FD, PROCESS_INDEX_ENV } from './processes/ipc';
 import { Primary } from './processes/primary';
 import { WorkerLink, type Channel } from './processes/worker-link';
 import { ProcessCoherentLayer } from './processes/coherent-layer';
+import { UpstreamSet, nodeName } from './upstreams/upstream-set';
+import { checkNode } from './upstreams/health-check';
+import type { HostPort } from './config';
 
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -111,9 +114,64 @@ function redisTls(redis: Config['redis']): tls.ConnectionOptions | null {
   return { ca: fs.readFileSync(redis.tlsCa), rejectUnauthorized: true, ...(net.isIP(redis.address!.host) === 0 ? { servername: redis.address!.host } : {}) };
 }
 
-/** pgscribe's own login (catalog-user) on the upstream. */
-function ownLogin(cfg: Config, tls: TlsSetup): OwnLogin {
-  return { upstream: cfg.upstream, user: cfg.catalog.user, password: cfg.catalog.password, connectTimeoutMs: cfg.limits.connectTimeoutMs, tls: tls.upstream };
+/**
+ * pgscribe's own login (catalog-user) on the upstream: with several nodes, on whichever is
+ * primary when a connection is made (`upstream` is read at each connect), so that the catalog
+ * connections and change streams follow a failover.
+ */
+function ownLogin(cfg: Config, tls: TlsSetup, primary: () => HostPort = () => cfg.upstreams[0]!): OwnLogin {
+  return {
+    get upstream() {
+      return primary();
+    },
+    user: cfg.catalog.user,
+    password: cfg.catalog.password,
+    connectTimeoutMs: cfg.limits.connectTimeoutMs,
+    tls: tls.upstream,
+  };
+}
+
+/** The login plus more settings, keeping its `upstream` a getter (a spread would freeze it). */
+function withLogin<T extends object>(login: OwnLogin, more: T): OwnLogin & T {
+  const o = { ...more } as OwnLogin & T;
+  Object.defineProperties(o, Object.getOwnPropertyDescriptors(login));
+  return o;
+}
+
+/**
+ * With several --upstream nodes: their health checks and the choice of the primary. A new
+ * primary drops the cache (it may lack commits the old one had); a node that left the primary
+ * role gets its sessions closed (57P01), before their next write fails with 25006.
+ */
+function createUpstreams(cfg: Config, ops: OpsLog, tls: TlsSetup, on: { cache: () => CacheContext | null; server: () => Server | null }): UpstreamSet | null {
+  if (cfg.upstreams.length < 2) return null;
+  const login = ownLogin(cfg, tls);
+  const set: UpstreamSet = new UpstreamSet(
+    cfg.upstreams,
+    { intervalMs: cfg.health.intervalMs, timeoutMs: cfg.health.timeoutMs, failures: cfg.health.failures },
+    (node, timeoutMs) => checkNode(login, cfg.catalog.database, node, timeoutMs),
+    ops,
+    {
+      primaryChanged: (from, to) => {
+        const cache = on.cache();
+        if (from === null || cache === null) return;
+        // The catalog connections lost with the old primary connect to the new one now.
+        cache.catalogs?.retryNow();
+        if (!cache.cache) return;
+        cache.layer.flush();
+        ops.warn('upstream primary changed: every cached answer dropped (the new primary may lack commits the old one had)', { previous: nodeName(from), primary: nodeName(to) });
+      },
+      demoted: (node, primary) => {
+        const closed = on.server()?.closeSessionsOn(node, primary) ?? 0;
+        ops.warn('upstream node left the primary role (it is in recovery): its sessions closed with 57P01 so that they reconnect to the primary', {
+          node: nodeName(node),
+          primary: primary === null ? 'none yet' : nodeName(primary),
+          sessions: closed,
+        });
+      },
+    },
+  );
+  return set;
 }
 
 /**
@@ -121,13 +179,13 @@ function ownLogin(cfg: Config, tls: TlsSetup): OwnLogin {
  * pgscribe's sight (ttl). auto asks the server once, over pgscribe's own connection to
  * catalog-database, and says in one line what is missing when it falls back to ttl.
  */
-export async function resolveInvalidation(cfg: Config, ops: OpsLog, tls: TlsSetup): Promise<'wal' | 'ttl'> {
+export async function resolveInvalidation(cfg: Config, ops: OpsLog, tls: TlsSetup, primary?: () => HostPort): Promise<'wal' | 'ttl'> {
   const { cache, catalog } = cfg;
   if (!cache.enabled || catalog.user === '' || cache.invalidation === 'ttl') return 'ttl';
   if (cache.invalidation === 'wal') return 'wal';
   let missing: string;
   try {
-    const conn = await connectOwn(ownLogin(cfg, tls), catalog.database, 30_000);
+    const conn = await connectOwn(ownLogin(cfg, tls, primary), catalog.database, 30_000);
     try {
       const r = await walReadiness(conn, DEFAULT_PUBLICATION, cache.walPublication);
       if (r.ok) {
@@ -146,7 +204,14 @@ export async function resolveInvalidation(cfg: Config, ops: OpsLog, tls: TlsSetu
 }
 
 /** The cache/singleflight layer the settings ask for, or null. */
-export function createCacheContext(cfg: Config, ops: OpsLog, tls: TlsSetup, invalidation: 'wal' | 'ttl' = 'ttl', link: WorkerLink | null = null): CacheContext | null {
+export function createCacheContext(
+  cfg: Config,
+  ops: OpsLog,
+  tls: TlsSetup,
+  invalidation: 'wal' | 'ttl' = 'ttl',
+  link: WorkerLink | null = null,
+  primary: () => HostPort = () => cfg.upstreams[0]!,
+): CacheContext | null {
   const { cache, redis } = cfg;
   if (!cache.enabled && !cache.singleflight) return null;
   const layer = createCacheLayer(
@@ -179,12 +244,12 @@ export function createCacheContext(cfg: Config, ops: OpsLog, tls: TlsSetup, inva
         },
   );
   const { catalog } = cfg;
-  const common = ownLogin(cfg, tls);
+  const common = ownLogin(cfg, tls, primary);
   const changes =
     catalog.user === '' || !cache.enabled || invalidation !== 'wal'
       ? null
       : new ChangeStreams(
-          { ...common, publication: cache.walPublication === '' ? DEFAULT_PUBLICATION : cache.walPublication, own: cache.walPublication === '', waitMs: cache.walWaitMs },
+          withLogin(common, { publication: cache.walPublication === '' ? DEFAULT_PUBLICATION : cache.walPublication, own: cache.walPublication === '', waitMs: cache.walWaitMs }),
           ops,
           (db, tables) => layer.invalidate(db, tables),
         );
@@ -192,7 +257,7 @@ export function createCacheContext(cfg: Config, ops: OpsLog, tls: TlsSetup, inva
   const catalogs =
     catalog.user === ''
       ? null
-      : new Catalogs({ ...common, pollMs: catalog.pollMs, streams: changes }, ops, (db) => layer.invalidate(db, null));
+      : new Catalogs(withLogin(common, { pollMs: catalog.pollMs, streams: changes }), ops, (db) => layer.invalidate(db, null));
   return {
     // The sessions' writes also leave every other process's cache (--processes N); the catalog's
     // and the change stream's invalidations stay here: every process has its own.
@@ -304,16 +369,23 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
     ops.error('cannot open the query log', { log: cfg.log.path, error: (err as Error).message });
     process.exit(1);
   }
-  const cache = createCacheContext(cfg, ops, tls, await resolveInvalidation(cfg, ops, tls), link);
+  // The health checks start first: the catalog and change-stream connections go to the primary.
+  const late: { server: Server | null; cache: CacheContext | null } = { server: null, cache: null };
+  const upstreams = createUpstreams(cfg, ops, tls, { cache: () => late.cache, server: () => late.server });
+  upstreams?.start();
+  const primary = () => upstreams?.primary ?? cfg.upstreams[0]!;
+  const cache = createCacheContext(cfg, ops, tls, await resolveInvalidation(cfg, ops, tls, primary), link, primary);
+  late.cache = cache;
   // With --processes N each serving process keeps its own, and the primary's admin server sums them.
   const insight = cfg.admin.address === null ? null : new Insight(insightOptions(cfg));
-  const server = new Server(cfg, logger, ops, cache, tls, insight, link);
+  const server = new Server(cfg, logger, ops, cache, tls, insight, link, upstreams);
+  late.server = server;
   const redis = cfg.redis.address;
   // Before the listening line: whoever reads it may send SIGUSR2 at once (its default kills).
   const printStats = () => ops.info('stats', statsLine(server));
   process.on('SIGUSR2', printStats);
   const fields = {
-    upstream: `${cfg.upstream.host}:${cfg.upstream.port}`,
+    upstream: cfg.upstreams.map(nodeName).join(','),
     log: cfg.log.path,
     cache: cfg.cache.enabled,
     singleflight: cfg.cache.singleflight,
@@ -359,6 +431,7 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
       .shutdown(cfg.limits.shutdownGraceMs)
       .then(async () => {
         await admin?.close();
+        upstreams?.stop();
         if (cache !== null) {
           cache.catalogs?.close();
           cacheCounters = cacheFields(await cache.layer.close());
@@ -425,6 +498,8 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
           case 'flush':
             if (cache?.cache) cache.layer.flush();
             return cache?.cache === true;
+          case 'upstreams':
+            return upstreams?.views() ?? null;
         }
       },
       stop,
@@ -462,7 +537,7 @@ async function runPrimary(cfg: Config): Promise<void> {
     process.exit(1);
   }
   const addr = await listenOrExit(() => primary.listen(), cfg, ops);
-  ops.info('listening', { listen: `${addr.address}:${addr.port}`, upstream: `${cfg.upstream.host}:${cfg.upstream.port}`, log: cfg.log.path, processes: cfg.processes, version: VERSION });
+  ops.info('listening', { listen: `${addr.address}:${addr.port}`, upstream: cfg.upstreams.map(nodeName).join(','), log: cfg.log.path, processes: cfg.processes, version: VERSION });
   const admin = await startAdmin(cfg, ops, new ProcessesSource(primary, cfg, () => sink?.bufferedBytes ?? 0));
   process.on('SIGHUP', () => primary.reload());
   let stopping = false;

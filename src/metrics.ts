@@ -14,6 +14,7 @@
  */
 import type { Insight } from './insight';
 import { LatencyHistogram, type HistogramState } from './insight/histogram';
+import type { NodeView } from './upstreams/upstream-set';
 import { Frontend } from './protocol/codes';
 
 export type MetricKind = 'counter' | 'gauge';
@@ -40,6 +41,8 @@ export interface MetricsHost {
   readonly logger: { readonly lines: number; readonly queuedBytes: number };
   readonly cache: { readonly layer: { counters(): Record<string, number> }; readonly changes?: { counters(): Record<string, number> } | null } | null;
   readonly insight: Insight | null;
+  /** Several upstream nodes: their health; null with one. */
+  readonly upstreams?: { views(): NodeView[] } | null;
 }
 
 /**
@@ -72,6 +75,8 @@ export interface Readings {
   insight: InsightReadings | null;
   /** With --processes N, in the primary's sum: the processes configured, and those serving now. */
   processes: { configured: number; up: number } | null;
+  /** Several upstream nodes: each node's health (src/upstreams/); null with one. */
+  upstreams: NodeView[] | null;
 }
 
 export interface InsightReadings {
@@ -107,6 +112,7 @@ export function readingsOf(host: MetricsHost): Readings {
     wal: host.cache?.changes?.counters() ?? null,
     insight: i === null ? null : { completed: i.completed, errors: i.errors, digests: i.digestCount, digestEvictions: i.digestEvictions, latency: i.latency.state() },
     processes: null,
+    upstreams: host.upstreams?.views() ?? null,
   };
 }
 
@@ -174,6 +180,8 @@ export function sumReadings(parts: readonly Readings[]): Readings {
     wal: sets((r) => r.wal),
     insight,
     processes: null,
+    // Every process checks the same nodes: the first one's view stands for all.
+    upstreams: parts.find((r) => r.upstreams !== null)?.upstreams ?? null,
   };
 }
 
@@ -248,7 +256,16 @@ interface Histogram {
   readonly read: (r: Readings, bounds: readonly number[]) => { cumulative: number[]; count: number; sum: number } | undefined;
 }
 
-type Entry = Family | Collector | Histogram;
+/** A gauge per upstream node (several upstreams only), labelled node="HOST:PORT". */
+interface NodeGauge {
+  readonly type: 'nodes';
+  readonly prom: string;
+  readonly help: string;
+  /** null: no sample for this node. */
+  readonly read: (v: NodeView) => number | null;
+}
+
+type Entry = Family | Collector | Histogram | NodeGauge;
 
 /** The Prometheus name derived from a stats-line name. */
 function promName(name: string, kind: MetricKind): string {
@@ -409,6 +426,20 @@ const METRICS: readonly Entry[] = [
     line: false,
     json: ['digests', 'evictions'],
   }),
+  {
+    type: 'nodes',
+    prom: 'pgscribe_upstream_up',
+    help: 'Several upstreams: 1 while the node passes its health checks (down after health-failures failed ones).',
+    read: (v) => (v.state === 'down' ? 0 : 1),
+  },
+  { type: 'nodes', prom: 'pgscribe_upstream_primary', help: 'Several upstreams: 1 for the node new sessions go to.', read: (v) => (v.primary ? 1 : 0) },
+  { type: 'nodes', prom: 'pgscribe_upstream_in_recovery', help: 'Several upstreams: 1 while the node is a standby (pg_is_in_recovery()).', read: (v) => (v.state === 'standby' ? 1 : 0) },
+  {
+    type: 'nodes',
+    prom: 'pgscribe_upstream_replay_lag_seconds',
+    help: "Several upstreams: a standby's now() - pg_last_xact_replay_timestamp() at its last check (it grows while the primary commits nothing).",
+    read: (v) => (v.replayLagMs === null ? null : v.replayLagMs / 1000),
+  },
   gauge('start_time', 'Start time of the process since unix epoch in seconds.', (r) => Math.round(r.startedAt / 1000), { line: false, prom: 'process_start_time_seconds' }),
 ];
 
@@ -467,6 +498,7 @@ export function statsJsonOf(r: Readings): Record<string, unknown> {
       if (v !== null || e.absentWhenOff !== true) out[e.json] = v;
     }
   }
+  if (r.upstreams !== null) out['upstreams'] = r.upstreams;
   return out;
 }
 
@@ -494,6 +526,12 @@ export function prometheusOf(r: Readings): string {
         head(m.prom, m.kind, m.help);
         out.push(`${m.prom} ${promNumber(values[m.key] ?? 0)}`);
       }
+    } else if (e.type === 'nodes') {
+      if (r.upstreams === null) continue;
+      const samples = r.upstreams.map((v) => [v.node, e.read(v)] as const).filter((x): x is readonly [string, number] => x[1] !== null);
+      if (samples.length === 0) continue;
+      head(e.prom, 'gauge', e.help);
+      for (const [node, v] of samples) out.push(`${e.prom}{node="${node.replace(/["\\\n]/g, '_')}"} ${promNumber(v)}`);
     } else {
       const h = e.read(r, e.bounds);
       if (h === undefined) continue;

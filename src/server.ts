@@ -6,7 +6,7 @@
 import * as net from 'node:net';
 import { Client } from './client/session';
 import type { ClientCounters, ClientHandle, ClientHost, ClientSettings } from './client/host';
-import type { Config } from './config';
+import type { Config, HostPort } from './config';
 import type { ClientLogger } from './log/client-logger';
 import type { OpsLog } from './log/ops';
 import type { CacheContext } from './cache/session';
@@ -16,6 +16,8 @@ import { CancelRouter } from './cancel';
 import { ThrottledLine } from './log/ops-throttle';
 import type { WorkerLink } from './processes/worker-link';
 import { listenOn } from './listen';
+import { SessionError } from './client/errors';
+import { nodeName, type UpstreamSet } from './upstreams/upstream-set';
 
 /** Sockets still in their startup phase beyond the session limit get this much headroom. */
 const STARTUP_HEADROOM = 64;
@@ -74,12 +76,15 @@ export class Server implements ClientHost {
     insight: Insight | null = null,
     /** One of --processes N (src/processes/): the primary hands over the connections and counts the sessions. */
     private readonly link: WorkerLink | null = null,
+    /** Several upstream nodes (src/upstreams/): new sessions go to the primary. Null with one. */
+    readonly upstreams: UpstreamSet | null = null,
   ) {
     this.config = config;
     this.settings = {
-      upstream: config.upstream,
+      upstream: config.upstreams[0]!,
       maxMessageBytes: config.limits.maxMessageBytes,
       connectTimeoutMs: config.limits.connectTimeoutMs,
+      primaryWaitMs: config.health.primaryWaitMs,
       startupTimeoutMs: config.limits.startupTimeoutMs,
       logCompletions: config.log.completions,
     };
@@ -90,11 +95,27 @@ export class Server implements ClientHost {
     this.insight = insight;
     this.digests = insight;
     this.tracksCompletions = insight !== null || (config.log.completions && logger.enabled);
-    this.keys = new CancelRouter(config.upstream, tls.upstream, config.limits.connectTimeoutMs, ops, link);
+    this.keys = new CancelRouter(config.upstreams[0]!, tls.upstream, config.limits.connectTimeoutMs, ops, link);
     this.evictedLine = new ThrottledLine(
       (msg, fields) => ops.warn(msg, fields),
       'connection slots full: closed the oldest silent socket of the peer holding the most, to let a new client in; many silent sockets from one address look like a slot-exhaustion attempt',
     );
+  }
+
+  /**
+   * A node left the primary role (a switchover: it runs in recovery now). Its sessions would fail
+   * at their next write with 25006: they are closed with 57P01 naming the new primary, so that
+   * drivers reconnect and are sent there.
+   */
+  closeSessionsOn(node: HostPort, primary: HostPort | null): number {
+    let closed = 0;
+    for (const c of this.clients) {
+      const at = c.upstreamNode;
+      if (at === null || at.host !== node.host || at.port !== node.port) continue;
+      c.fail(SessionError.upstreamDemoted(nodeName(node), primary === null ? null : nodeName(primary)));
+      closed++;
+    }
+    return closed;
   }
 
   get sessionCount(): number {

@@ -10,6 +10,8 @@
  *
  *   GET  /                 the dashboard (dashboard.html)
  *   GET  /health           200 {"status":"ok"} when listening (every serving process up) and the upstream accepts a connection; 503 with the reason
+ *   GET  /ready            200 while a primary is known and healthy (several upstreams: one node up and not in recovery; one: as /health); 503 with the reason
+ *   GET  /upstreams        each upstream node's health (several upstreams), or the one node
  *   GET  /metrics          Prometheus text format 0.0.4
  *   GET  /stats            the same figures as JSON
  *   GET  /queries?sort=total|calls|mean&limit=N   query digests
@@ -133,6 +135,20 @@ export class AdminServer {
         });
         return;
       }
+      case 'GET /ready': {
+        const reason = await this.notReady();
+        send(res, reason === null ? 200 : 503, reason === null ? { status: 'ready' } : { status: 'not ready', reason });
+        return;
+      }
+      case 'GET /upstreams': {
+        const views = await this.source.upstreams();
+        const one = this.source.upstream;
+        send(res, 200, {
+          health_checks: views !== null,
+          upstreams: views ?? [{ node: `${one.host.includes(':') ? `[${one.host}]` : one.host}:${one.port}`, state: 'unknown', primary: true, failures: 0, lastError: null, checkedAt: null, replayLsn: null, replayLagMs: null }],
+        });
+        return;
+      }
       case 'GET /metrics': {
         // Gathered before the head is written: a failure (a process that does not answer) is then a 500.
         const text = await this.metrics();
@@ -171,7 +187,7 @@ export class AdminServer {
         return;
       }
     }
-    const known = ['/', '/health', '/metrics', '/stats', '/queries', '/tables', '/cache/flush'];
+    const known = ['/', '/health', '/ready', '/upstreams', '/metrics', '/stats', '/queries', '/tables', '/cache/flush'];
     if (known.includes(url.pathname)) {
       res.setHeader('Allow', url.pathname === '/cache/flush' ? 'POST' : url.pathname === '/' ? 'GET, HEAD' : 'GET');
       send(res, 405, { error: `${req.method} is not allowed on ${url.pathname}` });
@@ -207,10 +223,29 @@ export class AdminServer {
     return given !== null && timingSafeEqual(sha256(given), this.tokenDigest);
   }
 
+  /**
+   * Readiness, for a load balancer: with several upstreams, a primary is known (a node up, not in
+   * recovery, its last check passed, and no second node claiming the role); with one, /health's
+   * verdict. Null when ready, else why not.
+   */
+  private async notReady(): Promise<string | null> {
+    const views = await this.source.upstreams();
+    if (views === null) {
+      const h = await this.checkHealth();
+      return h.ok ? null : h.reason;
+    }
+    const down = await this.source.unavailable();
+    if (down !== null) return down;
+    if (views.some((v) => v.primary)) return null;
+    return `no upstream primary: ${views.map((v) => `${v.node} ${v.state}`).join(', ')}`;
+  }
+
   /** Listening (every serving process up), and the upstream accepts a TCP connection (verdict reused for a second). */
   private async checkHealth(): Promise<Health> {
     const reason = await this.source.unavailable();
     if (reason !== null) return { at: Date.now(), ok: false, reason, upstreamMs: null };
+    // Several upstreams: /health stays a liveness check; which node serves is /ready's and /upstreams' to say.
+    if ((await this.source.upstreams()) !== null) return { at: Date.now(), ok: true, reason: '', upstreamMs: null };
     const now = Date.now();
     if (this.health !== null && now - this.health.at < HEALTH_CACHE_MS) return this.health;
     this.probing ??= probeUpstream(this.source.upstream, Math.min(this.source.connectTimeoutMs, 2000)).then((h) => {

@@ -6,6 +6,7 @@
 import type { Config, HostPort } from '../config';
 import type { DigestView, Insight, InsightOptions, Recommendation, TableView } from '../insight';
 import { readingsOf, type MetricsHost, type Readings } from '../metrics';
+import type { NodeView } from '../upstreams/upstream-set';
 
 /** The options of every Insight the admin view uses (each process's, and the primary's merge of them). */
 export function insightOptions(cfg: Config): InsightOptions {
@@ -18,7 +19,7 @@ export interface TablesReport {
 }
 
 export interface AdminSource {
-  /** The upstream /health probes. */
+  /** The upstream /health probes (with one node; with several, /ready tells about them). */
   readonly upstream: HostPort;
   readonly connectTimeoutMs: number;
   /** Why pgscribe cannot take sessions now (not listening yet or any more, a serving process down or stuck), or null. */
@@ -31,12 +32,15 @@ export interface AdminSource {
   tables(): Promise<TablesReport>;
   /** Drops every cached answer; resolves false when the cache is off. */
   flushCache(): Promise<boolean>;
+  /** Several upstream nodes: each one's health; null with one node (no health checks). */
+  upstreams(): Promise<NodeView[] | null>;
 }
 
 /** What LocalSource needs of the Server (declared here, so that the admin code does not import it). */
 export interface LocalHost extends MetricsHost {
-  readonly config: { readonly upstream: HostPort; readonly limits: { readonly connectTimeoutMs: number } };
+  readonly config: { readonly upstreams: readonly HostPort[]; readonly limits: { readonly connectTimeoutMs: number } };
   readonly cache: (MetricsHost['cache'] & { readonly cache: boolean; readonly layer: { flush(): void } }) | null;
+  readonly upstreams: { views(): NodeView[] } | null;
 }
 
 /** One process's own figures. */
@@ -47,7 +51,7 @@ export class LocalSource implements AdminSource {
   ) {}
 
   get upstream(): HostPort {
-    return this.server.config.upstream;
+    return this.server.config.upstreams[0]!;
   }
 
   get connectTimeoutMs(): number {
@@ -72,6 +76,10 @@ export class LocalSource implements AdminSource {
 
   tables(): Promise<TablesReport> {
     return Promise.resolve(this.insight.tables());
+  }
+
+  upstreams(): Promise<NodeView[] | null> {
+    return Promise.resolve(this.server.upstreams?.views() ?? null);
   }
 
   flushCache(): Promise<boolean> {

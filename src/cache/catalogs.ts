@@ -139,6 +139,13 @@ class DatabaseCatalog implements CatalogSource {
     }, wait).unref();
   }
 
+  /** The upstream primary changed (a failover): connect to it now, not after the backoff grown while there was none. */
+  retryNow(): void {
+    if (this.closed || this.conn !== null) return;
+    this.backoffMs = 250;
+    void this.knowledge.refresh();
+  }
+
   close(): void {
     this.closed = true;
     this.knowledge.stop();
@@ -156,6 +163,11 @@ export class Catalogs {
     private readonly ops: OpsLog,
     private readonly changed: (db: string) => void,
   ) {}
+
+  /** A new upstream primary: every database whose connection is down connects to it now. */
+  retryNow(): void {
+    for (const d of this.dbs.values()) d.retryNow();
+  }
 
   /** The knowledge of db (connecting on first use), or null when there are too many databases. */
   of(db: string): CatalogKnowledge | null {

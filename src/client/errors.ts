@@ -48,6 +48,20 @@ export const SessionError = {
   /** 08006: the upstream went away mid-session without saying why. */
   upstreamClosed: () =>
     fatal(SqlState.ConnectionFailure, 'pgscribe: upstream server closed the connection unexpectedly', 'The PostgreSQL server may have restarted or terminated this backend; reconnect.'),
+  /** 08001: several upstream nodes and none primary within primary-wait-ms. */
+  noPrimary: (waitMs: number, nodes: string) =>
+    fatal(
+      SqlState.SqlclientUnableToEstablishSqlconnection,
+      `pgscribe: no upstream server is primary (waited ${waitMs} ms): ${nodes}`,
+      'A failover may be in progress: promote a standby, or check the nodes pgscribe cannot reach; then reconnect.',
+    ),
+  /** 57P01: the session's node went into recovery (a switchover): its next write would fail with 25006. */
+  upstreamDemoted: (node: string, primary: string | null) =>
+    fatal(
+      SqlState.AdminShutdown,
+      `pgscribe: terminating connection because upstream server ${node} is no longer the primary (it is in recovery)`,
+      primary === null ? 'No node is primary yet; reconnect when the failover is over.' : `The primary is now ${primary}; reconnect to be sent there.`,
+    ),
   /** 57P01: the proxy is shutting down. */
   shuttingDown: () => fatal(SqlState.AdminShutdown, 'pgscribe: terminating connection because the proxy is shutting down'),
 };

@@ -9,6 +9,7 @@ import type { ClientLogger } from '../log/client-logger';
 import type { CacheContext } from '../cache/session';
 import type { TlsSetup } from '../tls';
 import type { CompletionSink } from './recorder';
+import type { ErrorFields } from '../protocol/messages';
 
 /** BackendKeyData of an upstream session: what a CancelRequest for it must carry. */
 export interface BackendKey {
@@ -33,6 +34,10 @@ export interface ClientHandle {
   requestShutdown(): void;
   /** Close now with 57P01. */
   closeForShutdown(): void;
+  /** The upstream node it connects or connected to; null before one is chosen. */
+  readonly upstreamNode: HostPort | null;
+  /** Send this FATAL error (at a message boundary) and close: e.g. its node left the primary role. */
+  fail(error: ErrorFields): void;
   /** Destroy both sockets now (process exit after the grace period). */
   destroy(): void;
 }
@@ -43,9 +48,25 @@ export interface ClientSettings {
   /** Largest client message; larger gets 08P01. */
   readonly maxMessageBytes: number;
   readonly connectTimeoutMs: number;
+  /** With several upstream nodes: how long a new session waits for a primary. */
+  readonly primaryWaitMs: number;
   readonly startupTimeoutMs: number;
   /** A `done` line follows each answered Q/E. */
   readonly logCompletions: boolean;
+}
+
+/** Several upstream nodes (src/upstreams/upstream-set.ts): where new sessions go. */
+export interface UpstreamRouter {
+  /** The node new sessions go to now, or null (none is primary, or two claim to be). */
+  readonly primary: HostPort | null;
+  /** The primary as soon as there is one; null after timeoutMs. */
+  whenPrimary(timeoutMs: number): Promise<HostPort | null>;
+  /** A session could not connect to this node: check it now. */
+  suspect(node: HostPort): void;
+  /** A session found this node in recovery: send no session there, and check it now. */
+  sawInRecovery(node: HostPort): void;
+  /** Every node and its state, for a message. */
+  describe(): string;
 }
 
 /** Counters sessions add to (the stats line, /stats and /metrics read them). */
@@ -74,6 +95,8 @@ export interface ClientHost {
   /** The cache/singleflight layer, null when both are off. */
   readonly cache: CacheContext | null;
   readonly tls: TlsSetup;
+  /** Several upstream nodes: the router to the primary; null with one (settings.upstream). */
+  readonly upstreams: UpstreamRouter | null;
   /** Query digests fed by completed queries (--admin), null when off. */
   readonly digests: CompletionSink | null;
   /** Sessions track how each Q/E ends (--log-completions, or digests). */

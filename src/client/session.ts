@@ -35,6 +35,7 @@ import { withoutChannelBinding } from './scram-filter';
 import { StartupPhase, type StartupSession } from './startup';
 import { ALLOWED, ClientState, afterServerMessage, inStartup } from './states';
 import { UpstreamLeg, type UpstreamSession } from './upstream';
+import type { HostPort } from '../config';
 
 export { ClientState } from './states';
 
@@ -362,6 +363,24 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
           }
         }
         break;
+      case Backend.ParameterStatus:
+        // Several upstreams: a node can turn standby between two health checks. PostgreSQL 14+
+        // reports in_hot_standby at the start of every session: a session that reached a standby
+        // ends here, before any of its writes can fail with 25006, and the node is checked now.
+        if (this.state === S.Authenticating && this.host.upstreams !== null && this.upstream.node !== null && isHotStandbyOn(buf, start, end)) {
+          const at = this.upstream.node;
+          this.host.upstreams.sawInRecovery(at);
+          const primary = this.host.upstreams.primary;
+          const name = (a: HostPort) => `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
+          this.host.ops.warn('a session reached an upstream node in recovery (its role changed since the last health check); closing it with 57P01', {
+            conn: this.id,
+            client: this.address,
+            node: name(at),
+          });
+          this.fail(SessionError.upstreamDemoted(name(at), primary === null || (primary.host === at.host && primary.port === at.port) ? null : name(primary)));
+          return;
+        }
+        break;
       case Backend.BackendKeyData:
         if (end - start >= 13) {
           this.backendKey = { pid: buf.readInt32BE(start + 5), secret: buf.readInt32BE(start + 9) };
@@ -547,6 +566,10 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     this.transition(S.Closing);
   }
 
+  get upstreamNode(): HostPort | null {
+    return this.upstream.node;
+  }
+
   cancelWait(): boolean {
     return this.cache !== null && this.cache.cancelWait();
   }
@@ -591,4 +614,11 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     this.upstream.socket?.destroy();
     this.clientLeg.destroy();
   }
+}
+
+const HOT_STANDBY_ON = Buffer.from('in_hot_standby\0on\0');
+
+/** A ParameterStatus message (buf[start..end)) saying in_hot_standby = on. */
+function isHotStandbyOn(buf: Buffer, start: number, end: number): boolean {
+  return end - start === 5 + HOT_STANDBY_ON.length && buf.compare(HOT_STANDBY_ON, 0, HOT_STANDBY_ON.length, start + 5, end) === 0;
 }

@@ -1,11 +1,14 @@
 /**
  * A session's connection to PostgreSQL: opened when the client's StartupMessage is accepted,
  * in plaintext or TLS as --upstream-tls says (libpq's sslmode meanings), with a connect timeout.
- * Failures before the session exists are answered 08001, as libpq reports them.
+ * With several upstream nodes it goes to the current primary (src/upstreams/), waiting up to
+ * primary-wait-ms for one during a failover. Failures before the session exists are answered
+ * 08001, as libpq reports them.
  *
  * @see https://www.postgresql.org/docs/15/protocol-flow.html#PROTOCOL-FLOW-SSL
  */
 import * as net from 'node:net';
+import type { HostPort } from '../config';
 import type { ErrorFields } from '../protocol/messages';
 import { negotiateUpstream, type Negotiation } from '../tls';
 import { SessionError } from './errors';
@@ -40,6 +43,8 @@ export class UpstreamLeg {
   private timer: NodeJS.Timeout | null = null;
   /** The socket is not read: the client is slow, or a commit's answer is held. */
   private paused = false;
+  /** The node this session connects (or connected) to; null until chosen. */
+  node: HostPort | null = null;
 
   constructor(session: UpstreamSession, host: ClientHost) {
     this.session = session;
@@ -47,13 +52,44 @@ export class UpstreamLeg {
   }
 
   private get target(): string {
-    const { host, port } = this.host.settings.upstream;
-    return `${host}:${port}`;
+    const { host, port } = this.node ?? this.host.settings.upstream;
+    return `${host.includes(':') ? `[${host}]` : host}:${port}`;
   }
 
-  /** Open the connection and send the client's StartupMessage (a view: copied here). */
+  /**
+   * Open the connection and send the client's StartupMessage (a view: copied here). With several
+   * nodes, to the primary; while there is none, after waiting for one (the client is not read
+   * meanwhile: its state stays Connecting).
+   */
   connect(startupPacket: Buffer): void {
-    const { host, port } = this.host.settings.upstream;
+    const router = this.host.upstreams;
+    if (router === null) {
+      this.connectTo(this.host.settings.upstream, startupPacket);
+      return;
+    }
+    const now = router.primary;
+    if (now !== null) {
+      this.connectTo(now, startupPacket);
+      return;
+    }
+    const packet = Buffer.from(startupPacket);
+    const waitMs = this.host.settings.primaryWaitMs;
+    const s = this.session;
+    void router.whenPrimary(waitMs).then((node) => {
+      if (s.state !== ClientState.Connecting) return; // the client went away meanwhile
+      if (node !== null) {
+        this.connectTo(node, packet);
+        return;
+      }
+      const nodes = router.describe();
+      this.host.ops.warn('no upstream primary within primary-wait-ms; refusing the client with 08001', { conn: s.id, client: s.address, wait_ms: waitMs, nodes });
+      s.fail(SessionError.noPrimary(waitMs, nodes));
+    });
+  }
+
+  private connectTo(node: HostPort, startupPacket: Buffer): void {
+    this.node = node;
+    const { host, port } = node;
     const timeoutMs = this.host.settings.connectTimeoutMs;
     const up = net.connect({ host, port });
     this.socket = up;
@@ -189,6 +225,7 @@ export class UpstreamLeg {
     const s = this.session;
     if (s.state === ClientState.Connecting) {
       this.host.counters.upstreamErrors++;
+      if (this.node !== null) this.host.upstreams?.suspect(this.node);
       this.host.ops.warn('cannot connect to upstream', { conn: s.id, client: s.address, upstream: this.target, error: err.code ?? err.message });
       s.fail(SessionError.upstreamUnreachable(this.target, err.message));
       return;

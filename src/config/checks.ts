@@ -75,6 +75,12 @@ export function checkEnvironment(cfg: Config): void {
       `binding the admin server to ${admin.address.host} would let anyone who can reach it read every query's text and flush the cache: set --admin-token, or bind to 127.0.0.1`,
     );
   }
+  if (cfg.upstreams.length > 1 && cfg.catalog.user === '') {
+    throw new ConfigError(
+      'upstream',
+      `${cfg.upstreams.length} nodes: telling the primary from a standby takes a login (pg_is_in_recovery()), which pgscribe makes as catalog-user: set catalog-user (and catalog-password), or list one node`,
+    );
+  }
   if (cache.invalidation === 'wal' && (!cache.enabled || cfg.catalog.user === '')) {
     throw new ConfigError('cache-invalidation', `wal reads PostgreSQL's change stream with pgscribe's own connection: it needs --cache and catalog-user${cache.enabled ? '' : ' (--cache is off)'}${cfg.catalog.user === '' ? ' (catalog-user is not set)' : ''}`);
   }

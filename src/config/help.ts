@@ -4,8 +4,16 @@ import { clientTlsMode, type Config } from './types';
 
 /** A setting value as shown by --help and --check: HOST:PORT for an address (IPv6 bracketed). */
 function shown(v: unknown): unknown {
+  if (Array.isArray(v) && v.length > 0 && v.every(isHostPort)) return v.map(hostPort).join(',');
   if (v === null || Array.isArray(v) || typeof v !== 'object') return v;
-  const a = v as { host: string; port: number };
+  return hostPort(v as { host: string; port: number });
+}
+
+function isHostPort(v: unknown): boolean {
+  return typeof v === 'object' && v !== null && typeof (v as { host?: unknown }).host === 'string' && typeof (v as { port?: unknown }).port === 'number';
+}
+
+function hostPort(a: { host: string; port: number }): string {
   return `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
 }
 

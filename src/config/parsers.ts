@@ -25,6 +25,25 @@ export function parseHostPort(raw: unknown, key: string): HostPort {
   return { host: host === '' ? '0.0.0.0' : host, port };
 }
 
+/** Most upstream nodes --upstream takes: beyond this a typo, not a cluster. */
+export const MAX_UPSTREAMS = 16;
+
+/**
+ * --upstream: one HOST:PORT, or several separated by commas (libpq's multi-host form), each node
+ * once. With several, pgscribe sends sessions to the one that is not in recovery (src/upstreams/).
+ */
+export function parseHostPortList(raw: unknown, key: string): HostPort[] {
+  const items = Array.isArray(raw) ? raw : str(raw, key).split(',');
+  if (items.length === 0 || items.length > MAX_UPSTREAMS) throw new ConfigError(key, `expected 1 to ${MAX_UPSTREAMS} HOST:PORT separated by commas, got ${items.length}`);
+  const out: HostPort[] = [];
+  for (const item of items) {
+    const hp = parseHostPort(item, key);
+    if (out.some((x) => x.host === hp.host && x.port === hp.port)) throw new ConfigError(key, `${hp.host}:${hp.port} is listed twice`);
+    out.push(hp);
+  }
+  return out;
+}
+
 /** An integer in min..max (a number, or a string of digits). */
 export function int(min: number, max = Number.MAX_SAFE_INTEGER): Parser<number> {
   return (raw, key) => {

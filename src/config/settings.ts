@@ -5,7 +5,7 @@
  */
 import { cacheRules } from './cache-rules';
 import { ConfigError } from './config-error';
-import { adminAddress, bool, filePath, int, nonEmpty, oneOf, parseHostPort, processCount, redisAddress, str, tlsMode, type Parser } from './parsers';
+import { adminAddress, bool, filePath, int, nonEmpty, oneOf, parseHostPort, parseHostPortList, processCount, redisAddress, str, tlsMode, type Parser } from './parsers';
 import type { CacheInvalidation, Config, HostPort, RedisTlsMode, UpstreamTlsMode } from './types';
 
 /** What sits at the end of a path: a HostPort or a list is one value, not a section. */
@@ -46,7 +46,7 @@ function setting<const P extends ConfigPath>(path: P, parse: Parser<ValueAt<Conf
 /** Every setting, in --help and --check order: public name -> path, parser, default, help. */
 export const SETTINGS = {
   listen: setting(['listen'], parseHostPort, { host: '127.0.0.1', port: 6000 }, 'address clients connect to'),
-  upstream: setting(['upstream'], parseHostPort, { host: '127.0.0.1', port: 5432 }, 'PostgreSQL server to relay to'),
+  upstream: setting(['upstreams'], parseHostPortList, [{ host: '127.0.0.1', port: 5432 }], "PostgreSQL server to relay to; several HOST:PORT separated by commas: sessions go to the one not in recovery (needs catalog-user for the health checks)"),
   log: setting(['log', 'path'], nonEmpty, 'logs/queries.log', "query log file; '-' for stdout, 'none' for no query log"),
   'log-format': setting(['log', 'format'], oneOf('text', 'json'), 'text', 'query log format: text or json'),
   'log-params': setting(['log', 'params'], bool, true, 'log Bind parameter values (false: only their count)'),
@@ -56,6 +56,10 @@ export const SETTINGS = {
   'max-connections': setting(['limits', 'maxConnections'], int(1, 100000), 100, 'client sessions at once; more get 53300'),
   'max-message-bytes': setting(['limits', 'maxMessageBytes'], int(1024, 0x3fffffff), 64 << 20, 'largest client message; larger gets 08P01'),
   'connect-timeout': setting(['limits', 'connectTimeoutMs'], int(1, 3_600_000), 5000, 'upstream connect timeout, ms; then 08001'),
+  'health-interval-ms': setting(['health', 'intervalMs'], int(100, 3_600_000), 2000, 'with several upstreams: ms between health checks of each node'),
+  'health-timeout-ms': setting(['health', 'timeoutMs'], int(1, 600_000), 1000, 'with several upstreams: ms a health check may take; longer counts as a failure'),
+  'health-failures': setting(['health', 'failures'], int(1, 100), 3, 'with several upstreams: failed health checks in a row before a node counts as down'),
+  'primary-wait-ms': setting(['health', 'primaryWaitMs'], int(0, 3_600_000), 10000, 'with several upstreams: ms a new session waits for a primary (during a failover) before 08001'),
   'startup-timeout': setting(['limits', 'startupTimeoutMs'], int(1, 3_600_000), 10000, 'ms a client may take to send its startup packet'),
   'shutdown-grace': setting(['limits', 'shutdownGraceMs'], int(0, 3_600_000), 10000, 'ms sessions get to finish on SIGTERM/SIGINT before 57P01'),
   processes: setting(['processes'], processCount, 1, "processes serving the listen address, each with its own event loop, sessions and cache, writing one query log: N, or 'auto' for one per core"),

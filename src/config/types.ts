@@ -147,9 +147,21 @@ export interface AdminConfig {
   digestMaxEntries: number;
 }
 
+/** Health checks of the upstream nodes, when there are several (src/upstreams/). */
+export interface HealthConfig {
+  intervalMs: number;
+  timeoutMs: number;
+  /** Failed checks in a row before a node counts as down. */
+  failures: number;
+  /** How long a new session waits for a primary before 08001. */
+  primaryWaitMs: number;
+}
+
 export interface Config {
   listen: HostPort;
-  upstream: HostPort;
+  /** The PostgreSQL nodes (one, or several with health checks and failover). */
+  upstreams: HostPort[];
+  health: HealthConfig;
   limits: LimitsConfig;
   /** Processes serving `listen` (src/processes/); 1: this process alone, as before there were several. */
   processes: number;

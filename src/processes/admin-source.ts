@@ -20,6 +20,7 @@ import { Insight, type DigestRecord, type DigestView, type InsightPart, type Tab
 import { sumReadings, type Readings } from '../metrics';
 import { insightOptions, type AdminSource, type TablesReport } from '../admin/source';
 import type { AdminQuery } from './ipc';
+import type { NodeView } from '../upstreams/upstream-set';
 import type { Primary } from './primary';
 
 export class ProcessesSource implements AdminSource {
@@ -33,7 +34,7 @@ export class ProcessesSource implements AdminSource {
   ) {}
 
   get upstream(): HostPort {
-    return this.cfg.upstream;
+    return this.cfg.upstreams[0]!;
   }
 
   get connectTimeoutMs(): number {
@@ -97,6 +98,13 @@ export class ProcessesSource implements AdminSource {
     const merged = new Insight(insightOptions(this.cfg));
     for (const part of (await this.ask('tables')) as InsightPart<TableRecord>[]) merged.absorbTables(part);
     return merged.tables();
+  }
+
+  /** Every process checks the nodes itself; the first answer stands for all. */
+  async upstreams(): Promise<NodeView[] | null> {
+    if (this.cfg.upstreams.length < 2) return null;
+    const answers = (await this.ask('upstreams')) as (NodeView[] | null)[];
+    return answers.find((a) => a !== null) ?? null;
   }
 
   async flushCache(): Promise<boolean> {

@@ -37,7 +37,7 @@ export interface StatsRequestMessage { t: 'stats'; req: number }
  * What the admin server, which runs in the primary, needs of every process: its figures (the
  * metrics' Readings), its query digests or its table heat as plain data, or a cache flush.
  */
-export type AdminQuery = 'readings' | 'digests' | 'tables' | 'flush';
+export type AdminQuery = 'readings' | 'digests' | 'tables' | 'flush' | 'upstreams';
 /** Answer the admin server's question (AdminAnswerMessage). */
 export interface AdminAskMessage { t: 'admin'; req: number; q: AdminQuery }
 /** Shut down as on SIGTERM (the primary waits for the exit). */

@@ -13,7 +13,8 @@ const PKG_VERSION = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'),
 /** The defaults as documented, written out by hand (not read from SETTINGS). */
 const DEFAULTS: Config = {
   listen: { host: '127.0.0.1', port: 6000 },
-  upstream: { host: '127.0.0.1', port: 5432 },
+  upstreams: [{ host: '127.0.0.1', port: 5432 }],
+  health: { intervalMs: 2000, timeoutMs: 1000, failures: 3, primaryWaitMs: 10000 },
   limits: {
     maxConnections: 100,
     maxMessageBytes: 64 * 1024 * 1024,
@@ -69,6 +70,10 @@ const DEFAULTS: Config = {
 const DEFAULTS_DESCRIBED = {
   listen: '127.0.0.1:6000',
   upstream: '127.0.0.1:5432',
+  'health-interval-ms': 2000,
+  'health-timeout-ms': 1000,
+  'health-failures': 3,
+  'primary-wait-ms': 10000,
   log: 'logs/queries.log',
   'log-format': 'text',
   'log-params': true,
@@ -182,20 +187,20 @@ t.test('defaults', async (tt) => {
 
 t.test('defaults() hands out independent objects: changing one Config leaves the defaults alone', async (tt) => {
   const a = defaults();
-  const saved = { listen: a.listen.port, upstream: a.upstream.host, log: a.log.path };
+  const saved = { listen: a.listen.port, upstream: a.upstreams[0]!.host, log: a.log.path };
   a.listen.port = 1;
-  a.upstream.host = 'changed';
+  a.upstreams[0]!.host = 'changed';
   a.log.path = 'changed.log';
   a.cache.rules.push({ pattern: 'x', flags: '', ttl: 1 });
   try {
     tt.equal(defaults().listen.port, 6000, 'listen default untouched');
-    tt.equal(configOf([]).upstream.host, '127.0.0.1', 'upstream default untouched');
+    tt.equal(configOf([]).upstreams[0]!.host, '127.0.0.1', 'upstream default untouched');
     tt.equal(defaults().log.path, 'logs/queries.log', 'sections are not shared');
     tt.strictSame(configOf([]).cache.rules, [], 'lists are not shared');
   } finally {
     // Undo through the same reference, so that if they are shared the other tests still see the real defaults.
     a.listen.port = saved.listen;
-    a.upstream.host = saved.upstream;
+    a.upstreams[0]!.host = saved.upstream;
     a.log.path = saved.log;
     a.cache.rules.pop();
   }
@@ -221,6 +226,10 @@ t.test('every flag parses', async (tt) => {
     '--max-connections', '1',
     '--max-message-bytes', '1024',
     '--connect-timeout', '1',
+    '--health-interval-ms', '100',
+    '--health-timeout-ms', '600000',
+    '--health-failures', '100',
+    '--primary-wait-ms', '0',
     '--startup-timeout', '3600000',
     '--shutdown-grace', '0',
     '--processes', '2',
@@ -266,7 +275,8 @@ t.test('every flag parses', async (tt) => {
   ];
   tt.strictSame(configOf(argv), {
     listen: { host: '::1', port: 6001 },
-    upstream: { host: 'db.internal', port: 5433 },
+    upstreams: [{ host: 'db.internal', port: 5433 }],
+    health: { intervalMs: 100, timeoutMs: 600000, failures: 100, primaryWaitMs: 0 },
     limits: {
       maxConnections: 1,
       maxMessageBytes: 1024,
@@ -342,11 +352,26 @@ t.test('host:port forms', async (tt) => {
   ];
   for (const [raw, host, port] of ok) {
     tt.strictSame(parseHostPort(raw, 'listen'), { host, port }, raw);
-    tt.strictSame(configOf(['--upstream', raw]).upstream, { host, port }, `--upstream ${raw}`);
+    tt.strictSame(configOf(['--upstream', raw]).upstreams, [{ host, port }], `--upstream ${raw}`);
   }
   const bad = ['127.0.0.1', '127.0.0.1:', 'host:65536', 'host:99999999999', 'host:-1', 'host:abc', 'host:12ab', '::1:6000', '[::1]6000', '', ':', 'a b:1', 'host:1.5'];
   for (const raw of bad) rejects(tt, () => configOf(['--listen', raw]), '--listen', `--listen ${JSON.stringify(raw)}`);
   rejects(tt, () => parseHostPort(6000, 'upstream'), 'upstream', 'a number is not HOST:PORT');
+});
+
+t.test('--upstream: several nodes, comma-separated, each once; they need catalog-user', async (tt) => {
+  tt.strictSame(configOf(['--upstream', 'pg1:5432,pg2:5433, [::1]:5434']).upstreams, [
+    { host: 'pg1', port: 5432 },
+    { host: 'pg2', port: 5433 },
+    { host: '::1', port: 5434 },
+  ]);
+  tt.equal(describe(configOf(['--upstream', 'pg1:5432,[::1]:5434'])).upstream, 'pg1:5432,[::1]:5434', '--check prints the list as it reads back');
+  rejects(tt, () => configOf(['--upstream', 'pg1:5432,pg1:5432']), '--upstream', 'a node twice');
+  rejects(tt, () => configOf(['--upstream', 'pg1:5432,']), '--upstream', 'an empty item');
+  rejects(tt, () => configOf(['--upstream', Array.from({ length: 17 }, (_, i) => `h${i}:1`).join(',')]), '--upstream', 'more than 16');
+  rejects(tt, () => checkEnvironment(configOf(['--upstream', 'pg1:5432,pg2:5432', '--log', 'none'])), 'upstream', 'several nodes without catalog-user');
+  tt.doesNotThrow(() => checkEnvironment(configOf(['--upstream', 'pg1:5432,pg2:5432', '--catalog-user', 'pgscribe', '--log', 'none'])), 'with catalog-user');
+  tt.strictSame(configOf(['--health-interval-ms', '500', '--health-failures', '2', '--primary-wait-ms', '0']).health, { intervalMs: 500, timeoutMs: 1000, failures: 2, primaryWaitMs: 0 });
 });
 
 t.test('integers: ranges and syntax', async (tt) => {
@@ -453,6 +478,10 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
       'max-connections': 3,
       'max-message-bytes': 2048,
       'connect-timeout': 100,
+      'health-interval-ms': 250,
+      'health-timeout-ms': '50',
+      'health-failures': 2,
+      'primary-wait-ms': 0,
       'startup-timeout': 200,
       'shutdown-grace': 300,
       processes: 3,
@@ -499,7 +528,8 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
   );
   const fromJson: Config = {
     listen: { host: '::1', port: 7000 },
-    upstream: { host: 'pg', port: 5433 },
+    upstreams: [{ host: 'pg', port: 5433 }],
+    health: { intervalMs: 250, timeoutMs: 50, failures: 2, primaryWaitMs: 0 },
     limits: {
       maxConnections: 3,
       maxMessageBytes: 2048,

@@ -1,0 +1,273 @@
+/**
+ * Several upstream nodes (--upstream A,B,...): each is checked every health-interval-ms
+ * (health-check.ts), and the primary listener's sessions go to the one node that is up and not
+ * in recovery. pgscribe never promotes anything: it follows what the nodes say.
+ *
+ * - A node is down after health-failures failed checks in a row, up again at the first good one.
+ * - The primary is the node that is up, not in recovery, and whose last check passed. While its
+ *   last check failed (it may be going away), while no node is primary (a failover in progress)
+ *   and while two nodes claim to be (an old primary back without standby.signal), there is none:
+ *   new sessions wait for one (whenPrimary), never guess.
+ * - A node that was primary and is now in recovery (a switchover) is `demoted`: its sessions
+ *   would fail at their next write with 25006, so the owner closes them.
+ * - Every change of a node's state, and of the primary, is one operational line.
+ */
+import type { HostPort } from '../config';
+import type { OpsLog } from '../log/ops';
+import type { NodeReport } from './health-check';
+
+export type NodeRole = 'unknown' | 'primary' | 'standby';
+
+/** While no node is primary, every node is checked at least this often. */
+const NO_PRIMARY_RECHECK_MS = 1000;
+
+/** A node as /upstreams and the metrics show it. */
+export interface NodeView {
+  node: string;
+  /** 'down', or the role of an up node ('unknown' before its first check). */
+  state: 'down' | NodeRole;
+  /** The node new sessions of the primary listener go to. */
+  primary: boolean;
+  /** Failed checks in a row. */
+  failures: number;
+  lastError: string | null;
+  /** ISO-8601 time of the last check's end; null before the first. */
+  checkedAt: string | null;
+  replayLsn: string | null;
+  replayLagMs: number | null;
+}
+
+export interface HealthOptions {
+  intervalMs: number;
+  timeoutMs: number;
+  failures: number;
+}
+
+export interface UpstreamEvents {
+  /**
+   * A primary was chosen that differs from the last one chosen (`from`; null at the first
+   * choice): a failover or switchover happened. Gaps without a primary in between do not count.
+   */
+  primaryChanged(from: HostPort | null, to: HostPort): void;
+  /** A node that was primary is in recovery now; `primary` is the new one, if known. */
+  demoted(node: HostPort, primary: HostPort | null): void;
+}
+
+export type NodeCheck = (node: HostPort, timeoutMs: number) => Promise<NodeReport>;
+
+class NodeState {
+  readonly name: string;
+  /** Up once a check passed, down after `failures` failed ones in a row (and before the first check). */
+  up = false;
+  role: NodeRole = 'unknown';
+  failures = 0;
+  lastError: string | null = null;
+  checkedAt = 0;
+  replayLsn: string | null = null;
+  replayLagMs: number | null = null;
+  checking = false;
+
+  constructor(readonly address: HostPort) {
+    this.name = nodeName(address);
+  }
+
+  get state(): 'down' | NodeRole {
+    return this.up ? this.role : 'down';
+  }
+}
+
+export function nodeName(a: HostPort): string {
+  return `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
+}
+
+export class UpstreamSet {
+  private readonly nodes: NodeState[];
+  private current: NodeState | null = null;
+  /** The last node chosen as primary (kept through gaps without one). */
+  private last: NodeState | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  /** When checkAll() last ran. */
+  private lastRound = 0;
+  private waiters: { resolve: (p: HostPort | null) => void; timer: NodeJS.Timeout }[] = [];
+  /** The nodes that claimed primary together last time (said once per episode). */
+  private splitBrain = '';
+
+  constructor(
+    addresses: readonly HostPort[],
+    private readonly opts: HealthOptions,
+    private readonly check: NodeCheck,
+    private readonly ops: OpsLog,
+    private readonly events: UpstreamEvents,
+  ) {
+    this.nodes = addresses.map((a) => new NodeState(a));
+  }
+
+  /**
+   * Check every node now, then every intervalMs; while there is no primary, every second at
+   * least (sessions are waiting, and a failover should not wait a long interval to be seen).
+   */
+  start(): void {
+    this.checkAll();
+    const tick = Math.min(this.opts.intervalMs, NO_PRIMARY_RECHECK_MS);
+    this.timer = setInterval(() => {
+      if (this.current === null || Date.now() - this.lastRound >= this.opts.intervalMs - tick / 2) this.checkAll();
+    }, tick);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    for (const w of this.waiters) {
+      clearTimeout(w.timer);
+      w.resolve(null);
+    }
+    this.waiters = [];
+  }
+
+  /** The node new sessions go to now, or null (none is primary, or two claim to be). */
+  get primary(): HostPort | null {
+    return this.current?.address ?? null;
+  }
+
+  /** The primary, at once or as soon as there is one; null after timeoutMs without one. */
+  whenPrimary(timeoutMs: number): Promise<HostPort | null> {
+    if (this.current !== null) return Promise.resolve(this.current.address);
+    return new Promise((resolve) => {
+      const w = {
+        resolve,
+        timer: setTimeout(() => {
+          this.waiters = this.waiters.filter((x) => x !== w);
+          resolve(null);
+        }, timeoutMs),
+      };
+      this.waiters.push(w);
+    });
+  }
+
+  /** A session could not connect to `node`: check it now rather than at the next interval. */
+  suspect(node: HostPort): void {
+    const n = this.find(node);
+    if (n !== undefined) void this.checkOne(n);
+  }
+
+  /** Every node and its state, for an operator: `a:5432 primary, b:5432 down (connection refused)`. */
+  describe(): string {
+    return this.nodes.map((n) => `${n.name} ${n.state}${!n.up && n.lastError !== null ? ` (${n.lastError})` : ''}`).join(', ');
+  }
+
+  views(): NodeView[] {
+    return this.nodes.map((n) => ({
+      node: n.name,
+      state: n.state,
+      primary: n === this.current,
+      failures: n.failures,
+      lastError: n.lastError,
+      checkedAt: n.checkedAt === 0 ? null : new Date(n.checkedAt).toISOString(),
+      replayLsn: n.replayLsn,
+      replayLagMs: n.replayLagMs,
+    }));
+  }
+
+  private checkAll(): void {
+    this.lastRound = Date.now();
+    for (const n of this.nodes) void this.checkOne(n);
+  }
+
+  private async checkOne(n: NodeState): Promise<void> {
+    if (n.checking || this.stopped) return;
+    n.checking = true;
+    let report: NodeReport | null = null;
+    let error = '';
+    try {
+      report = await this.check(n.address, this.opts.timeoutMs);
+    } catch (err) {
+      error = (err as Error).message;
+    }
+    n.checking = false;
+    if (this.stopped) return;
+    this.apply(n, report, error);
+  }
+
+  /**
+   * A session found `node` in recovery (PostgreSQL's in_hot_standby at its start): as good as a
+   * check that says so. No new session goes there from now on; the node is checked again too.
+   */
+  sawInRecovery(node: HostPort): void {
+    const n = this.find(node);
+    if (n === undefined || this.stopped) return;
+    this.apply(n, { inRecovery: true, replayLsn: n.replayLsn, replayLagMs: n.replayLagMs }, '');
+    void this.checkOne(n);
+  }
+
+  private find(node: HostPort): NodeState | undefined {
+    return this.nodes.find((x) => x.address.host === node.host && x.address.port === node.port);
+  }
+
+  /** What a check (report, or the error of a failed one) says of a node, and what follows. */
+  private apply(n: NodeState, report: NodeReport | null, error: string): void {
+    n.checkedAt = Date.now();
+    const before = n.state;
+    const wasPrimary = n.role === 'primary';
+    if (report !== null) {
+      n.up = true;
+      n.failures = 0;
+      n.lastError = null;
+      n.role = report.inRecovery ? 'standby' : 'primary';
+      n.replayLsn = report.replayLsn;
+      n.replayLagMs = report.replayLagMs;
+    } else {
+      n.failures++;
+      n.lastError = error;
+      if (n.up && n.failures >= this.opts.failures) n.up = false;
+    }
+    if (n.state !== before) {
+      const line = { node: n.name, from: before, to: n.state, failures: n.failures || undefined, error: n.lastError ?? undefined };
+      if (n.state === 'down') this.ops.warn('upstream node is down: no session goes to it until a health check passes again', line);
+      else this.ops.info('upstream node state changed', line);
+    }
+    this.choosePrimary(n);
+    if (wasPrimary && report !== null && n.role === 'standby') this.events.demoted(n.address, this.primary);
+  }
+
+  /** The one node up, not in recovery and last checked fine; else none. */
+  private choosePrimary(checked: NodeState): void {
+    // A node whose last check failed (the old primary going away) claims nothing.
+    const claims = this.nodes.filter((n) => n.up && n.role === 'primary' && n.failures === 0);
+    let next: NodeState | null = null;
+    if (claims.length > 1) {
+      const names = claims.map((n) => n.name).join(', ');
+      if (this.splitBrain !== names) {
+        this.splitBrain = names;
+        this.ops.error('two upstream nodes claim to be primary; no new session goes to either until one is in recovery or down (pgscribe never chooses: demote or stop one)', { nodes: names });
+      }
+    } else {
+      if (this.splitBrain !== '') this.ops.info('only one upstream node claims to be primary again', { nodes: this.describe() });
+      this.splitBrain = '';
+      next = claims[0] ?? null;
+    }
+    if (next === this.current) return;
+    this.current = next;
+    if (next === null) {
+      this.ops.warn('no upstream primary: new sessions wait for one (primary-wait-ms), then get 08001', { nodes: this.describe() });
+      // The others may have changed too (a switchover): look at them now. The node just
+      // checked is looked at again at the next tick (every second while there is no primary).
+      setImmediate(() => {
+        for (const x of this.nodes) if (x !== checked && !this.stopped) void this.checkOne(x);
+      });
+      return;
+    }
+    const previous = this.last;
+    this.last = next;
+    this.ops.info('upstream primary chosen: new sessions go to it', { primary: next.name, previous: previous === null || previous === next ? undefined : previous.name });
+    const waiting = this.waiters;
+    this.waiters = [];
+    for (const w of waiting) {
+      clearTimeout(w.timer);
+      w.resolve(next.address);
+    }
+    if (previous !== next) this.events.primaryChanged(previous?.address ?? null, next.address);
+  }
+}
