@@ -373,7 +373,12 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
   const late: { server: Server | null; cache: CacheContext | null } = { server: null, cache: null };
   const upstreams = createUpstreams(cfg, ops, tls, { cache: () => late.cache, server: () => late.server });
   upstreams?.start();
-  const primary = () => upstreams?.primary ?? cfg.upstreams[0]!;
+  // pgscribe's own connections go to the primary; during a gap without one, to the last one
+  // (its catalog connection then fails and retries), never to a guess among the others.
+  const primary = () => upstreams?.primary ?? upstreams?.lastPrimary ?? cfg.upstreams[0]!;
+  // The first round of checks (at most health-timeout-ms), so that the start-up's own
+  // connections (the cache-invalidation auto check) go to the primary.
+  if (upstreams !== null) await upstreams.whenPrimary(cfg.health.timeoutMs + 100);
   const cache = createCacheContext(cfg, ops, tls, await resolveInvalidation(cfg, ops, tls, primary), link, primary);
   late.cache = cache;
   // With --processes N each serving process keeps its own, and the primary's admin server sums them.

@@ -101,8 +101,13 @@ class DatabaseStream {
       },
     });
     this.stream = new ChangeStream({
-      host: s.upstream.host,
-      port: s.upstream.port,
+      // Getters: with several upstreams each attempt goes to the primary of the moment.
+      get host() {
+        return s.upstream.host;
+      },
+      get port() {
+        return s.upstream.port;
+      },
       user: s.user,
       password: s.password,
       database: db,

@@ -65,8 +65,10 @@ export interface UpstreamRouter {
   suspect(node: HostPort): void;
   /** A session found this node in recovery: send no session there, and check it now. */
   sawInRecovery(node: HostPort): void;
-  /** Every node and its state, for a message. */
-  describe(): string;
+  /** A session could not connect to this node (refused, timeout): as a failed check. */
+  unreachable(node: HostPort, reason: string): void;
+  /** Every node and its state, for a message (withErrors: the last check's error of each down node). */
+  describe(withErrors?: boolean): string;
 }
 
 /** Counters sessions add to (the stats line, /stats and /metrics read them). */

@@ -42,10 +42,12 @@ const SERVER_CACHE = [Backend.ParameterStatus, Backend.RowDescription, Backend.N
 const SERVER_COMPLETIONS = [Backend.CommandComplete, Backend.EmptyQueryResponse, Backend.PortalSuspended];
 
 /** The backend messages a session with these features must see whole. */
-export function serverInspect(f: { ledger: boolean; cache: boolean; completions: boolean }): number[] {
+export function serverInspect(f: { ledger: boolean; cache: boolean; completions: boolean; upstreams?: boolean }): number[] {
   const inspect: number[] = [...SERVER_ALWAYS];
   if (f.ledger) inspect.push(...SERVER_LEDGER);
   if (f.cache) inspect.push(...SERVER_CACHE);
+  // Several upstreams: in_hot_standby at the session's start says it reached a standby.
+  else if (f.upstreams === true) inspect.push(Backend.ParameterStatus);
   if (f.completions) inspect.push(...SERVER_COMPLETIONS);
   return inspect;
 }

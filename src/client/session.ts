@@ -282,7 +282,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
         onPassthrough: (type, b, s, e) => this.onServerPiece(type, b, s, e),
         onFramingError: (reason) => this.upstreamProtocolViolation(reason),
       },
-      { maxLength: SERVER_MAX_LENGTH, maxInspectLength: SERVER_MAX_INSPECT_ALLOC, inspect: serverInspect({ ledger: this.decodes, cache: this.cache !== null, completions: this.recorder.tracker !== null }) },
+      { maxLength: SERVER_MAX_LENGTH, maxInspectLength: SERVER_MAX_INSPECT_ALLOC, inspect: serverInspect({ ledger: this.decodes, cache: this.cache !== null, completions: this.recorder.tracker !== null, upstreams: this.host.upstreams !== null }) },
     );
     this.setClientPaused(Pause.Connecting, true);
     this.upstream.connect(packet);

@@ -45,6 +45,12 @@ export class UpstreamLeg {
   private paused = false;
   /** The node this session connects (or connected) to; null until chosen. */
   node: HostPort | null = null;
+  /**
+   * Several upstreams: the StartupMessage (a copy) and when the session's wait for a primary
+   * ends. A primary that refuses the connection (it just died) is not the client's failure:
+   * nothing has reached a server yet, so the session waits for the next primary instead.
+   */
+  private retry: { packet: Buffer; deadline: number } | null = null;
 
   constructor(session: UpstreamSession, host: ClientHost) {
     this.session = session;
@@ -53,7 +59,7 @@ export class UpstreamLeg {
 
   private get target(): string {
     const { host, port } = this.node ?? this.host.settings.upstream;
-    return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+    return `${host}:${port}`;
   }
 
   /**
@@ -67,23 +73,36 @@ export class UpstreamLeg {
       this.connectTo(this.host.settings.upstream, startupPacket);
       return;
     }
+    const waitMs = this.host.settings.primaryWaitMs;
+    this.retry = { packet: Buffer.from(startupPacket), deadline: Date.now() + waitMs };
     const now = router.primary;
     if (now !== null) {
       this.connectTo(now, startupPacket);
       return;
     }
-    const packet = Buffer.from(startupPacket);
-    const waitMs = this.host.settings.primaryWaitMs;
+    this.waitForPrimary(waitMs);
+  }
+
+  /** Several upstreams: connect once there is a primary; 08001 after waitMs without one. */
+  private waitForPrimary(waitMs: number): void {
+    const router = this.host.upstreams!;
+    const packet = this.retry!.packet;
     const s = this.session;
     void router.whenPrimary(waitMs).then((node) => {
       if (s.state !== ClientState.Connecting) return; // the client went away meanwhile
-      if (node !== null) {
-        this.connectTo(node, packet);
-        return;
+      try {
+        if (node !== null) {
+          this.connectTo(node, packet);
+          return;
+        }
+        const waited = this.host.settings.primaryWaitMs;
+        this.host.ops.warn('no upstream primary within primary-wait-ms; refusing the client with 08001', { conn: s.id, client: s.address, wait_ms: waited, nodes: router.describe() });
+        // The client is not authenticated: the nodes' states, not the checks' error texts.
+        s.fail(SessionError.noPrimary(waited, router.describe(false)));
+      } catch (err) {
+        this.host.ops.error('internal error while connecting a session that waited for a primary; closing it', { conn: s.id, error: (err as Error).message });
+        s.fail(SessionError.upstreamUnreachable(this.target, 'internal error'));
       }
-      const nodes = router.describe();
-      this.host.ops.warn('no upstream primary within primary-wait-ms; refusing the client with 08001', { conn: s.id, client: s.address, wait_ms: waitMs, nodes });
-      s.fail(SessionError.noPrimary(waitMs, nodes));
     });
   }
 
@@ -97,6 +116,7 @@ export class UpstreamLeg {
     up.setKeepAlive(true, 60_000);
     this.timer = setTimeout(() => {
       this.timer = null;
+      if (this.waitForAnotherPrimary(`no connection within ${timeoutMs} ms`)) return;
       this.host.ops.warn('upstream connect timed out', { conn: this.session.id, client: this.session.address, upstream: this.target, timeout_ms: timeoutMs });
       this.session.fail(SessionError.upstreamUnreachable(this.target, `timeout after ${timeoutMs} ms`));
     }, timeoutMs);
@@ -224,6 +244,7 @@ export class UpstreamLeg {
   private onError(err: NodeJS.ErrnoException): void {
     const s = this.session;
     if (s.state === ClientState.Connecting) {
+      if (err.syscall === 'connect' && this.waitForAnotherPrimary(err.code ?? err.message)) return;
       this.host.counters.upstreamErrors++;
       if (this.node !== null) this.host.upstreams?.suspect(this.node);
       this.host.ops.warn('cannot connect to upstream', { conn: s.id, client: s.address, upstream: this.target, error: err.code ?? err.message });
@@ -234,6 +255,32 @@ export class UpstreamLeg {
     if (err.code !== 'ECONNRESET' && err.code !== 'EPIPE') {
       this.host.ops.warn('upstream socket error', { conn: s.id, client: s.address, error: err.code ?? err.message });
     }
+  }
+
+  /**
+   * Several upstreams: the primary did not take the connection (refused, or no answer in
+   * connect-timeout). Nothing reached a server, so the session waits for a primary again, for what
+   * is left of its primary-wait-ms, and the node gets no new session until a check passes. False
+   * when that does not apply (one upstream, TLS negotiation begun, the wait used up).
+   */
+  private waitForAnotherPrimary(reason: string): boolean {
+    const router = this.host.upstreams;
+    const node = this.node;
+    if (router === null || node === null || this.retry === null || this.negotiating) return false;
+    const left = this.retry.deadline - Date.now();
+    if (left <= 0) return false;
+    const sock = this.socket;
+    if (sock !== null) {
+      sock.removeAllListeners();
+      sock.on('error', () => {});
+      sock.destroy();
+    }
+    this.socket = null;
+    this.stopTimer();
+    router.unreachable(node, reason);
+    this.host.ops.info('upstream primary did not take the session; it waits for a primary', { conn: this.session.id, client: this.session.address, upstream: this.target, reason, wait_ms: left });
+    this.waitForPrimary(left);
+    return true;
   }
 
   /** Stop (on) or resume reading the server. mayResume: false once the session is closing. */

@@ -20,6 +20,8 @@ export type NodeRole = 'unknown' | 'primary' | 'standby';
 
 /** While no node is primary, every node is checked at least this often. */
 const NO_PRIMARY_RECHECK_MS = 1000;
+/** suspect() checks a node only when its last check ended at least this long ago. */
+const SUSPECT_SPACING_MS = 250;
 
 /** A node as /upstreams and the metrics show it. */
 export interface NodeView {
@@ -66,6 +68,8 @@ class NodeState {
   replayLsn: string | null = null;
   replayLagMs: number | null = null;
   checking = false;
+  /** Bumped by what a session saw (sawInRecovery): a check begun before it is out of date. */
+  epoch = 0;
 
   constructor(readonly address: HostPort) {
     this.name = nodeName(address);
@@ -87,8 +91,6 @@ export class UpstreamSet {
   private last: NodeState | null = null;
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
-  /** When checkAll() last ran. */
-  private lastRound = 0;
   private waiters: { resolve: (p: HostPort | null) => void; timer: NodeJS.Timeout }[] = [];
   /** The nodes that claimed primary together last time (said once per episode). */
   private splitBrain = '';
@@ -109,16 +111,22 @@ export class UpstreamSet {
    */
   start(): void {
     this.checkAll();
-    const tick = Math.min(this.opts.intervalMs, NO_PRIMARY_RECHECK_MS);
-    this.timer = setInterval(() => {
-      if (this.current === null || Date.now() - this.lastRound >= this.opts.intervalMs - tick / 2) this.checkAll();
-    }, tick);
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    const wait = this.current === null ? Math.min(this.opts.intervalMs, NO_PRIMARY_RECHECK_MS) : this.opts.intervalMs;
+    this.timer = setTimeout(() => {
+      this.checkAll();
+      this.schedule();
+    }, wait);
     this.timer.unref();
   }
 
   stop(): void {
     this.stopped = true;
-    if (this.timer !== null) clearInterval(this.timer);
+    if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
     for (const w of this.waiters) {
       clearTimeout(w.timer);
@@ -130,6 +138,11 @@ export class UpstreamSet {
   /** The node new sessions go to now, or null (none is primary, or two claim to be). */
   get primary(): HostPort | null {
     return this.current?.address ?? null;
+  }
+
+  /** The last node chosen as primary (also during a gap without one); null before the first choice. */
+  get lastPrimary(): HostPort | null {
+    return this.last?.address ?? null;
   }
 
   /** The primary, at once or as soon as there is one; null after timeoutMs without one. */
@@ -150,12 +163,14 @@ export class UpstreamSet {
   /** A session could not connect to `node`: check it now rather than at the next interval. */
   suspect(node: HostPort): void {
     const n = this.find(node);
-    if (n !== undefined) void this.checkOne(n);
+    // Many sessions failing at once (a full backlog) are one suspicion, not as many checks:
+    // health-failures counts checks at least SUSPECT_SPACING_MS apart.
+    if (n !== undefined && Date.now() - n.checkedAt >= SUSPECT_SPACING_MS) void this.checkOne(n);
   }
 
   /** Every node and its state, for an operator: `a:5432 primary, b:5432 down (connection refused)`. */
-  describe(): string {
-    return this.nodes.map((n) => `${n.name} ${n.state}${!n.up && n.lastError !== null ? ` (${n.lastError})` : ''}`).join(', ');
+  describe(withErrors = true): string {
+    return this.nodes.map((n) => `${n.name} ${n.state}${withErrors && !n.up && n.lastError !== null ? ` (${n.lastError})` : ''}`).join(', ');
   }
 
   views(): NodeView[] {
@@ -171,14 +186,15 @@ export class UpstreamSet {
     }));
   }
 
-  private checkAll(): void {
-    this.lastRound = Date.now();
+  /** Check every node now (each at most once at a time). */
+  checkAll(): void {
     for (const n of this.nodes) void this.checkOne(n);
   }
 
   private async checkOne(n: NodeState): Promise<void> {
     if (n.checking || this.stopped) return;
     n.checking = true;
+    const epoch = n.epoch;
     let report: NodeReport | null = null;
     let error = '';
     try {
@@ -188,6 +204,11 @@ export class UpstreamSet {
     }
     n.checking = false;
     if (this.stopped) return;
+    // A session saw the node in recovery while this check ran: the check may predate that.
+    if (n.epoch !== epoch) {
+      void this.checkOne(n);
+      return;
+    }
     this.apply(n, report, error);
   }
 
@@ -198,8 +219,21 @@ export class UpstreamSet {
   sawInRecovery(node: HostPort): void {
     const n = this.find(node);
     if (n === undefined || this.stopped) return;
+    n.epoch++;
     this.apply(n, { inRecovery: true, replayLsn: n.replayLsn, replayLagMs: n.replayLagMs }, '');
     void this.checkOne(n);
+  }
+
+  /**
+   * A session could not connect to `node`: as a failed check (no new session goes there until a
+   * check passes). Sessions failing together count once per SUSPECT_SPACING_MS.
+   */
+  unreachable(node: HostPort, reason: string): void {
+    const n = this.find(node);
+    if (n === undefined || this.stopped) return;
+    if (n.failures > 0 && Date.now() - n.checkedAt < SUSPECT_SPACING_MS) return;
+    n.epoch++;
+    this.apply(n, null, reason);
   }
 
   private find(node: HostPort): NodeState | undefined {
@@ -234,29 +268,41 @@ export class UpstreamSet {
 
   /** The one node up, not in recovery and last checked fine; else none. */
   private choosePrimary(checked: NodeState): void {
-    // A node whose last check failed (the old primary going away) claims nothing.
-    const claims = this.nodes.filter((n) => n.up && n.role === 'primary' && n.failures === 0);
+    // Not before every node has answered (or failed) once: a stale ex-primary that happens to
+    // answer first must not get the sessions waiting from the start.
+    if (this.nodes.some((n) => n.checkedAt === 0)) return;
+    const claims = this.nodes.filter((n) => n.up && n.role === 'primary');
+    // A node whose last check failed (the old primary going away, or a blip) keeps its claim:
+    // while it is up, the others wait rather than flap. Two healthy claims are a split brain.
+    const healthy = claims.filter((n) => n.failures === 0);
     let next: NodeState | null = null;
-    if (claims.length > 1) {
+    if (healthy.length > 1) {
       const names = claims.map((n) => n.name).join(', ');
       if (this.splitBrain !== names) {
         this.splitBrain = names;
         this.ops.error('two upstream nodes claim to be primary; no new session goes to either until one is in recovery or down (pgscribe never chooses: demote or stop one)', { nodes: names });
       }
     } else {
-      if (this.splitBrain !== '') this.ops.info('only one upstream node claims to be primary again', { nodes: this.describe() });
-      this.splitBrain = '';
-      next = claims[0] ?? null;
+      if (this.splitBrain !== '' && claims.length <= 1) {
+        this.ops.info('only one upstream node claims to be primary again', { nodes: this.describe() });
+        this.splitBrain = '';
+      }
+      next = claims.length === 1 ? healthy[0] ?? null : null;
     }
     if (next === this.current) return;
     this.current = next;
     if (next === null) {
       this.ops.warn('no upstream primary: new sessions wait for one (primary-wait-ms), then get 08001', { nodes: this.describe() });
       // The others may have changed too (a switchover): look at them now. The node just
-      // checked is looked at again at the next tick (every second while there is no primary).
+      // checked is looked at again at the next tick, every second from now on while there is
+      // no primary (not after what is left of a long interval).
       setImmediate(() => {
         for (const x of this.nodes) if (x !== checked && !this.stopped) void this.checkOne(x);
       });
+      if (this.timer !== null && !this.stopped) {
+        clearTimeout(this.timer);
+        this.schedule();
+      }
       return;
     }
     const previous = this.last;

@@ -250,8 +250,9 @@ export class ChangeStream {
   private async setUp(id: number): Promise<void> {
     const o = this.o;
     const conn = await ReplicationConnection.connect({
-      host: o.host,
-      port: o.port,
+      // Read at each attempt: with several upstreams the options follow the primary.
+      host: this.opts.host,
+      port: this.opts.port,
       user: o.user,
       password: o.password,
       database: o.database,

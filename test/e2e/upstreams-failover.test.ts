@@ -168,7 +168,7 @@ t.test('no primary: new sessions wait, then get 08001 naming the nodes; /ready f
   const waited = Date.now() - t0;
   const e = errorsIn(msgs)[0];
   t.equal(e?.C, '08001', 'FATAL 08001');
-  t.match(e?.M, new RegExp(`no upstream server is primary \\(waited 1500 ms\\): ${node(oldPrimary.port)} down .*${node(current.port)} down`), 'naming each node and its state');
+  t.match(e?.M, new RegExp(`no upstream server is primary \\(waited 1500 ms\\): ${node(oldPrimary.port)} down, ${node(current.port)} down$`), 'naming each node and its state');
   t.ok(waited >= 1400, `after waiting primary-wait-ms (${waited} ms)`);
   // It comes back: a waiting session gets through.
   const c2 = await fx.connect(p.port);
@@ -226,5 +226,26 @@ t.test('switchover between two health checks: a session that reaches the node no
   t.match(lines, /WARN a session reached an upstream node in recovery/, 'said');
   t.match(lines, new RegExp(`upstream primary chosen: new sessions go to it primary=${node(other.port)} previous=${node(current.port)}`), 'the new primary found at once, not at the next interval');
   t.notMatch(p.stderr(), /25006/, 'no 25006 anywhere');
+  await p.stop('SIGTERM');
+});
+
+t.test('a primary that refuses the connection before any check saw it die: the session waits for the next primary instead of failing', async (t) => {
+  // After the tests above: the node created as primary is the primary again, standby1 follows it.
+  const [current, other] = [rs.primary, rs.standbys[0]!];
+  await other.catchUpWith(current);
+  // No periodic check for a minute: only the session's own failure tells pgscribe.
+  const p = await launch(['--health-interval-ms', '60000']);
+  await p.waitStderr(new RegExp(`upstream primary chosen: new sessions go to it primary=${node(current.port)}`), 15_000);
+  await current.stopImmediate();
+  await other.promote();
+  const t0 = Date.now();
+  const c = await fx.connect(p.port);
+  const startup = await startupWaiting(c, 15_000);
+  const took = Date.now() - t0;
+  t.equal(startup[startup.length - 1]?.type, 'Z', `the session connects (after ${took} ms), no 08001`);
+  t.same(errorsIn(startup), [], 'no error');
+  t.equal(value(await c.query('select pg_is_in_recovery()::text')), 'false', 'to the new primary');
+  t.match(p.stderr(), new RegExp(`upstream primary did not take the session; it waits for a primary .*upstream=${node(current.port)}`), 'said');
+  t.ok(took < 10_000, 'well before primary-wait-ms and the one-minute interval: every node is checked each second while there is no primary');
   await p.stop('SIGTERM');
 });

@@ -31,8 +31,7 @@ function fixture(failures = 2) {
   );
   /** One check of each node, and the results settled. */
   const round = async () => {
-    set.suspect(A);
-    set.suspect(B);
+    set.checkAll();
     await new Promise((r) => setImmediate(r));
     await new Promise((r) => setImmediate(r));
   };
@@ -108,6 +107,34 @@ t.test('two nodes claiming primary: no new session goes to either until one step
   t.same(await waiting, B, 'once the old one is in recovery, the other is the primary');
   t.ok(f.lines.some((l) => l.startsWith('INFO only one upstream node claims to be primary again')));
   t.same(f.events, ['primary - -> 5001', 'primary 5001 -> 5002', 'demoted 5001 (primary 5002)']);
+  f.set.stop();
+});
+
+t.test('two primaries and a failed check of one: the other is not chosen (no flapping between them)', async (t) => {
+  const f = fixture(3);
+  await f.round();
+  f.says.set(5002, 'primary');
+  await f.round();
+  t.equal(f.set.primary, null, 'split brain: neither');
+  f.says.set(5002, 'down');
+  await f.round();
+  t.equal(f.set.primary, null, 'one failed check of B does not hand A the sessions: B may answer again');
+  t.notOk(f.lines.some((l) => l.includes('only one upstream node claims')), 'nor is the split brain said to be over');
+  f.says.set(5002, 'primary');
+  await f.round();
+  t.equal(f.lines.filter((l) => l.startsWith('ERROR two upstream nodes claim')).length, 1, 'still one ERROR line for the episode');
+  t.same(f.events, ['primary - -> 5001'], 'no failover event either');
+  f.set.stop();
+});
+
+t.test('a session that saw a node in recovery outranks a check begun before it', async (t) => {
+  const f = fixture();
+  await f.round();
+  t.same(f.set.primary, A);
+  f.says.set(5001, 'standby');
+  f.set.sawInRecovery(A);
+  t.equal(f.set.primary, null, 'no new session goes to A from that moment');
+  t.same(f.events.slice(1), ['demoted 5001 (primary -)']);
   f.set.stop();
 });
 
