@@ -238,6 +238,13 @@ function startWatchdog(l: Live): void {
  * Track a server's temp dir from now on: the 'exit' hook and a watchdog stop the server and
  * remove the dir unless a handle's stop() (see clusterHandle) did so first.
  */
+/** A new server's paths under a fresh temp dir (data, socket dir, log), tracked for teardown from now on. */
+export function newServerDirs(): { base: string; dataDir: string; socketDir: string; logFile: string; live: Live } {
+  const base = makeBaseDir();
+  const dataDir = path.join(base, 'data');
+  return { base, dataDir, socketDir: path.join(base, 'sock'), logFile: path.join(base, 'server.log'), live: trackServer(base, dataDir) };
+}
+
 export function trackServer(base: string, dataDir: string): Live {
   installExitHook();
   const l: Live = { base, dataDir };
@@ -331,11 +338,7 @@ export interface ClusterSsl {
  * rules; `ssl` turns TLS on (ssl = on), optionally for TCP connections only.
  */
 export async function startCluster(opts: { conf?: Record<string, string>; hba?: string[]; ssl?: ClusterSsl } = {}): Promise<PgCluster> {
-  const base = makeBaseDir();
-  const dataDir = path.join(base, 'data');
-  const socketDir = path.join(base, 'sock');
-  const logFile = path.join(base, 'server.log');
-  const l = trackServer(base, dataDir);
+  const { base, dataDir, socketDir, logFile, live: l } = newServerDirs();
 
   try {
     fs.mkdirSync(socketDir, { mode: 0o700 });

@@ -23,7 +23,7 @@ import {
   asPg,
   clusterHandle,
   giveToServerUser,
-  makeBaseDir,
+  newServerDirs,
   pgCtlStart,
   pgCtlStop,
   pgTool,
@@ -31,7 +31,6 @@ import {
   startOnFreePort,
   stopSync,
   toolEnv,
-  trackServer,
   writeLocalConf,
   type PgCluster,
   type ServerDirs,
@@ -142,11 +141,7 @@ export async function startReplicaSet(opts: { standbys: number; conf?: Record<st
 
 /** pg_basebackup of `primary` into a new temp dir, started as a hot standby on a free port. */
 async function cloneStandby(name: string, primary: ReplicaNode): Promise<ReplicaNode> {
-  const base = makeBaseDir();
-  const dataDir = path.join(base, 'data');
-  const socketDir = path.join(base, 'sock');
-  const logFile = path.join(base, 'server.log');
-  const l = trackServer(base, dataDir);
+  const { base, dataDir, socketDir, logFile, live: l } = newServerDirs();
   try {
     fs.mkdirSync(socketDir, { mode: 0o700 });
     giveToServerUser(socketDir);
