@@ -66,7 +66,7 @@ export class CancelRouter implements KeyRegistry {
 
   private forward(target: ClientHandle, pid: number, secret: number, from: string): void {
     // The node the session is on (several upstreams), else the one upstream.
-    const { host, port } = target.upstreamNode ?? this.upstream;
+    const { host, port } = target.upstream.node ?? this.upstream;
     const sock = net.connect({ host, port });
     let current: net.Socket = sock;
     const timer = setTimeout(() => current.destroy(), this.connectTimeoutMs).unref();

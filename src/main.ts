@@ -6,7 +6,8 @@
  */
 import { ConfigError, cacheMode, checkEnvironment, clientTlsMode, compileRules, describe, helpText, invalidationMode, parseCommandLine, type Command, type Config } from './config';
 import { createCacheLayer } from './cache/create';
-import { Catalogs, connectOwn, type OwnLogin } from './cache/catalogs';
+import { Catalogs } from './cache/catalogs';
+import { connectOwn, ownLogin, withLogin } from './pg/own-login';
 import { ChangeStreams } from './cache/change-streams';
 import { DEFAULT_PUBLICATION } from './wal/setup';
 import { walReadiness } from './wal/readiness';
@@ -27,8 +28,8 @@ import { LOG_PIPE_FD, PROCESS_INDEX_ENV } from './processes/ipc';
 import { Primary } from './processes/primary';
 import { WorkerLink, type Channel } from './processes/worker-link';
 import { ProcessCoherentLayer } from './processes/coherent-layer';
-import { UpstreamSet, nodeName } from './upstreams/upstream-set';
-import { checkNode } from './upstreams/health-check';
+import { createUpstreams } from './upstreams/create';
+import { nodeName } from './upstreams/upstream-set';
 import type { HostPort } from './config';
 
 import * as fs from 'node:fs';
@@ -115,66 +116,6 @@ function redisTls(redis: Config['redis']): tls.ConnectionOptions | null {
 }
 
 /**
- * pgscribe's own login (catalog-user) on the upstream: with several nodes, on whichever is
- * primary when a connection is made (`upstream` is read at each connect), so that the catalog
- * connections and change streams follow a failover.
- */
-function ownLogin(cfg: Config, tls: TlsSetup, primary: () => HostPort = () => cfg.upstreams[0]!): OwnLogin {
-  return {
-    get upstream() {
-      return primary();
-    },
-    user: cfg.catalog.user,
-    password: cfg.catalog.password,
-    connectTimeoutMs: cfg.limits.connectTimeoutMs,
-    tls: tls.upstream,
-  };
-}
-
-/** The login plus more settings, keeping its `upstream` a getter (a spread would freeze it). */
-function withLogin<T extends object>(login: OwnLogin, more: T): OwnLogin & T {
-  const o = { ...more } as OwnLogin & T;
-  Object.defineProperties(o, Object.getOwnPropertyDescriptors(login));
-  return o;
-}
-
-/**
- * With several --upstream nodes: their health checks and the choice of the primary. A new
- * primary drops the cache (it may lack commits the old one had); a node that left the primary
- * role gets its sessions closed (57P01), before their next write fails with 25006.
- */
-function createUpstreams(cfg: Config, ops: OpsLog, tls: TlsSetup, on: { cache: () => CacheContext | null; server: () => Server | null }): UpstreamSet | null {
-  if (cfg.upstreams.length < 2) return null;
-  const login = ownLogin(cfg, tls);
-  const set: UpstreamSet = new UpstreamSet(
-    cfg.upstreams,
-    { intervalMs: cfg.health.intervalMs, timeoutMs: cfg.health.timeoutMs, failures: cfg.health.failures },
-    (node, timeoutMs) => checkNode(login, cfg.catalog.database, node, timeoutMs),
-    ops,
-    {
-      primaryChanged: (from, to) => {
-        const cache = on.cache();
-        if (from === null || cache === null) return;
-        // The catalog connections lost with the old primary connect to the new one now.
-        cache.catalogs?.retryNow();
-        if (!cache.cache) return;
-        cache.layer.flush();
-        ops.warn('upstream primary changed: every cached answer dropped (the new primary may lack commits the old one had)', { previous: nodeName(from), primary: nodeName(to) });
-      },
-      demoted: (node, primary) => {
-        const closed = on.server()?.closeSessionsOn(node, primary) ?? 0;
-        ops.warn('upstream node left the primary role (it is in recovery): its sessions closed with 57P01 so that they reconnect to the primary', {
-          node: nodeName(node),
-          primary: primary === null ? 'none yet' : nodeName(primary),
-          sessions: closed,
-        });
-      },
-    },
-  );
-  return set;
-}
-
-/**
  * Whether the change stream drops answers (wal) or only the TTL bounds what changed out of
  * pgscribe's sight (ttl). auto asks the server once, over pgscribe's own connection to
  * catalog-database, and says in one line what is missing when it falls back to ttl.
@@ -185,7 +126,7 @@ export async function resolveInvalidation(cfg: Config, ops: OpsLog, tls: TlsSetu
   if (cache.invalidation === 'wal') return 'wal';
   let missing: string;
   try {
-    const conn = await connectOwn(ownLogin(cfg, tls, primary), catalog.database, 30_000);
+    const conn = await connectOwn(ownLogin(cfg, tls.upstream, primary), catalog.database, 30_000);
     try {
       const r = await walReadiness(conn, DEFAULT_PUBLICATION, cache.walPublication);
       if (r.ok) {
@@ -244,7 +185,7 @@ export function createCacheContext(
         },
   );
   const { catalog } = cfg;
-  const common = ownLogin(cfg, tls, primary);
+  const common = ownLogin(cfg, tls.upstream, primary);
   const changes =
     catalog.user === '' || !cache.enabled || invalidation !== 'wal'
       ? null

@@ -110,7 +110,7 @@ export class Server implements ClientHost {
   closeSessionsOn(node: HostPort, primary: HostPort | null): number {
     let closed = 0;
     for (const c of this.clients) {
-      const at = c.upstreamNode;
+      const at = c.upstream.node;
       if (at === null || at.host !== node.host || at.port !== node.port) continue;
       c.fail(SessionError.upstreamDemoted(nodeName(node), primary === null ? null : nodeName(primary)));
       closed++;

@@ -10,7 +10,8 @@ import type { HostPort } from '../config';
 import type { OpsLog } from '../log/ops';
 import { CatalogKnowledge } from '../catalog/knowledge';
 import type { CatalogRows, CatalogSource } from '../catalog/source';
-import { PgConnection } from '../pg/connection';
+import type { PgConnection } from '../pg/connection';
+import { connectOwn } from '../pg/own-login';
 import type { UpstreamTls } from '../tls';
 import { OWN_SQL_MARK } from './probe';
 import type { ChangeStreams } from './change-streams';
@@ -26,23 +27,6 @@ export interface CatalogSettings {
   streams?: ChangeStreams | null;
 }
 
-/** Who pgscribe's own connections log in as, and where (catalogs, the `auto` check in main.ts). */
-export type OwnLogin = Pick<CatalogSettings, 'upstream' | 'user' | 'password' | 'connectTimeoutMs' | 'tls'>;
-
-/** pgscribe's own connection to `database` (application_name 'pgscribe catalog'). */
-export function connectOwn(s: OwnLogin, database: string, queryTimeoutMs?: number): Promise<PgConnection> {
-  return PgConnection.connect({
-    host: s.upstream.host,
-    port: s.upstream.port,
-    user: s.user,
-    password: s.password,
-    database,
-    applicationName: 'pgscribe catalog',
-    connectTimeoutMs: s.connectTimeoutMs,
-    tls: s.tls,
-    ...(queryTimeoutMs === undefined ? {} : { queryTimeoutMs }),
-  });
-}
 
 /** The longest wait before connecting again. */
 const MAX_BACKOFF_MS = 10_000;

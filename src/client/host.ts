@@ -34,8 +34,8 @@ export interface ClientHandle {
   requestShutdown(): void;
   /** Close now with 57P01. */
   closeForShutdown(): void;
-  /** The upstream node it connects or connected to; null before one is chosen. */
-  readonly upstreamNode: HostPort | null;
+  /** Its upstream connection: the node it connects or connected to (null before one is chosen). */
+  readonly upstream: { readonly node: HostPort | null };
   /** Send this FATAL error (at a message boundary) and close: e.g. its node left the primary role. */
   fail(error: ErrorFields): void;
   /** Destroy both sockets now (process exit after the grace period). */

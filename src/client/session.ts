@@ -35,7 +35,7 @@ import { withoutChannelBinding } from './scram-filter';
 import { StartupPhase, type StartupSession } from './startup';
 import { ALLOWED, ClientState, afterServerMessage, inStartup } from './states';
 import { UpstreamLeg, type UpstreamSession } from './upstream';
-import type { HostPort } from '../config';
+import { closedOnStandby } from './standby-guard';
 
 export { ClientState } from './states';
 
@@ -61,7 +61,8 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
 
   private readonly host: ClientHost;
   private readonly startup: StartupPhase;
-  private readonly upstream: UpstreamLeg;
+  /** Its connection to PostgreSQL (`upstream.node`: which node, with several upstreams). */
+  readonly upstream: UpstreamLeg;
   /** The cache driver, once the session started (null while --cache and --singleflight are off). */
   private cache: CacheDriver | null = null;
   /** Client messages are decoded: the log, the completion records or the cache look inside them. */
@@ -364,22 +365,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
         }
         break;
       case Backend.ParameterStatus:
-        // Several upstreams: a node can turn standby between two health checks. PostgreSQL 14+
-        // reports in_hot_standby at the start of every session: a session that reached a standby
-        // ends here, before any of its writes can fail with 25006, and the node is checked now.
-        if (this.state === S.Authenticating && this.host.upstreams !== null && this.upstream.node !== null && isHotStandbyOn(buf, start, end)) {
-          const at = this.upstream.node;
-          this.host.upstreams.sawInRecovery(at);
-          const primary = this.host.upstreams.primary;
-          const name = (a: HostPort) => `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
-          this.host.ops.warn('a session reached an upstream node in recovery (its role changed since the last health check); closing it with 57P01', {
-            conn: this.id,
-            client: this.address,
-            node: name(at),
-          });
-          this.fail(SessionError.upstreamDemoted(name(at), primary === null || (primary.host === at.host && primary.port === at.port) ? null : name(primary)));
-          return;
-        }
+        if (this.state === S.Authenticating && closedOnStandby(this, this.host, this.upstream.node, buf, start, end)) return;
         break;
       case Backend.BackendKeyData:
         if (end - start >= 13) {
@@ -566,10 +552,6 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     this.transition(S.Closing);
   }
 
-  get upstreamNode(): HostPort | null {
-    return this.upstream.node;
-  }
-
   cancelWait(): boolean {
     return this.cache !== null && this.cache.cancelWait();
   }
@@ -614,11 +596,4 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     this.upstream.socket?.destroy();
     this.clientLeg.destroy();
   }
-}
-
-const HOT_STANDBY_ON = Buffer.from('in_hot_standby\0on\0');
-
-/** A ParameterStatus message (buf[start..end)) saying in_hot_standby = on. */
-function isHotStandbyOn(buf: Buffer, start: number, end: number): boolean {
-  return end - start === 5 + HOT_STANDBY_ON.length && buf.compare(HOT_STANDBY_ON, 0, HOT_STANDBY_ON.length, start + 5, end) === 0;
 }

@@ -4,7 +4,7 @@
  * fresh connection each time: that the node accepts one is part of what is checked.
  */
 import type { HostPort } from '../config';
-import { connectOwn, type OwnLogin } from '../cache/catalogs';
+import { connectOwn, type OwnLogin } from '../pg/own-login';
 
 /** What one check learned of a node. */
 export interface NodeReport {

@@ -1,0 +1,50 @@
+/**
+ * Wiring several upstream nodes into a running pgscribe: the node set with its health checks
+ * (upstream-set.ts, health-check.ts), and what a failover or a switchover does to the cache and
+ * to the sessions. One upstream: none of it (null).
+ */
+import type { CacheContext } from '../cache/session';
+import type { Config } from '../config';
+import type { OpsLog } from '../log/ops';
+import type { Server } from '../server';
+import type { TlsSetup } from '../tls';
+import { ownLogin } from '../pg/own-login';
+import { checkNode } from './health-check';
+import { UpstreamSet, nodeName } from './upstream-set';
+
+/**
+ * With several --upstream nodes: their health checks and the choice of the primary. A new
+ * primary drops the cache (it may lack commits the old one had); a node that left the primary
+ * role gets its sessions closed (57P01), before their next write fails with 25006.
+ */
+export function createUpstreams(cfg: Config, ops: OpsLog, tls: TlsSetup, on: { cache: () => CacheContext | null; server: () => Server | null }): UpstreamSet | null {
+  if (cfg.upstreams.length < 2) return null;
+  const login = ownLogin(cfg, tls.upstream);
+  const set: UpstreamSet = new UpstreamSet(
+    cfg.upstreams,
+    { intervalMs: cfg.health.intervalMs, timeoutMs: cfg.health.timeoutMs, failures: cfg.health.failures },
+    (node, timeoutMs) => checkNode(login, cfg.catalog.database, node, timeoutMs),
+    ops,
+    {
+      primaryChanged: (from, to) => {
+        const cache = on.cache();
+        if (from === null || cache === null) return;
+        // The catalog connections lost with the old primary connect to the new one now.
+        cache.catalogs?.retryNow();
+        if (!cache.cache) return;
+        cache.layer.flush();
+        ops.warn('upstream primary changed: every cached answer dropped (the new primary may lack commits the old one had)', { previous: nodeName(from), primary: nodeName(to) });
+      },
+      demoted: (node, primary) => {
+        const closed = on.server()?.closeSessionsOn(node, primary) ?? 0;
+        ops.warn('upstream node left the primary role (it is in recovery): its sessions closed with 57P01 so that they reconnect to the primary', {
+          node: nodeName(node),
+          primary: primary === null ? 'none yet' : nodeName(primary),
+          sessions: closed,
+        });
+      },
+    },
+  );
+  return set;
+}
+
