@@ -4,7 +4,7 @@
  * start the Server, and wire the signals (SIGHUP reopens the log and reloads the certificates,
  * SIGTERM/SIGINT shut down gracefully, SIGUSR2 prints the stats line, SIGUSR1 is refused).
  */
-import { ConfigError, cacheMode, checkEnvironment, clientTlsMode, compileRules, describe, helpText, invalidationMode, parseCommandLine, type Command, type Config } from './config';
+import { ConfigError, cacheMode, checkEnvironment, clientTlsMode, compileRules, describe, formatHostPort, helpText, invalidationMode, parseCommandLine, type Command, type Config } from './config';
 import { createCacheLayer } from './cache/create';
 import { Catalogs } from './cache/catalogs';
 import { connectOwn, ownLogin, withLogin } from './pg/own-login';
@@ -29,7 +29,6 @@ import { Primary } from './processes/primary';
 import { WorkerLink, type Channel } from './processes/worker-link';
 import { ProcessCoherentLayer } from './processes/coherent-layer';
 import { createUpstreams } from './upstreams/create';
-import { nodeName } from './upstreams/upstream-set';
 import type { HostPort } from './config';
 
 import * as fs from 'node:fs';
@@ -331,14 +330,14 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
   const printStats = () => ops.info('stats', statsLine(server));
   process.on('SIGUSR2', printStats);
   const fields = {
-    upstream: cfg.upstreams.map(nodeName).join(','),
+    upstream: cfg.upstreams.map(formatHostPort).join(','),
     log: cfg.log.path,
     cache: cfg.cache.enabled,
     singleflight: cfg.cache.singleflight,
     workers: cache === null ? undefined : cfg.cache.workers,
     cache_mode: cache === null ? undefined : cacheMode(cfg),
     cache_invalidation: cache === null || !cfg.cache.enabled ? undefined : cache.changes ? 'wal' : 'ttl',
-    redis: redis === null ? undefined : `${redis.host.includes(':') ? `[${redis.host}]` : redis.host}:${redis.port}`,
+    redis: redis === null ? undefined : formatHostPort(redis),
     tls: tls.client === null ? undefined : clientTlsMode(cfg.tls.client) + (tls.client.verifyClients ? '+client-cert' : ''),
     upstream_tls: tls.upstream === null ? undefined : cfg.tls.upstream.mode,
     version: VERSION,
@@ -483,7 +482,7 @@ async function runPrimary(cfg: Config): Promise<void> {
     process.exit(1);
   }
   const addr = await listenOrExit(() => primary.listen(), cfg, ops);
-  ops.info('listening', { listen: `${addr.address}:${addr.port}`, upstream: cfg.upstreams.map(nodeName).join(','), log: cfg.log.path, processes: cfg.processes, version: VERSION });
+  ops.info('listening', { listen: `${addr.address}:${addr.port}`, upstream: cfg.upstreams.map(formatHostPort).join(','), log: cfg.log.path, processes: cfg.processes, version: VERSION });
   const admin = await startAdmin(cfg, ops, new ProcessesSource(primary, cfg, () => sink?.bufferedBytes ?? 0));
   process.on('SIGHUP', () => primary.reload());
   let stopping = false;

@@ -6,7 +6,7 @@
 import * as net from 'node:net';
 import { Client } from './client/session';
 import type { ClientCounters, ClientHandle, ClientHost, ClientSettings } from './client/host';
-import type { Config, HostPort } from './config';
+import { formatHostPort, type Config, type HostPort } from './config';
 import type { ClientLogger } from './log/client-logger';
 import type { OpsLog } from './log/ops';
 import type { CacheContext } from './cache/session';
@@ -17,7 +17,7 @@ import { ThrottledLine } from './log/ops-throttle';
 import type { WorkerLink } from './processes/worker-link';
 import { listenOn } from './listen';
 import { SessionError } from './client/errors';
-import { nodeName, type UpstreamSet } from './upstreams/upstream-set';
+import type { UpstreamSet } from './upstreams/upstream-set';
 
 /** Sockets still in their startup phase beyond the session limit get this much headroom. */
 const STARTUP_HEADROOM = 64;
@@ -112,7 +112,7 @@ export class Server implements ClientHost {
     for (const c of this.clients) {
       const at = c.upstream.node;
       if (at === null || at.host !== node.host || at.port !== node.port) continue;
-      c.fail(SessionError.upstreamDemoted(nodeName(node), primary === null ? null : nodeName(primary)));
+      c.fail(SessionError.upstreamDemoted(formatHostPort(node), primary === null ? null : formatHostPort(primary)));
       closed++;
     }
     return closed;

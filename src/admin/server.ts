@@ -21,7 +21,7 @@
 import * as http from 'node:http';
 import * as net from 'node:net';
 import { timingSafeEqual, createHash } from 'node:crypto';
-import type { HostPort } from '../config';
+import { formatHostPort, type HostPort } from '../config';
 import type { OpsLog } from '../log/ops';
 import { latencySummary, prometheusOf, statsJsonOf } from '../metrics';
 import { listenOn } from '../listen';
@@ -145,7 +145,7 @@ export class AdminServer {
         const one = this.source.upstream;
         send(res, 200, {
           health_checks: views !== null,
-          upstreams: views ?? [{ node: `${one.host.includes(':') ? `[${one.host}]` : one.host}:${one.port}`, state: 'unknown', primary: true, failures: 0, lastError: null, checkedAt: null, replayLsn: null, replayLagMs: null }],
+          upstreams: views ?? [{ node: formatHostPort(one), state: 'unknown', primary: true, failures: 0, lastError: null, checkedAt: null, replayLsn: null, replayLagMs: null }],
         });
         return;
       }

@@ -4,7 +4,7 @@
  * primary listener that reached a standby is closed here, with 57P01, before any of its writes
  * can fail with 25006, and the node is marked (no new session goes there until a check passes).
  */
-import type { HostPort } from '../config';
+import { formatHostPort as name, type HostPort } from '../config';
 import type { ErrorFields } from '../protocol/messages';
 import { SessionError } from './errors';
 import type { ClientHost } from './host';
@@ -34,10 +34,6 @@ export function closedOnStandby(s: GuardedSession, host: ClientHost, node: HostP
   });
   s.fail(SessionError.upstreamDemoted(name(node), primary === null || (primary.host === node.host && primary.port === node.port) ? null : name(primary)));
   return true;
-}
-
-function name(a: HostPort): string {
-  return `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
 }
 
 /** A ParameterStatus message saying in_hot_standby = on. */

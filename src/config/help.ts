@@ -1,21 +1,19 @@
 /** What pgscribe prints about its settings: --help, and the effective settings for --check. */
 import { NAMES, SETTINGS, valueAt } from './settings';
-import { clientTlsMode, type Config } from './types';
+import { clientTlsMode, type Config, type HostPort } from './types';
+import { formatHostPort } from './parsers';
 
 /** A setting value as shown by --help and --check: HOST:PORT for an address (IPv6 bracketed). */
 function shown(v: unknown): unknown {
-  if (Array.isArray(v) && v.length > 0 && v.every(isHostPort)) return v.map(hostPort).join(',');
+  if (Array.isArray(v) && v.length > 0 && v.every(isHostPort)) return v.map(formatHostPort).join(',');
   if (v === null || Array.isArray(v) || typeof v !== 'object') return v;
-  return hostPort(v as { host: string; port: number });
+  return formatHostPort(v as HostPort);
 }
 
 function isHostPort(v: unknown): boolean {
   return typeof v === 'object' && v !== null && typeof (v as { host?: unknown }).host === 'string' && typeof (v as { port?: unknown }).port === 'number';
 }
 
-function hostPort(a: { host: string; port: number }): string {
-  return `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
-}
 
 export function helpText(version: string): string {
   const lines = [

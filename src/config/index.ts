@@ -8,6 +8,6 @@ export { checkEnvironment, isLoopback } from './checks';
 export { fromFile, parseCommandLine, type Command } from './command-line';
 export { ConfigError } from './config-error';
 export { cacheMode, describe, helpText, invalidationMode } from './help';
-export { parseHostPort } from './parsers';
+export { formatHostPort, parseHostPort } from './parsers';
 export { SETTINGS, defaults, valueAt, type ConfigPath, type SettingName } from './settings';
 export * from './types';

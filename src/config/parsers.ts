@@ -25,6 +25,11 @@ export function parseHostPort(raw: unknown, key: string): HostPort {
   return { host: host === '' ? '0.0.0.0' : host, port };
 }
 
+/** HOST:PORT as the settings read it back ([::1]:5432 for an IPv6 host). */
+export function formatHostPort(a: HostPort): string {
+  return `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
+}
+
 /** Most upstream nodes --upstream takes: beyond this a typo, not a cluster. */
 export const MAX_UPSTREAMS = 16;
 

@@ -4,13 +4,13 @@
  * to the sessions. One upstream: none of it (null).
  */
 import type { CacheContext } from '../cache/session';
-import type { Config } from '../config';
+import { formatHostPort, type Config } from '../config';
 import type { OpsLog } from '../log/ops';
 import type { Server } from '../server';
 import type { TlsSetup } from '../tls';
 import { ownLogin } from '../pg/own-login';
 import { checkNode } from './health-check';
-import { UpstreamSet, nodeName } from './upstream-set';
+import { UpstreamSet } from './upstream-set';
 
 /**
  * With several --upstream nodes: their health checks and the choice of the primary. A new
@@ -33,13 +33,13 @@ export function createUpstreams(cfg: Config, ops: OpsLog, tls: TlsSetup, on: { c
         cache.catalogs?.retryNow();
         if (!cache.cache) return;
         cache.layer.flush();
-        ops.warn('upstream primary changed: every cached answer dropped (the new primary may lack commits the old one had)', { previous: nodeName(from), primary: nodeName(to) });
+        ops.warn('upstream primary changed: every cached answer dropped (the new primary may lack commits the old one had)', { previous: formatHostPort(from), primary: formatHostPort(to) });
       },
       demoted: (node, primary) => {
         const closed = on.server()?.closeSessionsOn(node, primary) ?? 0;
         ops.warn('upstream node left the primary role (it is in recovery): its sessions closed with 57P01 so that they reconnect to the primary', {
-          node: nodeName(node),
-          primary: primary === null ? 'none yet' : nodeName(primary),
+          node: formatHostPort(node),
+          primary: primary === null ? 'none yet' : formatHostPort(primary),
           sessions: closed,
         });
       },

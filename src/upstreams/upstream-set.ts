@@ -12,7 +12,7 @@
  *   would fail at their next write with 25006, so the owner closes them.
  * - Every change of a node's state, and of the primary, is one operational line.
  */
-import type { HostPort } from '../config';
+import { formatHostPort as nodeName, type HostPort } from '../config';
 import type { OpsLog } from '../log/ops';
 import type { NodeReport } from './health-check';
 
@@ -80,9 +80,6 @@ class NodeState {
   }
 }
 
-export function nodeName(a: HostPort): string {
-  return `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
-}
 
 export class UpstreamSet {
   private readonly nodes: NodeState[];
