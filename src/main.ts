@@ -252,11 +252,11 @@ export function reloadTls(tls: TlsSetup, ops: OpsLog): void {
 }
 
 /** Listen for clients, or say why not and exit: nothing can be served. */
-async function listenOrExit(listen: () => Promise<net.AddressInfo>, cfg: Config, ops: OpsLog): Promise<net.AddressInfo> {
+async function listenOrExit(listen: () => Promise<net.AddressInfo>, address: HostPort, ops: OpsLog): Promise<net.AddressInfo> {
   try {
     return await listen();
   } catch (err) {
-    ops.error('cannot listen', { listen: `${cfg.listen.host}:${cfg.listen.port}`, error: (err as Error).message });
+    ops.error('cannot listen', { listen: formatHostPort(address), error: (err as Error).message });
     process.exit(1);
   }
 }
@@ -343,8 +343,13 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
     version: VERSION,
   };
   if (link === null) {
-    const addr = await listenOrExit(() => server.listen(), cfg, ops);
+    const addr = await listenOrExit(() => server.listen(), cfg.listen, ops);
     ops.info('listening', { listen: `${addr.address}:${addr.port}`, ...fields });
+    const readOnly = cfg.replicas.listen;
+    if (readOnly !== null) {
+      const at = await listenOrExit(() => server.listenReplicas(readOnly), readOnly, ops);
+      ops.info('read-only listener: its sessions go to the standby with the fewest sessions', { listen_replicas: `${at.address}:${at.port}`, max_replica_lag_ms: cfg.replicas.maxLagMs, replica_fallback: cfg.replicas.fallback });
+    }
   } else {
     ops.info('serving process ready: the primary hands it connections', { pid: process.pid, ...fields });
   }
@@ -481,7 +486,7 @@ async function runPrimary(cfg: Config): Promise<void> {
     ops.error('a serving process failed to start; see its lines above', { error: (err as Error).message });
     process.exit(1);
   }
-  const addr = await listenOrExit(() => primary.listen(), cfg, ops);
+  const addr = await listenOrExit(() => primary.listen(), cfg.listen, ops);
   ops.info('listening', { listen: `${addr.address}:${addr.port}`, upstream: cfg.upstreams.map(formatHostPort).join(','), log: cfg.log.path, processes: cfg.processes, version: VERSION });
   const admin = await startAdmin(cfg, ops, new ProcessesSource(primary, cfg, () => sink?.bufferedBytes ?? 0));
   process.on('SIGHUP', () => primary.reload());

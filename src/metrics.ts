@@ -27,6 +27,10 @@ export interface ClientCountersView {
   readonly messagesIn: Float64Array;
   /** Upstream connect failures, unexpected closes and invalid messages. */
   readonly upstreamErrors: number;
+  /** Read-only listener: sessions sent to a standby, to the primary for want of one, refused. */
+  readonly readOnlyToStandby: number;
+  readonly readOnlyToPrimary: number;
+  readonly readOnlyRefused: number;
 }
 
 /** What the metrics read of the Server (declared here, so that this module does not import it). */
@@ -42,7 +46,9 @@ export interface MetricsHost {
   readonly cache: { readonly layer: { counters(): Record<string, number> }; readonly changes?: { counters(): Record<string, number> } | null } | null;
   readonly insight: Insight | null;
   /** Several upstream nodes: their health; null with one. */
-  readonly upstreams?: { views(): NodeView[] } | null;
+  readonly upstreams?: { views(sessions?: ReadonlyMap<string, number>): NodeView[] } | null;
+  /** Sessions on each upstream node, by name. */
+  sessionsByNode?(): Map<string, number>;
 }
 
 /**
@@ -62,6 +68,10 @@ export interface Readings {
   /** Client messages received after startup, in MESSAGE_TYPES order (Q, P, B, E). */
   messages: number[];
   upstreamErrors: number;
+  /** Read-only listener: sessions sent to a standby, to the primary for want of one, refused (08001). */
+  readOnlyToStandby: number;
+  readOnlyToPrimary: number;
+  readOnlyRefused: number;
   logLines: number;
   logQueuedBytes: number;
   rss: number;
@@ -103,6 +113,9 @@ export function readingsOf(host: MetricsHost): Readings {
     bytesFromServers: traffic.bytesFromServers,
     messages: MESSAGE_TYPES.map(([, code]) => traffic.messagesIn[code]!),
     upstreamErrors: traffic.upstreamErrors,
+    readOnlyToStandby: traffic.readOnlyToStandby,
+    readOnlyToPrimary: traffic.readOnlyToPrimary,
+    readOnlyRefused: traffic.readOnlyRefused,
     logLines: host.logger.lines,
     logQueuedBytes: host.logger.queuedBytes,
     rss: mem.rss,
@@ -112,7 +125,7 @@ export function readingsOf(host: MetricsHost): Readings {
     wal: host.cache?.changes?.counters() ?? null,
     insight: i === null ? null : { completed: i.completed, errors: i.errors, digests: i.digestCount, digestEvictions: i.digestEvictions, latency: i.latency.state() },
     processes: null,
-    upstreams: host.upstreams?.views() ?? null,
+    upstreams: host.upstreams?.views(host.sessionsByNode?.()) ?? null,
   };
 }
 
@@ -171,6 +184,9 @@ export function sumReadings(parts: readonly Readings[]): Readings {
     bytesFromServers: sum((r) => r.bytesFromServers),
     messages: MESSAGE_TYPES.map((_, k) => sum((r) => r.messages[k] ?? 0)),
     upstreamErrors: sum((r) => r.upstreamErrors),
+    readOnlyToStandby: sum((r) => r.readOnlyToStandby),
+    readOnlyToPrimary: sum((r) => r.readOnlyToPrimary),
+    readOnlyRefused: sum((r) => r.readOnlyRefused),
     logLines: sum((r) => r.logLines),
     logQueuedBytes: sum((r) => r.logQueuedBytes),
     rss: sum((r) => r.rss),
@@ -354,6 +370,13 @@ const METRICS: readonly Entry[] = [
     samples: MESSAGE_TYPES.map(([t], k) => ({ line: `messages_${t.toLowerCase()}`, labels: `{type="${t}"}`, json: ['queries', t], read: (r: Readings) => r.messages[k]! })),
   },
   counter('upstream_errors', 'Upstream failures: connect errors, unexpected closes, invalid messages.', (r) => r.upstreamErrors, { json: ['upstream_errors'] }),
+  counter('read_only_to_standby', 'Read-only listener (several upstreams): sessions sent to a standby.', (r) => (r.upstreams === null ? undefined : r.readOnlyToStandby), { json: ['read_only', 'to_standby'] }),
+  counter('read_only_to_primary', 'Read-only listener: sessions sent to the primary because no standby qualified (replica-fallback primary).', (r) => (r.upstreams === null ? undefined : r.readOnlyToPrimary), {
+    json: ['read_only', 'to_primary'],
+  }),
+  counter('read_only_refused', 'Read-only listener: sessions refused with 08001 because no standby qualified (replica-fallback refuse).', (r) => (r.upstreams === null ? undefined : r.readOnlyRefused), {
+    json: ['read_only', 'refused'],
+  }),
   counter('queries_completed', 'Queries (Q or E) whose answer completed, including failed ones.', (r) => r.insight?.completed, { json: ['completed'] }),
   counter('query_errors', 'Queries that completed with an ErrorResponse.', (r) => r.insight?.errors, { json: ['errors'] }),
   {
@@ -437,8 +460,15 @@ const METRICS: readonly Entry[] = [
   {
     type: 'nodes',
     prom: 'pgscribe_upstream_replay_lag_seconds',
-    help: "Several upstreams: a standby's now() - pg_last_xact_replay_timestamp() at its last check (it grows while the primary commits nothing).",
+    help: "Several upstreams: a standby's lag at its last check: 0 once it replayed what the primary had written at the primary's last check, else now() - pg_last_xact_replay_timestamp().",
     read: (v) => (v.replayLagMs === null ? null : v.replayLagMs / 1000),
+  },
+  { type: 'nodes', prom: 'pgscribe_upstream_sessions', help: 'Several upstreams: client sessions connected (or connecting) to the node.', read: (v) => v.sessions },
+  {
+    type: 'nodes',
+    prom: 'pgscribe_upstream_read_only_candidate',
+    help: 'Read-only listener: 1 while new read-only sessions may go to the standby (up, last check passed, within max-replica-lag-ms).',
+    read: (v) => (v.readOnlyCandidate ? 1 : 0),
   },
   gauge('start_time', 'Start time of the process since unix epoch in seconds.', (r) => Math.round(r.startedAt / 1000), { line: false, prom: 'process_start_time_seconds' }),
 ];

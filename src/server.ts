@@ -53,6 +53,9 @@ export class Server implements ClientHost {
     bytesFromServers: 0,
     messagesIn: new Float64Array(256),
     upstreamErrors: 0,
+    readOnlyToStandby: 0,
+    readOnlyToPrimary: 0,
+    readOnlyRefused: 0,
   };
   readonly keys: CancelRouter;
   readonly startedAt = Date.now();
@@ -61,6 +64,8 @@ export class Server implements ClientHost {
   /** Connections accepted (or handed over by the primary) so far. */
   private accepted = 0;
   private listener: net.Server | null = null;
+  /** The read-only listener (--listen-replicas), when there is one. */
+  private replicaListener: net.Server | null = null;
   private shuttingDown = false;
   private idleWaiters: (() => void)[] = [];
   /** Clients that have sent no StartupMessage yet, in arrival order, with when they came (performance.now()). */
@@ -85,6 +90,7 @@ export class Server implements ClientHost {
       maxMessageBytes: config.limits.maxMessageBytes,
       connectTimeoutMs: config.limits.connectTimeoutMs,
       primaryWaitMs: config.health.primaryWaitMs,
+      replicaFallback: config.replicas.fallback,
       startupTimeoutMs: config.limits.startupTimeoutMs,
       logCompletions: config.log.completions,
     };
@@ -111,11 +117,23 @@ export class Server implements ClientHost {
     let closed = 0;
     for (const c of this.clients) {
       const at = c.upstream.node;
-      if (at === null || at.host !== node.host || at.port !== node.port) continue;
+      // Read-only sessions belong on a standby: a switchover does not harm them.
+      if (c.readOnly || at === null || at.host !== node.host || at.port !== node.port) continue;
       c.fail(SessionError.upstreamDemoted(formatHostPort(node), primary === null ? null : formatHostPort(primary)));
       closed++;
     }
     return closed;
+  }
+
+  sessionsByNode(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const c of this.clients) {
+      const at = c.upstream.node;
+      if (at === null) continue;
+      const name = formatHostPort(at);
+      counts.set(name, (counts.get(name) ?? 0) + 1);
+    }
+    return counts;
   }
 
   get sessionCount(): number {
@@ -138,13 +156,20 @@ export class Server implements ClientHost {
     return listenOn(srv, this.config.listen, (err) => this.ops.error('listener error', { error: err.message }));
   }
 
+  /** Start the read-only listener (--listen-replicas): its sessions go to standbys. */
+  listenReplicas(address: HostPort): Promise<net.AddressInfo> {
+    const srv = net.createServer({ noDelay: true }, (sock) => this.accept(sock, undefined, true));
+    this.replicaListener = srv;
+    return listenOn(srv, address, (err) => this.ops.error('read-only listener error', { error: err.message }));
+  }
+
   /** A connection the primary accepted for this process (--processes N), with its conn id. */
   adopt(sock: net.Socket, id: number): void {
     sock.setNoDelay(true);
     this.accept(sock, id);
   }
 
-  private accept(sock: net.Socket, id?: number): void {
+  private accept(sock: net.Socket, id?: number, readOnly = false): void {
     if (this.shuttingDown || (this.clients.size >= this.config.limits.maxConnections + STARTUP_HEADROOM && !this.evictSilent())) {
       // Far over the limit (or stopping): refuse before reading anything.
       sock.on('error', () => {});
@@ -153,7 +178,7 @@ export class Server implements ClientHost {
       return;
     }
     this.accepted++;
-    const client = new Client(this, sock, id ?? this.accepted);
+    const client = new Client(this, sock, id ?? this.accepted, readOnly);
     this.clients.add(client);
     this.silent.set(client, performance.now());
   }
@@ -241,6 +266,7 @@ export class Server implements ClientHost {
     this.shuttingDown = true;
     // close() stops accepting at once; its callback would wait for every client, so don't.
     this.listener?.close();
+    this.replicaListener?.close();
     for (const c of this.clients) c.requestShutdown();
     if (this.clients.size === 0) return;
     const gone = new Promise<void>((r) => this.idleWaiters.push(r));

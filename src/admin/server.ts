@@ -145,7 +145,7 @@ export class AdminServer {
         const one = this.source.upstream;
         send(res, 200, {
           health_checks: views !== null,
-          upstreams: views ?? [{ node: formatHostPort(one), state: 'unknown', primary: true, failures: 0, lastError: null, checkedAt: null, replayLsn: null, replayLagMs: null }],
+          upstreams: views ?? [{ node: formatHostPort(one), state: 'unknown', primary: true, failures: 0, lastError: null, checkedAt: null, replayLsn: null, replayLagMs: null, readOnlyCandidate: false, sessions: 0 }],
         });
         return;
       }

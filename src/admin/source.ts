@@ -40,7 +40,8 @@ export interface AdminSource {
 export interface LocalHost extends MetricsHost {
   readonly config: { readonly upstreams: readonly HostPort[]; readonly limits: { readonly connectTimeoutMs: number } };
   readonly cache: (MetricsHost['cache'] & { readonly cache: boolean; readonly layer: { flush(): void } }) | null;
-  readonly upstreams: { views(): NodeView[] } | null;
+  readonly upstreams: { views(sessions?: ReadonlyMap<string, number>): NodeView[] } | null;
+  sessionsByNode(): Map<string, number>;
 }
 
 /** One process's own figures. */
@@ -79,7 +80,7 @@ export class LocalSource implements AdminSource {
   }
 
   upstreams(): Promise<NodeView[] | null> {
-    return Promise.resolve(this.server.upstreams?.views() ?? null);
+    return Promise.resolve(this.server.upstreams?.views(this.server.sessionsByNode()) ?? null);
   }
 
   flushCache(): Promise<boolean> {

@@ -55,6 +55,13 @@ export const SessionError = {
       `pgscribe: no upstream server is primary (waited ${waitMs} ms): ${nodes}`,
       'A failover may be in progress: promote a standby, or check the nodes pgscribe cannot reach; then reconnect.',
     ),
+  /** 08001: the read-only listener found no standby to send the session to (replica-fallback refuse). */
+  noStandby: (nodes: string) =>
+    fatal(
+      SqlState.SqlclientUnableToEstablishSqlconnection,
+      `pgscribe: no upstream standby is up and within max-replica-lag-ms: ${nodes}`,
+      'Connect to the primary listener, or wait for a standby to catch up; replica-fallback primary would send such sessions to the primary.',
+    ),
   /** 57P01: the session's node went into recovery (a switchover): its next write would fail with 25006. */
   upstreamDemoted: (node: string, primary: string | null) =>
     fatal(

@@ -36,6 +36,8 @@ export interface ClientHandle {
   closeForShutdown(): void;
   /** Its upstream connection: the node it connects or connected to (null before one is chosen). */
   readonly upstream: { readonly node: HostPort | null };
+  /** It came through the read-only listener (--listen-replicas): a standby serves it. */
+  readonly readOnly: boolean;
   /** Send this FATAL error (at a message boundary) and close: e.g. its node left the primary role. */
   fail(error: ErrorFields): void;
   /** Destroy both sockets now (process exit after the grace period). */
@@ -50,6 +52,8 @@ export interface ClientSettings {
   readonly connectTimeoutMs: number;
   /** With several upstream nodes: how long a new session waits for a primary. */
   readonly primaryWaitMs: number;
+  /** The read-only listener, when no standby qualifies: the primary serves the session, or 08001. */
+  readonly replicaFallback: 'primary' | 'refuse';
   readonly startupTimeoutMs: number;
   /** A `done` line follows each answered Q/E. */
   readonly logCompletions: boolean;
@@ -61,6 +65,10 @@ export interface UpstreamRouter {
   readonly primary: HostPort | null;
   /** The primary as soon as there is one; null after timeoutMs. */
   whenPrimary(timeoutMs: number): Promise<HostPort | null>;
+  /** Resolves once every node has been checked once (or after timeoutMs). */
+  whenChecked(timeoutMs: number): Promise<void>;
+  /** The standby a new read-only session goes to (fewest of `sessions`, by node name), or null. */
+  pickStandby(sessions: ReadonlyMap<string, number>): HostPort | null;
   /** A session could not connect to this node: check it now. */
   suspect(node: HostPort): void;
   /** A session found this node in recovery: send no session there, and check it now. */
@@ -79,6 +87,10 @@ export interface ClientCounters {
   readonly messagesIn: Float64Array;
   /** Upstream connect failures, unexpected closes and invalid messages. */
   upstreamErrors: number;
+  /** Read-only listener: sessions sent to a standby, sent to the primary for want of one, refused (08001). */
+  readOnlyToStandby: number;
+  readOnlyToPrimary: number;
+  readOnlyRefused: number;
 }
 
 /** Live sessions by their cancel key. */
@@ -111,4 +123,6 @@ export interface ClientHost {
   admit(c: ClientHandle): boolean | Promise<boolean>;
   /** The client's socket closed (the host knows whether it held one of the sessions admit() counts). */
   closed(c: ClientHandle): void;
+  /** Sessions connected (or connecting) to each upstream node, by node name (HOST:PORT). */
+  sessionsByNode(): Map<string, number>;
 }

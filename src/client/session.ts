@@ -85,7 +85,8 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
    */
   private rawAnswer = false;
 
-  constructor(host: ClientHost, socket: net.Socket, id: number) {
+  /** readOnly: it came through the read-only listener (--listen-replicas): a standby serves it, never the cache. */
+  constructor(host: ClientHost, socket: net.Socket, id: number, readonly readOnly = false) {
     this.host = host;
     this.id = id;
     this.clientLeg = new ClientLeg(socket, this);
@@ -270,7 +271,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     const host = this.host;
     const database = params.get('database') || user;
     this.recorder.session = { id: this.id, user, database, client: this.address };
-    if (host.cache !== null) this.cache = this.books.cache = new CacheDriver(this, host.cache, this.ledger, this.recorder, params, user, database);
+    if (host.cache !== null && !this.readOnly) this.cache = this.books.cache = new CacheDriver(this, host.cache, this.ledger, this.recorder, params, user, database);
     this.clientFramer.setStartup(false);
     // Until PostgreSQL accepts the session, what a client may make pgscribe assemble is what the
     // server itself reads from an unauthenticated client (an authentication message); the full
@@ -287,6 +288,10 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     );
     this.setClientPaused(Pause.Connecting, true);
     this.upstream.connect(packet);
+  }
+
+  nodeChosen(node: string): void {
+    if (this.recorder.session !== null) this.recorder.session.node = node;
   }
 
   upstreamReady(): void {
@@ -576,15 +581,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     this.serverFramer?.stop();
     this.host.keys.unregister(this);
     this.books.close();
-    const unlogged = this.recorder.discardUnaccepted();
-    if (unlogged > 0) {
-      this.host.ops.warn('session ended before PostgreSQL accepted it; its queries were not logged, since its user was never confirmed', {
-        conn: this.id,
-        client: this.address,
-        claimed_user: this.recorder.session?.user,
-        messages: unlogged,
-      });
-    }
+    this.recorder.discardUnaccepted(this.host.ops, this.id, this.address);
     if (this.upstream.socket !== null && !this.upstream.negotiating && !this.upstream.socket.destroyed) this.flushToUpstream();
     this.upstream.close(!this.clientFramer.midPassthrough && !this.clientTerminated, TERMINATE, CLOSE_LINGER_MS);
     this.toUpstream.clear();

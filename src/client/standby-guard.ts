@@ -15,6 +15,8 @@ const HOT_STANDBY_ON = Buffer.from('in_hot_standby\0on\0');
 export interface GuardedSession {
   readonly id: number;
   readonly address: string;
+  /** A read-only session (--listen-replicas) belongs on a standby: the guard leaves it alone. */
+  readonly readOnly: boolean;
   fail(error: ErrorFields): void;
 }
 
@@ -24,7 +26,7 @@ export interface GuardedSession {
  */
 export function closedOnStandby(s: GuardedSession, host: ClientHost, node: HostPort | null, buf: Buffer, start: number, end: number): boolean {
   const router = host.upstreams;
-  if (router === null || node === null || !isHotStandbyOn(buf, start, end)) return false;
+  if (router === null || node === null || s.readOnly || !isHotStandbyOn(buf, start, end)) return false;
   router.sawInRecovery(node);
   const primary = router.primary;
   host.ops.warn('a session reached an upstream node in recovery (its role changed since the last health check); closing it with 57P01', {

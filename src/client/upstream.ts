@@ -8,7 +8,7 @@
  * @see https://www.postgresql.org/docs/15/protocol-flow.html#PROTOCOL-FLOW-SSL
  */
 import * as net from 'node:net';
-import type { HostPort } from '../config';
+import { formatHostPort, type HostPort } from '../config';
 import type { ErrorFields } from '../protocol/messages';
 import { negotiateUpstream, type Negotiation } from '../tls';
 import { SessionError } from './errors';
@@ -20,6 +20,10 @@ export interface UpstreamSession {
   readonly id: number;
   readonly address: string;
   readonly state: ClientState;
+  /** It came through the read-only listener: a standby serves it (the primary only as a fallback). */
+  readonly readOnly: boolean;
+  /** Several upstreams: the node (HOST:PORT) the session is now connecting to; its log lines name it. */
+  nodeChosen(node: string): void;
   fail(error: ErrorFields): void;
   /** The server refused the connection with this ErrorResponse (its bytes): pass it on and close. */
   closeWithServerError(bytes: Buffer): void;
@@ -75,6 +79,10 @@ export class UpstreamLeg {
     }
     const waitMs = this.host.settings.primaryWaitMs;
     this.retry = { packet: Buffer.from(startupPacket), deadline: Date.now() + waitMs };
+    if (this.session.readOnly) {
+      this.connectReadOnly();
+      return;
+    }
     const now = router.primary;
     if (now !== null) {
       this.connectTo(now, startupPacket);
@@ -106,8 +114,43 @@ export class UpstreamLeg {
     });
   }
 
+  /**
+   * The read-only listener: once every node has been checked once, the standby within the lag
+   * bound that holds the fewest sessions; when none qualifies, the primary (waiting for one as a
+   * primary-listener session would) or 08001, as replica-fallback says.
+   */
+  private connectReadOnly(): void {
+    const router = this.host.upstreams!;
+    const retry = this.retry!;
+    const s = this.session;
+    const counters = this.host.counters;
+    void router.whenChecked(Math.max(0, retry.deadline - Date.now())).then(() => {
+      if (s.state !== ClientState.Connecting) return; // the client went away meanwhile
+      try {
+        const standby = router.pickStandby(this.host.sessionsByNode());
+        if (standby !== null) {
+          counters.readOnlyToStandby++;
+          this.connectTo(standby, retry.packet);
+          return;
+        }
+        if (this.host.settings.replicaFallback === 'primary') {
+          counters.readOnlyToPrimary++;
+          this.waitForPrimary(Math.max(0, retry.deadline - Date.now()));
+          return;
+        }
+        counters.readOnlyRefused++;
+        this.host.ops.warn('no upstream standby qualifies for a read-only session (replica-fallback refuse); refusing the client with 08001', { conn: s.id, client: s.address, nodes: router.describe() });
+        s.fail(SessionError.noStandby(router.describe(false)));
+      } catch (err) {
+        this.host.ops.error('internal error while choosing a standby for a read-only session; closing it', { conn: s.id, error: (err as Error).message });
+        s.fail(SessionError.upstreamUnreachable(this.target, 'internal error'));
+      }
+    });
+  }
+
   private connectTo(node: HostPort, startupPacket: Buffer): void {
     this.node = node;
+    if (this.host.upstreams !== null) this.session.nodeChosen(formatHostPort(node));
     const { host, port } = node;
     const timeoutMs = this.host.settings.connectTimeoutMs;
     const up = net.connect({ host, port });
@@ -258,8 +301,8 @@ export class UpstreamLeg {
   }
 
   /**
-   * Several upstreams: the primary did not take the connection (refused, or no answer in
-   * connect-timeout). Nothing reached a server, so the session waits for a primary again, for what
+   * Several upstreams: the primary (or, for a read-only session, the standby) did not take the
+   * connection (refused, or no answer in connect-timeout). Nothing reached a server, so the session waits for a primary again, for what
    * is left of its primary-wait-ms, and the node gets no new session until a check passes. False
    * when that does not apply (one upstream, TLS negotiation begun, the wait used up).
    */
@@ -278,6 +321,11 @@ export class UpstreamLeg {
     this.socket = null;
     this.stopTimer();
     router.unreachable(node, reason);
+    if (this.session.readOnly) {
+      this.host.ops.info('upstream node did not take the read-only session; it goes to another', { conn: this.session.id, client: this.session.address, upstream: this.target, reason, wait_ms: left });
+      this.connectReadOnly();
+      return true;
+    }
     this.host.ops.info('upstream primary did not take the session; it waits for a primary', { conn: this.session.id, client: this.session.address, upstream: this.target, reason, wait_ms: left });
     this.waitForPrimary(left);
     return true;

@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError } from './config-error';
+import { formatHostPort } from './parsers';
 import { clientTlsMode, type Config, type TlsConfig } from './types';
 
 /** Hosts that only this machine can reach. */
@@ -38,6 +39,21 @@ function checkTlsSettings({ client, upstream }: TlsConfig): void {
   }
   if ((upstream.mode === 'verify-ca' || upstream.mode === 'verify-full') && upstream.ca === '') {
     throw new ConfigError('upstream-tls', `${upstream.mode} needs upstream-tls-ca, the CA certificates to verify the upstream's certificate with (as libpq needs sslrootcert)`);
+  }
+}
+
+/** The read-only listener needs standbys to send sessions to, and an address of its own. */
+function checkReplicas(cfg: Config): void {
+  const at = cfg.replicas.listen;
+  if (at === null) return;
+  if (cfg.upstreams.length < 2) {
+    throw new ConfigError('listen-replicas', 'spreads sessions over the standbys among several upstream nodes: list the primary and its standbys in --upstream');
+  }
+  if (at.port !== 0 && at.port === cfg.listen.port && (at.host === cfg.listen.host || at.host === '0.0.0.0' || cfg.listen.host === '0.0.0.0')) {
+    throw new ConfigError('listen-replicas', `${formatHostPort(at)} is the listen address: the read-only listener needs an address of its own`);
+  }
+  if (cfg.processes > 1) {
+    throw new ConfigError('listen-replicas', 'is not yet served with --processes greater than 1: run one process, or a separate pgscribe for the read-only listener');
   }
 }
 
@@ -81,6 +97,7 @@ export function checkEnvironment(cfg: Config): void {
       `${cfg.upstreams.length} nodes: telling the primary from a standby takes a login (pg_is_in_recovery()), which pgscribe makes as catalog-user: set catalog-user (and catalog-password), or list one node`,
     );
   }
+  checkReplicas(cfg);
   if (cache.invalidation === 'wal' && (!cache.enabled || cfg.catalog.user === '')) {
     throw new ConfigError('cache-invalidation', `wal reads PostgreSQL's change stream with pgscribe's own connection: it needs --cache and catalog-user${cache.enabled ? '' : ' (--cache is off)'}${cfg.catalog.user === '' ? ' (catalog-user is not set)' : ''}`);
   }

@@ -50,6 +50,7 @@ export function describe(cfg: Config): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const n of NAMES) out[n] = shown(valueAt(cfg, SETTINGS[n].path));
   if (cfg.admin.address === null) out['admin'] = 'off';
+  if (cfg.replicas.listen === null) out['listen-replicas'] = 'off';
   // A secret is not printed, only whether it is set.
   if (cfg.admin.token !== '') out['admin-token'] = '(set)';
   if (cfg.redis.address === null) out['redis'] = 'off';

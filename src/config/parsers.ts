@@ -100,6 +100,12 @@ export function redisAddress(raw: unknown, key: string): HostPort | null {
   return a;
 }
 
+/** `listen-replicas`: HOST:PORT, or "off" (the default). */
+export function optionalListen(raw: unknown, key: string): HostPort | null {
+  if (raw === null || raw === 'off' || raw === '') return null;
+  return parseHostPort(raw, key);
+}
+
 /** A file path; '' means none. */
 export function filePath(raw: unknown, key: string): string {
   return str(raw, key);

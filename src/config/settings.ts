@@ -5,8 +5,8 @@
  */
 import { cacheRules } from './cache-rules';
 import { ConfigError } from './config-error';
-import { adminAddress, bool, filePath, int, nonEmpty, oneOf, parseHostPort, parseHostPortList, processCount, redisAddress, str, tlsMode, type Parser } from './parsers';
-import type { CacheInvalidation, Config, HostPort, RedisTlsMode, UpstreamTlsMode } from './types';
+import { adminAddress, bool, optionalListen, filePath, int, nonEmpty, oneOf, parseHostPort, parseHostPortList, processCount, redisAddress, str, tlsMode, type Parser } from './parsers';
+import type { CacheInvalidation, Config, HostPort, RedisTlsMode, ReplicaFallback, UpstreamTlsMode } from './types';
 
 /** What sits at the end of a path: a HostPort or a list is one value, not a section. */
 type Leaf = string | number | boolean | null | readonly unknown[] | HostPort;
@@ -60,6 +60,9 @@ export const SETTINGS = {
   'health-timeout-ms': setting(['health', 'timeoutMs'], int(1, 600_000), 1000, 'with several upstreams: ms a health check may take; longer counts as a failure'),
   'health-failures': setting(['health', 'failures'], int(1, 100), 3, 'with several upstreams: failed health checks in a row before a node counts as down'),
   'primary-wait-ms': setting(['health', 'primaryWaitMs'], int(0, 3_600_000), 10000, 'with several upstreams: ms a new session waits for a primary (during a failover) before 08001'),
+  'listen-replicas': setting(['replicas', 'listen'], optionalListen, null, "with several upstreams: a second address whose sessions go to the healthy standby with the fewest sessions (read-only; never cached), or 'off' (default off)"),
+  'max-replica-lag-ms': setting(['replicas', 'maxLagMs'], int(0, 86_400_000), 5000, 'listen-replicas: a standby further behind the primary than this gets no new session'),
+  'replica-fallback': setting(['replicas', 'fallback'], oneOf<ReplicaFallback>('primary', 'refuse'), 'primary', 'listen-replicas: when no standby qualifies, send the session to the primary, or refuse it with 08001'),
   'startup-timeout': setting(['limits', 'startupTimeoutMs'], int(1, 3_600_000), 10000, 'ms a client may take to send its startup packet'),
   'shutdown-grace': setting(['limits', 'shutdownGraceMs'], int(0, 3_600_000), 10000, 'ms sessions get to finish on SIGTERM/SIGINT before 57P01'),
   processes: setting(['processes'], processCount, 1, "processes serving the listen address, each with its own event loop, sessions and cache, writing one query log: N, or 'auto' for one per core"),

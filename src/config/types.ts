@@ -157,8 +157,22 @@ export interface HealthConfig {
   primaryWaitMs: number;
 }
 
+/** What a standby must be for the read-only listener (--listen-replicas). */
+export type ReplicaFallback = 'primary' | 'refuse';
+
+/** The read-only listener: sessions spread over healthy standbys (src/upstreams/). */
+export interface ReplicasConfig {
+  /** null: no read-only listener. */
+  listen: HostPort | null;
+  /** A standby further behind its primary than this gets no new read-only session. */
+  maxLagMs: number;
+  /** No standby qualifies: send the session to the primary, or refuse it with 08001. */
+  fallback: ReplicaFallback;
+}
+
 export interface Config {
   listen: HostPort;
+  replicas: ReplicasConfig;
   /** The PostgreSQL nodes (one, or several with health checks and failover). */
   upstreams: HostPort[];
   health: HealthConfig;

@@ -12,6 +12,8 @@ export interface SessionInfo {
   readonly database: string;
   /** "host:port" of the client socket. */
   readonly client: string;
+  /** With several upstreams: the node (HOST:PORT) serving the session, set when it connects there. */
+  node?: string;
 }
 
 export type QueryType = 'Q' | 'P' | 'B' | 'E';
@@ -221,7 +223,7 @@ function textPrefixes(): (s: SessionInfo) => string {
     let prefix = prefixes.get(s);
     if (prefix === undefined) {
       // User and database come straight from the client's startup packet: never print them raw.
-      prefix = ' conn=' + s.id + ' ' + nameToken(s.user) + '@' + nameToken(s.database) + ' ' + s.client + ' ';
+      prefix = ' conn=' + s.id + ' ' + nameToken(s.user) + '@' + nameToken(s.database) + ' ' + s.client + (s.node === undefined ? ' ' : ' node=' + s.node + ' ');
       prefixes.set(s, prefix);
     }
     return prefix;
@@ -274,7 +276,10 @@ export function jsonCompletionFormatter(): CompletionFormatter {
 
 /** The fields every JSON line starts with. */
 function jsonHead(s: SessionInfo, now: number, type: string): Record<string, unknown> {
-  return { ts: isoTime(now), conn: s.id, user: s.user, db: s.database, client: s.client, type };
+  const head: Record<string, unknown> = { ts: isoTime(now), conn: s.id, user: s.user, db: s.database, client: s.client };
+  if (s.node !== undefined) head['node'] = s.node;
+  head['type'] = type;
+  return head;
 }
 
 type JsonParam = string | null | { text?: string; hex?: string; truncatedBytes?: number };

@@ -22,7 +22,7 @@ export function createUpstreams(cfg: Config, ops: OpsLog, tls: TlsSetup, on: { c
   const login = ownLogin(cfg, tls.upstream);
   const set: UpstreamSet = new UpstreamSet(
     cfg.upstreams,
-    { intervalMs: cfg.health.intervalMs, timeoutMs: cfg.health.timeoutMs, failures: cfg.health.failures },
+    { intervalMs: cfg.health.intervalMs, timeoutMs: cfg.health.timeoutMs, failures: cfg.health.failures, maxReplicaLagMs: cfg.replicas.listen === null ? null : cfg.replicas.maxLagMs },
     (node, timeoutMs) => checkNode(login, cfg.catalog.database, node, timeoutMs),
     ops,
     {

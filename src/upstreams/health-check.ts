@@ -17,11 +17,14 @@ export interface NodeReport {
    * the first replayed transaction. It grows while the primary commits nothing, too.
    */
   replayLagMs: number | null;
+  /** pg_current_wal_lsn() on a primary (how far a standby must have replayed to be caught up); null on a standby. */
+  walLsn: string | null;
 }
 
 const QUERY =
   'select pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, ' +
-  '(extract(epoch from now() - pg_last_xact_replay_timestamp()) * 1000)::float8';
+  '(extract(epoch from now() - pg_last_xact_replay_timestamp()) * 1000)::float8, ' +
+  'case when pg_is_in_recovery() then null else pg_current_wal_lsn()::text end';
 
 /** Checks `node` within timeoutMs; rejects with the reason it is not healthy. */
 export async function checkNode(login: OwnLogin, database: string, node: HostPort, timeoutMs: number): Promise<NodeReport> {
@@ -37,7 +40,7 @@ export async function checkNode(login: OwnLogin, database: string, node: HostPor
       const row = r.rows[0];
       if (row === undefined) throw new Error('the health query returned no row');
       const lag = row[2] === null || row[2] === undefined ? null : Number(row[2]);
-      return { inRecovery: row[0] === 't', replayLsn: row[1] ?? null, replayLagMs: lag === null || !Number.isFinite(lag) ? null : Math.max(0, Math.round(lag)) };
+      return { inRecovery: row[0] === 't', replayLsn: row[1] ?? null, replayLagMs: lag === null || !Number.isFinite(lag) ? null : Math.max(0, Math.round(lag)), walLsn: row[3] ?? null };
     } finally {
       c.close();
     }

@@ -11,10 +11,13 @@
  * - A node that was primary and is now in recovery (a switchover) is `demoted`: its sessions
  *   would fail at their next write with 25006, so the owner closes them.
  * - Every change of a node's state, and of the primary, is one operational line.
+ * - With a read-only listener (--listen-replicas), pickStandby() gives the healthy standby within
+ *   the lag bound that holds the fewest sessions; replay-lag.ts says how a standby's lag is known.
  */
 import { formatHostPort as nodeName, type HostPort } from '../config';
 import type { OpsLog } from '../log/ops';
 import type { NodeReport } from './health-check';
+import { PrimaryWalHistory } from './replay-lag';
 
 export type NodeRole = 'unknown' | 'primary' | 'standby';
 
@@ -36,13 +39,20 @@ export interface NodeView {
   /** ISO-8601 time of the last check's end; null before the first. */
   checkedAt: string | null;
   replayLsn: string | null;
+  /** How far behind the primary a standby is (see the file comment); null on a primary, or unknown. */
   replayLagMs: number | null;
+  /** A standby that new read-only sessions may go to now (up, last check passed, within the lag bound). */
+  readOnlyCandidate: boolean;
+  /** Client sessions connected (or connecting) to it. */
+  sessions: number;
 }
 
 export interface HealthOptions {
   intervalMs: number;
   timeoutMs: number;
   failures: number;
+  /** The lag bound of read-only sessions (max-replica-lag-ms); null: no read-only listener. */
+  maxReplicaLagMs?: number | null;
 }
 
 export interface UpstreamEvents {
@@ -67,6 +77,12 @@ class NodeState {
   checkedAt = 0;
   replayLsn: string | null = null;
   replayLagMs: number | null = null;
+  /** Within max-replica-lag-ms at the last check (read-only listener; said when it changes). */
+  withinLag = false;
+  /** A primary's pg_current_wal_lsn() at its last check, and when that check began. */
+  lastWal: { lsn: string; began: number } | null = null;
+  /** Its lag was last measured against the primary's WAL position (replay-lag.ts), not guessed without it. */
+  lagMeasured = false;
   checking = false;
   /** Bumped by what a session saw (sawInRecovery): a check begun before it is out of date. */
   epoch = 0;
@@ -89,6 +105,12 @@ export class UpstreamSet {
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
   private waiters: { resolve: (p: HostPort | null) => void; timer: NodeJS.Timeout }[] = [];
+  /** Sessions waiting for every node's first check (read-only listener). */
+  private checkedWaiters: (() => void)[] = [];
+  /** Where the next tie among equally loaded standbys starts (round robin). */
+  private nextTie = 0;
+  /** The current primary's WAL position at its recent checks: what standbys' lags are measured against. */
+  private readonly primaryWal = new PrimaryWalHistory();
   /** The nodes that claimed primary together last time (said once per episode). */
   private splitBrain = '';
 
@@ -130,6 +152,61 @@ export class UpstreamSet {
       w.resolve(null);
     }
     this.waiters = [];
+    this.releaseCheckedWaiters();
+  }
+
+  /**
+   * What the read-only listener needs to choose: every node checked (or failed) once, and, while
+   * there is a primary, every live standby's lag measured against its WAL position.
+   */
+  private get standbysKnown(): boolean {
+    if (this.nodes.some((n) => n.checkedAt === 0)) return false;
+    return this.current === null || this.nodes.every((n) => !n.up || n.role !== 'standby' || n.lagMeasured);
+  }
+
+  /** Resolves once the standbys are known (standbysKnown), or after timeoutMs. */
+  whenChecked(timeoutMs: number): Promise<void> {
+    if (this.standbysKnown || this.stopped) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, timeoutMs);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.checkedWaiters.push(done);
+    });
+  }
+
+  private releaseCheckedWaiters(): void {
+    const waiting = this.checkedWaiters;
+    this.checkedWaiters = [];
+    for (const done of waiting) done();
+  }
+
+  private isReadOnlyCandidate(n: NodeState): boolean {
+    const bound = this.opts.maxReplicaLagMs;
+    return bound !== null && bound !== undefined && n.up && n.role === 'standby' && n.failures === 0 && n.replayLagMs !== null && n.replayLagMs <= bound;
+  }
+
+  /**
+   * The standby a new read-only session goes to: among those up, last checked fine and within
+   * the lag bound, the one with the fewest sessions (`sessions`, by node name); ties take turns.
+   * Null when none qualifies.
+   */
+  pickStandby(sessions: ReadonlyMap<string, number>): HostPort | null {
+    let least: NodeState[] = [];
+    let leastLoad = Infinity;
+    for (const n of this.nodes) {
+      if (!this.isReadOnlyCandidate(n)) continue;
+      const load = sessions.get(n.name) ?? 0;
+      if (load < leastLoad) {
+        least = [n];
+        leastLoad = load;
+      } else if (load === leastLoad) least.push(n);
+    }
+    if (least.length === 0) return null;
+    this.nextTie = (this.nextTie + 1) % 0x4000_0000;
+    return least[this.nextTie % least.length]!.address;
   }
 
   /** The node new sessions go to now, or null (none is primary, or two claim to be). */
@@ -170,7 +247,8 @@ export class UpstreamSet {
     return this.nodes.map((n) => `${n.name} ${n.state}${withErrors && !n.up && n.lastError !== null ? ` (${n.lastError})` : ''}`).join(', ');
   }
 
-  views(): NodeView[] {
+  /** Each node's state; sessions: the client sessions on each node, by name. */
+  views(sessions?: ReadonlyMap<string, number>): NodeView[] {
     return this.nodes.map((n) => ({
       node: n.name,
       state: n.state,
@@ -180,6 +258,8 @@ export class UpstreamSet {
       checkedAt: n.checkedAt === 0 ? null : new Date(n.checkedAt).toISOString(),
       replayLsn: n.replayLsn,
       replayLagMs: n.replayLagMs,
+      readOnlyCandidate: this.isReadOnlyCandidate(n),
+      sessions: sessions?.get(n.name) ?? 0,
     }));
   }
 
@@ -194,6 +274,7 @@ export class UpstreamSet {
     const epoch = n.epoch;
     let report: NodeReport | null = null;
     let error = '';
+    const began = Date.now();
     try {
       report = await this.check(n.address, this.opts.timeoutMs);
     } catch (err) {
@@ -206,7 +287,7 @@ export class UpstreamSet {
       void this.checkOne(n);
       return;
     }
-    this.apply(n, report, error);
+    this.apply(n, report, error, began);
   }
 
   /**
@@ -217,7 +298,7 @@ export class UpstreamSet {
     const n = this.find(node);
     if (n === undefined || this.stopped) return;
     n.epoch++;
-    this.apply(n, { inRecovery: true, replayLsn: n.replayLsn, replayLagMs: n.replayLagMs }, '');
+    this.apply(n, { inRecovery: true, replayLsn: n.replayLsn, replayLagMs: n.replayLagMs, walLsn: null }, '');
     void this.checkOne(n);
   }
 
@@ -238,7 +319,7 @@ export class UpstreamSet {
   }
 
   /** What a check (report, or the error of a failed one) says of a node, and what follows. */
-  private apply(n: NodeState, report: NodeReport | null, error: string): void {
+  private apply(n: NodeState, report: NodeReport | null, error: string, began = 0): void {
     n.checkedAt = Date.now();
     const before = n.state;
     const wasPrimary = n.role === 'primary';
@@ -248,7 +329,9 @@ export class UpstreamSet {
       n.lastError = null;
       n.role = report.inRecovery ? 'standby' : 'primary';
       n.replayLsn = report.replayLsn;
-      n.replayLagMs = report.replayLagMs;
+      n.replayLagMs = report.inRecovery ? this.primaryWal.lagOf(report.replayLsn, report.replayLagMs, n.checkedAt) : null;
+      n.lagMeasured = report.inRecovery && !this.primaryWal.empty;
+      n.lastWal = report.walLsn ? { lsn: report.walLsn, began } : null;
     } else {
       n.failures++;
       n.lastError = error;
@@ -261,6 +344,36 @@ export class UpstreamSet {
     }
     this.choosePrimary(n);
     if (wasPrimary && report !== null && n.role === 'standby') this.events.demoted(n.address, this.primary);
+    if (n === this.current && report?.walLsn) this.recordPrimaryWal(report.walLsn, began);
+    else if (report === null) n.lastWal = null;
+    this.sayLagChange(n);
+    if (this.checkedWaiters.length > 0 && this.standbysKnown) this.releaseCheckedWaiters();
+  }
+
+  /**
+   * The primary's WAL position, read by a check begun at `began`. Its first reading re-checks the
+   * standbys at once: their lags so far were measured without it (replay-lag.ts).
+   */
+  private recordPrimaryWal(lsn: string, began: number): void {
+    const first = this.primaryWal.empty;
+    this.primaryWal.record(lsn, began);
+    if (first && this.opts.maxReplicaLagMs != null) {
+      for (const x of this.nodes) if (x.role === 'standby' && x.up) void this.checkOne(x);
+    }
+  }
+
+  /** The read-only listener: one line each time a standby starts or stops taking new read-only sessions for its lag. */
+  private sayLagChange(n: NodeState): void {
+    const bound = this.opts.maxReplicaLagMs;
+    if (bound === null || bound === undefined) return;
+    const within = n.up && n.role === 'standby' && n.replayLagMs !== null && n.replayLagMs <= bound;
+    if (within === n.withinLag) return;
+    n.withinLag = within;
+    // Down and role changes have their own lines; this one is about the lag of a live standby.
+    if (!n.up || n.role !== 'standby') return;
+    const fields = { node: n.name, replay_lag_ms: n.replayLagMs ?? 'unknown', max_replica_lag_ms: bound };
+    if (within) this.ops.info('upstream standby is within max-replica-lag-ms: new read-only sessions may go to it', fields);
+    else this.ops.warn('upstream standby is behind its primary by more than max-replica-lag-ms: no new read-only session goes to it until it catches up', fields);
   }
 
   /** The one node up, not in recovery and last checked fine; else none. */
@@ -302,6 +415,11 @@ export class UpstreamSet {
       }
       return;
     }
+    // Checked every second while there was none (from the start, too): back to the interval.
+    if (this.timer !== null && !this.stopped) {
+      clearTimeout(this.timer);
+      this.schedule();
+    }
     const previous = this.last;
     this.last = next;
     this.ops.info('upstream primary chosen: new sessions go to it', { primary: next.name, previous: previous === null || previous === next ? undefined : previous.name });
@@ -311,6 +429,11 @@ export class UpstreamSet {
       clearTimeout(w.timer);
       w.resolve(next.address);
     }
-    if (previous !== next) this.events.primaryChanged(previous?.address ?? null, next.address);
+    if (previous !== next) {
+      // The new primary's positions are what standbys follow now; its last one is the first.
+      this.primaryWal.reset();
+      if (next.lastWal !== null && next !== checked) this.recordPrimaryWal(next.lastWal.lsn, next.lastWal.began);
+      this.events.primaryChanged(previous?.address ?? null, next.address);
+    }
   }
 }

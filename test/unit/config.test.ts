@@ -14,6 +14,7 @@ const PKG_VERSION = (JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'),
 const DEFAULTS: Config = {
   listen: { host: '127.0.0.1', port: 6000 },
   upstreams: [{ host: '127.0.0.1', port: 5432 }],
+  replicas: { listen: null, maxLagMs: 5000, fallback: 'primary' },
   health: { intervalMs: 2000, timeoutMs: 1000, failures: 3, primaryWaitMs: 10000 },
   limits: {
     maxConnections: 100,
@@ -74,6 +75,9 @@ const DEFAULTS_DESCRIBED = {
   'health-timeout-ms': 1000,
   'health-failures': 3,
   'primary-wait-ms': 10000,
+  'listen-replicas': 'off',
+  'max-replica-lag-ms': 5000,
+  'replica-fallback': 'primary',
   log: 'logs/queries.log',
   'log-format': 'text',
   'log-params': true,
@@ -230,6 +234,9 @@ t.test('every flag parses', async (tt) => {
     '--health-timeout-ms', '600000',
     '--health-failures', '100',
     '--primary-wait-ms', '0',
+    '--listen-replicas', '[::1]:6002',
+    '--max-replica-lag-ms', '0',
+    '--replica-fallback', 'refuse',
     '--startup-timeout', '3600000',
     '--shutdown-grace', '0',
     '--processes', '2',
@@ -276,6 +283,7 @@ t.test('every flag parses', async (tt) => {
   tt.strictSame(configOf(argv), {
     listen: { host: '::1', port: 6001 },
     upstreams: [{ host: 'db.internal', port: 5433 }],
+    replicas: { listen: { host: '::1', port: 6002 }, maxLagMs: 0, fallback: 'refuse' },
     health: { intervalMs: 100, timeoutMs: 600000, failures: 100, primaryWaitMs: 0 },
     limits: {
       maxConnections: 1,
@@ -372,6 +380,18 @@ t.test('--upstream: several nodes, comma-separated, each once; they need catalog
   rejects(tt, () => checkEnvironment(configOf(['--upstream', 'pg1:5432,pg2:5432', '--log', 'none'])), 'upstream', 'several nodes without catalog-user');
   tt.doesNotThrow(() => checkEnvironment(configOf(['--upstream', 'pg1:5432,pg2:5432', '--catalog-user', 'pgscribe', '--log', 'none'])), 'with catalog-user');
   tt.strictSame(configOf(['--health-interval-ms', '500', '--health-failures', '2', '--primary-wait-ms', '0']).health, { intervalMs: 500, timeoutMs: 1000, failures: 2, primaryWaitMs: 0 });
+});
+
+t.test('--listen-replicas: several upstreams, an address of its own, one process', async (tt) => {
+  const two = ['--upstream', 'pg1:5432,pg2:5432', '--catalog-user', 'pgscribe', '--log', 'none'];
+  tt.strictSame(configOf([...two, '--listen-replicas', '127.0.0.1:6001']).replicas, { listen: { host: '127.0.0.1', port: 6001 }, maxLagMs: 5000, fallback: 'primary' });
+  tt.doesNotThrow(() => checkEnvironment(configOf([...two, '--listen-replicas', '127.0.0.1:6001'])), 'with two nodes');
+  rejects(tt, () => checkEnvironment(configOf(['--listen-replicas', '127.0.0.1:6001', '--log', 'none'])), 'listen-replicas', 'one upstream: no standby to send sessions to');
+  rejects(tt, () => checkEnvironment(configOf([...two, '--listen-replicas', '127.0.0.1:6000'])), 'listen-replicas', 'the listen address itself');
+  rejects(tt, () => checkEnvironment(configOf([...two, '--listen', '0.0.0.0:6000', '--listen-replicas', '127.0.0.1:6000'])), 'listen-replicas', 'the listen port on every address');
+  rejects(tt, () => checkEnvironment(configOf([...two, '--listen-replicas', '127.0.0.1:6001', '--processes', '2'])), 'listen-replicas', 'not with several processes (yet)');
+  rejects(tt, () => configOf(['--replica-fallback', 'standby']), '--replica-fallback', 'primary or refuse');
+  tt.equal(configOf(['--listen-replicas', 'off']).replicas.listen, null, 'off');
 });
 
 t.test('integers: ranges and syntax', async (tt) => {
@@ -482,6 +502,8 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
       'health-timeout-ms': '50',
       'health-failures': 2,
       'primary-wait-ms': 0,
+      'listen-replicas': 'off',
+      'max-replica-lag-ms': 250,
       'startup-timeout': 200,
       'shutdown-grace': 300,
       processes: 3,
@@ -529,6 +551,7 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
   const fromJson: Config = {
     listen: { host: '::1', port: 7000 },
     upstreams: [{ host: 'pg', port: 5433 }],
+    replicas: { listen: null, maxLagMs: 250, fallback: 'primary' },
     health: { intervalMs: 250, timeoutMs: 50, failures: 2, primaryWaitMs: 0 },
     limits: {
       maxConnections: 3,

@@ -30,7 +30,7 @@ function host(opts: { cache: Record<string, number> | null; insight: boolean }):
     logger: { lines: 14, queuedBytes: 123 },
     cache: counters === null ? null : { layer: { counters: () => ({ ...counters }) } },
     insight,
-    counters: { bytesFromClients: 1000, bytesFromServers: 2000, messagesIn, upstreamErrors: 4 },
+    counters: { bytesFromClients: 1000, bytesFromServers: 2000, messagesIn, upstreamErrors: 4, readOnlyToStandby: 0, readOnlyToPrimary: 0, readOnlyRefused: 0 },
   };
 }
 

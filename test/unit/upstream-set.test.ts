@@ -21,7 +21,7 @@ function fixture(failures = 2) {
     async (node): Promise<NodeReport> => {
       const s = says.get(node.port)!;
       if (s === 'down') throw new Error('connection refused');
-      return { inRecovery: s === 'standby', replayLsn: s === 'standby' ? '0/3000060' : null, replayLagMs: s === 'standby' ? 12 : null };
+      return { inRecovery: s === 'standby', replayLsn: s === 'standby' ? '0/3000060' : null, replayLagMs: s === 'standby' ? 12 : null, walLsn: null };
     },
     { info: log('INFO'), warn: log('WARN'), error: log('ERROR') },
     {
