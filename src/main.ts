@@ -1,21 +1,20 @@
 #!/usr/bin/env node
 /**
  * pgscribe entry point: parse the command line, load the TLS certificates, open the query log,
- * start the Server, and wire the signals (SIGHUP reopens the log and reloads the certificates,
+ * start the Server, and wire the signals (SIGHUP reloads the settings (reload.ts), reopens the log and reloads the certificates,
  * SIGTERM/SIGINT shut down gracefully, SIGUSR2 prints the stats line, SIGUSR1 is refused).
  */
-import { ConfigError, cacheMode, checkEnvironment, clientTlsMode, compileRules, describe, formatHostPort, helpText, invalidationMode, parseCommandLine, type Command, type Config } from './config';
+import { ConfigError, cacheMode, clientTlsMode, describe, formatHostPort, helpText, invalidationMode, type Command, type Config } from './config';
 import { createCacheLayer } from './cache/create';
 import { Catalogs } from './cache/catalogs';
 import { connectOwn, ownLogin, withLogin } from './pg/own-login';
 import { ChangeStreams } from './cache/change-streams';
 import { DEFAULT_PUBLICATION } from './wal/setup';
 import { walReadiness } from './wal/readiness';
-import { CachePolicy } from './cache/policy';
 import { fingerprintInterner, type CacheContext } from './cache/session';
 import { NoopLogger, SinkLogger, type ClientLogger } from './log/client-logger';
 import { FileSink, StdoutSink } from './log/file-sink';
-import { jsonCompletionFormatter, jsonFormatter, textCompletionFormatter, textFormatter } from './log/format';
+import { jsonCompletionFormatter, lineFormatterOf, textCompletionFormatter } from './log/format';
 import { AdminServer } from './admin/server';
 import { LocalSource, insightOptions, type AdminSource } from './admin/source';
 import { ProcessesSource } from './processes/admin-source';
@@ -23,7 +22,8 @@ import { Insight } from './insight';
 import { streamOpsLog, type OpsLog } from './log/ops';
 import { cacheFields, readingsOf, statsLine } from './metrics';
 import { Server } from './server';
-import { loadTls, type CertInfo, type TlsSetup } from './tls';
+import { type CertInfo, type TlsSetup } from './tls';
+import { cachePolicyOf, readSettings, reloadSettings } from './reload';
 import { LOG_PIPE_FD, PROCESS_INDEX_ENV } from './processes/ipc';
 import { Primary } from './processes/primary';
 import { WorkerLink, type Channel } from './processes/worker-link';
@@ -73,8 +73,7 @@ function createSink(cfg: Config, ops: OpsLog, pipeFd: number | null): FileSink |
 export function createLogger(cfg: Config, ops: OpsLog, pipeFd: number | null = null): ClientLogger {
   const log = cfg.log;
   if (log.path === 'none') return new NoopLogger();
-  const fmtOpts = { params: log.params, paramMaxBytes: log.paramMaxBytes, repeatedSqlMaxChars: log.repeatedSqlMaxChars, seq: log.completions };
-  const format = log.format === 'json' ? jsonFormatter(fmtOpts) : textFormatter(fmtOpts);
+  const format = lineFormatterOf(log);
   const done = !log.completions ? null : log.format === 'json' ? jsonCompletionFormatter() : textCompletionFormatter();
   return new SinkLogger(createSink(cfg, ops, pipeFd), format, done);
 }
@@ -202,7 +201,7 @@ export function createCacheContext(
     // The sessions' writes also leave every other process's cache (--processes N); the catalog's
     // and the change stream's invalidations stay here: every process has its own.
     layer: link === null ? layer : new ProcessCoherentLayer(layer, link),
-    policy: new CachePolicy({ rules: compileRules(cache.rules), ttlMs: cache.enabled ? cache.ttlMs : 0, rulesOnly: catalogs === null }),
+    policy: cachePolicyOf(cfg, catalogs === null),
     catalogs,
     changes,
     cache: cache.enabled,
@@ -295,7 +294,7 @@ function taggedOps(ops: OpsLog, index: number): OpsLog {
   };
 }
 
-async function run(cfg: Config, tls: TlsSetup): Promise<void> {
+async function run(cfg: Config, tls: TlsSetup, argv: string[]): Promise<void> {
   const link = servingProcessLink();
   if (link === null && cfg.processes > 1) return runPrimary(cfg);
   const ops = link === null ? streamOpsLog() : taggedOps(streamOpsLog(), link.index);
@@ -362,10 +361,15 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
   // With --processes N the primary asks for every process's line at once, then prints the total.
   if (cfg.statsIntervalMs > 0 && link === null) setInterval(printStats, cfg.statsIntervalMs).unref();
 
+  // SIGHUP, or the primary's word with --processes N: the settings, the log file, the certificates.
+  const reloadAll = () => {
+    reloadSettings(argv, { cfg, ops, server, upstreams, logger, cache });
+    reloadTls(tls, ops);
+  };
   const reopen = () => {
     ops.info('SIGHUP: reopening the query log', { log: cfg.log.path });
     logger.reopen();
-    reloadTls(tls, ops);
+    reloadAll();
   };
   let stopping = false;
   const stop = (signal: string) => {
@@ -431,7 +435,7 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
         if (reload === undefined) held();
         else reload.then(held, held);
       },
-      reload: () => reloadTls(tls, ops),
+      reload: reloadAll,
       stats: () => {
         const line = statsLine(server);
         ops.info('stats', line);
@@ -449,7 +453,7 @@ async function run(cfg: Config, tls: TlsSetup): Promise<void> {
             if (cache?.cache) cache.layer.flush();
             return cache?.cache === true;
           case 'upstreams':
-            return upstreams?.views() ?? null;
+            return upstreams?.views(server.sessionsByNode()) ?? null;
         }
       },
       stop,
@@ -489,7 +493,11 @@ async function runPrimary(cfg: Config): Promise<void> {
   const addr = await listenOrExit(() => primary.listen(), cfg.listen, ops);
   ops.info('listening', { listen: `${addr.address}:${addr.port}`, upstream: cfg.upstreams.map(formatHostPort).join(','), log: cfg.log.path, processes: cfg.processes, version: VERSION });
   const admin = await startAdmin(cfg, ops, new ProcessesSource(primary, cfg, () => sink?.bufferedBytes ?? 0));
-  process.on('SIGHUP', () => primary.reload());
+  process.on('SIGHUP', () => {
+    // The primary's own settings (max-connections is counted here); each process reloads its own.
+    reloadSettings(process.argv.slice(2), { cfg, ops, server: null, upstreams: null, logger: null, cache: null });
+    primary.reload();
+  });
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
@@ -527,12 +535,8 @@ export function main(argv: string[]): void {
   let cmd: Command;
   let tls: TlsSetup = { client: null, upstream: null };
   try {
-    cmd = parseCommandLine(argv);
-    if (cmd.kind === 'run' || cmd.kind === 'check') {
-      checkEnvironment(cmd.config);
-      // Certificates are read here, so that a bad file fails --check and start-up alike.
-      tls = loadTls(cmd.config.tls);
-    }
+    // The same reading and checks as a reload (SIGHUP): --check answers what a reload would.
+    ({ cmd, tls } = readSettings(argv));
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`pgscribe: invalid setting ${err.message}\nTry 'pgscribe --help'.\n`);
@@ -557,7 +561,7 @@ export function main(argv: string[]): void {
       return;
     }
     case 'run':
-      void run(cmd.config, tls);
+      void run(cmd.config, tls, argv);
   }
 }
 

@@ -196,9 +196,18 @@ export function sumReadings(parts: readonly Readings[]): Readings {
     wal: sets((r) => r.wal),
     insight,
     processes: null,
-    // Every process checks the same nodes: the first one's view stands for all.
-    upstreams: parts.find((r) => r.upstreams !== null)?.upstreams ?? null,
+    upstreams: combinedNodeViews(parts.map((r) => r.upstreams)),
   };
+}
+
+/**
+ * The processes' views of the upstream nodes as one: every process checks the same nodes, so the
+ * first view's states stand for all; the sessions on each node are every process's.
+ */
+export function combinedNodeViews(views: readonly (NodeView[] | null)[]): NodeView[] | null {
+  const present = views.filter((v): v is NodeView[] => v !== null);
+  if (present.length === 0) return null;
+  return present[0]!.map((v) => ({ ...v, sessions: present.reduce((a, p) => a + (p.find((x) => x.node === v.node)?.sessions ?? 0), 0) }));
 }
 
 /** The latency percentiles /stats shows (ms), or null before the first completion (or without --admin). */
@@ -370,8 +379,8 @@ const METRICS: readonly Entry[] = [
     samples: MESSAGE_TYPES.map(([t], k) => ({ line: `messages_${t.toLowerCase()}`, labels: `{type="${t}"}`, json: ['queries', t], read: (r: Readings) => r.messages[k]! })),
   },
   counter('upstream_errors', 'Upstream failures: connect errors, unexpected closes, invalid messages.', (r) => r.upstreamErrors, { json: ['upstream_errors'] }),
-  counter('read_only_to_standby', 'Read-only listener (several upstreams): sessions sent to a standby.', (r) => (r.upstreams === null ? undefined : r.readOnlyToStandby), { json: ['read_only', 'to_standby'] }),
-  counter('read_only_to_primary', 'Read-only listener: sessions sent to the primary because no standby qualified (replica-fallback primary).', (r) => (r.upstreams === null ? undefined : r.readOnlyToPrimary), {
+  counter('read_only_to_standby', 'Read-only listener (several upstreams): sessions sent to a standby (counted at their first choice).', (r) => (r.upstreams === null ? undefined : r.readOnlyToStandby), { json: ['read_only', 'to_standby'] }),
+  counter('read_only_to_primary', 'Read-only listener: sessions sent to the primary because no standby qualified at their first choice (replica-fallback primary).', (r) => (r.upstreams === null ? undefined : r.readOnlyToPrimary), {
     json: ['read_only', 'to_primary'],
   }),
   counter('read_only_refused', 'Read-only listener: sessions refused with 08001 because no standby qualified (replica-fallback refuse).', (r) => (r.upstreams === null ? undefined : r.readOnlyRefused), {
@@ -460,7 +469,7 @@ const METRICS: readonly Entry[] = [
   {
     type: 'nodes',
     prom: 'pgscribe_upstream_replay_lag_seconds',
-    help: "Several upstreams: a standby's lag at its last check: 0 once it replayed what the primary had written at the primary's last check, else now() - pg_last_xact_replay_timestamp().",
+    help: "Several upstreams: a standby's lag at its last check: 0 once it replayed what the primary had written when its last check began; else at most the time since the newest such check whose position it reached (src/upstreams/replay-lag.ts).",
     read: (v) => (v.replayLagMs === null ? null : v.replayLagMs / 1000),
   },
   { type: 'nodes', prom: 'pgscribe_upstream_sessions', help: 'Several upstreams: client sessions connected (or connecting) to the node.', read: (v) => v.sessions },

@@ -27,6 +27,19 @@ const STARTUP_HEADROOM = 64;
  */
 const SILENT_EVICT_MS = 1000;
 
+/** The slice of the settings sessions read. */
+function settingsOf(config: Config): ClientSettings {
+  return {
+    upstream: config.upstreams[0]!,
+    maxMessageBytes: config.limits.maxMessageBytes,
+    connectTimeoutMs: config.limits.connectTimeoutMs,
+    primaryWaitMs: config.health.primaryWaitMs,
+    replicaFallback: config.replicas.fallback,
+    startupTimeoutMs: config.limits.startupTimeoutMs,
+    logCompletions: config.log.completions,
+  };
+}
+
 /** The host part of a client address ("10.0.0.7:5432" or "[::1]:5432"): one peer. */
 function peerOf(address: string): string {
   const colon = address.lastIndexOf(':');
@@ -35,6 +48,7 @@ function peerOf(address: string): string {
 
 export class Server implements ClientHost {
   readonly config: Config;
+  /** What sessions read of the settings (replaced in place by refreshSettings() after a reload). */
   readonly settings: ClientSettings;
   readonly logger: ClientLogger;
   readonly ops: OpsLog;
@@ -85,15 +99,7 @@ export class Server implements ClientHost {
     readonly upstreams: UpstreamSet | null = null,
   ) {
     this.config = config;
-    this.settings = {
-      upstream: config.upstreams[0]!,
-      maxMessageBytes: config.limits.maxMessageBytes,
-      connectTimeoutMs: config.limits.connectTimeoutMs,
-      primaryWaitMs: config.health.primaryWaitMs,
-      replicaFallback: config.replicas.fallback,
-      startupTimeoutMs: config.limits.startupTimeoutMs,
-      logCompletions: config.log.completions,
-    };
+    this.settings = settingsOf(config);
     this.logger = logger;
     this.ops = ops;
     this.cache = cache;
@@ -106,6 +112,11 @@ export class Server implements ClientHost {
       (msg, fields) => ops.warn(msg, fields),
       'connection slots full: closed the oldest silent socket of the peer holding the most, to let a new client in; many silent sockets from one address look like a slot-exhaustion attempt',
     );
+  }
+
+  /** A reload changed the settings (this.config, in place): new sessions and queries read the new ones. */
+  refreshSettings(): void {
+    Object.assign(this.settings, settingsOf(this.config));
   }
 
   /**

@@ -50,6 +50,8 @@ function skipSeq(buf: Buffer, i: number, stop: number): number {
   return j > i + 5 ? j : i;
 }
 
+/** The optional field between the client address and the type (several upstreams). */
+const NODE = Buffer.from('node=');
 const DONE = Buffer.from('done seq=');
 
 /**
@@ -133,7 +135,9 @@ export class QueryLogScanner {
     const sp1 = buf.indexOf(32, start);
     const sp2 = sp1 < 0 ? -1 : buf.indexOf(32, sp1 + 1);
     const sp3 = sp2 < 0 ? -1 : buf.indexOf(32, sp2 + 1);
-    const sp4 = sp3 < 0 ? -1 : buf.indexOf(32, sp3 + 1);
+    let sp4 = sp3 < 0 ? -1 : buf.indexOf(32, sp3 + 1);
+    // With several upstreams the node that served the session follows the client address.
+    if (sp4 > 0 && buf.compare(NODE, 0, NODE.length, sp4 + 1, Math.min(stop, sp4 + 1 + NODE.length)) === 0) sp4 = buf.indexOf(32, sp4 + 1);
     const isDone = sp4 > 0 && buf.compare(DONE, 0, DONE.length, sp4 + 1, Math.min(stop, sp4 + 1 + DONE.length)) === 0;
     const ok =
       sp4 > 0 &&

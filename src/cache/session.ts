@@ -36,14 +36,15 @@ const MAX_CUSTOM_SETTINGS = 64;
 /** What the cache layer shares between sessions: the layer, the policy and the settings. */
 export interface CacheContext {
   readonly layer: CacheLayer;
-  readonly policy: CachePolicy;
+  /** Replaced by a reload that changed cache-rules or cache-ttl (src/reload.ts). */
+  policy: CachePolicy;
   /** The L1 cache is on (answers are stored); else singleflight only. */
   readonly cache: boolean;
   readonly singleflight: boolean;
   /** Larger answers are neither stored nor shared. */
   readonly maxEntryBytes: number;
-  /** How long a key whose answer was too large goes straight upstream. */
-  readonly bypassMs: number;
+  /** How long a key whose answer was too large goes straight upstream (follows cache-ttl on a reload). */
+  bypassMs: number;
   /** Session fingerprint -> short id, for key prefixes. */
   intern(fingerprint: string): string;
   /** The catalog knowledge of each database (catalog-user set), or null: rules only. */
@@ -142,9 +143,16 @@ export class CacheSession {
 
   // ---- eligibility and keys ------------------------------------------------------------------
 
+  /**
+   * A read-only listener's session (--listen-replicas): its reads are always relayed (a standby's
+   * answer is not the primary's), while its writes, should it land on a primary, still drop what
+   * they change.
+   */
+  relayReads = false;
+
   /** The session may be answered from the cache (checked at each idle unit). */
   get usable(): boolean {
-    return !this.tainted && !this.ledger.lost && this.utf8 && !this.replication;
+    return !this.tainted && !this.ledger.lost && this.utf8 && !this.replication && !this.relayReads;
   }
 
   /** While the catalog of the session's database is read for the first time: settles when it is over. */
@@ -198,7 +206,10 @@ export class CacheSession {
   }
 
   private policyOf(def: StatementDef): StatementPolicy {
-    if (def.policy === null) def.policy = this.ctx.policy.forSql(def.definition.slice(0, def.sqlLength), this.scs);
+    if (def.policy === null || def.policySource !== this.ctx.policy) {
+      def.policy = this.ctx.policy.forSql(def.definition.slice(0, def.sqlLength), this.scs);
+      def.policySource = this.ctx.policy;
+    }
     return def.policy;
   }
 

@@ -98,13 +98,15 @@ export class CacheDriver implements FlightClient {
    */
   holding = false;
 
-  constructor(session: CacheDriverSession, ctx: CacheContext, ledger: SessionLedger, recorder: Recorder, startup: ReadonlyMap<string, string>, user: string, db: string) {
+  /** relayReads: a read-only listener's session (CacheSession.relayReads). */
+  constructor(session: CacheDriverSession, ctx: CacheContext, ledger: SessionLedger, recorder: Recorder, startup: ReadonlyMap<string, string>, user: string, db: string, relayReads = false) {
     this.id = session.id;
     this.session = session;
     this.ctx = ctx;
     this.ledger = ledger;
     this.recorder = recorder;
     this.cs = new CacheSession(ctx, ledger, startup, user, db);
+    this.cs.relayReads = relayReads;
     this.cs.onShared = () => {
       if (!this.holding) return;
       this.holding = false;

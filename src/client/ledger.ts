@@ -34,8 +34,10 @@ export class StatementDef {
   readonly definition: string;
   /** Length of the SQL at the start of the definition. */
   readonly sqlLength: number;
-  /** The cache's verdict on the SQL, worked out once per statement. */
+  /** The cache's verdict on the SQL, worked out once per statement (and again after a reload changed the rules). */
   policy: StatementPolicy | null = null;
+  /** The CachePolicy that gave `policy`: a reload replaces it (src/reload.ts). */
+  policySource: object | null = null;
   /**
    * The result description PostgreSQL gave for it (rowShape() of the RowDescription: the
    * formats, which a portal chooses, left out; or 'n' for NoData), null until a Describe of it (or of a portal of it) was answered. It is fixed at

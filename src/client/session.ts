@@ -85,7 +85,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
    */
   private rawAnswer = false;
 
-  /** readOnly: it came through the read-only listener (--listen-replicas): a standby serves it, never the cache. */
+  /** readOnly: it came through the read-only listener (--listen-replicas): a standby serves it; its reads never come from the cache. */
   constructor(host: ClientHost, socket: net.Socket, id: number, readonly readOnly = false) {
     this.host = host;
     this.id = id;
@@ -271,7 +271,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     const host = this.host;
     const database = params.get('database') || user;
     this.recorder.session = { id: this.id, user, database, client: this.address };
-    if (host.cache !== null && !this.readOnly) this.cache = this.books.cache = new CacheDriver(this, host.cache, this.ledger, this.recorder, params, user, database);
+    if (host.cache !== null) this.cache = this.books.cache = new CacheDriver(this, host.cache, this.ledger, this.recorder, params, user, database, this.readOnly);
     this.clientFramer.setStartup(false);
     // Until PostgreSQL accepts the session, what a client may make pgscribe assemble is what the
     // server itself reads from an unauthenticated client (an authentication message); the full

@@ -55,6 +55,8 @@ export class UpstreamLeg {
    * nothing has reached a server yet, so the session waits for the next primary instead.
    */
   private retry: { packet: Buffer; deadline: number } | null = null;
+  /** A read-only session's routing was counted (its first choice of node). */
+  private readOnlyCounted = false;
 
   constructor(session: UpstreamSession, host: ClientHost) {
     this.session = session;
@@ -127,18 +129,21 @@ export class UpstreamLeg {
     void router.whenChecked(Math.max(0, retry.deadline - Date.now())).then(() => {
       if (s.state !== ClientState.Connecting) return; // the client went away meanwhile
       try {
+        // Counted once per session, at its first choice (a retry after a refused connect is not another session).
+        const first = !this.readOnlyCounted;
+        this.readOnlyCounted = true;
         const standby = router.pickStandby(this.host.sessionsByNode());
         if (standby !== null) {
-          counters.readOnlyToStandby++;
+          if (first) counters.readOnlyToStandby++;
           this.connectTo(standby, retry.packet);
           return;
         }
         if (this.host.settings.replicaFallback === 'primary') {
-          counters.readOnlyToPrimary++;
+          if (first) counters.readOnlyToPrimary++;
           this.waitForPrimary(Math.max(0, retry.deadline - Date.now()));
           return;
         }
-        counters.readOnlyRefused++;
+        if (first) counters.readOnlyRefused++;
         this.host.ops.warn('no upstream standby qualifies for a read-only session (replica-fallback refuse); refusing the client with 08001', { conn: s.id, client: s.address, nodes: router.describe() });
         s.fail(SessionError.noStandby(router.describe(false)));
       } catch (err) {

@@ -49,7 +49,8 @@ function checkReplicas(cfg: Config): void {
   if (cfg.upstreams.length < 2) {
     throw new ConfigError('listen-replicas', 'spreads sessions over the standbys among several upstream nodes: list the primary and its standbys in --upstream');
   }
-  if (at.port !== 0 && at.port === cfg.listen.port && (at.host === cfg.listen.host || at.host === '0.0.0.0' || cfg.listen.host === '0.0.0.0')) {
+  const anyAddress = (h: string) => h === '0.0.0.0' || h === '::';
+  if (at.port !== 0 && at.port === cfg.listen.port && (at.host === cfg.listen.host || anyAddress(at.host) || anyAddress(cfg.listen.host))) {
     throw new ConfigError('listen-replicas', `${formatHostPort(at)} is the listen address: the read-only listener needs an address of its own`);
   }
   if (cfg.processes > 1) {

@@ -20,6 +20,11 @@ export interface ClientLogger {
   onDrain(cb: () => void): void;
   /** Reopen the destination (SIGHUP, logrotate). */
   reopen(): void;
+  /**
+   * A reload changed how query lines are written (log-params and the like): lines from now on
+   * use `format`. Optional: a logger that formats its own way has nothing to change.
+   */
+  reformat?(format: LineFormatter): void;
   /** Write everything queued; resolves when done. */
   flush(): Promise<void>;
   /** Last-resort synchronous flush on process exit. */
@@ -37,7 +42,7 @@ export class SinkLogger implements ClientLogger {
   private count = 0;
   constructor(
     private readonly sink: LineSink,
-    private readonly format: LineFormatter,
+    private format: LineFormatter,
     private readonly completionFormat: CompletionFormatter | null = null,
   ) {}
 
@@ -59,6 +64,9 @@ export class SinkLogger implements ClientLogger {
   }
   reopen(): void {
     this.sink.reopen();
+  }
+  reformat(format: LineFormatter): void {
+    this.format = format;
   }
   flush(): Promise<void> {
     return this.sink.flush();

@@ -87,6 +87,12 @@ export interface FormatOptions {
   repeatedSqlMaxChars?: number;
 }
 
+/** The query-line formatter the log settings ask for (at start, and again after a reload). */
+export function lineFormatterOf(log: { format: 'text' | 'json'; params: boolean; paramMaxBytes: number; repeatedSqlMaxChars: number; completions: boolean }): LineFormatter {
+  const opts = { params: log.params, paramMaxBytes: log.paramMaxBytes, repeatedSqlMaxChars: log.repeatedSqlMaxChars, seq: log.completions };
+  return log.format === 'json' ? jsonFormatter(opts) : textFormatter(opts);
+}
+
 /** Characters of a B or E line's SQL cut off at repeatedSqlMaxChars (0: none). */
 function repeatedSqlCut(r: QueryRecord, max: number): number {
   if (max <= 0 || r.sql === null || r.sql.length <= max || (r.type !== 'B' && r.type !== 'E')) return 0;

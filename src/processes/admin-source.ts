@@ -17,7 +17,7 @@
  */
 import type { Config, HostPort } from '../config';
 import { Insight, type DigestRecord, type DigestView, type InsightPart, type TableRecord } from '../insight';
-import { sumReadings, type Readings } from '../metrics';
+import { combinedNodeViews, sumReadings, type Readings } from '../metrics';
 import { insightOptions, type AdminSource, type TablesReport } from '../admin/source';
 import type { AdminQuery } from './ipc';
 import type { NodeView } from '../upstreams/upstream-set';
@@ -100,11 +100,10 @@ export class ProcessesSource implements AdminSource {
     return merged.tables();
   }
 
-  /** Every process checks the nodes itself; the first answer stands for all. */
+  /** Every process checks the nodes itself: the first answer's states, every process's sessions. */
   async upstreams(): Promise<NodeView[] | null> {
     if (this.cfg.upstreams.length < 2) return null;
-    const answers = (await this.ask('upstreams')) as (NodeView[] | null)[];
-    return answers.find((a) => a !== null) ?? null;
+    return combinedNodeViews((await this.ask('upstreams')) as (NodeView[] | null)[]);
   }
 
   async flushCache(): Promise<boolean> {

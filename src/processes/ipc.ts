@@ -29,7 +29,7 @@ export interface CancelMessage { t: 'cancel'; req: number; pid: number; secret: 
 export interface InvalidateMessage { t: 'invalidate'; req: number; db: string; tables: string[] | null }
 /** Every other process acknowledged this process's InvalidateMessage `req`. */
 export interface InvalidatedMessage { t: 'invalidated'; req: number }
-/** SIGHUP reached the primary: reload the TLS files. */
+/** SIGHUP reached the primary: reload the settings and the TLS files. */
 export interface HupMessage { t: 'hup' }
 /** SIGUSR2 reached the primary: print this process's stats line and send its figures. */
 export interface StatsRequestMessage { t: 'stats'; req: number }

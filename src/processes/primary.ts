@@ -14,7 +14,7 @@
  *   process's cache before its ReadyForQuery is released.
  * - Supervision: a process that dies is logged and started again (its sessions are lost: their
  *   sockets close with it); SIGTERM/SIGINT drain every process with the usual grace rules; SIGHUP
- *   reopens the log and makes every process reload its certificates; SIGUSR2 makes each print its
+ *   reopens the log and makes every process reload its settings and certificates; SIGUSR2 makes each print its
  *   stats line, then the primary prints their total.
  *
  * Why not Node's cluster module: its round-robin hands sockets over the same way, but the primary
@@ -179,7 +179,7 @@ export class Primary {
 
   /** SIGHUP: reopen the log here, reload certificates in every process. */
   reload(): void {
-    this.o.ops.info('SIGHUP: reopening the query log; every process reloads its TLS files', { log: this.o.cfg.log.path });
+    this.o.ops.info('SIGHUP: reopening the query log; every process reloads its settings and TLS files', { log: this.o.cfg.log.path });
     this.o.sink?.reopen();
     this.broadcast({ t: 'hup' });
   }

@@ -10,7 +10,12 @@ import type { Server } from '../server';
 import type { TlsSetup } from '../tls';
 import { ownLogin } from '../pg/own-login';
 import { checkNode } from './health-check';
-import { UpstreamSet } from './upstream-set';
+import { UpstreamSet, type HealthOptions } from './upstream-set';
+
+/** The health settings of the node set (at start, and again after a reload). */
+export function healthOptionsOf(cfg: Config): HealthOptions {
+  return { intervalMs: cfg.health.intervalMs, timeoutMs: cfg.health.timeoutMs, failures: cfg.health.failures, maxReplicaLagMs: cfg.replicas.listen === null ? null : cfg.replicas.maxLagMs };
+}
 
 /**
  * With several --upstream nodes: their health checks and the choice of the primary. A new
@@ -22,7 +27,7 @@ export function createUpstreams(cfg: Config, ops: OpsLog, tls: TlsSetup, on: { c
   const login = ownLogin(cfg, tls.upstream);
   const set: UpstreamSet = new UpstreamSet(
     cfg.upstreams,
-    { intervalMs: cfg.health.intervalMs, timeoutMs: cfg.health.timeoutMs, failures: cfg.health.failures, maxReplicaLagMs: cfg.replicas.listen === null ? null : cfg.replicas.maxLagMs },
+    healthOptionsOf(cfg),
     (node, timeoutMs) => checkNode(login, cfg.catalog.database, node, timeoutMs),
     ops,
     {

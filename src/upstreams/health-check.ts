@@ -19,12 +19,21 @@ export interface NodeReport {
   replayLagMs: number | null;
   /** pg_current_wal_lsn() on a primary (how far a standby must have replayed to be caught up); null on a standby. */
   walLsn: string | null;
+  /**
+   * The timeline: a primary's current one; a standby's WAL receiver's (pg_stat_wal_receiver
+   * received_tli, which a user without pg_read_all_stats does not see: null then).
+   */
+  timeline?: number | null;
+  /** A standby's WAL receiver runs (it streams from a primary); false when it does not; null on a primary. */
+  walReceiver?: boolean | null;
 }
 
 const QUERY =
   'select pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, ' +
   '(extract(epoch from now() - pg_last_xact_replay_timestamp()) * 1000)::float8, ' +
-  'case when pg_is_in_recovery() then null else pg_current_wal_lsn()::text end';
+  'case when pg_is_in_recovery() then null else pg_current_wal_lsn()::text end, ' +
+  "case when pg_is_in_recovery() then (select received_tli from pg_stat_wal_receiver)::text else ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int::text end, " +
+  'case when pg_is_in_recovery() then exists (select 1 from pg_stat_wal_receiver where pid is not null) end';
 
 /** Checks `node` within timeoutMs; rejects with the reason it is not healthy. */
 export async function checkNode(login: OwnLogin, database: string, node: HostPort, timeoutMs: number): Promise<NodeReport> {
@@ -40,7 +49,14 @@ export async function checkNode(login: OwnLogin, database: string, node: HostPor
       const row = r.rows[0];
       if (row === undefined) throw new Error('the health query returned no row');
       const lag = row[2] === null || row[2] === undefined ? null : Number(row[2]);
-      return { inRecovery: row[0] === 't', replayLsn: row[1] ?? null, replayLagMs: lag === null || !Number.isFinite(lag) ? null : Math.max(0, Math.round(lag)), walLsn: row[3] ?? null };
+      return {
+        inRecovery: row[0] === 't',
+        replayLsn: row[1] ?? null,
+        replayLagMs: lag === null || !Number.isFinite(lag) ? null : Math.max(0, Math.round(lag)),
+        walLsn: row[3] ?? null,
+        timeline: row[4] === null || row[4] === undefined ? null : Number(row[4]),
+        walReceiver: row[5] === null || row[5] === undefined ? null : row[5] === 't',
+      };
     } finally {
       c.close();
     }

@@ -79,6 +79,8 @@ class NodeState {
   replayLagMs: number | null = null;
   /** Within max-replica-lag-ms at the last check (read-only listener; said when it changes). */
   withinLag = false;
+  /** A primary's current timeline, a standby's WAL receiver's (null: unknown). */
+  timeline: number | null = null;
   /** A primary's pg_current_wal_lsn() at its last check, and when that check began. */
   lastWal: { lsn: string; began: number } | null = null;
   /** Its lag was last measured against the primary's WAL position (replay-lag.ts), not guessed without it. */
@@ -98,7 +100,7 @@ class NodeState {
 
 
 export class UpstreamSet {
-  private readonly nodes: NodeState[];
+  private nodes: NodeState[];
   private current: NodeState | null = null;
   /** The last node chosen as primary (kept through gaps without one). */
   private last: NodeState | null = null;
@@ -116,7 +118,7 @@ export class UpstreamSet {
 
   constructor(
     addresses: readonly HostPort[],
-    private readonly opts: HealthOptions,
+    private opts: HealthOptions,
     private readonly check: NodeCheck,
     private readonly ops: OpsLog,
     private readonly events: UpstreamEvents,
@@ -161,26 +163,26 @@ export class UpstreamSet {
    */
   private get standbysKnown(): boolean {
     if (this.nodes.some((n) => n.checkedAt === 0)) return false;
-    return this.current === null || this.nodes.every((n) => !n.up || n.role !== 'standby' || n.lagMeasured);
+    // A standby whose last check failed is no candidate anyway: it does not hold the others up.
+    return this.current === null || this.nodes.every((n) => !n.up || n.role !== 'standby' || n.failures > 0 || n.lagMeasured);
   }
 
   /** Resolves once the standbys are known (standbysKnown), or after timeoutMs. */
   whenChecked(timeoutMs: number): Promise<void> {
     if (this.standbysKnown || this.stopped) return Promise.resolve();
     return new Promise((resolve) => {
-      const timer = setTimeout(done, timeoutMs);
-      function done(): void {
+      const done = (): void => {
         clearTimeout(timer);
+        this.checkedWaiters = this.checkedWaiters.filter((w) => w !== done);
         resolve();
-      }
+      };
+      const timer = setTimeout(done, timeoutMs);
       this.checkedWaiters.push(done);
     });
   }
 
   private releaseCheckedWaiters(): void {
-    const waiting = this.checkedWaiters;
-    this.checkedWaiters = [];
-    for (const done of waiting) done();
+    for (const done of [...this.checkedWaiters]) done();
   }
 
   private isReadOnlyCandidate(n: NodeState): boolean {
@@ -240,6 +242,30 @@ export class UpstreamSet {
     // Many sessions failing at once (a full backlog) are one suspicion, not as many checks:
     // health-failures counts checks at least SUSPECT_SPACING_MS apart.
     if (n !== undefined && Date.now() - n.checkedAt >= SUSPECT_SPACING_MS) void this.checkOne(n);
+  }
+
+  /**
+   * A reload (SIGHUP) changed the node list or the health settings. Nodes still listed keep
+   * their state; new ones are checked at once (the primary is not chosen again until each has
+   * answered); a dropped node gets no new session, and its sessions stay until they end. A
+   * dropped primary leaves new sessions waiting for the next one.
+   */
+  reconfigure(addresses: readonly HostPort[], opts: HealthOptions): void {
+    this.opts = opts;
+    const kept = new Map(this.nodes.map((n) => [n.name, n]));
+    this.nodes = addresses.map((a) => kept.get(nodeName(a)) ?? new NodeState(a));
+    for (const gone of kept.values()) {
+      if (this.nodes.includes(gone)) continue;
+      this.ops.info('upstream node removed by a reload: no new session goes to it; its sessions stay until they end', { node: gone.name });
+      if (gone === this.current) this.current = null;
+      if (gone === this.last) this.last = null;
+    }
+    if (this.current === null) this.ops.warn('no upstream primary: new sessions wait for one (primary-wait-ms), then get 08001', { nodes: this.describe() });
+    if (this.timer !== null && !this.stopped) {
+      clearTimeout(this.timer);
+      this.schedule();
+    }
+    this.checkAll();
   }
 
   /** Every node and its state, for an operator: `a:5432 primary, b:5432 down (connection refused)`. */
@@ -329,7 +355,8 @@ export class UpstreamSet {
       n.lastError = null;
       n.role = report.inRecovery ? 'standby' : 'primary';
       n.replayLsn = report.replayLsn;
-      n.replayLagMs = report.inRecovery ? this.primaryWal.lagOf(report.replayLsn, report.replayLagMs, n.checkedAt) : null;
+      n.timeline = report.timeline ?? null;
+      n.replayLagMs = report.inRecovery ? this.standbyLag(report, n.checkedAt) : null;
       n.lagMeasured = report.inRecovery && !this.primaryWal.empty;
       n.lastWal = report.walLsn ? { lsn: report.walLsn, began } : null;
     } else {
@@ -348,6 +375,20 @@ export class UpstreamSet {
     else if (report === null) n.lastWal = null;
     this.sayLagChange(n);
     if (this.checkedWaiters.length > 0 && this.standbysKnown) this.releaseCheckedWaiters();
+  }
+
+  /**
+   * A standby's lag behind the current primary (replay-lag.ts). Its WAL positions are comparable
+   * with the primary's only while it streams on the primary's timeline: one left on an old
+   * timeline after a failover (ahead of the promoted node, and diverged from it) has no lag that
+   * means anything (null: no read-only session), and one that streams from nobody is judged by
+   * the time since the last transaction it replayed alone.
+   */
+  private standbyLag(r: NodeReport, now: number): number | null {
+    if (r.walReceiver === false) return r.replayLagMs;
+    const primaryTimeline = (this.current ?? this.last)?.timeline ?? null;
+    if (primaryTimeline !== null && r.timeline !== null && r.timeline !== undefined && r.timeline !== primaryTimeline) return null;
+    return this.primaryWal.lagOf(r.replayLsn, r.replayLagMs, now);
   }
 
   /**

@@ -87,6 +87,16 @@ function statsAnswer(n: number, cache: boolean, wavy: boolean): object {
     cache: cache
       ? { hits: 240, misses: 60, leaders: 60, waiters: 0, stores: 60, stale_skips: 0, evictions: 5, expirations: 0, invalidations: 7, invalidated_entries: 9, bypasses: 0 }
       : null,
+    // Several upstreams (with the cache in this canned set): absent with one node.
+    ...(cache
+      ? {
+          upstreams: [
+            { node: 'pg1:5432', state: 'primary', primary: true, failures: 0, lastError: null, checkedAt: new Date(BASE_MS + n * 1000 - 2000).toISOString(), replayLsn: null, replayLagMs: null, readOnlyCandidate: false, sessions: 9 },
+            { node: 'pg2:5432', state: 'standby', primary: false, failures: 0, lastError: null, checkedAt: new Date(BASE_MS + n * 1000 - 1000).toISOString(), replayLsn: '0/3000060', replayLagMs: 1250, readOnlyCandidate: true, sessions: 2 },
+            { node: '<b>pg3</b>:5432', state: 'down', primary: false, failures: 4, lastError: 'connection refused', checkedAt: null, replayLsn: null, replayLagMs: null, readOnlyCandidate: false, sessions: 0 },
+          ],
+        }
+      : {}),
     // cache-invalidation wal: absent otherwise.
     ...(cache ? { wal: { streams: 2, streams_up: 1, commits: 90, invalidations: 80, gaps: 2, tables_added: 4, commit_waits: 0, commit_wait_timeouts: 0, lag_p50_ms: 1.5, lag_p99_ms: 12.25, lag_max_ms: 140 } } : {}),
   };
@@ -314,6 +324,14 @@ t.test('in headless chromium', { skip: haveChromium || inCi ? false : 'chromium 
     t.same({ ...trows[0]?.cells, last: '' }, { name: 'pgbench_accounts', temperature: 'hot', reads: '5,400', writes: '1,200', 'hit-ratio': '80.0%', saved: '540', last: '' }, 'first table, formatted');
     t.equal(trows[2]?.cells['hit-ratio'], '–', 'no hit ratio for a table the cache never saw');
 
+    const nodes = rows(html, 'upstreams');
+    t.same(nodes.map((r) => [r.attrs['data-node'], r.attrs['data-state']]), [['pg1:5432', 'primary'], ['pg2:5432', 'standby'], ['<b>pg3</b>:5432', 'down']], 'one row per upstream node, with its state (a name is text: no <b> element, checked above)');
+    t.same({ ...nodes[1]?.cells, checked: '' }, { name: 'pg2:5432', state: 'standby', sessions: '2', lag: '1,250', failures: '0', 'read-only': 'yes', checked: '' }, 'a standby: sessions, replay lag, read-only candidate');
+    t.match(nodes[1]?.cells.checked, /^[1-9]\d*s ago$/, 'last check, relative to the server clock');
+    t.same({ ...nodes[0]?.cells }, { name: 'pg1:5432', state: 'primary ★', sessions: '9', lag: '–', failures: '0', 'read-only': '–', checked: nodes[0]?.cells.checked }, 'the primary, starred');
+    t.match(nodes[2]?.raw ?? '', /title="connection refused"/, "a down node's last error on hover");
+    t.equal(byId(html, 'upstreams-hint'), 'new sessions go to pg1:5432', 'the hint names the primary');
+
     const recs = [...html.matchAll(/<li class="recommendation"([^>]*)>([\s\S]*?)<\/li>/g)];
     t.same(recs.map((m) => attrs(m[1]!)['data-priority']), ['high', 'medium', 'low'], 'recommendations by priority');
     t.same(recs.map((m) => attrs(m[1]!)['data-table']), RECOMMENDATIONS.map((r) => r.table), 'recommendation tables');
@@ -327,6 +345,7 @@ t.test('in headless chromium', { skip: haveChromium || inCi ? false : 'chromium 
     t.equal(bodyAttrs(html)['data-ready'], '1', 'the data arrived');
     t.equal(byId(html, 'hit-ratio'), 'cache off', 'cache off when /stats has cache: null');
     t.equal(byId(html, 'wal-sub'), '', 'no change stream line without wal');
+    t.match(html, /<section id="upstreams-section" hidden/, 'one upstream: no nodes section');
     t.match(html, /data-q="p99">–</, 'no latency yet');
     t.same(rows(html, 'top-queries').map((r) => r.cells['']), ['No queries yet'], 'empty queries table');
     t.same(rows(html, 'tables').map((r) => r.cells['']), ['No tables seen yet'], 'empty tables table');

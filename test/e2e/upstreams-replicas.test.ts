@@ -7,7 +7,7 @@
 import t from 'tap';
 import { startReplicaSet, type ReplicaNode, type ReplicaSet } from '../harness/pg-replication';
 import { proxyFixture } from '../helpers/fixture';
-import { errorsIn, firstRow, type RawClient } from '../harness/wire';
+import { errorsIn, firstRow, value, type RawClient } from '../harness/wire';
 import { waitFor } from '../harness/time';
 import type { Proxy } from '../harness/proxy';
 import { parseProm, value as promValue } from '../helpers/prom';
@@ -17,7 +17,7 @@ const fx = proxyFixture({ upstreamPort: () => rs.primary.port, user: 'postgres' 
 
 t.before(async () => {
   rs = await startReplicaSet({ standbys: 2 });
-  await rs.primary.psql('create table ro (id int primary key); insert into ro values (1)');
+  await rs.primary.psql('create table ro (id int primary key); insert into ro values (1); create table ro_fb (id int primary key); insert into ro_fb values (1)');
   for (const s of rs.standbys) await s.catchUpWith(rs.primary);
 });
 
@@ -202,9 +202,24 @@ t.test('no standby within the bound: the session goes to the primary (replica-fa
     for (const s of standbys) await l.p.waitStderr(new RegExp(`behind its primary by more than max-replica-lag-ms.* node=${node(s).replace(/\./g, '\\.')}`), 15_000);
   }
 
+  // A read cached through the primary listener of the fallback proxy.
+  const COUNT = 'select count(*)::text from ro_fb';
+  const cachedLines = () => fallback.p.logLines().filter((x) => x.includes(COUNT) && / Q cache=hit /.test(x));
+  await waitFor(async () => {
+    const r = await fx.session(fallback.p.port);
+    t.equal(value(await r.query(COUNT)), '1');
+    r.sock.destroy();
+    return cachedLines().length > 0 ? true : undefined;
+  }, { timeoutMs: 10_000, intervalMs: 50, timeout: () => 'ro_fb never came from the cache' });
+
   const c = await fx.session(fallback.ro);
   t.same(await whereIs(c), { port: rs.primary.port, inRecovery: false }, 'fallback primary: the session is on the primary');
   t.equal(promValue(await metrics(fallback.admin), 'pgscribe_read_only_to_primary_total'), 1, 'counted');
+  // On the primary a read-only listener's session can write: its write drops what it changes.
+  t.same(errorsIn(await c.query('insert into ro_fb values (2)')), [], 'a write through the read-only listener, on the primary');
+  const after = await fx.session(fallback.p.port);
+  t.equal(value(await after.query(COUNT)), '2', "the primary listener's next read sees it: the cached count was dropped");
+  after.sock.destroy();
 
   const r = await fx.connect(refusing.ro);
   const msgs = await r.startup('postgres', 'postgres');

@@ -60,7 +60,8 @@ export interface Proxy {
 }
 
 export interface ProxyOptions {
-  upstreamPort: number;
+  /** The upstream given as --upstream; null: none on the command line (a --config file gives it). */
+  upstreamPort: number | null;
   upstreamHost?: string;
   /** Extra flags. A --log flag here overrides the default temp log file. */
   args?: string[];
@@ -125,8 +126,7 @@ export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
     opts.main ?? MAIN,
     '--listen',
     '127.0.0.1:0',
-    '--upstream',
-    `${opts.upstreamHost ?? '127.0.0.1'}:${opts.upstreamPort}`,
+    ...(opts.upstreamPort === null ? [] : ['--upstream', `${opts.upstreamHost ?? '127.0.0.1'}:${opts.upstreamPort}`]),
     ...(logPath ? ['--log', logPath] : []),
     ...args,
   ];

@@ -17,7 +17,7 @@ export interface Session {
 
 export interface ProxyFixture {
   /** Start a proxy in front of upstreamPort (default: the fixture's upstream); `env` adds to its environment (NODE_OPTIONS, for one). */
-  launch(args?: string[], upstreamPort?: number, env?: Record<string, string>): Promise<Proxy>;
+  launch(args?: string[], upstreamPort?: number | null, env?: Record<string, string>): Promise<Proxy>;
   /** SIGTERM, and SIGKILL if the proxy has not exited 5 s later. */
   stopProxy(p: Proxy): Promise<void>;
   /** A raw connection with Nagle off. */
@@ -38,7 +38,7 @@ export function proxyFixture(opts: { upstreamPort: () => number; user: string })
   const proxies = new Set<Proxy>();
   const clients = new Set<RawClient>();
 
-  const launch = async (args: string[] = [], upstreamPort = opts.upstreamPort(), env?: Record<string, string>): Promise<Proxy> => {
+  const launch = async (args: string[] = [], upstreamPort: number | null = opts.upstreamPort(), env?: Record<string, string>): Promise<Proxy> => {
     const p = await startProxy({ upstreamPort, args, ...(env === undefined ? {} : { env }) });
     proxies.add(p);
     return p;

@@ -43,7 +43,7 @@ const name = (n: HostPort | null) => (n === null ? null : String(n.port));
 
 /** A primary and two standbys answering as scripted; maxLag: the read-only bound. */
 function fixture(maxLag: number | null = 1000) {
-  const wal = { primary: '0/1000', s1: '0/1000', s2: '0/1000', s1Down: false };
+  const wal = { primary: '0/1000', s1: '0/1000', s2: '0/1000', s1Down: false, primaryTimeline: 1, s2Timeline: 1 as number | null, s2Receiver: true };
   const lines: string[] = [];
   let checks = 0;
   const log = (level: string) => (m: string, f?: Record<string, unknown>) => lines.push(`${level} ${m}${f ? ' ' + JSON.stringify(f) : ''}`);
@@ -52,9 +52,10 @@ function fixture(maxLag: number | null = 1000) {
     { intervalMs: 3_600_000, timeoutMs: 100, failures: 1, maxReplicaLagMs: maxLag },
     async (node): Promise<NodeReport> => {
       checks++;
-      if (node.port === 6001) return { inRecovery: false, replayLsn: null, replayLagMs: null, walLsn: wal.primary };
+      if (node.port === 6001) return { inRecovery: false, replayLsn: null, replayLagMs: null, walLsn: wal.primary, timeline: wal.primaryTimeline, walReceiver: null };
       if (node.port === 6002 && wal.s1Down) throw new Error('connection refused');
-      return { inRecovery: true, replayLsn: node.port === 6002 ? wal.s1 : wal.s2, replayLagMs: 60_000, walLsn: null };
+      if (node.port === 6002) return { inRecovery: true, replayLsn: wal.s1, replayLagMs: 60_000, walLsn: null, timeline: wal.primaryTimeline, walReceiver: true };
+      return { inRecovery: true, replayLsn: wal.s2, replayLagMs: 60_000, walLsn: null, timeline: wal.s2Timeline, walReceiver: wal.s2Receiver };
     },
     { info: log('INFO'), warn: log('WARN'), error: log('ERROR') },
     { primaryChanged: () => {}, demoted: () => {} },
@@ -115,6 +116,27 @@ t.test('a standby behind the lag bound gets no read-only session, and is back on
   await f.round();
   await f.round();
   t.equal(f.set.pickStandby(new Map()), null, 'none qualifies: null (the caller falls back or refuses)');
+  f.set.stop();
+});
+
+t.test("a standby on another timeline (left behind by a failover) or streaming from nobody is not caught up, whatever its LSN", async (t) => {
+  const f = fixture(1000);
+  await f.round();
+  await f.round();
+  t.match(f.set.views(), [{}, { readOnlyCandidate: true }, { readOnlyCandidate: true }], 'both candidates on the same timeline');
+  // The promoted node is on timeline 2; standby 2 still replays timeline 1, ahead of it by LSN.
+  f.wal.primaryTimeline = 2;
+  f.wal.s2 = '0/9000';
+  await f.round();
+  await f.round();
+  t.match(f.set.views()[2], { replayLagMs: null, readOnlyCandidate: false }, 'another timeline: no lag that means anything, no read-only session');
+  t.equal(f.set.views()[1]!.readOnlyCandidate, true, 'the standby on the primary timeline still is');
+  f.wal.s2Timeline = null; // a catalog-user without pg_read_all_stats sees no received_tli: the LSN alone decides
+  await f.round();
+  t.match(f.set.views()[2], { replayLagMs: 0, readOnlyCandidate: true }, 'timeline unknown: judged by its position');
+  f.wal.s2Receiver = false; // streams from nobody: only the time since its last replayed transaction tells
+  await f.round();
+  t.match(f.set.views()[2], { replayLagMs: 60_000, readOnlyCandidate: false }, 'no WAL receiver: the replay timestamp lag (a minute) decides');
   f.set.stop();
 });
 
