@@ -218,7 +218,7 @@ export class Recorder {
     if (this.unaccepted !== null) return;
     const digests = this.host.digests;
     if (digests !== null && c.sql !== null) {
-      digests.record({ sql: c.sql, ms: c.ms, rows: c.rows, error: c.status === 'error', cache: c.cache, flight: c.flight, now: Date.now() });
+      digests.record({ sql: c.sql, ms: c.ms, rows: c.rows, error: c.status === 'error', cache: c.cache, flight: c.flight, now: Date.now(), node: this.session?.node });
     }
     const logger = this.host.logger;
     if (this.host.logCompletions && logger.enabled && this.session !== null) this.written(logger.logCompletion(this.session, c));

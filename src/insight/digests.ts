@@ -62,6 +62,8 @@ export class DigestEntry {
   upstreamCalls = 0;
   upstreamMs = 0;
   savedMs = 0;
+  /** With several upstreams: executions that ran upstream, by node (null until the first). */
+  nodes: Map<string, number> | null = null;
   /** Dropped by eviction: whoever still holds it must look the text up again. */
   evicted = false;
   /** Heat records of `tables`, resolved by the owner on first use (index-aligned). */
@@ -103,7 +105,14 @@ export class DigestEntry {
       cacheHits: this.cacheHits,
       cacheMisses: this.cacheMisses,
       savedMs: usRound(this.savedMs),
+      ...(this.nodes === null ? {} : { nodes: Object.fromEntries(this.nodes) }),
     };
+  }
+
+  /** One more execution on `node` (several upstreams). */
+  ranOn(node: string, n = 1): void {
+    const m = (this.nodes ??= new Map());
+    m.set(node, (m.get(node) ?? 0) + n);
   }
 }
 
@@ -128,6 +137,8 @@ export interface DigestRecord {
   upstreamCalls: number;
   upstreamMs: number;
   savedMs: number;
+  /** Executions by node (several upstreams); null when none was recorded. */
+  nodes: Record<string, number> | null;
 }
 
 export interface DigestTableOptions {
@@ -235,6 +246,7 @@ export class DigestTable {
         calls: e.calls, errors: e.errors, rows: e.rows, totalMs: e.totalMs, hist: e.hist.state(),
         firstSeen: e.firstSeen, lastSeen: e.lastSeen, cacheHits: e.cacheHits, cacheMisses: e.cacheMisses,
         upstreamCalls: e.upstreamCalls, upstreamMs: e.upstreamMs, savedMs: e.savedMs,
+        nodes: e.nodes === null ? null : Object.fromEntries(e.nodes),
       });
     }
     return out;
@@ -264,6 +276,7 @@ export class DigestTable {
       e.upstreamCalls += r.upstreamCalls;
       e.upstreamMs += r.upstreamMs;
       e.savedMs += r.savedMs;
+      if (r.nodes !== null) for (const [node, n] of Object.entries(r.nodes)) e.ranOn(node, n);
     }
   }
 

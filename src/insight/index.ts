@@ -80,6 +80,7 @@ export class Insight {
       }
     } else {
       if (s.cache === 'miss') e.cacheMisses++;
+      if (s.node !== undefined) e.ranOn(s.node);
       if (!s.error && ms >= 0) {
         e.upstreamCalls++;
         e.upstreamMs += ms;

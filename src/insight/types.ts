@@ -24,6 +24,8 @@ export interface CompletionSample {
   flight: FlightRole | undefined;
   /** Date.now() at completion. */
   now: number;
+  /** With several upstreams: the node (HOST:PORT) serving the session. */
+  node?: string | undefined;
 }
 
 export type DigestKind = 'read' | 'write' | 'other';
@@ -54,6 +56,8 @@ export interface DigestView {
   cacheMisses: number;
   /** Added: estimated time the cache saved for this digest (see TableView.savedMs). */
   savedMs: number;
+  /** With several upstreams: the executions that ran upstream (not cache hits), by the node that ran them. */
+  nodes?: Record<string, number>;
 }
 
 export type Temperature = 'hot' | 'warm' | 'cold' | 'frozen';

@@ -133,6 +133,13 @@ t.test('20 read-only sessions spread over both standbys, least connections first
     byNode.set(m?.[1] ?? `none: ${line}`, (byNode.get(m?.[1] ?? `none: ${line}`) ?? 0) + 1);
   }
   t.same(Object.fromEntries(byNode), { [node(s1)]: 10, [node(s2)]: 10, [node(rs.primary)]: 1 }, 'log lines per node match where the sessions were');
+  // /queries: the digest says which nodes ran it, as many times as the log says.
+  const q = await waitFor(async () => {
+    const body = (await (await fetch(`${l.admin}/queries?limit=100`)).json()) as { queries: { query: string; calls: number; nodes?: Record<string, number> }[] };
+    const d = body.queries.find((x) => x.query.includes('pg_is_in_recovery'));
+    return d !== undefined && d.calls >= 21 ? d : undefined;
+  }, { timeoutMs: 10_000, timeout: () => 'the where-am-i digest never reached 21 calls' });
+  t.same(q.nodes, Object.fromEntries(byNode), '/queries: the executions of the digest by node');
 
   // A cacheable read: the primary listener's session goes through the cache; read-only sessions
   // never do (a standby's answer is not the primary's, nor the other way round).

@@ -224,7 +224,7 @@ t.test('--processes N: digests and tables merged from two processes equal one pr
   const parts = [new Insight({ cacheEnabled: true, minAccesses: 5 }), new Insight({ cacheEnabled: true, minAccesses: 5 })];
   for (let i = 0; i < 600; i++) {
     // Durations in eighths of a millisecond: every sum is exact in binary, whatever its order.
-    const s: CompletionSample = { sql: texts[(i * 7) % texts.length]!, ms: ((i * 37) % 400) / 8, rows: i % 3, error: i % 17 === 0, cache: outcomes[i % 4], flight: undefined, now: NOW - 1000 + i };
+    const s: CompletionSample = { sql: texts[(i * 7) % texts.length]!, ms: ((i * 37) % 400) / 8, rows: i % 3, error: i % 17 === 0, cache: outcomes[i % 4], flight: undefined, now: NOW - 1000 + i, node: i % 5 === 0 ? undefined : `pg${i % 3}:5432` };
     one.record(s);
     parts[(i * 13) % 5 < 2 ? 0 : 1]!.record(s);
   }
