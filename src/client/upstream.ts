@@ -307,9 +307,10 @@ export class UpstreamLeg {
 
   /**
    * Several upstreams: the primary (or, for a read-only session, the standby) did not take the
-   * connection (refused, or no answer in connect-timeout). Nothing reached a server, so the session waits for a primary again, for what
-   * is left of its primary-wait-ms, and the node gets no new session until a check passes. False
-   * when that does not apply (one upstream, TLS negotiation begun, the wait used up).
+   * connection (refused, or no answer in connect-timeout). Nothing reached a server, so the
+   * session waits for a primary (a read-only one: chooses again) for what is left of its
+   * primary-wait-ms, and the node gets no new session until a check passes. False when that does
+   * not apply (one upstream, TLS negotiation begun, the wait used up).
    */
   private waitForAnotherPrimary(reason: string): boolean {
     const router = this.host.upstreams;
