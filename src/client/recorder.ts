@@ -9,6 +9,7 @@
 import { Frontend } from '../protocol/codes';
 import type { ClientMessage } from '../protocol/client-messages';
 import type { ClientLogger } from '../log/client-logger';
+import type { OpsLog } from '../log/ops';
 import type { CacheOutcome, FlightRole, QueryRecord, SessionInfo } from '../log/format';
 import type { CompletionSample } from '../insight/types';
 import { CompletionTracker, type Completed } from './completions';
@@ -178,11 +179,17 @@ export class Recorder {
     }
   }
 
-  /** The session ends: how many records were never logged because PostgreSQL never accepted it. */
-  discardUnaccepted(): number {
+  /** The session ends: the records never logged because PostgreSQL never accepted it are dropped, and said to the operator. */
+  discardUnaccepted(ops: OpsLog, conn: number, client: string): void {
     const n = this.unaccepted === null ? 0 : this.unaccepted.length;
     this.unaccepted = null;
-    return n;
+    if (n === 0) return;
+    ops.warn('session ended before PostgreSQL accepted it; its queries were not logged, since its user was never confirmed', {
+      conn,
+      client,
+      claimed_user: this.session?.user,
+      messages: n,
+    });
   }
 
   /**

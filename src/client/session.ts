@@ -31,7 +31,7 @@ import { SessionError } from './errors';
 import { MAX_UNAUTHENTICATED_MESSAGE_LENGTH, SERVER_MAX_INSPECT_ALLOC, SERVER_MAX_LENGTH, STARTS_REQUEST, clientInspect, serverInspect } from './inspect';
 import { SessionLedger, type SideRequest } from './ledger';
 import { Recorder, type Annotation } from './recorder';
-import { withoutChannelBinding } from './scram-filter';
+import { offerOrFault } from './scram-filter';
 import { StartupPhase, type StartupSession } from './startup';
 import { ALLOWED, ClientState, afterServerMessage, inStartup } from './states';
 import { UpstreamLeg, type UpstreamSession } from './upstream';
@@ -348,22 +348,12 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
         this.transition(settled);
         break;
       }
-      case Backend.Authentication:
-        if (this.upstream.encrypted && !this.startup.encrypted && this.state === S.Authenticating) {
-          let offer: Buffer | null;
-          try {
-            offer = withoutChannelBinding(buf, start, end);
-          } catch (err) {
-            if (!(err instanceof ProtocolError)) throw err;
-            this.upstreamProtocolViolation(err.message);
-            return;
-          }
-          if (offer !== null) {
-            this.toClient.push(offer, 0, offer.length);
-            return;
-          }
-        }
+      case Backend.Authentication: {
+        const offer = this.upstream.encrypted && !this.startup.encrypted && this.state === S.Authenticating ? offerOrFault(buf, start, end) : null;
+        if (typeof offer === 'string') return this.upstreamProtocolViolation(offer);
+        if (offer !== null) return this.toClient.push(offer, 0, offer.length);
         break;
+      }
       case Backend.ParameterStatus:
         if (this.state === S.Authenticating && closedOnStandby(this, this.host, this.upstream.node, buf, start, end)) return;
         break;
@@ -576,15 +566,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     this.serverFramer?.stop();
     this.host.keys.unregister(this);
     this.books.close();
-    const unlogged = this.recorder.discardUnaccepted();
-    if (unlogged > 0) {
-      this.host.ops.warn('session ended before PostgreSQL accepted it; its queries were not logged, since its user was never confirmed', {
-        conn: this.id,
-        client: this.address,
-        claimed_user: this.recorder.session?.user,
-        messages: unlogged,
-      });
-    }
+    this.recorder.discardUnaccepted(this.host.ops, this.id, this.address);
     if (this.upstream.socket !== null && !this.upstream.negotiating && !this.upstream.socket.destroyed) this.flushToUpstream();
     this.upstream.close(!this.clientFramer.midPassthrough && !this.clientTerminated, TERMINATE, CLOSE_LINGER_MS);
     this.toUpstream.clear();
