@@ -16,6 +16,7 @@ import type { Insight } from './insight';
 import { LatencyHistogram, type HistogramState } from './insight/histogram';
 import type { NodeView } from './upstreams/upstream-set';
 import { Frontend } from './protocol/codes';
+import type { LimitCounters } from './limits/counters';
 
 export type MetricKind = 'counter' | 'gauge';
 
@@ -27,6 +28,8 @@ export interface ClientCountersView {
   readonly messagesIn: Float64Array;
   /** Upstream connect failures, unexpected closes and invalid messages. */
   readonly upstreamErrors: number;
+  /** The connection and rate limits' refusals and delays (src/limits/counters.ts). */
+  readonly limits?: LimitCounters;
 }
 
 /** What the metrics read of the Server (declared here, so that this module does not import it). */
@@ -43,6 +46,8 @@ export interface MetricsHost {
   readonly insight: Insight | null;
   /** Several upstream nodes: their health; null with one. */
   readonly upstreams?: { views(): NodeView[] } | null;
+  /** max-user-connections or max-db-connections is set: the limits' counters are shown. */
+  readonly limitsOn?: boolean;
 }
 
 /**
@@ -77,6 +82,8 @@ export interface Readings {
   processes: { configured: number; up: number } | null;
   /** Several upstream nodes: each node's health (src/upstreams/); null with one. */
   upstreams: NodeView[] | null;
+  /** The limits' counters; null when no per-user or per-database limit is set. */
+  limits: LimitCounters | null;
 }
 
 export interface InsightReadings {
@@ -113,6 +120,7 @@ export function readingsOf(host: MetricsHost): Readings {
     insight: i === null ? null : { completed: i.completed, errors: i.errors, digests: i.digestCount, digestEvictions: i.digestEvictions, latency: i.latency.state() },
     processes: null,
     upstreams: host.upstreams?.views() ?? null,
+    limits: host.limitsOn === true && traffic.limits !== undefined ? { ...traffic.limits } : null,
   };
 }
 
@@ -182,7 +190,17 @@ export function sumReadings(parts: readonly Readings[]): Readings {
     processes: null,
     // Every process checks the same nodes: the first one's view stands for all.
     upstreams: parts.find((r) => r.upstreams !== null)?.upstreams ?? null,
+    limits: sumLimits(parts),
   };
+}
+
+/** The limits' counters added over the processes (null when none has them). */
+function sumLimits(parts: readonly Readings[]): LimitCounters | null {
+  const present = parts.map((r) => r.limits).filter((x): x is LimitCounters => x !== null && x !== undefined);
+  if (present.length === 0) return null;
+  const out = { ...present[0]! };
+  for (const x of present.slice(1)) for (const k of Object.keys(out) as (keyof LimitCounters)[]) out[k] += x[k];
+  return out;
 }
 
 /** The latency percentiles /stats shows (ms), or null before the first completion (or without --admin). */
@@ -356,6 +374,8 @@ const METRICS: readonly Entry[] = [
   counter('upstream_errors', 'Upstream failures: connect errors, unexpected closes, invalid messages.', (r) => r.upstreamErrors, { json: ['upstream_errors'] }),
   counter('queries_completed', 'Queries (Q or E) whose answer completed, including failed ones.', (r) => r.insight?.completed, { json: ['completed'] }),
   counter('query_errors', 'Queries that completed with an ErrorResponse.', (r) => r.insight?.errors, { json: ['errors'] }),
+  counter('connections_refused_user_limit', 'Sessions refused with 53300 under max-user-connections.', (r) => r.limits?.refusedUserLimit, { json: ['limits', 'connections_refused_user_limit'] }),
+  counter('connections_refused_db_limit', 'Sessions refused with 53300 under max-db-connections.', (r) => r.limits?.refusedDbLimit, { json: ['limits', 'connections_refused_db_limit'] }),
   {
     type: 'collector',
     prefix: CACHE_PREFIX,

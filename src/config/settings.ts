@@ -54,6 +54,8 @@ export const SETTINGS = {
   'log-repeated-sql-max-chars': setting(['log', 'repeatedSqlMaxChars'], int(0, 0x3fffffff), 4096, "Bind and Execute lines show this much of their statement's SQL (the Parse line has it whole); 0: all"),
   'log-buffer-bytes': setting(['log', 'bufferBytes'], int(4096, 1 << 30), 8 << 20, 'log bytes queued before client reads pause'),
   'max-connections': setting(['limits', 'maxConnections'], int(1, 100000), 100, 'client sessions at once; more get 53300'),
+  'max-user-connections': setting(['limits', 'maxUserConnections'], int(0, 100000), 0, 'client sessions at once per user (0: no limit); more get 53300'),
+  'max-db-connections': setting(['limits', 'maxDbConnections'], int(0, 100000), 0, 'client sessions at once per database (0: no limit); more get 53300'),
   'max-message-bytes': setting(['limits', 'maxMessageBytes'], int(1024, 0x3fffffff), 64 << 20, 'largest client message; larger gets 08P01'),
   'connect-timeout': setting(['limits', 'connectTimeoutMs'], int(1, 3_600_000), 5000, 'upstream connect timeout, ms; then 08001'),
   'health-interval-ms': setting(['health', 'intervalMs'], int(100, 3_600_000), 2000, 'with several upstreams: ms between health checks of each node'),

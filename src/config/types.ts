@@ -25,6 +25,10 @@ export interface CacheRuleSpec {
 /** Bounds on clients and how long each phase may take. */
 export interface LimitsConfig {
   maxConnections: number;
+  /** Sessions at once per user (0: no limit), PgBouncer's max_user_connections; more get 53300. */
+  maxUserConnections: number;
+  /** Sessions at once per database (0: no limit), PgBouncer's max_db_connections; more get 53300. */
+  maxDbConnections: number;
   maxMessageBytes: number;
   connectTimeoutMs: number;
   startupTimeoutMs: number;
