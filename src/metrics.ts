@@ -46,7 +46,7 @@ export interface MetricsHost {
   readonly insight: Insight | null;
   /** Several upstream nodes: their health; null with one. */
   readonly upstreams?: { views(): NodeView[] } | null;
-  /** max-user-connections or max-db-connections is set: the limits' counters are shown. */
+  /** max-user-connections, max-db-connections or rate-limits is set: the limits' counters are shown. */
   readonly limitsOn?: boolean;
 }
 
@@ -82,7 +82,7 @@ export interface Readings {
   processes: { configured: number; up: number } | null;
   /** Several upstream nodes: each node's health (src/upstreams/); null with one. */
   upstreams: NodeView[] | null;
-  /** The limits' counters; null when no per-user or per-database limit is set. */
+  /** The limits' counters; null when no per-user, per-database or rate limit is set. */
   limits: LimitCounters | null;
 }
 
@@ -376,6 +376,9 @@ const METRICS: readonly Entry[] = [
   counter('query_errors', 'Queries that completed with an ErrorResponse.', (r) => r.insight?.errors, { json: ['errors'] }),
   counter('connections_refused_user_limit', 'Sessions refused with 53300 under max-user-connections.', (r) => r.limits?.refusedUserLimit, { json: ['limits', 'connections_refused_user_limit'] }),
   counter('connections_refused_db_limit', 'Sessions refused with 53300 under max-db-connections.', (r) => r.limits?.refusedDbLimit, { json: ['limits', 'connections_refused_db_limit'] }),
+  counter('rate_limit_delayed', 'Queries (Q or E) held back by a rate-limits rule before they went upstream.', (r) => r.limits?.rateDelayed, { json: ['limits', 'rate_limit_delayed'] }),
+  counter('rate_limit_delay_ms', 'Time those queries were held back, in all (ms).', (r) => (r.limits == null ? undefined : Math.round(r.limits.rateDelayMs)), { json: ['limits', 'rate_limit_delay_ms'] }),
+  counter('rate_limit_refused', 'Queries refused with 53400: over their rate-limits rule by more than rate-limit-max-delay-ms.', (r) => r.limits?.rateRefused, { json: ['limits', 'rate_limit_refused'] }),
   {
     type: 'collector',
     prefix: CACHE_PREFIX,

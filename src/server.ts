@@ -21,6 +21,7 @@ import type { ErrorFields } from './protocol/messages';
 import type { UpstreamSet } from './upstreams/upstream-set';
 import { ConnectionLimits, type LimitRefusal, type SessionIdentity } from './limits/connection-limits';
 import { newLimitCounters } from './limits/counters';
+import { RateLimiter } from './limits/rate-limiter';
 
 /** Sockets still in their startup phase beyond the session limit get this much headroom. */
 const STARTUP_HEADROOM = 64;
@@ -58,7 +59,8 @@ export class Server implements ClientHost {
     upstreamErrors: 0,
     limits: newLimitCounters(),
   };
-
+  /** The rate-limits rules and their token buckets (null: no rules). */
+  readonly rateLimiter: RateLimiter | null;
   readonly keys: CancelRouter;
   readonly startedAt = Date.now();
   /** Clients admitted (each holds one of max-connections), with who they are for the per-user and per-database limits. */
@@ -103,6 +105,7 @@ export class Server implements ClientHost {
     this.digests = insight;
     this.tracksCompletions = insight !== null || (config.log.completions && logger.enabled);
     this.limits = new ConnectionLimits(config.limits.maxUserConnections, config.limits.maxDbConnections);
+    this.rateLimiter = config.limits.rateLimits.length === 0 ? null : new RateLimiter(config.limits.rateLimits, config.limits.rateLimitMaxDelayMs, config.processes, (m, f) => ops.warn(m, f));
     this.keys = new CancelRouter(config.upstreams[0]!, tls.upstream, config.limits.connectTimeoutMs, ops, link);
     this.evictedLine = new ThrottledLine(
       (msg, fields) => ops.warn(msg, fields),
@@ -126,9 +129,9 @@ export class Server implements ClientHost {
     return closed;
   }
 
-  /** A per-user or per-database limit is set: their counters are shown (src/metrics.ts). */
+  /** A per-user, per-database or rate limit is set: their counters are shown (src/metrics.ts). */
   get limitsOn(): boolean {
-    return this.limits.active;
+    return this.limits.active || this.rateLimiter !== null;
   }
 
   get sessionCount(): number {

@@ -12,6 +12,7 @@ import type { CompletionSink } from './recorder';
 import type { ErrorFields } from '../protocol/messages';
 import type { SessionIdentity } from '../limits/connection-limits';
 import type { LimitCounters } from '../limits/counters';
+import type { RateLimiter } from '../limits/rate-limiter';
 
 /** BackendKeyData of an upstream session: what a CancelRequest for it must carry. */
 export interface BackendKey {
@@ -114,7 +115,8 @@ export interface ClientHost {
    * With --processes N the primary keeps the counts, and the answer comes as a promise.
    */
   admit(c: ClientHandle, who: SessionIdentity): ErrorFields | null | Promise<ErrorFields | null>;
-
+  /** The rate-limits rules and their buckets (src/limits/rate-limiter.ts); null without rules. */
+  readonly rateLimiter: RateLimiter | null;
   /** The client's socket closed (the host knows whether it held one of the sessions admit() counts). */
   closed(c: ClientHandle): void;
 }

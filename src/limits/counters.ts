@@ -8,8 +8,14 @@ export interface LimitCounters {
   refusedUserLimit: number;
   /** Sessions refused with 53300 under max-db-connections. */
   refusedDbLimit: number;
+  /** Queries held back by a rate limit before they went upstream. */
+  rateDelayed: number;
+  /** The time those queries were held, in all (ms). */
+  rateDelayMs: number;
+  /** Queries refused with 53400: they would have waited past rate-limit-max-delay-ms. */
+  rateRefused: number;
 }
 
 export function newLimitCounters(): LimitCounters {
-  return { refusedUserLimit: 0, refusedDbLimit: 0 };
+  return { refusedUserLimit: 0, refusedDbLimit: 0, rateDelayed: 0, rateDelayMs: 0, rateRefused: 0 };
 }
