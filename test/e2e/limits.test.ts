@@ -148,30 +148,31 @@ function refusalsIn(r: RunResult): number {
 t.test('rate limits: delayed in order, refused with 53400 past the bound, the session usable; pgbench bounded, another user unlimited; exact counters', async (t) => {
   const p = await fx.launch([
     '--admin', '127.0.0.1:0',
-    '--rate-limits', 'user=flood,qps=20,burst=5;application_name=pacer,qps=2,burst=1',
+    '--rate-limits', 'user=flood,qps=20,burst=5;application_name=pacer,qps=1,burst=1',
     '--rate-limit-max-delay-ms', '300',
   ]);
   let refusedSeen = 0;
 
-  // A raw client at 2 queries a second, burst 1: a token every 500 ms.
+  // A raw client at 1 query a second, burst 1: a token every 1000 ms (wide margins around the 300 ms bound).
   const { c, msgs } = await start(p, USERS.trust.user, 'postgres', { application_name: 'pacer' });
   t.ok(ready(msgs), 'the paced session starts');
   const sentFirst = performance.now();
   t.same(errorsIn(await c.query('select 1')), [], 'the first query goes at once (the burst)');
   const refused = await c.query('select 2');
   const e = errorsIn(refused)[0];
-  t.equal(e?.C, '53400', 'the next one would wait 500 ms, past 300: 53400');
+  t.equal(e?.C, '53400', 'the next one would wait 1000 ms, past 300: 53400');
   t.equal(e?.S, 'ERROR', 'an ERROR, not FATAL');
-  t.equal(e?.M, 'pgscribe: rate limit exceeded: rate-limits rule 1 (application_name=pacer) allows 2 queries per second; this query would have waited more than 300 ms (rate-limit-max-delay-ms)', 'naming the rule and the rate');
+  t.equal(e?.M, 'pgscribe: rate limit exceeded: rate-limits rule 1 (application_name=pacer) allows 1 queries per second; this query would have waited more than 300 ms (rate-limit-max-delay-ms)', 'naming the rule and the rate');
   t.equal(types(refused), 'EZ', 'answered ErrorResponse, ReadyForQuery');
   refusedSeen++;
-  await sleep(250);
+  await sleep(750);
   const delayed = await c.query('select 3');
   const since = performance.now() - sentFirst;
-  t.same(errorsIn(delayed), [], 'the session is usable: 250 ms later the next query is delayed (by about 250 ms), not refused');
-  t.ok(since >= 450, `it ran once its token was earned, 500 ms after the first query's (timers may fire a little early) (${since.toFixed(0)} ms)`);
+  t.same(errorsIn(delayed), [], 'the session is usable: 750 ms later the next query is delayed (by about 250 ms), not refused');
+  t.ok(since >= 950, `it ran once its token was earned, 1000 ms after the first query's (timers may fire a little early) (${since.toFixed(0)} ms)`);
 
-  // An Execute over the rate: Parse and Bind ran, the Execute is refused, the Sync answers.
+  // An Execute over the rate (its token is 1000 ms away again): Parse and Bind ran, the Execute
+  // is refused, the Sync answers.
   c.write(Buffer.concat([enc.parse('', 'select 4'), enc.bind('', '', []), enc.execute(), enc.sync()]));
   const ext = await c.readZ(1);
   t.equal(types(ext), '12EZ', 'ParseComplete, BindComplete, the 53400, ReadyForQuery');
@@ -180,13 +181,13 @@ t.test('rate limits: delayed in order, refused with 53400 past the bound, the se
 
   // Pipelined: three Queries in one write after the bucket is full again; the first goes, the
   // two others are refused in order, each answered in its place.
-  await sleep(600);
+  await sleep(1100);
   c.write(Buffer.concat([enc.query('select 5'), enc.query('select 6'), enc.query('select 7')]));
   const piped = await c.readZ(3);
   t.equal(types(piped).replace(/[T]/g, ''), 'DCZEZEZ', 'the first answered, then two 53400s, each before its own ReadyForQuery');
   refusedSeen += errorsIn(piped).filter((x) => x.C === '53400').length;
   t.equal(errorsIn(piped).length, 2);
-  await sleep(600);
+  await sleep(1100);
   t.same(errorsIn(await c.query('select 8')), [], 'and the session still works');
   c.sock.destroy();
 
