@@ -213,3 +213,25 @@ t.test('rate limits: delayed in order, refused with 53400 past the bound, the se
   t.ok(m('pgscribe_rate_limit_delay_ms_total') >= 100, `for ${m('pgscribe_rate_limit_delay_ms_total')} ms in all`);
   t.match(p.stderr(), /WARN query over its rate limit refused with 53400: it would have waited more than rate-limit-max-delay-ms rule="?rate-limits rule 1/);
 });
+
+t.test('rate limits with --cache --singleflight: a Query is refused in order; an Execute the cache holds a batch for is delayed by the bound instead; the session stays usable', async (t) => {
+  const p = await fx.launch(['--admin', '127.0.0.1:0', '--cache', '--singleflight', '--rate-limits', 'application_name=pacer,qps=1', '--rate-limit-max-delay-ms', '300']);
+  const { c, msgs } = await start(p, USERS.trust.user, 'postgres', { application_name: 'pacer' });
+  t.ok(ready(msgs));
+  t.same(errorsIn(await c.query('select 1')), []);
+  const refused = await c.query('select 2');
+  t.equal(types(refused), 'EZ', 'the Query over the rate: 53400 and ReadyForQuery, the cache bypassed');
+  t.equal(errorsIn(refused)[0]?.C, '53400');
+  const sent = performance.now();
+  c.write(Buffer.concat([enc.parse('', 'select 3'), enc.bind('', '', []), enc.execute(), enc.sync()]));
+  const ext = await c.readZ(1);
+  const took = performance.now() - sent;
+  t.same(errorsIn(ext), [], 'the Execute inside the batch the cache gathers is not refused');
+  t.equal(types(ext), '12DCZ', 'it is answered in full, in order');
+  t.ok(took >= 250, `after waiting the bound (${took.toFixed(0)} ms; 300 by the setting)`);
+  await sleep(1100);
+  t.same(errorsIn(await c.query('select 4')), [], 'the session still works');
+  const m = await metricsOf(p);
+  t.equal(m('pgscribe_rate_limit_refused_total'), 1, 'one refusal, the one the client saw');
+  t.equal(m('pgscribe_rate_limit_delayed_total'), 1, 'one delay');
+});
