@@ -13,8 +13,9 @@
  *   - an Execute: it is dropped, and so is every message after it up to the Sync, as PostgreSQL
  *     discards after an error; the Sync goes on, and the error reaches the client just before its
  *     ReadyForQuery. The messages before the Execute (Parse, Bind) did run.
- *   The refused query never reached PostgreSQL: it has no query log line, and an open transaction
- *   is not aborted by it (PostgreSQL would abort it).
+ *   The refused query never reached PostgreSQL: its query log line is marked refused=rate-limit
+ *   (it has no done line; the messages discarded after a refused Execute have no line), and an
+ *   open transaction is not aborted by it (PostgreSQL would abort it).
  *
  * While the cache holds client messages of the session (a request unit being gathered, or
  * messages kept while it waits), a refusal could not be answered in order: such a query is
@@ -23,8 +24,12 @@
 import { Frontend, SqlState } from '../protocol/codes';
 import { ClientState } from '../client/states';
 import { encodeErrorResponse, type ErrorFields } from '../protocol/messages';
+import type { ClientMessage } from '../protocol/client-messages';
 import type { LimitCounters } from './counters';
 import type { RateLimiter, SessionRate } from './rate-limiter';
+
+/** How a refused query's log line is marked. */
+const REFUSED = { refused: 'rate-limit' } as const;
 
 /** States in which the server reads a Query or Execute as a fault of the COPY (never as a query). */
 const COPYING: ReadonlySet<ClientState> = new Set([ClientState.CopyIn, ClientState.CopyOut, ClientState.CopyBoth]);
@@ -44,6 +49,10 @@ export interface GatedSession {
   forward(type: number, buf: Buffer, start: number, end: number, msg: null, record: null, queryStart: number): void;
   flushToUpstream(): void;
   flushToClient(): void;
+  /** Decode a whole client message (undefined: malformed, and the session is failed). */
+  decode(type: number, buf: Buffer, start: number, end: number): ClientMessage | null | undefined;
+  /** The query log's side of the session: a refused query still has its line. */
+  readonly recorder: { readonly recording: boolean; record(msg: ClientMessage, ann: { refused: 'rate-limit' }): unknown };
   readonly ledger: {
     /** The server failed the group being built: it discards up to the Sync, queries included. */
     readonly discarding: boolean;
@@ -116,7 +125,7 @@ export class RateGate {
     if (waitMs === 0) return false;
     if (waitMs < 0) {
       if (this.cache === null || !this.cache.holdsClient) {
-        this.refuse(type);
+        this.refuse(type, buf, start, end);
         return true;
       }
       waitMs = this.maxDelayMs;
@@ -128,8 +137,14 @@ export class RateGate {
     return true;
   }
 
-  private refuse(type: number): void {
+  private refuse(type: number, buf: Buffer, start: number, end: number): void {
     const s = this.session;
+    if (s.recorder.recording) {
+      // Its query log line, marked refused=rate-limit (no done line follows: it never ran).
+      const msg = s.decode(type, buf, start, end);
+      if (msg === undefined) return; // malformed: the session is failed with 08P01
+      if (msg !== null) s.recorder.record(msg, REFUSED);
+    }
     this.counters.rateRefused++;
     this.onRefused(this.rate.rule);
     const error = encodeErrorResponse(rateLimited(this.rate, this.maxDelayMs));

@@ -123,6 +123,18 @@ t.test('--processes 2: the per-user limit is one count over both processes', asy
   t.equal(m('pgscribe_connections_refused_user_limit_total'), 2, 'the refusals, summed over the processes');
 });
 
+/** The query log lines matching re, once there are `want` of them (the log is written asynchronously), or what there is after 10 s. */
+async function logLinesMatching(p: Proxy, re: RegExp, want: number): Promise<string[]> {
+  let lines: string[] = [];
+  for (let i = 0; i < 200; i++) {
+    lines = p.logLines().filter((l) => re.test(l));
+    if (lines.length >= want) break;
+    await sleep(50);
+  }
+  await sleep(200); // none beyond `want` arrives late
+  return p.logLines().filter((l) => re.test(l));
+}
+
 /** The messages up to the n-th ReadyForQuery, as type letters. */
 function types(msgs: BackendMessage[]): string {
   return msgs.map((m) => m.type).join('');
@@ -212,6 +224,10 @@ t.test('rate limits: delayed in order, refused with 53400 past the bound, the se
   t.ok(m('pgscribe_rate_limit_delayed_total') >= 1, `queries were delayed (${m('pgscribe_rate_limit_delayed_total')})`);
   t.ok(m('pgscribe_rate_limit_delay_ms_total') >= 100, `for ${m('pgscribe_rate_limit_delay_ms_total')} ms in all`);
   t.match(p.stderr(), /WARN query over its rate limit refused with 53400: it would have waited more than rate-limit-max-delay-ms rule="?rate-limits rule 1/);
+  const refusedLines = await logLinesMatching(p, / refused=rate-limit /, refusedSeen);
+  t.equal(refusedLines.length, refusedSeen, 'each refused query has its query log line, marked refused=rate-limit');
+  t.ok(refusedLines.some((l) => / Q refused=rate-limit sql=select 2$/.test(l)), 'the paced session\'s refused Query among them');
+  t.ok(refusedLines.some((l) => / E refused=rate-limit sql=select 4$/.test(l)), 'and its refused Execute');
 });
 
 t.test('rate limits with --cache --singleflight: a Query is refused in order; an Execute the cache holds a batch for is delayed by the bound instead; the session stays usable', async (t) => {
@@ -234,4 +250,5 @@ t.test('rate limits with --cache --singleflight: a Query is refused in order; an
   const m = await metricsOf(p);
   t.equal(m('pgscribe_rate_limit_refused_total'), 1, 'one refusal, the one the client saw');
   t.equal(m('pgscribe_rate_limit_delayed_total'), 1, 'one delay');
+  t.equal((await logLinesMatching(p, / refused=rate-limit /, 1)).length, 1, 'one line marked refused in the query log');
 });

@@ -9,6 +9,7 @@ import { rateLimits } from '../../src/config/rate-limits';
 import { TokenBucket } from '../../src/limits/token-bucket';
 import { RateLimiter } from '../../src/limits/rate-limiter';
 import { ConnectionLimits, SessionTally } from '../../src/limits/connection-limits';
+import { jsonFormatter, textFormatter } from '../../src/log/format';
 
 const MAIN = path.resolve(__dirname, '../../../dist/main.js');
 
@@ -164,4 +165,14 @@ t.test('connection limits: per user, per database, released, and tallied per pro
   t.notOk(tally.remove({ user: 'b', database: 'x' }), 'nothing left to remove');
   t.same(tally.drain(), [{ who: { user: 'a', database: 'x' }, n: 2 }], 'a dead process gives back what it held');
   t.same(tally.drain(), []);
+});
+
+t.test('query log: a refused query is marked refused=rate-limit, in text and JSON', async (t) => {
+  const s = { id: 3, user: 'flood', database: 'db', client: '127.0.0.1:5000' };
+  const now = Date.UTC(2026, 11, 5, 14, 0, 0, 0);
+  const r = { type: 'E' as const, statement: 's1', portal: '', sql: 'select 1', params: null, refused: 'rate-limit' as const };
+  t.equal(textFormatter({ params: true, paramMaxBytes: 256 })(s, r, now), '2026-12-05T14:00:00.000Z conn=3 flood@db 127.0.0.1:5000 E stmt=s1 refused=rate-limit sql=select 1\n');
+  t.match(JSON.parse(jsonFormatter({ params: true, paramMaxBytes: 256 })(s, r, now)), { type: 'E', refused: 'rate-limit', sql: 'select 1' });
+  const plain = { ...r, refused: undefined };
+  t.notMatch(textFormatter({ params: true, paramMaxBytes: 256 })(s, plain, now), /refused/, 'absent otherwise');
 });
