@@ -47,8 +47,9 @@ export class ConnectionLimits {
     return this.maxPerUser > 0 || this.maxPerDatabase > 0;
   }
 
-  /** Count the session in, or say which limit it is over (then nothing is counted). */
+  /** Count the session in, or say which limit it is over (then nothing is counted). Without limits, nothing is counted at all. */
   take(who: SessionIdentity): LimitRefusal | null {
+    if (!this.active) return null;
     if (this.maxPerUser > 0 && this.users.get(who.user) >= this.maxPerUser) return 'user';
     if (this.maxPerDatabase > 0 && this.databases.get(who.database) >= this.maxPerDatabase) return 'database';
     this.users.add(who.user, 1);
@@ -58,6 +59,7 @@ export class ConnectionLimits {
 
   /** A session counted by take() ended. */
   release(who: SessionIdentity): void {
+    if (!this.active) return;
     this.users.add(who.user, -1);
     this.databases.add(who.database, -1);
   }

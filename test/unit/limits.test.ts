@@ -156,6 +156,7 @@ t.test('connection limits: per user, per database, released, and tallied per pro
   t.notOk(new ConnectionLimits(0, 0).active, '0: no limit');
   const none = new ConnectionLimits(0, 0);
   for (let i = 0; i < 100; i++) t.equal(none.take({ user: 'a', database: 'x' }), null, `session ${i} with no limits`);
+  t.equal(none.keys, 0, 'and without limits nothing is counted (no map entry per user on the admission path)');
 
   const tally = new SessionTally();
   tally.add({ user: 'a', database: 'x' });
