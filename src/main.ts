@@ -494,8 +494,8 @@ async function runPrimary(cfg: Config): Promise<void> {
   ops.info('listening', { listen: `${addr.address}:${addr.port}`, upstream: cfg.upstreams.map(formatHostPort).join(','), log: cfg.log.path, processes: cfg.processes, version: VERSION });
   const admin = await startAdmin(cfg, ops, new ProcessesSource(primary, cfg, () => sink?.bufferedBytes ?? 0));
   process.on('SIGHUP', () => {
-    // The primary's own settings (max-connections is counted here); each process reloads its own.
-    reloadSettings(process.argv.slice(2), { cfg, ops, server: null, upstreams: null, logger: null, cache: null });
+    // The primary's own settings (the session limits are counted here); each process reloads its own.
+    reloadSettings(process.argv.slice(2), { cfg, ops, server: primary, upstreams: null, logger: null, cache: null });
     primary.reload();
   });
   let stopping = false;

@@ -16,6 +16,7 @@ import type { Insight } from './insight';
 import { LatencyHistogram, type HistogramState } from './insight/histogram';
 import type { NodeView } from './upstreams/upstream-set';
 import { Frontend } from './protocol/codes';
+import type { LimitCounters } from './limits/counters';
 
 export type MetricKind = 'counter' | 'gauge';
 
@@ -31,6 +32,8 @@ export interface ClientCountersView {
   readonly readOnlyToStandby: number;
   readonly readOnlyToPrimary: number;
   readonly readOnlyRefused: number;
+  /** The connection and rate limits' refusals and delays (src/limits/counters.ts). */
+  readonly limits?: LimitCounters;
 }
 
 /** What the metrics read of the Server (declared here, so that this module does not import it). */
@@ -49,6 +52,8 @@ export interface MetricsHost {
   readonly upstreams?: { views(sessions?: ReadonlyMap<string, number>): NodeView[] } | null;
   /** Sessions on each upstream node, by name. */
   sessionsByNode?(): Map<string, number>;
+  /** max-user-connections, max-db-connections or rate-limits is set: the limits' counters are shown. */
+  readonly limitsOn?: boolean;
 }
 
 /**
@@ -87,6 +92,8 @@ export interface Readings {
   processes: { configured: number; up: number } | null;
   /** Several upstream nodes: each node's health (src/upstreams/); null with one. */
   upstreams: NodeView[] | null;
+  /** The limits' counters; null when no per-user, per-database or rate limit is set. */
+  limits: LimitCounters | null;
 }
 
 export interface InsightReadings {
@@ -126,88 +133,8 @@ export function readingsOf(host: MetricsHost): Readings {
     insight: i === null ? null : { completed: i.completed, errors: i.errors, digests: i.digestCount, digestEvictions: i.digestEvictions, latency: i.latency.state() },
     processes: null,
     upstreams: host.upstreams?.views(host.sessionsByNode?.()) ?? null,
+    limits: host.limitsOn === true && traffic.limits !== undefined ? { ...traffic.limits } : null,
   };
-}
-
-/**
- * How two processes' values of one figure combine into the total: counters and most gauges add;
- * a maximum or a percentile cannot be summed, and a percentile of the whole cannot be recovered
- * from the parts' percentiles, so the total shows the largest; an "available" flag holds only
- * while it holds in every process. `key` is a stats-line name or a collector's key.
- */
-export function combine(key: string, a: number, b: number): number {
-  if (/(^|_)(available|min)(_|$)/.test(key)) return Math.min(a, b);
-  if (/(^|_)(p\d+|max|uptime|ratio)(_|$)/.test(key)) return Math.max(a, b);
-  return a + b;
-}
-
-/** Flat figures (stats lines, a collector's set) combined key by key. */
-export function totalOf(parts: readonly Record<string, number>[]): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const part of parts) {
-    for (const [k, v] of Object.entries(part)) out[k] = k in out ? combine(k, out[k]!, v) : v;
-  }
-  return out;
-}
-
-/**
- * The processes' figures as one: sums, by combine()'s rules; the latency histograms merge, so its
- * percentiles are those of every query. Digests held are summed too (a statement seen by two
- * processes is held twice). `processes` is the primary's to set.
- */
-export function sumReadings(parts: readonly Readings[]): Readings {
-  const sum = (f: (r: Readings) => number) => parts.reduce((a, r) => a + f(r), 0);
-  const sets = (f: (r: Readings) => Record<string, number> | null) => {
-    const present = parts.map(f).filter((x): x is Record<string, number> => x !== null);
-    return present.length === 0 ? null : totalOf(present);
-  };
-  const insights = parts.map((r) => r.insight).filter((x): x is InsightReadings => x !== null);
-  let insight: InsightReadings | null = null;
-  if (insights.length > 0) {
-    const latency = new LatencyHistogram();
-    for (const x of insights) latency.merge(x.latency);
-    insight = {
-      completed: insights.reduce((a, x) => a + x.completed, 0),
-      errors: insights.reduce((a, x) => a + x.errors, 0),
-      digests: insights.reduce((a, x) => a + x.digests, 0),
-      digestEvictions: insights.reduce((a, x) => a + x.digestEvictions, 0),
-      latency: latency.state(),
-    };
-  }
-  return {
-    listening: parts.length > 0 && parts.every((r) => r.listening),
-    clients: sum((r) => r.clients),
-    sessions: sum((r) => r.sessions),
-    connectionsTotal: sum((r) => r.connectionsTotal),
-    startedAt: parts.length === 0 ? Date.now() : Math.min(...parts.map((r) => r.startedAt)),
-    bytesFromClients: sum((r) => r.bytesFromClients),
-    bytesFromServers: sum((r) => r.bytesFromServers),
-    messages: MESSAGE_TYPES.map((_, k) => sum((r) => r.messages[k] ?? 0)),
-    upstreamErrors: sum((r) => r.upstreamErrors),
-    readOnlyToStandby: sum((r) => r.readOnlyToStandby),
-    readOnlyToPrimary: sum((r) => r.readOnlyToPrimary),
-    readOnlyRefused: sum((r) => r.readOnlyRefused),
-    logLines: sum((r) => r.logLines),
-    logQueuedBytes: sum((r) => r.logQueuedBytes),
-    rss: sum((r) => r.rss),
-    heapUsed: sum((r) => r.heapUsed),
-    external: sum((r) => r.external),
-    cache: sets((r) => r.cache),
-    wal: sets((r) => r.wal),
-    insight,
-    processes: null,
-    upstreams: combinedNodeViews(parts.map((r) => r.upstreams)),
-  };
-}
-
-/**
- * The processes' views of the upstream nodes as one: every process checks the same nodes, so the
- * first view's states stand for all; the sessions on each node are every process's.
- */
-export function combinedNodeViews(views: readonly (NodeView[] | null)[]): NodeView[] | null {
-  const present = views.filter((v): v is NodeView[] => v !== null);
-  if (present.length === 0) return null;
-  return present[0]!.map((v) => ({ ...v, sessions: present.reduce((a, p) => a + (p.find((x) => x.node === v.node)?.sessions ?? 0), 0) }));
 }
 
 /** The latency percentiles /stats shows (ms), or null before the first completion (or without --admin). */
@@ -332,7 +259,8 @@ function cacheMember(kind: MetricKind, key: string, help: string, prom?: string)
   return { key, kind, help, prom: prom ?? promName(CACHE_PREFIX + key, kind), requires: key.startsWith('l2_') ? 'l2_available' : null };
 }
 
-const MESSAGE_TYPES = [
+/** The query messages counted, in the order of Readings.messages. */
+export const MESSAGE_TYPES = [
   ['Q', Frontend.Query],
   ['P', Frontend.Parse],
   ['B', Frontend.Bind],
@@ -388,6 +316,11 @@ const METRICS: readonly Entry[] = [
   }),
   counter('queries_completed', 'Queries (Q or E) whose answer completed, including failed ones.', (r) => r.insight?.completed, { json: ['completed'] }),
   counter('query_errors', 'Queries that completed with an ErrorResponse.', (r) => r.insight?.errors, { json: ['errors'] }),
+  counter('connections_refused_user_limit', 'Sessions refused with 53300 under max-user-connections.', (r) => r.limits?.refusedUserLimit, { json: ['limits', 'connections_refused_user_limit'] }),
+  counter('connections_refused_db_limit', 'Sessions refused with 53300 under max-db-connections.', (r) => r.limits?.refusedDbLimit, { json: ['limits', 'connections_refused_db_limit'] }),
+  counter('rate_limit_delayed', 'Queries (Q or E) held back by a rate-limits rule before they went upstream.', (r) => r.limits?.rateDelayed, { json: ['limits', 'rate_limit_delayed'] }),
+  counter('rate_limit_delay_ms', 'Time those queries were held back, in all (ms).', (r) => (r.limits == null ? undefined : Math.round(r.limits.rateDelayMs)), { json: ['limits', 'rate_limit_delay_ms'] }),
+  counter('rate_limit_refused', 'Queries refused with 53400: over their rate-limits rule by more than rate-limit-max-delay-ms.', (r) => r.limits?.rateRefused, { json: ['limits', 'rate_limit_refused'] }),
   {
     type: 'collector',
     prefix: CACHE_PREFIX,

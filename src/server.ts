@@ -17,7 +17,11 @@ import { ThrottledLine } from './log/ops-throttle';
 import type { WorkerLink } from './processes/worker-link';
 import { listenOn } from './listen';
 import { SessionError } from './client/errors';
+import type { ErrorFields } from './protocol/messages';
 import type { UpstreamSet } from './upstreams/upstream-set';
+import { ConnectionLimits, type LimitRefusal, type SessionIdentity } from './limits/connection-limits';
+import { newLimitCounters } from './limits/counters';
+import { RateLimiter } from './limits/rate-limiter';
 
 /** Sockets still in their startup phase beyond the session limit get this much headroom. */
 const STARTUP_HEADROOM = 64;
@@ -70,11 +74,16 @@ export class Server implements ClientHost {
     readOnlyToStandby: 0,
     readOnlyToPrimary: 0,
     readOnlyRefused: 0,
+    limits: newLimitCounters(),
   };
+  /** The rate-limits rules and their token buckets (null: no rules); a reload that changes the rules makes new ones. */
+  rateLimiter: RateLimiter | null;
   readonly keys: CancelRouter;
   readonly startedAt = Date.now();
-  /** Clients admitted (each holds one of max-connections). */
-  private readonly admitted = new Set<ClientHandle>();
+  /** Clients admitted (each holds one of max-connections), with who they are for the per-user and per-database limits. */
+  private readonly admitted = new Map<ClientHandle, SessionIdentity>();
+  /** max-user-connections and max-db-connections in this process (with --processes N the primary counts). */
+  private readonly limits: ConnectionLimits;
   /** Connections accepted (or handed over by the primary) so far. */
   private accepted = 0;
   private listener: net.Server | null = null;
@@ -107,6 +116,8 @@ export class Server implements ClientHost {
     this.insight = insight;
     this.digests = insight;
     this.tracksCompletions = insight !== null || (config.log.completions && logger.enabled);
+    this.limits = new ConnectionLimits(config.limits.maxUserConnections, config.limits.maxDbConnections);
+    this.rateLimiter = this.rateLimiterOf(config);
     this.keys = new CancelRouter(config.upstreams[0]!, tls.upstream, config.limits.connectTimeoutMs, ops, link);
     this.evictedLine = new ThrottledLine(
       (msg, fields) => ops.warn(msg, fields),
@@ -117,6 +128,20 @@ export class Server implements ClientHost {
   /** A reload changed the settings (this.config, in place): new sessions and queries read the new ones. */
   refreshSettings(): void {
     Object.assign(this.settings, settingsOf(this.config));
+    const l = this.config.limits;
+    this.limits.setLimits(l.maxUserConnections, l.maxDbConnections);
+    // New rules are new buckets, for the sessions that start from now on; running sessions keep
+    // the rate they started with.
+    if (JSON.stringify([l.rateLimits, l.rateLimitMaxDelayMs]) !== this.rateLimitsOf) this.rateLimiter = this.rateLimiterOf(this.config);
+  }
+
+  /** The rate-limits rules and bound the limiter was made from (JSON), to tell a reload's change. */
+  private rateLimitsOf = '';
+
+  private rateLimiterOf(config: Config): RateLimiter | null {
+    const l = config.limits;
+    this.rateLimitsOf = JSON.stringify([l.rateLimits, l.rateLimitMaxDelayMs]);
+    return l.rateLimits.length === 0 ? null : new RateLimiter(l.rateLimits, l.rateLimitMaxDelayMs, config.processes, (m, f) => this.ops.warn(m, f));
   }
 
   /**
@@ -145,6 +170,11 @@ export class Server implements ClientHost {
       counts.set(name, (counts.get(name) ?? 0) + 1);
     }
     return counts;
+  }
+
+  /** A per-user, per-database or rate limit is set: their counters are shown (src/metrics.ts). */
+  get limitsOn(): boolean {
+    return this.limits.active || this.rateLimiter !== null;
   }
 
   get sessionCount(): number {
@@ -227,38 +257,53 @@ export class Server implements ClientHost {
   }
 
   /**
-   * Whether the session may start. With --processes N the primary keeps the one count, and the
-   * answer comes back as a promise; it is only acted on while the client is still there.
+   * Whether the session may start (null) or which limit refuses it. With --processes N the
+   * primary keeps the one count, and the answer comes back as a promise; it is only acted on
+   * while the client is still there.
    */
-  admit(client: ClientHandle): boolean | Promise<boolean> {
+  admit(client: ClientHandle, who: SessionIdentity): ErrorFields | null | Promise<ErrorFields | null> {
     this.silent.delete(client);
     const link = this.link;
     if (link === null) {
-      if (this.admitted.size >= this.config.limits.maxConnections) return this.refuse(client);
-      this.admitted.add(client);
-      return true;
+      if (this.admitted.size >= this.config.limits.maxConnections) return this.refuse(client, who, 'connections');
+      const over = this.limits.take(who);
+      if (over !== null) return this.refuse(client, who, over);
+      this.admitted.set(client, who);
+      return null;
     }
-    return link.admit().then((ok) => {
-      if (!ok) return this.refuse(client);
+    const limited = this.limits.active;
+    return link.admit(limited ? who : undefined).then((ok) => {
+      if (ok !== true) return this.refuse(client, who, ok === false ? 'connections' : ok);
       // Gone while the primary answered: the slot goes back (closed() has been and went).
-      if (!this.clients.has(client)) link.release();
-      else this.admitted.add(client);
-      return true;
+      if (!this.clients.has(client)) link.release(limited ? who : undefined);
+      else this.admitted.set(client, who);
+      return null;
     });
   }
 
-  private refuse(client: ClientHandle): false {
-    this.ops.warn('connection limit reached; refusing client with 53300', {
-      conn: client.id,
-      client: client.address,
-      max_connections: this.config.limits.maxConnections,
-    });
-    return false;
+  /** What the client refused under that limit is told (53300), said to the operator too. */
+  private refuse(client: ClientHandle, who: SessionIdentity, over: LimitRefusal): ErrorFields {
+    const l = this.config.limits;
+    const fields = { conn: client.id, client: client.address };
+    if (over === 'user') {
+      this.counters.limits.refusedUserLimit++;
+      this.ops.warn('per-user connection limit reached; refusing client with 53300', { ...fields, user: who.user, max_user_connections: l.maxUserConnections });
+      return SessionError.tooManyForRole(who.user, l.maxUserConnections);
+    }
+    if (over === 'database') {
+      this.counters.limits.refusedDbLimit++;
+      this.ops.warn('per-database connection limit reached; refusing client with 53300', { ...fields, database: who.database, max_db_connections: l.maxDbConnections });
+      return SessionError.tooManyForDatabase(who.database, l.maxDbConnections);
+    }
+    this.ops.warn('connection limit reached; refusing client with 53300', { ...fields, max_connections: l.maxConnections });
+    return SessionError.tooManyClients();
   }
 
   closed(client: ClientHandle): void {
-    const admitted = this.admitted.delete(client);
-    this.link?.gone(admitted);
+    const who = this.admitted.get(client);
+    const admitted = who !== undefined && this.admitted.delete(client);
+    if (admitted && this.link === null) this.limits.release(who);
+    this.link?.gone(admitted, admitted && this.limits.active ? who : undefined);
     this.clients.delete(client);
     this.silent.delete(client);
     if (this.clients.size === 0 && this.idleWaiters.length > 0) {

@@ -116,6 +116,11 @@ export class CacheDriver implements FlightClient {
 
   // ---- client -> proxy -------------------------------------------------------------------------
 
+  /** Client messages are held here (a unit being gathered, or kept while the session waits): nothing may overtake them. */
+  get holdsClient(): boolean {
+    return this.unit.active || this.deferring;
+  }
+
   /** The session waits, or messages that arrived while it waited are still to be taken. */
   private get deferring(): boolean {
     return this.backlog.holds(this.session.state === ClientState.Waiting);

@@ -21,6 +21,8 @@ export const Pause = {
   ClientFull: 16,
   /** Another process decides whether the session fits under max-connections (--processes N). */
   Admission: 32,
+  /** A query waits for its rate limit's token (src/limits/rate-gate.ts). */
+  RateLimit: 64,
 } as const;
 export type Pause = (typeof Pause)[keyof typeof Pause];
 

@@ -40,6 +40,12 @@ export const SessionError = {
     ),
   /** 53300: over --max-connections. */
   tooManyClients: () => fatal(SqlState.TooManyConnections, 'pgscribe: sorry, too many clients already'),
+  /** 53300: over max-user-connections, in PostgreSQL's words for a role's CONNECTION LIMIT. */
+  tooManyForRole: (user: string, max: number) =>
+    fatal(SqlState.TooManyConnections, `pgscribe: too many connections for role "${user}" (max-user-connections is ${max})`),
+  /** 53300: over max-db-connections, in PostgreSQL's words for a database's CONNECTION LIMIT. */
+  tooManyForDatabase: (database: string, max: number) =>
+    fatal(SqlState.TooManyConnections, `pgscribe: too many connections for database "${database}" (max-db-connections is ${max})`),
   /** 08001: the upstream cannot be reached (or its TLS negotiated): hint says what to check. */
   upstreamUnreachable: (target: string, reason: string, hint = UPSTREAM_HINT) =>
     fatal(SqlState.SqlclientUnableToEstablishSqlconnection, `pgscribe: could not connect to upstream server ${target}: ${reason}`, hint),

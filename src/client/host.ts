@@ -10,6 +10,9 @@ import type { CacheContext } from '../cache/session';
 import type { TlsSetup } from '../tls';
 import type { CompletionSink } from './recorder';
 import type { ErrorFields } from '../protocol/messages';
+import type { SessionIdentity } from '../limits/connection-limits';
+import type { LimitCounters } from '../limits/counters';
+import type { RateLimiter } from '../limits/rate-limiter';
 
 /** BackendKeyData of an upstream session: what a CancelRequest for it must carry. */
 export interface BackendKey {
@@ -91,6 +94,8 @@ export interface ClientCounters {
   readOnlyToStandby: number;
   readOnlyToPrimary: number;
   readOnlyRefused: number;
+  /** The connection and rate limits' refusals and delays. */
+  readonly limits: LimitCounters;
 }
 
 /** Live sessions by their cancel key. */
@@ -117,10 +122,13 @@ export interface ClientHost {
   readonly tracksCompletions: boolean;
   readonly keys: KeyRegistry;
   /**
-   * A StartupMessage arrived: false when the session limit is reached (the client gets 53300).
-   * With --processes N the primary keeps the count, and the answer comes as a promise.
+   * A StartupMessage arrived from this user for this database: null when the session may start,
+   * else the error it gets (53300: max-connections, max-user-connections or max-db-connections).
+   * With --processes N the primary keeps the counts, and the answer comes as a promise.
    */
-  admit(c: ClientHandle): boolean | Promise<boolean>;
+  admit(c: ClientHandle, who: SessionIdentity): ErrorFields | null | Promise<ErrorFields | null>;
+  /** The rate-limits rules and their buckets (src/limits/rate-limiter.ts); null without rules. */
+  readonly rateLimiter: RateLimiter | null;
   /** The client's socket closed (the host knows whether it held one of the sessions admit() counts). */
   closed(c: ClientHandle): void;
   /** Sessions connected (or connecting) to each upstream node, by node name (HOST:PORT). */

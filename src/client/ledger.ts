@@ -154,6 +154,11 @@ export class PendingGroup {
   side: SideRequest | null = null;
   /** The group ran DDL: what the catalog says may have changed. */
   ddl = false;
+  /**
+   * pgscribe refused one of the group's queries itself (a rate limit, src/limits/rate-gate.ts):
+   * this ErrorResponse reaches the client just before the group's ReadyForQuery.
+   */
+  refusal: Buffer | null = null;
 }
 
 /** Close of the unnamed statement, injected when the client believes it gone (by a Query the cache answered). */
@@ -227,6 +232,17 @@ export class SessionLedger {
     const g = this.head;
     if (g !== null && g.side === null) g.failed = true;
     return g;
+  }
+
+  /**
+   * The ErrorResponse pgscribe owes the client before the oldest sent group's ReadyForQuery, or
+   * null. None when the server failed the group: it discarded the refused query's place anyway,
+   * and said so once. (A group still being built owes nothing yet: the ReadyForQuery that ends
+   * authentication is not its.)
+   */
+  get refusal(): Buffer | null {
+    const g = this.groups.size > 0 ? this.groups.at(0)! : null;
+    return g === null || g.failed ? null : g.refusal;
   }
 
   /** The group being built (created on first use). */

@@ -19,6 +19,8 @@ import type { SessionLedger } from './ledger';
 export interface Annotation {
   cache?: CacheOutcome | undefined;
   flight?: FlightRole | undefined;
+  /** pgscribe refused the query itself (a rate limit's 53400): it never goes upstream. */
+  refused?: 'rate-limit' | undefined;
 }
 
 /** Where completed queries go besides the log: the query digests (--admin). */
@@ -80,13 +82,14 @@ export class Recorder {
     // Every record has the same fields in the same order (one hidden class for the formatter).
     const cache = ann === null ? undefined : ann.cache;
     const flight = ann === null ? undefined : ann.flight;
+    const refused = ann === null ? undefined : ann.refused;
     let r: QueryRecord;
     switch (msg.type) {
       case Frontend.Query:
-        r = { type: 'Q', statement: null, portal: null, sql: msg.sql, params: null, cache, flight, seq: ++this.seq };
+        r = { type: 'Q', statement: null, portal: null, sql: msg.sql, params: null, cache, flight, refused, seq: ++this.seq };
         break;
       case Frontend.Parse:
-        r = { type: 'P', statement: msg.statement, portal: null, sql: msg.sql, params: null, cache, flight, seq: ++this.seq };
+        r = { type: 'P', statement: msg.statement, portal: null, sql: msg.sql, params: null, cache, flight, refused, seq: ++this.seq };
         break;
       case Frontend.Bind: {
         let sql = boundSql;
@@ -94,12 +97,12 @@ export class Recorder {
           const def = this.ledger.statement(msg.statement);
           sql = def === null || def === undefined ? null : def.sql;
         }
-        r = { type: 'B', statement: msg.statement, portal: msg.portal, sql, params: { formats: msg.paramFormats, values: msg.params }, cache, flight, seq: ++this.seq };
+        r = { type: 'B', statement: msg.statement, portal: msg.portal, sql, params: { formats: msg.paramFormats, values: msg.params }, cache, flight, refused, seq: ++this.seq };
         break;
       }
       case Frontend.Execute: {
         const p = this.ledger.portal(msg.portal);
-        r = { type: 'E', statement: p ? p.statement : null, portal: msg.portal, sql: p && p.def !== null ? p.def.sql : null, params: null, cache, flight, seq: ++this.seq };
+        r = { type: 'E', statement: p ? p.statement : null, portal: msg.portal, sql: p && p.def !== null ? p.def.sql : null, params: null, cache, flight, refused, seq: ++this.seq };
         break;
       }
       default:

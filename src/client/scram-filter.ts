@@ -6,7 +6,7 @@
  *
  * @see https://www.postgresql.org/docs/15/sasl-authentication.html#SASL-SCRAM-SHA-256
  */
-import { decodeSaslMechanisms, encodeAuthenticationSasl } from '../protocol/messages';
+import { ProtocolError, decodeSaslMechanisms, encodeAuthenticationSasl } from '../protocol/messages';
 
 /** The SASL mechanism with channel binding (tls-server-end-point). */
 const SCRAM_PLUS = 'SCRAM-SHA-256-PLUS';
@@ -20,4 +20,14 @@ export function withoutChannelBinding(buf: Buffer, start: number, end: number): 
   if (mechanisms === null || !mechanisms.includes(SCRAM_PLUS)) return null;
   const offered = mechanisms.filter((m) => m !== SCRAM_PLUS);
   return offered.length > 0 ? encodeAuthenticationSasl(offered) : null;
+}
+
+/** withoutChannelBinding(), with a malformed message's fault returned as a string (the session fails with 08006). */
+export function offerOrFault(buf: Buffer, start: number, end: number): Buffer | string | null {
+  try {
+    return withoutChannelBinding(buf, start, end);
+  } catch (err) {
+    if (!(err instanceof ProtocolError)) throw err;
+    return err.message;
+  }
 }

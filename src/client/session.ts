@@ -31,11 +31,12 @@ import { SessionError } from './errors';
 import { MAX_UNAUTHENTICATED_MESSAGE_LENGTH, SERVER_MAX_INSPECT_ALLOC, SERVER_MAX_LENGTH, STARTS_REQUEST, clientInspect, serverInspect } from './inspect';
 import { SessionLedger, type SideRequest } from './ledger';
 import { Recorder, type Annotation } from './recorder';
-import { withoutChannelBinding } from './scram-filter';
+import { offerOrFault } from './scram-filter';
 import { StartupPhase, type StartupSession } from './startup';
 import { ALLOWED, ClientState, afterServerMessage, inStartup } from './states';
 import { UpstreamLeg, type UpstreamSession } from './upstream';
 import { closedOnStandby } from './standby-guard';
+import { gateFor, type RateGate, type GatedSession } from '../limits/rate-gate';
 
 export { ClientState } from './states';
 
@@ -44,7 +45,7 @@ const S = ClientState;
 /** How long a closing client gets to read its final ErrorResponse before the socket is destroyed. */
 const CLOSE_LINGER_MS = 5000;
 
-export class Client implements ClientHandle, ClientLegEvents, StartupSession, UpstreamSession, CacheDriverSession {
+export class Client implements ClientHandle, ClientLegEvents, StartupSession, UpstreamSession, CacheDriverSession, GatedSession {
   readonly id: number;
   readonly address: string;
   state: ClientState = S.Startup;
@@ -72,6 +73,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
   private readonly clientFramer: Framer;
   /** The query log asked for a pause (pauseForLog), and has not lifted it yet. */
   private logPaused = false;
+  private gate: RateGate | null = null; // a rate-limits rule matched the session
   private serverFramer: Framer | null = null;
   private readonly toUpstream = new Outbox();
   /** The client sent Terminate: it expects the close, and the upstream got its goodbye. */
@@ -162,7 +164,12 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
       this.startup.onPacket(buf, start, end);
       return;
     }
-    if (this.state === S.Closing) return;
+    if (this.state === S.Closing || (this.gate !== null && this.gate.takes(type, buf, start, end))) return;
+    this.request(type, buf, start, end);
+  }
+
+  /** client-request, past the rate limit (src/limits/rate-gate.ts). */
+  request(type: number, buf: Buffer, start: number, end: number): void {
     const counts = this.host.counters.messagesIn;
     counts[type] = counts[type]! + 1;
     if (this.cache !== null) {
@@ -186,7 +193,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
 
   /** A piece of a client message that streams through (its type is not inspected). */
   private onClientPiece(type: number, buf: Buffer, start: number, end: number): void {
-    if (this.state === S.Closing) return;
+    if (this.state === S.Closing || this.gate?.discarding === true) return;
     if (this.cache !== null && this.cache.onPiece(type, buf, start, end)) return;
     this.relayPiece(type, buf, start, end);
   }
@@ -272,6 +279,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     const database = params.get('database') || user;
     this.recorder.session = { id: this.id, user, database, client: this.address };
     if (host.cache !== null) this.cache = this.books.cache = new CacheDriver(this, host.cache, this.ledger, this.recorder, params, user, database, this.readOnly);
+    this.gate = gateFor(this, host, { user, database, application: params.get('application_name') ?? '' }, this.cache);
     this.clientFramer.setStartup(false);
     // Until PostgreSQL accepts the session, what a client may make pgscribe assemble is what the
     // server itself reads from an unauthenticated client (an authentication message); the full
@@ -288,10 +296,6 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     );
     this.setClientPaused(Pause.Connecting, true);
     this.upstream.connect(packet);
-  }
-
-  nodeChosen(node: string): void {
-    if (this.recorder.session !== null) this.recorder.session.node = node;
   }
 
   upstreamReady(): void {
@@ -344,6 +348,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
         const settled = this.state === S.Authenticating || this.ledger.pendingGroups <= 1 ? S.Idle : S.Response;
         if (!this.serverMayMove(settled, type)) return;
         const prev = this.txStatus;
+        if (this.state !== S.Authenticating && this.ledger.refusal !== null) this.toClient.push(this.ledger.refusal, 0, this.ledger.refusal.length);
         this.txStatus = buf[start + 5] as TxStatus;
         lead = this.books.readyForQuery(prev, this.txStatus);
         if (this.state === S.Authenticating) {
@@ -353,22 +358,12 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
         this.transition(settled);
         break;
       }
-      case Backend.Authentication:
-        if (this.upstream.encrypted && !this.startup.encrypted && this.state === S.Authenticating) {
-          let offer: Buffer | null;
-          try {
-            offer = withoutChannelBinding(buf, start, end);
-          } catch (err) {
-            if (!(err instanceof ProtocolError)) throw err;
-            this.upstreamProtocolViolation(err.message);
-            return;
-          }
-          if (offer !== null) {
-            this.toClient.push(offer, 0, offer.length);
-            return;
-          }
-        }
+      case Backend.Authentication: {
+        const offer = this.upstream.encrypted && !this.startup.encrypted && this.state === S.Authenticating ? offerOrFault(buf, start, end) : null;
+        if (typeof offer === 'string') return this.upstreamProtocolViolation(offer);
+        if (offer !== null) return this.toClient.push(offer, 0, offer.length);
         break;
+      }
       case Backend.ParameterStatus:
         if (this.state === S.Authenticating && closedOnStandby(this, this.host, this.upstream.node, buf, start, end)) return;
         break;
@@ -476,7 +471,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
 
   /** The log caught up: the messages held back are delivered, then what they queued goes out. */
   private readonly releaseForLog = (): void => {
-    if (this.logPaused || this.state === S.Closing) return;
+    if (this.logPaused || this.state === S.Closing || this.gate?.holding === true) return;
     this.clientFramer.release();
     if (this.cache !== null) this.cache.afterRead();
     this.flushToUpstream();
@@ -500,6 +495,12 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     this.setClientPaused(Pause.Admission, on);
     if (on) this.clientFramer.hold();
     else if (this.state !== S.Closing) this.clientFramer.release();
+  }
+
+  holdForRate(on: boolean): void {
+    this.setClientPaused(Pause.RateLimit, on);
+    if (on) this.clientFramer.hold();
+    else queueMicrotask(this.releaseForLog);
   }
 
   pauseForCache(paused: boolean): void {
@@ -580,6 +581,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     this.clientFramer.stop();
     this.serverFramer?.stop();
     this.host.keys.unregister(this);
+    this.gate?.close();
     this.books.close();
     this.recorder.discardUnaccepted(this.host.ops, this.id, this.address);
     if (this.upstream.socket !== null && !this.upstream.negotiating && !this.upstream.socket.destroyed) this.flushToUpstream();

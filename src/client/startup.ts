@@ -186,24 +186,25 @@ export class StartupPhase implements TlsUpgradeListener {
       return;
     }
     this.stopTimer();
-    const admitted = this.host.admit(s);
-    if (typeof admitted === 'boolean') {
+    const user = params.get('user') ?? '';
+    const admitted = this.host.admit(s, { user, database: params.get('database') || user });
+    if (!(admitted instanceof Promise)) {
       this.admitted(admitted, params, packet, code);
       return;
     }
     // Bytes behind the StartupMessage wait for the answer: they are not startup packets if it is yes.
     s.holdForAdmission(true);
-    void admitted.then((ok) => {
+    void admitted.then((refused) => {
       if (s.state !== ClientState.Startup) return; // it went away meanwhile
-      this.admitted(ok, params, packet, code);
+      this.admitted(refused, params, packet, code);
       s.holdForAdmission(false);
     });
   }
 
-  private admitted(ok: boolean, params: ReadonlyMap<string, string>, packet: Buffer, code: number): void {
+  private admitted(refused: ErrorFields | null, params: ReadonlyMap<string, string>, packet: Buffer, code: number): void {
     const s = this.session;
-    if (!ok) {
-      s.fail(SessionError.tooManyClients());
+    if (refused !== null) {
+      s.fail(refused);
       return;
     }
     // Whatever is wrong with it (protocol version, layout, no user), PostgreSQL says so itself.

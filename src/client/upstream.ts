@@ -22,8 +22,8 @@ export interface UpstreamSession {
   readonly state: ClientState;
   /** It came through the read-only listener: a standby serves it (the primary only as a fallback). */
   readonly readOnly: boolean;
-  /** Several upstreams: the node (HOST:PORT) the session is now connecting to; its log lines name it. */
-  nodeChosen(node: string): void;
+  /** What its log lines say of it: with several upstreams, the node (HOST:PORT) serving it. */
+  readonly recorder: { readonly session: { node?: string } | null };
   fail(error: ErrorFields): void;
   /** The server refused the connection with this ErrorResponse (its bytes): pass it on and close. */
   closeWithServerError(bytes: Buffer): void;
@@ -155,7 +155,8 @@ export class UpstreamLeg {
 
   private connectTo(node: HostPort, startupPacket: Buffer): void {
     this.node = node;
-    if (this.host.upstreams !== null) this.session.nodeChosen(formatHostPort(node));
+    const logged = this.session.recorder.session;
+    if (this.host.upstreams !== null && logged !== null) logged.node = formatHostPort(node);
     const { host, port } = node;
     const timeoutMs = this.host.settings.connectTimeoutMs;
     const up = net.connect({ host, port });

@@ -18,6 +18,10 @@ export const LIVE_SETTINGS: ReadonlySet<SettingName> = new Set<SettingName>([
   'max-replica-lag-ms',
   'replica-fallback',
   'max-connections',
+  'max-user-connections',
+  'max-db-connections',
+  'rate-limits',
+  'rate-limit-max-delay-ms',
   'max-message-bytes',
   'connect-timeout',
   'startup-timeout',
@@ -44,7 +48,8 @@ function same(a: unknown, b: unknown): boolean {
 /**
  * What a reload from `running` to `next` changes. The upstream list changes live only between
  * lists of several nodes, or from one node to another: going from one node to several (or back)
- * starts or stops the health checks, which a restart does.
+ * starts or stops the health checks, which a restart does. max-user-connections and
+ * max-db-connections change live only while at least one of them stays set (or both stay 0).
  */
 export function planReload(running: Config, next: Config): ReloadPlan {
   const plan: ReloadPlan = { live: [], kept: [] };
@@ -53,6 +58,10 @@ export function planReload(running: Config, next: Config): ReloadPlan {
     if (same(valueAt(running, path), valueAt(next, path))) continue;
     let live = LIVE_SETTINGS.has(name);
     if (name === 'upstream' && (running.upstreams.length > 1) !== (next.upstreams.length > 1)) live = false;
+    // Sessions admitted while both were off were never counted: the limits change live only
+    // while they stay on (or off).
+    const perSessionOn = (c: Config) => c.limits.maxUserConnections > 0 || c.limits.maxDbConnections > 0;
+    if ((name === 'max-user-connections' || name === 'max-db-connections') && perSessionOn(running) !== perSessionOn(next)) live = false;
     (live ? plan.live : plan.kept).push(name);
   }
   return plan;

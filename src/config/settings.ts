@@ -4,6 +4,7 @@
  * truth: defaults, the command line, the file, --help and --check all come from it.
  */
 import { cacheRules } from './cache-rules';
+import { rateLimits } from './rate-limits';
 import { ConfigError } from './config-error';
 import { adminAddress, bool, optionalListen, filePath, int, nonEmpty, oneOf, parseHostPort, parseHostPortList, processCount, redisAddress, str, tlsMode, type Parser } from './parsers';
 import type { CacheInvalidation, Config, HostPort, RedisTlsMode, ReplicaFallback, UpstreamTlsMode } from './types';
@@ -54,6 +55,10 @@ export const SETTINGS = {
   'log-repeated-sql-max-chars': setting(['log', 'repeatedSqlMaxChars'], int(0, 0x3fffffff), 4096, "Bind and Execute lines show this much of their statement's SQL (the Parse line has it whole); 0: all"),
   'log-buffer-bytes': setting(['log', 'bufferBytes'], int(4096, 1 << 30), 8 << 20, 'log bytes queued before client reads pause'),
   'max-connections': setting(['limits', 'maxConnections'], int(1, 100000), 100, 'client sessions at once; more get 53300'),
+  'max-user-connections': setting(['limits', 'maxUserConnections'], int(0, 100000), 0, 'client sessions at once per user (0: no limit); more get 53300'),
+  'max-db-connections': setting(['limits', 'maxDbConnections'], int(0, 100000), 0, 'client sessions at once per database (0: no limit); more get 53300'),
+  'rate-limits': setting(['limits', 'rateLimits'], rateLimits, [], 'query rate limits, first match wins: JSON [{"user", "database", "application_name", "qps", "burst"}] or user=U,database=D,application_name=A,qps=N,burst=N;...'),
+  'rate-limit-max-delay-ms': setting(['limits', 'rateLimitMaxDelayMs'], int(0, 600_000), 1000, 'ms a query over its rate may be delayed; one that would wait longer gets 53400'),
   'max-message-bytes': setting(['limits', 'maxMessageBytes'], int(1024, 0x3fffffff), 64 << 20, 'largest client message; larger gets 08P01'),
   'connect-timeout': setting(['limits', 'connectTimeoutMs'], int(1, 3_600_000), 5000, 'upstream connect timeout, ms; then 08001'),
   'health-interval-ms': setting(['health', 'intervalMs'], int(100, 3_600_000), 2000, 'with several upstreams: ms between health checks of each node'),

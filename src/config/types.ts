@@ -22,9 +22,32 @@ export interface CacheRuleSpec {
   ttl: number | 'never';
 }
 
+/**
+ * A `rate-limits` entry as written (kept for --check): the sessions it matches (each field
+ * absent: any) and their rate. src/limits/rate-limiter.ts gives each matched (rule, user,
+ * database, application_name) its own token bucket.
+ */
+export interface RateLimitRule {
+  user?: string;
+  database?: string;
+  application_name?: string;
+  /** Queries (Q or E) per second, the bucket's refill rate. */
+  qps: number;
+  /** Queries that may run at once beyond the rate: the bucket's size. */
+  burst: number;
+}
+
 /** Bounds on clients and how long each phase may take. */
 export interface LimitsConfig {
   maxConnections: number;
+  /** Sessions at once per user (0: no limit), PgBouncer's max_user_connections; more get 53300. */
+  maxUserConnections: number;
+  /** Sessions at once per database (0: no limit), PgBouncer's max_db_connections; more get 53300. */
+  maxDbConnections: number;
+  /** Query rate limits, first matching rule wins (empty: none). */
+  rateLimits: RateLimitRule[];
+  /** Longest a query over its rate is delayed; one that would wait longer gets 53400. */
+  rateLimitMaxDelayMs: number;
   maxMessageBytes: number;
   connectTimeoutMs: number;
   startupTimeoutMs: number;

@@ -37,6 +37,8 @@ export interface QueryRecord {
   cache?: CacheOutcome | undefined;
   /** Its part in a singleflight (absent: none). */
   flight?: FlightRole | undefined;
+  /** pgscribe refused it itself and it never reached PostgreSQL: `rate-limit`, a 53400 (src/limits/rate-gate.ts). */
+  refused?: 'rate-limit' | undefined;
   /** The line's number within its connection (1, 2, ...): completion records refer to it. */
   seq?: number | undefined;
 }
@@ -214,6 +216,7 @@ export function textFormatter(opts: FormatOptions): LineFormatter {
     }
     if (r.cache !== undefined) line += ' cache=' + r.cache;
     if (r.flight !== undefined) line += ' flight=' + r.flight;
+    if (r.refused !== undefined) line += ' refused=' + r.refused;
     const cut = repeatedSqlCut(r, maxRepeated);
     if (r.sql === null) line += ' sql=?';
     else if (cut === 0) line += ' sql=' + escapeText(r.sql);
@@ -325,6 +328,7 @@ export function jsonFormatter(opts: FormatOptions): LineFormatter {
     }
     if (r.cache !== undefined) o['cache'] = r.cache;
     if (r.flight !== undefined) o['flight'] = r.flight;
+    if (r.refused !== undefined) o['refused'] = r.refused;
     const cut = repeatedSqlCut(r, maxRepeated);
     if (cut === 0) o['sql'] = r.sql;
     else {

@@ -17,7 +17,8 @@
  */
 import type { Config, HostPort } from '../config';
 import { Insight, type DigestRecord, type DigestView, type InsightPart, type TableRecord } from '../insight';
-import { combinedNodeViews, sumReadings, type Readings } from '../metrics';
+import type { Readings } from '../metrics';
+import { combinedNodeViews, sumReadings } from '../metrics-sum';
 import { insightOptions, type AdminSource, type TablesReport } from '../admin/source';
 import type { AdminQuery } from './ipc';
 import type { NodeView } from '../upstreams/upstream-set';

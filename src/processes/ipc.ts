@@ -17,8 +17,11 @@ export const PROCESS_INDEX_ENV = 'PGSCRIBE_PROCESS_INDEX';
 
 /** A client connection (the socket is the message's handle), and the conn id it goes by. */
 export interface ConnMessage { t: 'conn'; id: number }
-/** The answer to an AdmitMessage: whether the session fits under max-connections. */
-export interface AdmittedMessage { t: 'admitted'; req: number; ok: boolean }
+/**
+ * The answer to an AdmitMessage: whether the session fits under max-connections, and when it
+ * does not fit under max-user-connections or max-db-connections, which (`limit`).
+ */
+export interface AdmittedMessage { t: 'admitted'; req: number; ok: boolean; limit?: 'user' | 'database' }
 /** Another process received a CancelRequest whose key is not its own: act on it if it is yours. */
 export interface CancelMessage { t: 'cancel'; req: number; pid: number; secret: number; from: string }
 /**
@@ -49,12 +52,15 @@ export type ToWorker = ConnMessage | AdmittedMessage | CancelMessage | Invalidat
 
 /** Listening for connections from the primary (the cache, the log and the catalog are set up). */
 export interface ReadyMessage { t: 'ready' }
-/** A StartupMessage arrived: may the session start (one of max-connections)? */
-export interface AdmitMessage { t: 'admit'; req: number }
-/** A connection ended; `admitted`: it held one of max-connections. */
-export interface GoneMessage { t: 'gone'; admitted: boolean }
-/** An admission came back yes for a client that had already gone: give the slot back. */
-export interface ReleaseMessage { t: 'release' }
+/**
+ * A StartupMessage arrived: may the session start (one of max-connections)? With
+ * max-user-connections or max-db-connections set, its user and database are counted too.
+ */
+export interface AdmitMessage { t: 'admit'; req: number; user?: string; db?: string }
+/** A connection ended; `admitted`: it held one of max-connections (and, with user and db, one of their limits). */
+export interface GoneMessage { t: 'gone'; admitted: boolean; user?: string; db?: string }
+/** An admission came back yes for a client that had already gone: give the slot back (with user and db: theirs too). */
+export interface ReleaseMessage { t: 'release'; user?: string; db?: string }
 /** A CancelRequest whose key no session of this process holds: ask the others. */
 export interface CancelAskMessage { t: 'cancel'; req: number; pid: number; secret: number; from: string }
 /** The answer to a CancelMessage: whether this process held the key. */

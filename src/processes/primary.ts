@@ -30,8 +30,9 @@ import type { OpsLog } from '../log/ops';
 import { ThrottledLine } from '../log/ops-throttle';
 import { LOG_PIPE_FD, PROCESS_INDEX_ENV, isMessage, type AdminQuery, type ToPrimary, type ToWorker } from './ipc';
 import { LogFunnel } from './log-funnel';
-import { totalOf } from '../metrics';
+import { totalOf } from '../metrics-sum';
 import { listenOn } from '../listen';
+import { ConnectionLimits, SessionTally, type SessionIdentity } from '../limits/connection-limits';
 
 /** A process that dies sooner than this after its start counts as crash-looping: its restart waits longer. */
 const STABLE_MS = 10_000;
@@ -50,6 +51,8 @@ interface Proc {
   /** Sockets handed to it and not yet gone; of those, admitted sessions. */
   sockets: number;
   sessions: number;
+  /** Of those, the ones counted by user and database (max-user-connections, max-db-connections). */
+  held: SessionTally;
   /** Its last 'bye': query log lines it wrote in all. */
   lines: number | null;
   /** Its exit, once seen; settled once both that and its channel's end are seen. */
@@ -100,6 +103,8 @@ export class Primary {
   /** Where dispatch's search starts: the tie-break turn. */
   private nextTurn = 0;
   private sessions = 0;
+  /** max-user-connections and max-db-connections: one count over every process. */
+  private readonly limits: ConnectionLimits;
   private nextReq = 1;
   private readonly relays = new Map<number, Relay>();
   private readonly statsWaits = new Map<number, { waiting: Set<Proc>; fields: Record<string, number>[] }>();
@@ -123,6 +128,14 @@ export class Primary {
               o.ops.error('query log: a process ended in the middle of writing a line; that partial line was left out so the file stays line-whole', { process: index, bytes }),
           });
     this.unknownKey = new ThrottledLine((m, f) => o.ops.warn(m, f), 'cancel request for an unknown session ignored');
+    this.limits = new ConnectionLimits(o.cfg.limits.maxUserConnections, o.cfg.limits.maxDbConnections);
+  }
+
+  /** A session of p that held a slot ended (or was admitted after its client left). */
+  private released(p: Proc, who: SessionIdentity | null): void {
+    p.sessions--;
+    this.sessions--;
+    if (who !== null && p.held.remove(who)) this.limits.release(who);
   }
 
   get processCount(): number {
@@ -177,7 +190,12 @@ export class Primary {
     return listenOn(srv, this.o.cfg.listen, (err) => this.o.ops.error('listener error', { error: err.message }));
   }
 
-  /** SIGHUP: reopen the log here, reload certificates in every process. */
+  /** A reload changed the settings (this.o.cfg, in place): the per-user and per-database limits counted here. */
+  refreshSettings(): void {
+    this.limits.setLimits(this.o.cfg.limits.maxUserConnections, this.o.cfg.limits.maxDbConnections);
+  }
+
+  /** SIGHUP: reopen the log here, reload settings and certificates in every process. */
   reload(): void {
     this.o.ops.info('SIGHUP: reopening the query log; every process reloads its settings and TLS files', { log: this.o.cfg.log.path });
     this.o.sink?.reopen();
@@ -217,7 +235,7 @@ export class Primary {
     });
     let markGone!: () => void;
     const gone = new Promise<void>((r) => (markGone = r));
-    const p: Proc = { index, child, ready: false, answering: false, startedAt: Date.now(), sockets: 0, sessions: 0, lines: null, exit: null, disconnected: false, settled: false, gone, markGone };
+    const p: Proc = { index, child, ready: false, answering: false, startedAt: Date.now(), sockets: 0, sessions: 0, held: new SessionTally(), lines: null, exit: null, disconnected: false, settled: false, gone, markGone };
     this.procs[index] = p;
     const pipe = child.stdio[LOG_PIPE_FD] as Readable | null;
     if (pipe !== null) {
@@ -247,6 +265,7 @@ export class Primary {
     const { code, signal } = p.exit!;
     if (this.procs[p.index] === p) this.procs[p.index] = null;
     this.sessions -= p.sessions;
+    for (const { who, n } of p.held.drain()) for (let i = 0; i < n; i++) this.limits.release(who);
     this.exitedLines += p.lines ?? 0;
     // Relayed questions it will never answer: as if it said no.
     for (const [req, r] of this.relays) {
@@ -333,23 +352,26 @@ export class Primary {
         return;
       case 'admit': {
         const ok = !this.stopping && this.sessions < this.o.cfg.limits.maxConnections;
+        const who = identity(m);
+        const over = ok && who !== null ? this.limits.take(who) : null;
+        if (over === 'user' || over === 'database') {
+          this.send(p, { t: 'admitted', req: m.req, ok: false, limit: over });
+          return;
+        }
         if (ok) {
           this.sessions++;
           p.sessions++;
+          if (who !== null) p.held.add(who);
         }
         this.send(p, { t: 'admitted', req: m.req, ok });
         return;
       }
       case 'gone':
         p.sockets--;
-        if (m.admitted) {
-          p.sessions--;
-          this.sessions--;
-        }
+        if (m.admitted) this.released(p, identity(m));
         return;
       case 'release':
-        p.sessions--;
-        this.sessions--;
+        this.released(p, identity(m));
         return;
       case 'cancel':
       case 'invalidate': {
@@ -434,4 +456,9 @@ export class Primary {
       // Its channel closed between the check and the send: its exit handler tidies up.
     }
   }
+}
+
+/** The user and database an admission, a gone or a release names (null: not counted by them). */
+function identity(m: { user?: string; db?: string }): SessionIdentity | null {
+  return typeof m.user === 'string' && typeof m.db === 'string' ? { user: m.user, database: m.db } : null;
 }

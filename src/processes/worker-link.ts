@@ -10,6 +10,10 @@
  */
 import type * as net from 'node:net';
 import { isMessage, type AdminQuery, type ToPrimary, type ToWorker } from './ipc';
+import type { SessionIdentity } from '../limits/connection-limits';
+
+/** The primary's answer to an admission: yes (true), no under max-connections (false), or the per-user or per-database limit that refuses it. */
+export type Admission = boolean | 'user' | 'database';
 
 export interface WorkerHandlers {
   /** A client connection for this process, with its conn id (unique across processes). */
@@ -43,7 +47,7 @@ export interface Channel {
 export class WorkerLink {
   private handlers: WorkerHandlers | null = null;
   private nextReq = 1;
-  private readonly admissions = new Map<number, (ok: boolean) => void>();
+  private readonly admissions = new Map<number, (ok: Admission) => void>();
   private readonly invalidations = new Map<number, () => void>();
   /** A stop (or SIGHUP) that came before serve(): acted on there. */
   private pendingStop: string | null = null;
@@ -91,24 +95,28 @@ export class WorkerLink {
     }
   }
 
-  /** Whether a session may start: resolves with the primary's answer under max-connections. */
-  admit(): Promise<boolean> {
+  /**
+   * Whether a session may start: resolves with the primary's answer under max-connections (true
+   * or false) and, given who it is, under max-user-connections and max-db-connections (the limit
+   * that refuses it).
+   */
+  admit(who?: SessionIdentity): Promise<Admission> {
     if (this.channel.connected === false) return Promise.resolve(false);
     const req = this.nextReq++;
     return new Promise((resolve) => {
       this.admissions.set(req, resolve);
-      this.send({ t: 'admit', req });
+      this.send(who === undefined ? { t: 'admit', req } : { t: 'admit', req, user: who.user, db: who.database });
     });
   }
 
-  /** A connection this process was handed has ended. */
-  gone(admitted: boolean): void {
-    this.send({ t: 'gone', admitted });
+  /** A connection this process was handed has ended (who: it was counted by user and database). */
+  gone(admitted: boolean, who?: SessionIdentity): void {
+    this.send(who === undefined ? { t: 'gone', admitted } : { t: 'gone', admitted, user: who.user, db: who.database });
   }
 
-  /** An admission answered yes after its client had gone: the slot goes back. */
-  release(): void {
-    this.send({ t: 'release' });
+  /** An admission answered yes after its client had gone: the slot goes back (who: its user's and database's too). */
+  release(who?: SessionIdentity): void {
+    this.send(who === undefined ? { t: 'release' } : { t: 'release', user: who.user, db: who.database });
   }
 
   /** A CancelRequest whose key no session here holds: the others check theirs. */
@@ -152,7 +160,7 @@ export class WorkerLink {
       case 'admitted': {
         const resolve = this.admissions.get(m.req);
         this.admissions.delete(m.req);
-        resolve?.(m.ok);
+        resolve?.(m.ok ? true : (m.limit ?? false));
         return;
       }
       case 'cancel':

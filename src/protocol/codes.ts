@@ -70,6 +70,8 @@ export const SqlState = {
   ProtocolViolation: '08P01',
   SqlclientUnableToEstablishSqlconnection: '08001',
   TooManyConnections: '53300',
+  /** configuration_limit_exceeded: a query over its rate limit (src/limits/rate-gate.ts). */
+  ConfigurationLimitExceeded: '53400',
   AdminShutdown: '57P01',
   InvalidAuthorizationSpecification: '28000',
   FeatureNotSupported: '0A000',

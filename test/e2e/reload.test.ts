@@ -47,7 +47,7 @@ t.test('SIGHUP under pgbench: upstreams, max-connections, cache rules and log se
     admin: '127.0.0.1:0',
   };
   const write = (o: Record<string, unknown>) => fs.writeFileSync(file, JSON.stringify({ ...base, ...o }, null, 2));
-  write({ upstream: `${node(rs.primary)},${node(s1)}`, 'max-connections': 40, 'log-param-max-bytes': 256 });
+  write({ upstream: `${node(rs.primary)},${node(s1)}`, 'max-connections': 40, 'max-user-connections': 50, 'log-param-max-bytes': 256 });
   const p = await fx.launch(['--config', file], null);
   const adminLine = await p.waitStderr(/admin server listening admin=http:\/\/127\.0\.0\.1:(\d+)\//);
   const admin = `http://127.0.0.1:${/admin=http:\/\/127\.0\.0\.1:(\d+)\//.exec(adminLine)![1]}`;
@@ -74,13 +74,23 @@ t.test('SIGHUP under pgbench: upstreams, max-connections, cache rules and log se
   const bench = run(PGBENCH, ['-n', '-M', 'prepared', '-f', path.join(dir, 'w.sql'), '-h', '127.0.0.1', '-p', String(p.port), '-U', 'postgres', '-c', '4', '-j', '1', '-T', '8', 'postgres'], { timeoutMs: 60_000 });
   await sleep(1500);
 
-  // 1. A good file: three nodes, a lower limit, a rule, shorter parameters; and stats-interval,
-  //    which only a restart changes.
-  write({ upstream: `${node(rs.primary)},${node(s1)},${node(s2)}`, 'max-connections': 30, 'log-param-max-bytes': 4, 'cache-rules': [{ pattern: 'rl_static', ttl: 'never' }], 'stats-interval': 60000 });
+  // 1. A good file: three nodes, lower limits, a rate rule, a cache rule, shorter parameters; and
+  //    stats-interval, which only a restart changes.
+  const good = {
+    upstream: `${node(rs.primary)},${node(s1)},${node(s2)}`,
+    'max-connections': 35,
+    'max-user-connections': 30,
+    'rate-limits': [{ application_name: 'ratey', qps: 1, burst: 1 }],
+    'rate-limit-max-delay-ms': 100,
+    'log-param-max-bytes': 4,
+    'cache-rules': [{ pattern: 'rl_static', ttl: 'never' }],
+    'stats-interval': 60000,
+  };
+  write(good);
   const hupAt = p.stderr().length;
   p.proc.kill('SIGHUP');
   const applied = await p.waitStderr(/SIGHUP: settings reloaded; new sessions and queries use them changed="[^"]+"/, 10_000);
-  t.match(applied, /changed="upstream,log-param-max-bytes,max-connections,cache-rules"$/, 'the live settings that changed, by name (in --help order)');
+  t.match(applied, /changed="upstream,log-param-max-bytes,max-connections,max-user-connections,rate-limits,rate-limit-max-delay-ms,cache-rules"$/, 'the live settings that changed, by name (in --help order)');
   t.match(p.stderr().slice(hupAt), /WARN SIGHUP: these settings change only at a restart; they keep their running values settings=stats-interval/, 'stats-interval: reported and kept');
   await waitFor(async () => {
     const ups = (await (await fetch(`${admin}/upstreams`)).json()) as { upstreams: { node: string; state: string }[] };
@@ -93,7 +103,7 @@ t.test('SIGHUP under pgbench: upstreams, max-connections, cache rules and log se
   fs.writeFileSync(file, '{ "max-connections": 5, ');
   p.proc.kill('SIGHUP');
   const broken = await p.waitStderr(/ERROR SIGHUP: the settings were not reloaded.*error="invalid setting config: [^"]*is not valid JSON[^"]*"/, 10_000);
-  write({ upstream: `${node(rs.primary)},${node(s1)},${node(s2)}`, 'max-connections': 0 });
+  write({ ...good, 'max-connections': 0 });
   p.proc.kill('SIGHUP');
   await p.waitStderr(/ERROR SIGHUP: the settings were not reloaded.*error="invalid setting max-connections: 0 is out of range 1-100000"/, 10_000);
   t.pass('a file out of range: refused, saying which setting');
@@ -105,13 +115,23 @@ t.test('SIGHUP under pgbench: upstreams, max-connections, cache rules and log se
   const done = Number(/number of transactions actually processed: (\d+)/.exec(r.stdout)?.[1] ?? 0);
   t.ok(done > 100, `pgbench ran throughout (${done} transactions)`);
 
-  // The new limit holds (30), not the refused 0 nor the old 40: the 31st session gets 53300.
+  // The new per-user limit holds (30, under max-connections 35), not the old 50: the 31st
+  // session of postgres gets 53300 naming it.
   const held = [];
   for (let i = 0; i < 30; i++) held.push(await fx.session(p.port));
   const over = await fx.connect(p.port);
   const refused = errorsIn(await over.startup('postgres', 'postgres'))[0];
-  t.equal(refused?.['C'], '53300', 'max-connections 30 after the reload: the 31st session is refused');
+  t.equal(refused?.['C'], '53300', 'max-user-connections 30 after the reload: the 31st session is refused');
+  t.match(refused?.['M'], /too many connections for role "postgres" \(max-user-connections is 30\)/, "in PostgreSQL's words, naming the limit");
   for (const c of held) c.sock.destroy();
+
+  // The new rate rule: a session of application ratey gets one query a second; a second one at
+  // once would wait about a second, past the 100 ms bound: 53400.
+  const ratey = await fx.connect(p.port);
+  await ratey.startup('postgres', 'postgres', { application_name: 'ratey' });
+  t.same(errorsIn(await ratey.query('select 1')), [], 'ratey: the first query goes through');
+  t.equal(errorsIn(await ratey.query('select 2'))[0]?.['C'], '53400', 'ratey: the second at once is over the new rule: 53400');
+  ratey.sock.destroy();
 
   // Parameters cut at 4 bytes after the reload, whole before it.
   const binds = p.logLines().filter((l) => / B /.test(l) && l.includes('insert into rl'));

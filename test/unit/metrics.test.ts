@@ -3,7 +3,8 @@
 // read. The end-to-end tests (stats, admin, cache-l2) check the same outputs through the proxy.
 import t from 'tap';
 import { Insight } from '../../src/insight';
-import { prometheus, prometheusOf, readingsOf, statsJson, statsJsonOf, statsLine, statsLineOf, sumReadings, cacheFields, latencySummary, type MetricsHost } from '../../src/metrics';
+import { prometheus, prometheusOf, readingsOf, statsJson, statsJsonOf, statsLine, statsLineOf, cacheFields, latencySummary, type MetricsHost } from '../../src/metrics';
+import { sumReadings } from '../../src/metrics-sum';
 import { parseProm, value } from '../helpers/prom';
 
 const CACHE = { hits: 9, misses: 1, stores: 1, evictions: 0, expirations: 2, invalidations: 3, stale_skips: 0, bypasses: 0, leaders: 5, waiters: 6, reruns: 1, entries: 4, bytes: 999 };

@@ -6,7 +6,7 @@ import { PassThrough } from 'node:stream';
 import { LogFunnel } from '../../src/processes/log-funnel';
 import { WorkerLink, type Channel } from '../../src/processes/worker-link';
 import type { ToPrimary } from '../../src/processes/ipc';
-import { totalOf } from '../../src/metrics';
+import { totalOf } from '../../src/metrics-sum';
 
 /** A sink that keeps what it is given, and says "full" while `full` is true. */
 class MemorySink {
