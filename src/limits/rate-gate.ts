@@ -6,8 +6,12 @@
  *   from the client (the framer is held, the socket paused, Pause.RateLimit) until a timer of
  *   this session fires; then it goes on, and what followed it after. Queries stay in order, and
  *   the event loop never waits: other sessions are not slowed.
- * - when its token would come later than rate-limit-max-delay-ms, it is refused with 53400
- *   (configuration_limit_exceeded) and the session stays usable, as after any ERROR:
+ * - when its token would come later than rate-limit-max-delay-ms, it waits that long (held as a
+ *   delayed one is), then is refused with 53400 (configuration_limit_exceeded), and the session
+ *   stays usable, as after any ERROR. Waiting first is PgBouncer's query_wait_timeout manner, and
+ *   what keeps a flood cheap: a client that sends on regardless gets one refusal per bound per
+ *   session, not one per round trip (an immediate refusal let 8 such sessions make pgscribe
+ *   answer 6,000 refusals a second and halve another user's throughput: bench/rate-limits.ts).
  *   - a Query: a Sync goes upstream in its place, so that the server's ReadyForQuery answers it
  *     in order (after whatever the session had pipelined before it), just after the error;
  *   - an Execute: it is dropped, and so is every message after it up to the Sync, as PostgreSQL
@@ -88,8 +92,8 @@ export function rateLimited(rate: SessionRate, maxDelayMs: number): ErrorFields 
 }
 
 export class RateGate {
-  /** The client message waiting for its token, copied (its socket chunk is not kept). */
-  private held: { type: number; bytes: Buffer; since: number } | null = null;
+  /** The client message waiting for its token (or, refuse: for its refusal), copied (its socket chunk is not kept). */
+  private held: { type: number; bytes: Buffer; since: number; refuse: boolean } | null = null;
   private timer: NodeJS.Timeout | null = null;
   /** After a refused Execute: every message up to the Sync is dropped. */
   discarding = false;
@@ -123,15 +127,12 @@ export class RateGate {
     const now = performance.now();
     let waitMs = this.rate.take(now);
     if (waitMs === 0) return false;
-    if (waitMs < 0) {
-      if (this.cache === null || !this.cache.holdsClient) {
-        this.refuse(type, buf, start, end);
-        return true;
-      }
-      waitMs = this.maxDelayMs;
-    }
-    this.counters.rateDelayed++;
-    this.held = { type, bytes: Buffer.from(buf.subarray(start, end)), since: now };
+    // Over the bound: refused once it has waited the bound, unless the cache holds messages of
+    // the session that an answer could not overtake: then it goes on after the bound.
+    const refuse = waitMs < 0 && (this.cache === null || !this.cache.holdsClient);
+    if (waitMs < 0) waitMs = this.maxDelayMs;
+    if (!refuse) this.counters.rateDelayed++;
+    this.held = { type, bytes: Buffer.from(buf.subarray(start, end)), since: now, refuse };
     this.session.holdForRate(true);
     this.timer = setTimeout(this.fire, Math.ceil(waitMs));
     return true;
@@ -153,15 +154,18 @@ export class RateGate {
     else this.discarding = true;
   }
 
-  /** The token is earned: the query goes on, then what the client sent after it. */
+  /** The token is earned (or the bound is over: the query is refused); then what the client sent after it goes on. */
   private readonly fire = (): void => {
     this.timer = null;
     const h = this.held;
     if (h === null) return;
     this.held = null;
-    this.counters.rateDelayMs += performance.now() - h.since;
     const s = this.session;
-    s.request(h.type, h.bytes, 0, h.bytes.length);
+    if (h.refuse) this.refuse(h.type, h.bytes, 0, h.bytes.length);
+    else {
+      this.counters.rateDelayMs += performance.now() - h.since;
+      s.request(h.type, h.bytes, 0, h.bytes.length);
+    }
     s.holdForRate(false);
     s.flushToUpstream();
     s.flushToClient();

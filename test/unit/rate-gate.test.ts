@@ -80,10 +80,16 @@ t.test('a token later: held, the session stops, then the message goes on and the
   t.equal(counters.rateRefused, 0);
 });
 
-t.test('a Query past the bound: a Sync in its place, the error on its group, a marked log line', async (t) => {
-  const { s, counters, refused, offer } = gate([-1]);
+t.test('a Query past the bound: held for the bound, then a Sync in its place, the error on its group, a marked log line', async (t) => {
+  const { s, g, counters, refused, offer } = gate([-1]);
   t.ok(offer(enc.query('select 2')));
-  t.same(s.events, ['forward S'], 'a Sync goes upstream instead');
+  t.same(s.events, ['hold'], 'held first: a client over its rate gets its refusal only after the bound (40 ms)');
+  t.equal(s.group.refusal, null, 'not refused yet');
+  t.equal(counters.rateRefused, 0);
+  await sleep(80);
+  t.same(s.events, ['hold', 'forward S', 'resume'], 'then a Sync goes upstream instead, and the session resumes');
+  t.notOk(g.holding);
+  t.equal(counters.rateDelayed, 0, 'a refused query is not counted as delayed');
   const err = errorFields(s.group.refusal!.subarray(5));
   t.equal(err['C'], '53400');
   t.equal(err['S'], 'ERROR');
@@ -93,11 +99,13 @@ t.test('a Query past the bound: a Sync in its place, the error on its group, a m
   t.equal(counters.rateRefused, 1);
 });
 
-t.test('an Execute past the bound: dropped with everything up to the Sync, which goes on', async (t) => {
+t.test('an Execute past the bound: after the bound, dropped with everything up to the Sync, which goes on', async (t) => {
   const { s, g, offer } = gate([-1]);
   t.ok(offer(enc.execute()));
+  t.notOk(g.discarding, 'held for the bound first');
+  await sleep(80);
   t.ok(g.discarding);
-  t.same(s.events, [], 'nothing goes upstream for it');
+  t.same(s.events, ['hold', 'resume'], 'nothing goes upstream for it');
   t.ok(s.group.refusal !== null, "the error waits for the group's ReadyForQuery");
   t.ok(offer(enc.parse('', 'select 9')), 'a Parse after it is dropped');
   t.ok(offer(enc.execute()), 'an Execute after it is dropped, and takes no token');
@@ -110,7 +118,18 @@ t.test('an Execute past the bound: dropped with everything up to the Sync, which
 t.test('Terminate while discarding goes on', async (t) => {
   const { offer } = gate([-1]);
   offer(enc.execute());
+  await sleep(80);
   t.notOk(offer(enc.terminate()));
+});
+
+t.test('close while a refusal waits for the bound: nothing is refused or sent', async (t) => {
+  const { s, g, counters, offer } = gate([-1]);
+  offer(enc.query('select 3'));
+  g.close();
+  await sleep(80);
+  t.same(s.events, ['hold'], 'no Sync, no resume');
+  t.equal(counters.rateRefused, 0);
+  t.equal(s.group.refusal, null);
 });
 
 t.test('never gated: during COPY, or while the server discards a failed batch', async (t) => {
