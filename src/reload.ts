@@ -9,7 +9,7 @@
  */
 import { CachePolicy } from './cache/policy';
 import type { CacheContext } from './cache/session';
-import { ConfigError, checkEnvironment, compileRules, parseCommandLine, SETTINGS, valueAt, type Command, type Config } from './config';
+import { ConfigError, checkEnvironment, compileRules, parseCommandLine, SETTINGS, setAt, valueAt, type Command, type Config } from './config';
 import { planReload } from './config/live';
 import type { ClientLogger } from './log/client-logger';
 import { lineFormatterOf } from './log/format';
@@ -43,13 +43,6 @@ export interface Reloadable {
   readonly upstreams: UpstreamSet | null;
   readonly logger: ClientLogger | null;
   readonly cache: CacheContext | null;
-}
-
-/** Sets the value at a path of the running Config. */
-function setAt(cfg: Config, path: readonly string[], value: unknown): void {
-  let o = cfg as unknown as Record<string, unknown>;
-  for (let i = 0; i < path.length - 1; i++) o = o[path[i]!] as Record<string, unknown>;
-  o[path[path.length - 1]!] = value;
 }
 
 /**

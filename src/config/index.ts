@@ -9,5 +9,5 @@ export { fromFile, parseCommandLine, type Command } from './command-line';
 export { ConfigError } from './config-error';
 export { cacheMode, describe, helpText, invalidationMode } from './help';
 export { formatHostPort, parseHostPort } from './parsers';
-export { SETTINGS, defaults, valueAt, type ConfigPath, type SettingName } from './settings';
+export { SETTINGS, defaults, setAt, valueAt, type ConfigPath, type SettingName } from './settings';
 export * from './types';

@@ -135,8 +135,8 @@ export function valueAt<P extends ConfigPath>(cfg: Config, path: P): ValueAt<Con
   return v as ValueAt<Config, P>;
 }
 
-/** Sets the value at a path, creating the sections on the way (defaults() starts from nothing). */
-function setAt(root: object, path: ConfigPath, value: unknown): void {
+/** Sets the value at a path, creating the sections on the way (defaults() starts from nothing; a reload writes into the running Config). */
+export function setAt(root: object, path: ConfigPath, value: unknown): void {
   let o = root as Record<string, unknown>;
   for (let i = 0; i < path.length - 1; i++) o = (o[path[i]!] ??= {}) as Record<string, unknown>;
   o[path[path.length - 1]!] = value;
