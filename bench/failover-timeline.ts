@@ -18,7 +18,9 @@
  * bench/results/failover-YYYY-MM-DD-HHMM-<LABEL>.json.
  *
  * Knobs (environment): HEALTH_INTERVAL_MS (2000), HEALTH_FAILURES (3), PROMOTE_DELAY_MS (1000),
- * LABEL (default `interval<ms>-failures<n>`). health-timeout-ms (1000) and primary-wait-ms
+ * HEALTH_LOGIN (`catalog`: checks log in as catalog-user; `probe`: no catalog-user, so the checks
+ * are a startup only, as a role that does not exist, and the roles come from the sessions),
+ * LABEL (default `interval<ms>-failures<n>`, `-probe` added with HEALTH_LOGIN=probe). health-timeout-ms (1000) and primary-wait-ms
  * (10000) stay at their defaults.
  */
 import * as fs from 'node:fs';
@@ -34,8 +36,10 @@ import { envInt, machineInfo, median, repoRoot } from './lib/common';
 
 const HEALTH_INTERVAL_MS = envInt('HEALTH_INTERVAL_MS', 2000);
 const HEALTH_FAILURES = envInt('HEALTH_FAILURES', 3);
-const PROMOTE_DELAY_MS = envNonNegative('PROMOTE_DELAY_MS', 1000);
-const LABEL = process.env['LABEL'] || `interval${HEALTH_INTERVAL_MS}-failures${HEALTH_FAILURES}`;
+const PROMOTE_DELAY_MS = envInt('PROMOTE_DELAY_MS', 1000, 0);
+/** catalog: health checks log in as catalog-user; probe: no credentials, roles from the sessions. */
+const HEALTH_LOGIN = process.env['HEALTH_LOGIN'] === 'probe' ? 'probe' : 'catalog';
+const LABEL = process.env['LABEL'] || `interval${HEALTH_INTERVAL_MS}-failures${HEALTH_FAILURES}${HEALTH_LOGIN === 'probe' ? '-probe' : ''}`;
 const LOAD_BEFORE_MS = 3000;
 const PROBE_EVERY_MS = 50;
 const DIRECT_EVERY_MS = 200;
@@ -44,14 +48,6 @@ const AFTER_MS = 3000;
 /** A startup may wait primary-wait-ms (10 s) for a primary: give it more. */
 const ATTEMPT_TIMEOUT_MS = 15_000;
 const PGBENCH = fs.existsSync(path.join(PG_BIN, 'pgbench')) ? path.join(PG_BIN, 'pgbench') : 'pgbench';
-
-function envNonNegative(name: string, dflt: number): number {
-  const v = process.env[name];
-  if (v === undefined || v.trim() === '') return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, got '${v}'`);
-  return n;
-}
 
 /** One new session of the probe. Times are Date.now() values. */
 interface Attempt {
@@ -153,7 +149,7 @@ async function main(): Promise<void> {
       detached: true,
       args: [
         '--upstream', `${oldNode},${newNode}`,
-        '--catalog-user', 'postgres',
+        ...(HEALTH_LOGIN === 'probe' ? ['--health-user', 'no_such_prober'] : ['--catalog-user', 'postgres']),
         '--log', logPath,
         '--health-interval-ms', String(HEALTH_INTERVAL_MS),
         '--health-timeout-ms', '1000',
@@ -166,6 +162,14 @@ async function main(): Promise<void> {
       },
     });
     const p = proxy;
+    // Without credentials no node is known to be primary before a session says so: one does.
+    if (HEALTH_LOGIN === 'probe') {
+      await p.waitStderr(/new sessions try this one/, 15_000);
+      const c = await RawClient.connect(p.port);
+      c.write(enc.startup({ user: 'postgres', database: 'postgres' }));
+      await c.readUntilReady(15_000);
+      c.end();
+    }
     await p.waitStderr(new RegExp(`upstream primary chosen: new sessions go to it primary=${oldNode.replace(/\./g, '\\.')}`), 15_000);
 
     fs.writeFileSync(path.join(dir, 'w.sql'), "insert into t (who) values ('pgbench');\n");
@@ -313,6 +317,7 @@ async function main(): Promise<void> {
         healthIntervalMs: HEALTH_INTERVAL_MS,
         healthTimeoutMs: 1000,
         healthFailures: HEALTH_FAILURES,
+        healthLogin: HEALTH_LOGIN,
         primaryWaitMs: 10000,
         promoteDelayMs: PROMOTE_DELAY_MS,
         loadBeforeMs: LOAD_BEFORE_MS,
@@ -360,7 +365,7 @@ async function main(): Promise<void> {
     fs.writeFileSync(file, JSON.stringify(out, null, 2) + '\n');
 
     const w = (s: string) => process.stdout.write(s + '\n');
-    w(`\nfailover timeline (${LABEL}): health-interval-ms ${HEALTH_INTERVAL_MS}, health-failures ${HEALTH_FAILURES}, promote ${PROMOTE_DELAY_MS} ms after the crash\n`);
+    w(`\nfailover timeline (${LABEL}): health-interval-ms ${HEALTH_INTERVAL_MS}, health-failures ${HEALTH_FAILURES}, health checks ${HEALTH_LOGIN === 'probe' ? 'without credentials' : 'as catalog-user'}, promote ${PROMOTE_DELAY_MS} ms after the crash\n`);
     w('| event | ms after the crash |');
     w('| --- | ---: |');
     for (const r of timeline) w(`| ${r.event}${r.detail ? ` (${r.detail})` : ''} | ${r.ms ?? '-'} |`);

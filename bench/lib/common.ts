@@ -38,10 +38,10 @@ export function machineInfo(loadAtStart: number[]): Record<string, unknown> {
 }
 
 /** A positive integer knob from the environment (unset or empty: dflt). */
-export function envInt(name: string, dflt: number): number {
+export function envInt(name: string, dflt: number, min = 1): number {
   const v = process.env[name];
   if (v === undefined || v.trim() === '') return dflt;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, got '${v}'`);
+  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer of at least ${min}, got '${v}'`);
   return n;
 }

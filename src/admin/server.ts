@@ -225,8 +225,9 @@ export class AdminServer {
 
   /**
    * Readiness, for a load balancer: with several upstreams, a primary is known (a node up, not in
-   * recovery, its last check passed, and no second node claiming the role); with one, /health's
-   * verdict. Null when ready, else why not.
+   * recovery, its last check passed, and no second node claiming the role) or, without
+   * credentials before a session said which node is primary, a node up for new sessions to try
+   * (src/upstreams/upstream-set.ts); with one, /health's verdict. Null when ready, else why not.
    */
   private async notReady(): Promise<string | null> {
     const views = await this.source.upstreams();
@@ -236,7 +237,7 @@ export class AdminServer {
     }
     const down = await this.source.unavailable();
     if (down !== null) return down;
-    if (views.some((v) => v.primary)) return null;
+    if (views.some((v) => v.primary || v.tried)) return null;
     return `no upstream primary: ${views.map((v) => `${v.node} ${v.state}`).join(', ')}`;
   }
 

@@ -75,6 +75,15 @@ export const SessionError = {
       `pgscribe: terminating connection because upstream server ${node} is no longer the primary (it is in recovery)`,
       primary === null ? 'No node is primary yet; reconnect when the failover is over.' : `The primary is now ${primary}; reconnect to be sent there.`,
     ),
+  /** 57P01: without credentials, a session tried a node whose role was unknown, and it is a standby. */
+  upstreamInRecovery: (node: string, primary: string | null) =>
+    fatal(
+      SqlState.AdminShutdown,
+      `pgscribe: terminating connection because upstream server ${node} is in recovery (not the primary)`,
+      primary === null
+        ? 'pgscribe learns which node is primary from the sessions (no catalog-user is set); reconnect to be sent to another node.'
+        : `The primary is ${primary}; reconnect to be sent there.`,
+    ),
   /** 57P01: the proxy is shutting down. */
   shuttingDown: () => fatal(SqlState.AdminShutdown, 'pgscribe: terminating connection because the proxy is shutting down'),
 };

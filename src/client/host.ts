@@ -64,10 +64,12 @@ export interface ClientSettings {
 
 /** Several upstream nodes (src/upstreams/upstream-set.ts): where new sessions go. */
 export interface UpstreamRouter {
-  /** The node new sessions go to now, or null (none is primary, or two claim to be). */
+  /** The node known to be primary now, or null (none is, or two claim to be). */
   readonly primary: HostPort | null;
-  /** The primary as soon as there is one; null after timeoutMs. */
-  whenPrimary(timeoutMs: number): Promise<HostPort | null>;
+  /** Where a new primary-listener session goes: the primary, or without credentials a node to try; null: wait. */
+  readonly target: HostPort | null;
+  /** The target as soon as there is one; null after timeoutMs. */
+  whenTarget(timeoutMs: number): Promise<HostPort | null>;
   /** Resolves once every node has been checked once (or after timeoutMs). */
   whenChecked(timeoutMs: number): Promise<void>;
   /** The standby a new read-only session goes to (fewest of `sessions`, by node name), or null. */
@@ -76,6 +78,8 @@ export interface UpstreamRouter {
   suspect(node: HostPort): void;
   /** A session found this node in recovery: send no session there, and check it now. */
   sawInRecovery(node: HostPort): void;
+  /** A session found this node out of recovery (in_hot_standby off): without credentials, how a primary is known. */
+  sawPrimary(node: HostPort): void;
   /** A session could not connect to this node (refused, timeout): as a failed check. */
   unreachable(node: HostPort, reason: string): void;
   /** Every node and its state, for a message (withErrors: the last check's error of each down node). */

@@ -85,7 +85,7 @@ export class UpstreamLeg {
       this.connectReadOnly();
       return;
     }
-    const now = router.primary;
+    const now = router.target;
     if (now !== null) {
       this.connectTo(now, startupPacket);
       return;
@@ -98,7 +98,7 @@ export class UpstreamLeg {
     const router = this.host.upstreams!;
     const packet = this.retry!.packet;
     const s = this.session;
-    void router.whenPrimary(waitMs).then((node) => {
+    void router.whenTarget(waitMs).then((node) => {
       if (s.state !== ClientState.Connecting) return; // the client went away meanwhile
       try {
         if (node !== null) {

@@ -53,6 +53,9 @@ function checkReplicas(cfg: Config): void {
   if (at.port !== 0 && at.port === cfg.listen.port && (at.host === cfg.listen.host || anyAddress(at.host) || anyAddress(cfg.listen.host))) {
     throw new ConfigError('listen-replicas', `${formatHostPort(at)} is the listen address: the read-only listener needs an address of its own`);
   }
+  if (cfg.catalog.user === '') {
+    throw new ConfigError('listen-replicas', "needs each standby's replay lag, which only a login can read: set catalog-user (and catalog-password), pgscribe's own user");
+  }
   if (cfg.processes > 1) {
     throw new ConfigError('listen-replicas', 'is not yet served with --processes greater than 1: run one process, or a separate pgscribe for the read-only listener');
   }
@@ -90,12 +93,6 @@ export function checkEnvironment(cfg: Config): void {
     throw new ConfigError(
       'admin',
       `binding the admin server to ${admin.address.host} would let anyone who can reach it read every query's text and flush the cache: set --admin-token, or bind to 127.0.0.1`,
-    );
-  }
-  if (cfg.upstreams.length > 1 && cfg.catalog.user === '') {
-    throw new ConfigError(
-      'upstream',
-      `${cfg.upstreams.length} nodes: telling the primary from a standby takes a login (pg_is_in_recovery()), which pgscribe makes as catalog-user: set catalog-user (and catalog-password), or list one node`,
     );
   }
   checkReplicas(cfg);

@@ -47,7 +47,7 @@ function setting<const P extends ConfigPath>(path: P, parse: Parser<ValueAt<Conf
 /** Every setting, in --help and --check order: public name -> path, parser, default, help. */
 export const SETTINGS = {
   listen: setting(['listen'], parseHostPort, { host: '127.0.0.1', port: 6000 }, 'address clients connect to'),
-  upstream: setting(['upstreams'], parseHostPortList, [{ host: '127.0.0.1', port: 5432 }], "PostgreSQL server to relay to; several HOST:PORT separated by commas: sessions go to the one not in recovery (needs catalog-user for the health checks)"),
+  upstream: setting(['upstreams'], parseHostPortList, [{ host: '127.0.0.1', port: 5432 }], "PostgreSQL server to relay to; several HOST:PORT separated by commas: sessions go to the one not in recovery (its role comes from catalog-user's health checks, or without it from the sessions)"),
   log: setting(['log', 'path'], nonEmpty, 'logs/queries.log', "query log file; '-' for stdout, 'none' for no query log"),
   'log-format': setting(['log', 'format'], oneOf('text', 'json'), 'text', 'query log format: text or json'),
   'log-params': setting(['log', 'params'], bool, true, 'log Bind parameter values (false: only their count)'),
@@ -64,6 +64,7 @@ export const SETTINGS = {
   'health-interval-ms': setting(['health', 'intervalMs'], int(100, 3_600_000), 2000, 'with several upstreams: ms between health checks of each node'),
   'health-timeout-ms': setting(['health', 'timeoutMs'], int(1, 600_000), 1000, 'with several upstreams: ms a health check may take; longer counts as a failure'),
   'health-failures': setting(['health', 'failures'], int(1, 100), 3, 'with several upstreams: failed health checks in a row before a node counts as down'),
+  'health-user': setting(['health', 'user'], str, 'postgres', "with several upstreams and no catalog-user: the user a health check's startup names (it hangs up at the password request; with trust it reads in_hot_standby)"),
   'primary-wait-ms': setting(['health', 'primaryWaitMs'], int(0, 3_600_000), 10000, 'with several upstreams: ms a new session waits for a primary (during a failover) before 08001'),
   'listen-replicas': setting(['replicas', 'listen'], optionalListen, null, "with several upstreams: a second address whose sessions go to the healthy standby with the fewest sessions (read-only; never cached), or 'off' (default off)"),
   'max-replica-lag-ms': setting(['replicas', 'maxLagMs'], int(0, 86_400_000), 5000, 'listen-replicas: a standby further behind the primary than this gets no new session'),

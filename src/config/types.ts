@@ -178,6 +178,8 @@ export interface HealthConfig {
   failures: number;
   /** How long a new session waits for a primary before 08001. */
   primaryWaitMs: number;
+  /** Without catalog-user: the user a check's StartupMessage names (src/upstreams/startup-probe.ts). */
+  user: string;
 }
 
 /** What a standby must be for the read-only listener (--listen-replicas). */

@@ -10,11 +10,31 @@ import type { Server } from '../server';
 import type { TlsSetup } from '../tls';
 import { ownLogin } from '../pg/own-login';
 import { checkNode } from './health-check';
-import { UpstreamSet, type HealthOptions } from './upstream-set';
+import { probeNode } from './startup-probe';
+import { UpstreamSet, type HealthOptions, type NodeCheck } from './upstream-set';
 
 /** The health settings of the node set (at start, and again after a reload). */
 export function healthOptionsOf(cfg: Config): HealthOptions {
-  return { intervalMs: cfg.health.intervalMs, timeoutMs: cfg.health.timeoutMs, failures: cfg.health.failures, maxReplicaLagMs: cfg.replicas.listen === null ? null : cfg.replicas.maxLagMs };
+  return {
+    intervalMs: cfg.health.intervalMs,
+    timeoutMs: cfg.health.timeoutMs,
+    failures: cfg.health.failures,
+    maxReplicaLagMs: cfg.replicas.listen === null ? null : cfg.replicas.maxLagMs,
+    rolesFromSessions: cfg.catalog.user === '',
+  };
+}
+
+/**
+ * A node's health check: with catalog-user a login that asks pg_is_in_recovery() and the lag
+ * (health-check.ts); without, a startup that stops at the password request (startup-probe.ts).
+ */
+function nodeCheck(cfg: Config, tls: TlsSetup): NodeCheck {
+  if (cfg.catalog.user === '') {
+    const probe = { user: cfg.health.user, database: cfg.catalog.database, tls: tls.upstream };
+    return (node, timeoutMs) => probeNode(probe, node, timeoutMs);
+  }
+  const login = ownLogin(cfg, tls.upstream);
+  return (node, timeoutMs) => checkNode(login, cfg.catalog.database, node, timeoutMs);
 }
 
 /**
@@ -24,11 +44,10 @@ export function healthOptionsOf(cfg: Config): HealthOptions {
  */
 export function createUpstreams(cfg: Config, ops: OpsLog, tls: TlsSetup, on: { cache: () => CacheContext | null; server: () => Server | null }): UpstreamSet | null {
   if (cfg.upstreams.length < 2) return null;
-  const login = ownLogin(cfg, tls.upstream);
   const set: UpstreamSet = new UpstreamSet(
     cfg.upstreams,
     healthOptionsOf(cfg),
-    (node, timeoutMs) => checkNode(login, cfg.catalog.database, node, timeoutMs),
+    nodeCheck(cfg, tls),
     ops,
     {
       primaryChanged: (from, to) => {

@@ -8,8 +8,11 @@ import { connectOwn, type OwnLogin } from '../pg/own-login';
 
 /** What one check learned of a node. */
 export interface NodeReport {
-  /** pg_is_in_recovery(): a standby (or a primary still starting up). */
-  inRecovery: boolean;
+  /**
+   * pg_is_in_recovery(): a standby (or a primary still starting up). Null: the check cannot tell
+   * (a probe without credentials, startup-probe.ts).
+   */
+  inRecovery: boolean | null;
   /** pg_last_wal_replay_lsn() on a standby; null on a primary. */
   replayLsn: string | null;
   /**

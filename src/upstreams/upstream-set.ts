@@ -7,12 +7,22 @@
  * - The primary is the node that is up, not in recovery, and whose last check passed. While its
  *   last check failed (it may be going away), while no node is primary (a failover in progress)
  *   and while two nodes claim to be (an old primary back without standby.signal), there is none:
- *   new sessions wait for one (whenPrimary), never guess.
+ *   new sessions wait for one (whenTarget), never guess.
  * - A node that was primary and is now in recovery (a switchover) is `demoted`: its sessions
  *   would fail at their next write with 25006, so the owner closes them.
  * - Every change of a node's state, and of the primary, is one operational line.
  * - With a read-only listener (--listen-replicas), pickStandby() gives the healthy standby within
  *   the lag bound that holds the fewest sessions; replay-lag.ts says how a standby's lag is known.
+ *
+ * Without credentials (no catalog-user, `rolesFromSessions`) a check is a startup only
+ * (startup-probe.ts): it says whether a node takes sessions, not its role. The role then comes
+ * from the sessions, as libpq's target_session_attrs=read-write finds it: PostgreSQL 14 and later
+ * report in_hot_standby at the start of every session (sawPrimary, sawInRecovery). While no node
+ * is known to be primary, new sessions try one (`target`): the last primary, else the first node
+ * in list order whose role is unknown. A session that reaches a standby is closed before it can
+ * send anything (client/standby-guard.ts) and the next one tries the next node. What a node said
+ * through a session lasts until it fails a check for good (down: it may come back in any role);
+ * a standby's word, while no primary is known, lasts health-interval-ms (it may be promoted).
  */
 import { formatHostPort as nodeName, type HostPort } from '../config';
 import type { OpsLog } from '../log/ops';
@@ -20,6 +30,8 @@ import type { NodeReport } from './health-check';
 import { PrimaryWalHistory } from './replay-lag';
 
 export type NodeRole = 'unknown' | 'primary' | 'standby';
+/** Who said a node's role: a health check (a login, or a probe that trust let in), or a session. */
+export type RoleSource = 'check' | 'session';
 
 /** While no node is primary, every node is checked at least this often. */
 const NO_PRIMARY_RECHECK_MS = 1000;
@@ -45,6 +57,10 @@ export interface NodeView {
   readOnlyCandidate: boolean;
   /** Client sessions connected (or connecting) to it. */
   sessions: number;
+  /** Who said its role (null while unknown). */
+  roleFrom: RoleSource | null;
+  /** Without credentials, while no node is known to be primary: the node new sessions try. */
+  tried: boolean;
 }
 
 export interface HealthOptions {
@@ -53,6 +69,8 @@ export interface HealthOptions {
   failures: number;
   /** The lag bound of read-only sessions (max-replica-lag-ms); null: no read-only listener. */
   maxReplicaLagMs?: number | null;
+  /** The checks cannot tell roles (no credentials): sessions' in_hot_standby does (file comment). */
+  rolesFromSessions?: boolean;
 }
 
 export interface UpstreamEvents {
@@ -72,6 +90,9 @@ class NodeState {
   /** Up once a check passed, down after `failures` failed ones in a row (and before the first check). */
   up = false;
   role: NodeRole = 'unknown';
+  roleFrom: RoleSource | null = null;
+  /** When its role was last said. */
+  roleAt = 0;
   failures = 0;
   lastError: string | null = null;
   checkedAt = 0;
@@ -102,6 +123,8 @@ class NodeState {
 export class UpstreamSet {
   private nodes: NodeState[];
   private current: NodeState | null = null;
+  /** Without credentials, while no node is known to be primary: the node new sessions try. */
+  private candidate: NodeState | null = null;
   /** The last node chosen as primary (kept through gaps without one). */
   private last: NodeState | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -211,9 +234,17 @@ export class UpstreamSet {
     return least[this.nextTie % least.length]!.address;
   }
 
-  /** The node new sessions go to now, or null (none is primary, or two claim to be). */
+  /** The node known to be primary now, or null (none is, or two claim to be). */
   get primary(): HostPort | null {
     return this.current?.address ?? null;
+  }
+
+  /**
+   * The node a new session of the primary listener goes to now: the primary or, without
+   * credentials while none is known, the node to try (file comment). Null: it waits.
+   */
+  get target(): HostPort | null {
+    return (this.current ?? this.candidate)?.address ?? null;
   }
 
   /** The last node chosen as primary (also during a gap without one); null before the first choice. */
@@ -221,9 +252,10 @@ export class UpstreamSet {
     return this.last?.address ?? null;
   }
 
-  /** The primary, at once or as soon as there is one; null after timeoutMs without one. */
-  whenPrimary(timeoutMs: number): Promise<HostPort | null> {
-    if (this.current !== null) return Promise.resolve(this.current.address);
+  /** The target, at once or as soon as there is one; null after timeoutMs without one. */
+  whenTarget(timeoutMs: number): Promise<HostPort | null> {
+    const now = this.target;
+    if (now !== null) return Promise.resolve(now);
     return new Promise((resolve) => {
       const w = {
         resolve,
@@ -261,6 +293,7 @@ export class UpstreamSet {
       if (gone === this.last) this.last = null;
     }
     if (this.current === null) this.ops.warn('no upstream primary: new sessions wait for one (primary-wait-ms), then get 08001', { nodes: this.describe() });
+    this.chooseCandidate();
     if (this.timer !== null && !this.stopped) {
       clearTimeout(this.timer);
       this.schedule();
@@ -286,6 +319,8 @@ export class UpstreamSet {
       replayLagMs: n.replayLagMs,
       readOnlyCandidate: this.isReadOnlyCandidate(n),
       sessions: sessions?.get(n.name) ?? 0,
+      roleFrom: n.up ? n.roleFrom : null,
+      tried: n === this.candidate,
     }));
   }
 
@@ -324,8 +359,19 @@ export class UpstreamSet {
     const n = this.find(node);
     if (n === undefined || this.stopped) return;
     n.epoch++;
-    this.apply(n, { inRecovery: true, replayLsn: n.replayLsn, replayLagMs: n.replayLagMs, walLsn: null }, '');
+    this.apply(n, { inRecovery: true, replayLsn: n.replayLsn, replayLagMs: n.replayLagMs, walLsn: null }, '', 0, 'session');
     void this.checkOne(n);
+  }
+
+  /**
+   * A session of the primary listener found `node` out of recovery (in_hot_standby = off at its
+   * start). Without credentials that is how a primary becomes known; with them the checks say.
+   */
+  sawPrimary(node: HostPort): void {
+    const n = this.find(node);
+    if (n === undefined || this.stopped || !this.opts.rolesFromSessions || (n.role === 'primary' && n.up)) return;
+    n.epoch++;
+    this.apply(n, { inRecovery: false, replayLsn: null, replayLagMs: null, walLsn: null }, '', 0, 'session');
   }
 
   /**
@@ -345,31 +391,39 @@ export class UpstreamSet {
   }
 
   /** What a check (report, or the error of a failed one) says of a node, and what follows. */
-  private apply(n: NodeState, report: NodeReport | null, error: string, began = 0): void {
+  private apply(n: NodeState, report: NodeReport | null, error: string, began = 0, by: RoleSource = 'check'): void {
     n.checkedAt = Date.now();
     const before = n.state;
     const wasPrimary = n.role === 'primary';
     if (report !== null) {
+      if (!n.up && this.opts.rolesFromSessions) this.forgetRole(n); // back from down: any role
       n.up = true;
       n.failures = 0;
       n.lastError = null;
-      n.role = report.inRecovery ? 'standby' : 'primary';
+      if (report.inRecovery !== null) {
+        n.role = report.inRecovery ? 'standby' : 'primary';
+        n.roleFrom = by;
+        n.roleAt = n.checkedAt;
+      }
       n.replayLsn = report.replayLsn;
       n.timeline = report.timeline ?? null;
       n.replayLagMs = report.inRecovery ? this.standbyLag(report, n.checkedAt) : null;
-      n.lagMeasured = report.inRecovery && !this.primaryWal.empty;
+      n.lagMeasured = report.inRecovery === true && !this.primaryWal.empty;
       n.lastWal = report.walLsn ? { lsn: report.walLsn, began } : null;
     } else {
       n.failures++;
       n.lastError = error;
       if (n.up && n.failures >= this.opts.failures) n.up = false;
+      // Down, a node may come back in any role; a probe cannot tell which (file comment).
+      if (!n.up && this.opts.rolesFromSessions) this.forgetRole(n);
     }
     if (n.state !== before) {
-      const line = { node: n.name, from: before, to: n.state, failures: n.failures || undefined, error: n.lastError ?? undefined };
+      const line = { node: n.name, from: before, to: n.state, failures: n.failures || undefined, error: n.lastError ?? undefined, said_by: n.up && n.roleFrom === 'session' ? 'a session (in_hot_standby)' : undefined };
       if (n.state === 'down') this.ops.warn('upstream node is down: no session goes to it until a health check passes again', line);
       else this.ops.info('upstream node state changed', line);
     }
     this.choosePrimary(n);
+    this.chooseCandidate();
     if (wasPrimary && report !== null && n.role === 'standby') this.events.demoted(n.address, this.primary);
     if (n === this.current && report?.walLsn) this.recordPrimaryWal(report.walLsn, began);
     else if (report === null) n.lastWal = null;
@@ -401,6 +455,47 @@ export class UpstreamSet {
     if (first && this.opts.maxReplicaLagMs != null) {
       for (const x of this.nodes) if (x.role === 'standby' && x.up) void this.checkOne(x);
     }
+  }
+
+  /** Sessions waiting for a target go to `node`. */
+  private releaseWaiters(node: HostPort): void {
+    const waiting = this.waiters;
+    this.waiters = [];
+    for (const w of waiting) {
+      clearTimeout(w.timer);
+      w.resolve(node);
+    }
+  }
+
+  /** Without credentials, a node's role is not known again until a session or a trust login says it. */
+  private forgetRole(n: NodeState): void {
+    n.role = 'unknown';
+    n.roleFrom = null;
+    n.roleAt = 0;
+  }
+
+  /**
+   * Without credentials, while no node is known to be primary and none claims the role: the node
+   * new sessions try (file comment), said in one line when it changes. Waiting sessions go there.
+   */
+  private chooseCandidate(): void {
+    let next: NodeState | null = null;
+    if (this.opts.rolesFromSessions && this.current === null && this.nodes.every((n) => n.checkedAt !== 0) && !this.nodes.some((n) => n.up && n.role === 'primary')) {
+      const now = Date.now();
+      // A standby's word, from a session, lasts an interval: no primary is known, so it may be promoted by now.
+      const mayTry = (n: NodeState): boolean =>
+        n.up && n.failures === 0 && (n.role === 'unknown' || (n.role === 'standby' && n.roleFrom === 'session' && now - n.roleAt >= this.opts.intervalMs));
+      const order = this.last !== null && this.nodes.includes(this.last) ? [this.last, ...this.nodes] : this.nodes;
+      next = order.find(mayTry) ?? null;
+    }
+    if (next === this.candidate) return;
+    this.candidate = next;
+    if (next === null) return;
+    this.ops.info("no upstream node is known to be primary: new sessions try this one (without catalog-user a session's in_hot_standby tells a node's role; one that reaches a standby is closed with 57P01)", {
+      node: next.name,
+      nodes: this.describe(),
+    });
+    this.releaseWaiters(next.address);
   }
 
   /** The read-only listener: one line each time a standby starts or stops taking new read-only sessions for its lag. */
@@ -464,12 +559,7 @@ export class UpstreamSet {
     const previous = this.last;
     this.last = next;
     this.ops.info('upstream primary chosen: new sessions go to it', { primary: next.name, previous: previous === null || previous === next ? undefined : previous.name });
-    const waiting = this.waiters;
-    this.waiters = [];
-    for (const w of waiting) {
-      clearTimeout(w.timer);
-      w.resolve(next.address);
-    }
+    this.releaseWaiters(next.address);
     if (previous !== next) {
       // The new primary's positions are what standbys follow now; its last one is the first.
       this.primaryWal.reset();

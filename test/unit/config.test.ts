@@ -15,7 +15,7 @@ const DEFAULTS: Config = {
   listen: { host: '127.0.0.1', port: 6000 },
   upstreams: [{ host: '127.0.0.1', port: 5432 }],
   replicas: { listen: null, maxLagMs: 5000, fallback: 'primary' },
-  health: { intervalMs: 2000, timeoutMs: 1000, failures: 3, primaryWaitMs: 10000 },
+  health: { intervalMs: 2000, timeoutMs: 1000, failures: 3, primaryWaitMs: 10000, user: 'postgres' },
   limits: {
     maxConnections: 100,
     maxUserConnections: 0,
@@ -79,6 +79,7 @@ const DEFAULTS_DESCRIBED = {
   'health-timeout-ms': 1000,
   'health-failures': 3,
   'primary-wait-ms': 10000,
+  'health-user': 'postgres',
   'listen-replicas': 'off',
   'max-replica-lag-ms': 5000,
   'replica-fallback': 'primary',
@@ -246,6 +247,7 @@ t.test('every flag parses', async (tt) => {
     '--health-timeout-ms', '600000',
     '--health-failures', '100',
     '--primary-wait-ms', '0',
+    '--health-user', 'prober',
     '--listen-replicas', '[::1]:6002',
     '--max-replica-lag-ms', '0',
     '--replica-fallback', 'refuse',
@@ -296,7 +298,7 @@ t.test('every flag parses', async (tt) => {
     listen: { host: '::1', port: 6001 },
     upstreams: [{ host: 'db.internal', port: 5433 }],
     replicas: { listen: { host: '::1', port: 6002 }, maxLagMs: 0, fallback: 'refuse' },
-    health: { intervalMs: 100, timeoutMs: 600000, failures: 100, primaryWaitMs: 0 },
+    health: { intervalMs: 100, timeoutMs: 600000, failures: 100, primaryWaitMs: 0, user: 'prober' },
     limits: {
       maxConnections: 1,
       maxUserConnections: 4,
@@ -386,7 +388,7 @@ t.test('host:port forms', async (tt) => {
   rejects(tt, () => parseHostPort(6000, 'upstream'), 'upstream', 'a number is not HOST:PORT');
 });
 
-t.test('--upstream: several nodes, comma-separated, each once; they need catalog-user', async (tt) => {
+t.test('--upstream: several nodes, comma-separated, each once; with or without catalog-user', async (tt) => {
   tt.strictSame(configOf(['--upstream', 'pg1:5432,pg2:5433, [::1]:5434']).upstreams, [
     { host: 'pg1', port: 5432 },
     { host: 'pg2', port: 5433 },
@@ -396,9 +398,9 @@ t.test('--upstream: several nodes, comma-separated, each once; they need catalog
   rejects(tt, () => configOf(['--upstream', 'pg1:5432,pg1:5432']), '--upstream', 'a node twice');
   rejects(tt, () => configOf(['--upstream', 'pg1:5432,']), '--upstream', 'an empty item');
   rejects(tt, () => configOf(['--upstream', Array.from({ length: 17 }, (_, i) => `h${i}:1`).join(',')]), '--upstream', 'more than 16');
-  rejects(tt, () => checkEnvironment(configOf(['--upstream', 'pg1:5432,pg2:5432', '--log', 'none'])), 'upstream', 'several nodes without catalog-user');
+  tt.doesNotThrow(() => checkEnvironment(configOf(['--upstream', 'pg1:5432,pg2:5432', '--log', 'none'])), 'without catalog-user: roles from the sessions');
   tt.doesNotThrow(() => checkEnvironment(configOf(['--upstream', 'pg1:5432,pg2:5432', '--catalog-user', 'pgscribe', '--log', 'none'])), 'with catalog-user');
-  tt.strictSame(configOf(['--health-interval-ms', '500', '--health-failures', '2', '--primary-wait-ms', '0']).health, { intervalMs: 500, timeoutMs: 1000, failures: 2, primaryWaitMs: 0 });
+  tt.strictSame(configOf(['--health-interval-ms', '500', '--health-failures', '2', '--primary-wait-ms', '0', '--health-user', 'probe']).health, { intervalMs: 500, timeoutMs: 1000, failures: 2, primaryWaitMs: 0, user: 'probe' });
 });
 
 t.test('--listen-replicas: several upstreams, an address of its own, one process', async (tt) => {
@@ -409,6 +411,7 @@ t.test('--listen-replicas: several upstreams, an address of its own, one process
   rejects(tt, () => checkEnvironment(configOf([...two, '--listen-replicas', '127.0.0.1:6000'])), 'listen-replicas', 'the listen address itself');
   rejects(tt, () => checkEnvironment(configOf([...two, '--listen', '0.0.0.0:6000', '--listen-replicas', '127.0.0.1:6000'])), 'listen-replicas', 'the listen port on every address');
   rejects(tt, () => checkEnvironment(configOf([...two, '--listen-replicas', '127.0.0.1:6001', '--processes', '2'])), 'listen-replicas', 'not with several processes (yet)');
+  rejects(tt, () => checkEnvironment(configOf(['--upstream', 'pg1:5432,pg2:5432', '--log', 'none', '--listen-replicas', '127.0.0.1:6001'])), 'listen-replicas', 'without catalog-user: no lag to bound');
   rejects(tt, () => configOf(['--replica-fallback', 'standby']), '--replica-fallback', 'primary or refuse');
   tt.equal(configOf(['--listen-replicas', 'off']).replicas.listen, null, 'off');
 });
@@ -525,6 +528,7 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
       'health-timeout-ms': '50',
       'health-failures': 2,
       'primary-wait-ms': 0,
+      'health-user': 'prober',
       'listen-replicas': 'off',
       'max-replica-lag-ms': 250,
       'startup-timeout': 200,
@@ -575,7 +579,7 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
     listen: { host: '::1', port: 7000 },
     upstreams: [{ host: 'pg', port: 5433 }],
     replicas: { listen: null, maxLagMs: 250, fallback: 'primary' },
-    health: { intervalMs: 250, timeoutMs: 50, failures: 2, primaryWaitMs: 0 },
+    health: { intervalMs: 250, timeoutMs: 50, failures: 2, primaryWaitMs: 0, user: 'prober' },
     limits: {
       maxConnections: 3,
       maxUserConnections: 2,

@@ -43,7 +43,7 @@ const state = (v: NodeView[]) => v.map((x) => `${x.node} ${x.state}${x.primary ?
 t.test('the node not in recovery gets the sessions; a standby never does', async (t) => {
   const f = fixture();
   t.equal(f.set.primary, null, 'nothing known before the first checks');
-  const waiting = f.set.whenPrimary(5000);
+  const waiting = f.set.whenTarget(5000);
   await f.round();
   t.same(f.set.primary, A);
   t.same(await waiting, A, 'a session waiting from the start is sent to it');
@@ -61,8 +61,8 @@ t.test('failover: a failing primary gets no new session at once, is down after h
   await f.round();
   t.equal(f.set.primary, null, 'after one failed check, new sessions wait rather than go to a node that may be gone');
   t.equal(state(f.set.views()), '127.0.0.1:5001 primary, 127.0.0.1:5002 standby', 'not down yet (1 of 2 failures)');
-  const waiting = f.set.whenPrimary(5000);
-  const gaveUp = f.set.whenPrimary(20);
+  const waiting = f.set.whenTarget(5000);
+  const gaveUp = f.set.whenTarget(20);
   await f.round();
   t.equal(state(f.set.views()), '127.0.0.1:5001 down, 127.0.0.1:5002 standby', 'down after 2 failures');
   t.ok(f.lines.some((l) => l.startsWith('WARN upstream node is down') && l.includes('connection refused')), 'one line says so, with the error');
@@ -101,7 +101,7 @@ t.test('two nodes claiming primary: no new session goes to either until one step
   t.equal(errors(), 1, 'said once');
   await f.round();
   t.equal(errors(), 1, 'not again while it lasts');
-  const waiting = f.set.whenPrimary(5000);
+  const waiting = f.set.whenTarget(5000);
   f.says.set(5001, 'standby');
   await f.round();
   t.same(await waiting, B, 'once the old one is in recovery, the other is the primary');
@@ -140,7 +140,7 @@ t.test('a session that saw a node in recovery outranks a check begun before it',
 
 t.test('stop() answers the waiting sessions (none) and ignores checks still running', async (t) => {
   const f = fixture();
-  const waiting = f.set.whenPrimary(60_000);
+  const waiting = f.set.whenTarget(60_000);
   f.set.stop();
   t.equal(await waiting, null);
   await f.round();
