@@ -317,7 +317,7 @@ async function run(cfg: Config, tls: TlsSetup, argv: string[]): Promise<void> {
   const primary = () => upstreams?.primary ?? upstreams?.lastPrimary ?? cfg.upstreams[0]!;
   // The first round of checks (at most health-timeout-ms), so that the start-up's own
   // connections (the cache-invalidation auto check) go to the primary.
-  if (upstreams !== null) await upstreams.whenTarget(cfg.health.timeoutMs + 100);
+  if (upstreams !== null) await upstreams.whenTarget(cfg.health.timeoutMs + 100, false);
   const cache = createCacheContext(cfg, ops, tls, await resolveInvalidation(cfg, ops, tls, primary), link, primary);
   late.cache = cache;
   // With --processes N each serving process keeps its own, and the primary's admin server sums them.

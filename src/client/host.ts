@@ -66,10 +66,12 @@ export interface ClientSettings {
 export interface UpstreamRouter {
   /** The node known to be primary now, or null (none is, or two claim to be). */
   readonly primary: HostPort | null;
-  /** Where a new primary-listener session goes: the primary, or without credentials a node to try; null: wait. */
-  readonly target: HostPort | null;
-  /** The target as soon as there is one; null after timeoutMs. */
+  /** Where a new primary-listener session goes now: the primary, or without credentials a node to try; null: wait. */
+  route(): HostPort | null;
+  /** The same, as soon as there is one; null after timeoutMs. */
   whenTarget(timeoutMs: number): Promise<HostPort | null>;
+  /** A primary-listener session's startup on this node ended (ReadyForQuery). */
+  startupDone(node: HostPort): void;
   /** Resolves once every node has been checked once (or after timeoutMs). */
   whenChecked(timeoutMs: number): Promise<void>;
   /** The standby a new read-only session goes to (fewest of `sessions`, by node name), or null. */

@@ -352,6 +352,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
         this.txStatus = buf[start + 5] as TxStatus;
         lead = this.books.readyForQuery(prev, this.txStatus);
         if (this.state === S.Authenticating) {
+          if (!this.readOnly && this.upstream.node !== null) this.host.upstreams?.startupDone(this.upstream.node);
           this.recorder.accepted();
           this.clientFramer.setMaxInspectLength(this.host.settings.maxMessageBytes);
         }

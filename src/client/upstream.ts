@@ -85,7 +85,7 @@ export class UpstreamLeg {
       this.connectReadOnly();
       return;
     }
-    const now = router.target;
+    const now = router.route();
     if (now !== null) {
       this.connectTo(now, startupPacket);
       return;

@@ -22,7 +22,8 @@
  * in list order whose role is unknown. A session that reaches a standby is closed before it can
  * send anything (client/standby-guard.ts) and the next one tries the next node. What a node said
  * through a session lasts until it fails a check for good (down: it may come back in any role);
- * a standby's word, while no primary is known, lasts health-interval-ms (it may be promoted).
+ * a standby's word, while no primary is known, lasts what a check's would then: a second at most
+ * (it may be promoted). Meanwhile a node tried gets one session at a time (route()).
  */
 import { formatHostPort as nodeName, type HostPort } from '../config';
 import type { OpsLog } from '../log/ops';
@@ -129,7 +130,12 @@ export class UpstreamSet {
   private last: NodeState | null = null;
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
-  private waiters: { resolve: (p: HostPort | null) => void; timer: NodeJS.Timeout }[] = [];
+  private waiters: { resolve: (p: HostPort | null) => void; timer: NodeJS.Timeout; session: boolean }[] = [];
+  /**
+   * Without credentials: the candidate a session is trying now, until when. Other sessions wait
+   * for what it finds (a standby would close them all), one at a time after health-timeout-ms.
+   */
+  private trial: { node: NodeState; timer: NodeJS.Timeout } | null = null;
   /** Sessions waiting for every node's first check (read-only listener). */
   private checkedWaiters: (() => void)[] = [];
   /** Where the next tie among equally loaded standbys starts (round robin). */
@@ -177,6 +183,7 @@ export class UpstreamSet {
       w.resolve(null);
     }
     this.waiters = [];
+    this.endTrial();
     this.releaseCheckedWaiters();
   }
 
@@ -240,11 +247,66 @@ export class UpstreamSet {
   }
 
   /**
-   * The node a new session of the primary listener goes to now: the primary or, without
-   * credentials while none is known, the node to try (file comment). Null: it waits.
+   * Where new sessions of the primary listener go: the primary or, without credentials while none
+   * is known, the node to try (file comment). Null: none.
    */
   get target(): HostPort | null {
     return (this.current ?? this.candidate)?.address ?? null;
+  }
+
+  /**
+   * Where a new session goes now: the primary; or, while a node is being tried, the first
+   * session goes there (a trial) and the next ones wait for what it finds (null).
+   */
+  route(): HostPort | null {
+    if (this.current !== null) return this.current.address;
+    const c = this.candidate;
+    if (c === null || (this.trial !== null && this.trial.node === c)) return null;
+    this.endTrial();
+    // One session tries it; if nothing is learned within health-timeout-ms (its login failed,
+    // say), the next waiting one tries.
+    const timer = setTimeout(() => {
+      this.trial = null;
+      this.releaseOne();
+    }, this.opts.timeoutMs);
+    timer.unref();
+    this.trial = { node: c, timer };
+    return c.address;
+  }
+
+  /**
+   * A session's startup on `node` ended (ReadyForQuery). A node tried that said nothing of its
+   * role (PostgreSQL 13 and older report no in_hot_standby) is not tried one session at a time:
+   * the waiting sessions go there too.
+   */
+  startupDone(node: HostPort): void {
+    const t = this.trial;
+    if (t === null || t.node !== this.find(node) || t.node !== this.candidate) return;
+    this.endTrial();
+    this.releaseWaiters(t.node.address);
+  }
+
+  private endTrial(): void {
+    if (this.trial === null) return;
+    clearTimeout(this.trial.timer);
+    this.trial = null;
+  }
+
+  /** A node is being tried: the sessions waiting for it go one at a time (route()); others at once. */
+  private releaseOne(): void {
+    if (this.current !== null || this.candidate === null) return;
+    const others = this.waiters.filter((w) => !w.session);
+    for (const w of others) {
+      clearTimeout(w.timer);
+      w.resolve(this.candidate.address);
+    }
+    this.waiters = this.waiters.filter((w) => w.session);
+    if (this.waiters.length === 0) return;
+    const node = this.route();
+    if (node === null) return;
+    const w = this.waiters.shift()!;
+    clearTimeout(w.timer);
+    w.resolve(node);
   }
 
   /** The last node chosen as primary (also during a gap without one); null before the first choice. */
@@ -252,13 +314,17 @@ export class UpstreamSet {
     return this.last?.address ?? null;
   }
 
-  /** The target, at once or as soon as there is one; null after timeoutMs without one. */
-  whenTarget(timeoutMs: number): Promise<HostPort | null> {
-    const now = this.target;
+  /**
+   * Where a new session goes (route()), at once or as soon as there is a node; null after
+   * timeoutMs without one. forSession false: the target, without trying anything (start-up).
+   */
+  whenTarget(timeoutMs: number, forSession = true): Promise<HostPort | null> {
+    const now = forSession ? this.route() : this.target;
     if (now !== null) return Promise.resolve(now);
     return new Promise((resolve) => {
       const w = {
         resolve,
+        session: forSession,
         timer: setTimeout(() => {
           this.waiters = this.waiters.filter((x) => x !== w);
           resolve(null);
@@ -482,20 +548,23 @@ export class UpstreamSet {
     let next: NodeState | null = null;
     if (this.opts.rolesFromSessions && this.current === null && this.nodes.every((n) => n.checkedAt !== 0) && !this.nodes.some((n) => n.up && n.role === 'primary')) {
       const now = Date.now();
-      // A standby's word, from a session, lasts an interval: no primary is known, so it may be promoted by now.
+      // A standby's word, from a session, lasts as long as a check's would while there is no
+      // primary (a second at most): it may be promoted by now.
+      const lasts = Math.min(this.opts.intervalMs, NO_PRIMARY_RECHECK_MS);
       const mayTry = (n: NodeState): boolean =>
-        n.up && n.failures === 0 && (n.role === 'unknown' || (n.role === 'standby' && n.roleFrom === 'session' && now - n.roleAt >= this.opts.intervalMs));
+        n.up && n.failures === 0 && (n.role === 'unknown' || (n.role === 'standby' && n.roleFrom === 'session' && now - n.roleAt >= lasts));
       const order = this.last !== null && this.nodes.includes(this.last) ? [this.last, ...this.nodes] : this.nodes;
       next = order.find(mayTry) ?? null;
     }
     if (next === this.candidate) return;
     this.candidate = next;
+    this.endTrial();
     if (next === null) return;
     this.ops.info("no upstream node is known to be primary: new sessions try this one (without catalog-user a session's in_hot_standby tells a node's role; one that reaches a standby is closed with 57P01)", {
       node: next.name,
       nodes: this.describe(),
     });
-    this.releaseWaiters(next.address);
+    this.releaseOne();
   }
 
   /** The read-only listener: one line each time a standby starts or stops taking new read-only sessions for its lag. */

@@ -144,3 +144,42 @@ t.test('with credentials, a session saying in_hot_standby off changes nothing: t
   t.equal(set.views().filter((v) => v.tried).length, 0, 'nothing is tried');
   set.stop();
 });
+
+t.test('a node being tried gets one session at a time: the others wait for what it finds', async (t) => {
+  const f = fixture();
+  await f.round();
+  t.same(f.set.route(), A, 'the first session tries A');
+  t.equal(f.set.route(), null, 'the next one waits');
+  const second = f.set.whenTarget(5000);
+  const third = f.set.whenTarget(5000);
+  let settled = 0;
+  void second.then(() => settled++);
+  void third.then(() => settled++);
+  await new Promise((r) => setImmediate(r));
+  t.equal(settled, 0, 'both wait while A is tried');
+  f.set.sawInRecovery(A);
+  t.same(await second, B, 'A is a standby: one waiting session tries B');
+  await new Promise((r) => setImmediate(r));
+  t.equal(settled, 1, 'the other still waits');
+  f.set.sawPrimary(B);
+  t.same(await third, B, 'B is the primary: every waiting session goes there');
+  t.same(f.set.route(), B);
+  t.same(f.set.route(), B, 'and every new one');
+  f.set.stop();
+});
+
+t.test('a try that tells nothing: the next session tries after health-timeout-ms; a startup without in_hot_standby lets every one through', async (t) => {
+  const f = fixture();
+  await f.round();
+  t.same(f.set.route(), A);
+  const next = f.set.whenTarget(5000);
+  const began = Date.now();
+  t.same(await next, A, 'the first try told nothing (its login failed, say): the next session tries');
+  t.ok(Date.now() - began >= 90, `after health-timeout-ms (100): ${Date.now() - began} ms`);
+  const a = f.set.whenTarget(5000);
+  const b = f.set.whenTarget(5000);
+  f.set.startupDone(A);
+  t.same(await Promise.all([a, b]), [A, A], 'a startup that ended without in_hot_standby (PostgreSQL 13): the waiting sessions go too');
+  t.equal(f.set.primary, null, 'A is still not known to be primary');
+  f.set.stop();
+});
