@@ -20,6 +20,7 @@ import { LocalSource, insightOptions, type AdminSource } from './admin/source';
 import { ProcessesSource } from './processes/admin-source';
 import { Insight } from './insight';
 import { streamOpsLog, type OpsLog } from './log/ops';
+import { Sampler } from './log/sampling';
 import { cacheFields, readingsOf, statsLine } from './metrics';
 import { Server } from './server';
 import { type CertInfo, type TlsSetup } from './tls';
@@ -75,7 +76,10 @@ export function createLogger(cfg: Config, ops: OpsLog, pipeFd: number | null = n
   if (log.path === 'none') return new NoopLogger();
   const format = lineFormatterOf(log);
   const done = !log.completions ? null : log.format === 'json' ? jsonCompletionFormatter() : textCompletionFormatter();
-  return new SinkLogger(createSink(cfg, ops, pipeFd), format, done);
+  const reportDropped = (n: number, total: number) =>
+    ops.warn('query log is behind: lines dropped in the last second (log-overflow drop); give the log a faster disk, or set log-overflow wait to pause clients instead', { dropped: n, dropped_total: total, log: log.path });
+  const policy = { sampler: log.sample.length === 0 ? null : new Sampler(log.sample), dropAboveBytes: log.overflow === 'drop' ? log.bufferBytes : null, reportDropped };
+  return new SinkLogger(createSink(cfg, ops, pipeFd), format, done, policy);
 }
 
 /** What the operator reads when the query log cannot be written: the problem and what to do. */

@@ -67,6 +67,8 @@ export function sumReadings(parts: readonly Readings[]): Readings {
     readOnlyToPrimary: sum((r) => r.readOnlyToPrimary),
     readOnlyRefused: sum((r) => r.readOnlyRefused),
     logLines: sum((r) => r.logLines),
+    logSampledOut: sum((r) => r.logSampledOut),
+    logDropped: sum((r) => r.logDropped),
     logQueuedBytes: sum((r) => r.logQueuedBytes),
     rss: sum((r) => r.rss),
     heapUsed: sum((r) => r.heapUsed),

@@ -45,7 +45,7 @@ export interface MetricsHost {
   readonly connectionsTotal: number;
   readonly listening: boolean;
   readonly startedAt: number;
-  readonly logger: { readonly lines: number; readonly queuedBytes: number };
+  readonly logger: { readonly lines: number; readonly sampledOut?: number; readonly dropped?: number; readonly queuedBytes: number };
   readonly cache: { readonly layer: { counters(): Record<string, number> }; readonly changes?: { counters(): Record<string, number> } | null } | null;
   readonly insight: Insight | null;
   /** Several upstream nodes: their health; null with one. */
@@ -78,6 +78,9 @@ export interface Readings {
   readOnlyToPrimary: number;
   readOnlyRefused: number;
   logLines: number;
+  /** Query log lines log-sample left out, and lines dropped behind a slow writer (log-overflow drop). */
+  logSampledOut: number;
+  logDropped: number;
   logQueuedBytes: number;
   rss: number;
   heapUsed: number;
@@ -124,6 +127,8 @@ export function readingsOf(host: MetricsHost): Readings {
     readOnlyToPrimary: traffic.readOnlyToPrimary,
     readOnlyRefused: traffic.readOnlyRefused,
     logLines: host.logger.lines,
+    logSampledOut: host.logger.sampledOut ?? 0,
+    logDropped: host.logger.dropped ?? 0,
     logQueuedBytes: host.logger.queuedBytes,
     rss: mem.rss,
     heapUsed: mem.heapUsed,
@@ -295,6 +300,8 @@ const METRICS: readonly Entry[] = [
     ],
   },
   counter('log_lines', 'Query log lines accepted (written or queued).', (r) => r.logLines, { json: ['log', 'lines'] }),
+  counter('log_sampled_out', 'Query log lines log-sample left out.', (r) => r.logSampledOut, { json: ['log', 'sampled_out'] }),
+  counter('log_dropped', 'Query log lines dropped because the writer was behind (log-overflow drop).', (r) => r.logDropped, { json: ['log', 'dropped'] }),
   gauge('rss', 'Resident memory size in bytes.', (r) => r.rss, { prom: 'process_resident_memory_bytes' }),
   gauge('heap_used', 'V8 heap in use, bytes.', (r) => r.heapUsed, { prom: null }),
   gauge('external', 'Memory of C++ objects bound to JavaScript objects (Buffers among them), bytes.', (r) => r.external, { prom: null }),

@@ -80,7 +80,7 @@ export function reloadSettings(argv: string[], r: Reloadable): string[] {
   if (r.upstreams !== null && any('upstream', 'health-interval-ms', 'health-timeout-ms', 'health-failures', 'max-replica-lag-ms')) {
     r.upstreams.reconfigure(r.cfg.upstreams, healthOptionsOf(r.cfg));
   }
-  if (r.logger !== null && any('log-params', 'log-param-max-bytes', 'log-repeated-sql-max-chars')) r.logger.reformat?.(lineFormatterOf(r.cfg.log));
+  if (r.logger !== null && any('log-params', 'log-param-max-bytes', 'log-repeated-sql-max-chars', 'log-redact', 'log-sql')) r.logger.reformat?.(lineFormatterOf(r.cfg.log));
   const cache = r.cache;
   if (cache !== null && any('cache-rules', 'cache-ttl')) {
     cache.policy = cachePolicyOf(r.cfg, cache.catalogs === null);

@@ -277,9 +277,10 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     this.rawAnswer = rawAnswer;
     const host = this.host;
     const database = params.get('database') || user;
-    this.recorder.session = { id: this.id, user, database, client: this.address };
+    const application = params.get('application_name') ?? '';
+    this.recorder.session = { id: this.id, user, database, client: this.address, application };
     if (host.cache !== null) this.cache = this.books.cache = new CacheDriver(this, host.cache, this.ledger, this.recorder, params, user, database, this.readOnly);
-    this.gate = gateFor(this, host, { user, database, application: params.get('application_name') ?? '' }, this.cache);
+    this.gate = gateFor(this, host, { user, database, application }, this.cache);
     this.clientFramer.setStartup(false);
     // Until PostgreSQL accepts the session, what a client may make pgscribe assemble is what the
     // server itself reads from an unauthenticated client (an authentication message); the full

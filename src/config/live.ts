@@ -28,6 +28,8 @@ export const LIVE_SETTINGS: ReadonlySet<SettingName> = new Set<SettingName>([
   'shutdown-grace',
   'log-params',
   'log-param-max-bytes',
+  'log-redact',
+  'log-sql',
   'log-repeated-sql-max-chars',
   'cache-ttl',
   'cache-rules',

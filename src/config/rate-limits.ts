@@ -7,6 +7,7 @@
  * As cache-rules.ts does for its rules, the rules are checked here and kept as written, for --check.
  */
 import { ConfigError } from './config-error';
+import { ruleList, ruleNumber as num } from './rule-list';
 import type { RateLimitRule } from './types';
 
 const FIELDS = ['user', 'database', 'application_name', 'qps', 'burst'] as const;
@@ -17,38 +18,7 @@ const DEFAULT_BURST = 1;
 
 /** Parses and checks the rules; keeps them as written (absent matchers left out), for --check. */
 export function rateLimits(raw: unknown, key: string): RateLimitRule[] {
-  let v = raw;
-  if (typeof v === 'string') v = /^\s*[[{]/.test(v) ? fromJson(v, key) : fromCompact(v, key);
-  if (!Array.isArray(v)) throw new ConfigError(key, `expected an array of {"user", "database", "application_name", "qps", "burst"} rules, got ${JSON.stringify(raw)}`);
-  return v.map((r: unknown, i) => rule(r, `rule ${i}`, key));
-}
-
-function fromJson(text: string, key: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError(key, `expected a JSON array of rules: ${(err as Error).message}`);
-  }
-}
-
-/** `user=flood,qps=50,burst=10;database=x,qps=5`: numbers stay strings here, rule() reads them. */
-function fromCompact(text: string, key: string): Record<string, string>[] {
-  const rules: Record<string, string>[] = [];
-  const parts = text.split(';').map((p) => p.trim());
-  if (parts.length === 1 && parts[0] === '') return rules;
-  parts.forEach((part, i) => {
-    if (part === '') throw new ConfigError(key, `rule ${i}: empty (two ';' in a row, or a trailing one)`);
-    const o: Record<string, string> = {};
-    for (const field of part.split(',')) {
-      const eq = field.indexOf('=');
-      if (eq <= 0) throw new ConfigError(key, `rule ${i}: expected NAME=VALUE, got ${JSON.stringify(field.trim())} (e.g. user=flood,qps=50,burst=10)`);
-      const name = field.slice(0, eq).trim();
-      if (name in o) throw new ConfigError(key, `rule ${i}: ${name} given twice`);
-      o[name] = field.slice(eq + 1).trim();
-    }
-    rules.push(o);
-  });
-  return rules;
+  return ruleList(raw, key, '{"user", "database", "application_name", "qps", "burst"}', 'user=flood,qps=50,burst=10').map((r, i) => rule(r, `rule ${i}`, key));
 }
 
 function rule(r: unknown, where: string, key: string): RateLimitRule {
@@ -70,14 +40,6 @@ function rule(r: unknown, where: string, key: string): RateLimitRule {
     out[k] = m;
   }
   return out;
-}
-
-/** A number, or its decimal text (the compact form); undefined when absent. */
-function num(v: unknown, what: string, key: string): number | undefined {
-  if (v === undefined) return undefined;
-  const n = typeof v === 'number' ? v : typeof v === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(v) ? Number(v) : NaN;
-  if (!Number.isFinite(n)) throw new ConfigError(key, `${what} must be a number, got ${JSON.stringify(v)}`);
-  return n;
 }
 
 /** How a rule is named in messages: `rate-limits rule 0 (user=flood)`. */

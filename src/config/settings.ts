@@ -5,6 +5,7 @@
  */
 import { cacheRules } from './cache-rules';
 import { rateLimits } from './rate-limits';
+import { logRedact, logSample } from './log-rules';
 import { ConfigError } from './config-error';
 import { adminAddress, bool, optionalListen, filePath, int, nonEmpty, oneOf, parseHostPort, parseHostPortList, processCount, redisAddress, str, tlsMode, type Parser } from './parsers';
 import type { CacheInvalidation, Config, HostPort, RedisTlsMode, ReplicaFallback, UpstreamTlsMode } from './types';
@@ -53,6 +54,10 @@ export const SETTINGS = {
   'log-params': setting(['log', 'params'], bool, true, 'log Bind parameter values (false: only their count)'),
   'log-param-max-bytes': setting(['log', 'paramMaxBytes'], int(0, 1 << 20), 256, 'parameter values longer than this are cut in the log'),
   'log-repeated-sql-max-chars': setting(['log', 'repeatedSqlMaxChars'], int(0, 0x3fffffff), 4096, "Bind and Execute lines show this much of their statement's SQL (the Parse line has it whole); 0: all"),
+  'log-redact': setting(['log', 'redact'], logRedact, [], 'statements whose lines hold no data values (parameters as a count, SQL in the digest normal form): a regular expression on the SQL, or an array of them'),
+  'log-sql': setting(['log', 'sqlForm'], oneOf('text', 'normalized'), 'text', 'text: SQL as sent; normalized: every line in the digest normal form (literals as $n) and no parameter values'),
+  'log-sample': setting(['log', 'sample'], logSample, [], 'write only a fraction of some sessions\' lines, first match wins: JSON [{"user", "database", "application_name", "sql", "rate"}] or user=U,application_name=A,rate=0.1;...'),
+  'log-overflow': setting(['log', 'overflow'], oneOf('wait', 'drop'), 'wait', 'when the query log falls behind by log-buffer-bytes: wait (pause clients, never drop) or drop (drop lines, count them, say so every second)'),
   'log-buffer-bytes': setting(['log', 'bufferBytes'], int(4096, 1 << 30), 8 << 20, 'log bytes queued before client reads pause'),
   'max-connections': setting(['limits', 'maxConnections'], int(1, 100000), 100, 'client sessions at once; more get 53300'),
   'max-user-connections': setting(['limits', 'maxUserConnections'], int(0, 100000), 0, 'client sessions at once per user (0: no limit); more get 53300'),

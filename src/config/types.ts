@@ -69,6 +69,28 @@ export interface LogConfig {
   bufferBytes: number;
   /** A `done` line after each Q/E's answer. */
   completions: boolean;
+  /**
+   * Statements whose lines hold no data values (src/log/redaction.ts): their parameters become a
+   * count and their SQL the digest normal form (literals as $n). Regular expressions, any match.
+   */
+  redact: string[];
+  /** `normalized`: every line's SQL in the digest normal form and no parameter values. */
+  sqlForm: 'text' | 'normalized';
+  /** Which sessions' lines are written (src/log/sampling.ts); first match wins; none: every line. */
+  sample: LogSampleRule[];
+  /** When the writer is behind: `wait` pauses the clients (never drops), `drop` drops and counts. */
+  overflow: 'wait' | 'drop';
+}
+
+/** A log-sample rule: sessions (and, with `sql`, statements) it matches are written at `rate`. */
+export interface LogSampleRule {
+  user?: string;
+  database?: string;
+  application_name?: string;
+  /** A regular expression (case-insensitive) on the statement's SQL. */
+  sql?: string;
+  /** The fraction of matching sessions whose matching lines are written, 0 to 1. */
+  rate: number;
 }
 
 /** The result cache and singleflight in this process. */

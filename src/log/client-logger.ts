@@ -3,6 +3,7 @@
  * lines go (file, stdout) or whether they go anywhere (none); the state machine does not care.
  */
 import type { LineSink } from './file-sink';
+import type { Sampler } from './sampling';
 import type { CompletionFormatter, CompletionRecord, LineFormatter, QueryRecord, SessionInfo } from './format';
 
 export interface ClientLogger {
@@ -30,30 +31,109 @@ export interface ClientLogger {
   /** Last-resort synchronous flush on process exit. */
   flushSync(): void;
   close(): Promise<void>;
-  /** Lines accepted so far. */
+  /** Lines accepted so far (written or queued). */
   readonly lines: number;
+  /** Lines log-sample left out (optional: a logger that does not sample leaves it out). */
+  readonly sampledOut?: number;
+  /** Lines dropped because the writer was behind (log-overflow drop; optional likewise). */
+  readonly dropped?: number;
   /** Bytes accepted and not yet written. */
   readonly queuedBytes: number;
+}
+
+/** What a SinkLogger leaves out: sampled sessions, and lines that find the writer behind. */
+export interface LogPolicy {
+  sampler?: Sampler | null;
+  /**
+   * log-overflow drop: a line that finds this many bytes queued or more is dropped and counted,
+   * and clients are never paused. Null (the default): every line waits its turn.
+   */
+  dropAboveBytes?: number | null;
+  /** Called once a second while lines are being dropped, with that second's count. */
+  reportDropped?: (count: number, total: number) => void;
 }
 
 /** Formats records and hands the lines to a LineSink (a file or stdout). */
 export class SinkLogger implements ClientLogger {
   readonly enabled = true;
   private count = 0;
+  private sampledCount = 0;
+  private droppedCount = 0;
+  private droppedThisSecond = 0;
+  private dropTimer: NodeJS.Timeout | null = null;
+  private readonly sampler: Sampler | null;
+  private readonly dropAbove: number | null;
+  /** Per session, the seqs of Q/E lines sampling left out: their `done` lines go too. */
+  private readonly unsampled = new WeakMap<SessionInfo, Set<number>>();
+
   constructor(
     private readonly sink: LineSink,
     private format: LineFormatter,
     private readonly completionFormat: CompletionFormatter | null = null,
-  ) {}
+    private readonly policy: LogPolicy = {},
+  ) {
+    this.sampler = policy.sampler ?? null;
+    this.dropAbove = policy.dropAboveBytes ?? null;
+  }
 
   log(session: SessionInfo, record: QueryRecord): boolean {
+    if (this.sampler !== null && !this.sampler.keeps(session, record.sql)) {
+      this.sampledCount++;
+      if (this.completionFormat !== null && record.seq !== undefined && (record.type === 'Q' || record.type === 'E')) {
+        let seqs = this.unsampled.get(session);
+        if (seqs === undefined) this.unsampled.set(session, (seqs = new Set()));
+        seqs.add(record.seq);
+      }
+      return true;
+    }
+    if (this.dropAbove !== null) return this.writeOrDrop(this.format(session, record, Date.now()));
     this.count++;
     return this.sink.write(this.format(session, record, Date.now()));
   }
   logCompletion(session: SessionInfo, record: CompletionRecord): boolean {
     if (this.completionFormat === null) return true;
+    if (this.sampler !== null && this.unsampled.get(session)?.delete(record.seq) === true) {
+      this.sampledCount++;
+      return true;
+    }
+    if (this.dropAbove !== null) return this.writeOrDrop(this.completionFormat(session, record, Date.now()));
     this.count++;
     return this.sink.write(this.completionFormat(session, record, Date.now()));
+  }
+
+  /** log-overflow drop: write the line unless the writer is behind; never pause the client. */
+  private writeOrDrop(line: string): true {
+    if (this.sink.bufferedBytes >= this.dropAbove!) {
+      this.droppedCount++;
+      this.droppedThisSecond++;
+      if (this.dropTimer === null) this.startDropReports();
+      return true;
+    }
+    this.count++;
+    this.sink.write(line);
+    return true;
+  }
+
+  /** One report a second while lines are dropped; the timer stops after a second without any. */
+  private startDropReports(): void {
+    this.dropTimer = setInterval(() => {
+      const n = this.droppedThisSecond;
+      this.droppedThisSecond = 0;
+      if (n > 0) {
+        this.policy.reportDropped?.(n, this.droppedCount);
+        return;
+      }
+      clearInterval(this.dropTimer!);
+      this.dropTimer = null;
+    }, 1000);
+    this.dropTimer.unref();
+  }
+
+  get sampledOut(): number {
+    return this.sampledCount;
+  }
+  get dropped(): number {
+    return this.droppedCount;
   }
   /** Bytes accepted and not yet written (the sink's queue). */
   get queuedBytes(): number {
@@ -75,6 +155,13 @@ export class SinkLogger implements ClientLogger {
     this.sink.flushSync();
   }
   close(): Promise<void> {
+    if (this.dropTimer !== null) {
+      clearInterval(this.dropTimer);
+      this.dropTimer = null;
+      // The last second's drops are said too: none goes unreported.
+      if (this.droppedThisSecond > 0) this.policy.reportDropped?.(this.droppedThisSecond, this.droppedCount);
+      this.droppedThisSecond = 0;
+    }
     return this.sink.close();
   }
   get lines(): number {
@@ -86,6 +173,8 @@ export class SinkLogger implements ClientLogger {
 export class NoopLogger implements ClientLogger {
   readonly enabled = false;
   readonly lines = 0;
+  readonly sampledOut = 0;
+  readonly dropped = 0;
   log(): boolean {
     return true;
   }

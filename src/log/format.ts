@@ -4,6 +4,7 @@
  */
 import { paramFormat } from '../protocol/client-messages';
 import { TEXT_UNSAFE, TEXT_UNSAFE_ALL, jsonSafe } from './escape';
+import { redactionOf, type RedactionSettings } from './redaction';
 
 /** Who sent a query: fixed for the lifetime of a client connection. */
 export interface SessionInfo {
@@ -14,6 +15,8 @@ export interface SessionInfo {
   readonly client: string;
   /** With several upstreams: the node (HOST:PORT) serving the session, set when it connects there. */
   node?: string;
+  /** application_name of the startup packet ('' when none): log-sample rules match it. */
+  readonly application?: string;
 }
 
 export type QueryType = 'Q' | 'P' | 'B' | 'E';
@@ -41,6 +44,8 @@ export interface QueryRecord {
   refused?: 'rate-limit' | undefined;
   /** The line's number within its connection (1, 2, ...): completion records refer to it. */
   seq?: number | undefined;
+  /** Its data values are hidden (redaction.ts): parameters as a count, SQL in the normal form. */
+  redacted?: true | undefined;
 }
 
 /**
@@ -90,9 +95,11 @@ export interface FormatOptions {
 }
 
 /** The query-line formatter the log settings ask for (at start, and again after a reload). */
-export function lineFormatterOf(log: { format: 'text' | 'json'; params: boolean; paramMaxBytes: number; repeatedSqlMaxChars: number; completions: boolean }): LineFormatter {
+export function lineFormatterOf(log: { format: 'text' | 'json'; params: boolean; paramMaxBytes: number; repeatedSqlMaxChars: number; completions: boolean } & RedactionSettings): LineFormatter {
   const opts = { params: log.params, paramMaxBytes: log.paramMaxBytes, repeatedSqlMaxChars: log.repeatedSqlMaxChars, seq: log.completions };
-  return log.format === 'json' ? jsonFormatter(opts) : textFormatter(opts);
+  const format = log.format === 'json' ? jsonFormatter(opts) : textFormatter(opts);
+  const redact = redactionOf(log);
+  return redact === null ? format : (s, r, now) => format(s, redact(r), now);
 }
 
 /** Characters of a B or E line's SQL cut off at repeatedSqlMaxChars (0: none). */
@@ -212,7 +219,8 @@ export function textFormatter(opts: FormatOptions): LineFormatter {
     if (r.statement !== null && r.statement !== '') line += ' stmt=' + nameToken(r.statement);
     if (r.portal !== null && r.portal !== '') line += ' portal=' + nameToken(r.portal);
     if (r.params !== null) {
-      line += opts.params ? ' params=' + textParams(r.params, opts.paramMaxBytes) : ' params=' + r.params.values.length + ':hidden';
+      if (r.redacted === true) line += ' params=' + r.params.values.length + ':redacted';
+      else line += opts.params ? ' params=' + textParams(r.params, opts.paramMaxBytes) : ' params=' + r.params.values.length + ':hidden';
     }
     if (r.cache !== undefined) line += ' cache=' + r.cache;
     if (r.flight !== undefined) line += ' flight=' + r.flight;
@@ -323,8 +331,9 @@ export function jsonFormatter(opts: FormatOptions): LineFormatter {
     if (r.statement !== null) o['stmt'] = r.statement;
     if (r.portal !== null) o['portal'] = r.portal;
     if (r.params !== null) {
-      if (opts.params) o['params'] = jsonParams(r.params, opts.paramMaxBytes);
+      if (opts.params && r.redacted !== true) o['params'] = jsonParams(r.params, opts.paramMaxBytes);
       else o['paramCount'] = r.params.values.length;
+      if (r.redacted === true) o['redacted'] = true;
     }
     if (r.cache !== undefined) o['cache'] = r.cache;
     if (r.flight !== undefined) o['flight'] = r.flight;

@@ -37,6 +37,10 @@ const DEFAULTS: Config = {
     repeatedSqlMaxChars: 4096,
     bufferBytes: 8 * 1024 * 1024,
     completions: false,
+    redact: [],
+    sqlForm: 'text',
+    sample: [],
+    overflow: 'wait',
   },
   cache: {
     enabled: false,
@@ -89,6 +93,10 @@ const DEFAULTS_DESCRIBED = {
   'log-param-max-bytes': 256,
   'log-repeated-sql-max-chars': 4096,
   'log-buffer-bytes': 8388608,
+  'log-redact': [],
+  'log-sql': 'text',
+  'log-sample': [],
+  'log-overflow': 'wait',
   'max-connections': 100,
   'max-user-connections': 0,
   'max-db-connections': 0,
@@ -236,6 +244,10 @@ t.test('every flag parses', async (tt) => {
     '--log-param-max-bytes', '0',
     '--log-repeated-sql-max-chars', '0',
     '--log-buffer-bytes', '4096',
+    '--log-redact', 'card|ssn',
+    '--log-sql', 'normalized',
+    '--log-sample', 'application_name=batch,rate=0.1;user=etl,sql=^select,rate=0',
+    '--log-overflow', 'drop',
     '--max-connections', '1',
     '--max-user-connections', '4',
     '--max-db-connections', '6',
@@ -323,6 +335,13 @@ t.test('every flag parses', async (tt) => {
       repeatedSqlMaxChars: 0,
       bufferBytes: 4096,
       completions: true,
+      redact: ['card|ssn'],
+      sqlForm: 'normalized',
+      sample: [
+        { application_name: 'batch', rate: 0.1 },
+        { user: 'etl', sql: '^select', rate: 0 },
+      ],
+      overflow: 'drop',
     },
     cache: {
       enabled: true,
@@ -517,6 +536,8 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
       'log-param-max-bytes': 16,
       'log-repeated-sql-max-chars': 100,
       'log-buffer-bytes': '65536',
+      'log-redact': ['insert into cards', 'ssn'],
+      'log-sample': [{ database: 'analytics', rate: 0.5 }],
       'max-connections': 3,
       'max-user-connections': 2,
       'max-db-connections': 0,
@@ -604,6 +625,10 @@ t.test('config file: all keys, JSON types, and flags win', async (tt) => {
       repeatedSqlMaxChars: 100,
       bufferBytes: 65536,
       completions: true,
+      redact: ['insert into cards', 'ssn'],
+      sqlForm: 'text',
+      sample: [{ database: 'analytics', rate: 0.5 }],
+      overflow: 'wait',
     },
     cache: {
       enabled: true,
@@ -1035,4 +1060,18 @@ t.test('cache-invalidation: ttl by default; wal needs --cache and catalog-user; 
   const refused = check(['--cache-invalidation', 'wal']);
   tt.equal(refused.status, 1, 'wal without catalog-user fails --check');
   tt.match(refused.stderr, /invalid setting cache-invalidation: wal reads PostgreSQL's change stream/);
+});
+
+t.test('log-redact, log-sample: rules checked, kept as written', async (tt) => {
+  tt.strictSame(configOf(['--log-redact', '']).log.redact, [], "'' is none");
+  tt.strictSame(configOf(['--log-redact', '^insert into cards']).log.redact, ['^insert into cards']);
+  rejects(tt, () => configOf(['--log-redact', 'card(']), '--log-redact', 'not a regular expression');
+  rejects(tt, () => configOf(['--log-sample', '{"rate": 0.25, "sql": "^select"}']), '--log-sample', 'one JSON object is not a list');
+  tt.strictSame(configOf(['--log-sample', '[{"rate": 0.25, "sql": "^select, 1"}]']).log.sample, [{ sql: '^select, 1', rate: 0.25 }], 'JSON: a pattern with a comma');
+  rejects(tt, () => configOf(['--log-sample', 'user=a']), '--log-sample', 'no rate');
+  rejects(tt, () => configOf(['--log-sample', 'rate=1.5']), '--log-sample', 'rate over 1');
+  rejects(tt, () => configOf(['--log-sample', 'rate=0.5,host=x']), '--log-sample', 'an unknown field');
+  rejects(tt, () => configOf(['--log-sample', 'sql=(,rate=0.5']), '--log-sample', 'a bad pattern');
+  rejects(tt, () => configOf(['--log-overflow', 'never']), '--log-overflow', 'wait or drop');
+  rejects(tt, () => configOf(['--log-sql', 'hidden']), '--log-sql', 'text or normalized');
 });
