@@ -50,6 +50,11 @@
  *                     are in startPgpool()
  *   pgscribe-insight  pgscribe-log plus --log-completions and --admin (a done line per query, query
  *                     digests and table heat): compare with pgscribe-log for their cost
+ *   pgscribe-log-redact      pgscribe-log with --log-redact . (every statement redacted: parameters
+ *                     as a count, SQL in the digest normal form)
+ *   pgscribe-log-normalized  pgscribe-log with --log-sql normalized (the same on every line)
+ *   pgscribe-log-sample10    pgscribe-log with --log-sample rate=0.1 (a tenth of the sessions
+ *                     written; pgbench's few long sessions make this a coarse sample)
  *   node-ceiling      bench/constant-server.ts: a Node server answering every query with one row
  *                     from memory, no parsing, no log: the most any Node cache can reach on this
  *                     machine (hotset workloads only; its answers are not the real rows)

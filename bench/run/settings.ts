@@ -38,6 +38,10 @@ export const ALL_TARGETS = [
   'pgpool-cache',
   'node-ceiling',
   'pgscribe-insight',
+  // What the log's privacy and volume settings cost or save against pgscribe-log (issue 19).
+  'pgscribe-log-redact',
+  'pgscribe-log-normalized',
+  'pgscribe-log-sample10',
   'pgscribe-l2',
   'pgscribe-cache-x2',
   'pgscribe-l2-x2',

@@ -47,6 +47,11 @@ const PGSCRIBE_FLAGS: Record<PgscribeKind, string[]> = {
   'pgscribe-cache-nolog': ['--cache', '--singleflight'],
   'pgscribe-cache-w2': ['--cache', '--singleflight', '--workers', '2'],
   'pgscribe-insight': ['--log-completions', '--admin', '127.0.0.1:0'],
+  // Every statement redacted: its parameters a count, its SQL in the normal form (the worst case).
+  'pgscribe-log-redact': ['--log-redact', '.'],
+  'pgscribe-log-normalized': ['--log-sql', 'normalized'],
+  // One session in ten written (pgbench's sessions all match the rule).
+  'pgscribe-log-sample10': ['--log-sample', 'rate=0.1'],
   'pgscribe-l2': ['--cache', '--singleflight'],
   'pgscribe-cache-x2': ['--cache', '--singleflight'],
   'pgscribe-l2-x2': ['--cache', '--singleflight'],
