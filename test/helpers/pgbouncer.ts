@@ -118,7 +118,7 @@ export async function startPgbouncer(o: PgbouncerOptions): Promise<Pgbouncer> {
           'reserve_pool_size = 0',
           'max_client_conn = 200',
           ...(o.maxPreparedStatements === undefined ? [] : [`max_prepared_statements = ${o.maxPreparedStatements}`]),
-          // pgscribe's catalog connection and some clients send it; PgBouncer refuses unknown startup parameters.
+          // JDBC and some other drivers send it (psql, pgbench and pgscribe's own connections do not); PgBouncer refuses unknown startup parameters.
           'ignore_startup_parameters = extra_float_digits',
           `logfile = ${logFile}`,
           '',
