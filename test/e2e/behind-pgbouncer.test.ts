@@ -92,7 +92,7 @@ t.test('behind PgBouncer (transaction pooling)', { skip: bin !== null || inCi ? 
   for (const mode of modes) {
     await t.test(`pgbench -M ${mode} -c ${CLIENTS} -j 2 -t ${TX_PER_CLIENT} through pgscribe and PgBouncer`, async (t) => {
       const r = await pgbenchThrough(t, fx, pg, mode);
-      t.equal(r.result.code, 0, `pgbench exits 0${r.result.code === 0 ? "" : `: ${r.result.stderr.slice(-600)}`}`);
+      t.equal(r.result.code, 0, `pgbench exits 0${r.result.code === 0 ? '' : `: ${r.result.stderr.slice(-600)}`}`);
       t.match(r.result.stdout, `query mode: ${mode}`);
       const done = /number of transactions actually processed: (\d+)\/(\d+)/.exec(r.result.stdout);
       t.same(done && [Number(done[1]), Number(done[2])], [CLIENTS * TX_PER_CLIENT, CLIENTS * TX_PER_CLIENT], 'every transaction processed');
@@ -129,7 +129,10 @@ t.test('behind PgBouncer (transaction pooling)', { skip: bin !== null || inCi ? 
       t.same(server.errors, [], 'the server logged no error for this run');
       const kinds = { Q: 'statement', P: 'parse', B: 'bind', E: 'execute' } as const;
       for (const k of ['Q', 'P', 'B', 'E'] as const) {
-        t.equal(c[k], server.counts[k], `${k} lines = "${kinds[k]}" lines in the server log (${server.counts[k]})`);
+        if (k === 'P' && mode === 'prepared') {
+          // PgBouncer 1.21+ parses a client's statement again on each backend that lacks it.
+          t.ok(server.counts.P >= c.P, `"parse" lines in the server log (${server.counts.P}) >= P lines (${c.P})`);
+        } else t.equal(c[k], server.counts[k], `${k} lines = "${kinds[k]}" lines in the server log (${server.counts[k]})`);
       }
       t.ok(server.pids.size <= POOL_SIZE, `${r.log.conns.size} client sessions ran on ${server.pids.size} server backends (pool of ${POOL_SIZE})`);
       t.notMatch(r.stderr, /\bERROR\b|\bWARN\b|internal error|protocol violation/, 'the proxy reported no problems');
