@@ -99,7 +99,13 @@ export function lineFormatterOf(log: { format: 'text' | 'json'; params: boolean;
   const opts = { params: log.params, paramMaxBytes: log.paramMaxBytes, repeatedSqlMaxChars: log.repeatedSqlMaxChars, seq: log.completions };
   const format = log.format === 'json' ? jsonFormatter(opts) : textFormatter(opts);
   const redact = redactionOf(log);
-  return redact === null ? format : (s, r, now) => format(s, redact(r), now);
+  if (redact === null) return format;
+  return (s, r, now) => {
+    const sql = redact(r.sql);
+    if (sql === undefined) return format(s, r, now);
+    // Field by field, in the recorder's order: a spread would give each record a new shape.
+    return format(s, { type: r.type, statement: r.statement, portal: r.portal, sql, params: r.params, cache: r.cache, flight: r.flight, refused: r.refused, seq: r.seq, redacted: true }, now);
+  };
 }
 
 /** Characters of a B or E line's SQL cut off at repeatedSqlMaxChars (0: none). */

@@ -6,15 +6,9 @@
  * whose statement pgscribe never saw (sql unknown) cannot be matched, so its values are hidden
  * whenever any pattern is set: when unsure, hide.
  */
-import { normalizeSql } from '../insight/fingerprint';
+import { normalizeSqlCounting } from '../insight/fingerprint';
 
-/** What of a query record (format.ts) redaction reads and sets. */
-interface Redactable {
-  readonly sql: string | null;
-  readonly redacted?: true | undefined;
-}
-
-/** Normal forms and pattern verdicts are kept for this many distinct SQL texts, then forgotten. */
+/** Normal forms of this many distinct texts without literals are kept, then forgotten. */
 const MEMO_MAX = 2048;
 
 export interface RedactionSettings {
@@ -22,34 +16,28 @@ export interface RedactionSettings {
   sqlForm: 'text' | 'normalized';
 }
 
-/** The record as it may be logged; null when nothing is to be hidden (no patterns, text form). */
-export function redactionOf(log: RedactionSettings): (<R extends Redactable>(r: R) => R) | null {
+/**
+ * What a line of this SQL may show: `undefined` when it is not hidden, else the SQL to print (its
+ * normal form; null for an unknown statement). Null when nothing is ever hidden (no patterns,
+ * text form). format.ts builds the hidden record.
+ */
+export function redactionOf(log: RedactionSettings): ((sql: string | null) => string | null | undefined) | null {
   const all = log.sqlForm === 'normalized';
   if (!all && log.redact.length === 0) return null;
   const pattern = log.redact.length === 0 ? null : new RegExp(log.redact.map((p) => `(?:${p})`).join('|'), 'i');
-  const normal = new Map<string, string>();
-  const matched = new Map<string, boolean>();
+  // Normal forms of texts without literals (prepared statements: their Bind and Execute lines
+  // repeat the text); a text with literals is data and rarely repeats, so it is not kept.
+  const shapes = new Map<string, string>();
   const normalForm = (sql: string): string => {
-    let n = normal.get(sql);
-    if (n === undefined) {
-      if (normal.size >= MEMO_MAX) normal.clear();
-      n = normalizeSql(sql);
-      normal.set(sql, n);
+    const known = shapes.get(sql);
+    if (known !== undefined) return known;
+    const n = normalizeSqlCounting(sql);
+    if (n.literals === 0) {
+      if (shapes.size >= MEMO_MAX) shapes.clear();
+      shapes.set(sql, n.text);
     }
-    return n;
+    return n.text;
   };
-  const hides = (sql: string | null): boolean => {
-    if (all || sql === null) return true;
-    let m = matched.get(sql);
-    if (m === undefined) {
-      if (matched.size >= MEMO_MAX) matched.clear();
-      m = pattern!.test(sql);
-      matched.set(sql, m);
-    }
-    return m;
-  };
-  return <R extends Redactable>(r: R): R => {
-    if (!hides(r.sql)) return r;
-    return { ...r, sql: r.sql === null ? null : normalForm(r.sql), redacted: true };
-  };
+  const hides = (sql: string | null): boolean => all || sql === null || shapes.has(sql) || pattern!.test(sql);
+  return (sql) => (hides(sql) ? (sql === null ? null : normalForm(sql)) : undefined);
 }
