@@ -22,6 +22,12 @@
  *   and the rest goes first on the retry: the file gets every line once, whole, in order.
  * - Timers exist only while data is queued and a retry is pending; an idle sink holds no timer
  *   and no pending I/O, so it never keeps the process alive on its own.
+ * - Rotation by size (FileSink, issue 19): the sink counts the bytes of its current file. Before
+ *   the next write, a chunk that would take the file past `rotateBytes` is cut after its last
+ *   whole line that fits; the cut part is written, and the rest waits while the file is rotated
+ *   (the same place a reopen happens: nothing in flight). Chunks hold whole lines (write() takes
+ *   whole lines, writeBytes() too), so a cut never splits a line; a single line longer than the
+ *   limit goes whole into a file of its own.
  */
 import * as fs from 'node:fs';
 
@@ -73,7 +79,7 @@ export interface SinkOptions {
   maxDelayMs?: number;
   /**
    * Operational reporting (default: no-op). Called once per distinct failure episode, not per
-   * retry. `context` is one of 'write', 'flushSync', 'reopen', 'close'.
+   * retry. `context` is one of 'write', 'flushSync', 'reopen', 'close', 'rotate'.
    */
   onError?: (err: NodeJS.ErrnoException, context: string) => void;
   /**
@@ -116,6 +122,12 @@ function sleepSync(ms: number): void {
 }
 
 function noop(): void {}
+
+const NEWLINE = 0x0a;
+
+/** After a failed rotation the file grows past the limit for this long (doubling), then the next rotation is tried. */
+const ROTATE_RETRY_MIN_MS = 1000;
+const ROTATE_RETRY_MAX_MS = 60_000;
 
 export interface ResolvedOptions {
   highWaterMark: number;
@@ -204,6 +216,14 @@ export abstract class FdSink implements LineSink {
 
   private closed = false;
   private closePromise: Promise<void> | null = null;
+
+  /** Rotate before the current file would exceed this many bytes (0: never; FileSink sets it). */
+  protected rotateBytes = 0;
+  /** Bytes in the current file: its size at open (fstat) plus what this sink wrote to it. */
+  protected fileBytes = 0;
+  /** A failed rotation: none is tried again before this (performance.now()); the file grows meanwhile. */
+  private rotateHoldUntil = 0;
+  private rotateBackoffMs = 0;
 
   private readonly kick = (): void => {
     this.scheduled = false;
@@ -377,7 +397,13 @@ export abstract class FdSink implements LineSink {
     let eagainSince = 0;
     for (;;) {
       if (this.inflight === null) {
-        if (!this.takeChunk()) break;
+        // While an asynchronous rotation or reopen is under way the old fd takes the rest, whole.
+        const next = this.takeChunk(!this.reopening);
+        if (next === 'idle') break;
+        if (next === 'rotate') {
+          this.rotationSettled(this.rotateSync());
+          continue;
+        }
       }
       const buf = this.inflight!;
       let n: number;
@@ -423,6 +449,39 @@ export abstract class FdSink implements LineSink {
 
   /** Close the underlying fd at close() time. */
   protected abstract closeFd(): Promise<void>;
+
+  /** Rotate the file (FileSink): nothing is in flight. Must eventually call rotateFinished(). */
+  protected startRotate(): void {
+    this.rotateFinished(false);
+  }
+
+  /**
+   * Rotate synchronously (flushSync's exit path): true when the new file is open. FileSink
+   * overrides; reports its own failure.
+   */
+  protected rotateSync(): boolean {
+    return false;
+  }
+
+  /**
+   * The rotation ended. ok: a new file is open (fileBytes was set to its size). Otherwise the
+   * current file takes the lines meanwhile (the limit is set aside for ROTATE_RETRY_MIN_MS,
+   * doubling up to ROTATE_RETRY_MAX_MS): a rename that fails never costs a line.
+   */
+  protected rotateFinished(ok: boolean): void {
+    this.rotationSettled(ok);
+    this.reopenFinished();
+  }
+
+  private rotationSettled(ok: boolean): void {
+    if (ok) {
+      this.rotateBackoffMs = 0;
+      this.rotateHoldUntil = 0;
+    } else {
+      this.rotateBackoffMs = this.rotateBackoffMs === 0 ? ROTATE_RETRY_MIN_MS : Math.min(this.rotateBackoffMs * 2, ROTATE_RETRY_MAX_MS);
+      this.rotateHoldUntil = performance.now() + this.rotateBackoffMs;
+    }
+  }
 
   /** Start the reopen (FileSink). Must eventually call reopenFinished(). */
   protected startReopen(): void {
@@ -477,7 +536,16 @@ export abstract class FdSink implements LineSink {
       this.startReopen();
       return;
     }
-    if (this.inflight === null && !this.takeChunk()) return; // idle
+    if (this.inflight === null) {
+      const next = this.takeChunk(true);
+      if (next === 'idle') return;
+      if (next === 'rotate') {
+        // Between writes, like a reopen: lines queued meanwhile wait and go to the new file.
+        this.reopening = true;
+        this.startRotate();
+        return;
+      }
+    }
     const buf = this.inflight!;
     this.writing = true;
     fs.write(this.fd, buf, 0, buf.length, null, this.onWriteDone);
@@ -498,26 +566,50 @@ export abstract class FdSink implements LineSink {
     }
   }
 
-  /** Move the first queued chunk into the in-flight buffer. */
-  private takeChunk(): boolean {
+  /**
+   * Move the first queued chunk into the in-flight buffer ('write'), or say that there is none
+   * ('idle') or that the file must be rotated first ('rotate'). With `cut` and a size limit, only
+   * the whole lines that still fit in the current file are taken; the rest stays queued first.
+   * An empty file takes at least one line, however long.
+   */
+  private takeChunk(cut: boolean): 'write' | 'idle' | 'rotate' {
     if (this.chunks.length === 0) this.seal();
-    const chunk = this.chunks.shift();
-    if (chunk === undefined) return false;
+    let chunk = this.chunks[0];
+    if (chunk === undefined) return 'idle';
+    if (cut && this.rotateBytes > 0 && this.fileBytes + chunk.length > this.rotateBytes && performance.now() >= this.rotateHoldUntil) {
+      const room = this.rotateBytes - this.fileBytes;
+      let end = room > 0 ? chunk.lastIndexOf(NEWLINE, room - 1) + 1 : 0;
+      if (end === 0) {
+        if (this.fileBytes > 0) return 'rotate';
+        end = chunk.indexOf(NEWLINE) + 1 || chunk.length;
+      }
+      if (end < chunk.length) {
+        // The rest shares the chunk's memory: consumed() must not recycle it meanwhile.
+        this.chunks[0] = chunk.subarray(end);
+        chunk = chunk.subarray(0, end);
+      } else {
+        this.chunks.shift();
+      }
+    } else {
+      this.chunks.shift();
+    }
     this.pendingBytes -= chunk.length;
     this.inflight = chunk;
     this.inflightAccounted = chunk.length;
-    return true;
+    return 'write';
   }
 
   /** `n` bytes of the in-flight buffer were written. */
   private consumed(n: number): void {
     const buf = this.inflight!;
+    this.fileBytes += n;
     if (n < buf.length) {
       this.inflight = buf.subarray(n);
       return;
     }
-    // A fully written fill buffer is free again: keep one for the next lines.
-    if (this.spare === null && this.fillBuffers.has(buf.buffer)) this.spare = Buffer.from(buf.buffer, 0, this.maxWrite);
+    // A fully written fill buffer is free again (unless a rotation cut it and its rest still
+    // waits): keep one for the next lines.
+    if (this.spare === null && this.fillBuffers.has(buf.buffer) && this.chunks[0]?.buffer !== buf.buffer) this.spare = Buffer.from(buf.buffer, 0, this.maxWrite);
     this.inflight = null;
     this.writtenTotal += this.inflightAccounted;
     this.inflightAccounted = 0;
