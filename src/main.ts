@@ -54,7 +54,7 @@ const VERSION = readVersion();
 function createSink(cfg: Config, ops: OpsLog, pipeFd: number | null): FileSink | StdoutSink {
   const log = cfg.log;
   const onError = (err: NodeJS.ErrnoException, context: string) =>
-    ops.error(logProblem(err), {
+    ops.error(context === 'rotate' ? rotateProblem(err, log.path) : logProblem(err), {
       log: log.path,
       context,
       error: err.code ?? err.message,
@@ -66,7 +66,16 @@ function createSink(cfg: Config, ops: OpsLog, pipeFd: number | null): FileSink |
   const sink =
     log.path === '-'
       ? new StdoutSink({ highWaterMark: log.bufferBytes, onError, onRecover })
-      : new FileSink({ path: log.path, mode: 0o600, highWaterMark: log.bufferBytes, onError, onRecover });
+      : new FileSink({
+          path: log.path,
+          mode: 0o600,
+          highWaterMark: log.bufferBytes,
+          onError,
+          onRecover,
+          rotateBytes: log.rotateBytes,
+          rotateKeep: log.rotateKeep,
+          onRotateRecover: (failedForMs) => ops.info('query log rotation works again', { log: log.path, failed_ms: Math.round(failedForMs) }),
+        });
   if (sink instanceof FileSink) warnIfOthersCanRead(log.path, ops);
   return sink;
 }
@@ -93,6 +102,17 @@ function logProblem(err: NodeJS.ErrnoException): string {
     default:
       return `query log write problem; ${after}`;
   }
+}
+
+/** A rotation by size failed: nothing is lost, the file grows; what to check. */
+function rotateProblem(err: NodeJS.ErrnoException, file: string): string {
+  const what =
+    err.code === 'EACCES' || err.code === 'EPERM' || err.code === 'EROFS'
+      ? `pgscribe's user may not rename or create files in ${path.dirname(path.resolve(file))}: give it write permission on that directory`
+      : err.code === 'ENOSPC' || err.code === 'EDQUOT'
+        ? 'the file system is full: free space on it'
+        : `renaming ${file} to ${file}.1 or creating a new ${file} failed`;
+  return `query log: rotation by size failed; ${what}. No line is lost: lines go on into the current file, which grows past log-rotate-bytes, and rotation is tried again (at most a minute apart)`;
 }
 
 /** The log holds queries and their parameters: a file others can read is said once, at start. */

@@ -104,6 +104,9 @@ export function checkEnvironment(cfg: Config): void {
   }
   checkTlsSettings(cfg.tls);
   const log = cfg.log.path;
+  if (cfg.log.rotateBytes > 0 && (log === '-' || log === 'none')) {
+    throw new ConfigError('log-rotate-bytes', `rotates the query log file, and --log ${log} writes ${log === '-' ? 'to stdout, which has no file to rotate' : 'no query log'}: set --log FILE, or leave log-rotate-bytes at 0`);
+  }
   if (log === '-' || log === 'none') return;
   const dir = path.dirname(path.resolve(log));
   try {

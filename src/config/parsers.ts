@@ -59,6 +59,15 @@ export function int(min: number, max = Number.MAX_SAFE_INTEGER): Parser<number> 
   };
 }
 
+/** 0 (off), or an integer in min..max. */
+export function zeroOrInt(min: number, max: number): Parser<number> {
+  return (raw, key) => {
+    const n = int(0, Number.MAX_SAFE_INTEGER)(raw, key);
+    if (n !== 0 && (n < min || n > max)) throw new ConfigError(key, `${n} is out of range: 0 (off) or ${min}-${max}`);
+    return n;
+  };
+}
+
 /** Most processes --processes starts: beyond this a typo, not a machine. */
 export const MAX_PROCESSES = 256;
 

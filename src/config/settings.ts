@@ -7,7 +7,7 @@ import { cacheRules } from './cache-rules';
 import { rateLimits } from './rate-limits';
 import { logRedact, logSample } from './log-rules';
 import { ConfigError } from './config-error';
-import { adminAddress, bool, optionalListen, filePath, int, nonEmpty, oneOf, parseHostPort, parseHostPortList, processCount, redisAddress, str, tlsMode, type Parser } from './parsers';
+import { adminAddress, bool, optionalListen, filePath, int, zeroOrInt, nonEmpty, oneOf, parseHostPort, parseHostPortList, processCount, redisAddress, str, tlsMode, type Parser } from './parsers';
 import type { CacheInvalidation, Config, HostPort, RedisTlsMode, ReplicaFallback, UpstreamTlsMode } from './types';
 
 /** What sits at the end of a path: a HostPort or a list is one value, not a section. */
@@ -59,6 +59,8 @@ export const SETTINGS = {
   'log-sample': setting(['log', 'sample'], logSample, [], 'write only a fraction of some sessions\' lines, first match wins: JSON [{"user", "database", "application_name", "sql", "rate"}] or user=U,application_name=A,rate=0.1;...'),
   'log-overflow': setting(['log', 'overflow'], oneOf('wait', 'drop'), 'wait', 'when the query log falls behind by log-buffer-bytes: wait (pause clients, never drop) or drop (drop lines, count them, say so every second)'),
   'log-buffer-bytes': setting(['log', 'bufferBytes'], int(4096, 1 << 30), 8 << 20, 'log bytes queued before client reads pause'),
+  'log-rotate-bytes': setting(['log', 'rotateBytes'], zeroOrInt(4096, 2 ** 40), 0, 'rotate the query log file before it would exceed this many bytes (4096 to 1 TiB; 0: never): FILE.1 is the newest rotated file'),
+  'log-rotate-keep': setting(['log', 'rotateKeep'], int(1, 1000), 5, 'log-rotate-bytes: rotated files kept (FILE.1 to FILE.N); older ones are deleted'),
   'max-connections': setting(['limits', 'maxConnections'], int(1, 100000), 100, 'client sessions at once; more get 53300'),
   'max-user-connections': setting(['limits', 'maxUserConnections'], int(0, 100000), 0, 'client sessions at once per user (0: no limit); more get 53300'),
   'max-db-connections': setting(['limits', 'maxDbConnections'], int(0, 100000), 0, 'client sessions at once per database (0: no limit); more get 53300'),

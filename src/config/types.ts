@@ -67,6 +67,9 @@ export interface LogConfig {
    */
   repeatedSqlMaxChars: number;
   bufferBytes: number;
+  /** Rotate the file before it would exceed this many bytes (0: never); keep this many rotated files. */
+  rotateBytes: number;
+  rotateKeep: number;
   /** A `done` line after each Q/E's answer. */
   completions: boolean;
   /**
