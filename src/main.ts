@@ -111,7 +111,9 @@ function rotateProblem(err: NodeJS.ErrnoException, file: string): string {
       ? `pgscribe's user may not rename or create files in ${path.dirname(path.resolve(file))}: give it write permission on that directory`
       : err.code === 'ENOSPC' || err.code === 'EDQUOT'
         ? 'the file system is full: free space on it'
-        : `renaming ${file} to ${file}.1 or creating a new ${file} failed`;
+        : err.code === 'EISDIR' || err.code === 'ENOTEMPTY' || err.code === 'EEXIST'
+          ? `a rotated name (${file}.1 or another number) is a directory: move it away`
+          : `renaming ${file} to ${file}.1 or creating a new ${file} failed`;
   return `query log: rotation by size failed; ${what}. No line is lost: lines go on into the current file, which grows past log-rotate-bytes, and rotation is tried again (at most a minute apart)`;
 }
 

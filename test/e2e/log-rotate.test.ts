@@ -6,6 +6,7 @@
 // only writer of the file: processes/log-funnel.ts).
 import t, { type Test as Tap } from 'tap';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { PG_BIN, startCluster, USERS, type PgCluster } from '../harness/pg-cluster';
 import { run } from '../harness/run';
@@ -102,4 +103,26 @@ t.test('--processes 3: the primary rotates the one file', async (t) => {
   t.equal(Number(m?.[1]), Number(m?.[2]), "the processes' counts, summed, equal what the primary wrote");
   check(t, scanAll(p.logPath), Number(m?.[2]), 'query_log_lines_written');
   t.notMatch(p.stderr(), /\bERROR\b|rotation by size failed/, 'no problem reported');
+});
+
+t.test('a rotation that fails: said once on stderr, in words; every line stays in the current file', async (t) => {
+  const dir = fs.mkdtempSync(path.join(fs.realpathSync(os.tmpdir()), 'pgscribe-rotate-e2e-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'queries.log');
+  // queries.log.1 is a directory that is not empty: the rename onto it fails (as root too, unlike a read-only directory).
+  fs.mkdirSync(`${file}.1`);
+  fs.writeFileSync(path.join(`${file}.1`, 'keep'), '');
+  const p = await startProxy({ upstreamPort: pg.port, args: ['--log', file, '--log-rotate-bytes', String(LIMIT), '--log-rotate-keep', '1'] });
+  t.teardown(() => (p.alive ? p.stop('SIGKILL').then(() => undefined) : undefined));
+  await pgbench(p);
+  t.same(await p.stop('SIGTERM'), { code: 0, signal: null }, 'clean shutdown');
+  const said = p.stderr().match(/ERROR query log: rotation by size failed;[^\n]*/g) ?? [];
+  t.equal(said.length, 1, `said once: ${said[0]}`);
+  t.match(said[0] ?? '', /No line is lost: lines go on into the current file, which grows past log-rotate-bytes, and rotation is tried again .* context=rotate error=(EISDIR|ENOTEMPTY|EEXIST)/);
+  const s = new QueryLogScanner(file);
+  s.scan();
+  const counted = Number(/shutdown complete query_log_lines=(\d+)/.exec(p.stderr())?.[1]);
+  t.equal(s.lines, counted, `all ${counted} lines in queries.log`);
+  t.ok(fs.statSync(file).size > LIMIT, 'which grew past the limit');
+  t.equal(s.malformed, 0, 'whole lines');
 });
