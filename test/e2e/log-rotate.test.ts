@@ -105,6 +105,27 @@ t.test('--processes 3: the primary rotates the one file', async (t) => {
   t.notMatch(p.stderr(), /\bERROR\b|rotation by size failed/, 'no problem reported');
 });
 
+t.test('sampling and drop mode across rotations: lines in all files = counted; counted + sampled out + dropped = every line offered', async (t) => {
+  // pgbench -C: a session per transaction, so that sampling (decided per session) has many to
+  // decide; a 4 KiB buffer in drop mode, so that a writer busy rotating drops lines rather than
+  // pausing anyone.
+  const p = await startProxy({
+    upstreamPort: pg.port,
+    args: ['--log-rotate-bytes', String(LIMIT), '--log-rotate-keep', String(KEEP), '--log-completions', '--log-sample', 'rate=0.5', '--log-overflow', 'drop', '--log-buffer-bytes', '4096'],
+  });
+  t.teardown(() => (p.alive ? p.stop('SIGKILL').then(() => undefined) : undefined));
+  const r = await run(PGBENCH, ['-n', '-C', '-c', '6', '-j', '2', '-t', '150', '-M', 'prepared'], { env: { ...pg.env(USER), PGHOST: p.host, PGPORT: String(p.port) }, timeoutMs: 120_000 });
+  t.match(r.stdout, /number of failed transactions: 0 /, 'pgbench -C: no failed transaction');
+  const stats = await p.stats();
+  t.same(await p.stop('SIGTERM'), { code: 0, signal: null }, 'clean shutdown');
+  const n = (k: string) => Number(stats[k] ?? NaN);
+  const offered = n('messages_q') + n('messages_p') + n('messages_b') + n('messages_e') + n('messages_q') + n('messages_e');
+  t.comment(`offered ${offered}: written ${n('log_lines')}, sampled out ${n('log_sampled_out')}, dropped ${n('log_dropped')}`);
+  t.ok(n('log_sampled_out') > 0, 'sampling left lines out');
+  t.equal(n('log_lines') + n('log_sampled_out') + n('log_dropped'), offered, 'written + sampled out + dropped = the Q/P/B/E messages and their done lines');
+  check(t, scanAll(p.logPath), n('log_lines'), 'log_lines');
+});
+
 t.test('a rotation that fails: said once on stderr, in words; every line stays in the current file', async (t) => {
   const dir = fs.mkdtempSync(path.join(fs.realpathSync(os.tmpdir()), 'pgscribe-rotate-e2e-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
