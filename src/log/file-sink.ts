@@ -10,9 +10,10 @@
  * rotated file never changes name by a clock.
  */
 import * as fs from 'node:fs';
-import { FdSink, resolveOptions, type SinkOptions } from './fd-sink';
+import { FdSink } from './fd-sink';
+import { resolveOptions, type SinkOptions } from './line-sink';
 
-export type { LineSink, SinkOptions } from './fd-sink';
+export type { LineSink, SinkOptions } from './line-sink';
 
 export interface FileSinkOptions extends SinkOptions {
   path: string;

@@ -23,7 +23,7 @@ t.test('stats lines report sessions, log lines and memory', async (t) => {
   await c.readUntilReady();
   // The first periodic line printed after the query was logged.
   const line = await p.waitStderr(/INFO stats clients=1 [^\n]*log_lines=1 [^\n]*/);
-  t.match(line, /^INFO stats clients=\d+ sessions=\d+ connections_total=\d+ \S+ \S+ log_lines=\d+ rss=\d+ heap_used=\d+ external=\d+/, 'fields in their documented order');
+  t.match(line, /^INFO stats clients=\d+ sessions=\d+ connections_total=\d+ \S+ \S+ log_lines=\d+ log_sampled_out=\d+ log_dropped=\d+ rss=\d+ heap_used=\d+ external=\d+/, 'fields in their documented order');
   const fields = parseStatsLine(` ${line}`)!;
   t.match(fields, { clients: 1, sessions: 1, connections_total: 1, log_lines: 1 }, `periodic stats line: ${line}`);
   t.ok(fields['rss']! > 0 && fields['heap_used']! > 0, `memory: rss=${fields['rss']} heap_used=${fields['heap_used']}`);

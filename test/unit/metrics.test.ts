@@ -36,7 +36,7 @@ function host(opts: { cache: Record<string, number> | null; insight: boolean }):
 }
 
 const CORE_LINE = [
-  'clients', 'sessions', 'connections_total', 'bytes_from_clients', 'bytes_from_servers', 'log_lines', 'rss', 'heap_used', 'external',
+  'clients', 'sessions', 'connections_total', 'bytes_from_clients', 'bytes_from_servers', 'log_lines', 'log_sampled_out', 'log_dropped', 'rss', 'heap_used', 'external',
   'log_queued_bytes', 'messages_q', 'messages_p', 'messages_b', 'messages_e', 'upstream_errors',
 ];
 
@@ -61,7 +61,7 @@ t.test('/stats: nested JSON', async (tt) => {
   tt.strictSame(statsJson(host({ cache: { ...CACHE }, insight: true })), {
     connections: { clients: 3, sessions: 2, total: 7 },
     bytes: { from_clients: 1000, from_servers: 2000 },
-    log: { lines: 14, queued_bytes: 123 },
+    log: { lines: 14, sampled_out: 0, dropped: 0, queued_bytes: 123 },
     queries: { Q: 11, P: 1, B: 2, E: 3 },
     upstream_errors: 4,
     completed: 12,
@@ -86,6 +86,8 @@ const CORE_FAMILIES = {
   pgscribe_connections_total: 'counter',
   pgscribe_bytes_received_total: 'counter',
   pgscribe_log_lines_total: 'counter',
+  pgscribe_log_sampled_out_total: 'counter',
+  pgscribe_log_dropped_total: 'counter',
   process_resident_memory_bytes: 'gauge',
   pgscribe_log_queued_bytes: 'gauge',
   pgscribe_messages_total: 'counter',
