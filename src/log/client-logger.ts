@@ -86,9 +86,7 @@ export class SinkLogger implements ClientLogger {
       }
       return true;
     }
-    if (this.dropAbove !== null) return this.writeOrDrop(this.format(session, record, Date.now()));
-    this.count++;
-    return this.sink.write(this.format(session, record, Date.now()));
+    return this.emit(this.format(session, record, Date.now()));
   }
   logCompletion(session: SessionInfo, record: CompletionRecord): boolean {
     if (this.completionFormat === null) return true;
@@ -96,9 +94,14 @@ export class SinkLogger implements ClientLogger {
       this.sampledCount++;
       return true;
     }
-    if (this.dropAbove !== null) return this.writeOrDrop(this.completionFormat(session, record, Date.now()));
+    return this.emit(this.completionFormat(session, record, Date.now()));
+  }
+
+  /** One line to the sink: false asks the client to pause (never in drop mode). */
+  private emit(line: string): boolean {
+    if (this.dropAbove !== null) return this.writeOrDrop(line);
     this.count++;
-    return this.sink.write(this.completionFormat(session, record, Date.now()));
+    return this.sink.write(line);
   }
 
   /** log-overflow drop: write the line unless the writer is behind; never pause the client. */

@@ -5,7 +5,8 @@ import * as net from 'net';
 import { createHash } from 'crypto';
 import { sleep } from './time';
 
-function msg(type: string, body: Buffer): Buffer {
+/** A backend or frontend message: type byte, length, body. */
+export function msg(type: string, body: Buffer): Buffer {
   const h = Buffer.alloc(5);
   h.write(type, 0, 'latin1');
   h.writeUInt32BE(body.length + 4, 1);

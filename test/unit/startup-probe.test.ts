@@ -6,20 +6,9 @@ import t, { type Test } from 'tap';
 import * as net from 'node:net';
 import { probeNode } from '../../src/upstreams/startup-probe';
 import { readStartupParams } from '../../src/protocol/messages';
+import { i32, msg } from '../harness/wire';
 
-function msg(type: string, body: Buffer): Buffer {
-  const out = Buffer.alloc(5 + body.length);
-  out.write(type, 0, 'latin1');
-  out.writeUInt32BE(4 + body.length, 1);
-  body.copy(out, 5);
-  return out;
-}
-const int32 = (n: number) => {
-  const b = Buffer.alloc(4);
-  b.writeInt32BE(n);
-  return b;
-};
-const auth = (code: number) => msg('R', code === 10 ? Buffer.concat([int32(10), Buffer.from('SCRAM-SHA-256\0\0')]) : int32(code));
+const auth = (code: number) => msg('R', code === 10 ? Buffer.concat([i32(10), Buffer.from('SCRAM-SHA-256\0\0')]) : i32(code));
 const param = (k: string, v: string) => msg('S', Buffer.from(`${k}\0${v}\0`));
 const error = (code: string, text: string) => msg('E', Buffer.from(`SFATAL\0VFATAL\0C${code}\0M${text}\0\0`));
 const ready = msg('Z', Buffer.from('I'));
