@@ -23,9 +23,9 @@ export function fmtMs(v: number): string {
   if (!Number.isFinite(v) || v < 0) return '–';
   if (v === 0) return '0';
   if (v < 0.001) return '<0.001';
-  if (v < 1) return v.toPrecision(3);
-  if (v < 10) return v.toFixed(2);
-  if (v < 100) return v.toFixed(1);
+  // Below 999.5 toPrecision(3) rounds to at most 999 (at 999.5 it would write 1.00e+3), and a
+  // value that rounds up to the next decade gets one decimal fewer (9.999 is 10.0, not 10.00).
+  if (v < 999.5) return v.toPrecision(3);
   return fmtCount(v);
 }
 
