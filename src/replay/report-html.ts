@@ -118,7 +118,7 @@ ${stat('cut', 'sessions cut', fmtCount(s.cut))}
 ${stat('statements', 'statements replayed', fmtCount(st.replayed), `${fmtRate(st.rate)} statements/s`)}
 ${stat('errors', 'errors', fmtCount(st.errors), '', st.errors > 0)}
 ${stat('changed', 'changed outcomes', fmtCount(st.changed), '', st.changed > 0)}
-${stat('regressions', 'latency regressions', fmtCount(r.digests.filter((d) => d.regression).length), `p50 ≥ ${r.slowerThreshold}× and +1 ms`, r.digests.some((d) => d.regression))}
+${stat('regressions', 'latency regressions', fmtCount(r.digests.filter((d) => d.regression).length), `p50 ≥ ${t(String(r.slowerThreshold))}× and +1 ms`, r.digests.some((d) => d.regression))}
 ${stat('not-replayable', 'not replayable', fmtCount(notReplayable), reasonList)}
 ${stat('skipped-writes', 'skipped writes', fmtCount(st.skippedWrites), st.skippedWrites > 0 ? '--read-only' : '')}
 </dl>`;
@@ -158,7 +158,7 @@ function regressionsSection(r: ReplayReport): string {
 </tr>`,
   );
   return `<section id="regressions-section">
-<h2>Latency regressions <span class="note">(p50 at least ${r.slowerThreshold}× and 1 ms slower; the largest ratio first)</span></h2>
+<h2>Latency regressions <span class="note">(p50 at least ${t(String(r.slowerThreshold))}× and 1 ms slower; the largest ratio first)</span></h2>
 ${
   rows.length === 0
     ? none('')
@@ -181,7 +181,7 @@ function changesSection(r: ReplayReport): string {
     const span = changes.length > 1 ? ` rowspan="${changes.length}"` : '';
     changes.forEach((c, i) => {
       const head = i === 0 ? `<td class="digest"${span}>${t(d.id)}<br><span class="note">×${fmtCount(changedCount(d))}</span></td>${sqlCell(d, span)}` : '';
-      rows.push(`<tr class="change" data-digest="${t(d.id)}">${head}<td class="before">${t(c.before)}</td><td class="after">${t(c.after)}</td><td class="num count">${fmtCount(c.count)}</td><td class="example">conn=${c.example.conn} seq=${c.example.seq}</td><td class="message">${c.message === undefined ? '' : t(c.message)}</td></tr>`);
+      rows.push(`<tr class="change" data-digest="${t(d.id)}">${head}<td class="before">${t(c.before)}</td><td class="after">${t(c.after)}</td><td class="num count">${fmtCount(c.count)}</td><td class="example">conn=${t(String(c.example.conn))} seq=${t(String(c.example.seq))}</td><td class="message">${c.message === undefined ? '' : t(c.message)}</td></tr>`);
     });
   }
   const total = ds.reduce((a, d) => a + changedCount(d), 0);

@@ -78,9 +78,9 @@ function changes(r: ReplayReport, out: string[]): void {
   const total = ds.reduce((n, d) => n + changedCount(d), 0);
   out.push(`Changed outcomes: ${fmtCount(total)} statements in ${fmtCount(ds.length)} ${ds.length === 1 ? 'digest' : 'digests'}`);
   for (const d of ds) {
-    out.push(`  ${d.id}  ×${fmtCount(changedCount(d))}  ${cut(d.sql, SQL_WIDTH)}`);
+    out.push(`  ${oneLine(d.id)}  ×${fmtCount(changedCount(d))}  ${cut(d.sql, SQL_WIDTH)}`);
     for (const c of changesInOrder(d)) {
-      out.push(`    ${oneLine(c.before)} -> ${oneLine(c.after)} ×${fmtCount(c.count)} (example conn=${c.example.conn} seq=${c.example.seq})`);
+      out.push(`    ${oneLine(c.before)} -> ${oneLine(c.after)} ×${fmtCount(c.count)} (example conn=${oneLine(String(c.example.conn))} seq=${oneLine(String(c.example.seq))})`);
       if (c.message !== undefined && c.message !== '') out.push(`      ${cut(c.message, MESSAGE_WIDTH)}`);
     }
   }
@@ -94,7 +94,7 @@ function beforeAfter(b: LatencySummary | null, a: LatencySummary | null, which: 
 
 function latency(r: ReplayReport, out: string[]): void {
   const ds = regressions(r.digests);
-  const rule = `p50 at least ${r.slowerThreshold}× and 1 ms slower`;
+  const rule = `p50 at least ${oneLine(String(r.slowerThreshold))}× and 1 ms slower`;
   if (ds.length === 0) {
     out.push(`Latency regressions (${rule}): none`);
     return;
@@ -103,7 +103,7 @@ function latency(r: ReplayReport, out: string[]): void {
   table(
     out,
     ['digest', 'p50 before → after', 'p99 before → after', 'ratio', 'sql'],
-    ds.map((d) => [d.id, beforeAfter(d.before, d.after, 'p50'), beforeAfter(d.before, d.after, 'p99'), fmtRatio(d.ratioP50), cut(d.sql, SQL_TAIL_WIDTH)]),
+    ds.map((d) => [oneLine(d.id), beforeAfter(d.before, d.after, 'p50'), beforeAfter(d.before, d.after, 'p99'), fmtRatio(d.ratioP50), cut(d.sql, SQL_TAIL_WIDTH)]),
     [false, true, true, true, false],
   );
 }
@@ -119,7 +119,7 @@ function top(r: ReplayReport, out: string[]): void {
     out,
     ['digest', 'original', 'replayed', 'p50 before', 'p50 after', 'sql'],
     ds.map((d: DigestReport) => [
-      d.id + (d.regression ? ' !' : ''),
+      oneLine(d.id) + (d.regression ? ' !' : ''),
       fmtCount(d.original),
       fmtCount(d.replayed),
       latencyMs(d.before, 'p50'),

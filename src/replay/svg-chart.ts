@@ -12,7 +12,7 @@
  */
 
 import { esc } from './html-escape';
-import { cut, fmtCount, fmtMs, fmtRatio } from './report-format';
+import { cut, fmtCount, fmtMs, fmtRatio, oneLine } from './report-format';
 import type { DigestReport, LatencySummary, TimelinePoint } from './report-types';
 
 /**
@@ -207,9 +207,9 @@ export function latencyBars(digests: readonly DigestReport[]): string {
   digests.forEach((d, i) => {
     const y0 = T + i * ROW;
     const sql = esc(cut(d.sql, 200));
-    parts.push(`<g class="digest-row" data-digest="${esc(d.id)}"${d.regression ? ' data-regression="1"' : ''}>`);
+    parts.push(`<g class="digest-row" data-digest="${esc(oneLine(d.id))}"${d.regression ? ' data-regression="1"' : ''}>`);
     parts.push(`<title>${sql} (${fmtCount(d.original)} in the log, ${fmtCount(d.replayed)} replayed)</title>`);
-    parts.push(`<text class="digest-label" x="${LABEL - 8}" y="${y0 + BAR + 4}" text-anchor="end">${esc(d.id)}</text>`);
+    parts.push(`<text class="digest-label" x="${LABEL - 8}" y="${y0 + BAR + 4}" text-anchor="end">${esc(oneLine(d.id))}</text>`);
     const bar = (s: LatencySummary | null, cls: string, color: string, y: number, what: string): void => {
       if (!hasLatency(s)) {
         parts.push(`<text class="value missing" x="${LABEL + 4}" y="${y + BAR - 1}">– (no ${what})</text>`);
