@@ -30,6 +30,7 @@ import { Primary } from './processes/primary';
 import { WorkerLink, type Channel } from './processes/worker-link';
 import { ProcessCoherentLayer } from './processes/coherent-layer';
 import { createUpstreams } from './upstreams/create';
+import { runReplay } from './replay/cli';
 import type { HostPort } from './config';
 
 import * as fs from 'node:fs';
@@ -558,6 +559,13 @@ async function runPrimary(cfg: Config): Promise<void> {
 }
 
 export function main(argv: string[]): void {
+  // A subcommand of the same bin (docs/replay.md): it shares nothing with the proxy's settings.
+  if (argv[0] === 'replay') {
+    void runReplay(argv.slice(1)).then((status) => {
+      process.exitCode = status;
+    });
+    return;
+  }
   let cmd: Command;
   let tls: TlsSetup = { client: null, upstream: null };
   try {

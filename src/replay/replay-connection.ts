@@ -59,7 +59,10 @@ export class ReplayConnection {
       { maxLength: MAX_MESSAGE, inspect: all },
     );
     this.auth = new Authenticator(opts.user, opts.password, {
-      send: (data) => this.send(data),
+      send: (data) => {
+        this.send(data);
+        this.flush();
+      },
       failed: (err) => this.end(err.message),
       authenticating: () => this.startingUp && !this.ended,
     });
@@ -94,15 +97,28 @@ export class ReplayConnection {
     raw.on('error', () => {});
   }
 
-  /** Send whole frontend messages (ignored once ended). */
+  /** Messages queued by send(), written by flush(). */
+  private out: Buffer[] = [];
+
+  /** Queue whole frontend messages (dropped once ended); flush() writes them. */
   send(data: Buffer): void {
-    if (!this.ended && this.socket !== null) this.socket.write(data);
+    if (!this.ended && this.socket !== null) this.out.push(data);
+  }
+
+  /** Write what send() queued in one write: one system call per burst, not per message. */
+  flush(): void {
+    const out = this.out;
+    if (out.length === 0) return;
+    this.out = [];
+    if (this.ended || this.socket === null) return;
+    this.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
   }
 
   /** Terminate, then close. */
   close(): void {
     if (this.ended) return;
     this.send(TERMINATE);
+    this.flush();
     this.socket?.end();
     this.finish(null);
   }

@@ -60,7 +60,7 @@ export interface ReplayOptions {
 /** The log names the target as the server it was captured from, and --force was not given. */
 export class ReplayRefused extends Error {}
 
-const MAX_QUEUED = 100_000;
+const MAX_QUEUED = 20_000;
 const LOOKAHEAD_MS = 5_000;
 const STALL_MS = 1_000;
 const READ_MEMO_MAX = 10_000;

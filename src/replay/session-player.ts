@@ -168,6 +168,7 @@ export class SessionPlayer {
       taken++;
       this.send(line, now, now - due);
     }
+    this.conn!.flush();
     if (taken > 0) this.host.consumed(taken);
     if (!this.over && this.head >= this.queue.length && this.logEnded && this.pending.length === 0) this.finish();
   }
@@ -300,6 +301,7 @@ export class SessionPlayer {
           if (!this.originals.delete(e.seq)) this.leftOut.add(e.seq);
         }
         this.conn!.send(encodeCopyFail('pgscribe replay: the log holds no COPY data'));
+        this.conn!.flush();
         break;
       case Backend.ErrorResponse:
         this.onError(buf, start, end);
