@@ -206,6 +206,19 @@ t.test('html: an empty report', async (t) => {
   t.notMatch(html, /NaN|undefined|Infinity/);
 });
 
+t.test('html: a typical report, nothing changed or slower', async (t) => {
+  const html = renderHtmlReport(typicalReport());
+  const lc = byId(html, 'latency')!;
+  t.equal((lc.match(/<g class="digest-row"/g) ?? []).length, 20, 'the latency chart');
+  t.equal((lc.match(/<rect class="bar after regression"/g) ?? []).length, 0, 'no red bar');
+  t.notMatch(lc, /data-regression/, 'no row flagged');
+  t.equal(points(byId(html, 'throughput')!, 'statements'), 60, 'the throughput chart');
+  t.match(byId(html, 'regressions-section'), /<p class="none">none<\/p>/, 'regressions: none');
+  t.match(byId(html, 'changes-section'), /<h2>Changed outcomes<\/h2>\n<p class="none">none<\/p>/, 'changes: none');
+  t.equal(rows(html, 'digests').length, 25, 'the count table');
+  t.notMatch(html, /class="stat bad" data-key="(failed|changed|regressions)"/, 'nothing flagged but the errors');
+});
+
 t.test('html: the summary, the charts and the tables of a full report', async (t) => {
   const r = fullReport();
   const html = renderHtmlReport(r);
