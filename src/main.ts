@@ -8,13 +8,14 @@ import { ConfigError, cacheMode, clientTlsMode, describe, formatHostPort, helpTe
 import { createCacheLayer } from './cache/create';
 import { Catalogs } from './cache/catalogs';
 import { connectOwn, ownLogin, withLogin } from './pg/own-login';
+import { systemIdsOf } from './upstreams/system-ids';
 import { ChangeStreams } from './cache/change-streams';
 import { DEFAULT_PUBLICATION } from './wal/setup';
 import { walReadiness } from './wal/readiness';
 import { fingerprintInterner, type CacheContext } from './cache/session';
 import { NoopLogger, SinkLogger, type ClientLogger } from './log/client-logger';
 import { FileSink, StdoutSink } from './log/file-sink';
-import { jsonCompletionFormatter, lineFormatterOf, textCompletionFormatter } from './log/format';
+import { jsonCompletionFormatter, jsonSessionFormatter, lineFormatterOf, textCompletionFormatter } from './log/format';
 import { AdminServer } from './admin/server';
 import { LocalSource, insightOptions, type AdminSource } from './admin/source';
 import { ProcessesSource } from './processes/admin-source';
@@ -89,7 +90,8 @@ export function createLogger(cfg: Config, ops: OpsLog, pipeFd: number | null = n
   const reportDropped = (n: number, total: number) =>
     ops.warn('query log is behind: lines dropped in the last second (log-overflow drop); give the log a faster disk, or set log-overflow wait to pause clients instead', { dropped: n, dropped_total: total, log: log.path });
   const policy = { sampler: log.sample.length === 0 ? null : new Sampler(log.sample), dropAboveBytes: log.overflow === 'drop' ? log.bufferBytes : null, reportDropped };
-  return new SinkLogger(createSink(cfg, ops, pipeFd), format, done, policy);
+  const sessionLines = log.replay && log.format === 'json' ? jsonSessionFormatter() : null;
+  return new SinkLogger(createSink(cfg, ops, pipeFd), format, done, policy, sessionLines);
 }
 
 /** What the operator reads when the query log cannot be written: the problem and what to do. */
@@ -351,6 +353,7 @@ async function run(cfg: Config, tls: TlsSetup, argv: string[]): Promise<void> {
   const insight = cfg.admin.address === null ? null : new Insight(insightOptions(cfg));
   const server = new Server(cfg, logger, ops, cache, tls, insight, link, upstreams);
   late.server = server;
+  if (logger.enabled) server.systemIds = systemIdsOf(cfg, tls.upstream, ops);
   const redis = cfg.redis.address;
   // Before the listening line: whoever reads it may send SIGUSR2 at once (its default kills).
   const printStats = () => ops.info('stats', statsLine(server));

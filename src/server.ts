@@ -6,6 +6,7 @@
 import * as net from 'node:net';
 import { Client } from './client/session';
 import type { ClientCounters, ClientHandle, ClientHost, ClientSettings } from './client/host';
+import type { SystemIdSource } from './client/session-start';
 import { formatHostPort, type Config, type HostPort } from './config';
 import type { ClientLogger } from './log/client-logger';
 import type { OpsLog } from './log/ops';
@@ -41,6 +42,7 @@ function settingsOf(config: Config): ClientSettings {
     replicaFallback: config.replicas.fallback,
     startupTimeoutMs: config.limits.startupTimeoutMs,
     logCompletions: config.log.completions,
+    logReplay: config.log.replay,
   };
 }
 
@@ -66,6 +68,8 @@ export class Server implements ClientHost {
   readonly digests: Insight | null;
   /** Clients track how each Q/E ends (--log-completions, or digests). */
   readonly tracksCompletions: boolean;
+  /** The nodes' system identifiers for log-replay's start lines; main.ts sets them with catalog-user. */
+  systemIds: SystemIdSource | null = null;
   readonly counters: ClientCounters = {
     bytesFromClients: 0,
     bytesFromServers: 0,

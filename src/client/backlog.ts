@@ -40,12 +40,12 @@ export class Backlog {
   }
 
   /** The session closes: the whole messages still kept, decoded (their log lines), malformed ones left out. */
-  abandon(): { msg: ClientMessage | null }[] {
-    const out: { msg: ClientMessage | null }[] = [];
+  abandon(): { type: number; msg: ClientMessage | null }[] {
+    const out: { type: number; msg: ClientMessage | null }[] = [];
     for (const d of this.items) {
       if (!d.whole) continue;
       try {
-        out.push({ msg: decodeClientMessage(d.type, d.buf, 0, d.buf.length) });
+        out.push({ type: d.type, msg: decodeClientMessage(d.type, d.buf, 0, d.buf.length) });
       } catch (err) {
         if (!(err instanceof ProtocolError)) throw err;
       }

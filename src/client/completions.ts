@@ -10,6 +10,7 @@
 import { Backend } from '../protocol/codes';
 import type { CacheOutcome, CompletionStatus, FlightRole } from '../log/format';
 import type { PendingGroup, PendingQuery, SessionLedger } from './ledger';
+import type { RowsDigest } from './rows-digest';
 
 /** What the tracker reports when a query ends. */
 export interface Completed {
@@ -23,12 +24,16 @@ export interface Completed {
   sqlstate: string | null;
   cache: CacheOutcome | undefined;
   flight: FlightRole | undefined;
+  /** log-replay: the digest of its answer's DataRows (undefined: no rows, or no replay). */
+  rowsDigest: string | undefined;
 }
 
 export class CompletionTracker {
   constructor(
     private readonly ledger: SessionLedger,
     private readonly done: (c: Completed) => void,
+    /** log-replay: the DataRows of the answer being read, hashed (rows-digest.ts); null without it. */
+    readonly rows: RowsDigest | null = null,
   ) {}
 
   /**
@@ -41,7 +46,7 @@ export class CompletionTracker {
       // The server discards it unanswered (an earlier message of the group failed, no Sync since):
       // it ends now, skipped, instead of waiting in the group. Its place in the order holds, since
       // the error already ended every query the group held before it.
-      this.done({ seq, of, sql, ms: 0, rows: 0, status: 'skipped', sqlstate: null, cache, flight });
+      this.done({ seq, of, sql, ms: 0, rows: 0, status: 'skipped', sqlstate: null, cache, flight, rowsDigest: undefined });
       return;
     }
     (g.queries ??= []).push({ of, seq, sql, start, rows: 0, sqlstate: null, cache, flight });
@@ -50,7 +55,12 @@ export class CompletionTracker {
   /** A query answered without the server (cache hit, flight answer): it ends now. */
   local(of: 'Q' | 'E', seq: number, sql: string | null, start: number, answer: Buffer, cache: CacheOutcome | undefined, flight: FlightRole | undefined): void {
     const { rows, sqlstate } = summarizeAnswer(answer);
-    this.done({ seq, of, sql, ms: performance.now() - start, rows, status: sqlstate === null ? 'ok' : 'error', sqlstate, cache, flight });
+    let rowsDigest: string | undefined;
+    if (this.rows !== null) {
+      this.rows.answer(answer);
+      rowsDigest = this.rows.take();
+    }
+    this.done({ seq, of, sql, ms: performance.now() - start, rows, status: sqlstate === null ? 'ok' : 'error', sqlstate, cache, flight, rowsDigest });
   }
 
   /** A server message that may end a query; others are ignored (callers pass only these types). */
@@ -59,6 +69,10 @@ export class CompletionTracker {
     const e = g === null || g.queries === null ? undefined : g.queries[g.queryHead];
     if (e === undefined) return;
     switch (type) {
+      case Backend.DataRow:
+        // Whole DataRows pass here with replay and without; only replay hashes them.
+        if (this.rows !== null) this.rows.whole(buf, start, end);
+        return;
       case Backend.CommandComplete:
         if (e.of === 'E') this.finish(g!, e, 'ok', tagRows(buf, start, end));
         else e.rows += tagRows(buf, start, end);
@@ -107,7 +121,10 @@ export class CompletionTracker {
 
   private finish(g: PendingGroup, e: PendingQuery, status: CompletionStatus, rows: number): void {
     g.queryHead++;
-    this.done({ seq: e.seq, of: e.of, sql: e.sql, ms: performance.now() - e.start, rows: rows + e.rows, status, sqlstate: e.sqlstate, cache: e.cache, flight: e.flight });
+    // The rows read since the last query ended are this one's (answers come in order); a skipped
+    // query had none, and the hash running meanwhile is not its.
+    const rowsDigest = this.rows === null || status === 'skipped' ? undefined : this.rows.take();
+    this.done({ seq: e.seq, of: e.of, sql: e.sql, ms: performance.now() - e.start, rows: rows + e.rows, status, sqlstate: e.sqlstate, cache: e.cache, flight: e.flight, rowsDigest });
   }
 }
 

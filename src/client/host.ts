@@ -9,6 +9,7 @@ import type { ClientLogger } from '../log/client-logger';
 import type { CacheContext } from '../cache/session';
 import type { TlsSetup } from '../tls';
 import type { CompletionSink } from './recorder';
+import type { SystemIdSource } from './session-start';
 import type { ErrorFields } from '../protocol/messages';
 import type { SessionIdentity } from '../limits/connection-limits';
 import type { LimitCounters } from '../limits/counters';
@@ -60,6 +61,8 @@ export interface ClientSettings {
   readonly startupTimeoutMs: number;
   /** A `done` line follows each answered Q/E. */
   readonly logCompletions: boolean;
+  /** The query log is replayable (--log-replay): session lines, D/C/S/H lines, wire details. */
+  readonly logReplay: boolean;
 }
 
 /** Several upstream nodes (src/upstreams/upstream-set.ts): where new sessions go. */
@@ -126,6 +129,8 @@ export interface ClientHost {
   readonly digests: CompletionSink | null;
   /** Sessions track how each Q/E ends (--log-completions, or digests). */
   readonly tracksCompletions: boolean;
+  /** The upstream nodes' system identifiers for log-replay's start lines (null: not known, no catalog-user). */
+  readonly systemIds: SystemIdSource | null;
   readonly keys: KeyRegistry;
   /**
    * A StartupMessage arrived from this user for this database: null when the session may start,

@@ -69,12 +69,15 @@ const CLIENT_ALWAYS = [
   Frontend.CopyDone,
   Frontend.CopyFail,
 ];
-/** With the cache on, a request unit also needs its Describe and Flush whole (cache/unit.ts). */
-const CLIENT_CACHE = [...CLIENT_ALWAYS, Frontend.Describe, Frontend.Flush];
+/**
+ * With the cache on, a request unit also needs its Describe and Flush whole (cache/unit.ts); with
+ * log-replay, each of them is a line (Describe with its target).
+ */
+const CLIENT_WHOLE_DESCRIBE = [...CLIENT_ALWAYS, Frontend.Describe, Frontend.Flush];
 
 /** The frontend messages a session must see whole. */
-export function clientInspect(cache: boolean): number[] {
-  return cache ? CLIENT_CACHE : CLIENT_ALWAYS;
+export function clientInspect(cache: boolean, replay = false): number[] {
+  return cache || replay ? CLIENT_WHOLE_DESCRIBE : CLIENT_ALWAYS;
 }
 
 /**

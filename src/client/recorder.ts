@@ -1,19 +1,22 @@
 /**
- * The log phase of a session: one query record per Q/P/B/E message, handed to the ClientLogger,
- * the completion records that follow the answers (`done` lines and query digests), and the log's
- * backpressure (a writer that falls behind stops the client being read; a line is never dropped).
+ * The log phase of a session: one query record per Q/P/B/E message (with log-replay also per
+ * D/C/S/H, and the session's start and end lines), handed to the ClientLogger, the completion
+ * records that follow the answers (`done` lines and query digests), and the log's backpressure
+ * (a writer that falls behind stops the client being read; a line is never dropped).
  *
  * Records read the statement and portal names they show from the session ledger; nothing here
  * keeps its own copy of them.
  */
 import { Frontend } from '../protocol/codes';
-import type { ClientMessage } from '../protocol/client-messages';
+import type { ClientMessage, CloseMessage, DescribeMessage } from '../protocol/client-messages';
 import type { ClientLogger } from '../log/client-logger';
 import type { OpsLog } from '../log/ops';
-import type { CacheOutcome, FlightRole, QueryRecord, SessionInfo } from '../log/format';
+import type { CacheOutcome, EndReason, FlightRole, LogRecord, QueryRecord, SessionInfo, SessionStart, WireRecord } from '../log/format';
 import type { CompletionSample } from '../insight/types';
 import { CompletionTracker, type Completed } from './completions';
 import type { SessionLedger } from './ledger';
+import { RowsDigest } from './rows-digest';
+import { reached, sessionStart, type SystemIdSource } from './session-start';
 
 /** How the log lines of a request unit describe the cache's part in it. */
 export interface Annotation {
@@ -28,14 +31,20 @@ export interface CompletionSink {
   record(s: CompletionSample): void;
 }
 
-/** What the recorder needs of its session and of the proxy. */
+/** What the recorder needs of the proxy (the session's host, host.ts). */
 export interface RecorderHost {
   readonly logger: ClientLogger;
   readonly digests: CompletionSink | null;
-  /** A `done` line follows each answered Q/E (--log-completions). */
-  readonly logCompletions: boolean;
-  /** The log writer is behind (true) or caught up (false): stop or resume reading the client. */
-  pauseForLog(paused: boolean): void;
+  readonly settings: {
+    /** A `done` line follows each answered Q/E (--log-completions). */
+    readonly logCompletions: boolean;
+    /** The log is replayable (--log-replay, docs/replay.md). */
+    readonly logReplay: boolean;
+  };
+  /** Sessions track how each Q/E ends (--log-completions, or digests). */
+  readonly tracksCompletions: boolean;
+  /** The nodes' system identifiers, for the start lines (null without catalog-user). */
+  readonly systemIds: SystemIdSource | null;
 }
 
 /** Records held before the session is accepted, at most; then the client is not read until it is. */
@@ -46,10 +55,16 @@ export class Recorder {
   readonly recording: boolean;
   /** Completion tracking (null unless --log-completions or the digests need it). */
   readonly tracker: CompletionTracker | null;
+  /** log-replay: D/C/S/H records, the wire details of P/B/E, the start and end lines. */
+  readonly replay: boolean;
   /** Who sends the queries; set once the startup packet is accepted. */
   session: SessionInfo | null = null;
   private readonly host: RecorderHost;
   private readonly ledger: SessionLedger;
+  private readonly pauseForLog: (paused: boolean) => void;
+  private readonly logCompletions: boolean;
+  /** log-replay: the start line, until it is written. */
+  private start: SessionStart | null = null;
   /** seq of the last Q/P/B/E record. */
   private seq = 0;
   /**
@@ -57,20 +72,30 @@ export class Recorder {
    * not logged, because until then the startup packet's user is only a claim, and a client
    * without the password could have lines logged under any user. null once accepted.
    */
-  private unaccepted: QueryRecord[] | null = [];
+  private unaccepted: LogRecord[] | null = [];
   /** The client is not read because UNACCEPTED_MAX records are held. */
   private pausedUnaccepted = false;
   private awaitingDrain = false;
   private readonly resume = (): void => {
     this.awaitingDrain = false;
-    this.host.pauseForLog(false);
+    this.pauseForLog(false);
   };
 
-  constructor(host: RecorderHost, ledger: SessionLedger, tracksCompletions: boolean) {
+  /** pauseForLog: the log writer is behind (true) or caught up (false): stop or resume reading the client. */
+  constructor(host: RecorderHost, ledger: SessionLedger, pauseForLog: (paused: boolean) => void) {
     this.host = host;
     this.ledger = ledger;
-    this.tracker = tracksCompletions ? new CompletionTracker(ledger, (c) => this.completed(c)) : null;
+    this.pauseForLog = pauseForLog;
+    this.logCompletions = host.settings.logCompletions;
+    this.replay = host.settings.logReplay && host.logger.enabled;
+    this.tracker = host.tracksCompletions ? new CompletionTracker(ledger, (c) => this.completed(c), this.replay ? new RowsDigest() : null) : null;
     this.recording = host.logger.enabled || this.tracker !== null;
+  }
+
+  /** The startup packet was taken: who the session is (its lines' head) and, with log-replay, what it asked for. */
+  begin(session: SessionInfo, packet: Buffer): void {
+    this.session = session;
+    if (this.replay) this.start = sessionStart(packet);
   }
 
   /**
@@ -86,30 +111,53 @@ export class Recorder {
     let r: QueryRecord;
     switch (msg.type) {
       case Frontend.Query:
-        r = { type: 'Q', statement: null, portal: null, sql: msg.sql, params: null, cache, flight, refused, seq: ++this.seq };
+        r = { type: 'Q', statement: null, portal: null, sql: msg.sql, params: null, cache, flight, refused, seq: ++this.seq, redacted: undefined, paramTypes: undefined, resultFormats: undefined, maxRows: undefined, kind: undefined };
         break;
-      case Frontend.Parse:
-        r = { type: 'P', statement: msg.statement, portal: null, sql: msg.sql, params: null, cache, flight, refused, seq: ++this.seq };
+      case Frontend.Parse: {
+        const paramTypes = this.replay ? msg.paramTypes() : undefined;
+        r = { type: 'P', statement: msg.statement, portal: null, sql: msg.sql, params: null, cache, flight, refused, seq: ++this.seq, redacted: undefined, paramTypes, resultFormats: undefined, maxRows: undefined, kind: undefined };
         break;
+      }
       case Frontend.Bind: {
         let sql = boundSql;
         if (sql === undefined) {
           const def = this.ledger.statement(msg.statement);
           sql = def === null || def === undefined ? null : def.sql;
         }
-        r = { type: 'B', statement: msg.statement, portal: msg.portal, sql, params: { formats: msg.paramFormats, values: msg.params }, cache, flight, refused, seq: ++this.seq };
+        const params = { formats: msg.paramFormats, values: msg.params };
+        const resultFormats = this.replay ? msg.resultFormats : undefined;
+        r = { type: 'B', statement: msg.statement, portal: msg.portal, sql, params, cache, flight, refused, seq: ++this.seq, redacted: undefined, paramTypes: undefined, resultFormats, maxRows: undefined, kind: undefined };
         break;
       }
       case Frontend.Execute: {
         const p = this.ledger.portal(msg.portal);
-        r = { type: 'E', statement: p ? p.statement : null, portal: msg.portal, sql: p && p.def !== null ? p.def.sql : null, params: null, cache, flight, refused, seq: ++this.seq };
+        const maxRows = this.replay ? msg.maxRows : undefined;
+        r = { type: 'E', statement: p ? p.statement : null, portal: msg.portal, sql: p && p.def !== null ? p.def.sql : null, params: null, cache, flight, refused, seq: ++this.seq, redacted: undefined, paramTypes: undefined, resultFormats: undefined, maxRows, kind: undefined };
         break;
       }
       default:
+        if (this.replay) this.target(msg);
         return null;
     }
     this.write(r);
     return r;
+  }
+
+  /** log-replay: a Describe's or Close's record (a line of its own, with its target). */
+  private target(msg: DescribeMessage | CloseMessage): void {
+    const type = msg.type === Frontend.Describe ? 'D' : 'C';
+    this.writeWire({ type, statement: msg.name, portal: null, sql: null, params: null, cache: undefined, flight: undefined, refused: undefined, seq: ++this.seq, redacted: undefined, paramTypes: undefined, resultFormats: undefined, maxRows: undefined, kind: msg.kind });
+  }
+
+  /**
+   * log-replay: the record of a message that is not decoded (Sync, Flush); nothing for the
+   * others, nor without log-replay. Returns null: no query record, for the callers' books.
+   */
+  bare(type: number): null {
+    if (!this.replay || (type !== Frontend.Sync && type !== Frontend.Flush)) return null;
+    const wire = type === Frontend.Sync ? 'S' : 'H';
+    this.writeWire({ type: wire, statement: null, portal: null, sql: null, params: null, cache: undefined, flight: undefined, refused: undefined, seq: ++this.seq, redacted: undefined, paramTypes: undefined, resultFormats: undefined, maxRows: undefined, kind: undefined });
+    return null;
   }
 
   /**
@@ -119,13 +167,16 @@ export class Recorder {
    * in the batch, and an Execute from the Bind before it. Returns the last Q or E record;
    * eachQuery sees every one.
    */
-  recordBatch(msgs: readonly { msg: ClientMessage | null }[], ann: Annotation | null, eachQuery?: (r: QueryRecord) => void): QueryRecord | null {
+  recordBatch(msgs: readonly { type: number; msg: ClientMessage | null }[], ann: Annotation | null, eachQuery?: (r: QueryRecord) => void): QueryRecord | null {
     let query: QueryRecord | null = null;
     let parsedName: string | null = null;
     let parsedSql: string | null = null;
     let bound: QueryRecord | null = null;
-    for (const { msg: m } of msgs) {
-      if (m === null) continue;
+    for (const { type, msg: m } of msgs) {
+      if (m === null) {
+        if (this.replay) this.bare(type);
+        continue;
+      }
       switch (m.type) {
         case Frontend.Parse:
           parsedSql = this.record(m, ann)!.sql;
@@ -137,7 +188,8 @@ export class Recorder {
         case Frontend.Execute:
           if (bound === null || bound.portal !== m.portal) query = this.record(m, ann);
           else {
-            query = { type: 'E', statement: bound.statement, portal: m.portal, sql: bound.sql, params: null, cache: bound.cache, flight: bound.flight, seq: ++this.seq };
+            const maxRows = this.replay ? m.maxRows : undefined;
+            query = { type: 'E', statement: bound.statement, portal: m.portal, sql: bound.sql, params: null, cache: bound.cache, flight: bound.flight, refused: undefined, seq: ++this.seq, redacted: undefined, paramTypes: undefined, resultFormats: undefined, maxRows, kind: undefined };
             this.write(query);
           }
           if (eachQuery !== undefined && query !== null) eachQuery(query);
@@ -146,6 +198,9 @@ export class Recorder {
           query = this.record(m, ann);
           if (eachQuery !== undefined && query !== null) eachQuery(query);
           break;
+        default:
+          // Describe and Close: lines of their own only with log-replay.
+          if (this.replay) this.target(m);
       }
     }
     return query;
@@ -160,30 +215,62 @@ export class Recorder {
     this.written(this.host.logger.log(this.session!, r));
   }
 
-  private hold(r: QueryRecord): void {
+  /** log-replay's D/C/S/H records (replay implies a logger that is enabled). */
+  private writeWire(r: WireRecord): void {
+    if (this.unaccepted !== null) {
+      this.hold(r);
+      return;
+    }
+    const logger = this.host.logger;
+    if (logger.logWire !== undefined) this.written(logger.logWire(this.session!, r));
+  }
+
+  private hold(r: LogRecord): void {
     const held = this.unaccepted!;
     held.push(r);
     if (held.length >= UNACCEPTED_MAX && !this.pausedUnaccepted) {
       // A client pipelining this much before its session exists is read again once it does.
       this.pausedUnaccepted = true;
-      this.host.pauseForLog(true);
+      this.pauseForLog(true);
     }
   }
 
-  /** PostgreSQL accepted the session (its first ReadyForQuery): log what was held, in order. */
-  accepted(): void {
+  /**
+   * PostgreSQL accepted the session (its first ReadyForQuery): with log-replay its start line
+   * (upstream: HOST:PORT of the node it reached), then what was held, in order.
+   */
+  accepted(upstream: string): void {
     const held = this.unaccepted;
     if (held === null) return;
     this.unaccepted = null;
-    for (const r of held) this.write(r);
+    const logger = this.host.logger;
+    if (this.start !== null && logger.logSession !== undefined) {
+      const start = reached(this.start, upstream, this.host.systemIds);
+      this.start = null;
+      this.written(logger.logSession(this.session!, { type: 'start', start }));
+    }
+    for (const r of held) {
+      if (isWire(r)) this.writeWire(r);
+      else this.write(r);
+    }
     if (this.pausedUnaccepted) {
       this.pausedUnaccepted = false;
-      if (!this.awaitingDrain) this.host.pauseForLog(false);
+      if (!this.awaitingDrain) this.pauseForLog(false);
     }
   }
 
-  /** The session ends: records never logged because PostgreSQL never accepted it are dropped, and said (never silently). */
-  discardUnaccepted(ops: OpsLog, conn: number, client: string): void {
+  /**
+   * The session ends (after its unanswered queries ended): with log-replay, an accepted session's
+   * end line; records never logged because PostgreSQL never accepted it are dropped, and said.
+   */
+  close(reason: EndReason, ops: OpsLog, conn: number, client: string): void {
+    const logger = this.host.logger;
+    if (this.replay && this.unaccepted === null && this.session !== null && logger.logSession !== undefined) logger.logSession(this.session, { type: 'end', reason });
+    this.discardUnaccepted(ops, conn, client);
+  }
+
+  /** Records never logged because PostgreSQL never accepted the session are dropped, and said (never silently). */
+  private discardUnaccepted(ops: OpsLog, conn: number, client: string): void {
     const n = this.unaccepted === null ? 0 : this.unaccepted.length;
     this.unaccepted = null;
     if (n === 0) return;
@@ -212,7 +299,7 @@ export class Recorder {
   /** A Q or E that was logged but never went upstream: it ends as aborted with the connection. */
   abandoned(r: QueryRecord, start: number): void {
     if (this.tracker === null || (r.type !== 'Q' && r.type !== 'E')) return;
-    this.completed({ seq: r.seq!, of: r.type, sql: r.sql, ms: performance.now() - start, rows: 0, status: 'aborted', sqlstate: null, cache: r.cache, flight: r.flight });
+    this.completed({ seq: r.seq!, of: r.type, sql: r.sql, ms: performance.now() - start, rows: 0, status: 'aborted', sqlstate: null, cache: r.cache, flight: r.flight, rowsDigest: undefined });
   }
 
   /** A query ended (completions.ts): its `done` line and its digest. */
@@ -224,7 +311,7 @@ export class Recorder {
       digests.record({ sql: c.sql, ms: c.ms, rows: c.rows, error: c.status === 'error', cache: c.cache, flight: c.flight, now: Date.now(), node: this.session?.node });
     }
     const logger = this.host.logger;
-    if (this.host.logCompletions && logger.enabled && this.session !== null) this.written(logger.logCompletion(this.session, c));
+    if (this.logCompletions && logger.enabled && this.session !== null) this.written(logger.logCompletion(this.session, c));
   }
 
   /** After a line went to the logger: false means the writer is behind. */
@@ -232,7 +319,11 @@ export class Recorder {
     if (accepted || this.awaitingDrain) return;
     // The log writer is behind: stop reading from this client until it catches up.
     this.awaitingDrain = true;
-    this.host.pauseForLog(true);
+    this.pauseForLog(true);
     this.host.logger.onDrain(this.resume);
   }
+}
+
+function isWire(r: LogRecord): r is WireRecord {
+  return r.type === 'D' || r.type === 'C' || r.type === 'S' || r.type === 'H';
 }

@@ -22,7 +22,7 @@ import { Framer, describeType } from '../protocol/framer';
 import { ProtocolError, TERMINATE, encodeErrorResponse, isFatalError, type ErrorFields } from '../protocol/messages';
 import { decodeClientMessage, type ClientMessage } from '../protocol/client-messages';
 import { Outbox } from '../outbox';
-import type { QueryRecord } from '../log/format';
+import type { EndReason, QueryRecord } from '../log/format';
 import { CacheDriver, type CacheDriverSession } from './cache-driver';
 import type { BackendKey, ClientHandle, ClientHost } from './host';
 import { Books } from './books';
@@ -80,6 +80,8 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
   private clientTerminated = false;
   /** The server sent a FATAL error: it said why it closes. */
   private serverSaidFatal = false;
+  /** Who ended the session first, for log-replay's end line (null: pgscribe itself; Terminate and FATAL have their flags). */
+  private endReason: EndReason | null = null;
   private shutdownRequested = false;
   /**
    * The StartupMessage asked for a protocol before 3.0: the server's refusal comes in that
@@ -93,16 +95,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     this.id = id;
     this.clientLeg = new ClientLeg(socket, this);
     this.address = this.clientLeg.address;
-    this.recorder = new Recorder(
-      {
-        logger: host.logger,
-        digests: host.digests,
-        logCompletions: host.settings.logCompletions,
-        pauseForLog: (paused) => this.pauseForLog(paused),
-      },
-      this.ledger,
-      host.tracksCompletions,
-    );
+    this.recorder = new Recorder(host, this.ledger, (paused) => this.pauseForLog(paused));
     this.books = new Books(this.ledger, this.recorder);
     this.decodes = this.recorder.recording || host.cache !== null;
     this.clientFramer = new Framer(
@@ -115,7 +108,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
       {
         maxLength: host.settings.maxMessageBytes,
         maxStartupLength: MAX_STARTUP_PACKET_BYTES,
-        inspect: clientInspect(host.cache !== null),
+        inspect: clientInspect(host.cache !== null, this.recorder.replay),
         startup: true,
       },
     );
@@ -207,12 +200,13 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
 
   /** log, then forward, one client message (ann: how the cache took part; null: it did not). */
   logAndForward(type: number, buf: Buffer, start: number, end: number, msg: ClientMessage | null, ann: Annotation | null): void {
-    this.forward(type, buf, start, end, msg, this.log(msg, ann), -1);
+    this.forward(type, buf, start, end, msg, this.log(type, msg, ann), -1);
   }
 
-  /** log: the message's query line, when it is a Q/P/B/E and something records (its record, else null). */
-  private log(msg: ClientMessage | null, ann: Annotation | null): QueryRecord | null {
-    return msg !== null && this.recorder.recording ? this.recorder.record(msg, ann) : null;
+  /** log: the message's line, when it is a Q/P/B/E (with log-replay also D/C/S/H) and something records (its record, else null). */
+  private log(type: number, msg: ClientMessage | null, ann: Annotation | null): QueryRecord | null {
+    if (msg !== null) return this.recorder.recording ? this.recorder.record(msg, ann) : null;
+    return this.recorder.replay ? this.recorder.bare(type) : null;
   }
 
   /**
@@ -278,7 +272,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     const host = this.host;
     const database = params.get('database') || user;
     const application = params.get('application_name') ?? '';
-    this.recorder.session = { id: this.id, user, database, client: this.address, application };
+    this.recorder.begin({ id: this.id, user, database, client: this.address, application }, packet);
     if (host.cache !== null) this.cache = this.books.cache = new CacheDriver(this, host.cache, this.ledger, this.recorder, params, user, database, this.readOnly);
     this.gate = gateFor(this, host, { user, database, application }, this.cache);
     this.clientFramer.setStartup(false);
@@ -354,7 +348,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
         lead = this.books.readyForQuery(prev, this.txStatus);
         if (this.state === S.Authenticating) {
           if (!this.readOnly && this.upstream.node !== null) this.host.upstreams?.startupDone(this.upstream.node);
-          this.recorder.accepted();
+          this.recorder.accepted(this.upstream.address);
           this.clientFramer.setMaxInspectLength(this.host.settings.maxMessageBytes);
         }
         this.transition(settled);
@@ -410,6 +404,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
       this.transition(next);
     }
     this.cache?.cs.capturing?.capture.add(buf, start, end);
+    if (type === Backend.DataRow) this.recorder.tracker?.rows?.piece(buf, start, end);
     this.toClient.push(buf, start, end);
   }
 
@@ -517,6 +512,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
   }
 
   private upstreamProtocolViolation(reason: string): void {
+    this.endReason ??= 'server';
     this.host.ops.error('upstream sent an invalid message; closing the session', { conn: this.id, client: this.address, reason });
     this.host.counters.upstreamErrors++;
     this.fail(SessionError.upstreamInvalid(reason));
@@ -530,6 +526,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
   }
 
   onClientClose(): void {
+    this.endReason ??= 'client';
     this.clientFramer.stop();
     if (this.state === S.TlsHandshake) {
       this.host.ops.warn('TLS handshake with client failed; closing it', { conn: this.id, client: this.address, error: 'connection closed during the handshake' });
@@ -540,6 +537,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
 
   onUpstreamClose(): void {
     if (this.state === S.Closing || this.state === S.Connecting) return;
+    this.endReason ??= 'server';
     if (this.clientTerminated || this.serverSaidFatal || this.rawAnswer) {
       // The server said why (FATAL) or the client asked for it (Terminate): nothing to add.
       this.transition(S.Closing);
@@ -585,7 +583,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     this.host.keys.unregister(this);
     this.gate?.close();
     this.books.close();
-    this.recorder.discardUnaccepted(this.host.ops, this.id, this.address);
+    this.recorder.close(this.clientTerminated ? 'terminate' : this.serverSaidFatal ? 'server' : (this.endReason ?? 'proxy'), this.host.ops, this.id, this.address);
     if (this.upstream.socket !== null && !this.upstream.negotiating && !this.upstream.socket.destroyed) this.flushToUpstream();
     this.upstream.close(!this.clientFramer.midPassthrough && !this.clientTerminated, TERMINATE, CLOSE_LINGER_MS);
     this.toUpstream.clear();

@@ -63,6 +63,11 @@ export class UpstreamLeg {
     this.host = host;
   }
 
+  /** HOST:PORT of the node reached (as the log writes nodes, log-replay's start line), or that would be. */
+  get address(): string {
+    return formatHostPort(this.node ?? this.host.settings.upstream);
+  }
+
   private get target(): string {
     const { host, port } = this.node ?? this.host.settings.upstream;
     return `${host}:${port}`;

@@ -61,13 +61,33 @@ function checkReplicas(cfg: Config): void {
   }
 }
 
+/**
+ * log-replay (docs/replay.md) writes what replay reads: JSON lines, a `done` line per query (they
+ * pace the replay), and whole sessions. It turns log-completions on rather than refusing a
+ * config without it: there is no replayable log without them, so asking for both says nothing
+ * more. A log-sample rule with `sql` would keep only some of a session's lines, which cannot be
+ * replayed: refused.
+ */
+function checkLogReplay(cfg: Config): void {
+  const log = cfg.log;
+  if (!log.replay) return;
+  if (log.format !== 'json') {
+    throw new ConfigError('log-replay', `writes the replayable log as JSON lines, and log-format is ${log.format}: set --log-format json`);
+  }
+  const i = log.sample.findIndex((r) => r.sql !== undefined);
+  if (i >= 0) {
+    throw new ConfigError('log-sample', `rule ${i + 1} has sql, which would keep only some of a session's lines; a replay needs sessions whole: with log-replay, sample by user, database and application_name only`);
+  }
+  log.completions = true;
+}
+
 /** A shorter secret is guessable offline from one entry; 32 characters of base64 are 192 bits. */
 const MIN_REDIS_KEY_CHARS = 32;
 
 /**
  * Workers need the cache or singleflight; Redis needs the cache; the admin server beyond
- * loopback needs a token; the TLS settings must fit together; the query log must be writable
- * (its directory must exist).
+ * loopback needs a token; the TLS settings must fit together; log-replay needs JSON (and turns
+ * log-completions on in cfg); the query log must be writable (its directory must exist).
  */
 export function checkEnvironment(cfg: Config): void {
   const { cache, redis, admin } = cfg;
@@ -103,6 +123,7 @@ export function checkEnvironment(cfg: Config): void {
     throw new ConfigError('cache-wal-publication', 'has no effect while cache-invalidation is ttl: set --cache-invalidation wal or auto');
   }
   checkTlsSettings(cfg.tls);
+  checkLogReplay(cfg);
   const log = cfg.log.path;
   if (cfg.log.rotateBytes > 0 && (log === '-' || log === 'none')) {
     throw new ConfigError('log-rotate-bytes', `rotates the query log file, and --log ${log} writes ${log === '-' ? 'to stdout, which has no file to rotate' : 'no query log'}: set --log FILE, or leave log-rotate-bytes at 0`);

@@ -8,7 +8,11 @@
 import { NAMES, SETTINGS, valueAt, type SettingName } from './settings';
 import type { Config } from './types';
 
-/** The settings a reload applies while running (src/reload.ts says how each one takes effect). */
+/**
+ * The settings a reload applies while running (src/reload.ts says how each one takes effect).
+ * Not log-completions nor log-replay: they decide what each session's framers deliver whole and
+ * what it tracks from its start, and a replayable log must hold sessions from start to end.
+ */
 export const LIVE_SETTINGS: ReadonlySet<SettingName> = new Set<SettingName>([
   'upstream',
   'health-interval-ms',

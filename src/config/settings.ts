@@ -107,6 +107,7 @@ export const SETTINGS = {
   'cache-wal-wait-ms': setting(['cache', 'walWaitMs'], int(0, 60_000), 1000, "wal mode: ms the answer to a commit that wrote through pgscribe waits for the change stream to apply it (so its triggers' and cascades' rows are never read stale); past it the database's answers are dropped and it is not served until the stream catches up; 0: no wait"),
   'catalog-poll-ms': setting(['catalog', 'pollMs'], int(100, 3_600_000), 1000, 'ms between checks for catalog changes made outside pgscribe (then cached answers of that database are dropped)'),
   'log-completions': setting(['log', 'completions'], bool, false, "a 'done' line (ms, rows, SQLSTATE) after each query's answer (switch)", true),
+  'log-replay': setting(['log', 'replay'], bool, false, "make the JSON query log replayable (pgscribe replay): session start/end lines, every Describe/Close/Sync/Flush, parameter types and formats, row limits, rows digests; needs log-format json, turns on log-completions (switch)", true),
   admin: setting(['admin', 'address'], adminAddress, null, "admin HTTP server: PORT or HOST:PORT (loopback unless told), or 'off' (default off)"),
   'admin-token': setting(['admin', 'token'], str, '', 'bearer token the admin server requires (needed to bind beyond loopback)'),
   'digest-max-entries': setting(['admin', 'digestMaxEntries'], int(10, 1_000_000), 2000, 'query digests kept by the admin server (top by total time)'),

@@ -73,6 +73,11 @@ export interface LogConfig {
   /** A `done` line after each Q/E's answer. */
   completions: boolean;
   /**
+   * The JSON log can be replayed (docs/replay.md): start/end lines, D/C/S/H lines, the wire
+   * details of P/B/E. Turns completions on (checks.ts).
+   */
+  replay: boolean;
+  /**
    * Statements whose lines hold no data values (src/log/redaction.ts): their parameters become a
    * count and their SQL the digest normal form (literals as $n). Regular expressions, any match.
    */

@@ -4,7 +4,7 @@
  */
 import type { LineSink } from './file-sink';
 import type { Sampler } from './sampling';
-import type { CompletionFormatter, CompletionRecord, LineFormatter, QueryRecord, SessionInfo } from './format';
+import type { CompletionFormatter, CompletionRecord, LineFormatter, QueryRecord, SessionFormatter, SessionInfo, SessionLine, WireRecord } from './format';
 
 export interface ClientLogger {
   /** False when nothing is recorded: callers may skip building records. */
@@ -17,6 +17,17 @@ export interface ClientLogger {
   log(session: SessionInfo, record: QueryRecord): boolean;
   /** Record how a query ended (--log-completions); same backpressure contract as log(). */
   logCompletion(session: SessionInfo, record: CompletionRecord): boolean;
+  /**
+   * log-replay: a session's start (when PostgreSQL accepted it, before its first record) or its
+   * end (after its last); same backpressure contract as log(). Optional: a logger without it
+   * writes no session lines, and its sessions' records are the same.
+   */
+  logSession?(session: SessionInfo, line: SessionLine): boolean;
+  /**
+   * log-replay: a Describe, Close, Sync or Flush, in its place among the query records; same
+   * contract as log(). Optional: a logger without it sees gaps in a session's seq where they were.
+   */
+  logWire?(session: SessionInfo, record: WireRecord): boolean;
   /** One-shot callback for when the writer has caught up after log() returned false. */
   onDrain(cb: () => void): void;
   /** Reopen the destination (SIGHUP, logrotate). */
@@ -71,12 +82,20 @@ export class SinkLogger implements ClientLogger {
     private format: LineFormatter,
     private readonly completionFormat: CompletionFormatter | null = null,
     private readonly policy: LogPolicy = {},
+    /** log-replay's start and end lines (null: none are written). */
+    private readonly sessionFormat: SessionFormatter | null = null,
   ) {
     this.sampler = policy.sampler ?? null;
     this.dropAbove = policy.dropAboveBytes ?? null;
   }
 
   log(session: SessionInfo, record: QueryRecord): boolean {
+    return this.logRecord(session, record);
+  }
+  logWire(session: SessionInfo, record: WireRecord): boolean {
+    return this.logRecord(session, record);
+  }
+  private logRecord(session: SessionInfo, record: QueryRecord | WireRecord): boolean {
     if (this.sampler !== null && !this.sampler.keeps(session, record.sql)) {
       this.sampledCount++;
       if (this.completionFormat !== null && record.seq !== undefined && (record.type === 'Q' || record.type === 'E')) {
@@ -95,6 +114,16 @@ export class SinkLogger implements ClientLogger {
       return true;
     }
     return this.emit(this.completionFormat(session, record, Date.now()));
+  }
+
+  logSession(session: SessionInfo, line: SessionLine): boolean {
+    if (this.sessionFormat === null) return true;
+    // The session's one draw decides, as for its other lines (log-replay refuses rules with sql).
+    if (this.sampler !== null && !this.sampler.keeps(session, null)) {
+      this.sampledCount++;
+      return true;
+    }
+    return this.emit(this.sessionFormat(session, line, Date.now()));
   }
 
   /** One line to the sink: false asks the client to pause (never in drop mode). */

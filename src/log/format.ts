@@ -20,6 +20,11 @@ export interface SessionInfo {
 }
 
 export type QueryType = 'Q' | 'P' | 'B' | 'E';
+/**
+ * D (Describe), C (Close), S (Sync), H (Flush): lines only with log-replay, whose reader needs
+ * every message that shapes the session's answers (docs/replay.md).
+ */
+export type WireType = 'D' | 'C' | 'S' | 'H';
 
 /** Bind parameters as views of the message; the formatter copies what it prints. */
 export interface BindParams {
@@ -29,7 +34,10 @@ export interface BindParams {
 
 export interface QueryRecord {
   type: QueryType;
-  /** Prepared statement name; null when the message has none ('Q'). '' is the unnamed statement. */
+  /**
+   * Prepared statement name; null when the message has none ('Q'). '' is the unnamed statement.
+   * For D and C: the name of their target, whichever `kind` it is.
+   */
   statement: string | null;
   /** Portal name for 'B' and 'E'; null otherwise. '' is the unnamed portal. */
   portal: string | null;
@@ -46,7 +54,50 @@ export interface QueryRecord {
   seq?: number | undefined;
   /** Its data values are hidden (redaction.ts): parameters as a count, SQL in the normal form. */
   redacted?: true | undefined;
+  // The wire details log-replay writes (undefined without it, so that the records of a log
+  // without replay cost no allocation beyond the record itself).
+  /** P: the parameter type OIDs as sent. */
+  paramTypes?: readonly number[] | undefined;
+  /** B: the result format codes as sent (the parameters' are params.formats). */
+  resultFormats?: readonly number[] | undefined;
+  /** E: the row limit (0: all). */
+  maxRows?: number | undefined;
+  /** D and C: a statement ('S') or a portal ('P'). */
+  kind?: 'S' | 'P' | undefined;
 }
+
+/**
+ * log-replay's record of a D, C, S or H message: a QueryRecord's fields (the same shape, so the
+ * formatter sees one hidden class) with no SQL, parameters or cache part. A type of its own so
+ * that a pluggable logger written for Q/P/B/E records (ClientLogger.log) never meets one.
+ */
+export interface WireRecord extends Omit<QueryRecord, 'type'> {
+  type: WireType;
+}
+
+/** What a line formatter takes: a query record, or with log-replay a wire record. */
+export type LogRecord = QueryRecord | WireRecord;
+
+/** A session's first line with log-replay: what a replay needs to open the same session. */
+export interface SessionStart {
+  /** Every startup parameter but user and database (which every line's head carries). */
+  startup: Record<string, string>;
+  /** The protocol version the client asked for: "3.0". */
+  protocol: string;
+  /** HOST:PORT of the node the session reached. */
+  upstream: string;
+  /** That node's system identifier (decimal), when pgscribe knows it. */
+  system: string | undefined;
+}
+
+/**
+ * Why a session ended: terminate (the client sent Terminate), client (it hung up), server (the
+ * server closed or failed it), proxy (pgscribe closed it: shutdown, a limit, a failover).
+ */
+export type EndReason = 'terminate' | 'client' | 'server' | 'proxy';
+
+/** A session line of log-replay: its start, or its end. */
+export type SessionLine = { type: 'start'; start: SessionStart } | { type: 'end'; reason: EndReason };
 
 /**
  * How a query (a Q, or an E) ended. ok: CommandComplete (or EmptyQueryResponse); error: an
@@ -70,6 +121,8 @@ export interface CompletionRecord {
   sqlstate: string | null;
   cache?: CacheOutcome | undefined;
   flight?: FlightRole | undefined;
+  /** log-replay: the first 16 hex digits of SHA-1 over the answer's DataRow bodies, when it had rows. */
+  rowsDigest?: string | undefined;
 }
 
 /**
@@ -92,11 +145,14 @@ export interface FormatOptions {
   seq?: boolean;
   /** Bind and Execute lines show at most this many characters of their SQL (0 or absent: all). */
   repeatedSqlMaxChars?: number;
+  /** log-replay (JSON only): the wire details of P, B and E, and the D, C, S, H lines. */
+  replay?: boolean;
 }
 
 /** The query-line formatter the log settings ask for (at start, and again after a reload). */
-export function lineFormatterOf(log: { format: 'text' | 'json'; params: boolean; paramMaxBytes: number; repeatedSqlMaxChars: number; completions: boolean } & RedactionSettings): LineFormatter {
-  const opts = { params: log.params, paramMaxBytes: log.paramMaxBytes, repeatedSqlMaxChars: log.repeatedSqlMaxChars, seq: log.completions };
+export function lineFormatterOf(log: { format: 'text' | 'json'; params: boolean; paramMaxBytes: number; repeatedSqlMaxChars: number; completions: boolean; replay?: boolean } & RedactionSettings): LineFormatter {
+  const replay = log.replay === true;
+  const opts = { params: log.params, paramMaxBytes: log.paramMaxBytes, repeatedSqlMaxChars: log.repeatedSqlMaxChars, seq: log.completions || replay, replay };
   const format = log.format === 'json' ? jsonFormatter(opts) : textFormatter(opts);
   const redact = redactionOf(log);
   if (redact === null) return format;
@@ -104,18 +160,23 @@ export function lineFormatterOf(log: { format: 'text' | 'json'; params: boolean;
     const sql = redact(r.sql);
     if (sql === undefined) return format(s, r, now);
     // Field by field, in the recorder's order: a spread would give each record a new shape.
-    return format(s, { type: r.type, statement: r.statement, portal: r.portal, sql, params: r.params, cache: r.cache, flight: r.flight, refused: r.refused, seq: r.seq, redacted: true }, now);
+    return format(
+      s,
+      { type: r.type, statement: r.statement, portal: r.portal, sql, params: r.params, cache: r.cache, flight: r.flight, refused: r.refused, seq: r.seq, redacted: true, paramTypes: r.paramTypes, resultFormats: r.resultFormats, maxRows: r.maxRows, kind: r.kind },
+      now,
+    );
   };
 }
 
 /** Characters of a B or E line's SQL cut off at repeatedSqlMaxChars (0: none). */
-function repeatedSqlCut(r: QueryRecord, max: number): number {
+function repeatedSqlCut(r: LogRecord, max: number): number {
   if (max <= 0 || r.sql === null || r.sql.length <= max || (r.type !== 'B' && r.type !== 'E')) return 0;
   return r.sql.length - max;
 }
 
-export type LineFormatter = (s: SessionInfo, r: QueryRecord, now: number) => string;
+export type LineFormatter = (s: SessionInfo, r: LogRecord, now: number) => string;
 export type CompletionFormatter = (s: SessionInfo, c: CompletionRecord, now: number) => string;
+export type SessionFormatter = (s: SessionInfo, l: SessionLine, now: number) => string;
 
 let cachedMs = -1;
 let cachedIso = '';
@@ -293,6 +354,25 @@ export function jsonCompletionFormatter(): CompletionFormatter {
     });
     if (c.cache !== undefined) o['cache'] = c.cache;
     if (c.flight !== undefined) o['flight'] = c.flight;
+    if (c.rowsDigest !== undefined) o['rowsDigest'] = c.rowsDigest;
+    return jsonSafe(JSON.stringify(o)) + '\n';
+  };
+}
+
+/**
+ * log-replay's session lines (JSON only), without seq:
+ * `{...,"type":"start","startup":{"application_name":"pgbench"},"protocol":"3.0","upstream":"127.0.0.1:5432","system":"7301..."}`
+ * (no "system" when unknown) and `{...,"type":"end","reason":"terminate"}`.
+ */
+export function jsonSessionFormatter(): SessionFormatter {
+  return (s, l, now) => {
+    const o = jsonHead(s, now, l.type);
+    if (l.type === 'start') {
+      o['startup'] = l.start.startup;
+      o['protocol'] = l.start.protocol;
+      o['upstream'] = l.start.upstream;
+      if (l.start.system !== undefined) o['system'] = l.start.system;
+    } else o['reason'] = l.reason;
     return jsonSafe(JSON.stringify(o)) + '\n';
   };
 }
@@ -303,6 +383,35 @@ function jsonHead(s: SessionInfo, now: number, type: string): Record<string, unk
   if (s.node !== undefined) head['node'] = s.node;
   head['type'] = type;
   return head;
+}
+
+/**
+ * log-replay's fields of a line: true when the line is whole with them (D, C, S, H carry no SQL
+ * or cache fields), false when the query line's own fields follow.
+ */
+function replayFields(o: Record<string, unknown>, r: LogRecord): boolean {
+  switch (r.type) {
+    case 'P':
+      o['paramTypes'] = r.paramTypes ?? [];
+      return false;
+    case 'B':
+      o['paramFormats'] = r.params === null ? [] : r.params.formats;
+      o['resultFormats'] = r.resultFormats ?? [];
+      return false;
+    case 'E':
+      o['maxRows'] = r.maxRows ?? 0;
+      return false;
+    case 'D':
+    case 'C':
+      o['kind'] = r.kind;
+      o['name'] = r.statement;
+      return true;
+    case 'S':
+    case 'H':
+      return true;
+    default:
+      return false;
+  }
 }
 
 type JsonParam = string | null | { text?: string; hex?: string; truncatedBytes?: number };
@@ -330,10 +439,15 @@ function jsonParams(p: BindParams, max: number): JsonParam[] {
  */
 export function jsonFormatter(opts: FormatOptions): LineFormatter {
   const withSeq = opts.seq === true;
+  const replay = opts.replay === true;
   const maxRepeated = opts.repeatedSqlMaxChars ?? 0;
   return (s, r, now) => {
     const o = jsonHead(s, now, r.type);
     if (withSeq && r.seq !== undefined) o['seq'] = r.seq;
+    if (replay) {
+      const done = replayFields(o, r);
+      if (done) return jsonSafe(JSON.stringify(o)) + '\n';
+    }
     if (r.statement !== null) o['stmt'] = r.statement;
     if (r.portal !== null) o['portal'] = r.portal;
     if (r.params !== null) {

@@ -126,6 +126,15 @@ export class ParseMessage extends InspectedMessage {
     return this.sqlEnd - this.nameEnd - 1;
   }
 
+  /** The parameter type OIDs as sent (0: unspecified), a new array each call (log-replay reads it once). */
+  paramTypes(): number[] {
+    const at = this.start + this.sqlEnd + 1;
+    const n = this.buf.readInt16BE(at);
+    const out = new Array<number>(n);
+    for (let i = 0; i < n; i++) out[i] = this.buf.readUInt32BE(at + 2 + 4 * i);
+    return out;
+  }
+
   /** The statement's definition as bytes, one char per byte: what makes two Parses the same statement. */
   definitionBytes(): string {
     return this.latin1(this.nameEnd + 1, this.end - this.start);
