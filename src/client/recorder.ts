@@ -287,7 +287,8 @@ export class Recorder {
    * completion tracker follows it in the ledger's group being built.
    */
   sent(r: QueryRecord, start: number): void {
-    if (this.tracker !== null && (r.type === 'Q' || r.type === 'E')) this.tracker.sent(r.type, r.seq!, r.sql, start, r.cache, r.flight);
+    // -1 is "now" (Client.forward): a relayed query's time runs from here, not from the clock's zero.
+    if (this.tracker !== null && (r.type === 'Q' || r.type === 'E')) this.tracker.sent(r.type, r.seq!, r.sql, start < 0 ? performance.now() : start, r.cache, r.flight);
   }
 
   /** The unit's query was answered by the proxy itself (cache hit, flight answer, cancel). */

@@ -145,3 +145,21 @@ t.test('pgbench -M extended through the proxy: done lines pair up with every Exe
   // BEGIN and END report no rows; the three UPDATEs, the SELECT and the INSERT one row each.
   tt.equal(executes.filter((d) => / rows=1( |$)/.test(d.rest)).length, 4 * 50 * 5, 'rows from CommandComplete');
 });
+
+t.test('a relayed query\'s ms is its own duration, however long the proxy has run', async (tt) => {
+  // Without the cache a relayed Q or E once timed itself from the process's clock zero: every
+  // done line (and every digest's latency) said how long pgscribe had been up.
+  const p = await launch(['--log-completions', '--log-format', 'json']);
+  await sleep(3000);
+  const c = await session(p.port);
+  c.write(enc.query('select pg_sleep(0.2)'));
+  await c.readZ(1);
+  c.write(Buffer.concat([enc.parse('', 'select 1'), enc.bind('', '', []), enc.execute(), enc.sync()]));
+  await c.readZ(1);
+  const done = (await settled(p, 6)).map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l['type'] === 'done');
+  tt.equal(done.length, 2);
+  const [q, e] = done.map((d) => d['ms'] as number);
+  tt.ok(q! >= 190 && q! < 2500, `pg_sleep(0.2) took ${q} ms, not the proxy's uptime`);
+  tt.ok(e! >= 0 && e! < 2500, `select 1 took ${e} ms`);
+  await stopProxy(p);
+});
