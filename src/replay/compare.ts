@@ -5,7 +5,7 @@
  */
 import { LatencyHistogram } from '../insight/histogram';
 import { fingerprintId, normalizeSql } from '../insight/fingerprint';
-import type { StatementResult } from './session-player';
+import type { ParseFailure, StatementResult } from './session-player';
 import type { DigestReport, LatencySummary, Outcome, OutcomeChange } from './report-types';
 
 /** Digests of SQL texts seen, memoised (a replayed workload repeats its texts); bounded. */
@@ -65,13 +65,22 @@ export class Comparison {
     const digestDiffers = !statusDiffers && !rowsDiffer && o.rowsDigest !== undefined && o.rowsDigest !== p.rowsDigest;
     if (!statusDiffers && !rowsDiffer && !digestDiffers) return;
     this.changed++;
-    const before = describe(o, rowsDiffer, digestDiffers);
-    const after = describe(p, rowsDiffer, digestDiffers);
+    this.change(d, describe(o, rowsDiffer, digestDiffers), describe(p, rowsDiffer, digestDiffers), r.conn, r.seq, p.message);
+  }
+
+  /** A Parse the target refused that succeeded at capture: a change of its statement's digest. */
+  parseFailed(f: ParseFailure): void {
+    this.errors++;
+    this.changed++;
+    this.change(this.digestOf(f.sql), 'parsed', `parse error ${f.sqlstate ?? ''}`.trim(), f.conn, f.seq, f.message);
+  }
+
+  private change(d: DigestState, before: string, after: string, conn: number, seq: number, message: string | undefined): void {
     const key = before + '\u0000' + after;
     let c = d.changes.get(key);
     if (c === undefined) {
       if (d.changes.size >= CHANGE_KINDS_MAX) return;
-      c = { before, after, count: 0, example: { conn: r.conn, seq: r.seq }, message: p.message };
+      c = { before, after, count: 0, example: { conn, seq }, message };
       d.changes.set(key, c);
     }
     c.count++;

@@ -18,7 +18,7 @@ import { expandRotated, LineReader } from './log-files';
 import { parseLogLine, type StartLine } from './log-lines';
 import type { Passwords } from './passfile';
 import type { ReplayReport, TimelinePoint } from './report-types';
-import { SessionPlayer, type PlayerHost, type StatementResult } from './session-player';
+import { SessionPlayer, type ParseFailure, type PlayerHost, type StatementResult } from './session-player';
 import { readTargetIdentity, sameServer, type TargetIdentity } from './target-identity';
 import type { ReplayConnectOptions } from './replay-connection';
 
@@ -330,6 +330,11 @@ class Replayer implements PlayerHost {
   result(r: StatementResult): void {
     if (r.replayed !== null && r.replayed.status === 'error') this.second.errors++;
     this.comparison.add(r);
+  }
+
+  parseFailed(f: ParseFailure): void {
+    this.second.errors++;
+    this.comparison.parseFailed(f);
   }
 
   notReplayable(reason: string): void {

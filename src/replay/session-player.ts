@@ -28,6 +28,15 @@ export interface StatementResult {
   replayed: (Outcome & { ms: number; message?: string | undefined }) | null;
 }
 
+export interface ParseFailure {
+  conn: number;
+  /** The P line's seq. */
+  seq: number;
+  sql: string;
+  sqlstate: string | null;
+  message: string | undefined;
+}
+
 export interface PlayerHost {
   readonly readOnly: boolean;
   /** Is this SQL a read (--read-only lets it through)? */
@@ -38,6 +47,8 @@ export interface PlayerHost {
   /** A Q or E went to the target, late by lagMs behind its schedule. */
   sentStatement(lagMs: number): void;
   result(r: StatementResult): void;
+  /** The target refused a Parse that succeeded at capture (one of its Executes ran ok there). */
+  parseFailed(r: ParseFailure): void;
   notReplayable(reason: string): void;
   skippedWrite(): void;
   /** Lines were taken off this session's queue (the reader's memory bound). */
@@ -49,6 +60,8 @@ export interface PlayerHost {
 /** What an answer is owed to, in send order. */
 interface Expect {
   kind: MessageLine['kind'];
+  /** For P: the statement's name. */
+  name: string;
   /** For Q and E: the statement's seq, SQL and what its answer showed so far. */
   seq: number;
   sql: string | null;
@@ -87,6 +100,12 @@ export class SessionPlayer {
   private readonly portalSql = new Map<string, string | null>();
   /** The Q/E seqs left out: their done lines are not compared. */
   private readonly leftOut = new Set<number>();
+  /** Statements whose Parse the target refused, by name, until confirmed as a change (or parsed again). */
+  private readonly parseFailures = new Map<string, ParseFailure>();
+  /** Each portal's statement name (from its Bind). */
+  private readonly portalStatement = new Map<string, string>();
+  /** The statement of each Execute sent, by seq, until its done line comes. */
+  private readonly statementOfSeq = new Map<number, string>();
   /** The SQL of each Q/E sent or left out whose comparison is still open, by seq (the digest). */
   private readonly sqlOf = new Map<number, string | null>();
   private cut: string | null = null;
@@ -209,7 +228,8 @@ export class SessionPlayer {
         }
         this.skippedStatements.delete(line.stmt);
         this.statementSql.set(line.stmt, line.sql);
-        this.expect('P', 0, null, now);
+        this.parseFailures.delete(line.stmt);
+        this.expect('P', line.seq, line.sql, now, line.stmt);
         c.send(encodeParse(line.stmt, line.sql!, line.paramTypes));
         return;
       }
@@ -221,12 +241,18 @@ export class SessionPlayer {
         }
         this.skippedPortals.delete(line.portal);
         this.portalSql.set(line.portal, this.statementSql.get(line.stmt) ?? null);
+        this.portalStatement.set(line.portal, line.stmt);
         this.expect('B', 0, null, now);
         c.send(encodeBind(line.portal, line.stmt, line.paramFormats, line.params, line.resultFormats));
         return;
       case 'E':
         if (this.skippedPortals.has(line.portal)) return this.leaveOut(line.seq, this.host.readOnly ? null : 'depends on a line left out');
         this.expect('E', line.seq, line.sql ?? this.portalSql.get(line.portal) ?? null, now);
+        {
+          // Kept until its done line: its Parse's answer may still be on the way.
+          const stmt = this.portalStatement.get(line.portal);
+          if (stmt !== undefined) this.statementOfSeq.set(line.seq, stmt);
+        }
         this.host.sentStatement(lagMs);
         c.send(encodeExecute(line.portal, line.maxRows));
         return;
@@ -260,9 +286,9 @@ export class SessionPlayer {
     this.answered++;
   }
 
-  private expect(kind: MessageLine['kind'], seq: number, sql: string | null, now: number): void {
+  private expect(kind: MessageLine['kind'], seq: number, sql: string | null, now: number, name = ''): void {
     const statement = kind === 'Q' || kind === 'E';
-    this.pending.push({ kind, seq, sql, sentAt: now, rows: 0, sqlstate: null, message: undefined, hash: statement ? createHash('sha1') : null, leftOut: false });
+    this.pending.push({ kind, seq, sql, name, sentAt: now, rows: 0, sqlstate: null, message: undefined, hash: statement ? createHash('sha1') : null, leftOut: false });
   }
 
   private onMessage(type: number, buf: Buffer, start: number, end: number): void {
@@ -354,6 +380,8 @@ export class SessionPlayer {
       return;
     }
     if (e.kind === 'S') return;
+    // A Parse the target refuses: a change once the log shows that statement ran at capture.
+    if (e.kind === 'P') this.parseFailures.set(e.name, { conn: this.start.conn, seq: e.seq, sql: e.sql ?? '', sqlstate: code, message });
     let failed = false;
     while (this.pending.length > 0 && this.pending[0]!.kind !== 'S') {
       const s = this.pending.shift()!;
@@ -395,6 +423,7 @@ export class SessionPlayer {
 
   /** A done line from the log: compared now if its replay already ended, else kept for it. */
   private original(d: DoneLine): void {
+    this.confirmParseFailure(d);
     if (this.leftOut.delete(d.seq)) {
       this.sqlOf.delete(d.seq);
       return;
@@ -406,6 +435,17 @@ export class SessionPlayer {
     }
     this.replays.delete(d.seq);
     this.report(d.seq, d, r);
+  }
+
+  /** An Execute of a statement whose Parse failed here ran ok at capture: that Parse failure is a change. */
+  private confirmParseFailure(d: DoneLine): void {
+    const stmt = this.statementOfSeq.get(d.seq);
+    if (stmt === undefined) return;
+    this.statementOfSeq.delete(d.seq);
+    const f = this.parseFailures.get(stmt);
+    if (f === undefined || d.status !== 'ok') return;
+    this.parseFailures.delete(stmt);
+    this.host.parseFailed(f);
   }
 
   private report(seq: number, d: DoneLine | null, r: StatementResult['replayed']): void {
