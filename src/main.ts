@@ -13,15 +13,14 @@ import { ChangeStreams } from './cache/change-streams';
 import { DEFAULT_PUBLICATION } from './wal/setup';
 import { walReadiness } from './wal/readiness';
 import { fingerprintInterner, type CacheContext } from './cache/session';
-import { NoopLogger, SinkLogger, type ClientLogger } from './log/client-logger';
-import { FileSink, StdoutSink } from './log/file-sink';
-import { jsonCompletionFormatter, jsonSessionFormatter, lineFormatterOf, textCompletionFormatter } from './log/format';
+import type { ClientLogger } from './log/client-logger';
+import type { FileSink, StdoutSink } from './log/file-sink';
+import { createLogger, createSink } from './log/open-log';
 import { AdminServer } from './admin/server';
 import { LocalSource, insightOptions, type AdminSource } from './admin/source';
 import { ProcessesSource } from './processes/admin-source';
 import { Insight } from './insight';
 import { streamOpsLog, type OpsLog } from './log/ops';
-import { Sampler } from './log/sampling';
 import { cacheFields, readingsOf, statsLine } from './metrics';
 import { Server } from './server';
 import { type CertInfo, type TlsSetup } from './tls';
@@ -48,88 +47,6 @@ function readVersion(): string {
   }
 }
 const VERSION = readVersion();
-
-/**
- * The query log's sink: the file (or stdout) the settings name, or with --processes N in a serving
- * process the pipe to the primary, which writes the file (processes/log-funnel.ts).
- */
-function createSink(cfg: Config, ops: OpsLog, pipeFd: number | null): FileSink | StdoutSink {
-  const log = cfg.log;
-  const onError = (err: NodeJS.ErrnoException, context: string) =>
-    ops.error(context === 'rotate' ? rotateProblem(err, log.path) : logProblem(err), {
-      log: log.path,
-      context,
-      error: err.code ?? err.message,
-    });
-  // The one line that ends the episode: without it an operator who freed space cannot tell
-  // whether pgscribe noticed (it retries by itself, within a second).
-  const onRecover = (failedForMs: number) => ops.info('query log is writable again; paused clients resume', { log: log.path, failed_ms: Math.round(failedForMs) });
-  if (pipeFd !== null) return new StdoutSink({ fd: pipeFd, highWaterMark: log.bufferBytes, onError, onRecover });
-  const sink =
-    log.path === '-'
-      ? new StdoutSink({ highWaterMark: log.bufferBytes, onError, onRecover })
-      : new FileSink({
-          path: log.path,
-          mode: 0o600,
-          highWaterMark: log.bufferBytes,
-          onError,
-          onRecover,
-          rotateBytes: log.rotateBytes,
-          rotateKeep: log.rotateKeep,
-          onRotateRecover: (failedForMs) => ops.info('query log rotation works again', { log: log.path, failed_ms: Math.round(failedForMs) }),
-        });
-  if (sink instanceof FileSink) warnIfOthersCanRead(log.path, ops);
-  return sink;
-}
-
-export function createLogger(cfg: Config, ops: OpsLog, pipeFd: number | null = null): ClientLogger {
-  const log = cfg.log;
-  if (log.path === 'none') return new NoopLogger();
-  const format = lineFormatterOf(log);
-  const done = !log.completions ? null : log.format === 'json' ? jsonCompletionFormatter() : textCompletionFormatter();
-  const reportDropped = (n: number, total: number) =>
-    ops.warn('query log is behind: lines dropped in the last second (log-overflow drop); give the log a faster disk, or set log-overflow wait to pause clients instead', { dropped: n, dropped_total: total, log: log.path });
-  const policy = { sampler: log.sample.length === 0 ? null : new Sampler(log.sample), dropAboveBytes: log.overflow === 'drop' ? log.bufferBytes : null, reportDropped };
-  const sessionLines = log.replay && log.format === 'json' ? jsonSessionFormatter() : null;
-  return new SinkLogger(createSink(cfg, ops, pipeFd), format, done, policy, sessionLines);
-}
-
-/** What the operator reads when the query log cannot be written: the problem and what to do. */
-function logProblem(err: NodeJS.ErrnoException): string {
-  const after = 'lines are kept in memory, client reads pause until it clears, and pgscribe retries by itself';
-  switch (err.code) {
-    case 'ENOSPC':
-      return `query log: the disk is full; free space on the file system that holds the log; ${after}`;
-    case 'EDQUOT':
-      return `query log: the disk quota is used up; free space or raise the quota of pgscribe's user; ${after}`;
-    default:
-      return `query log write problem; ${after}`;
-  }
-}
-
-/** A rotation by size failed: nothing is lost, the file grows; what to check. */
-function rotateProblem(err: NodeJS.ErrnoException, file: string): string {
-  const what =
-    err.code === 'EACCES' || err.code === 'EPERM' || err.code === 'EROFS'
-      ? `pgscribe's user may not rename or create files in ${path.dirname(path.resolve(file))}: give it write permission on that directory`
-      : err.code === 'ENOSPC' || err.code === 'EDQUOT'
-        ? 'the file system is full: free space on it'
-        : err.code === 'EISDIR' || err.code === 'ENOTEMPTY' || err.code === 'EEXIST'
-          ? `a rotated name (${file}.1 or another number) is a directory: move it away`
-          : `renaming ${file} to ${file}.1 or creating a new ${file} failed`;
-  return `query log: rotation by size failed; ${what}. No line is lost: lines go on into the current file, which grows past log-rotate-bytes, and rotation is tried again (at most a minute apart)`;
-}
-
-/** The log holds queries and their parameters: a file others can read is said once, at start. */
-function warnIfOthersCanRead(path: string, ops: OpsLog): void {
-  const mode = fs.statSync(path).mode & 0o777;
-  if ((mode & 0o077) !== 0) {
-    ops.warn('the query log can be read by other users than pgscribe\'s; it holds every query and its parameters. New files are made 0600: run chmod 600 on it', {
-      log: path,
-      mode: mode.toString(8).padStart(4, '0'),
-    });
-  }
-}
 
 /**
  * tls.connect options for --redis-tls: require encrypts without checking who answers (like
