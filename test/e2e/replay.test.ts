@@ -249,3 +249,20 @@ t.test('--sessions and the time window choose sessions', async (t): Promise<void
   const bad = await replay([pgbenchLog], ['--target', 'nowhere', '--speed', 'max']);
   t.equal(bad.r.code, 2, 'a target without a port is a usage error');
 });
+
+t.test('--speed keeps the original pauses, scaled', async (t) => {
+  const p = await fx.launch(['--log-format', 'json', '--log-replay']);
+  const c = await fx.session(p.port);
+  await c.query('select 1');
+  await new Promise((r) => setTimeout(r, 1500));
+  await c.query('select 2');
+  c.write(Buffer.from([0x58, 0, 0, 0, 4]));
+  await c.waitClosed();
+  await fx.stopProxy(p);
+  const asLogged = await replay([p.logPath], ['--target', `127.0.0.1:${dst.port}`, '--speed', '1']);
+  t.equal(asLogged.report?.statements.replayed, 2);
+  t.ok((asLogged.report?.durationMs ?? 0) >= 1400, `--speed 1 waits the 1.5 s pause (${asLogged.report?.durationMs} ms)`);
+  const faster = await replay([p.logPath], ['--target', `127.0.0.1:${dst.port}`, '--speed', '3']);
+  t.ok((faster.report?.durationMs ?? 0) >= 450, `--speed 3 waits a third of it (${faster.report?.durationMs} ms)`);
+  t.equal(faster.report?.statements.changed, 0);
+});
