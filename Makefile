@@ -7,7 +7,7 @@ ARGS ?=
 # e.g. make test TESTS=build/test/unit/framer.test.js
 TESTS ?= build/test/unit/*.test.js build/test/e2e/*.test.js build/test/regress/*.test.js
 
-.PHONY: all install build compile test test-unit run clean bench bench-log bench-cache stress dashboard-shot safety-check fuzz fuzz-admin fuzz-upstream fuzz-redis
+.PHONY: all install build compile test test-unit run clean bench bench-replay replay-demo bench-log bench-cache stress dashboard-shot safety-check fuzz fuzz-admin fuzz-upstream fuzz-redis
 
 all: build
 
@@ -60,6 +60,16 @@ test-unit: compile
 #   make bench BASELINE_MAIN=/tmp/base/dist/main.js TARGETS=direct,pgscribe-log   (after it)
 bench: compile
 	$(NODE) build/bench/run.js
+	$(NODE) build/bench/replay.js
+
+# pgscribe replay's rate (statements/s) and peak RSS on a synthetic 1 GiB --log-replay log
+# (bench/replay.ts). Knobs: LOG_MB (default 1024), SESSIONS, SESSION_TX.
+bench-replay: compile
+	$(NODE) build/bench/replay.js
+
+# The README's replay run and its report page's screenshot (bench/replay-demo.sh).
+replay-demo: compile
+	sh bench/replay-demo.sh
 
 # File logger lines/s and MB/s vs fs.createWriteStream.
 bench-log: compile
