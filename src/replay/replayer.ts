@@ -155,7 +155,6 @@ class Replayer implements PlayerHost {
       this.unreadable++;
       return;
     }
-    this.logT0 ??= line.ts;
     if (line.kind === 'start') return this.onStart(line, text);
     const p = this.active.get(line.conn);
     if (p === undefined) {
@@ -188,6 +187,8 @@ class Replayer implements PlayerHost {
     void sameServer(this.identity, line).then((why) => {
       if (why !== null && !this.o.force) this.fail(new ReplayRefused(`${why}; replay refuses to run the log against it (--force to replay anyway)`));
     });
+    // The schedule starts at the first session replayed (not at the log's first line: --from).
+    this.logT0 ??= line.ts;
     const p = new SessionPlayer(line.conn, line, this);
     this.active.set(line.conn, p);
     this.sessionsTotal++;

@@ -129,3 +129,18 @@ t.test('passfile: libpq .pgpass rules', async (t) => {
   t.equal(new Passwords(f, 'env-pw').lookup('127.0.0.1', 6000, 'shop', 'app'), 'env-pw', 'PGPASSWORD wins');
   t.throws(() => new Passwords(path.join(dir, 'missing'), undefined), /cannot read the passfile/, 'a named passfile that is missing is an error');
 });
+
+t.test('the safety check: addresses and the log\'s identity against the target\'s', async (t) => {
+  const { addressesOf, sameServer, splitHostPort } = await import('../../src/replay/target-identity');
+  t.same(splitHostPort('127.0.0.1:5432'), { host: '127.0.0.1', port: 5432 });
+  t.same(splitHostPort('[::1]:6000'), { host: '::1', port: 6000 });
+  t.equal(splitHostPort('nohost'), null);
+  const local = await addressesOf('localhost', 5432);
+  t.ok(local.has('127.0.0.1:5432'), 'localhost is 127.0.0.1 too');
+  const target = { system: '7312', unknownWhy: null, addresses: await addressesOf('127.0.0.1', 5432) };
+  t.match(await sameServer(target, { system: '7312', upstream: null }), /system identifier 7312/, 'the same identifier');
+  t.equal(await sameServer(target, { system: '9999', upstream: '127.0.0.1:5432' }), null, 'another identifier wins over the address (a copy on the same port elsewhere)');
+  t.match(await sameServer(target, { system: null, upstream: 'localhost:5432' }), /the target is localhost:5432/, 'no identifier: the address');
+  t.equal(await sameServer(target, { system: null, upstream: '127.0.0.1:5433' }), null, 'another port');
+  t.match(await sameServer({ system: null, unknownWhy: 'permission denied', addresses: new Set() }, { system: '7312', upstream: null }), /could not be read \(permission denied\)/, 'an unreadable target identifier is refused when the log has one');
+});
