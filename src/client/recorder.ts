@@ -283,11 +283,12 @@ export class Recorder {
   }
 
   /**
-   * A Q or E went upstream (r: its record; start: when its answer began to be owed). The
+   * A Q or E went upstream (r: its record; start: when its answer began to be owed, -1: now). The
    * completion tracker follows it in the ledger's group being built.
    */
   sent(r: QueryRecord, start: number): void {
-    if (this.tracker !== null && (r.type === 'Q' || r.type === 'E')) this.tracker.sent(r.type, r.seq!, r.sql, start, r.cache, r.flight);
+    // -1 (forward()'s "now") taken as a time made every done line's ms the process's age.
+    if (this.tracker !== null && (r.type === 'Q' || r.type === 'E')) this.tracker.sent(r.type, r.seq!, r.sql, start < 0 ? performance.now() : start, r.cache, r.flight);
   }
 
   /** The unit's query was answered by the proxy itself (cache hit, flight answer, cancel). */

@@ -154,9 +154,14 @@ function checkScript(tt: Pick<typeof t, 'same' | 'equal' | 'ok' | 'notOk' | 'mat
 
 t.test('a raw-wire session: every message a line, in order, with what a replay needs', async (tt) => {
   const p = await launch(REPLAY);
+  await sleep(1500); // the proxy is older than the session: a done line's ms must not be its age
+  const t0 = performance.now();
   const digests = await script(p.port);
+  const elapsed = performance.now() - t0;
   const lines = await settled(p, EXPECTED_TYPES.length);
   checkScript(tt, lines, digests, pg().port);
+  const slow = lines.filter((l) => l.type === 'done' && !((l['ms'] as number) >= 0 && (l['ms'] as number) <= elapsed));
+  tt.same(slow, [], `every done line's ms within the session's ${Math.round(elapsed)} ms (it was the process's age when forward() passed -1 for now)`);
   tt.notOk('system' in lines[0]!, 'no system identifier without catalog-user');
   await stopProxy(p);
 });
