@@ -34,11 +34,7 @@ function rec(over: Partial<LogRecord> & { type: LogRecord['type'] }): LogRecord 
     flight: undefined,
     refused: undefined,
     seq: 1,
-    redacted: undefined,
-    paramTypes: undefined,
-    resultFormats: undefined,
-    maxRows: undefined,
-    kind: undefined,
+    wire: undefined,
     ...over,
   } as LogRecord;
 }
@@ -50,11 +46,11 @@ function parsed(line: string): Record<string, unknown> {
 }
 
 t.test('json with replay: exact P, B, E lines with their wire details', async (tt) => {
-  tt.same(parsed(replay(S, rec({ type: 'P', statement: 's1', sql: 'select $1, $2', paramTypes: [23, 0], seq: 3 }), NOW)), { ...HEAD, type: 'P', seq: 3, paramTypes: [23, 0], stmt: 's1', sql: 'select $1, $2' });
-  tt.same(parsed(replay(S, rec({ type: 'P', statement: '', sql: 'select 1', paramTypes: [] }), NOW))['paramTypes'], [], 'P without types: []');
-  tt.same(parsed(replay(S, rec({ type: 'P', statement: '', sql: 'select 1', paramTypes: [4294967295] }), NOW))['paramTypes'], [4294967295], 'OIDs are unsigned');
+  tt.same(parsed(replay(S, rec({ type: 'P', statement: 's1', sql: 'select $1, $2', wire: { paramTypes: [23, 0] }, seq: 3 }), NOW)), { ...HEAD, type: 'P', seq: 3, paramTypes: [23, 0], stmt: 's1', sql: 'select $1, $2' });
+  tt.same(parsed(replay(S, rec({ type: 'P', statement: '', sql: 'select 1', wire: { paramTypes: [] } }), NOW))['paramTypes'], [], 'P without types: []');
+  tt.same(parsed(replay(S, rec({ type: 'P', statement: '', sql: 'select 1', wire: { paramTypes: [4294967295] } }), NOW))['paramTypes'], [4294967295], 'OIDs are unsigned');
   const params = { formats: [1, 0], values: [Buffer.from([0, 0, 0, 42]), Buffer.from('x')] };
-  tt.same(parsed(replay(S, rec({ type: 'B', statement: 's1', portal: 'p', sql: 'select $1, $2', params, resultFormats: [1], seq: 4 }), NOW)), {
+  tt.same(parsed(replay(S, rec({ type: 'B', statement: 's1', portal: 'p', sql: 'select $1, $2', params, wire: { resultFormats: [1] }, seq: 4 }), NOW)), {
     ...HEAD,
     type: 'B',
     seq: 4,
@@ -65,21 +61,21 @@ t.test('json with replay: exact P, B, E lines with their wire details', async (t
     params: [{ hex: '0000002a' }, 'x'],
     sql: 'select $1, $2',
   });
-  const none = parsed(replay(S, rec({ type: 'B', statement: '', portal: '', sql: 'select 1', params: { formats: [], values: [] }, resultFormats: [] }), NOW));
+  const none = parsed(replay(S, rec({ type: 'B', statement: '', portal: '', sql: 'select 1', params: { formats: [], values: [] }, wire: { resultFormats: [] } }), NOW));
   tt.same([none['paramFormats'], none['resultFormats']], [[], []], 'B without codes: [] and []');
-  const one = parsed(replay(S, rec({ type: 'B', statement: '', portal: '', sql: 'select $1, $2', params: { formats: [1], values: [Buffer.from([1]), Buffer.from([2])] }, resultFormats: [1] }), NOW));
+  const one = parsed(replay(S, rec({ type: 'B', statement: '', portal: '', sql: 'select $1, $2', params: { formats: [1], values: [Buffer.from([1]), Buffer.from([2])] }, wire: { resultFormats: [1] } }), NOW));
   tt.same([one['paramFormats'], one['resultFormats']], [[1], [1]], 'one code for all, as sent');
-  tt.same(parsed(replay(S, rec({ type: 'E', statement: 's1', portal: 'p', sql: 'select 1', maxRows: 100, seq: 5 }), NOW)), { ...HEAD, type: 'E', seq: 5, maxRows: 100, stmt: 's1', portal: 'p', sql: 'select 1' });
-  tt.equal(parsed(replay(S, rec({ type: 'E', statement: '', portal: '', sql: 'select 1', maxRows: 0 }), NOW))['maxRows'], 0, 'maxRows 0: all rows');
+  tt.same(parsed(replay(S, rec({ type: 'E', statement: 's1', portal: 'p', sql: 'select 1', wire: { maxRows: 100 }, seq: 5 }), NOW)), { ...HEAD, type: 'E', seq: 5, maxRows: 100, stmt: 's1', portal: 'p', sql: 'select 1' });
+  tt.equal(parsed(replay(S, rec({ type: 'E', statement: '', portal: '', sql: 'select 1', wire: { maxRows: 0 } }), NOW))['maxRows'], 0, 'maxRows 0: all rows');
   tt.same(parsed(replay(S, rec({ type: 'Q', sql: 'select 1', seq: 6 }), NOW)), { ...HEAD, type: 'Q', seq: 6, sql: 'select 1' }, 'Q: nothing added but seq');
 });
 
 t.test('json with replay: D, C, S, H lines carry their target and nothing else', async (tt) => {
   const wire = (over: Partial<WireRecord> & { type: WireRecord['type'] }) => parsed(replay(S, rec(over), NOW));
-  tt.same(wire({ type: 'D', statement: 's1', kind: 'S', seq: 7 }), { ...HEAD, type: 'D', seq: 7, kind: 'S', name: 's1' });
-  tt.same(wire({ type: 'D', statement: '', kind: 'P', seq: 8 }), { ...HEAD, type: 'D', seq: 8, kind: 'P', name: '' }, 'the unnamed portal: ""');
-  tt.same(wire({ type: 'C', statement: 'p\n1', kind: 'P', seq: 9 }), { ...HEAD, type: 'C', seq: 9, kind: 'P', name: 'p\n1' }, 'a name with a newline round-trips');
-  tt.same(wire({ type: 'C', statement: 's1', kind: 'S', seq: 10 }), { ...HEAD, type: 'C', seq: 10, kind: 'S', name: 's1' });
+  tt.same(wire({ type: 'D', statement: 's1', wire: { kind: 'S' }, seq: 7 }), { ...HEAD, type: 'D', seq: 7, kind: 'S', name: 's1' });
+  tt.same(wire({ type: 'D', statement: '', wire: { kind: 'P' }, seq: 8 }), { ...HEAD, type: 'D', seq: 8, kind: 'P', name: '' }, 'the unnamed portal: ""');
+  tt.same(wire({ type: 'C', statement: 'p\n1', wire: { kind: 'P' }, seq: 9 }), { ...HEAD, type: 'C', seq: 9, kind: 'P', name: 'p\n1' }, 'a name with a newline round-trips');
+  tt.same(wire({ type: 'C', statement: 's1', wire: { kind: 'S' }, seq: 10 }), { ...HEAD, type: 'C', seq: 10, kind: 'S', name: 's1' });
   tt.same(wire({ type: 'S', seq: 11 }), { ...HEAD, type: 'S', seq: 11 });
   tt.same(wire({ type: 'H', seq: 12 }), { ...HEAD, type: 'H', seq: 12 });
   const node = parsed(replay({ ...S, node: '10.0.0.5:5432' }, rec({ type: 'S', seq: 1 }), NOW));
@@ -87,21 +83,21 @@ t.test('json with replay: D, C, S, H lines carry their target and nothing else',
 });
 
 t.test('without replay the query lines are as before: no wire details, even when the record has them', async (tt) => {
-  const r = rec({ type: 'B', statement: 's1', portal: '', sql: 'select $1', params: { formats: [0], values: [Buffer.from('1')] }, resultFormats: [1], seq: 2 });
+  const r = rec({ type: 'B', statement: 's1', portal: '', sql: 'select $1', params: { formats: [0], values: [Buffer.from('1')] }, wire: { resultFormats: [1] }, seq: 2 });
   tt.same(parsed(plain(S, r, NOW)), { ...HEAD, type: 'B', seq: 2, stmt: 's1', portal: '', params: ['1'], sql: 'select $1' });
-  tt.same(parsed(plain(S, rec({ type: 'E', statement: '', portal: '', sql: 'x', maxRows: 3 }), NOW)), { ...HEAD, type: 'E', seq: 1, stmt: '', portal: '', sql: 'x' });
-  tt.same(parsed(plain(S, rec({ type: 'P', statement: '', sql: 'x', paramTypes: [23] }), NOW)), { ...HEAD, type: 'P', seq: 1, stmt: '', sql: 'x' });
+  tt.same(parsed(plain(S, rec({ type: 'E', statement: '', portal: '', sql: 'x', wire: { maxRows: 3 } }), NOW)), { ...HEAD, type: 'E', seq: 1, stmt: '', portal: '', sql: 'x' });
+  tt.same(parsed(plain(S, rec({ type: 'P', statement: '', sql: 'x', wire: { paramTypes: [23] } }), NOW)), { ...HEAD, type: 'P', seq: 1, stmt: '', sql: 'x' });
 });
 
 t.test('lineFormatterOf: replay turns seq on and keeps the wire details through redaction', async (tt) => {
   const f = lineFormatterOf({ format: 'json', params: true, paramMaxBytes: 256, repeatedSqlMaxChars: 0, completions: false, replay: true, redact: ['cards'], sqlForm: 'text' });
-  const line = parsed(f(S, rec({ type: 'B', statement: '', portal: '', sql: "select * from cards where n = '4111'", params: { formats: [1], values: [Buffer.from([1])] }, resultFormats: [0], seq: 9 }), NOW));
+  const line = parsed(f(S, rec({ type: 'B', statement: '', portal: '', sql: "select * from cards where n = '4111'", params: { formats: [1], values: [Buffer.from([1])] }, wire: { resultFormats: [0] }, seq: 9 }), NOW));
   tt.equal(line['seq'], 9, 'seq without log-completions');
   tt.same([line['paramFormats'], line['resultFormats'], line['paramCount'], line['redacted']], [[1], [0], 1, true], 'formats survive redaction; values do not');
   tt.notMatch(JSON.stringify(line), /4111/);
-  const p = parsed(f(S, rec({ type: 'P', statement: '', sql: 'select * from cards where n = $1', paramTypes: [25] }), NOW));
+  const p = parsed(f(S, rec({ type: 'P', statement: '', sql: 'select * from cards where n = $1', wire: { paramTypes: [25] } }), NOW));
   tt.same(p['paramTypes'], [25], 'paramTypes of a redacted Parse');
-  const e = parsed(f(S, rec({ type: 'E', statement: '', portal: '', sql: 'select * from cards', maxRows: 5 }), NOW));
+  const e = parsed(f(S, rec({ type: 'E', statement: '', portal: '', sql: 'select * from cards', wire: { maxRows: 5 } }), NOW));
   tt.equal(e['maxRows'], 5);
 });
 
