@@ -179,6 +179,14 @@ t.test('the same session with the cache on logs the same lines', async (tt) => {
   const strip = (ls: Line[]) => ls.map((l) => (l.type === 'start' ? { ...replayView(l), system: undefined } : replayView(l)));
   tt.same(strip(l2), strip(l1), 'the same lines, field by field, but cache, flight and timing');
   tt.same(d2, d1, 'the same answers');
+  // Again on the same proxy: the Q is answered from the cache now, its done line digests the stored answer.
+  const d3 = await script(cached.port);
+  const all = await settled(cached, 2 * EXPECTED_TYPES.length);
+  const second = all.filter((l) => l.conn !== l2[0]!.conn);
+  checkScript(tt, second, d3, pg().port);
+  tt.equal(second.find((l) => l.type === 'Q')!['cache'], 'hit', 'the second Q came from the cache');
+  tt.equal(second.find((l) => l.type === 'done' && l['seq'] === 21)!['rowsDigest'], d1['q21'], 'a cache hit has the rows digest of the rows it answered');
+  tt.same(strip(second), strip(l1), 'and the same lines');
   await stopProxy(cached);
 });
 

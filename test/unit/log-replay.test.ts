@@ -2,16 +2,21 @@
 // lines of every new line type and field, exact; what the formatter writes without replay is
 // unchanged; the session lines through SinkLogger (sampling by the session's draw); the start
 // line from a StartupMessage; the rows digest fed whole and split at every byte offset; the
-// Parse's parameter types; the system identifiers' background reads; the config checks.
+// Parse's parameter types; the system identifiers' background reads; the config checks; the
+// recorder's order of held lines, start and end.
 import { createHash } from 'node:crypto';
 import t from 'tap';
-import { jsonCompletionFormatter, jsonFormatter, jsonSessionFormatter, lineFormatterOf, type LogRecord, type SessionInfo, type WireRecord } from '../../src/log/format';
+import { jsonCompletionFormatter, jsonFormatter, jsonSessionFormatter, lineFormatterOf, type LogRecord, type SessionInfo, type SessionLine, type WireRecord } from '../../src/log/format';
+import type { OpsLog } from '../../src/log/ops';
+import { Recorder } from '../../src/client/recorder';
+import { SessionLedger } from '../../src/client/ledger';
+import { Frontend } from '../../src/protocol/codes';
+import { ParseMessage, decodeClientMessage, type ClientMessage } from '../../src/protocol/client-messages';
 import { SinkLogger } from '../../src/log/client-logger';
 import { Sampler } from '../../src/log/sampling';
 import type { LineSink } from '../../src/log/file-sink';
 import { RowsDigest } from '../../src/client/rows-digest';
 import { reached, sessionStart } from '../../src/client/session-start';
-import { ParseMessage } from '../../src/protocol/client-messages';
 import { SystemIds } from '../../src/upstreams/system-ids';
 import { ConfigError, checkEnvironment, parseCommandLine, type Config } from '../../src/config';
 import { enc, msg, i32 } from '../harness/wire';
@@ -359,4 +364,73 @@ t.test('config: log-replay needs json, turns log-completions on, refuses log-sam
   tt.notOk(session instanceof ConfigError, 'rules on the session only: fine');
   const noReplay = checked(['--log-sample', 'sql=^select,rate=0.1']);
   tt.notOk(noReplay instanceof ConfigError, 'sql rules without replay: as before');
+});
+
+/** A logger that keeps every call, in order. */
+function callLogger() {
+  const calls: string[] = [];
+  const logger = {
+    enabled: true,
+    lines: 0,
+    queuedBytes: 0,
+    log: (_s: SessionInfo, r: LogRecord) => (calls.push(`${r.type}${r.seq}`), true),
+    logWire: (_s: SessionInfo, r: LogRecord) => (calls.push(`${r.type}${r.seq}`), true),
+    logSession: (_s: SessionInfo, l: SessionLine) => (calls.push(l.type === 'start' ? `start ${l.start.upstream} ${l.start.system} ${JSON.stringify(l.start.startup)}` : `end ${l.reason}`), true),
+    logCompletion: (_s: SessionInfo, c: { seq: number; status: string }) => (calls.push(`done${c.seq} ${c.status}`), true),
+    onDrain: (cb: () => void) => cb(),
+    reopen() {},
+    flush: () => Promise.resolve(),
+    flushSync() {},
+    close: () => Promise.resolve(),
+  };
+  return { logger, calls };
+}
+
+function recorderWith(replayOn: boolean) {
+  const { logger, calls } = callLogger();
+  const warned: string[] = [];
+  const ops = { warn: (m: string) => warned.push(m) } as unknown as OpsLog;
+  const host = { logger, digests: null, settings: { logCompletions: true, logReplay: replayOn }, tracksCompletions: true, systemIds: { get: (n: string) => (n === 'h:1' ? '42' : undefined) } };
+  const r = new Recorder(host as never, new SessionLedger(), () => {});
+  r.begin({ id: 1, user: 'u', database: 'd', client: 'c:1' }, enc.startup({ user: 'u', database: 'd', application_name: 'app' }));
+  return { r, calls, warned, ops };
+}
+
+const decoded = (b: Buffer): ClientMessage => decodeClientMessage(b[0]!, b, 0, b.length)!;
+
+t.test('Recorder with replay: records held before the session is accepted follow its start line; end after the last', async (tt) => {
+  const { r, calls, ops } = recorderWith(true);
+  r.record(decoded(enc.parse('s', 'select 1')), null);
+  r.record(decoded(enc.describe('S', 's')), null);
+  r.bare(Frontend.Sync);
+  tt.same(calls, [], 'nothing before PostgreSQL accepts the session');
+  r.accepted('h:1');
+  tt.same(calls, ['start h:1 42 {"application_name":"app"}', 'P1', 'D2', 'S3'], 'start first, then the held lines in order');
+  r.record(decoded(enc.bind('', 's', [])), null);
+  r.record(decoded(enc.close('P', '')), null);
+  r.bare(Frontend.Flush);
+  r.bare(Frontend.Terminate);
+  r.record(decoded(enc.query('select 2')), null);
+  r.close('client', ops, 1, 'c:1');
+  tt.same(calls.slice(4), ['B4', 'C5', 'H6', 'Q7', 'end client'], 'seq goes on over every recorded message; Terminate is none');
+});
+
+t.test('Recorder with replay: a session never accepted has no start or end line, and says so', async (tt) => {
+  const { r, calls, warned, ops } = recorderWith(true);
+  r.bare(Frontend.Sync);
+  r.close('server', ops, 1, 'c:1');
+  tt.same(calls, []);
+  tt.equal(warned.length, 1);
+});
+
+t.test('Recorder without replay: no D/C/S/H, no session lines, seq as before', async (tt) => {
+  const { r, calls, ops } = recorderWith(false);
+  r.accepted('h:1');
+  r.record(decoded(enc.parse('s', 'select 1')), null);
+  r.record(decoded(enc.describe('S', 's')), null);
+  tt.equal(r.bare(Frontend.Sync), null);
+  r.record(decoded(enc.close('S', 's')), null);
+  r.record(decoded(enc.query('select 2')), null);
+  r.close('terminate', ops, 1, 'c:1');
+  tt.same(calls, ['P1', 'Q2']);
 });
