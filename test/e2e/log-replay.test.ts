@@ -190,10 +190,15 @@ t.test('the same session with the cache on logs the same lines', async (tt) => {
   await stopProxy(cached);
 });
 
-t.test('pgbench -M prepared -C: every session whole, start first, seq contiguous, end last', async (tt) => {
+t.test('pgbench -M prepared -C: every session whole, start first, seq contiguous, end last', async (t0) => {
   const init = await run('pgbench', ['-i', '-q', '-s', '1', '-h', '127.0.0.1', '-p', String(pg().port), '-U', USER, 'postgres']);
-  tt.equal(init.code, 0, init.stderr);
-  const p = await launch(REPLAY);
+  t0.equal(init.code, 0, init.stderr);
+  // One process, and --processes 2 (each serving process formats its lines, the primary writes them).
+  for (const extra of [[], ['--processes', '2']]) await t0.test(extra.length === 0 ? 'one process' : extra.join(' '), (tt) => pgbenchSessions(tt, extra));
+});
+
+async function pgbenchSessions(tt: Pick<typeof t, 'equal' | 'ok' | 'same'>, extra: string[]): Promise<void> {
+  const p = await launch([...REPLAY, ...extra]);
   const r = await run('pgbench', ['-n', '-C', '-c', '4', '-t', '25', '-M', 'prepared', '-S', '-h', '127.0.0.1', '-p', String(p.port), '-U', USER, 'postgres']);
   tt.equal(r.code, 0, r.stderr);
   await stopProxy(p); // every session's end line is out
@@ -220,7 +225,7 @@ t.test('pgbench -M prepared -C: every session whole, start first, seq contiguous
   tt.same(bad, [], 'every session: start first, seq 1..n, end last with terminate');
   const types = new Set(lines.map((l) => l.type));
   for (const ty of ['P', 'B', 'E', 'S', 'done']) tt.ok(types.has(ty), `pgbench's sessions have ${ty} lines`);
-});
+}
 
 t.test('with catalog-user: the start line carries the cluster system identifier', async (tt) => {
   const c0 = await connect(pg().port);
