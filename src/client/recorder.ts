@@ -237,15 +237,15 @@ export class Recorder {
 
   /**
    * PostgreSQL accepted the session (its first ReadyForQuery): with log-replay its start line
-   * (upstream: HOST:PORT of the node it reached), then what was held, in order.
+   * (upstream.address: HOST:PORT of the node it reached, read only then), then what was held, in order.
    */
-  accepted(upstream: string): void {
+  accepted(upstream: { readonly address: string }): void {
     const held = this.unaccepted;
     if (held === null) return;
     this.unaccepted = null;
     const logger = this.host.logger;
     if (this.start !== null && logger.logSession !== undefined) {
-      const start = reached(this.start, upstream, this.host.systemIds);
+      const start = reached(this.start, upstream.address, this.host.systemIds);
       this.start = null;
       this.written(logger.logSession(this.session!, { type: 'start', start }));
     }

@@ -404,7 +404,7 @@ t.test('Recorder with replay: records held before the session is accepted follow
   r.record(decoded(enc.describe('S', 's')), null);
   r.bare(Frontend.Sync);
   tt.same(calls, [], 'nothing before PostgreSQL accepts the session');
-  r.accepted('h:1');
+  r.accepted({ address: 'h:1' });
   tt.same(calls, ['start h:1 42 {"application_name":"app"}', 'P1', 'D2', 'S3'], 'start first, then the held lines in order');
   r.record(decoded(enc.bind('', 's', [])), null);
   r.record(decoded(enc.close('P', '')), null);
@@ -425,7 +425,7 @@ t.test('Recorder with replay: a session never accepted has no start or end line,
 
 t.test('Recorder without replay: no D/C/S/H, no session lines, seq as before', async (tt) => {
   const { r, calls, ops } = recorderWith(false);
-  r.accepted('h:1');
+  r.accepted({ address: 'h:1' });
   r.record(decoded(enc.parse('s', 'select 1')), null);
   r.record(decoded(enc.describe('S', 's')), null);
   tt.equal(r.bare(Frontend.Sync), null);
