@@ -227,6 +227,31 @@ async function pgbenchSessions(tt: Pick<typeof t, 'equal' | 'ok' | 'same'>, extr
   for (const ty of ['P', 'B', 'E', 'S', 'done']) tt.ok(types.has(ty), `pgbench's sessions have ${ty} lines`);
 }
 
+t.test('end reasons: client (hung up), server (pg_terminate_backend), proxy (shutdown)', async (tt) => {
+  const p = await launch(REPLAY);
+  const hangUp = await fx.sessionWithKey(p.port);
+  await hangUp.c.query('select 1');
+  hangUp.c.sock.destroy();
+  const killed = await fx.sessionWithKey(p.port);
+  await killed.c.query('select 2');
+  const admin = await connect(pg().port);
+  await admin.startup(USER);
+  await admin.query(`select pg_terminate_backend(${killed.pid})`);
+  await killed.c.waitClosed(5000);
+  const idle = await fx.sessionWithKey(p.port);
+  await idle.c.query('select 3');
+  await settled(p, 3 * 4 - 1); // two sessions whole, the third without its end
+  await stopProxy(p);
+  const lines = p.logLines().map((l) => JSON.parse(l) as Line);
+  const endOf = (sql: string) => {
+    const conn = lines.find((l) => l.type === 'Q' && l['sql'] === sql)!.conn;
+    return lines.filter((l) => l.conn === conn).map((l) => l.type === 'end' ? `end ${String(l['reason'])}` : l.type);
+  };
+  tt.same(endOf('select 1'), ['start', 'Q', 'done', 'end client'], 'the client hung up without Terminate');
+  tt.same(endOf('select 2'), ['start', 'Q', 'done', 'end server'], 'the server terminated it (FATAL 57P01)');
+  tt.same(endOf('select 3'), ['start', 'Q', 'done', 'end proxy'], 'pgscribe shut down');
+});
+
 t.test('with catalog-user: the start line carries the cluster system identifier', async (tt) => {
   const c0 = await connect(pg().port);
   await c0.startup(USER);
