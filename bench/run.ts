@@ -55,6 +55,9 @@
  *   pgscribe-log-normalized  pgscribe-log with --log-sql normalized (the same on every line)
  *   pgscribe-log-sample10    pgscribe-log with --log-sample rate=0.1 (a tenth of the sessions
  *                     written; pgbench's few long sessions make this a coarse sample)
+ *   pgscribe-log-json        pgscribe-log with --log-format json
+ *   pgscribe-log-replay      pgscribe-log-json plus --log-replay (issue 20: the replayable log, which
+ *                     turns --log-completions on): set against pgscribe-log-json, the cost of replay
  *   node-ceiling      bench/constant-server.ts: a Node server answering every query with one row
  *                     from memory, no parsing, no log: the most any Node cache can reach on this
  *                     machine (hotset workloads only; its answers are not the real rows)

@@ -42,6 +42,9 @@ export const ALL_TARGETS = [
   'pgscribe-log-redact',
   'pgscribe-log-normalized',
   'pgscribe-log-sample10',
+  // The replayable log (issue 20) against the JSON log it extends.
+  'pgscribe-log-json',
+  'pgscribe-log-replay',
   'pgscribe-l2',
   'pgscribe-cache-x2',
   'pgscribe-l2-x2',

@@ -52,6 +52,10 @@ const PGSCRIBE_FLAGS: Record<PgscribeKind, string[]> = {
   'pgscribe-log-normalized': ['--log-sql', 'normalized'],
   // One session in ten written (pgbench's sessions all match the rule).
   'pgscribe-log-sample10': ['--log-sample', 'rate=0.1'],
+  // JSON lines: the baseline of pgscribe-log-replay, which adds the D/C/S/H lines, the wire
+  // details, the session lines, the done lines (it turns log-completions on) and rows digests.
+  'pgscribe-log-json': ['--log-format', 'json'],
+  'pgscribe-log-replay': ['--log-format', 'json', '--log-replay'],
   'pgscribe-l2': ['--cache', '--singleflight'],
   'pgscribe-cache-x2': ['--cache', '--singleflight'],
   'pgscribe-l2-x2': ['--cache', '--singleflight'],

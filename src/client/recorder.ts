@@ -111,11 +111,11 @@ export class Recorder {
     let r: QueryRecord;
     switch (msg.type) {
       case Frontend.Query:
-        r = { type: 'Q', statement: null, portal: null, sql: msg.sql, params: null, cache, flight, refused, seq: ++this.seq, redacted: undefined, paramTypes: undefined, resultFormats: undefined, maxRows: undefined, kind: undefined };
+        r = { type: 'Q', statement: null, portal: null, sql: msg.sql, params: null, cache, flight, refused, seq: ++this.seq, wire: undefined };
         break;
       case Frontend.Parse: {
-        const paramTypes = this.replay ? msg.paramTypes() : undefined;
-        r = { type: 'P', statement: msg.statement, portal: null, sql: msg.sql, params: null, cache, flight, refused, seq: ++this.seq, redacted: undefined, paramTypes, resultFormats: undefined, maxRows: undefined, kind: undefined };
+        const wire = this.replay ? { paramTypes: msg.paramTypes() } : undefined;
+        r = { type: 'P', statement: msg.statement, portal: null, sql: msg.sql, params: null, cache, flight, refused, seq: ++this.seq, wire };
         break;
       }
       case Frontend.Bind: {
@@ -125,14 +125,14 @@ export class Recorder {
           sql = def === null || def === undefined ? null : def.sql;
         }
         const params = { formats: msg.paramFormats, values: msg.params };
-        const resultFormats = this.replay ? msg.resultFormats : undefined;
-        r = { type: 'B', statement: msg.statement, portal: msg.portal, sql, params, cache, flight, refused, seq: ++this.seq, redacted: undefined, paramTypes: undefined, resultFormats, maxRows: undefined, kind: undefined };
+        const wire = this.replay ? { resultFormats: msg.resultFormats } : undefined;
+        r = { type: 'B', statement: msg.statement, portal: msg.portal, sql, params, cache, flight, refused, seq: ++this.seq, wire };
         break;
       }
       case Frontend.Execute: {
         const p = this.ledger.portal(msg.portal);
-        const maxRows = this.replay ? msg.maxRows : undefined;
-        r = { type: 'E', statement: p ? p.statement : null, portal: msg.portal, sql: p && p.def !== null ? p.def.sql : null, params: null, cache, flight, refused, seq: ++this.seq, redacted: undefined, paramTypes: undefined, resultFormats: undefined, maxRows, kind: undefined };
+        const wire = this.replay ? { maxRows: msg.maxRows } : undefined;
+        r = { type: 'E', statement: p ? p.statement : null, portal: msg.portal, sql: p && p.def !== null ? p.def.sql : null, params: null, cache, flight, refused, seq: ++this.seq, wire };
         break;
       }
       default:
@@ -146,7 +146,7 @@ export class Recorder {
   /** log-replay: a Describe's or Close's record (a line of its own, with its target). */
   private target(msg: DescribeMessage | CloseMessage): void {
     const type = msg.type === Frontend.Describe ? 'D' : 'C';
-    this.writeWire({ type, statement: msg.name, portal: null, sql: null, params: null, cache: undefined, flight: undefined, refused: undefined, seq: ++this.seq, redacted: undefined, paramTypes: undefined, resultFormats: undefined, maxRows: undefined, kind: msg.kind });
+    this.writeWire({ type, statement: msg.name, portal: null, sql: null, params: null, cache: undefined, flight: undefined, refused: undefined, seq: ++this.seq, wire: { kind: msg.kind } });
   }
 
   /**
@@ -156,7 +156,7 @@ export class Recorder {
   bare(type: number): null {
     if (!this.replay || (type !== Frontend.Sync && type !== Frontend.Flush)) return null;
     const wire = type === Frontend.Sync ? 'S' : 'H';
-    this.writeWire({ type: wire, statement: null, portal: null, sql: null, params: null, cache: undefined, flight: undefined, refused: undefined, seq: ++this.seq, redacted: undefined, paramTypes: undefined, resultFormats: undefined, maxRows: undefined, kind: undefined });
+    this.writeWire({ type: wire, statement: null, portal: null, sql: null, params: null, cache: undefined, flight: undefined, refused: undefined, seq: ++this.seq, wire: undefined });
     return null;
   }
 
@@ -188,8 +188,8 @@ export class Recorder {
         case Frontend.Execute:
           if (bound === null || bound.portal !== m.portal) query = this.record(m, ann);
           else {
-            const maxRows = this.replay ? m.maxRows : undefined;
-            query = { type: 'E', statement: bound.statement, portal: m.portal, sql: bound.sql, params: null, cache: bound.cache, flight: bound.flight, refused: undefined, seq: ++this.seq, redacted: undefined, paramTypes: undefined, resultFormats: undefined, maxRows, kind: undefined };
+            const wire = this.replay ? { maxRows: m.maxRows } : undefined;
+            query = { type: 'E', statement: bound.statement, portal: m.portal, sql: bound.sql, params: null, cache: bound.cache, flight: bound.flight, refused: undefined, seq: ++this.seq, wire };
             this.write(query);
           }
           if (eachQuery !== undefined && query !== null) eachQuery(query);
@@ -237,15 +237,15 @@ export class Recorder {
 
   /**
    * PostgreSQL accepted the session (its first ReadyForQuery): with log-replay its start line
-   * (upstream: HOST:PORT of the node it reached), then what was held, in order.
+   * (upstream.address: HOST:PORT of the node it reached, read only then), then what was held, in order.
    */
-  accepted(upstream: string): void {
+  accepted(upstream: { readonly address: string }): void {
     const held = this.unaccepted;
     if (held === null) return;
     this.unaccepted = null;
     const logger = this.host.logger;
     if (this.start !== null && logger.logSession !== undefined) {
-      const start = reached(this.start, upstream, this.host.systemIds);
+      const start = reached(this.start, upstream.address, this.host.systemIds);
       this.start = null;
       this.written(logger.logSession(this.session!, { type: 'start', start }));
     }
@@ -283,7 +283,7 @@ export class Recorder {
   }
 
   /**
-   * A Q or E went upstream (r: its record; start: when its answer began to be owed). The
+   * A Q or E went upstream (r: its record; start: when its answer began to be owed, -1: now). The
    * completion tracker follows it in the ledger's group being built.
    */
   sent(r: QueryRecord, start: number): void {

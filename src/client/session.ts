@@ -348,7 +348,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
         lead = this.books.readyForQuery(prev, this.txStatus);
         if (this.state === S.Authenticating) {
           if (!this.readOnly && this.upstream.node !== null) this.host.upstreams?.startupDone(this.upstream.node);
-          this.recorder.accepted(this.upstream.address);
+          this.recorder.accepted(this.upstream);
           this.clientFramer.setMaxInspectLength(this.host.settings.maxMessageBytes);
         }
         this.transition(settled);

@@ -54,16 +54,23 @@ export interface QueryRecord {
   seq?: number | undefined;
   /** Its data values are hidden (redaction.ts): parameters as a count, SQL in the normal form. */
   redacted?: true | undefined;
-  // The wire details log-replay writes (undefined without it, so that the records of a log
-  // without replay cost no allocation beyond the record itself).
-  /** P: the parameter type OIDs as sent. */
-  paramTypes?: readonly number[] | undefined;
-  /** B: the result format codes as sent (the parameters' are params.formats). */
-  resultFormats?: readonly number[] | undefined;
+  /**
+   * log-replay's details of the message (undefined without it: one field, so that a record of a
+   * log without replay costs one store more and no allocation).
+   */
+  wire?: WireDetails | undefined;
+}
+
+/** What log-replay writes of a message beyond a query line's fields, as sent. */
+export interface WireDetails {
+  /** P: the parameter type OIDs. */
+  paramTypes?: readonly number[];
+  /** B: the result format codes (the parameters' are params.formats). */
+  resultFormats?: readonly number[];
   /** E: the row limit (0: all). */
-  maxRows?: number | undefined;
+  maxRows?: number;
   /** D and C: a statement ('S') or a portal ('P'). */
-  kind?: 'S' | 'P' | undefined;
+  kind?: 'S' | 'P';
 }
 
 /**
@@ -162,7 +169,7 @@ export function lineFormatterOf(log: { format: 'text' | 'json'; params: boolean;
     // Field by field, in the recorder's order: a spread would give each record a new shape.
     return format(
       s,
-      { type: r.type, statement: r.statement, portal: r.portal, sql, params: r.params, cache: r.cache, flight: r.flight, refused: r.refused, seq: r.seq, redacted: true, paramTypes: r.paramTypes, resultFormats: r.resultFormats, maxRows: r.maxRows, kind: r.kind },
+      { type: r.type, statement: r.statement, portal: r.portal, sql, params: r.params, cache: r.cache, flight: r.flight, refused: r.refused, seq: r.seq, wire: r.wire, redacted: true },
       now,
     );
   };
@@ -392,18 +399,18 @@ function jsonHead(s: SessionInfo, now: number, type: string): Record<string, unk
 function replayFields(o: Record<string, unknown>, r: LogRecord): boolean {
   switch (r.type) {
     case 'P':
-      o['paramTypes'] = r.paramTypes ?? [];
+      o['paramTypes'] = r.wire?.paramTypes ?? [];
       return false;
     case 'B':
       o['paramFormats'] = r.params === null ? [] : r.params.formats;
-      o['resultFormats'] = r.resultFormats ?? [];
+      o['resultFormats'] = r.wire?.resultFormats ?? [];
       return false;
     case 'E':
-      o['maxRows'] = r.maxRows ?? 0;
+      o['maxRows'] = r.wire?.maxRows ?? 0;
       return false;
     case 'D':
     case 'C':
-      o['kind'] = r.kind;
+      o['kind'] = r.wire?.kind;
       o['name'] = r.statement;
       return true;
     case 'S':

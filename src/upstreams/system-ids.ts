@@ -81,7 +81,7 @@ export class SystemIds implements SystemIdSource {
         st.retryMs = Math.min(st.retryMs * 2, RETRY_MAX_MS);
         if (st.failed) return;
         st.failed = true;
-        this.ops?.warn("log-replay: cannot read the upstream node's system identifier with catalog-user; start lines go without it (a replay then tells the clusters apart by address) until it is read. catalog-user needs to run pg_control_system() (a superuser, or a member of pg_monitor)", {
+        this.ops?.warn("log-replay: cannot read the upstream node's system identifier with catalog-user; start lines go without it (a replay then tells the clusters apart by address) until it is read. catalog-user must be able to log in to that node and run pg_control_system() (any role can unless EXECUTE was revoked)", {
           upstream: formatHostPort(st.node),
           error: err.message,
         });

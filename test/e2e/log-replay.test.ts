@@ -154,9 +154,14 @@ function checkScript(tt: Pick<typeof t, 'same' | 'equal' | 'ok' | 'notOk' | 'mat
 
 t.test('a raw-wire session: every message a line, in order, with what a replay needs', async (tt) => {
   const p = await launch(REPLAY);
+  await sleep(1500); // the proxy is older than the session: a done line's ms must not be its age
+  const t0 = performance.now();
   const digests = await script(p.port);
+  const elapsed = performance.now() - t0;
   const lines = await settled(p, EXPECTED_TYPES.length);
   checkScript(tt, lines, digests, pg().port);
+  const slow = lines.filter((l) => l.type === 'done' && !((l['ms'] as number) >= 0 && (l['ms'] as number) <= elapsed));
+  tt.same(slow, [], `every done line's ms within the session's ${Math.round(elapsed)} ms (it was the process's age when forward() passed -1 for now)`);
   tt.notOk('system' in lines[0]!, 'no system identifier without catalog-user');
   await stopProxy(p);
 });
@@ -174,13 +179,26 @@ t.test('the same session with the cache on logs the same lines', async (tt) => {
   const strip = (ls: Line[]) => ls.map((l) => (l.type === 'start' ? { ...replayView(l), system: undefined } : replayView(l)));
   tt.same(strip(l2), strip(l1), 'the same lines, field by field, but cache, flight and timing');
   tt.same(d2, d1, 'the same answers');
+  // Again on the same proxy: the Q is answered from the cache now, its done line digests the stored answer.
+  const d3 = await script(cached.port);
+  const all = await settled(cached, 2 * EXPECTED_TYPES.length);
+  const second = all.filter((l) => l.conn !== l2[0]!.conn);
+  checkScript(tt, second, d3, pg().port);
+  tt.equal(second.find((l) => l.type === 'Q')!['cache'], 'hit', 'the second Q came from the cache');
+  tt.equal(second.find((l) => l.type === 'done' && l['seq'] === 21)!['rowsDigest'], d1['q21'], 'a cache hit has the rows digest of the rows it answered');
+  tt.same(strip(second), strip(l1), 'and the same lines');
   await stopProxy(cached);
 });
 
-t.test('pgbench -M prepared -C: every session whole, start first, seq contiguous, end last', async (tt) => {
+t.test('pgbench -M prepared -C: every session whole, start first, seq contiguous, end last', async (t0) => {
   const init = await run('pgbench', ['-i', '-q', '-s', '1', '-h', '127.0.0.1', '-p', String(pg().port), '-U', USER, 'postgres']);
-  tt.equal(init.code, 0, init.stderr);
-  const p = await launch(REPLAY);
+  t0.equal(init.code, 0, init.stderr);
+  // One process, and --processes 2 (each serving process formats its lines, the primary writes them).
+  for (const extra of [[], ['--processes', '2']]) await t0.test(extra.length === 0 ? 'one process' : extra.join(' '), (tt) => pgbenchSessions(tt, extra));
+});
+
+async function pgbenchSessions(tt: Pick<typeof t, 'equal' | 'ok' | 'same'>, extra: string[]): Promise<void> {
+  const p = await launch([...REPLAY, ...extra]);
   const r = await run('pgbench', ['-n', '-C', '-c', '4', '-t', '25', '-M', 'prepared', '-S', '-h', '127.0.0.1', '-p', String(p.port), '-U', USER, 'postgres']);
   tt.equal(r.code, 0, r.stderr);
   await stopProxy(p); // every session's end line is out
@@ -207,6 +225,31 @@ t.test('pgbench -M prepared -C: every session whole, start first, seq contiguous
   tt.same(bad, [], 'every session: start first, seq 1..n, end last with terminate');
   const types = new Set(lines.map((l) => l.type));
   for (const ty of ['P', 'B', 'E', 'S', 'done']) tt.ok(types.has(ty), `pgbench's sessions have ${ty} lines`);
+}
+
+t.test('end reasons: client (hung up), server (pg_terminate_backend), proxy (shutdown)', async (tt) => {
+  const p = await launch(REPLAY);
+  const hangUp = await fx.sessionWithKey(p.port);
+  await hangUp.c.query('select 1');
+  hangUp.c.sock.destroy();
+  const killed = await fx.sessionWithKey(p.port);
+  await killed.c.query('select 2');
+  const admin = await connect(pg().port);
+  await admin.startup(USER);
+  await admin.query(`select pg_terminate_backend(${killed.pid})`);
+  await killed.c.waitClosed(5000);
+  const idle = await fx.sessionWithKey(p.port);
+  await idle.c.query('select 3');
+  await settled(p, 3 * 4 - 1); // two sessions whole, the third without its end
+  await stopProxy(p);
+  const lines = p.logLines().map((l) => JSON.parse(l) as Line);
+  const endOf = (sql: string) => {
+    const conn = lines.find((l) => l.type === 'Q' && l['sql'] === sql)!.conn;
+    return lines.filter((l) => l.conn === conn).map((l) => l.type === 'end' ? `end ${String(l['reason'])}` : l.type);
+  };
+  tt.same(endOf('select 1'), ['start', 'Q', 'done', 'end client'], 'the client hung up without Terminate');
+  tt.same(endOf('select 2'), ['start', 'Q', 'done', 'end server'], 'the server terminated it (FATAL 57P01)');
+  tt.same(endOf('select 3'), ['start', 'Q', 'done', 'end proxy'], 'pgscribe shut down');
 });
 
 t.test('with catalog-user: the start line carries the cluster system identifier', async (tt) => {
