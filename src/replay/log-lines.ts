@@ -92,15 +92,28 @@ function str(v: unknown): string | null {
 function int(v: unknown): number | null {
   return typeof v === 'number' && Number.isInteger(v) ? v : null;
 }
-function ints(v: unknown): number[] | null {
-  if (!Array.isArray(v)) return null;
-  for (const x of v) if (int(x) === null) return null;
+/** Integers each within [min, max] (what the wire field holds), else null. */
+function ints(v: unknown, min: number, max: number): number[] | null {
+  if (!Array.isArray(v) || v.length > 0xffff) return null;
+  for (const x of v) {
+    const n = int(x);
+    if (n === null || n < min || n > max) return null;
+  }
   return v as number[];
 }
+const INT16 = [-0x8000, 0x7fff] as const;
+const HEX = /^(?:[0-9a-fA-F]{2})*$/;
+
+/** An optional list of integers: [] when absent, null when present and not such a list. */
+function optionalInts(v: unknown, min: number, max: number): number[] | null {
+  return v === undefined ? [] : ints(v, min, max);
+}
+const OID = [0, 0xffffffff] as const;
+const INT32 = [-0x80000000, 0x7fffffff] as const;
 
 /** Parameters as logged; `cut` tells whether log-param-max-bytes cut any. */
 function params(v: unknown): { values: LoggedParam[]; cut: boolean } | null {
-  if (!Array.isArray(v)) return null;
+  if (!Array.isArray(v) || v.length > 0xffff) return null;
   const values: LoggedParam[] = [];
   let cut = false;
   for (const p of v) {
@@ -109,7 +122,10 @@ function params(v: unknown): { values: LoggedParam[]; cut: boolean } | null {
     else if (typeof p === 'object') {
       const o = p as Record<string, unknown>;
       if (o['truncatedBytes'] !== undefined) cut = true;
-      if (typeof o['hex'] === 'string') values.push({ hex: o['hex'] });
+      if (typeof o['hex'] === 'string') {
+        if (!HEX.test(o['hex'])) return null;
+        values.push({ hex: o['hex'] });
+      }
       else if (typeof o['text'] === 'string') values.push({ text: o['text'] });
       else return null;
     } else return null;
@@ -164,11 +180,15 @@ export function parseLogLine(line: string): LogLine | null {
     }
     case 'P': {
       const sql = str(o['sql']);
-      const types = ints(o['paramTypes']) ?? [];
+      const types = optionalInts(o['paramTypes'], ...OID);
+      if (types === null) return null;
       return { kind: 'P', ...head, seq, stmt: str(o['stmt']) ?? '', sql, paramTypes: types, unreplayable: redacted ?? (sql === null ? Unreplayable.SqlUnknown : null) };
     }
     case 'B': {
       const p = params(o['params']);
+      const paramFormats = optionalInts(o['paramFormats'], ...INT16);
+      const resultFormats = optionalInts(o['resultFormats'], ...INT16);
+      if (paramFormats === null || resultFormats === null) return null;
       // Parameters are logged as values, or as a count when hidden or redacted; neither is not a Bind line.
       if (p === null && int(o['paramCount']) === null) return null;
       let why: string | null = redacted;
@@ -180,14 +200,18 @@ export function parseLogLine(line: string): LogLine | null {
         seq,
         stmt: str(o['stmt']) ?? '',
         portal: str(o['portal']) ?? '',
-        paramFormats: ints(o['paramFormats']) ?? [],
+        paramFormats,
         params: p === null ? [] : p.values,
-        resultFormats: ints(o['resultFormats']) ?? [],
+        resultFormats,
         unreplayable: why,
       };
     }
-    case 'E':
-      return { kind: 'E', ...head, seq, portal: str(o['portal']) ?? '', maxRows: int(o['maxRows']) ?? 0, sql: str(o['sql']) };
+    case 'E': {
+      // A row limit the wire cannot carry is not a line pgscribe wrote.
+      const maxRows = int(o['maxRows']) ?? 0;
+      if (maxRows < INT32[0] || maxRows > INT32[1]) return null;
+      return { kind: 'E', ...head, seq, portal: str(o['portal']) ?? '', maxRows, sql: str(o['sql']) };
+    }
     case 'D':
     case 'C': {
       const target = o['kind'] === 'P' ? 'P' : o['kind'] === 'S' ? 'S' : null;

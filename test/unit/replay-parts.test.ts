@@ -54,6 +54,14 @@ t.test('log lines: anything else is null, never a throw', async (t) => {
     '[1,2,3]',
     'null',
     `{${head},"type":"Q","seq":1,"sql":"cut here`,
+    // Values the wire cannot carry: a line pgscribe never wrote, not a replay that throws.
+    `{${head},"type":"E","seq":1,"portal":"","maxRows":4294967296}`,
+    `{${head},"type":"P","seq":1,"stmt":"","sql":"s","paramTypes":[-1]}`,
+    `{${head},"type":"P","seq":1,"stmt":"","sql":"s","paramTypes":[4294967296]}`,
+    `{${head},"type":"B","seq":1,"stmt":"","portal":"","params":[],"paramFormats":[70000]}`,
+    `{${head},"type":"B","seq":1,"stmt":"","portal":"","params":[],"resultFormats":[1.5]}`,
+    `{${head},"type":"B","seq":1,"stmt":"","portal":"","params":[{"hex":"abc"}]}`,
+    `{${head},"type":"B","seq":1,"stmt":"","portal":"","params":[{"hex":"zz"}]}`,
   ];
   for (const l of bad) t.equal(parseLogLine(l), null, JSON.stringify(l.slice(0, 60)));
 });
