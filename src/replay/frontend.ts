@@ -2,6 +2,11 @@
  * The frontend messages replay sends, rebuilt from log lines byte for byte as the original
  * client sent them (names, parameter types and formats, values, row limits).
  *
+ * Unlike src/pg/messages.ts (pgscribe's own connection, which refuses to build a string with a
+ * NUL in it), these never throw: a text from a damaged or hostile log goes to the target as it
+ * is, and the target refuses the message, which ends that session alone. log-lines.ts has already
+ * kept out the numbers the wire cannot carry.
+ *
  * @see https://www.postgresql.org/docs/15/protocol-message-formats.html
  */
 import { Frontend } from '../protocol/codes';
