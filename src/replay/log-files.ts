@@ -133,6 +133,14 @@ export class LineReader {
     this.stream?.resume();
   }
 
+  /** Stop reading for good. */
+  close(): void {
+    this.paused = true;
+    this.index = this.files.length;
+    this.stream?.destroy();
+    this.stream = null;
+  }
+
   get isPaused(): boolean {
     return this.paused;
   }

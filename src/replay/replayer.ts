@@ -81,6 +81,8 @@ class Replayer implements PlayerHost {
   /** Players not started yet, in log order, with the ends read before their start. */
   private readonly waiting: { p: SessionPlayer; endsBefore: number }[] = [];
   private waitingHead = 0;
+  /** Every player not finished yet (started or waiting), for fail() to stop. */
+  private readonly players = new Set<SessionPlayer>();
   private running = 0;
   private endsRead = 0;
   private endsDone = 0;
@@ -189,7 +191,8 @@ class Replayer implements PlayerHost {
     });
     // The schedule starts at the first session replayed (not at the log's first line: --from).
     this.logT0 ??= line.ts;
-    const p = new SessionPlayer(line.conn, line, this);
+    const p = new SessionPlayer(line, this);
+    this.players.add(p);
     this.active.set(line.conn, p);
     this.sessionsTotal++;
     this.waiting.push({ p, endsBefore: this.endsRead });
@@ -272,7 +275,8 @@ class Replayer implements PlayerHost {
     }
   }
 
-  finished(_p: SessionPlayer, how: { failed: string | null; cut: string | null }): void {
+  finished(p: SessionPlayer, how: { failed: string | null; cut: string | null }): void {
+    this.players.delete(p);
     this.running--;
     this.endsDone++;
     if (how.failed !== null) {
@@ -292,11 +296,15 @@ class Replayer implements PlayerHost {
     this.resolve(this.report());
   }
 
+  /** Give up: nothing more is read or sent, every session's connection closes. */
   private fail(err: Error): void {
     if (this.refused !== null) return;
     this.refused = err;
-    this.reader.pause();
+    this.reader.close();
     this.resolveDone();
+    if (this.startTimer !== null) clearTimeout(this.startTimer);
+    if (this.resumeTimer !== null) clearTimeout(this.resumeTimer);
+    for (const p of this.players) p.abort();
     this.reject(err);
   }
 

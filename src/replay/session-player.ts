@@ -111,14 +111,9 @@ export class SessionPlayer {
   private cut: string | null = null;
 
   constructor(
-    readonly conn_: number,
     readonly start: StartLine,
     private readonly host: PlayerHost,
   ) {}
-
-  get finishedPlaying(): boolean {
-    return this.over;
-  }
 
   /** Queue one of the session's lines (log order). */
   push(line: LogLine): void {
@@ -131,6 +126,13 @@ export class SessionPlayer {
   endOfLog(): void {
     this.logEnded = true;
     if (this.conn !== null) this.pump();
+  }
+
+  /** The replay gave up: close the connection (a session not started has none). */
+  abort(): void {
+    this.over = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.conn?.close();
   }
 
   /** Connect (the scheduler decided the session may start). */

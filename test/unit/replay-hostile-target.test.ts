@@ -97,3 +97,23 @@ for (const c of cases) {
     t.equal(d, 2, 'both statements are in the comparison, on the log\'s side at least');
   });
 }
+
+t.test('a conn id that starts again without its end line (a restarted pgscribe): both sessions run, the replay ends', async (t) => {
+  const answer: Script = (s) => s.write(Buffer.concat([msg('C', Buffer.from('SELECT 1\0')), Z]));
+  const port = await target(t, ready, answer);
+  const again = path.join(dir, 'again.log');
+  const lines = fs.readFileSync(log, 'utf8').split('\n').filter((l) => l !== '' && !l.includes('"type":"end"'));
+  fs.writeFileSync(again, [...lines, ...lines.map((l) => l.replace('10:00:00.', '10:00:01.')), ''].join('\n'));
+  const report = await Promise.race([
+    replay({
+      logs: [again], host: '127.0.0.1', port, speed: 'max', inOrder: false, filters: [], from: null, to: null, user: null, database: null,
+      mapUser: new Map(), mapDatabase: new Map(), passwords: new Passwords(null, ''), readOnly: false, force: false, slower: 2, connectTimeoutMs: 1500, progress: null,
+    }),
+    new Promise<null>((r) => setTimeout(() => r(null), 10_000)),
+  ]);
+  t.not(report, null, 'the replay ended');
+  t.equal(report?.sessions.total, 2);
+  t.equal(report?.sessions.replayed, 2);
+  t.equal(report?.statements.replayed, 4);
+  t.equal(report?.statements.changed, 0);
+});
