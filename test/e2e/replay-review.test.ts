@@ -53,7 +53,7 @@ t.test('COPY FROM STDIN in the extended protocol: replay answers with CopyFail a
   while (m.type !== 'G') m = await c.read();
   c.write(Buffer.concat([enc.copyData('1\ta\n'), enc.copyDone(), enc.sync()]));
   await c.readZ(1);
-  c.write(enc.query('select count(*) from cp'));
+  c.write(enc.query('select 1')); // not cp's count: the COPY data is not replayed
   await c.readZ(1);
   c.write(enc.terminate());
   await c.waitClosed();
