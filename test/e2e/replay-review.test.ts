@@ -108,3 +108,134 @@ t.test('lines of two proxies interleaved with the same conn ids: replay ends', a
   t.equal(r.code, 0, `replay ends (code ${r.code}, signal ${String(r.signal)}): ${r.stderr}`);
   t.equal(report?.sessions.total, 2);
 });
+
+t.test('odd but valid shapes replay with no change', async (t) => {
+  const p = await fx.launch(['--log-format', 'json', '--log-replay']);
+  const c = await fx.connect(p.port);
+  await c.startup(USER, 'postgres', { application_name: 'review', options: '-c search_path=pg_catalog,public' });
+  // Several Syncs in one write.
+  c.write(Buffer.concat([
+    enc.parse('a', 'select id from w where id <= $1 order by id', [23]), enc.bind('', 'a', ['3']), enc.execute(), enc.sync(),
+    enc.bind('', 'a', ['5']), enc.execute(), enc.sync(),
+    enc.bind('', 'a', ['2']), enc.execute(), enc.sync(),
+  ]));
+  await c.readZ(3);
+  // Flush-only: the client waits for ParseComplete, then runs without a Sync, then syncs.
+  c.write(Buffer.concat([enc.parse('f', 'select v from w where id = $1', [23]), enc.flush()]));
+  await c.read();
+  c.write(Buffer.concat([enc.bind('', 'f', ['4']), enc.execute(), enc.flush()]));
+  for (let m = await c.read(); m.type !== 'C'; m = await c.read());
+  c.write(enc.sync());
+  await c.readZ(1);
+  // A deferred constraint failing at the implicit commit of Sync.
+  c.write(Buffer.concat([enc.parse('', 'insert into chi values (1, 999)'), enc.bind('', '', []), enc.execute(), enc.sync()]));
+  await c.readZ(1);
+  // An error inside an explicit transaction, then ROLLBACK.
+  c.write(enc.query('begin'));
+  await c.readZ(1);
+  c.write(Buffer.concat([enc.parse('', 'select 1/0'), enc.bind('', '', []), enc.execute(), enc.sync()]));
+  await c.readZ(1);
+  c.write(Buffer.concat([enc.parse('', 'select 1'), enc.bind('', '', []), enc.execute(), enc.sync()]));
+  await c.readZ(1);
+  c.write(enc.query('rollback'));
+  await c.readZ(1);
+  // A named portal run with maxRows, a Sync inside the transaction, then run again.
+  c.write(enc.query('begin'));
+  await c.readZ(1);
+  c.write(Buffer.concat([enc.parse('g', 'select generate_series(1, 5) as g'), enc.bind('pg', 'g', []), enc.execute('pg', 2), enc.sync()]));
+  await c.readZ(1);
+  c.write(Buffer.concat([enc.execute('pg', 2), enc.sync()]));
+  await c.readZ(1);
+  c.write(Buffer.concat([enc.execute('pg', 0), enc.sync()]));
+  await c.readZ(1);
+  c.write(enc.query('commit'));
+  await c.readZ(1);
+  // Simple query: an error in the middle, an empty query, COPY TO STDOUT, the search path.
+  c.write(enc.query('select 1; select 1/0; select 2'));
+  await c.readZ(1);
+  c.write(enc.query(''));
+  await c.readZ(1);
+  c.write(enc.query('copy (select id, v from w order by id) to stdout'));
+  await c.readZ(1);
+  c.write(enc.query('select current_setting(\'search_path\')'));
+  await c.readZ(1);
+  c.write(enc.query('copy cp from stdin'));
+  for (let m = await c.read(); m.type !== 'G'; m = await c.read());
+  c.write(Buffer.concat([enc.copyData('9\tz\n'), enc.copyDone()]));
+  await c.readZ(1);
+  // No Terminate: the client hangs up.
+  c.sock.destroy();
+  await new Promise((r) => setTimeout(r, 300));
+  await fx.stopProxy(p);
+  const { r, report } = await replay([p.logPath]);
+  t.equal(r.code, 0, `replay ends: ${r.stderr}`);
+  const changes = (report?.digests ?? []).filter((d) => d.changes.length > 0).map((d) => `${d.sql}: ${JSON.stringify(d.changes)}`);
+  t.same(changes, [], 'no outcome changed');
+  t.equal(report?.statements.changed, 0);
+  t.equal(report?.sessions.replayed, 1);
+});
+
+t.test('--read-only: a write left out, its Bind/Execute, then the name parsed again as a read', async (t) => {
+  const p = await fx.launch(['--log-format', 'json', '--log-replay']);
+  const c = await fx.session(p.port);
+  c.write(Buffer.concat([enc.parse('', 'insert into cp values (1, \'x\')'), enc.bind('', '', []), enc.execute(), enc.sync()]));
+  await c.readZ(1);
+  c.write(Buffer.concat([enc.parse('', 'select count(*) from w'), enc.bind('', '', []), enc.execute(), enc.sync()]));
+  await c.readZ(1);
+  c.write(Buffer.concat([enc.parse('s', 'delete from cp where id = $1', [23]), enc.bind('ps', 's', ['7']), enc.describe('P', 'ps'), enc.execute('ps'), enc.sync()]));
+  await c.readZ(1);
+  c.write(Buffer.concat([enc.close('S', 's'), enc.sync()]));
+  await c.readZ(1);
+  c.write(Buffer.concat([enc.parse('s', 'select v from w where id = $1', [23]), enc.bind('ps', 's', ['7']), enc.describe('P', 'ps'), enc.execute('ps'), enc.sync()]));
+  await c.readZ(1);
+  c.write(enc.terminate());
+  await c.waitClosed();
+  await fx.stopProxy(p);
+  const { r, report } = await replay([p.logPath], ['--read-only']);
+  t.equal(r.code, 0, `replay ends: ${r.stderr}`);
+  t.equal(report?.statements.errors, 0, 'no errors');
+  t.equal(report?.statements.changed, 0, 'no change');
+  t.equal(report?.statements.skippedWrites, 2, 'the two writes left out');
+  t.equal(report?.statements.replayed, 2, 'the two reads replayed');
+});
+
+t.test('a client that hung up in the middle of a query: replay does not wait it out nor call it a change', async (t) => {
+  const p = await fx.launch(['--log-format', 'json', '--log-replay']);
+  const c = await fx.session(p.port);
+  c.write(enc.query('select pg_sleep(20)'));
+  await new Promise((r) => setTimeout(r, 300));
+  c.sock.destroy();
+  await new Promise((r) => setTimeout(r, 500));
+  await fx.stopProxy(p);
+  const log = fs.readFileSync(p.logPath, 'utf8');
+  t.match(log, /"status":"aborted"/, 'the log has the aborted done line');
+  const t0 = Date.now();
+  const { r, report } = await replay([p.logPath], [], 60_000);
+  t.equal(r.code, 0, `replay ends: ${r.stderr}`);
+  t.ok(Date.now() - t0 < 15_000, `replay did not wait out the 20 s query the client left (${Date.now() - t0} ms)`);
+  t.equal(report?.statements.changed, 0, 'aborted by the client is not a change of the server\'s behaviour');
+});
+
+for (const mode of ['extended', 'simple']) {
+  t.test(`pgbench -M ${mode} replays without errors`, async (t) => {
+    const db = `bench_${mode}`;
+    for (const pg of [src, dst]) {
+      let r = await run('psql', ['-X', '-q', '-h', '127.0.0.1', '-p', String(pg.port), '-U', 'postgres', '-d', 'postgres', '-c', `create database ${db} owner ${USER}`]);
+      if (r.code !== 0) throw new Error(r.stderr);
+      r = await run('pgbench', ['-i', '-q', '-s', '1', '-h', '127.0.0.1', '-p', String(pg.port), '-U', USER, db]);
+      if (r.code !== 0) throw new Error(r.stderr);
+    }
+    const p = await fx.launch(['--log-format', 'json', '--log-replay']);
+    const b = await run('pgbench', ['-M', mode, '-c', '3', '-t', '30', '-n', '-h', '127.0.0.1', '-p', String(p.port), '-U', USER, db], { timeoutMs: 120_000 });
+    t.equal(b.code, 0, b.stderr);
+    await fx.stopProxy(p);
+    const { r, report } = await replay([p.logPath], [], 120_000);
+    t.equal(r.code, 0, `replay ends: ${r.stderr}`);
+    t.equal(report?.statements.errors, 0, 'no errors');
+    t.equal(report?.sessions.failed, 0);
+    const done = fs.readFileSync(p.logPath, 'utf8').split('\n').filter((l) => l.includes('"type":"done"')).length;
+    t.ok(done >= 3 * 30 * 7, `the log has every transaction's statements (${done})`);
+    t.equal(report?.statements.replayed, done, 'every statement replayed');
+    t.equal(report?.statements.changed, 0, 'no change (pgbench_history aside, the data is the same)');
+  });
+}
