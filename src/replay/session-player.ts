@@ -118,6 +118,8 @@ export class SessionPlayer {
    * would be lost and the replay would wait for its ReadyForQuery forever.
    */
   private copyWait = false;
+  /** The log has a done line `aborted`: the original client left before its answer came. */
+  private abortedInLog = false;
 
   constructor(
     readonly conn_: number,
@@ -165,11 +167,14 @@ export class SessionPlayer {
         this.take();
         taken++;
         this.doneBefore++;
+        if (line.status === 'aborted') this.abortedInLog = true;
         this.original(line);
         continue;
       }
       if (line.kind === 'end') {
-        if (this.pending.length > 0) break;
+        // The original client hung up without the answers it was owed: so does the replay (what
+        // is still owed ends 'aborted', as in the log) rather than wait them out.
+        if (this.pending.length > 0 && !this.abortedInLog) break;
         this.take();
         taken++;
         this.finish();
