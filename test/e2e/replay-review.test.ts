@@ -239,3 +239,19 @@ for (const mode of ['extended', 'simple']) {
     t.equal(report?.statements.changed, 0, 'no change (pgbench_history aside, the data is the same)');
   });
 }
+
+t.test('a session with client_encoding LATIN1: replay sends the bytes the client sent', async (t) => {
+  const p = await fx.launch(['--log-format', 'json', '--log-replay']);
+  const c = await fx.connect(p.port);
+  await c.startup(USER, 'postgres', { client_encoding: 'LATIN1' });
+  // 'é' in LATIN1 is the single byte 0xE9 (not valid UTF-8).
+  c.write(enc.raw('Q', Buffer.concat([Buffer.from("select '"), Buffer.from([0xe9]), Buffer.from("'::text as v", 'latin1'), Buffer.from([0])])));
+  await c.readZ(1);
+  c.write(enc.terminate());
+  await c.waitClosed();
+  await fx.stopProxy(p);
+  const { r, report } = await replay([p.logPath]);
+  t.equal(r.code, 0, `replay ends: ${r.stderr}`);
+  const changes = (report?.digests ?? []).filter((d) => d.changes.length > 0).map((d) => `${d.sql}: ${JSON.stringify(d.changes)}`);
+  t.same(changes, [], 'no outcome changed');
+});
