@@ -119,7 +119,11 @@ export class ReplayConnection {
     if (this.ended) return;
     this.send(TERMINATE);
     this.flush();
-    this.socket?.end();
+    // Closed once the Terminate is written, not when the server closes its side: a server busy
+    // with a query the replay left (the original client hung up in it) reads the Terminate only
+    // after that query, and the half-open socket kept the replay running until then.
+    const s = this.socket;
+    s?.end(() => s.destroy());
     this.finish(null);
   }
 

@@ -176,6 +176,11 @@ class Replayer implements PlayerHost {
   }
 
   private onStart(line: StartLine, text: string): void {
+    // A start line for a conn id still being read (a proxy restart counts from 1 again, or two
+    // proxies' lines in one file): the older session gets no more lines. Without this it waited
+    // for its end line forever and the replay never ended.
+    const older = this.active.get(line.conn);
+    if (older !== undefined) older.endOfLog();
     this.active.delete(line.conn);
     this.ignored.delete(line.conn);
     if (!this.wanted(line)) {

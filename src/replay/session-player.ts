@@ -74,6 +74,8 @@ interface Expect {
   leftOut: boolean;
 }
 
+/** COPY ... FROM STDIN (leading comments and whitespace allowed). */
+const COPY_FROM_STDIN = /^(?:\s|--[^\n]*\n|\/\*[\s\S]*?\*\/)*copy\b[\s\S]*\bfrom\s+stdin\b/i;
 const COPY_REASON = 'COPY FROM STDIN (its data is not logged)';
 
 export class SessionPlayer {
@@ -109,6 +111,15 @@ export class SessionPlayer {
   /** The SQL of each Q/E sent or left out whose comparison is still open, by seq (the digest). */
   private readonly sqlOf = new Map<number, string | null>();
   private cut: string | null = null;
+  /**
+   * An Execute of COPY ... FROM STDIN was sent and its CopyInResponse (or an end) has not come:
+   * nothing more goes until it does. The original client waited for it (it had data to send), and
+   * PostgreSQL ignores a Sync that arrives in copy-in mode, so a Sync pipelined behind the Execute
+   * would be lost and the replay would wait for its ReadyForQuery forever.
+   */
+  private copyWait = false;
+  /** The log has a done line `aborted`: the original client left before its answer came. */
+  private abortedInLog = false;
 
   constructor(
     readonly start: StartLine,
@@ -158,17 +169,20 @@ export class SessionPlayer {
         this.take();
         taken++;
         this.doneBefore++;
+        if (line.status === 'aborted') this.abortedInLog = true;
         this.original(line);
         continue;
       }
       if (line.kind === 'end') {
-        if (this.pending.length > 0) break;
+        // The original client hung up without the answers it was owed: so does the replay (what
+        // is still owed ends 'aborted', as in the log) rather than wait them out.
+        if (this.pending.length > 0 && !this.abortedInLog) break;
         this.take();
         taken++;
         this.finish();
         break;
       }
-      if (this.answered < this.doneBefore) break;
+      if (this.answered < this.doneBefore || this.copyWait) break;
       const due = this.host.dueAt(line.ts);
       const now = performance.now();
       if (due > now) {
@@ -257,6 +271,7 @@ export class SessionPlayer {
         }
         this.host.sentStatement(lagMs);
         c.send(encodeExecute(line.portal, line.maxRows));
+        if (COPY_FROM_STDIN.test(line.sql ?? this.portalSql.get(line.portal) ?? '')) this.copyWait = true;
         return;
       case 'D':
       case 'C': {
@@ -295,6 +310,7 @@ export class SessionPlayer {
 
   private onMessage(type: number, buf: Buffer, start: number, end: number): void {
     const e = this.pending[0];
+    if (type === Backend.CopyInResponse || type === Backend.ErrorResponse || type === Backend.ReadyForQuery || type === Backend.CommandComplete) this.copyWait = false;
     switch (type) {
       case Backend.ParseComplete:
       case Backend.BindComplete:
