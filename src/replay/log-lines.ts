@@ -139,7 +139,17 @@ export const Unreplayable = {
   ParamsHidden: 'parameters hidden (log-params off)',
   ParamCut: 'a parameter cut at log-param-max-bytes',
   SqlUnknown: 'SQL unknown to pgscribe (statement prepared before the log)',
+  NotUtf8: 'text that was not UTF-8 at capture (client_encoding other than UTF8): its bytes are not in the log',
 } as const;
+
+/**
+ * pgscribe logs SQL and text parameters as UTF-8; bytes that were not (a LATIN1 session's é)
+ * became U+FFFD, and sending that would send what the client never did. Such a text is not
+ * replayed (a real U+FFFD in the text is left out too: when unsure, do not send).
+ */
+function lostBytes(s: string | null): boolean {
+  return s !== null && s.includes('\uFFFD');
+}
 
 /** Parse one log line; null when it is not a replay record. */
 export function parseLogLine(line: string): LogLine | null {
@@ -176,13 +186,13 @@ export function parseLogLine(line: string): LogLine | null {
   switch (type) {
     case 'Q': {
       const sql = str(o['sql']);
-      return { kind: 'Q', ...head, seq, sql, unreplayable: redacted ?? (sql === null ? Unreplayable.SqlUnknown : null) };
+      return { kind: 'Q', ...head, seq, sql, unreplayable: redacted ?? (sql === null ? Unreplayable.SqlUnknown : lostBytes(sql) ? Unreplayable.NotUtf8 : null) };
     }
     case 'P': {
       const sql = str(o['sql']);
       const types = optionalInts(o['paramTypes'], ...OID);
       if (types === null) return null;
-      return { kind: 'P', ...head, seq, stmt: str(o['stmt']) ?? '', sql, paramTypes: types, unreplayable: redacted ?? (sql === null ? Unreplayable.SqlUnknown : null) };
+      return { kind: 'P', ...head, seq, stmt: str(o['stmt']) ?? '', sql, paramTypes: types, unreplayable: redacted ?? (sql === null ? Unreplayable.SqlUnknown : lostBytes(sql) ? Unreplayable.NotUtf8 : null) };
     }
     case 'B': {
       const p = params(o['params']);
@@ -194,6 +204,7 @@ export function parseLogLine(line: string): LogLine | null {
       let why: string | null = redacted;
       if (why === null && p === null) why = Unreplayable.ParamsHidden;
       if (why === null && p !== null && p.cut) why = Unreplayable.ParamCut;
+      if (why === null && p !== null && p.values.some((v) => v !== null && 'text' in v && lostBytes(v.text))) why = Unreplayable.NotUtf8;
       return {
         kind: 'B',
         ...head,

@@ -38,6 +38,9 @@ t.test('log lines: what cannot be replayed says why', async (t) => {
   t.equal((parseLogLine(`{${head},"type":"B","seq":1,"stmt":"","portal":"","paramCount":2}`) as { unreplayable: string }).unreplayable, Unreplayable.ParamsHidden);
   t.equal((parseLogLine(`{${head},"type":"B","seq":1,"stmt":"","portal":"","params":[{"text":"abc","truncatedBytes":9}]}`) as { unreplayable: string }).unreplayable, Unreplayable.ParamCut);
   t.equal((parseLogLine(`{${head},"type":"P","seq":1,"stmt":"","sql":null}`) as { unreplayable: string }).unreplayable, Unreplayable.SqlUnknown);
+  t.equal((parseLogLine(`{${head},"type":"Q","seq":1,"sql":"select '\uFFFD'"}`) as { unreplayable: string }).unreplayable, Unreplayable.NotUtf8, 'a byte that was not UTF-8 at capture (U+FFFD)');
+  t.equal((parseLogLine(`{${head},"type":"B","seq":1,"stmt":"","portal":"","params":["caf\uFFFD"]}`) as { unreplayable: string }).unreplayable, Unreplayable.NotUtf8, 'in a text parameter too');
+  t.equal((parseLogLine(`{${head},"type":"B","seq":1,"stmt":"","portal":"","params":[{"hex":"e9"}]}`) as { unreplayable: string | null }).unreplayable, null, 'binary parameters keep their bytes');
 });
 
 t.test('log lines: anything else is null, never a throw', async (t) => {
