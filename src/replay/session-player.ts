@@ -10,10 +10,10 @@
  * with --read-only, writes are left out together with the messages that depend on them (a Bind of
  * a statement left out, an Execute of its portal); Sync and Flush always go.
  */
-import { createHash, type Hash } from 'node:crypto';
 import { Backend } from '../protocol/codes';
 import { decodeError, encodeCopyFail } from '../pg/messages';
 import { errorCode, tagRows } from '../client/completions';
+import { RowsDigest } from '../client/rows-digest';
 import { encodeBind, encodeClose, encodeDescribe, encodeExecute, encodeParse, encodeQueryMessage, FLUSH, SYNC } from './frontend';
 import { ReplayConnection, type ReplayConnectOptions } from './replay-connection';
 import type { DoneLine, EndLine, LogLine, MessageLine, StartLine } from './log-lines';
@@ -69,7 +69,8 @@ interface Expect {
   rows: number;
   sqlstate: string | null;
   message: string | undefined;
-  hash: Hash | null;
+  /** Q and E: their answer's DataRows, digested as capture digests them (rows-digest.ts). */
+  rowsDigest: RowsDigest | null;
   /** Not compared (a COPY FROM STDIN, answered with CopyFail). */
   leftOut: boolean;
 }
@@ -305,7 +306,7 @@ export class SessionPlayer {
 
   private expect(kind: MessageLine['kind'], seq: number, sql: string | null, now: number, name = ''): void {
     const statement = kind === 'Q' || kind === 'E';
-    this.pending.push({ kind, seq, sql, name, sentAt: now, rows: 0, sqlstate: null, message: undefined, hash: statement ? createHash('sha1') : null, leftOut: false });
+    this.pending.push({ kind, seq, sql, name, sentAt: now, rows: 0, sqlstate: null, message: undefined, rowsDigest: statement ? new RowsDigest() : null, leftOut: false });
   }
 
   private onMessage(type: number, buf: Buffer, start: number, end: number): void {
@@ -322,7 +323,7 @@ export class SessionPlayer {
         if (e !== undefined && e.kind === 'D') this.pending.shift();
         break;
       case Backend.DataRow:
-        if (e !== undefined && e.hash !== null) e.hash.update(buf.subarray(start + 5, end));
+        if (e !== undefined && e.rowsDigest !== null) e.rowsDigest.whole(buf, start, end);
         break;
       case Backend.CommandComplete:
         if (e === undefined) break;
@@ -422,13 +423,11 @@ export class SessionPlayer {
   private completeExpect(e: Expect, status: Outcome['status'], rows: number): void {
     this.answered++;
     if (e.leftOut) return;
-    const digest = e.hash === null ? '' : e.hash.digest('hex').slice(0, 16);
-    const hadRows = e.hash !== null && digest !== EMPTY_SHA1;
     const replayed = {
       status,
       sqlstate: e.sqlstate,
       rows: rows + e.rows,
-      rowsDigest: hadRows ? digest : undefined,
+      rowsDigest: e.rowsDigest?.take(),
       ms: performance.now() - e.sentAt,
       message: e.message,
     };
@@ -503,6 +502,3 @@ export class SessionPlayer {
     this.host.finished(this, { failed, cut });
   }
 }
-
-/** SHA-1 of nothing, cut to 16: an answer without rows has no rows digest. */
-const EMPTY_SHA1 = createHash('sha1').digest('hex').slice(0, 16);
