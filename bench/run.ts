@@ -29,6 +29,8 @@
  *                     against pgscribe-log it is the cost of TLS (encryption, the TLS layer's reads
  *                     and writes), reported under the table
  *   node-relay        bench/relay.ts: net sockets piped both ways, the floor for a Node proxy
+ *   node-relay-onread bench/relay-onread.ts: the same relay reading into one reused buffer per
+ *                     socket (onread), no Readable stream: what Node itself allows
  *   pgbouncer         PgBouncer in session mode (skipped when not installed)
  *   pgscribe-cache    pgscribe-log plus --cache --singleflight (the result cache)
  *   pgscribe-cache-wal pgscribe-cache plus --cache-invalidation wal (issue 16: PostgreSQL's change

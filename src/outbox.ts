@@ -43,6 +43,15 @@ export class Outbox {
     return socket.write(data);
   }
 
+  /**
+   * Whether bytes pushed here may still be referenced after flush(): something is queued, or
+   * the socket (null: none yet) did not take its last write whole. A reused read buffer
+   * (src/net/reused-reads.ts) must not be overwritten while they are.
+   */
+  holds(socket: Socket | null): boolean {
+    return this.buf !== null || socket === null || socket.writableLength !== 0;
+  }
+
   /** Forget what is queued (the connection is being torn down). */
   clear(): void {
     this.buf = null;

@@ -194,16 +194,25 @@ export class Server implements ClientHost {
     return !this.shuttingDown && (this.link !== null || (this.listener !== null && this.listener.listening));
   }
 
+  /**
+   * Sessions read their sockets into reused buffers (src/net/reused-reads.ts) unless client TLS
+   * (its handshake reads the accepted socket itself) or the cache (which keeps answers and held
+   * requests) is on: then Node's own reads, a fresh Buffer each.
+   */
+  private get readsInPlace(): boolean {
+    return this.tls.client === null && this.cache === null;
+  }
+
   /** Start listening; resolves with the bound address (port 0 picks a free one). */
   listen(): Promise<net.AddressInfo> {
-    const srv = net.createServer({ noDelay: true }, (sock) => this.accept(sock));
+    const srv = net.createServer({ noDelay: true, pauseOnConnect: this.readsInPlace }, (sock) => this.accept(sock));
     this.listener = srv;
     return listenOn(srv, this.config.listen, (err) => this.ops.error('listener error', { error: err.message }));
   }
 
   /** Start the read-only listener (--listen-replicas): its sessions go to standbys. */
   listenReplicas(address: HostPort): Promise<net.AddressInfo> {
-    const srv = net.createServer({ noDelay: true }, (sock) => this.accept(sock, undefined, true));
+    const srv = net.createServer({ noDelay: true, pauseOnConnect: this.readsInPlace }, (sock) => this.accept(sock, undefined, true));
     this.replicaListener = srv;
     return listenOn(srv, address, (err) => this.ops.error('read-only listener error', { error: err.message }));
   }
@@ -223,7 +232,7 @@ export class Server implements ClientHost {
       return;
     }
     this.accepted++;
-    const client = new Client(this, sock, id ?? this.accepted, readOnly);
+    const client = new Client(this, sock, id ?? this.accepted, readOnly, this.readsInPlace);
     this.clients.add(client);
     this.silent.set(client, performance.now());
   }

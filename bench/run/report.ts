@@ -132,6 +132,30 @@ function sharedCacheLines(rows: Summary[]): string {
   return out.length === 0 ? '' : '\n' + out.join('\n') + '\n';
 }
 
+/**
+ * Issue 21's bar, per workload: pgscribe-log's CPU per transaction against both Node relays
+ * (at most 1.0x node-relay's) and its tps against PgBouncer's (at least 0.9x).
+ */
+function relayLines(rows: Summary[]): string {
+  const out: string[] = [];
+  for (const w of WORKLOADS) {
+    for (const suffix of ['', BASE_SUFFIX]) {
+      const get = (t: string) => rows.find((x) => x.workload === w && x.target === t);
+      const log = get('pgscribe-log' + suffix);
+      const relay = get('node-relay');
+      if (log === undefined || relay === undefined || log.cpuUsPerTxn === null || relay.cpuUsPerTxn === null) continue;
+      const onread = get('node-relay-onread');
+      const bouncer = get('pgbouncer');
+      out.push(
+        `Log on vs the relays${suffix} (${w}): ${f1(log.cpuUsPerTxn)} µs/txn, ${f1(log.cpuUsPerTxn / relay.cpuUsPerTxn, 2)}x node-relay (${f1(relay.cpuUsPerTxn)})` +
+          (onread?.cpuUsPerTxn == null ? '' : `, ${f1(log.cpuUsPerTxn / onread.cpuUsPerTxn, 2)}x node-relay-onread (${f1(onread.cpuUsPerTxn)})`) +
+          (bouncer === undefined ? '' : `; ${f1(log.tps, 0)} tps, ${f1(log.tps / bouncer.tps, 2)}x pgbouncer (${f1(bouncer.tps, 0)})`),
+      );
+    }
+  }
+  return out.length === 0 ? '' : '\n' + out.join('\n') + '\n';
+}
+
 /** With BASELINE_MAIN: this build against the other one, target by target. */
 function baseLines(rows: Summary[]): string {
   if (BASELINE_MAIN === null) return '';
@@ -186,6 +210,7 @@ export function writeReport(root: string, started: Date, cells: Cell[], targets:
       tlsCost(rows) +
       sharedCacheLines(rows) +
       walLines(rows, walConsumer) +
+      relayLines(rows) +
       baseLines(rows),
   );
   const out = path.join(root, 'logs', `bench-${machine.date.replace(/[:.]/g, '-')}.json`);

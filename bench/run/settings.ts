@@ -27,6 +27,8 @@ export const ALL_TARGETS = [
   'pgscribe-nolog',
   'pgscribe-tls',
   'node-relay',
+  // The same relay reading in place (net.Socket's onread): what Node itself allows (issue 21).
+  'node-relay-onread',
   'pgbouncer',
   'pgscribe-cache',
   // Right after pgscribe-cache: the two invalidation modes run back to back in each repeat.

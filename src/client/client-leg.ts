@@ -5,6 +5,8 @@
  */
 import type * as net from 'node:net';
 import type * as tls from 'node:tls';
+import { adoptAccepted } from '../net/adopt';
+import { reusedReads } from '../net/reused-reads';
 import type { Outbox } from '../outbox';
 
 /** Reasons the client is not read (bit flags): reading resumes when none is left. */
@@ -29,6 +31,11 @@ export type Pause = (typeof Pause)[keyof typeof Pause];
 /** What the leg tells its session. */
 export interface ClientLegEvents {
   onClientData(chunk: Buffer): void;
+  /**
+   * A read into the leg's reused buffer (reading in place): onClientData, then whether anything
+   * still holds a view of chunk (the next read then goes to a fresh buffer).
+   */
+  onClientRead(chunk: Buffer): boolean;
   onClientDrain(): void;
   onClientError(err: NodeJS.ErrnoException): void;
   onClientClose(): void;
@@ -48,7 +55,12 @@ export class ClientLeg {
   private readonly onDrain: () => void;
   private readonly onError: (err: NodeJS.ErrnoException) => void;
 
-  constructor(socket: net.Socket, events: ClientLegEvents) {
+  /**
+   * inPlace: the socket was accepted paused (pauseOnConnect) and is read into one reused buffer
+   * (src/net/reused-reads.ts); it can then never carry TLS, whose handshake reads the socket itself.
+   */
+  constructor(accepted: net.Socket, events: ClientLegEvents, inPlace = false) {
+    const socket = inPlace ? adoptAccepted(accepted, reusedReads((chunk) => events.onClientRead(chunk))) : accepted;
     this.socket = socket;
     this.raw = socket;
     this.onData = (chunk) => events.onClientData(chunk);
@@ -56,7 +68,7 @@ export class ClientLeg {
     this.onError = (err) => events.onClientError(err);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 60_000);
-    socket.on('data', this.onData);
+    if (!inPlace) socket.on('data', this.onData);
     socket.on('drain', this.onDrain);
     socket.on('error', this.onError);
     socket.on('close', () => events.onClientClose());

@@ -87,3 +87,8 @@ export const SessionError = {
   /** 57P01: the proxy is shutting down. */
   shuttingDown: () => fatal(SqlState.AdminShutdown, 'pgscribe: terminating connection because the proxy is shutting down'),
 };
+
+/** A socket error that is how many peers hang up (a reset, a broken pipe): not worth an ops line. */
+export function isGoodbye(err: NodeJS.ErrnoException): boolean {
+  return err.code === 'ECONNRESET' || err.code === 'EPIPE';
+}

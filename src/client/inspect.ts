@@ -4,7 +4,8 @@
  * DataRow never sits in memory. Each feature adds only what it reads, and what is assembled is
  * bounded (the limits below).
  */
-import { Backend, Frontend } from '../protocol/codes';
+import { Backend, Frontend, MAX_STARTUP_PACKET_BYTES } from '../protocol/codes';
+import type { FramerOptions } from '../protocol/framer';
 
 /** Server messages are trusted more than client ones, but an inspected one is still bounded. */
 export const SERVER_MAX_LENGTH = 0x7fffffff;
@@ -99,4 +100,14 @@ for (const t of [
   Frontend.FunctionCall,
 ]) {
   STARTS_REQUEST[t] = 1;
+}
+
+/** The client framer's options: startup packets first, then messages up to max-message-bytes. */
+export function clientFramerOptions(maxMessageBytes: number, cache: boolean, replay: boolean): FramerOptions {
+  return { maxLength: maxMessageBytes, maxStartupLength: MAX_STARTUP_PACKET_BYTES, inspect: clientInspect(cache, replay), startup: true };
+}
+
+/** The server framer's options: what serverInspect() says, bounded as above. */
+export function serverFramerOptions(f: Parameters<typeof serverInspect>[0]): FramerOptions {
+  return { maxLength: SERVER_MAX_LENGTH, maxInspectLength: SERVER_MAX_INSPECT_ALLOC, inspect: serverInspect(f) };
 }

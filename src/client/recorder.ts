@@ -99,6 +99,15 @@ export class Recorder {
   }
 
   /**
+   * The log phase of one client message: its line, when it is a Q/P/B/E (with log-replay also
+   * D/C/S/H; msg null: not decoded) and something records. Its record, else null.
+   */
+  log(type: number, msg: ClientMessage | null, ann: Annotation | null): QueryRecord | null {
+    if (msg !== null) return this.recording ? this.record(msg, ann) : null;
+    return this.replay ? this.bare(type) : null;
+  }
+
+  /**
    * One record per Q/P/B/E, written when the log is on; null for other messages. ann: how the
    * cache took part (null: a line outside any cacheable unit). boundSql: for a Bind, the SQL of
    * its statement when the ledger does not know it yet (the Parse of the same unit).

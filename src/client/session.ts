@@ -17,7 +17,7 @@
  * streams through.
  */
 import type * as net from 'node:net';
-import { Backend, Frontend, MAX_STARTUP_PACKET_BYTES, TxStatus } from '../protocol/codes';
+import { Backend, Frontend, TxStatus } from '../protocol/codes';
 import { Framer, describeType } from '../protocol/framer';
 import { ProtocolError, TERMINATE, encodeErrorResponse, isFatalError, type ErrorFields } from '../protocol/messages';
 import { decodeClientMessage, type ClientMessage } from '../protocol/client-messages';
@@ -27,13 +27,13 @@ import { CacheDriver, type CacheDriverSession } from './cache-driver';
 import type { BackendKey, ClientHandle, ClientHost } from './host';
 import { Books } from './books';
 import { ClientLeg, Pause, type ClientLegEvents } from './client-leg';
-import { SessionError } from './errors';
-import { MAX_UNAUTHENTICATED_MESSAGE_LENGTH, SERVER_MAX_INSPECT_ALLOC, SERVER_MAX_LENGTH, STARTS_REQUEST, clientInspect, serverInspect } from './inspect';
+import { SessionError, isGoodbye } from './errors';
+import { MAX_UNAUTHENTICATED_MESSAGE_LENGTH, STARTS_REQUEST, clientFramerOptions, serverFramerOptions } from './inspect';
 import { SessionLedger, type SideRequest } from './ledger';
 import { Recorder, type Annotation } from './recorder';
 import { offerOrFault } from './scram-filter';
 import { StartupPhase, type StartupSession } from './startup';
-import { ALLOWED, ClientState, afterServerMessage, inStartup } from './states';
+import { ALLOWED, ClientState, afterServerMessage, inStartup, relaying } from './states';
 import { UpstreamLeg, type UpstreamSession } from './upstream';
 import { closedOnStandby } from './standby-guard';
 import { gateFor, type RateGate, type GatedSession } from '../limits/rate-gate';
@@ -89,11 +89,14 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
    */
   private rawAnswer = false;
 
-  /** readOnly: it came through the read-only listener (--listen-replicas): a standby serves it; its reads never come from the cache. */
-  constructor(host: ClientHost, socket: net.Socket, id: number, readonly readOnly = false) {
+  /**
+   * readOnly: it came through the read-only listener (--listen-replicas): a standby serves it; its
+   * reads never come from the cache. inPlace: read both legs into reused buffers (ClientLeg).
+   */
+  constructor(host: ClientHost, socket: net.Socket, id: number, readonly readOnly = false, inPlace = false) {
     this.host = host;
     this.id = id;
-    this.clientLeg = new ClientLeg(socket, this);
+    this.clientLeg = new ClientLeg(socket, this, inPlace);
     this.address = this.clientLeg.address;
     this.recorder = new Recorder(host, this.ledger, (paused) => this.pauseForLog(paused));
     this.books = new Books(this.ledger, this.recorder);
@@ -105,15 +108,10 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
         // A startup packet's bad length is one of the faults the postmaster only logs.
         onFramingError: (reason) => (this.state === S.Startup ? this.startup.onBadLength(reason) : this.protocolViolation(reason)),
       },
-      {
-        maxLength: host.settings.maxMessageBytes,
-        maxStartupLength: MAX_STARTUP_PACKET_BYTES,
-        inspect: clientInspect(host.cache !== null, this.recorder.replay),
-        startup: true,
-      },
+      clientFramerOptions(host.settings.maxMessageBytes, host.cache !== null, this.recorder.replay),
     );
     this.startup = new StartupPhase(this, host);
-    this.upstream = new UpstreamLeg(this, host);
+    this.upstream = new UpstreamLeg(this, host, inPlace);
   }
 
   // ---- state ---------------------------------------------------------------------------------
@@ -149,6 +147,17 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     if (this.cache !== null) this.cache.afterRead();
     this.flushToUpstream();
     this.flushToClient();
+  }
+
+  /** A read into the client leg's reused buffer: true when a view of its bytes outlives the call (reused-reads.ts). */
+  onClientRead(chunk: Buffer): boolean {
+    this.onClientData(chunk);
+    return !this.readsReusable || this.clientFramer.holdsInput || this.toUpstream.holds(this.upstream.socket);
+  }
+
+  /** Only while relaying, and never around the cache or pgscribe's own requests, is a read's buffer reused. */
+  private get readsReusable(): boolean {
+    return relaying(this.state) && this.cache === null && this.ledger.side === null;
   }
 
   /** client-request: a whole client message arrived. */
@@ -200,13 +209,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
 
   /** log, then forward, one client message (ann: how the cache took part; null: it did not). */
   logAndForward(type: number, buf: Buffer, start: number, end: number, msg: ClientMessage | null, ann: Annotation | null): void {
-    this.forward(type, buf, start, end, msg, this.log(type, msg, ann), -1);
-  }
-
-  /** log: the message's line, when it is a Q/P/B/E (with log-replay also D/C/S/H) and something records (its record, else null). */
-  private log(type: number, msg: ClientMessage | null, ann: Annotation | null): QueryRecord | null {
-    if (msg !== null) return this.recorder.recording ? this.recorder.record(msg, ann) : null;
-    return this.recorder.replay ? this.recorder.bare(type) : null;
+    this.forward(type, buf, start, end, msg, this.recorder.log(type, msg, ann), -1);
   }
 
   /**
@@ -252,11 +255,6 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     return this.clientFramer.atBoundary;
   }
 
-  closeAfterCancel(): void {
-    this.clientFramer.stop();
-    this.transition(S.Closing);
-  }
-
   closeWithServerError(bytes: Buffer): void {
     if (this.clientLeg.writable) this.clientLeg.write(bytes);
     this.transition(S.Closing);
@@ -287,7 +285,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
         onPassthrough: (type, b, s, e) => this.onServerPiece(type, b, s, e),
         onFramingError: (reason) => this.upstreamProtocolViolation(reason),
       },
-      { maxLength: SERVER_MAX_LENGTH, maxInspectLength: SERVER_MAX_INSPECT_ALLOC, inspect: serverInspect({ ledger: this.decodes, cache: this.cache !== null, completions: this.recorder.tracker !== null, upstreams: this.host.upstreams !== null }) },
+      serverFramerOptions({ ledger: this.decodes, cache: this.cache !== null, completions: this.recorder.tracker !== null, upstreams: this.host.upstreams !== null }),
     );
     this.setClientPaused(Pause.Connecting, true);
     this.upstream.connect(packet);
@@ -319,6 +317,12 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     if (cache !== null && cache.holding) this.setUpstreamPaused(true);
     else if (!this.toClient.empty && !this.clientLeg.flush(this.toClient)) this.setUpstreamPaused(true);
     if (this.shutdownRequested && this.isIdle && (cache === null || !cache.holding)) this.closeForShutdown();
+  }
+
+  /** A read into the upstream leg's reused buffer; true as in onClientRead. */
+  onServerRead(chunk: Buffer): boolean {
+    this.onServerData(chunk);
+    return !this.readsReusable || this.serverFramer!.holdsInput || this.toClient.holds(this.clientLeg.socket);
   }
 
   /** response: a whole server message; keep the books, then relay it. */
@@ -520,9 +524,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
 
   onClientError(err: NodeJS.ErrnoException): void {
     // Resets are how many clients say goodbye; 'close' follows and does the work.
-    if (err.code !== 'ECONNRESET' && err.code !== 'EPIPE') {
-      this.host.ops.warn('client socket error', { conn: this.id, client: this.address, error: err.code ?? err.message });
-    }
+    if (!isGoodbye(err)) this.host.ops.warn('client socket error', { conn: this.id, client: this.address, error: err.code ?? err.message });
   }
 
   onClientClose(): void {

@@ -35,8 +35,6 @@ export interface StartupSession extends ClientHandle {
   readonly clientAtBoundary: boolean;
   /** The connection to the client, handed to TLS and back here. */
   readonly clientLeg: ClientLeg;
-  /** A CancelRequest arrived on this connection: it has no reply; the connection closes. */
-  closeAfterCancel(): void;
   /**
    * The StartupMessage was admitted: open the upstream and relay it. rawAnswer: the server will
    * refuse it in the pre-3.0 error format, which is relayed as bytes, unread.
@@ -139,7 +137,8 @@ export class StartupPhase implements TlsUpgradeListener {
       return;
     }
     this.host.keys.cancel(buf.readInt32BE(start + 8), buf.readInt32BE(start + 12), this.session.address);
-    this.session.closeAfterCancel();
+    // A CancelRequest has no reply: its connection just closes.
+    this.session.closeSilently();
   }
 
   private onSslRequest(): void {

@@ -65,6 +65,16 @@ export function inStartup(s: ClientState): boolean {
 }
 
 /**
+ * The session relays queries and answers (accepted, not closing, no cache detour): the states in
+ * which a read's bytes are only ever queued for the other socket, so that its buffer may be
+ * reused once that queue is written (src/net/reused-reads.ts). Before acceptance the recorder
+ * holds records (with views of Bind parameters) until the first ReadyForQuery.
+ */
+export function relaying(s: ClientState): boolean {
+  return s === S.Idle || s === S.Request || s === S.Response || s === S.CopyIn || s === S.CopyOut || s === S.CopyBoth;
+}
+
+/**
  * Where a relayed server message moves the session (null: nowhere). ReadyForQuery is not here:
  * where it leads depends on the requests still pending (the session decides). A message that
  * starts the answer moves Request to Response; COPY answers enter and leave the copy states; an

@@ -8,6 +8,7 @@
  * @see https://www.postgresql.org/docs/15/protocol-flow.html#PROTOCOL-FLOW-SSL
  */
 import * as net from 'node:net';
+import { reusedReads } from '../net/reused-reads';
 import { formatHostPort, type HostPort } from '../config';
 import type { ErrorFields } from '../protocol/messages';
 import { negotiateUpstream, type Negotiation } from '../tls';
@@ -30,6 +31,8 @@ export interface UpstreamSession {
   /** The connection carries the session: relay authentication, read the client again. */
   upstreamReady(): void;
   onServerData(chunk: Buffer): void;
+  /** A read into the leg's reused buffer (reading in place): true when a view of chunk outlives the call. */
+  onServerRead(chunk: Buffer): boolean;
   /** The upstream socket drained: the client may be read again. */
   onUpstreamDrain(): void;
   onUpstreamClose(): void;
@@ -58,7 +61,11 @@ export class UpstreamLeg {
   /** A read-only session's routing was counted (its first choice of node). */
   private readOnlyCounted = false;
 
-  constructor(session: UpstreamSession, host: ClientHost) {
+  /**
+   * inPlace: read the server into one reused buffer (src/net/reused-reads.ts) when the connection
+   * is plaintext (TLS reads the socket itself).
+   */
+  constructor(session: UpstreamSession, host: ClientHost, private readonly inPlace = false) {
     this.session = session;
     this.host = host;
   }
@@ -164,7 +171,9 @@ export class UpstreamLeg {
     if (this.host.upstreams !== null && logged !== null) logged.node = formatHostPort(node);
     const { host, port } = node;
     const timeoutMs = this.host.settings.connectTimeoutMs;
-    const up = net.connect({ host, port });
+    const utls = this.host.tls.upstream;
+    const s = this.session;
+    const up = this.inPlace && utls === null ? net.connect({ host, port, onread: reusedReads((chunk) => s.onServerRead(chunk)) }) : net.connect({ host, port });
     this.socket = up;
     up.setNoDelay(true);
     up.setKeepAlive(true, 60_000);
@@ -175,7 +184,6 @@ export class UpstreamLeg {
       this.session.fail(SessionError.upstreamUnreachable(this.target, `timeout after ${timeoutMs} ms`));
     }, timeoutMs);
     const packet = Buffer.from(startupPacket);
-    const utls = this.host.tls.upstream;
     if (utls === null) {
       // net queues this write until the connection is up; the client is not read until then.
       up.write(packet);
@@ -195,7 +203,8 @@ export class UpstreamLeg {
 
   private listen(sock: net.Socket): void {
     const s = this.session;
-    sock.on('data', (chunk: Buffer) => s.onServerData(chunk));
+    // A socket opened with onread (inPlace, plaintext) hands its reads to onServerRead instead.
+    if (!this.inPlace || this.host.tls.upstream !== null) sock.on('data', (chunk: Buffer) => s.onServerData(chunk));
     sock.on('drain', () => s.onUpstreamDrain());
     sock.on('error', (err: NodeJS.ErrnoException) => this.onError(err));
     sock.on('close', () => s.onUpstreamClose());

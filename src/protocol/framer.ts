@@ -115,6 +115,11 @@ export class Framer {
     if (rest !== null && !this.failed) this.push(rest);
   }
 
+  /** hold() kept part of a pushed chunk back (as a view of it, until release()). */
+  get holdsInput(): boolean {
+    return this.rest !== null;
+  }
+
   get isFailed(): boolean {
     return this.failed;
   }
