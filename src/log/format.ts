@@ -265,19 +265,33 @@ function paramValue(v: Buffer, format: number, max: number): ParamValue {
 
 function textParams(p: BindParams, max: number): string {
   let out = '(';
-  for (let i = 0; i < p.values.length; i++) {
+  const values = p.values;
+  for (let i = 0; i < values.length; i++) {
     if (i > 0) out += ', ';
-    const v = p.values[i];
-    if (v === null || v === undefined) {
-      out += 'NULL';
-      continue;
-    }
-    const pv = paramValue(v, paramFormat(p.formats, i), max);
-    out += pv.binary ? `x'${pv.value}'` : `'${escapeText(pv.value).replace(/'/g, "''")}'`;
-    if (pv.cut > 0) out += `...(+${pv.cut} bytes)`;
+    const v = values[i];
+    if (v === null || v === undefined) out += 'NULL';
+    else out += paramFormat(p.formats, i) === 1 ? hexParam(v, max) : quotedParam(v, max);
   }
   return out + ')';
 }
+
+/** A text parameter as the text log shows it: quoted as SQL quotes it, escaped, and cut at max bytes. */
+function quotedParam(v: Buffer, max: number): string {
+  const cut = v.length > max ? v.length - max : 0;
+  // A cut may split a UTF-8 sequence; the text then ends in U+FFFD, which is honest enough.
+  const text = escapeText(v.toString('utf8', 0, v.length - cut));
+  const quoted = "'" + (text.includes("'") ? text.replace(QUOTES, "''") : text) + "'";
+  return cut === 0 ? quoted : quoted + '...(+' + cut + ' bytes)';
+}
+
+/** A binary parameter as the text log shows it: x'hex', cut at max bytes. */
+function hexParam(v: Buffer, max: number): string {
+  const cut = v.length > max ? v.length - max : 0;
+  const hex = "x'" + v.toString('hex', 0, v.length - cut) + "'";
+  return cut === 0 ? hex : hex + '...(+' + cut + ' bytes)';
+}
+
+const QUOTES = /'/g;
 
 /**
  * Text format:
@@ -287,10 +301,13 @@ export function textFormatter(opts: FormatOptions): LineFormatter {
   const prefixOf = textPrefixes();
   const withSeq = opts.seq === true;
   const maxRepeated = opts.repeatedSqlMaxChars ?? 0;
+  // A session's B and E lines repeat its statement's name and SQL: escaped once while they repeat.
+  const statementToken = lastOf(nameToken);
+  const sqlText = lastOf(escapeText);
   return (s, r, now) => {
     let line = isoTime(now) + prefixOf(s) + r.type;
     if (withSeq && r.seq !== undefined) line += ' seq=' + r.seq;
-    if (r.statement !== null && r.statement !== '') line += ' stmt=' + nameToken(r.statement);
+    if (r.statement !== null && r.statement !== '') line += ' stmt=' + statementToken(r.statement);
     if (r.portal !== null && r.portal !== '') line += ' portal=' + nameToken(r.portal);
     if (r.params !== null) {
       if (r.redacted === true) line += ' params=' + r.params.values.length + ':redacted';
@@ -301,9 +318,22 @@ export function textFormatter(opts: FormatOptions): LineFormatter {
     if (r.refused !== undefined) line += ' refused=' + r.refused;
     const cut = repeatedSqlCut(r, maxRepeated);
     if (r.sql === null) line += ' sql=?';
-    else if (cut === 0) line += ' sql=' + escapeText(r.sql);
+    else if (cut === 0) line += ' sql=' + sqlText(r.sql);
     else line += ' sql=' + escapeText(r.sql.slice(0, r.sql.length - cut)) + '...(+' + cut + ' chars)';
     return line + '\n';
+  };
+}
+
+/** f, remembering its last argument and result (a string compare instead of a regular expression's scan). */
+function lastOf(f: (s: string) => string): (s: string) => string {
+  let arg: string | null = null;
+  let result = '';
+  return (s) => {
+    if (s !== arg) {
+      result = f(s);
+      arg = s;
+    }
+    return result;
   };
 }
 
