@@ -152,6 +152,12 @@ export class CacheDriver implements FlightClient {
     if (this.unit.active) this.unit.keep();
   }
 
+  /** After a read of the server: what the captures of answers in progress took is settled. */
+  afterServerRead(): void {
+    this.cs.capturing?.capture.settle();
+    this.ledger.side?.capture.settle();
+  }
+
   private intake(type: number, buf: Buffer, start: number, end: number, msg: ClientMessage | null): void {
     const s = this.session;
     const u = this.unit;

@@ -1,14 +1,10 @@
 /**
  * One client connection and its upstream connection (1:1, session mode), driven by an explicit
- * state machine (states.ts). A client message goes through the design card's phases:
- *
- *   client-request  onClientRequest(): the framer hands over a whole message, decoded once if
- *                   anything needs to look inside it;
- *   log             log(): its query line (recorder.ts);
- *   forward         forward(): the books (books.ts: the ledger, the cache's writes, completion
- *                   tracking) and its original bytes queued for the upstream;
- *   response        onResponse(): the server's answer, kept in the books and relayed as the
- *                   original ranges, until the ReadyForQuery that makes the session Idle again.
+ * state machine (states.ts). A client message goes through the design card's phases
+ * (docs/architecture.md): client-request (onClientRequest: a whole message, decoded once if
+ * anything looks inside it), log (Recorder.log: its query line), forward (forward: the books and
+ * its original bytes queued upstream), response (onResponse: the answer kept in the books and
+ * relayed as the original ranges, until the ReadyForQuery that makes the session Idle again).
  *
  * With the cache on, a request may take the cache driver's detour (cache-driver.ts) between
  * client-request and log. The startup phase (startup.ts) and the upstream connection
@@ -80,6 +76,8 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
   private clientTerminated = false;
   /** The server sent a FATAL error: it said why it closes. */
   private serverSaidFatal = false;
+  /** CopyDone/CopyFail sent before the server's CopyInResponse (pipelined with the COPY): its copy ends at once. */
+  private copyEndsAhead = 0;
   /** Who ended the session first, for log-replay's end line (null: pgscribe itself; Terminate and FATAL have their flags). */
   private endReason: EndReason | null = null;
   private shutdownRequested = false;
@@ -226,6 +224,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
       case Frontend.CopyDone:
       case Frontend.CopyFail:
         if (this.state === S.CopyIn) this.transition(S.Response);
+        else this.copyEndsAhead++;
         break;
     }
     if (this.state === S.Idle && STARTS_REQUEST[type] === 1) this.transition(S.Request);
@@ -310,10 +309,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     }
     this.serverFramer!.push(chunk);
     const cache = this.cache;
-    if (cache !== null) {
-      cache.cs.capturing?.capture.settle();
-      this.ledger.side?.capture.settle();
-    }
+    cache?.afterServerRead();
     if (cache !== null && cache.holding) this.setUpstreamPaused(true);
     else if (!this.toClient.empty && !this.clientLeg.flush(this.toClient)) this.setUpstreamPaused(true);
     if (this.shutdownRequested && this.isIdle && (cache === null || !cache.holding)) this.closeForShutdown();
@@ -355,6 +351,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
           this.recorder.accepted(this.upstream);
           this.clientFramer.setMaxInspectLength(this.host.settings.maxMessageBytes);
         }
+        if (settled === S.Idle) this.copyEndsAhead = 0; // PostgreSQL ignored any the server never asked for
         this.transition(settled);
         break;
       }
@@ -377,7 +374,9 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
         if (isFatalError(buf, start, end)) this.serverSaidFatal = true;
         break;
     }
-    const next = afterServerMessage(this.state, type);
+    let next = afterServerMessage(this.state, type);
+    // A client that sent its CopyDone with the COPY (not waiting for CopyInResponse) is done copying.
+    if (next === S.CopyIn && this.copyEndsAhead > 0 && this.copyEndsAhead-- > 0) next = S.Response;
     if (next !== null) {
       if (!this.serverMayMove(next, type)) return;
       this.transition(next);
