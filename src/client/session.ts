@@ -150,12 +150,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
   /** A read into the client leg's reused buffer: true when a view of its bytes outlives the call (reused-reads.ts). */
   onClientRead(chunk: Buffer): boolean {
     this.onClientData(chunk);
-    return !this.readsReusable || this.clientFramer.holdsInput || this.toUpstream.holds(this.upstream.socket);
-  }
-
-  /** Only while relaying, and never around the cache or pgscribe's own requests, is a read's buffer reused. */
-  private get readsReusable(): boolean {
-    return relaying(this.state) && this.cache === null && this.ledger.side === null;
+    return !relaying(this.state, this.cache, this.ledger.side) || this.clientFramer.holdsInput || this.toUpstream.holds(this.upstream.socket);
   }
 
   /** client-request: a whole client message arrived. */
@@ -318,7 +313,7 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
   /** A read into the upstream leg's reused buffer; true as in onClientRead. */
   onServerRead(chunk: Buffer): boolean {
     this.onServerData(chunk);
-    return !this.readsReusable || this.serverFramer!.holdsInput || this.toClient.holds(this.clientLeg.socket);
+    return !relaying(this.state, this.cache, this.ledger.side) || this.serverFramer!.holdsInput || this.toClient.holds(this.clientLeg.socket);
   }
 
   /** response: a whole server message; keep the books, then relay it. */
@@ -376,7 +371,10 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
     }
     let next = afterServerMessage(this.state, type);
     // A client that sent its CopyDone with the COPY (not waiting for CopyInResponse) is done copying.
-    if (next === S.CopyIn && this.copyEndsAhead > 0 && this.copyEndsAhead-- > 0) next = S.Response;
+    if (next === S.CopyIn && this.copyEndsAhead > 0) {
+      this.copyEndsAhead--;
+      next = S.Response;
+    }
     if (next !== null) {
       if (!this.serverMayMove(next, type)) return;
       this.transition(next);

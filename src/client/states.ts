@@ -65,13 +65,15 @@ export function inStartup(s: ClientState): boolean {
 }
 
 /**
- * The session relays queries and answers (accepted, not closing, no cache detour): the states in
- * which a read's bytes are only ever queued for the other socket, so that its buffer may be
- * reused once that queue is written (src/net/reused-reads.ts). Before acceptance the recorder
- * holds records (with views of Bind parameters) until the first ReadyForQuery.
+ * The session only relays: accepted, not closing, without the cache or pgscribe's own request in
+ * flight (cache and side null). Then a read's bytes are only ever queued for the other socket, so
+ * its buffer may be reused once that queue is written (src/net/reused-reads.ts). Before
+ * acceptance the recorder holds records (with views of Bind parameters) until the first
+ * ReadyForQuery; the cache keeps what it captures.
  */
-export function relaying(s: ClientState): boolean {
-  return s === S.Idle || s === S.Request || s === S.Response || s === S.CopyIn || s === S.CopyOut || s === S.CopyBoth;
+export function relaying(s: ClientState, cache: object | null, side: object | null): boolean {
+  const steady = s === S.Idle || s === S.Request || s === S.Response || s === S.CopyIn || s === S.CopyOut || s === S.CopyBoth;
+  return steady && cache === null && side === null;
 }
 
 /**
