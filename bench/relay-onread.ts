@@ -48,7 +48,7 @@ const server = net.createServer({ noDelay: true, pauseOnConnect: true }, (accept
   let client: net.Socket | null = null;
   const upstream = net.connect({ host: upHost, port: upPort, onread: reusedReads(relayTo(() => client)) });
   upstream.setNoDelay(true);
-  client = adoptAccepted(accepted, reusedReads(relayTo(() => upstream)));
+  client = adoptAccepted(accepted, relayTo(() => upstream));
   const c = client;
   stopReadingFor.set(upstream, c);
   stopReadingFor.set(c, upstream);

@@ -6,7 +6,6 @@
 import type * as net from 'node:net';
 import type * as tls from 'node:tls';
 import { adoptAccepted } from '../net/adopt';
-import { reusedReads } from '../net/reused-reads';
 import type { Outbox } from '../outbox';
 
 /** Reasons the client is not read (bit flags): reading resumes when none is left. */
@@ -60,7 +59,7 @@ export class ClientLeg {
    * (src/net/reused-reads.ts); it can then never carry TLS, whose handshake reads the socket itself.
    */
   constructor(accepted: net.Socket, events: ClientLegEvents, inPlace = false) {
-    const socket = inPlace ? adoptAccepted(accepted, reusedReads((chunk) => events.onClientRead(chunk))) : accepted;
+    const socket = inPlace ? adoptAccepted(accepted, (chunk) => events.onClientRead(chunk)) : accepted;
     this.socket = socket;
     this.raw = socket;
     this.onData = (chunk) => events.onClientData(chunk);

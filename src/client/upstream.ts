@@ -173,7 +173,8 @@ export class UpstreamLeg {
     const timeoutMs = this.host.settings.connectTimeoutMs;
     const utls = this.host.tls.upstream;
     const s = this.session;
-    const up = this.inPlace && utls === null ? net.connect({ host, port, onread: reusedReads((chunk) => s.onServerRead(chunk)) }) : net.connect({ host, port });
+    const inPlace = this.inPlace && utls === null;
+    const up = inPlace ? net.connect({ host, port, onread: reusedReads((chunk) => s.onServerRead(chunk)) }) : net.connect({ host, port });
     this.socket = up;
     up.setNoDelay(true);
     up.setKeepAlive(true, 60_000);
@@ -188,7 +189,7 @@ export class UpstreamLeg {
       // net queues this write until the connection is up; the client is not read until then.
       up.write(packet);
       up.on('connect', () => this.ready());
-      this.listen(up);
+      this.listen(up, inPlace);
       return;
     }
     // The startup packet waits for the TLS session (or for 'N' with prefer).
@@ -201,10 +202,10 @@ export class UpstreamLeg {
     });
   }
 
-  private listen(sock: net.Socket): void {
+  /** onread: the socket was opened with onread and hands its reads to onServerRead itself. */
+  private listen(sock: net.Socket, onread = false): void {
     const s = this.session;
-    // A socket opened with onread (inPlace, plaintext) hands its reads to onServerRead instead.
-    if (!this.inPlace || this.host.tls.upstream !== null) sock.on('data', (chunk: Buffer) => s.onServerData(chunk));
+    if (!onread) sock.on('data', (chunk: Buffer) => s.onServerData(chunk));
     sock.on('drain', () => s.onUpstreamDrain());
     sock.on('error', (err: NodeJS.ErrnoException) => this.onError(err));
     sock.on('close', () => s.onUpstreamClose());

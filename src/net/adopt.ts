@@ -14,6 +14,7 @@
  * that a Node where it changed falls back to the accepted socket as it is.
  */
 import * as net from 'node:net';
+import { reusedReads } from './reused-reads';
 
 /** The private handle slot Node keeps on a Socket (lib/net.js: `_handle`). */
 interface HandleSlot {
@@ -27,23 +28,21 @@ export function adoptable(accepted: net.Socket): boolean {
 }
 
 /**
- * A Socket over the accepted connection's handle that reads with `onread`. The accepted socket
- * must come from a server with pauseOnConnect (otherwise it may have read already); it is
- * spent afterwards. When the handle cannot be moved (adoptable() is false), the accepted socket
- * is returned, reading the ordinary way: each chunk goes to the same callback (a fresh Buffer per
- * read instead of the caller's), and a false from it pauses the socket as onread would.
+ * A Socket over the accepted connection's handle whose reads go to `take` in one reused buffer
+ * (reusedReads: take says whether it still holds the read). The accepted socket must come from a
+ * server with pauseOnConnect (otherwise it may have read already); it is spent afterwards. When
+ * the handle cannot be moved (adoptable() is false), the accepted socket is returned, reading the
+ * ordinary way: each read is a fresh Buffer, handed to take, whose answer then does not matter.
  */
-export function adoptAccepted(accepted: net.Socket, onread: net.OnReadOpts): net.Socket {
+export function adoptAccepted(accepted: net.Socket, take: (chunk: Buffer) => boolean): net.Socket {
   if (!adoptable(accepted)) {
-    accepted.on('data', (chunk: Buffer) => {
-      if (onread.callback(chunk.length, chunk) === false) accepted.pause();
-    });
+    accepted.on('data', (chunk: Buffer) => void take(chunk));
     accepted.resume();
     return accepted;
   }
   const slot = accepted as unknown as HandleSlot;
   const handle = slot._handle;
-  const socket = new net.Socket({ handle, onread, readable: true, writable: true } as net.SocketConstructorOpts);
+  const socket = new net.Socket({ handle, onread: reusedReads(take), readable: true, writable: true } as net.SocketConstructorOpts);
   slot._handle = null;
   accepted.destroy();
   return socket;
