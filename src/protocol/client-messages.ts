@@ -13,18 +13,26 @@
 import { Frontend } from './codes';
 import { ProtocolError, cstringEnd, need } from './messages';
 
-/** What every inspected message has: its bytes, header included, at buf[start, end). */
+/**
+ * What every inspected message has: its bytes, header included, at buf[start, end).
+ *
+ * Its fields are `declare`d and assigned, never class fields: a class field is defined
+ * (DefineNamedOwnIC) in this one constructor for objects of six subclass shapes, a megamorphic
+ * define that V8 sends to its runtime every time. That cost about 1 µs per message, 3.3 µs per
+ * pgbench transaction (issue 21, docs/performance.md); a plain assignment is cached.
+ */
 abstract class InspectedMessage {
-  buf: Buffer;
-  start: number;
-  end: number;
+  declare buf: Buffer;
+  declare start: number;
+  declare end: number;
   /** The bytes are a copy owned by this message. */
-  private kept = false;
+  declare private kept: boolean;
 
   constructor(buf: Buffer, start: number, end: number) {
     this.buf = buf;
     this.start = start;
     this.end = end;
+    this.kept = false;
   }
 
   /** Copy the message out of the socket chunk it was read in (it is kept past that read). */
