@@ -18,7 +18,8 @@ export const TEXT_UNSAFE = /[\x00-\x1f\x7f-\x9f\\\u061c\u200e\u200f\u2028-\u202e
 export const TEXT_UNSAFE_ALL = /[\x00-\x1f\x7f-\x9f\\\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
 
 /** What JSON.stringify leaves raw (it escapes C0 and quotes): DEL, C1 and the characters above. */
-const JSON_UNSAFE = /[\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
+const JSON_UNSAFE = /[\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/;
+const JSON_UNSAFE_ALL = /[\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g;
 
 function unicodeEscape(c: string): string {
   return '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0');
@@ -26,5 +27,7 @@ function unicodeEscape(c: string): string {
 
 /** JSON text (from JSON.stringify) with nothing raw that a reader could take for a line end or a reordering. */
 export function jsonSafe(json: string): string {
-  return json.replace(JSON_UNSAFE, unicodeEscape);
+  // test() first: almost every line has nothing to escape, and a replace() with a function
+  // costs more than the scan even then (a 200-character line: 240 ns against 170, issue 21).
+  return JSON_UNSAFE.test(json) ? json.replace(JSON_UNSAFE_ALL, unicodeEscape) : json;
 }
