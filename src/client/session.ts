@@ -171,7 +171,8 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
       this.cache.onMessage(type, buf, start, end);
       return;
     }
-    const msg = this.decodes ? this.decode(type, buf, start, end) : null;
+    // Past the cache's branch, only log-replay reads a Describe (its line): others stream through undecoded.
+    const msg = this.decodes && (type !== Frontend.Describe || this.recorder.replay) ? this.decode(type, buf, start, end) : null;
     if (msg !== undefined) this.logAndForward(type, buf, start, end, msg, null);
   }
 
