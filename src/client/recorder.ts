@@ -133,9 +133,9 @@ export class Recorder {
           const def = this.ledger.statement(msg.statement);
           sql = def === null || def === undefined ? null : def.sql;
         }
-        const params = { formats: msg.paramFormats, values: msg.params };
         const wire = this.replay ? { resultFormats: msg.resultFormats } : undefined;
-        r = { type: 'B', statement: msg.statement, portal: msg.portal, sql, params, cache, flight, refused, seq: ++this.seq, wire };
+        // The message is the record's BindParams: its views are made only if a formatter reads values.
+        r = { type: 'B', statement: msg.statement, portal: msg.portal, sql, params: msg, cache, flight, refused, seq: ++this.seq, wire };
         break;
       }
       case Frontend.Execute: {

@@ -2,7 +2,7 @@
  * Turning one query message into one log line. A line never contains a raw newline or control
  * character, so `tail -f` and `wc -l` see one query per line.
  */
-import { paramFormat } from '../protocol/client-messages';
+import { BindMessage, paramFormat } from '../protocol/client-messages';
 import { TEXT_UNSAFE, TEXT_UNSAFE_ALL, jsonSafe } from './escape';
 import { redactionOf, type RedactionSettings } from './redaction';
 
@@ -264,30 +264,42 @@ function paramValue(v: Buffer, format: number, max: number): ParamValue {
 
 
 function textParams(p: BindParams, max: number): string {
+  // A Bind message's own values are read from its bytes, without a view each (issue 21).
+  const m = p instanceof BindMessage ? p : null;
+  const n = m !== null ? m.paramCount : p.values.length;
   let out = '(';
-  const values = p.values;
-  for (let i = 0; i < values.length; i++) {
+  for (let i = 0; i < n; i++) {
     if (i > 0) out += ', ';
-    const v = values[i];
-    if (v === null || v === undefined) out += 'NULL';
-    else out += paramFormat(p.formats, i) === 1 ? hexParam(v, max) : quotedParam(v, max);
+    let buf: Buffer | null | undefined;
+    let at = 0;
+    let len = 0;
+    if (m !== null) {
+      at = m.valueStart(i);
+      buf = at < 0 ? null : m.buf;
+      len = m.valueBytes(i);
+    } else {
+      buf = p.values[i];
+      len = buf === null || buf === undefined ? 0 : buf.length;
+    }
+    if (buf === null || buf === undefined) out += 'NULL';
+    else out += paramFormat(p.formats, i) === 1 ? hexParam(buf, at, len, max) : quotedParam(buf, at, len, max);
   }
   return out + ')';
 }
 
-/** A text parameter as the text log shows it: quoted as SQL quotes it, escaped, and cut at max bytes. */
-function quotedParam(v: Buffer, max: number): string {
-  const cut = v.length > max ? v.length - max : 0;
+/** A text parameter (buf[at, at + len)) as the text log shows it: quoted as SQL quotes it, escaped, and cut at max bytes. */
+function quotedParam(buf: Buffer, at: number, len: number, max: number): string {
+  const cut = len > max ? len - max : 0;
   // A cut may split a UTF-8 sequence; the text then ends in U+FFFD, which is honest enough.
-  const text = escapeText(v.toString('utf8', 0, v.length - cut));
+  const text = escapeText(buf.toString('utf8', at, at + len - cut));
   const quoted = "'" + (text.includes("'") ? text.replace(QUOTES, "''") : text) + "'";
   return cut === 0 ? quoted : quoted + '...(+' + cut + ' bytes)';
 }
 
-/** A binary parameter as the text log shows it: x'hex', cut at max bytes. */
-function hexParam(v: Buffer, max: number): string {
-  const cut = v.length > max ? v.length - max : 0;
-  const hex = "x'" + v.toString('hex', 0, v.length - cut) + "'";
+/** A binary parameter (buf[at, at + len)) as the text log shows it: x'hex', cut at max bytes. */
+function hexParam(buf: Buffer, at: number, len: number, max: number): string {
+  const cut = len > max ? len - max : 0;
+  const hex = "x'" + buf.toString('hex', at, at + len - cut) + "'";
   return cut === 0 ? hex : hex + '...(+' + cut + ' bytes)';
 }
 

@@ -170,7 +170,7 @@ export class BindMessage extends InspectedMessage {
   private readonly valueLength: number[];
   private portalName: string | undefined = undefined;
   private statementName: string | undefined = undefined;
-  private values: (Buffer | null)[] | undefined = undefined;
+  private views: (Buffer | null)[] | undefined = undefined;
 
   constructor(buf: Buffer, start: number, end: number) {
     super(buf, start, end);
@@ -232,9 +232,32 @@ export class BindMessage extends InspectedMessage {
     return this.valueAt.length;
   }
 
+  /** Where parameter i's value starts in buf (absolute), or -1 for NULL: read it without a view. */
+  valueStart(i: number): number {
+    const at = this.valueAt[i]!;
+    return at < 0 ? -1 : this.start + at;
+  }
+
+  /** Length in bytes of parameter i's value (0 for NULL). */
+  valueBytes(i: number): number {
+    return this.valueLength[i]!;
+  }
+
+  /**
+   * The message is its own query record's BindParams (log/format.ts), so that the log makes no
+   * object, array or view per Bind unless a formatter asks for them: formats and values.
+   */
+  get formats(): readonly number[] {
+    return this.paramFormats;
+  }
+
+  get values(): (Buffer | null)[] {
+    return this.params;
+  }
+
   /** Parameter values as views of the message (null for SQL NULL): copy what you keep. */
   get params(): (Buffer | null)[] {
-    if (this.values === undefined) {
+    if (this.views === undefined) {
       const n = this.valueAt.length;
       const out = new Array<Buffer | null>(n);
       const base = this.start;
@@ -242,9 +265,9 @@ export class BindMessage extends InspectedMessage {
         const at = this.valueAt[i]!;
         out[i] = at < 0 ? null : this.buf.subarray(base + at, base + at + this.valueLength[i]!);
       }
-      this.values = out;
+      this.views = out;
     }
-    return this.values;
+    return this.views;
   }
 
   /** Offset where the parameter section (format count, formats, values, result formats) starts. */
@@ -258,7 +281,7 @@ export class BindMessage extends InspectedMessage {
   }
 
   protected override rebased(): void {
-    this.values = undefined;
+    this.views = undefined;
   }
 }
 

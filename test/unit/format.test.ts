@@ -8,10 +8,14 @@ import {
   textCompletionFormatter,
   textFormatter,
   unescapeText as srcUnescape,
+  type BindParams,
   type QueryRecord,
   type SessionInfo,
 } from '../../src/log/format';
 import { formatOps } from '../../src/log/ops';
+import { BindMessage } from '../../src/protocol/client-messages';
+import { prng } from '../harness/prng';
+import { enc } from '../harness/wire';
 
 const S: SessionInfo = { id: 17, user: 'app', database: 'shop', client: '127.0.0.1:53422' };
 const NOW = Date.UTC(2026, 10, 23, 10, 15, 2, 345);
@@ -339,4 +343,42 @@ t.test('B and E lines repeat at most repeatedSqlMaxChars of the SQL; P and Q kee
   tt.equal(je.sqlCutChars, big.length - 100, 'json E: says how much');
   tt.equal(textFormatter({ ...opts, repeatedSqlMaxChars: 0 })(S, recs[3]!, NOW).endsWith(` sql=${big}\n`), true, '0: no limit');
   tt.equal(tf(S, { ...recs[3]!, sql: 'select 1' }, NOW).endsWith(' sql=select 1\n'), true, 'short SQL: unchanged');
+});
+
+t.test('a Bind message as its own params prints exactly what views of its values print', async (tt) => {
+  // The recorder hands the formatter the BindMessage itself (read from its bytes, no view per
+  // value); plain { formats, values } objects go the other way. Random parameters (NULL, text
+  // with quotes, escapes and non-ASCII, binary, values past the cut), each message at a random
+  // offset inside a larger buffer, as in a socket read.
+  const rnd = prng(2121);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
+  const pieces = ['a', "'", '\\', '\n', 'é', '漢', '\u2028', '\x00', '42', ' ', '\x7f'];
+  const formatters = [textFormatter({ params: true, paramMaxBytes: 6 }), textFormatter({ params: true, paramMaxBytes: 256 }), jsonFormatter({ params: true, paramMaxBytes: 6 })];
+  let compared = 0;
+  for (let round = 0; round < 400; round++) {
+    const n = Math.floor(rnd() * 5);
+    const values: (Buffer | null)[] = [];
+    for (let i = 0; i < n; i++) {
+      if (rnd() < 0.2) values.push(null);
+      else values.push(Buffer.from(Array.from({ length: Math.floor(rnd() * 10) }, () => pick(pieces)).join(''), 'utf8'));
+    }
+    const formats = pick([[], [1], [0], values.map(() => (rnd() < 0.5 ? 1 : 0))]);
+    const body = enc.bind(pick(['', 'p1']), pick(['', 's1', 'stmt "2"']), values, formats);
+    const before = Math.floor(rnd() * 40);
+    const chunk = Buffer.concat([Buffer.alloc(before, 0x5a), body, Buffer.alloc(Math.floor(rnd() * 40), 0x5a)]);
+    const msg = new BindMessage(chunk, before, before + body.length);
+    const record = (params: BindParams): QueryRecord => ({ type: 'B', statement: msg.statement, portal: msg.portal, sql: 'SELECT $1', params });
+    for (const f of formatters) {
+      const viaMessage = f(S, record(msg), NOW);
+      const viaViews = f(S, record({ formats: [...formats], values }), NOW);
+      if (viaMessage !== viaViews) {
+        tt.equal(viaMessage, viaViews, `round ${round}`);
+        return;
+      }
+      compared++;
+    }
+  }
+  tt.equal(compared, 1200, 'every line the same both ways');
+  const one = new BindMessage(enc.bind('', 's1', ["it's", null, Buffer.from([1, 255])], [0, 0, 1]), 0, enc.bind('', 's1', ["it's", null, Buffer.from([1, 255])], [0, 0, 1]).length);
+  tt.equal(text(S, { type: 'B', statement: 's1', portal: '', sql: 'SELECT $1', params: one }, NOW), `${PREFIX} B stmt=s1 params=('it''s', NULL, x'01ff') sql=SELECT $1\n`);
 });
