@@ -171,7 +171,12 @@ export class SessionLedger {
   private retained = 0;
   /** The unnamed statement as the client believes it, where that differs: a def, null (none), undefined (same as the server). */
   private unnamedClient: StatementDef | null | undefined = undefined;
+  /**
+   * Named portals. The unnamed one, which nearly every Bind names, is a field of its own: a Map
+   * set, get and clear per transaction cost more than the rest of its bookkeeping (issue 21).
+   */
   private readonly portals = new Map<string, Portal>();
+  private unnamedPortal: Portal | undefined = undefined;
   private readonly groups = new Fifo<PendingGroup>();
   private open: PendingGroup | null = null;
   /** A completion arrived that no message asked for: the ledger no longer knows the server's statements. */
@@ -186,7 +191,7 @@ export class SessionLedger {
   }
 
   portal(name: string): Portal | undefined {
-    return this.portals.get(name);
+    return name === '' ? this.unnamedPortal : this.portals.get(name);
   }
 
   /** Groups sent and not yet answered by their ReadyForQuery. */
@@ -292,14 +297,17 @@ export class SessionLedger {
   bind(portal: string, statement: string): void {
     // A forgotten statement's portal is one of a statement the ledger does not know.
     const def = this.statements.get(statement);
-    this.portals.set(portal, { statement, def: def === undefined || def.forgotten ? null : def });
+    const p: Portal = { statement, def: def === undefined || def.forgotten ? null : def };
+    if (portal === '') this.unnamedPortal = p;
+    else this.portals.set(portal, p);
   }
 
   close(kind: 'S' | 'P', name: string, injected = false): void {
     if (kind === 'S') {
       this.dropStatement(name);
       if (name === '') this.unnamedClient = undefined;
-    } else this.portals.delete(name);
+    } else if (name === '') this.unnamedPortal = undefined;
+    else this.portals.delete(name);
     const g = this.openGroup();
     (g.awaiting ??= []).push({ completion: Backend.CloseComplete, injected, name, def: null, prev: undefined, parameters: false, ok: false });
   }
@@ -309,7 +317,7 @@ export class SessionLedger {
    * Its RowDescription becomes the description of the statement it is about.
    */
   describe(kind: 'S' | 'P', name: string, injected = false): void {
-    const def = kind === 'S' ? (this.statements.get(name) ?? null) : (this.portals.get(name)?.def ?? null);
+    const def = kind === 'S' ? (this.statements.get(name) ?? null) : (this.portal(name)?.def ?? null);
     const g = this.openGroup();
     (g.awaiting ??= []).push({ completion: Backend.RowDescription, injected, name, def, prev: undefined, parameters: kind === 'S', ok: false });
   }
@@ -438,7 +446,10 @@ export class SessionLedger {
         else this.dropStatement(a.name);
       }
     }
-    if (status === TxStatus.Idle) this.portals.clear();
+    if (status === TxStatus.Idle) {
+      this.unnamedPortal = undefined;
+      if (this.portals.size > 0) this.portals.clear();
+    }
     return g;
   }
 

@@ -80,6 +80,31 @@ t.test('portals: bound to the statement at their Bind, gone at Close and at the 
   t.equal(l.portal('q'), undefined, 'gone when the transaction ends');
 });
 
+t.test('the unnamed portal (a field of its own): rebound by each Bind, gone at Close and at the end of the transaction', async (t) => {
+  const l = new SessionLedger();
+  const d1 = def('SELECT 1');
+  const d2 = def('SELECT 2');
+  l.parse('a', d1);
+  l.parse('b', d2);
+  l.bind('', 'a');
+  l.bind('n', 'b');
+  t.same(l.portal(''), { statement: 'a', def: d1 });
+  l.bind('', 'b');
+  t.same(l.portal(''), { statement: 'b', def: d2 }, 'the next Bind replaces it');
+  t.same(l.portal('n'), { statement: 'b', def: d2 }, 'a named portal is apart from it');
+  l.close('P', '');
+  t.equal(l.portal(''), undefined, 'Close of the unnamed portal');
+  t.ok(l.portal('n'), 'leaves the named one');
+  l.bind('', 'a');
+  l.seal();
+  l.readyForQuery(TxStatus.InTransaction);
+  t.ok(l.portal(''), 'still there inside a transaction block');
+  l.query();
+  l.readyForQuery(TxStatus.Idle);
+  t.equal(l.portal(''), undefined, 'gone when the transaction ends');
+  t.equal(l.portal('n'), undefined, 'with the named ones');
+});
+
 t.test('a Query destroys the unnamed statement; forgetStatements() forgets them all', async (t) => {
   const l = new SessionLedger();
   l.parse('', def('SELECT 1'));
