@@ -212,6 +212,38 @@ export abstract class FdSink implements LineSink {
   }
 
   /**
+   * Room for one line of at most maxBytes, formatted straight into the buffer being filled (the
+   * text log's byte path, line-bytes.ts): that buffer, with the line to go at `reservedAt`; then
+   * commit() queues it. Null when maxBytes is more than a chunk holds (the caller writes a string
+   * instead). Nothing is queued until commit(), so a caller that gives up leaves no trace.
+   */
+  reserve(maxBytes: number): Buffer | null {
+    if (this.closed) throw new Error('log sink: reserve() after close()');
+    if (maxBytes > this.maxWrite) return null;
+    if (this.fill === null || this.fill.length - this.fillLen < maxBytes) {
+      this.seal();
+      this.fill = this.spare ?? this.newFill();
+      this.spare = null;
+    }
+    return this.fill;
+  }
+
+  /** Where reserve()'s line starts in its buffer. */
+  get reservedAt(): number {
+    return this.fillLen;
+  }
+
+  /** Queue what was written into reserve()'s buffer, up to end; write()'s backpressure verdict. */
+  commit(end: number): boolean {
+    const n = end - this.fillLen;
+    if (n > 0) {
+      this.fillLen = end;
+      this.queued(n);
+    }
+    return this.bufferedBytes <= this.highWaterMark;
+  }
+
+  /**
    * Queue bytes that are already whole UTF-8 lines (copied: the caller may reuse b). The primary
    * of --processes N writes the lines its processes hand it this way, without decoding them.
    */

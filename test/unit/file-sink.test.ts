@@ -124,6 +124,38 @@ t.test('maxWrite splits writes on line boundaries; a longer line is written whol
   );
 });
 
+t.test('lines formatted in place (reserve, commit) and written as text keep their order, across chunks', async (tt) => {
+  // The text log's byte path (line-bytes.ts) reserves room in the buffer being filled and
+  // commits what it wrote; a reservation given up commits nothing. maxWrite 100 forces new
+  // chunks often, partial writes and awaits let writes complete in between.
+  const p = path.join(tmpDir(tt), 'q.log');
+  patchWrite(tt, (real, fd, buf, off, len, pos, cb) => real(fd, buf, off, Math.min(len, 13), pos, cb));
+  const sink = new FileSink({ path: p, maxWrite: 100 });
+  tt.equal(sink.reserve(101), null, 'a line longer than a chunk cannot be reserved');
+  const N = 3_000;
+  let verdicts = 0;
+  for (let i = 0; i < N; i++) {
+    if (i % 5 === 0) {
+      sink.write(line(i));
+      continue;
+    }
+    const text = line(i);
+    const buf = sink.reserve(Buffer.byteLength(text) + (i % 7) * 5)!;
+    if (i % 11 === 0) {
+      // Given up after writing part of it: nothing of it may reach the file.
+      buf.write('garbage that must not appear\n'.slice(0, 20), sink.reservedAt, 'latin1');
+      sink.write(text);
+      continue;
+    }
+    const end = sink.reservedAt + buf.write(text, sink.reservedAt, 'utf8');
+    if (sink.commit(end)) verdicts++;
+    if (i % 500 === 0) await tick();
+  }
+  await sink.close();
+  tt.equal(fs.readFileSync(p, 'utf8'), expected(0, N), 'every line once, in order');
+  tt.ok(verdicts > 0, 'commit gives the backpressure verdict');
+});
+
 t.test('partial writes (at most 7 bytes per call): content still exact', async (tt) => {
   const p = path.join(tmpDir(tt), 'q.log');
   let calls = 0;
