@@ -13,6 +13,7 @@ import { ConfigError, checkEnvironment, compileRules, parseCommandLine, SETTINGS
 import { planReload } from './config/live';
 import type { ClientLogger } from './log/client-logger';
 import { lineFormatterOf } from './log/format';
+import { lineWriterOf } from './log/line-bytes';
 import type { OpsLog } from './log/ops';
 import { loadTls, type TlsSetup } from './tls';
 import { healthOptionsOf } from './upstreams/create';
@@ -80,7 +81,7 @@ export function reloadSettings(argv: string[], r: Reloadable): string[] {
   if (r.upstreams !== null && any('upstream', 'health-interval-ms', 'health-timeout-ms', 'health-failures', 'max-replica-lag-ms')) {
     r.upstreams.reconfigure(r.cfg.upstreams, healthOptionsOf(r.cfg));
   }
-  if (r.logger !== null && any('log-params', 'log-param-max-bytes', 'log-repeated-sql-max-chars', 'log-redact', 'log-sql')) r.logger.reformat?.(lineFormatterOf(r.cfg.log));
+  if (r.logger !== null && any('log-params', 'log-param-max-bytes', 'log-repeated-sql-max-chars', 'log-redact', 'log-sql')) r.logger.reformat?.(lineFormatterOf(r.cfg.log), lineWriterOf(r.cfg.log));
   const cache = r.cache;
   if (cache !== null && any('cache-rules', 'cache-ttl')) {
     cache.policy = cachePolicyOf(r.cfg, cache.catalogs === null);

@@ -3,6 +3,7 @@
  * lines go (file, stdout) or whether they go anywhere (none); the state machine does not care.
  */
 import type { LineSink } from './file-sink';
+import type { LineWriter } from './line-bytes';
 import type { Sampler } from './sampling';
 import type { CompletionFormatter, CompletionRecord, LineFormatter, QueryRecord, SessionFormatter, SessionInfo, SessionLine, WireRecord } from './format';
 
@@ -36,7 +37,7 @@ export interface ClientLogger {
    * A reload changed how query lines are written (log-params and the like): lines from now on
    * use `format`. Optional: a logger that formats its own way has nothing to change.
    */
-  reformat?(format: LineFormatter): void;
+  reformat?(format: LineFormatter, writer?: LineWriter | null): void;
   /** Write everything queued; resolves when done. */
   flush(): Promise<void>;
   /** Last-resort synchronous flush on process exit. */
@@ -84,6 +85,8 @@ export class SinkLogger implements ClientLogger {
     private readonly policy: LogPolicy = {},
     /** log-replay's start and end lines (null: none are written). */
     private readonly sessionFormat: SessionFormatter | null = null,
+    /** The text log's byte path for the lines it can write (line-bytes.ts; null: every line is formatted as a string). */
+    private writer: LineWriter | null = null,
   ) {
     this.sampler = policy.sampler ?? null;
     this.dropAbove = policy.dropAboveBytes ?? null;
@@ -105,7 +108,15 @@ export class SinkLogger implements ClientLogger {
       }
       return true;
     }
-    return this.emit(this.format(session, record, Date.now()));
+    const now = Date.now();
+    if (this.writer !== null && this.dropAbove === null) {
+      const accepted = this.writer(session, record, now, this.sink);
+      if (accepted !== null) {
+        this.count++;
+        return accepted;
+      }
+    }
+    return this.emit(this.format(session, record, now));
   }
   logCompletion(session: SessionInfo, record: CompletionRecord): boolean {
     if (this.completionFormat === null) return true;
@@ -177,8 +188,9 @@ export class SinkLogger implements ClientLogger {
   reopen(): void {
     this.sink.reopen();
   }
-  reformat(format: LineFormatter): void {
+  reformat(format: LineFormatter, writer: LineWriter | null = null): void {
     this.format = format;
+    this.writer = writer;
   }
   flush(): Promise<void> {
     return this.sink.flush();

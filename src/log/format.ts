@@ -156,10 +156,18 @@ export interface FormatOptions {
   replay?: boolean;
 }
 
-/** The query-line formatter the log settings ask for (at start, and again after a reload). */
-export function lineFormatterOf(log: { format: 'text' | 'json'; params: boolean; paramMaxBytes: number; repeatedSqlMaxChars: number; completions: boolean; replay?: boolean } & RedactionSettings): LineFormatter {
+/** The log settings that shape a query line. */
+export type LogFormatSettings = { format: 'text' | 'json'; params: boolean; paramMaxBytes: number; repeatedSqlMaxChars: number; completions: boolean; replay?: boolean } & RedactionSettings;
+
+/** The formatter options of those settings. */
+export function formatOptionsOf(log: LogFormatSettings): FormatOptions {
   const replay = log.replay === true;
-  const opts = { params: log.params, paramMaxBytes: log.paramMaxBytes, repeatedSqlMaxChars: log.repeatedSqlMaxChars, seq: log.completions || replay, replay };
+  return { params: log.params, paramMaxBytes: log.paramMaxBytes, repeatedSqlMaxChars: log.repeatedSqlMaxChars, seq: log.completions || replay, replay };
+}
+
+/** The query-line formatter the log settings ask for (at start, and again after a reload). */
+export function lineFormatterOf(log: LogFormatSettings): LineFormatter {
+  const opts = formatOptionsOf(log);
   const format = log.format === 'json' ? jsonFormatter(opts) : textFormatter(opts);
   const redact = redactionOf(log);
   if (redact === null) return format;
@@ -176,7 +184,7 @@ export function lineFormatterOf(log: { format: 'text' | 'json'; params: boolean;
 }
 
 /** Characters of a B or E line's SQL cut off at repeatedSqlMaxChars (0: none). */
-function repeatedSqlCut(r: LogRecord, max: number): number {
+export function repeatedSqlCut(r: LogRecord, max: number): number {
   if (max <= 0 || r.sql === null || r.sql.length <= max || (r.type !== 'B' && r.type !== 'E')) return 0;
   return r.sql.length - max;
 }
@@ -242,7 +250,7 @@ export function unescapeText(s: string): string {
 }
 
 /** A name (statement, portal, user, database) as a single token: bare when plain, quoted otherwise. */
-function nameToken(name: string): string {
+export function nameToken(name: string): string {
   return name !== '' && /^[\w.$-]+$/.test(name) ? name : jsonSafe(JSON.stringify(name));
 }
 
@@ -329,11 +337,15 @@ export function textFormatter(opts: FormatOptions): LineFormatter {
     if (r.flight !== undefined) line += ' flight=' + r.flight;
     if (r.refused !== undefined) line += ' refused=' + r.refused;
     const cut = repeatedSqlCut(r, maxRepeated);
-    if (r.sql === null) line += ' sql=?';
-    else if (cut === 0) line += ' sql=' + sqlText(r.sql);
-    else line += ' sql=' + escapeText(r.sql.slice(0, r.sql.length - cut)) + '...(+' + cut + ' chars)';
-    return line + '\n';
+    return line + (r.sql !== null && cut === 0 ? ' sql=' + sqlText(r.sql) : textSqlField(r.sql, cut)) + '\n';
   };
+}
+
+/** A text line's SQL field: ` sql=` and the SQL escaped, cut by `cut` characters (repeatedSqlCut), or ` sql=?`. */
+export function textSqlField(sql: string | null, cut: number): string {
+  if (sql === null) return ' sql=?';
+  if (cut === 0) return ' sql=' + escapeText(sql);
+  return ' sql=' + escapeText(sql.slice(0, sql.length - cut)) + '...(+' + cut + ' chars)';
 }
 
 /** f, remembering its last argument and result (a string compare instead of a regular expression's scan). */
@@ -350,7 +362,7 @@ function lastOf(f: (s: string) => string): (s: string) => string {
 }
 
 /** The part of a text line fixed for a session, made once per session rather than once per line. */
-function textPrefixes(): (s: SessionInfo) => string {
+export function textPrefixes(): (s: SessionInfo) => string {
   const prefixes = new WeakMap<SessionInfo, string>();
   return (s) => {
     let prefix = prefixes.get(s);

@@ -3,8 +3,13 @@
  * and the options every sink takes, with their defaults (fd-sink.ts implements them).
  */
 
-/** Where formatted log lines go. Lines are complete, each ending with '\n'. */
-export interface LineSink {
+import type { ByteSink } from './line-bytes';
+
+/**
+ * Where formatted log lines go. Lines are complete, each ending with '\n': as text (write), or
+ * formatted in place as bytes (ByteSink: reserve, then commit).
+ */
+export interface LineSink extends ByteSink {
   /**
    * Queue text (one or more complete lines). Returns false when the buffered bytes exceed
    * highWaterMark: the producer should pause until onDrain fires. Never drops.

@@ -9,6 +9,7 @@ import type { Config } from '../config';
 import { NoopLogger, SinkLogger, type ClientLogger } from './client-logger';
 import { FileSink, StdoutSink } from './file-sink';
 import { jsonCompletionFormatter, jsonSessionFormatter, lineFormatterOf, textCompletionFormatter } from './format';
+import { lineWriterOf } from './line-bytes';
 import type { OpsLog } from './ops';
 import { Sampler } from './sampling';
 
@@ -54,7 +55,7 @@ export function createLogger(cfg: Config, ops: OpsLog, pipeFd: number | null = n
     ops.warn('query log is behind: lines dropped in the last second (log-overflow drop); give the log a faster disk, or set log-overflow wait to pause clients instead', { dropped: n, dropped_total: total, log: log.path });
   const policy = { sampler: log.sample.length === 0 ? null : new Sampler(log.sample), dropAboveBytes: log.overflow === 'drop' ? log.bufferBytes : null, reportDropped };
   const sessionLines = log.replay && log.format === 'json' ? jsonSessionFormatter() : null;
-  return new SinkLogger(createSink(cfg, ops, pipeFd), format, done, policy, sessionLines);
+  return new SinkLogger(createSink(cfg, ops, pipeFd), format, done, policy, sessionLines, lineWriterOf(log));
 }
 
 /** What the operator reads when the query log cannot be written: the problem and what to do. */
