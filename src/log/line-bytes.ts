@@ -74,7 +74,8 @@ export function textLineWriter(opts: FormatOptions): LineWriter | null {
   const portalField = lastBytes((name) => ' portal=' + nameToken(name));
   // Q lines never cut their SQL; B and E lines may, so they keep their own last field.
   const querySql = lastBytes((sql) => textSqlField(sql, 0) + '\n');
-  let boundSqlOf: string | null = null;
+  // undefined until the first B or E line: its SQL may be null (` sql=?`), which must not match.
+  let boundSqlOf: string | null | undefined = undefined;
   let boundSql = Buffer.alloc(0);
   let stampMs = -1;
   const stamp = Buffer.alloc(24);

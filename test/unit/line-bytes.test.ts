@@ -48,9 +48,11 @@ t.test('every line the byte path writes is the string formatter\'s line, byte fo
   let declined = 0;
   for (const opts of settings) {
     const format = textFormatter(opts);
-    const writer = textLineWriter(opts)!;
+    let writer = textLineWriter(opts)!;
     let now = Date.UTC(2026, 11, 6, 3, 0, 0, 0);
     for (let round = 0; round < 1500; round++) {
+      // A new writer now and then: its first lines meet the memos empty.
+      if (round % 10 === 0) writer = textLineWriter(opts)!;
       now += Math.floor(rnd() * 3);
       const type = pick(['Q', 'P', 'B', 'E', 'B', 'E'] as const);
       const values: (Buffer | null)[] = [];
@@ -113,6 +115,20 @@ t.test('a plain pgbench Bind and Execute go the byte path', async (t) => {
   t.equal(sink.committed?.toString(), `2026-12-06T03:00:00.123Z conn=7 postgres@prof 127.0.0.1:5555 B stmt=P0_1 params=('12345') sql=${sql}\n`);
   t.equal(writer(s, { type: 'E', statement: 'P0_1', portal: '', sql, params: null }, now, sink), true);
   t.equal(sink.committed?.toString(), `2026-12-06T03:00:00.123Z conn=7 postgres@prof 127.0.0.1:5555 E stmt=P0_1 sql=${sql}\n`);
+});
+
+t.test('a first Bind or Execute line of a statement the ledger does not know ends in sql=?', async (t) => {
+  // The memo of the last B/E SQL field starts empty: a null SQL first must not be taken for it.
+  const s: SessionInfo = { id: 1, user: 'u', database: 'd', client: '127.0.0.1:1' };
+  const now = Date.UTC(2026, 11, 6, 3, 0, 0, 0);
+  for (const type of ['B', 'E'] as const) {
+    const writer = textLineWriter({ params: true, paramMaxBytes: 256, repeatedSqlMaxChars: 4096 })!;
+    const bind = enc.bind('', 's9', []);
+    const r: LogRecord = { type, statement: 's9', portal: '', sql: null, params: type === 'B' ? new BindMessage(bind, 0, bind.length) : null };
+    const sink = new MemorySink(() => 0);
+    t.equal(writer(s, r, now, sink), true, `${type} written`);
+    t.equal(sink.committed?.toString(), textFormatter({ params: true, paramMaxBytes: 256, repeatedSqlMaxChars: 4096 })(s, r, now), `${type} as the formatter writes it`);
+  }
 });
 
 t.test('settings whose lines carry a seq have no byte path', async (t) => {
