@@ -348,14 +348,17 @@ export function textSqlField(sql: string | null, cut: number): string {
   return ' sql=' + escapeText(sql.slice(0, sql.length - cut)) + '...(+' + cut + ' chars)';
 }
 
-/** f, remembering its last argument and result (a string compare instead of a regular expression's scan). */
-function lastOf(f: (s: string) => string): (s: string) => string {
-  let arg: string | null = null;
-  let result = '';
-  return (s) => {
-    if (s !== arg) {
-      result = f(s);
-      arg = s;
+/** f, remembering its last argument and result: a compare instead of f's work (a regular expression's scan, an encoding). */
+export function lastOf<A, R>(f: (a: A) => R): (a: A) => R {
+  let seen = false;
+  let arg: A;
+  let result: R;
+  return (a) => {
+    // `seen`, not a sentinel value: whatever the first argument is (null among them), f runs on it.
+    if (!seen || a !== arg) {
+      result = f(a);
+      arg = a;
+      seen = true;
     }
     return result;
   };

@@ -12,7 +12,7 @@
  * test/unit/line-bytes.test.ts checks that both give the same bytes for random records.
  */
 import { BindMessage, paramFormat } from '../protocol/client-messages';
-import { formatOptionsOf, isoTime, nameToken, repeatedSqlCut, textPrefixes, textSqlField, type FormatOptions, type LogFormatSettings, type LogRecord, type SessionInfo } from './format';
+import { formatOptionsOf, isoTime, lastOf, nameToken, repeatedSqlCut, textPrefixes, textSqlField, type FormatOptions, type LogFormatSettings, type LogRecord, type SessionInfo } from './format';
 import { redactionOf } from './redaction';
 
 /** What the byte path needs of a sink (FdSink): room in its buffer, then the line queued. */
@@ -37,19 +37,6 @@ const NULL = Buffer.from('NULL', 'latin1');
 /** Room for the fixed parts of a line besides the ones measured (type, markers, `)`). */
 const SLACK = 64;
 
-/** The bytes of f(s) for the last s asked about: a string compare instead of an encoding. */
-function lastBytes(f: (s: string) => string): (s: string) => Buffer {
-  let arg: string | null = null;
-  let bytes = Buffer.alloc(0);
-  return (s) => {
-    if (s !== arg) {
-      bytes = Buffer.from(f(s), 'utf8');
-      arg = s;
-    }
-    return bytes;
-  };
-}
-
 /**
  * The byte path the log settings allow, beside lineFormatterOf's formatter: null for JSON and
  * with redaction (whose lines this does not write).
@@ -70,13 +57,13 @@ export function textLineWriter(opts: FormatOptions): LineWriter | null {
   const maxParam = opts.paramMaxBytes;
   const prefixOf = textPrefixes();
   const prefixes = new WeakMap<SessionInfo, Buffer>();
-  const statementField = lastBytes((name) => ' stmt=' + nameToken(name));
-  const portalField = lastBytes((name) => ' portal=' + nameToken(name));
+  // The fields a session's lines repeat, encoded while they repeat (a string compare instead).
+  const encoded = (text: string): Buffer => Buffer.from(text, 'utf8');
+  const statementField = lastOf((name: string) => encoded(' stmt=' + nameToken(name)));
+  const portalField = lastOf((name: string) => encoded(' portal=' + nameToken(name)));
   // Q lines never cut their SQL; B and E lines may, so they keep their own last field.
-  const querySql = lastBytes((sql) => textSqlField(sql, 0) + '\n');
-  // undefined until the first B or E line: its SQL may be null (` sql=?`), which must not match.
-  let boundSqlOf: string | null | undefined = undefined;
-  let boundSql = Buffer.alloc(0);
+  const querySql = lastOf((sql: string) => encoded(textSqlField(sql, 0) + '\n'));
+  const boundSql = lastOf((sql: string | null) => encoded(textSqlField(sql, 0) + '\n'));
   let stampMs = -1;
   const stamp = Buffer.alloc(24);
 
@@ -99,11 +86,7 @@ export function textLineWriter(opts: FormatOptions): LineWriter | null {
     } else {
       const cut = repeatedSqlCut(r, maxRepeated);
       if (cut !== 0) return null;
-      if (r.sql !== boundSqlOf) {
-        boundSql = Buffer.from(textSqlField(r.sql, 0) + '\n', 'utf8');
-        boundSqlOf = r.sql;
-      }
-      sqlField = boundSql;
+      sqlField = boundSql(r.sql);
     }
     const paramBytes = params === null ? 0 : showParams ? 2 * ((params as BindMessage).end - (params as BindMessage).start) + PARAMS.length : SLACK;
     const max = stamp.length + prefix.length + (stmt === null ? 0 : stmt.length) + (portal === null ? 0 : portal.length) + paramBytes + sqlField.length + SLACK;
