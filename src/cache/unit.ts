@@ -49,7 +49,7 @@ const MAX_PARAMS_KEY = 64 * 1024;
 export function hasVolatileInput(b: BindMessage): boolean {
   const n = b.paramCount;
   if (n === 0) return false;
-  const values = b.params;
+  const values = b.values;
   for (let i = 0; i < n; i++) {
     const v = values[i];
     if (v !== null && v !== undefined && isVolatileInput(v, 0, v.length)) return true;

@@ -109,6 +109,7 @@ export class SinkLogger implements ClientLogger {
       return true;
     }
     const now = Date.now();
+    // log-overflow drop decides line by line on the text it would queue (writeOrDrop): string path.
     if (this.writer !== null && this.dropAbove === null) {
       const accepted = this.writer(session, record, now, this.sink);
       if (accepted !== null) {

@@ -323,7 +323,7 @@ export function textFormatter(opts: FormatOptions): LineFormatter {
   const maxRepeated = opts.repeatedSqlMaxChars ?? 0;
   // A session's B and E lines repeat its statement's name and SQL: escaped once while they repeat.
   const statementToken = lastOf(nameToken);
-  const sqlText = lastOf(escapeText);
+  const sqlField = lastOf((sql: string | null) => textSqlField(sql, 0));
   return (s, r, now) => {
     let line = isoTime(now) + prefixOf(s) + r.type;
     if (withSeq && r.seq !== undefined) line += ' seq=' + r.seq;
@@ -337,7 +337,7 @@ export function textFormatter(opts: FormatOptions): LineFormatter {
     if (r.flight !== undefined) line += ' flight=' + r.flight;
     if (r.refused !== undefined) line += ' refused=' + r.refused;
     const cut = repeatedSqlCut(r, maxRepeated);
-    return line + (r.sql !== null && cut === 0 ? ' sql=' + sqlText(r.sql) : textSqlField(r.sql, cut)) + '\n';
+    return line + (cut === 0 ? sqlField(r.sql) : textSqlField(r.sql, cut)) + '\n';
   };
 }
 

@@ -31,7 +31,7 @@ export interface ByteSink {
 export type LineWriter = (s: SessionInfo, r: LogRecord, now: number, sink: ByteSink) => boolean | null;
 
 const HEX = Buffer.from('0123456789abcdef', 'latin1');
-const CH = { space: 0x20, quote: 0x27, comma: 0x2c, open: 0x28, close: 0x29, x: 0x78, backslash: 0x5c } as const;
+const CH = { space: 0x20, quote: 0x27, comma: 0x2c, close: 0x29, x: 0x78, backslash: 0x5c } as const;
 const PARAMS = Buffer.from(' params=(', 'latin1');
 const NULL = Buffer.from('NULL', 'latin1');
 /** Room for the fixed parts of a line besides the ones measured (type, markers, `)`). */
@@ -61,9 +61,11 @@ export function textLineWriter(opts: FormatOptions): LineWriter | null {
   const encoded = (text: string): Buffer => Buffer.from(text, 'utf8');
   const statementField = lastOf((name: string) => encoded(' stmt=' + nameToken(name)));
   const portalField = lastOf((name: string) => encoded(' portal=' + nameToken(name)));
-  // Q lines never cut their SQL; B and E lines may, so they keep their own last field.
-  const querySql = lastOf((sql: string) => encoded(textSqlField(sql, 0) + '\n'));
-  const boundSql = lastOf((sql: string | null) => encoded(textSqlField(sql, 0) + '\n'));
+  // A memo for Q lines and one for B and E: a session that mixes them (BEGIN as a Query around
+  // prepared statements) would otherwise encode its SQL field again at every switch.
+  const sqlFieldOf = (sql: string | null): Buffer => encoded(textSqlField(sql, 0) + '\n');
+  const querySql = lastOf(sqlFieldOf);
+  const boundSql = lastOf(sqlFieldOf);
   let stampMs = -1;
   const stamp = Buffer.alloc(24);
 

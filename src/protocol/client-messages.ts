@@ -162,8 +162,12 @@ export class BindMessage extends InspectedMessage {
   readonly type = Frontend.Bind;
   readonly portalEnd: number;
   readonly statementEnd: number;
-  /** Parameter format codes as sent: empty (all text), one (applies to all) or one per parameter. */
-  readonly paramFormats: number[];
+  /**
+   * Parameter format codes as sent: empty (all text), one (applies to all) or one per parameter.
+   * `formats` and `values` make the message its own query record's BindParams (log/format.ts):
+   * the log makes no object, array or view per Bind unless a formatter reads values.
+   */
+  readonly formats: number[];
   readonly resultFormats: number[];
   /** Where each parameter value starts (relative), -1 for NULL; lengths alongside. */
   private readonly valueAt: number[];
@@ -214,7 +218,7 @@ export class BindMessage extends InspectedMessage {
     for (let i = 0; i < nResult; i++, off += 2) resultFormats[i] = buf.readInt16BE(off);
     this.portalEnd = n1 - start;
     this.statementEnd = n2 - start;
-    this.paramFormats = paramFormats;
+    this.formats = paramFormats;
     this.resultFormats = resultFormats;
     this.valueAt = valueAt;
     this.valueLength = valueLength;
@@ -243,20 +247,8 @@ export class BindMessage extends InspectedMessage {
     return this.valueLength[i]!;
   }
 
-  /**
-   * The message is its own query record's BindParams (log/format.ts), so that the log makes no
-   * object, array or view per Bind unless a formatter asks for them: formats and values.
-   */
-  get formats(): readonly number[] {
-    return this.paramFormats;
-  }
-
+  /** Parameter values as views of the message (null for SQL NULL), made on first use: copy what you keep. */
   get values(): (Buffer | null)[] {
-    return this.params;
-  }
-
-  /** Parameter values as views of the message (null for SQL NULL): copy what you keep. */
-  get params(): (Buffer | null)[] {
     if (this.views === undefined) {
       const n = this.valueAt.length;
       const out = new Array<Buffer | null>(n);

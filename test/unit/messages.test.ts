@@ -30,7 +30,7 @@ const decodeParse = (buf: Buffer, start: number, end: number) => {
 };
 const decodeBind = (buf: Buffer, start: number, end: number) => {
   const m = new BindMessage(buf, start, end);
-  return { portal: m.portal, statement: m.statement, paramFormats: m.paramFormats, params: m.params, resultFormats: m.resultFormats, paramsAt: start + m.paramsAt };
+  return { portal: m.portal, statement: m.statement, paramFormats: m.formats, params: m.values, resultFormats: m.resultFormats, paramsAt: start + m.paramsAt };
 };
 const decodeExecute = (buf: Buffer, start: number, end: number): string => new ExecuteMessage(buf, start, end).portal;
 const decodeClose = (buf: Buffer, start: number, end: number) => {
@@ -252,7 +252,7 @@ t.test('keep() moves a decoded message out of its chunk without decoding it agai
   const plen = chunk.readUInt32BE(1) + 1;
   const p = new ParseMessage(chunk, 0, plen);
   const b = new BindMessage(chunk, plen, chunk.length);
-  const before = b.params;
+  const before = b.values;
   tt.equal(before[0]!.buffer, chunk.buffer, 'a view of the chunk until kept');
   p.keep();
   b.keep();
@@ -260,7 +260,7 @@ t.test('keep() moves a decoded message out of its chunk without decoding it agai
   tt.equal(p.sql, 'SELECT 1', 'the copy survives the chunk');
   tt.equal(p.statement, 's');
   tt.equal(b.portal, 'p');
-  tt.strictSame(b.params, [Buffer.from('v1'), Buffer.from('v22')], 'parameter views point into the copy');
+  tt.strictSame(b.values, [Buffer.from('v1'), Buffer.from('v22')], 'parameter views point into the copy');
   tt.equal(b.start, 0);
   tt.equal(b.buf[0], 0x42, "Bind's type byte");
 });
