@@ -31,6 +31,9 @@
  *   node-relay        bench/relay.ts: net sockets piped both ways, the floor for a Node proxy
  *   node-relay-onread bench/relay-onread.ts: the same relay reading into one reused buffer per
  *                     socket (onread), no Readable stream: what Node itself allows
+ *   node-relay-minlog bench/relay-minlog.ts: node-relay-onread plus pgscribe's framer and writer
+ *                     logging one line per Q/P/B/E (no decoding, no protocol tracking): the
+ *                     floor for a Node relay that logs every query
  *   pgbouncer         PgBouncer in session mode (skipped when not installed)
  *   pgscribe-cache    pgscribe-log plus --cache --singleflight (the result cache)
  *   pgscribe-cache-wal pgscribe-cache plus --cache-invalidation wal (issue 16: PostgreSQL's change

@@ -133,8 +133,9 @@ function sharedCacheLines(rows: Summary[]): string {
 }
 
 /**
- * Issue 21's bar, per workload: pgscribe-log's CPU per transaction against both Node relays
- * (at most 1.0x node-relay's) and its tps against PgBouncer's (at least 0.9x).
+ * Issue 21's bar, per workload: pgscribe-log's CPU per transaction against the Node relays
+ * (at most 1.0x node-relay's; node-relay-minlog's is the floor for logging in Node) and its tps
+ * against PgBouncer's (at least 0.9x).
  */
 function relayLines(rows: Summary[]): string {
   const out: string[] = [];
@@ -145,10 +146,12 @@ function relayLines(rows: Summary[]): string {
       const relay = get('node-relay');
       if (log === undefined || relay === undefined || log.cpuUsPerTxn === null || relay.cpuUsPerTxn === null) continue;
       const onread = get('node-relay-onread');
+      const minlog = get('node-relay-minlog');
       const bouncer = get('pgbouncer');
       out.push(
         `Log on vs the relays${suffix} (${w}): ${f1(log.cpuUsPerTxn)} µs/txn, ${f1(log.cpuUsPerTxn / relay.cpuUsPerTxn, 2)}x node-relay (${f1(relay.cpuUsPerTxn)})` +
           (onread?.cpuUsPerTxn == null ? '' : `, ${f1(log.cpuUsPerTxn / onread.cpuUsPerTxn, 2)}x node-relay-onread (${f1(onread.cpuUsPerTxn)})`) +
+          (minlog?.cpuUsPerTxn == null ? '' : `, ${f1(log.cpuUsPerTxn / minlog.cpuUsPerTxn, 2)}x node-relay-minlog (${f1(minlog.cpuUsPerTxn)}, itself ${f1(minlog.cpuUsPerTxn / relay.cpuUsPerTxn, 2)}x node-relay)`) +
           (bouncer === undefined ? '' : `; ${f1(log.tps, 0)} tps, ${f1(log.tps / bouncer.tps, 2)}x pgbouncer (${f1(bouncer.tps, 0)})`),
       );
     }

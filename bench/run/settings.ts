@@ -29,6 +29,8 @@ export const ALL_TARGETS = [
   'node-relay',
   // The same relay reading in place (net.Socket's onread): what Node itself allows (issue 21).
   'node-relay-onread',
+  // The onread relay plus one line per Q/P/B/E with pgscribe's writer: what logging alone costs (issue 21).
+  'node-relay-minlog',
   'pgbouncer',
   'pgscribe-cache',
   // Right after pgscribe-cache: the two invalidation modes run back to back in each repeat.

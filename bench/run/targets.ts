@@ -116,6 +116,7 @@ export class TargetSet {
         if (BASELINE_MAIN !== null) await this.skipOnFailure(kind + BASE_SUFFIX, () => this.startPgscribe(kind, BASELINE_MAIN!, true));
       } else if (kind === 'node-relay') this.started.push(await startNodeServer(kind, 'relay.js', ['0', `127.0.0.1:${this.pgPort}`]));
       else if (kind === 'node-relay-onread') this.started.push(await startNodeServer(kind, 'relay-onread.js', ['0', `127.0.0.1:${this.pgPort}`]));
+      else if (kind === 'node-relay-minlog') this.started.push(await startNodeServer(kind, 'relay-minlog.js', ['0', `127.0.0.1:${this.pgPort}`, path.join(this.dir, 'queries-node-relay-minlog.log')]));
       else if (kind === 'node-ceiling') this.started.push(await startNodeServer(kind, 'constant-server.js', ['0']));
       else if (kind === 'pgbouncer') {
         const b = await startPgbouncer(this.pgPort, this.dir);
@@ -268,8 +269,8 @@ function tlsFlags(): string[] {
   return ['--tls-cert', certs.server.cert, '--tls-key', certs.server.key];
 }
 
-/** bench/relay.ts or bench/constant-server.ts, which print `listening PORT` on stdout. */
-async function startNodeServer(kind: 'node-relay' | 'node-relay-onread' | 'node-ceiling', script: string, args: string[]): Promise<Target> {
+/** bench/relay*.ts or bench/constant-server.ts, which print `listening PORT` on stdout. */
+async function startNodeServer(kind: 'node-relay' | 'node-relay-onread' | 'node-relay-minlog' | 'node-ceiling', script: string, args: string[]): Promise<Target> {
   const proc = spawn(process.execPath, [path.join(__dirname, '..', script), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   const m = await waitForLine(proc, /listening (\d+)/);
   return {
