@@ -181,6 +181,8 @@ export class SessionLedger {
   private open: PendingGroup | null = null;
   /** A completion arrived that no message asked for: the ledger no longer knows the server's statements. */
   lost = false;
+  /** Groups of pgscribe's own requests (sendSide) sent and not yet ended by their ReadyForQuery. */
+  private sidesPending = 0;
 
   // ---- reading ---------------------------------------------------------------------------------
 
@@ -206,6 +208,8 @@ export class SessionLedger {
 
   /** pgscribe's own request the server is answering now, if it is one. */
   get side(): SideRequest | null {
+    // Asked at every message and read; only the cache's sessions ever send one (issue 21).
+    if (this.sidesPending === 0) return null;
     const g = this.head;
     return g === null ? null : g.side;
   }
@@ -217,6 +221,7 @@ export class SessionLedger {
   sendSide(side: SideRequest): void {
     const g = this.openGroup();
     g.side = side;
+    this.sidesPending++;
     this.seal();
   }
 
@@ -439,6 +444,7 @@ export class SessionLedger {
    */
   readyForQuery(status: TxStatus): PendingGroup | undefined {
     const g = this.groups.shift();
+    if (g !== undefined && g.side !== null) this.sidesPending--;
     if (g !== undefined && g.awaiting !== null) {
       for (const a of g.awaiting) {
         if (a.completion !== Backend.ParseComplete || a.ok || this.statements.get(a.name) !== a.def) continue;
@@ -458,6 +464,7 @@ export class SessionLedger {
     const all = this.groups.drain();
     if (this.open !== null) all.push(this.open);
     this.open = null;
+    this.sidesPending = 0;
     return all;
   }
 }

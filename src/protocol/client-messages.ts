@@ -21,6 +21,38 @@ import { ProtocolError, cstringEnd, need } from './messages';
  * define that V8 sends to its runtime every time. That cost about 1 µs per message, 3.3 µs per
  * pgbench transaction (issue 21, docs/performance.md); a plain assignment is cached.
  */
+/**
+ * Statement and portal names, decoded once while they repeat: sessions Bind the same statement
+ * over and over (pgbench's P_0, a driver's S_1), and the decoded name is then looked up in the
+ * session's maps, where a string already hashed costs less (issue 21). One entry for the
+ * process: a different name costs a length check, or a compare of its few bytes.
+ */
+const NAME_MEMO_BYTES = 64;
+const memoBytes = Buffer.alloc(NAME_MEMO_BYTES);
+let memoLength = -1;
+let memoName = '';
+
+/** The name at buf[from, to) (absolute offsets), as UTF-8. */
+export function nameAt(buf: Buffer, from: number, to: number): string {
+  const n = to - from;
+  if (n === 0) return '';
+  if (n === memoLength) {
+    let i = 0;
+    while (i < n && buf[from + i] === memoBytes[i]) i++;
+    if (i === n) return memoName;
+  }
+  const name = buf.toString('utf8', from, to);
+  if (n <= NAME_MEMO_BYTES) {
+    buf.copy(memoBytes, 0, from, to);
+    memoLength = n;
+    memoName = name;
+  }
+  return name;
+}
+
+/** A Bind's format codes when it sends none (most do, for all-text parameters): shared, never written. */
+const NO_CODES: number[] = new Array<number>(0);
+
 abstract class InspectedMessage {
   declare buf: Buffer;
   declare start: number;
@@ -51,6 +83,11 @@ abstract class InspectedMessage {
   /** The text at [from, to) relative to the message start, as UTF-8. */
   protected utf8(from: number, to: number): string {
     return to === from ? '' : this.buf.toString('utf8', this.start + from, this.start + to);
+  }
+
+  /** A statement or portal name at [from, to) relative to the message start (nameAt). */
+  protected nameText(from: number, to: number): string {
+    return nameAt(this.buf, this.start + from, this.start + to);
   }
 
   protected latin1(from: number, to: number): string {
@@ -100,7 +137,7 @@ export class ParseMessage extends InspectedMessage {
   readonly nameEnd: number;
   /** Offset of the NUL ending the SQL; the parameter types follow. */
   readonly sqlEnd: number;
-  private name: string | undefined = undefined;
+  private statementName: string | undefined = undefined;
   private utf8Sql: string | undefined = undefined;
 
   constructor(buf: Buffer, start: number, end: number) {
@@ -117,7 +154,7 @@ export class ParseMessage extends InspectedMessage {
 
   /** The prepared statement's name ('' is the unnamed one). */
   get statement(): string {
-    return (this.name ??= this.utf8(5, this.nameEnd));
+    return (this.statementName ??= this.nameText(5, this.nameEnd));
   }
 
   get sql(): string {
@@ -167,11 +204,10 @@ export class BindMessage extends InspectedMessage {
    * `formats` and `values` make the message its own query record's BindParams (log/format.ts):
    * the log makes no object, array or view per Bind unless a formatter reads values.
    */
-  readonly formats: number[];
-  readonly resultFormats: number[];
-  /** Where each parameter value starts (relative), -1 for NULL; lengths alongside. */
+  readonly formats: readonly number[];
+  readonly resultFormats: readonly number[];
+  /** Where each parameter value starts (relative), -1 for NULL; its length is the 4 bytes before. */
   private readonly valueAt: number[];
-  private readonly valueLength: number[];
   private portalName: string | undefined = undefined;
   private statementName: string | undefined = undefined;
   private views: (Buffer | null)[] | undefined = undefined;
@@ -186,27 +222,24 @@ export class BindMessage extends InspectedMessage {
     off += 2;
     if (nFormats < 0) throw new ProtocolError('Bind: negative format count');
     need(off, nFormats * 2, end, 'Bind');
-    const paramFormats = new Array<number>(nFormats);
+    const paramFormats = nFormats === 0 ? NO_CODES : new Array<number>(nFormats);
     for (let i = 0; i < nFormats; i++, off += 2) paramFormats[i] = buf.readInt16BE(off);
     need(off, 2, end, 'Bind');
     const nParams = buf.readInt16BE(off);
     off += 2;
     if (nParams < 0) throw new ProtocolError('Bind: negative parameter count');
     const valueAt = new Array<number>(nParams);
-    const valueLength = new Array<number>(nParams);
     for (let i = 0; i < nParams; i++) {
       need(off, 4, end, 'Bind');
       const len = buf.readInt32BE(off);
       off += 4;
       if (len === -1) {
         valueAt[i] = -1;
-        valueLength[i] = 0;
         continue;
       }
       if (len < 0) throw new ProtocolError('Bind: invalid parameter length');
       need(off, len, end, 'Bind');
       valueAt[i] = off - start;
-      valueLength[i] = len;
       off += len;
     }
     need(off, 2, end, 'Bind');
@@ -214,22 +247,21 @@ export class BindMessage extends InspectedMessage {
     off += 2;
     if (nResult < 0) throw new ProtocolError('Bind: negative result format count');
     need(off, nResult * 2, end, 'Bind');
-    const resultFormats = new Array<number>(nResult);
+    const resultFormats = nResult === 0 ? NO_CODES : new Array<number>(nResult);
     for (let i = 0; i < nResult; i++, off += 2) resultFormats[i] = buf.readInt16BE(off);
     this.portalEnd = n1 - start;
     this.statementEnd = n2 - start;
     this.formats = paramFormats;
     this.resultFormats = resultFormats;
     this.valueAt = valueAt;
-    this.valueLength = valueLength;
   }
 
   get portal(): string {
-    return (this.portalName ??= this.utf8(5, this.portalEnd));
+    return (this.portalName ??= this.nameText(5, this.portalEnd));
   }
 
   get statement(): string {
-    return (this.statementName ??= this.utf8(this.portalEnd + 1, this.statementEnd));
+    return (this.statementName ??= this.nameText(this.portalEnd + 1, this.statementEnd));
   }
 
   get paramCount(): number {
@@ -244,7 +276,8 @@ export class BindMessage extends InspectedMessage {
 
   /** Length in bytes of parameter i's value (0 for NULL). */
   valueBytes(i: number): number {
-    return this.valueLength[i]!;
+    const at = this.valueAt[i]!;
+    return at < 0 ? 0 : this.buf.readInt32BE(this.start + at - 4);
   }
 
   /** Parameter values as views of the message (null for SQL NULL), made on first use: copy what you keep. */
@@ -255,7 +288,7 @@ export class BindMessage extends InspectedMessage {
       const base = this.start;
       for (let i = 0; i < n; i++) {
         const at = this.valueAt[i]!;
-        out[i] = at < 0 ? null : this.buf.subarray(base + at, base + at + this.valueLength[i]!);
+        out[i] = at < 0 ? null : this.buf.subarray(base + at, base + at + this.valueBytes(i));
       }
       this.views = out;
     }
@@ -301,7 +334,7 @@ abstract class TargetMessage extends InspectedMessage {
   }
 
   get name(): string {
-    return (this.targetName ??= this.utf8(6, this.nameEnd));
+    return (this.targetName ??= this.nameText(6, this.nameEnd));
   }
 }
 
@@ -348,7 +381,7 @@ export class ExecuteMessage extends InspectedMessage {
   }
 
   get portal(): string {
-    return (this.portalName ??= this.utf8(5, this.portalEnd));
+    return (this.portalName ??= this.nameText(5, this.portalEnd));
   }
 }
 

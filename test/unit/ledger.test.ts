@@ -179,3 +179,26 @@ t.test('server messages move the state as the table says', async (t) => {
     t.equal(afterServerMessage(from, type), to, `${from} + '${String.fromCharCode(type)}' -> ${to ?? 'stays'}`);
   }
 });
+
+t.test("pgscribe's own requests: side names the one being answered, and only it", async (t) => {
+  const l = new SessionLedger();
+  const side = (name: string) => ({ capture: null as never, done: () => {}, name });
+  t.equal(l.side, null, 'none sent');
+  l.query(); // the client's group, answered first
+  const probe = side('probe');
+  l.sendSide(probe);
+  t.equal(l.side, null, "the client's group is answered first");
+  l.readyForQuery(TxStatus.Idle);
+  t.equal(l.side, probe, 'then the side request');
+  const check = side('check');
+  l.sendSide(check);
+  l.readyForQuery(TxStatus.Idle);
+  t.equal(l.side, check, 'the next one once the first ended');
+  l.readyForQuery(TxStatus.Idle);
+  t.equal(l.side, null, 'none left');
+  l.sendSide(side('late'));
+  t.equal(l.drain().length, 1, 'a closing session hands it over');
+  t.equal(l.side, null, 'and has none left');
+  l.sendSide(probe);
+  t.equal(l.side, probe, 'a side request after a drain is seen');
+});

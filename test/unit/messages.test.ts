@@ -18,7 +18,7 @@ import {
   rowShape,
   SSL_ACCEPTED,
 } from '../../src/protocol/messages';
-import { BindMessage, CloseMessage, DescribeMessage, ExecuteMessage, ParseMessage, QueryMessage, decodeClientMessage } from '../../src/protocol/client-messages';
+import { BindMessage, CloseMessage, DescribeMessage, ExecuteMessage, ParseMessage, QueryMessage, decodeClientMessage, nameAt } from '../../src/protocol/client-messages';
 import { cstr, enc, errorFields, i16, i32 } from '../harness/wire';
 
 // The client messages are decoded once into objects (client-messages.ts); these give the parts
@@ -460,4 +460,25 @@ t.test('rowShape: a RowDescription without its format codes', async (tt) => {
   const cut = Buffer.from(text.subarray(0, text.length - 3));
   tt.equal(rowShape(cut, 0, cut.length), cut.toString('latin1'), 'a malformed one is returned as it is');
   tt.equal(v.buf[v.end - 1], 1, 'the message itself is not changed');
+});
+
+t.test('nameAt: the same string as decoding the bytes, whatever the memo holds', async (tt) => {
+  // Names that repeat, share lengths, differ in one byte, run past the memo's 64 bytes, or are
+  // not valid UTF-8; each read from a random place in a buffer of junk.
+  const pool = ['P_0', 'P_1', 'Q_0', 'S_1', 'S_10', 'ß', 'é', 'x'.repeat(64), 'x'.repeat(63) + 'y', 'x'.repeat(65), 'x'.repeat(65) + 'z'];
+  const bytesOf = (name: string) => (name === 'bad' ? Buffer.from([0xc3, 0x28]) : Buffer.from(name, 'utf8'));
+  pool.push('bad');
+  let seed = 7;
+  const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2147483648) % n);
+  let mismatches = 0;
+  for (let i = 0; i < 3000; i++) {
+    const name = pool[rand(pool.length)]!;
+    const bytes = bytesOf(name);
+    const before = rand(9);
+    const buf = Buffer.concat([Buffer.from('junk!!!!!'.slice(0, before)), bytes, Buffer.from([0, rand(256)])]);
+    const got = nameAt(buf, before, before + bytes.length);
+    if (got !== bytes.toString('utf8')) mismatches++;
+  }
+  tt.equal(mismatches, 0);
+  tt.equal(nameAt(Buffer.from('ab'), 1, 1), '', 'an empty name');
 });
