@@ -339,7 +339,8 @@ export class Client implements ClientHandle, ClientLegEvents, StartupSession, Up
         const settled = this.state === S.Authenticating || this.ledger.pendingGroups <= 1 ? S.Idle : S.Response;
         if (!this.serverMayMove(settled, type)) return;
         const prev = this.txStatus;
-        if (this.state !== S.Authenticating && this.ledger.refusal !== null) this.toClient.push(this.ledger.refusal, 0, this.ledger.refusal.length);
+        // Only a rate limit refuses a query (the gate): without one, the ledger is not asked.
+        if (this.gate !== null && this.state !== S.Authenticating && this.ledger.refusal !== null) this.toClient.push(this.ledger.refusal, 0, this.ledger.refusal.length);
         this.txStatus = buf[start + 5] as TxStatus;
         lead = this.books.readyForQuery(prev, this.txStatus);
         if (this.state === S.Authenticating) {
