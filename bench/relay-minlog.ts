@@ -1,8 +1,9 @@
 /**
  * The third reference relay (issue 21): the least a Node relay can do and still log every query.
- * It is bench/relay-onread.ts (reads in place, each read written on as it is) plus, on the client
- * side, pgscribe's Framer over the reads and one line per Q, P, B and E, written with pgscribe's
- * own file writer (FileSink's reserve/commit, the text log's byte path) and the same batching.
+ * It is bench/relay-onread.ts (bench/lib/onread-relay.ts: reads in place, each read written on as
+ * it is) plus, on the client side, pgscribe's Framer over the reads and one line per Q, P, B and
+ * E, written with pgscribe's own file writer (FileSink's reserve/commit, as the text log's byte
+ * path does) and the same batching.
  *
  * What it leaves out is everything pgscribe does beyond that: no decoding (a line is the message
  * body with every byte outside printable ASCII shown as '.'), so no SQL for a Bind or an Execute,
@@ -14,22 +15,16 @@
  * Usage: node build/bench/relay-minlog.js LISTEN_PORT UPSTREAM_HOST:UPSTREAM_PORT LOG_FILE
  * Prints "listening PORT" on stdout once bound (LISTEN_PORT 0 picks a free port).
  */
-import * as net from 'node:net';
-import { adoptAccepted } from '../src/net/adopt';
-import { reusedReads } from '../src/net/reused-reads';
 import { Framer } from '../src/protocol/framer';
 import { FileSink } from '../src/log/file-sink';
 import { isoTime } from '../src/log/format';
+import { startOnreadRelay } from './lib/onread-relay';
 
 const [listenArg, upstreamArg, logPath] = process.argv.slice(2);
 if (listenArg === undefined || upstreamArg === undefined || logPath === undefined) {
   process.stderr.write('usage: relay-minlog LISTEN_PORT UPSTREAM_HOST:UPSTREAM_PORT LOG_FILE\n');
   process.exit(2);
 }
-const sep = upstreamArg.lastIndexOf(':');
-const upHost = upstreamArg.slice(0, sep);
-const upPort = Number(upstreamArg.slice(sep + 1));
-
 const Q = 0x51;
 const P = 0x50;
 const B = 0x42;
@@ -81,44 +76,8 @@ function observer(prefix: Buffer): Framer {
   return framer;
 }
 
-/** Write each read as it is to `to()`; true when the write is still queued (it holds the bytes). */
-function relayTo(to: () => net.Socket | null, seen?: Framer): (chunk: Buffer) => boolean {
-  return (chunk) => {
-    seen?.push(chunk);
-    const out = to();
-    if (out === null || out.destroyed) return false;
-    if (!out.write(chunk)) stopReadingFor.get(out)?.pause();
-    return out.writableLength > 0;
-  };
-}
-
-/** The socket whose reads fill each socket's buffer (paused while that buffer is full). */
-const stopReadingFor = new WeakMap<net.Socket, net.Socket>();
-
 let connections = 0;
-const server = net.createServer({ noDelay: true, pauseOnConnect: true }, (accepted) => {
-  let client: net.Socket | null = null;
-  const upstream = net.connect({ host: upHost, port: upPort, onread: reusedReads(relayTo(() => client)) });
-  upstream.setNoDelay(true);
-  const prefix = Buffer.from(` conn=${++connections} `, 'latin1');
-  client = adoptAccepted(accepted, relayTo(() => upstream, observer(prefix)));
-  const c = client;
-  stopReadingFor.set(upstream, c);
-  stopReadingFor.set(c, upstream);
-  upstream.on('drain', () => c.resume());
-  c.on('drain', () => upstream.resume());
-  const close = (): void => {
-    c.destroy();
-    upstream.destroy();
-  };
-  c.on('error', close);
-  upstream.on('error', close);
-  c.on('close', close);
-  upstream.on('close', close);
-  c.on('end', close);
-  upstream.on('end', close);
+startOnreadRelay(Number(listenArg), upstreamArg, () => {
+  const framer = observer(Buffer.from(` conn=${++connections} `, 'latin1'));
+  return (chunk) => framer.push(chunk);
 });
-server.listen({ host: '127.0.0.1', port: Number(listenArg) }, () => {
-  process.stdout.write(`listening ${(server.address() as net.AddressInfo).port}\n`);
-});
-process.on('SIGTERM', () => process.exit(0));
