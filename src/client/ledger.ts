@@ -262,10 +262,15 @@ export class SessionLedger {
 
   // ---- messages going upstream, in order ------------------------------------------------------
 
-  /** A Query goes upstream: it destroys the unnamed statement, here and in the client's mind, and ends a group. */
+  /**
+   * A Query goes upstream: it destroys the unnamed statement, here and in the client's mind, and
+   * the unnamed portal (PostgreSQL runs the Query in an unnamed portal of its own, which replaces
+   * it, inside a transaction block too), and ends a group.
+   */
   query(): void {
     this.dropStatement('');
     this.unnamedClient = undefined;
+    this.unnamedPortal = undefined;
     this.seal();
   }
 

@@ -99,10 +99,20 @@ t.test('the unnamed portal (a field of its own): rebound by each Bind, gone at C
   l.seal();
   l.readyForQuery(TxStatus.InTransaction);
   t.ok(l.portal(''), 'still there inside a transaction block');
-  l.query();
+  l.seal();
   l.readyForQuery(TxStatus.Idle);
   t.equal(l.portal(''), undefined, 'gone when the transaction ends');
   t.equal(l.portal('n'), undefined, 'with the named ones');
+  // PostgreSQL runs a simple Query in an unnamed portal of its own: an Execute of the unnamed
+  // portal after it, even inside the transaction block, gets 34000 (portal "" does not exist).
+  l.bind('', 'a');
+  l.bind('n', 'b');
+  l.seal();
+  l.readyForQuery(TxStatus.InTransaction);
+  l.query();
+  l.readyForQuery(TxStatus.InTransaction);
+  t.equal(l.portal(''), undefined, 'a Query replaces the unnamed portal inside a transaction block');
+  t.ok(l.portal('n'), 'and leaves the named ones');
 });
 
 t.test('a Query destroys the unnamed statement; forgetStatements() forgets them all', async (t) => {
