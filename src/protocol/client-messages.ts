@@ -14,14 +14,6 @@ import { Frontend } from './codes';
 import { ProtocolError, cstringEnd, need } from './messages';
 
 /**
- * What every inspected message has: its bytes, header included, at buf[start, end).
- *
- * Its fields are `declare`d and assigned, never class fields: a class field is defined
- * (DefineNamedOwnIC) in this one constructor for objects of six subclass shapes, a megamorphic
- * define that V8 sends to its runtime every time. That cost about 1 µs per message, 3.3 µs per
- * pgbench transaction (issue 21, docs/performance.md); a plain assignment is cached.
- */
-/**
  * Statement and portal names, decoded once while they repeat: sessions Bind the same statement
  * over and over (pgbench's P_0, a driver's S_1), and the decoded name is then looked up in the
  * session's maps, where a string already hashed costs less (issue 21). One entry for the
@@ -50,9 +42,17 @@ export function nameAt(buf: Buffer, from: number, to: number): string {
   return name;
 }
 
-/** A Bind's format codes when it sends none (most do, for all-text parameters): shared, never written. */
+/** A Bind's format codes when it sends none (all-text parameters, as most clients send): shared, never written. */
 const NO_CODES: number[] = new Array<number>(0);
 
+/**
+ * What every inspected message has: its bytes, header included, at buf[start, end).
+ *
+ * Its fields are `declare`d and assigned, never class fields: a class field is defined
+ * (DefineNamedOwnIC) in this one constructor for objects of six subclass shapes, a megamorphic
+ * define that V8 sends to its runtime every time. That cost about 1 µs per message, 3.3 µs per
+ * pgbench transaction (issue 21, docs/performance.md); a plain assignment is cached.
+ */
 abstract class InspectedMessage {
   declare buf: Buffer;
   declare start: number;
