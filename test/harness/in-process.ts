@@ -6,7 +6,10 @@ import { parseCommandLine, type Config } from '../../src/config';
 import type { ClientLogger } from '../../src/log/client-logger';
 import type { OpsLog, OpsFields } from '../../src/log/ops';
 import { Server } from '../../src/server';
+import type { Test } from 'tap';
+import { USERS } from './pg-cluster';
 import { RecordingLogger } from './recording-logger';
+import { RawClient, type BackendMessage } from './wire';
 
 export interface InProcessOptions<L extends ClientLogger> {
   upstreamPort: number;
@@ -64,4 +67,21 @@ export async function startInProcess<L extends ClientLogger = RecordingLogger>(o
       return stopped;
     },
   };
+}
+
+/**
+ * An in-process proxy in front of upstreamPort, recording its query log, and one raw session
+ * through it started as the trust user; both end with the test. `startup` is what the session's
+ * startup got back, for the test to check.
+ */
+export async function rawSessionThrough(
+  t: Test,
+  upstreamPort: number,
+): Promise<{ ip: InProcessProxy<RecordingLogger>; c: RawClient; startup: BackendMessage[] }> {
+  const ip = await startInProcess({ upstreamPort });
+  t.teardown(() => ip.stop());
+  const c = await RawClient.connect(ip.port);
+  t.teardown(() => c.sock.destroy());
+  const startup = await c.startup(USERS.trust.user);
+  return { ip, c, startup };
 }

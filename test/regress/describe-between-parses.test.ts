@@ -4,9 +4,9 @@
 // then taken for failed and dropped at ReadyForQuery, and every later Bind and Execute of it was
 // logged as `sql=?`. JDBC batches send exactly this (Parse, Describe statement, Parse, ...).
 import t from 'tap';
-import { startInProcess } from '../harness/in-process';
-import { USERS, startCluster, type PgCluster } from '../harness/pg-cluster';
-import { RawClient, describeMessages, enc, value } from '../harness/wire';
+import { rawSessionThrough } from '../harness/in-process';
+import { startCluster, type PgCluster } from '../harness/pg-cluster';
+import { describeMessages, enc, value } from '../harness/wire';
 
 let pg: PgCluster;
 t.before(async () => {
@@ -17,11 +17,7 @@ t.teardown(async () => {
 });
 
 t.test('a statement parsed after a Describe keeps its SQL in the log', async (t) => {
-  const ip = await startInProcess({ upstreamPort: pg.port });
-  t.teardown(() => ip.stop());
-  const c = await RawClient.connect(ip.port);
-  t.teardown(() => c.sock.destroy());
-  const startup = await c.startup(USERS.trust.user);
+  const { ip, c, startup } = await rawSessionThrough(t, pg.port);
   t.equal(startup[startup.length - 1]?.type, 'Z', 'session started');
 
   c.write(Buffer.concat([enc.parse('s1', 'select 1 as one'), enc.describe('S', 's1'), enc.parse('s2', 'select 2 as two'), enc.describe('S', 's2'), enc.sync()]));

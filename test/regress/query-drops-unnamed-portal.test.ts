@@ -3,9 +3,9 @@
 // (without a new Bind) gets 34000, portal "" does not exist. The ledger kept the old portal until
 // the transaction ended, and the log gave that Execute the SQL of a statement it never ran.
 import t from 'tap';
-import { startInProcess } from '../harness/in-process';
-import { USERS, startCluster, type PgCluster } from '../harness/pg-cluster';
-import { RawClient, describeMessages, enc, errorsIn } from '../harness/wire';
+import { rawSessionThrough } from '../harness/in-process';
+import { startCluster, type PgCluster } from '../harness/pg-cluster';
+import { describeMessages, enc, errorsIn } from '../harness/wire';
 
 let pg: PgCluster;
 t.before(async () => {
@@ -16,11 +16,7 @@ t.teardown(async () => {
 });
 
 t.test('an Execute of the unnamed portal after a Query is logged without the SQL it never ran', async (t) => {
-  const ip = await startInProcess({ upstreamPort: pg.port });
-  t.teardown(() => ip.stop());
-  const c = await RawClient.connect(ip.port);
-  t.teardown(() => c.sock.destroy());
-  const startup = await c.startup(USERS.trust.user);
+  const { ip, c, startup } = await rawSessionThrough(t, pg.port);
   t.equal(startup[startup.length - 1]?.type, 'Z', 'session started');
 
   c.write(enc.query('begin'));
