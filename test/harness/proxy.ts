@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { leaveTapHooksOutOfChildren } from './child-env';
 import { sleep, waitFor } from './time';
 import { killOnExit, type Watchdog } from './watchdog';
 
@@ -132,6 +133,7 @@ export async function startProxy(opts: ProxyOptions): Promise<Proxy> {
   ];
   const detached = opts.detached ?? false;
   const env = { ...process.env, PGSCRIBE_REDIS_KEY: TEST_REDIS_KEY, ...opts.env };
+  leaveTapHooksOutOfChildren();
   const proc = spawn(process.execPath, full, { stdio: ['ignore', 'pipe', 'pipe'], detached, cwd: opts.cwd, env });
   running.set(proc, detached);
   const dog: Watchdog | null = detached ? killOnExit(proc.pid!) : null;

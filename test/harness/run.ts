@@ -3,6 +3,7 @@
 
 import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import { leaveTapHooksOutOfChildren } from './child-env';
 
 export interface RunResult {
   code: number | null;
@@ -20,6 +21,7 @@ export function run(
   args: string[],
   opts: { env?: NodeJS.ProcessEnv; input?: string | Buffer | undefined; timeoutMs?: number; cwd?: string } = {},
 ): Promise<RunResult> {
+  leaveTapHooksOutOfChildren();
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, {
       env: opts.env ?? process.env,
