@@ -5,6 +5,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { ConfigError, SETTINGS, checkEnvironment, clientTlsMode, defaults, describe, fromFile, parseCommandLine, parseHostPort, type Config } from '../../src/config';
+import { leaveTapHooksOutOfChildren } from '../harness/child-env';
+
+// These tests start dist/main.js with spawnSync: without tap's coverage hook, as the harness does.
+leaveTapHooksOutOfChildren();
 
 const ROOT = path.resolve(__dirname, '../../..');
 const MAIN = path.resolve(__dirname, '../../../dist/main.js');

@@ -10,6 +10,10 @@ import { TokenBucket } from '../../src/limits/token-bucket';
 import { RateLimiter } from '../../src/limits/rate-limiter';
 import { ConnectionLimits, SessionTally } from '../../src/limits/connection-limits';
 import { jsonFormatter, textFormatter } from '../../src/log/format';
+import { leaveTapHooksOutOfChildren } from '../harness/child-env';
+
+// These tests start dist/main.js with spawnSync: without tap's coverage hook, as the harness does.
+leaveTapHooksOutOfChildren();
 
 const MAIN = path.resolve(__dirname, '../../../dist/main.js');
 
